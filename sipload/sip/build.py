@@ -1,0 +1,79 @@
+"""Building messages from other messages: responses, ACK for non-2xx, CANCEL.
+
+These are the constructions that RFC 3261 fixes header by header:
+responses copy Via, From, To, Call-ID, CSeq (and Timestamp on a 100) from the
+request (§8.2.6.2); the ACK for a non-2xx final response reuses the INVITE's
+top Via, Request-URI, Call-ID, From, CSeq number and Route, and the response's
+To (§17.1.1.3); a CANCEL copies the INVITE's Request-URI, top Via, Call-ID,
+From, To, CSeq number and Route (§9.1).
+"""
+
+from __future__ import annotations
+
+from sipload.sip.grammar import Params
+from sipload.sip.headers import NameAddress
+from sipload.sip.message import Request, Response
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    extra: list[tuple[str, str]] | None = None,
+) -> Response:
+    """A response to ``request`` with the headers §8.2.6.2 copies.
+
+    Args:
+        to_tag: added to To when the request's To has no tag and status > 100.
+        extra: more ``(name, value)`` fields, appended in order.
+    """
+    resp = Response(status, reason or "")
+    for key in ("via", "from"):
+        resp.copy_headers_from(request, key)
+    to_value = request.get("to")
+    if to_value is not None:
+        if to_tag is not None and status > 100 and request.to.tag is None:
+            to_value = f"{to_value};tag={to_tag}"
+        resp.add_header("To", to_value)
+    for key in ("call-id", "cseq"):
+        resp.copy_headers_from(request, key)
+    if status == 100:
+        resp.copy_headers_from(request, "timestamp")
+    if extra:
+        for name, value in extra:
+            resp.add_header(name, value)
+    return resp
+
+
+def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
+    """The ACK an INVITE client transaction sends for a 300-699 (§17.1.1.3)."""
+    ack = Request("ACK", invite.uri_text)
+    ack.add_header("Via", invite.get_all("via")[0])
+    for key in ("max-forwards", "route"):
+        ack.copy_headers_from(invite, key)
+    ack.copy_headers_from(invite, "from")
+    to = response.get("to")
+    if to is not None:
+        ack.add_header("To", to)
+    ack.copy_headers_from(invite, "call-id")
+    ack.add_header("CSeq", f"{invite.cseq.seq} ACK")
+    return ack
+
+
+def make_cancel(invite: Request) -> Request:
+    """A CANCEL for a pending INVITE (§9.1)."""
+    cancel = Request("CANCEL", invite.uri_text)
+    cancel.add_header("Via", invite.get_all("via")[0])
+    for key in ("max-forwards", "route", "from", "to", "call-id"):
+        cancel.copy_headers_from(invite, key)
+    cancel.add_header("CSeq", f"{invite.cseq.seq} CANCEL")
+    return cancel
+
+
+def with_tag(address: NameAddress, tag: str) -> NameAddress:
+    """A copy of ``address`` carrying ``;tag=tag``."""
+    params = Params([(k, v) for k, v in address.params.items if k.lower() != "tag"])
+    params.items.append(("tag", tag))
+    return NameAddress(address.uri, address.display_name, params)
