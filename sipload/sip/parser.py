@@ -239,10 +239,11 @@ class StreamFramer:
             header section over :data:`MAX_HEADER_BYTES`); close the connection.
     """
 
-    __slots__ = ("_buf", "pings")
+    __slots__ = ("_buf", "_crlfs", "pings")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._crlfs = 0
         self.pings = 0
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -254,11 +255,13 @@ class StreamFramer:
             while buf.startswith(b"\r\n", skip):
                 skip += 2
             if skip:
-                if skip >= 4:
-                    self.pings += 1
+                self._crlfs += skip // 2
                 del buf[:skip]
-            if not buf:
+                self.pings += self._crlfs // 2
+                self._crlfs %= 2
+            if not buf or buf == b"\r":
                 break
+            self._crlfs = 0
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_HEADER_BYTES:

@@ -1,0 +1,41 @@
+"""The ``sipload`` command line: one sub-command per module in this package.
+
+Exit codes (documented in the README): 0 success / all thresholds met,
+1 a check failed (invalid message, threshold, conformance case), 2 usage or
+input error (scenario, flag, CSV), 3 the run could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sipload import __version__
+from sipload.cli import parse_cmd
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANNOT_RUN = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sipload", description="SIP load generator and conformance tester")
+    parser.add_argument("--version", action="version", version=f"sipload {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parse_cmd.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
