@@ -77,3 +77,44 @@ def with_tag(address: NameAddress, tag: str) -> NameAddress:
     params = Params([(k, v) for k, v in address.params.items if k.lower() != "tag"])
     params.items.append(("tag", tag))
     return NameAddress(address.uri, address.display_name, params)
+
+
+_SALVAGE_KEYS = {
+    b"via": "Via", b"v": "Via", b"from": "From", b"f": "From", b"to": "To", b"t": "To",
+    b"call-id": "Call-ID", b"i": "Call-ID", b"cseq": "CSeq",
+}
+
+
+def salvage_response(data: bytes, status: int, reason: str) -> bytes | None:
+    """An error response for bytes that did not parse, if they were a request.
+
+    Copies the Via, From, To, Call-ID and CSeq lines as they came so the sender
+    can match the answer (RFC 3261 §8.2.6).  Returns None for responses, and for
+    bytes lacking any of those fields (nothing can be matched: drop them).
+    """
+    head = data.lstrip(b"\r\n")
+    if head[:4].upper() == b"SIP/":
+        return None
+    end = head.find(b"\r\n\r\n")
+    lines = (head if end < 0 else head[:end]).split(b"\r\n")[1:]
+    found: dict[str, list[str]] = {}
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        key = _SALVAGE_KEYS.get(name.strip().lower())
+        if key is None:
+            continue
+        text = value.strip().decode("utf-8", "replace")
+        if "\r" in text or "\n" in text or not text:
+            return None
+        found.setdefault(key, []).append(text)
+    if any(k not in found for k in ("Via", "From", "To", "Call-ID", "CSeq")):
+        return None
+    phrase = reason.replace("\r", " ").replace("\n", " ")[:120]
+    resp = Response(status, "")
+    for key in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for v in found[key]:
+            resp.add_header(key, v)
+    resp.add_header("Warning", f'399 sipload "{phrase.replace(chr(34), chr(39))}"')
+    return resp.to_bytes()

@@ -1,0 +1,1 @@
+"""The eXosip-style user agent: calls (cid), dialogs (did), transactions (tid)."""

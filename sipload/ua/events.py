@@ -1,0 +1,75 @@
+"""Events the user agent hands to its program, named after eXosip2's.
+
+An :class:`Event` carries the ids the program needs to act (``tid`` to answer,
+``did`` to send inside the dialog, ``cid`` to terminate, ``rid`` for a
+registration), the reference the program attached to the call, the message
+that caused it, and the time it happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from sipload.sip.message import Request, Response
+
+
+class EventType(Enum):
+    """What happened (eXosip2's ``EXOSIP_*`` event names, lower case)."""
+
+    CALL_INVITE = "call-invite"  #: a new incoming call
+    CALL_REINVITE = "call-reinvite"  #: a re-INVITE inside an established call
+    CALL_NOANSWER = "call-noanswer"  #: our INVITE got no final answer (Timer B)
+    CALL_PROCEEDING = "call-proceeding"  #: 1xx other than 180
+    CALL_RINGING = "call-ringing"  #: 180
+    CALL_ANSWERED = "call-answered"  #: 2xx to our INVITE or re-INVITE
+    CALL_REDIRECTED = "call-redirected"  #: 3xx
+    CALL_REQUESTFAILURE = "call-requestfailure"  #: 4xx
+    CALL_SERVERFAILURE = "call-serverfailure"  #: 5xx
+    CALL_GLOBALFAILURE = "call-globalfailure"  #: 6xx
+    CALL_ACK = "call-ack"  #: ACK for our 2xx
+    CALL_CANCELLED = "call-cancelled"  #: the caller cancelled before our final answer
+    CALL_MESSAGE_NEW = "call-message-new"  #: a request inside a call (INFO, UPDATE, REFER ...)
+    CALL_MESSAGE_PROCEEDING = "call-message-proceeding"
+    CALL_MESSAGE_ANSWERED = "call-message-answered"  #: 2xx to our request inside a call
+    CALL_MESSAGE_REDIRECTED = "call-message-redirected"
+    CALL_MESSAGE_REQUESTFAILURE = "call-message-requestfailure"
+    CALL_MESSAGE_SERVERFAILURE = "call-message-serverfailure"
+    CALL_MESSAGE_GLOBALFAILURE = "call-message-globalfailure"
+    CALL_CLOSED = "call-closed"  #: BYE received
+    CALL_RELEASED = "call-released"  #: the call and all its state are gone
+    REGISTRATION_SUCCESS = "registration-success"
+    REGISTRATION_FAILURE = "registration-failure"
+    MESSAGE_NEW = "message-new"  #: a request outside any call (OPTIONS, MESSAGE ...)
+    MESSAGE_PROCEEDING = "message-proceeding"
+    MESSAGE_ANSWERED = "message-answered"
+    MESSAGE_REDIRECTED = "message-redirected"
+    MESSAGE_REQUESTFAILURE = "message-requestfailure"
+    MESSAGE_SERVERFAILURE = "message-serverfailure"
+    MESSAGE_GLOBALFAILURE = "message-globalfailure"
+    TRANSPORT_ERROR = "transport-error"  #: a message could not be sent or was refused
+    BAD_MESSAGE = "bad-message"  #: the peer sent something we refused (and answered)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened, with the ids to act on it."""
+
+    type: EventType  #: what happened
+    time: float  #: when (the ``now`` the UA was given)
+    cid: int = 0  #: call id, 0 outside calls
+    did: int = 0  #: dialog id, 0 when no dialog exists yet
+    tid: int = 0  #: transaction id to answer with, or of our request that was answered
+    rid: int = 0  #: registration id
+    reference: object = None  #: what the program attached with ``call_set_reference``
+    request: Request | None = None  #: the request concerned
+    response: Response | None = None  #: the response concerned
+    reason: str = ""  #: for failures: why, in words (timer, transport, auth ...)
+
+    @property
+    def status(self) -> int:
+        return self.response.status if self.response is not None else 0
+
+    @property
+    def method(self) -> str:
+        return self.request.method if self.request is not None else ""

@@ -1,0 +1,138 @@
+"""What the user agent remembers: calls, their dialogs, transactions, registrations.
+
+Plain slotted records.  :mod:`sipload.ua.agent` owns the logic; these classes
+only hold state and answer small questions about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from sipload.sip.dialog import Dialog
+from sipload.sip.message import Request, Response
+from sipload.sip.transaction import ClientTransaction, ServerTransaction
+
+Peer = tuple[str, str, int]
+"""Where bytes go or came from: (transport "udp"/"tcp"/"tls", host, port)."""
+
+
+class CallState(IntEnum):
+    """Where a call is, as :meth:`UserAgent.call_terminate` needs to know."""
+
+    CALLING = 0  #: INVITE sent, nothing heard yet (a CANCEL must wait)
+    PROCEEDING = 1  #: a provisional response heard (CANCEL possible)
+    INCOMING = 2  #: an INVITE received, not answered finally
+    CONFIRMED = 3  #: a 2xx sent or received
+    TERMINATING = 4  #: BYE or CANCEL sent
+    TERMINATED = 5
+
+
+class Purpose(IntEnum):
+    """Why a transaction exists, which decides what its responses mean."""
+
+    INVITE = 0  #: the initial INVITE of a call
+    REINVITE = 1  #: an INVITE inside a dialog
+    CANCEL = 2
+    BYE = 3
+    IN_DIALOG = 4  #: INFO, UPDATE, REFER, NOTIFY, PRACK, OPTIONS ... inside a call
+    REGISTER = 5
+    OUT_OF_DIALOG = 6  #: OPTIONS, MESSAGE, any request outside a call
+    PRACK = 7
+
+
+@dataclass(slots=True)
+class CallDialog:
+    """One dialog of a call, plus what the UA retransmits on its behalf."""
+
+    did: int
+    cid: int
+    dialog: Dialog
+    peer: Peer
+    ack: bytes | None = None  #: the last ACK sent for a 2xx, re-sent on 2xx retransmission
+    # UAS: our 2xx to INVITE, retransmitted until ACK (RFC 3261 §13.3.1.4)
+    ok_bytes: bytes | None = None
+    ok_cseq: int = 0
+    ok_next: float = 0.0
+    ok_interval: float = 0.0
+    ok_give_up: float = 0.0
+    # UAS: reliable provisional awaiting PRACK (RFC 3262 §3)
+    rel_bytes: bytes | None = None
+    rel_rseq: int = 0
+    rel_next: float = 0.0
+    rel_interval: float = 0.0
+    rel_give_up: float = 0.0
+    rel_tid: int = 0
+    rseq_out: int = 0  #: last RSeq we sent
+    rseq_in: int = -1  #: last RSeq we acknowledged with PRACK
+    pending_invite_tid: int = 0  #: tid of an INVITE server tx inside this dialog awaiting our final
+
+    def next_deadline(self) -> float | None:
+        d: float | None = None
+        if self.ok_bytes is not None:
+            d = min(self.ok_next, self.ok_give_up)
+        if self.rel_bytes is not None:
+            r = min(self.rel_next, self.rel_give_up)
+            d = r if d is None else min(d, r)
+        return d
+
+
+@dataclass(slots=True)
+class Call:
+    """A call (cid): the INVITE that started it and the dialogs it made."""
+
+    cid: int
+    uac: bool
+    state: CallState
+    invite: Request  #: the INVITE as last sent (UAC) or received (UAS)
+    invite_tid: int
+    peer: Peer
+    reference: object = None
+    dialogs: dict[int, CallDialog] = field(default_factory=dict)
+    cancel_pending: bool = False  #: terminate() came before any provisional
+    bye_pending_did: int = 0  #: terminate() came while a 2xx was on its way: BYE after ACK
+    retransmissions: int = 0
+    final: Response | None = None
+
+    def first_dialog(self) -> CallDialog | None:
+        for d in self.dialogs.values():
+            return d
+        return None
+
+
+@dataclass(slots=True)
+class TxRecord:
+    """A transaction and what it belongs to."""
+
+    tid: int
+    tx: ClientTransaction | ServerTransaction
+    peer: Peer
+    purpose: Purpose
+    cid: int = 0
+    did: int = 0
+    rid: int = 0
+    auth_realms: tuple[str, ...] = ()  #: realms we already answered on this request chain
+    armed: float = -1.0  #: the deadline last pushed on the timer heap
+
+
+@dataclass(slots=True)
+class Registration:
+    """A registration (rid) kept alive by refreshing before it expires."""
+
+    rid: int
+    request: Request
+    expires: int
+    peer: Peer
+    refresh_at: float = 0.0
+    tid: int = 0
+    registered: bool = False
+
+
+@dataclass(slots=True)
+class Credential:
+    """What :meth:`UserAgent.add_authentication_info` stored."""
+
+    username: str
+    userid: str
+    password: str
+    realm: str  #: "" answers any realm
