@@ -15,7 +15,7 @@ PURE = ["sip", "ua", "scenario", "stats"]
 ALLOWED = {
     "sip": set(),
     "ua": {"sip"},
-    "scenario": {"sip", "ua"},
+    "scenario": {"sip", "ua", "stats"},
     "stats": {"sip"},
     "report": {"stats"},
 }

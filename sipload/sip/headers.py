@@ -179,8 +179,8 @@ _QUOTED_RE = re.compile(r"[ \t]*(" + QUOTED_STRING + r")[ \t]*")
 class NameAddress:
     """A name-addr or addr-spec with header parameters (From, To, Contact, Route ...).
 
-    ``display_name`` is decoded (no quotes).  ``bracketed`` remembers whether the
-    URI was in ``<...>``; serialization always writes brackets.
+    ``display_name`` is decoded (no quotes); serialization always writes the
+    URI in brackets.
     """
 
     uri: Uri
@@ -275,9 +275,12 @@ def parse_contacts(values: list[str]) -> list[NameAddress] | None:
     """Parse every Contact value; ``None`` means ``Contact: *``."""
     out: list[NameAddress] = []
     for raw in values:
-        for v in split_commas(raw):
+        elements = split_commas(raw)
+        if not elements:
+            raise ParseError("empty Contact header")
+        for v in elements:
             if v == "*":
-                if len(values) != 1 or len(out) > 0:
+                if len(values) != 1 or len(elements) != 1:
                     raise ParseError("Contact '*' mixed with other contacts")
                 return None
             out.append(parse_name_addr_head(v))

@@ -145,7 +145,7 @@ class Message:
                 self._headers.insert(i, field)
                 break
         else:
-            self._headers.append(field)
+            self._headers.insert(0, field)
         self._changed()
 
     def remove_header(self, name: str) -> None:

@@ -1,0 +1,1 @@
+"""Per-call records, mergeable histograms, interval snapshots, the run directory."""
