@@ -10,7 +10,7 @@ From, To, CSeq number and Route (§9.1).
 
 from __future__ import annotations
 
-from sipload.sip.grammar import Params
+from sipload.sip.grammar import Params, split_commas
 from sipload.sip.headers import NameAddress
 from sipload.sip.message import Request, Response
 
@@ -50,7 +50,7 @@ def make_response(
 def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
     """The ACK an INVITE client transaction sends for a 300-699 (§17.1.1.3)."""
     ack = Request("ACK", invite.uri_text)
-    ack.add_header("Via", invite.get_all("via")[0])
+    ack.add_header("Via", split_commas(invite.get_all("via")[0])[0])
     for key in ("max-forwards", "route"):
         ack.copy_headers_from(invite, key)
     ack.copy_headers_from(invite, "from")
@@ -65,7 +65,7 @@ def make_ack_for_non2xx(invite: Request, response: Response) -> Request:
 def make_cancel(invite: Request) -> Request:
     """A CANCEL for a pending INVITE (§9.1)."""
     cancel = Request("CANCEL", invite.uri_text)
-    cancel.add_header("Via", invite.get_all("via")[0])
+    cancel.add_header("Via", split_commas(invite.get_all("via")[0])[0])
     for key in ("max-forwards", "route", "from", "to", "call-id"):
         cancel.copy_headers_from(invite, key)
     cancel.add_header("CSeq", f"{invite.cseq.seq} CANCEL")

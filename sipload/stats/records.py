@@ -9,18 +9,18 @@ boundaries as msgpack without custom code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Result(str, Enum):
+class Result(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     IN_FLIGHT = "in_flight_at_stop"
     LOST = "lost_with_worker"
 
 
-class Failure(str, Enum):
+class Failure(StrEnum):
     """Why a call failed: the taxonomy every record uses."""
 
     TIMEOUT = "timeout"  #: a recv step waited longer than its timeout

@@ -1,0 +1,465 @@
+"""Loading a scenario: safe YAML, schema validation, semantic checks, compilation.
+
+Every problem is one :class:`ScenarioError` naming the file, line and column,
+with the nearest valid key for a misspelt one.  YAML is read with PyYAML's
+safe loader (no tags that build objects); nothing in a scenario is evaluated.
+
+Semantic rules beyond the schema: labels are unique; every ``goto`` and
+``on:`` target exists; a jump backwards (a loop) must be a ``goto`` with
+``max``; templates use only known variables (keywords, ``variables:``,
+``set:``, captures, CSV fields).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from sipload.scenario.model import (
+    AnyStep,
+    Body,
+    Capture,
+    Check,
+    CheckStep,
+    DtmfStep,
+    GotoStep,
+    HeaderSpec,
+    Matcher,
+    NopStep,
+    PauseStep,
+    Program,
+    RecvStep,
+    ReplyStep,
+    SendStep,
+    SetStep,
+    Template,
+    TerminateStep,
+)
+from sipload.scenario.schema import SCHEMA, STEP_KINDS, TOP_KEYS
+
+KEYWORDS = frozenset({
+    "call_number", "call_id", "local_host", "local_port", "remote_host", "remote_port",
+    "transport", "target", "service", "branch", "cseq", "local_tag", "remote_tag",
+    "local_contact", "media_port", "media_ip", "worker", "pid", "username", "password",
+    "realm", "last_status", "last_method", "last_body",
+})
+"""Variables every call has (see the README's scenario reference)."""
+
+Path_ = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with YAML 1.2 booleans: ``on``/``off``/``yes``/``no``
+    stay strings (``on:`` is a recv step's key)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be run, with where the problem is."""
+
+    def __init__(self, file: str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}")
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
+
+
+class _Marks:
+    """Line and column (1-based) of every node, by its path in the document."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.at: dict[Path_, tuple[int, int]] = {}
+        self.key_at: dict[Path_, tuple[int, int]] = {}
+
+    def collect(self, node: yaml.Node, path: Path_) -> None:
+        self.at[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            for knode, vnode in node.value:
+                key = str(knode.value)
+                self.key_at[(*path, key)] = (knode.start_mark.line + 1,
+                                             knode.start_mark.column + 1)
+                self.collect(vnode, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.collect(item, (*path, i))
+
+    def error(self, path: Path_, message: str, *, key: bool = False) -> ScenarioError:
+        where = (self.key_at.get(path) if key else None) or self.at.get(path)
+        p = path
+        while where is None and p:
+            p = p[:-1]
+            where = self.at.get(p)
+        line, col = where or (1, 1)
+        return ScenarioError(self.file, line, col, message)
+
+
+def _nearest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def parse_duration(value: Any) -> float:
+    """``1.5`` / ``"500ms"`` / ``"2s"`` / ``"1m"`` to seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value)
+    if text.endswith("ms"):
+        return float(text[:-2]) / 1000.0
+    if text.endswith("s"):
+        return float(text[:-1])
+    if text.endswith("m"):
+        return float(text[:-1]) * 60.0
+    return float(text)
+
+
+def _parse_matcher(spec: Any) -> Matcher:
+    if isinstance(spec, int):
+        return Matcher(spec, spec, "", str(spec))
+    text = str(spec)
+    if len(text) == 3 and text.endswith("xx"):
+        base = int(text[0]) * 100
+        return Matcher(base, base + 99, "", text)
+    if re.fullmatch(r"[1-6][0-9][0-9]-[1-6][0-9][0-9]", text):
+        lo, hi = text.split("-")
+        return Matcher(int(lo), int(hi), "", text)
+    if text.isdigit():
+        return Matcher(int(text), int(text), "", text)
+    return Matcher(0, 0, text, text)
+
+
+class _Compiler:
+    def __init__(self, data: dict[str, Any], marks: _Marks, csv_fields: int) -> None:
+        self.data = data
+        self.marks = marks
+        self.labels: dict[str, int] = {}
+        self.known: set[str] = set(KEYWORDS)
+        self.known.update(f"field{i}" for i in range(max(csv_fields, 0)))
+        self.csv_fields = csv_fields
+
+    def err(self, path: Path_, message: str, key: bool = False) -> ScenarioError:
+        return self.marks.error(path, message, key=key)
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self) -> None:
+        data = self.data
+        for key in data:
+            if key not in TOP_KEYS:
+                raise self.err((key,), f"unknown key '{key}'{_nearest(key, TOP_KEYS)}", key=True)
+        top = dict(SCHEMA)
+        top_props = {k: v for k, v in SCHEMA["properties"].items() if k != "steps"}
+        top = {"type": "object", "properties": top_props}
+        self._validate(data, top, ())
+        steps = data.get("steps")
+        if not isinstance(steps, list) or not steps:
+            raise self.err(("steps",) if "steps" in data else (),
+                           "'steps' must be a non-empty list of steps")
+        kinds = list(STEP_KINDS)
+        for i, step in enumerate(steps):
+            path: Path_ = ("steps", i)
+            if not isinstance(step, dict):
+                if isinstance(step, str) and step in STEP_KINDS:
+                    raise self.err(path, f"step '{step}' needs a value, e.g. '{step}: ...'")
+                raise self.err(path, "a step is a mapping such as 'send: INVITE'")
+            present = [k for k in step if k in STEP_KINDS]
+            if not present:
+                first = next(iter(step), "")
+                raise self.err((*path, first),
+                               f"unknown step '{first}'{_nearest(str(first), kinds)}"
+                               f" (steps: {', '.join(kinds)})", key=True)
+            if len(present) > 1:
+                raise self.err((*path, present[1]),
+                               f"a step has one kind; this one has {' and '.join(present)}",
+                               key=True)
+            kind = present[0]
+            allowed = list(STEP_KINDS[kind]["properties"])
+            for key in step:
+                if key not in allowed:
+                    raise self.err((*path, key), f"unknown key '{key}' in a {kind} step"
+                                   f"{_nearest(str(key), allowed)}", key=True)
+            self._validate(step, STEP_KINDS[kind], path)
+
+    def _validate(self, instance: Any, schema: dict[str, Any], base: Path_) -> None:
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(instance), key=lambda e: len(e.absolute_path))
+        if not errors:
+            return
+        best = jsonschema.exceptions.best_match(errors)
+        path: Path_ = (*base, *best.absolute_path)
+        value = best.instance
+        message = best.message
+        parent = best.parent
+        while parent is not None and parent.validator not in ("oneOf", "anyOf"):
+            parent = parent.parent
+        if parent is not None and isinstance(parent.schema, dict) and \
+                parent.schema.get("description"):
+            path = (*base, *parent.absolute_path)
+            message = f"{parent.instance!r} is not valid: expected {parent.schema['description']}"
+        elif best.validator in ("oneOf", "anyOf"):
+            what = best.schema.get("description") if isinstance(best.schema, dict) else None
+            message = f"{value!r} is not valid" + (f": expected {what}" if what else "")
+        elif best.validator == "additionalProperties" and isinstance(value, dict):
+            props = list(best.schema.get("properties", {}))
+            extra = [k for k in value if k not in props]
+            if extra:
+                raise self.err((*path, extra[0]), f"unknown key '{extra[0]}'"
+                               f"{_nearest(str(extra[0]), props)}", key=True)
+        elif best.validator == "pattern" and best.absolute_path:
+            message = f"{value!r} is not valid here"
+        field = ".".join(str(p) for p in best.absolute_path)
+        raise self.err(path, f"{field + ': ' if field else ''}{message}")
+
+    # ------------------------------------------------------------------ compiling
+
+    def template(self, text: Any, path: Path_) -> Template:
+        t = Template.compile(str(text))
+        for name in t.names:
+            if name not in self.known:
+                hint = _nearest(name, sorted(self.known))
+                raise self.err(path, f"unknown variable '${{{name}}}'{hint}")
+        return t
+
+    def headers(self, spec: dict[str, Any] | None, path: Path_) -> tuple[HeaderSpec, ...]:
+        out: list[HeaderSpec] = []
+        for name, value in (spec or {}).items():
+            p = (*path, "headers", name)
+            if value is None:
+                out.append((name, None))
+            elif isinstance(value, list):
+                out.append((name, tuple(self.template(v, p) for v in value)))
+            else:
+                out.append((name, (self.template(value, p),)))
+        return tuple(out)
+
+    def body(self, spec: Any, path: Path_) -> Body | None:
+        if spec is None:
+            return None
+        if isinstance(spec, dict):
+            return Body(None, str(spec["sdp"]))
+        return Body(self.template(spec, (*path, "body")), "")
+
+    def regex(self, text: str, path: Path_) -> re.Pattern[str]:
+        try:
+            return re.compile(text)
+        except re.error as e:
+            raise self.err(path, f"bad regular expression: {e}") from e
+
+    def checks(self, items: list[dict[str, Any]], path: Path_) -> tuple[Check, ...]:
+        out: list[Check] = []
+        for j, c in enumerate(items):
+            p = (*path, j)
+            if not c.get("header") and not c.get("body"):
+                raise self.err(p, "a check names a 'header' or sets 'body: true'")
+            name = c.get("name") or f"{c.get('header') or 'body'}"
+            present = True if c.get("present") else (False if c.get("absent") else None)
+            out.append(Check(
+                name, str(c.get("header") or ""), bool(c.get("body")), present,
+                self.regex(c["matches"], (*p, "matches")) if "matches" in c else None,
+                self.template(c["equals"], (*p, "equals")) if "equals" in c else None,
+            ))
+        return tuple(out)
+
+    def collect_names(self) -> None:
+        """First pass: labels and every variable a step defines."""
+        for name in self.data.get("variables", {}) or {}:
+            self.known.add(str(name))
+        for i, step in enumerate(self.data["steps"]):
+            if "label" in step:
+                label = str(step["label"])
+                if label in self.labels:
+                    raise self.err(("steps", i, "label"), f"label '{label}' is defined twice")
+                self.labels[label] = i
+            for name in (step.get("set") or {}) if "set" in step else {}:
+                self.known.add(str(name))
+            for cap in step.get("capture", []) or []:
+                self.known.add(str(cap["var"]))
+
+    def target(self, label: str, path: Path_) -> int:
+        if label not in self.labels:
+            raise self.err(path, f"no label '{label}'{_nearest(label, list(self.labels))}")
+        return self.labels[label]
+
+    def step(self, i: int, s: dict[str, Any]) -> AnyStep:
+        path: Path_ = ("steps", i)
+        line = self.marks.at.get(path, (0, 0))[0]
+        common: dict[str, Any] = {
+            "line": line, "start_timer": str(s.get("start_timer", "")),
+            "stop_timer": str(s.get("stop_timer", "")), "leg": str(s.get("leg", "main")),
+        }
+        t = self.template
+        if "send" in s:
+            def opt(key: str) -> Template | None:
+                return t(s[key], (*path, key)) if key in s else None
+
+            return SendStep(
+                **common, method=str(s["send"]).upper(), to=opt("to"), from_=opt("from"),
+                request_uri=opt("request_uri"), route=opt("route"), subject=opt("subject"),
+                headers=self.headers(s.get("headers"), path), body=self.body(s.get("body"), path),
+                content_type=opt("content_type"), out_of_dialog=bool(s.get("out_of_dialog")),
+                expires=s.get("expires"),
+            )
+        if "reply" in s:
+            return ReplyStep(
+                **common, code=int(s["reply"]), reason=str(s.get("reason", "")),
+                headers=self.headers(s.get("headers"), path), body=self.body(s.get("body"), path),
+                content_type=t(s["content_type"], (*path, "content_type"))
+                if "content_type" in s else None,
+            )
+        if "recv" in s:
+            spec = s["recv"] if isinstance(s["recv"], list) else [s["recv"]]
+            on: list[tuple[Matcher, int]] = []
+            for code, label in (s.get("on") or {}).items():
+                p = (*path, "on", code)
+                target = self.target(str(label), p)
+                if target <= i:
+                    raise self.err(p, "'on:' jumps forward only; loop with a 'goto' and 'max'")
+                on.append((_parse_matcher(code), target))
+            caps = tuple(
+                Capture(str(c["var"]), self.regex(c["regex"], (*path, "capture", j, "regex")),
+                        str(c.get("header", "")), bool(c.get("body")), bool(c.get("required")))
+                for j, c in enumerate(s.get("capture", []) or [])
+            )
+            timeout = parse_duration(s["timeout"]) if "timeout" in s else None
+            return RecvStep(**common, matchers=tuple(_parse_matcher(x) for x in spec),
+                            optional=bool(s.get("optional")), timeout=timeout, on=tuple(on),
+                            captures=caps,
+                            checks=self.checks(s.get("check", []) or [], (*path, "check")))
+        if "pause" in s:
+            p = s["pause"]
+            if isinstance(p, dict):
+                (dist, arg), = p.items()
+                if dist == "uniform":
+                    a, b = parse_duration(arg[0]), parse_duration(arg[1])
+                    if b < a:
+                        raise self.err((*path, "pause"), "uniform: the first bound is larger")
+                elif dist == "exponential":
+                    a, b = parse_duration(arg), 0.0
+                else:
+                    a, b = parse_duration(arg["mean"]), parse_duration(arg["stddev"])
+                return PauseStep(**common, distribution=str(dist), a=a, b=b)
+            return PauseStep(**common, distribution="fixed", a=parse_duration(p))
+        if "dtmf" in s:
+            dur = parse_duration(s.get("duration", 0.25))
+            return DtmfStep(**common, digits=str(s["dtmf"]), duration_ms=int(dur * 1000),
+                            gap=parse_duration(s.get("gap", 0)))
+        if "terminate" in s:
+            return TerminateStep(**common, wait=bool(s.get("wait", True)))
+        if "label" in s:
+            return NopStep(**common, label=str(s["label"]))
+        if "goto" in s:
+            target = self.target(str(s["goto"]), (*path, "goto"))
+            mx = int(s.get("max", 0))
+            if target <= i and mx == 0:
+                raise self.err((*path, "goto"), "a jump backwards is a loop: give it a 'max'")
+            when = s.get("when") or {}
+            if when and str(when["var"]) not in self.known:
+                raise self.err((*path, "when", "var"), f"unknown variable '{when['var']}'")
+            return GotoStep(
+                **common, target=target, max=mx, when_var=str(when.get("var", "")),
+                when_equals=t(when["equals"], (*path, "when", "equals"))
+                if "equals" in when else None,
+                when_matches=self.regex(when["matches"], (*path, "when", "matches"))
+                if "matches" in when else None,
+            )
+        if "set" in s:
+            return SetStep(**common, values=tuple(
+                (str(k), t(v, (*path, "set", k))) for k, v in (s["set"] or {}).items()))
+        if "check" in s:
+            return CheckStep(**common, checks=self.checks(s["check"], (*path, "check")))
+        return NopStep(**common)
+
+    def program(self, name: str, path: str, digest: str) -> Program:
+        d = self.data
+        self.collect_names()
+        steps = tuple(self.step(i, s) for i, s in enumerate(d["steps"]))
+        role = str(d.get("role") or _guess_role(steps))
+        creds = d.get("credentials")
+        extra: dict[str, Any] = {}
+        if "to" in d:
+            extra["to"] = self.template(d["to"], ("to",))
+        if "from" in d:
+            extra["from_"] = self.template(d["from"], ("from",))
+        return Program(
+            name=str(d.get("name") or name), path=path, role=role, steps=steps,
+            transport=str(d.get("transport", "udp")),
+            variables=tuple((str(k), self.template(v, ("variables", k)))
+                            for k, v in (d.get("variables") or {}).items()),
+            credentials=(self.template(creds["username"], ("credentials", "username")),
+                         self.template(creds["password"], ("credentials", "password")),
+                         self.template(creds.get("realm", ""), ("credentials", "realm")))
+            if creds else None,
+            inject=str(d.get("inject", "")),
+            recv_timeout=parse_duration(d["recv_timeout"]) if "recv_timeout" in d else 32.0,
+            counterpart=str(d.get("counterpart", "")),
+            allow=tuple(str(x) for x in d.get("allow", []) or []),
+            supported=tuple(str(x) for x in d.get("supported", []) or []),
+            thresholds=tuple(str(x) for x in d.get("thresholds", []) or []),
+            digest=digest, **extra,
+        )
+
+
+def _guess_role(steps: tuple[AnyStep, ...]) -> str:
+    for s in steps:
+        if isinstance(s, SendStep):
+            return "uac"
+        if isinstance(s, RecvStep):
+            return "uas"
+    return "uac"
+
+
+def load_text(text: str, file: str = "<scenario>", *, csv_fields: int = 0) -> Program:
+    """Validate and compile scenario text.
+
+    Raises:
+        ScenarioError: the first problem found, with file, line and column.
+    """
+    marks = _Marks(file)
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ScenarioError(file, line, col, f"YAML: {e.problem or e.context}") from e
+    except yaml.YAMLError as e:
+        raise ScenarioError(file, 1, 1, f"YAML: {e}") from e
+    if node is None or not isinstance(data, dict):
+        raise ScenarioError(file, 1, 1, "a scenario is a mapping with a 'steps' list")
+    marks.collect(node, ())
+    compiler = _Compiler(data, marks, csv_fields)
+    compiler.validate()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return compiler.program(Path(file).stem, file, digest)
+
+
+def load_file(path: str | Path, *, csv_fields: int = 0) -> Program:
+    """Load a scenario file (see :func:`load_text`)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError(str(p), 1, 1, f"cannot read: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ScenarioError(str(p), 1, 1, f"not UTF-8 text: {e.reason}") from e
+    return load_text(text, str(p), csv_fields=csv_fields)

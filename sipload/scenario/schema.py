@@ -1,0 +1,206 @@
+"""The JSON Schema of a scenario file: the one definition of what may be written.
+
+``sipload schema`` prints :data:`SCHEMA` so editors can complete and check
+scenarios.  The loader validates each step against the schema of its own kind
+(the step's one kind key: ``send``, ``recv`` ...), which gives errors that name
+the step's real mistake instead of a "matches none of" over every kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DURATION: dict[str, Any] = {
+    "description": "seconds as a number, or a string such as 500ms, 2s, 1.5m",
+    "oneOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m)?$"},
+    ],
+}
+TEMPLATE: dict[str, Any] = {
+    "type": "string",
+    "description": "text in which ${name} is replaced by a variable or keyword",
+}
+HEADERS: dict[str, Any] = {
+    "type": "object",
+    "description": "headers to set (a null value removes the header; a list adds several)",
+    "additionalProperties": {
+        "oneOf": [TEMPLATE, {"type": "null"}, {"type": "integer"},
+                  {"type": "array", "items": TEMPLATE}],
+    },
+}
+BODY: dict[str, Any] = {
+    "description": "a body: text, or {sdp: offer|answer|hold|resume|inactive}",
+    "oneOf": [
+        TEMPLATE,
+        {"type": "object", "additionalProperties": False, "required": ["sdp"],
+         "properties": {"sdp": {"enum": ["offer", "answer", "hold", "resume", "inactive"]}}},
+    ],
+}
+TIMERS: dict[str, Any] = {
+    "start_timer": {"type": "string", "description": "start a named timing mark here"},
+    "stop_timer": {"type": "string", "description": "stop a named timing mark here"},
+}
+CODE_SPEC: dict[str, Any] = {
+    "description": "a status code (486), a class (2xx), a range (180-183), a method (INVITE)",
+    "oneOf": [
+        {"type": "integer", "minimum": 100, "maximum": 699},
+        {"type": "string", "pattern": r"^([1-6]xx|[1-6][0-9][0-9](-[1-6][0-9][0-9])?)$"},
+        {"type": "string", "pattern": r"^[A-Z][A-Z0-9_\-]*$"},
+    ],
+}
+CAPTURE: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["var", "regex"],
+    "properties": {
+        "var": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+        "header": {"type": "string"},
+        "body": {"type": "boolean"},
+        "regex": {"type": "string"},
+        "required": {"type": "boolean", "description": "no match fails the call"},
+    },
+}
+CHECK: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "header": {"type": "string"},
+        "body": {"type": "boolean"},
+        "present": {"type": "boolean"},
+        "absent": {"type": "boolean"},
+        "matches": {"type": "string"},
+        "equals": TEMPLATE,
+    },
+}
+LEG: dict[str, Any] = {
+    "type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$",
+    "description": "which call of the scenario the step acts on (default: main)",
+}
+
+STEP_KINDS: dict[str, dict[str, Any]] = {
+    "send": {
+        "description": "send a request; inside a call it goes in the call's dialog",
+        "properties": {
+            "send": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_\-.!%*+`'~]*$"},
+            "to": TEMPLATE, "from": TEMPLATE, "request_uri": TEMPLATE, "route": TEMPLATE,
+            "subject": TEMPLATE, "headers": HEADERS, "body": BODY,
+            "content_type": TEMPLATE, "out_of_dialog": {"type": "boolean"},
+            "expires": {"type": "integer", "minimum": 0}, "leg": LEG, **TIMERS,
+        },
+    },
+    "reply": {
+        "description": "answer the last request received with a status code",
+        "properties": {
+            "reply": {"type": "integer", "minimum": 100, "maximum": 699},
+            "reason": {"type": "string"}, "headers": HEADERS, "body": BODY,
+            "content_type": TEMPLATE, "leg": LEG, **TIMERS,
+        },
+    },
+    "recv": {
+        "description": "wait for a response (code, class, range) or a request (method)",
+        "properties": {
+            "recv": {"oneOf": [CODE_SPEC, {"type": "array", "items": CODE_SPEC, "minItems": 1}]},
+            "optional": {"type": "boolean"},
+            "timeout": DURATION,
+            "on": {"type": "object", "description": "code spec -> label to jump to",
+                   "additionalProperties": {"type": "string"}},
+            "capture": {"type": "array", "items": CAPTURE},
+            "check": {"type": "array", "items": CHECK},
+            "leg": LEG, **TIMERS,
+        },
+    },
+    "pause": {
+        "description": "wait: fixed, or drawn from a distribution",
+        "properties": {
+            "pause": {"oneOf": [
+                DURATION,
+                {"type": "object", "additionalProperties": False, "minProperties": 1,
+                 "maxProperties": 1, "properties": {
+                     "uniform": {"type": "array", "items": DURATION, "minItems": 2,
+                                 "maxItems": 2},
+                     "normal": {"type": "object", "additionalProperties": False,
+                                "required": ["mean", "stddev"],
+                                "properties": {"mean": DURATION, "stddev": DURATION}},
+                     "lognormal": {"type": "object", "additionalProperties": False,
+                                   "required": ["mean", "stddev"],
+                                   "properties": {"mean": DURATION, "stddev": DURATION}},
+                     "exponential": DURATION,
+                 }},
+            ]},
+        },
+    },
+    "dtmf": {
+        "description": "send digits as INFO application/dtmf-relay, one per digit",
+        "properties": {
+            "dtmf": {"oneOf": [{"type": "string", "pattern": r"^[0-9*#A-Da-d]+$"},
+                               {"type": "integer", "minimum": 0}]},
+            "duration": DURATION, "gap": DURATION, "leg": LEG,
+        },
+    },
+    "terminate": {
+        "description": "end the call: CANCEL, a negative answer or BYE, by its state",
+        "properties": {"terminate": {"oneOf": [{"type": "boolean"}, {"type": "null"}]},
+                       "leg": LEG, "wait": {"type": "boolean",
+                                            "description": "wait until the call is gone"}},
+    },
+    "label": {"description": "a place to jump to",
+              "properties": {"label": {"type": "string"}}},
+    "goto": {
+        "description": "jump to a label; `max` bounds how often (loops must be bounded)",
+        "properties": {
+            "goto": {"type": "string"}, "max": {"type": "integer", "minimum": 1},
+            "when": {"type": "object", "additionalProperties": False, "required": ["var"],
+                     "properties": {"var": {"type": "string"}, "equals": TEMPLATE,
+                                    "matches": {"type": "string"}}},
+        },
+    },
+    "set": {
+        "description": "set variables",
+        "properties": {"set": {"type": "object", "additionalProperties": TEMPLATE}},
+    },
+    "check": {
+        "description": "check the last message received; a failure fails the call",
+        "properties": {"check": {"type": "array", "items": CHECK}, "leg": LEG},
+    },
+    "nop": {"description": "nothing (a place for timers)",
+            "properties": {"nop": {"type": "null"}, **TIMERS}},
+}
+
+for _kind, _spec in STEP_KINDS.items():
+    _spec["type"] = "object"
+    _spec["required"] = [_kind]
+    _spec["additionalProperties"] = False
+
+THRESHOLD: dict[str, Any] = {
+    "type": "string",
+    "description": "metric OP value, e.g. answer.p95<200ms, asr>=0.99, failed.rate<0.5%",
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "sipload scenario",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["steps"],
+    "properties": {
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "role": {"enum": ["uac", "uas"]},
+        "transport": {"enum": ["udp", "tcp", "tls"]},
+        "counterpart": {"type": "string", "description": "the UAS scenario to test against"},
+        "to": TEMPLATE,
+        "from": TEMPLATE,
+        "variables": {"type": "object", "additionalProperties": TEMPLATE},
+        "credentials": {
+            "type": "object", "additionalProperties": False, "required": ["username", "password"],
+            "properties": {"username": TEMPLATE, "password": TEMPLATE, "realm": TEMPLATE},
+        },
+        "inject": {"type": "string", "description": "CSV file in SIPp -inf format"},
+        "recv_timeout": DURATION,
+        "allow": {"type": "array", "items": {"type": "string"}},
+        "supported": {"type": "array", "items": {"type": "string"}},
+        "thresholds": {"type": "array", "items": THRESHOLD},
+        "steps": {"type": "array", "minItems": 1,
+                  "items": {"oneOf": list(STEP_KINDS.values())}},
+    },
+}
+TOP_KEYS = tuple(SCHEMA["properties"])
