@@ -1,0 +1,444 @@
+"""The asyncio shell of a worker: sockets ↔ user agent ↔ scenario, one timer.
+
+The engine moves bytes between the transports and the sans-IO
+:class:`UserAgent`, hands UA events to the scenario :class:`Runner` (or to the
+:class:`DefaultUAS`), starts calls at the :class:`Pacer`'s intended times, and
+re-arms a single ``loop.call_at`` for the earliest deadline of all of them.
+Every second it hands the finished records and a snapshot (counts, health,
+latency histograms) to its sink.  Times given to the core are seconds since
+the engine started (``now``), so records carry run-relative times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import resource
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipload.pacing import Pacer
+from sipload.scenario.inject import Injection
+from sipload.scenario.interpreter import RunContext, Runner
+from sipload.scenario.model import Program
+from sipload.sip.transaction import TimerConfig
+from sipload.stats.histograms import MarkHistograms
+from sipload.stats.records import CallRecord, Failure, Result
+from sipload.transport import TransportSet
+from sipload.transport.tls import client_context
+from sipload.ua.agent import UAConfig, UserAgent
+from sipload.ua.ids import IdGenerator
+from sipload.ua.responder import DefaultUAS
+from sipload.ua.state import Peer
+
+LATE_AFTER = 0.010
+"""A call that starts more than this after its intended time counts as late."""
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    """What one engine does: its role, where it sends, how fast, for how long."""
+
+    program: Program | None  #: None: the default UAS
+    target: tuple[str, int] | None = None
+    transport: str = "udp"
+    local_host: str = "127.0.0.1"
+    local_port: int = 0
+    rate: float = 10.0
+    calls: int | None = None
+    duration: float | None = None
+    concurrent: int = 10_000
+    users: int | None = None  #: closed model: this many calls at once, each followed by the next
+    arrival: str = "uniform"
+    rate_increase: float = 0.0
+    rate_interval: float = 0.0
+    rate_max: float | None = None
+    first_call: int = 0
+    injection: Injection | None = None
+    worker: int = 0
+    seed: int | None = None
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    reuse_port: bool = False
+    tls_insecure: bool = False
+    tls_server: ssl.SSLContext | None = None
+    snapshot_every: float = 1.0
+    stop_grace: float = 5.0
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """One second of one worker (see the run directory's intervals.jsonl)."""
+
+    t: float
+    worker: int
+    started: int
+    succeeded: int
+    failed: int
+    active: int
+    late: int
+    dropped: int
+    retransmissions: int
+    loop_lag_ms: float
+    cpu: float
+    target_rate: float
+    histograms: dict[str, str]
+    failures: dict[str, int]
+    codes: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t": round(self.t, 6), "worker": self.worker, "started": self.started,
+            "succeeded": self.succeeded, "failed": self.failed, "active": self.active,
+            "late": self.late, "dropped": self.dropped,
+            "retransmissions": self.retransmissions, "loop_lag_ms": round(self.loop_lag_ms, 3),
+            "cpu": round(self.cpu, 4), "target_rate": self.target_rate,
+            "histograms": self.histograms, "failures": self.failures, "codes": self.codes,
+        }
+
+
+RecordSink = Callable[[list[dict[str, Any]]], None]
+SnapshotSink = Callable[[Snapshot], None]
+
+
+class Engine:
+    """One worker's event loop (see the module docstring)."""
+
+    def __init__(self, config: EngineConfig, *, on_records: RecordSink | None = None,
+                 on_snapshot: SnapshotSink | None = None) -> None:
+        self.config = config
+        self.on_records = on_records or (lambda _: None)
+        self.on_snapshot = on_snapshot or (lambda _: None)
+        self.rng = random.Random(config.seed)
+        self.t0 = 0.0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.transports: TransportSet | None = None
+        self.ua: UserAgent | None = None
+        self.runner: Runner | None = None
+        self.responder: DefaultUAS | None = None
+        self.pacer: Pacer | None = None
+        self.address: tuple[str, int] = (config.local_host, config.local_port)
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed = float("inf")
+        self._done: asyncio.Future[None] | None = None
+        self._batch: list[dict[str, Any]] = []
+        self._stopping = False
+        self._stop_at: float | None = None
+        self._aborted = False
+        # counters: totals and this interval
+        self.started = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.in_flight_at_stop = 0
+        self.late = 0
+        self.dropped = 0
+        self._i_started = self._i_succeeded = self._i_failed = 0
+        self._i_late = self._i_dropped = 0
+        self._i_retrans_base = 0
+        self._i_failures: dict[str, int] = {}
+        self._i_codes: dict[str, int] = {}
+        self._hist = MarkHistograms()
+        self._lag = 0.0
+        self._next_snapshot = 0.0
+        self._cpu_base = 0.0
+        self._wall_base = 0.0
+        self._users_pending = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def now(self) -> float:
+        assert self.loop is not None
+        return self.loop.time() - self.t0
+
+    async def start(self) -> tuple[str, int]:
+        """Bind the socket, build the UA; returns the bound address."""
+        cfg = self.config
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
+        tls = client_context(insecure=cfg.tls_insecure) if cfg.transport == "tls" else None
+        self.transports = TransportSet(self._on_message, self._on_error, tls_client_context=tls)
+        host, port = await self.transports.listen(
+            cfg.transport, cfg.local_host, cfg.local_port, ssl_context=cfg.tls_server,
+            reuse_port=cfg.reuse_port)
+        self.address = (host, port)
+        prog = cfg.program
+        ua_cfg = UAConfig(host=host, port=port, transport=cfg.transport, timers=cfg.timers,
+                          user_agent="sipload")
+        if prog is not None and prog.allow:
+            ua_cfg.allow = prog.allow
+        if prog is not None and prog.supported:
+            ua_cfg.supported = prog.supported
+        self.ua = UserAgent(ua_cfg, IdGenerator(f"w{cfg.worker}{os.getpid():x}x"))
+        if prog is None:
+            self.responder = DefaultUAS(self.ua, media_ip=host)
+        else:
+            target = cfg.target or ("127.0.0.1", 5060)
+            ctx = RunContext(host, port, target[0], target[1], cfg.transport,
+                             worker=cfg.worker, media_ip=host)
+            self.runner = Runner(prog, self.ua, ctx, self.rng, cfg.injection)
+            self.runner.call_number_base = cfg.first_call
+            if prog.role == "uac":
+                self.pacer = Pacer(
+                    cfg.rate, calls=cfg.calls, duration=cfg.duration, arrival=cfg.arrival,
+                    rng=self.rng, increase=cfg.rate_increase, interval=cfg.rate_interval,
+                    rate_max=cfg.rate_max)
+                if cfg.users:
+                    self._users_pending = cfg.users
+        self._cpu_base = _cpu()
+        self._wall_base = time.monotonic()
+        self._next_snapshot = cfg.snapshot_every
+        self._done = self.loop.create_future()
+        self._rearm()
+        return self.address
+
+    async def run(self) -> None:
+        """Start (if needed) and run until every call is done or the run is stopped."""
+        if self.loop is None:
+            await self.start()
+        assert self._done is not None
+        if self.config.duration is not None and self.pacer is None:
+            self._stop_at = self.config.duration
+        self._on_timer()
+        try:
+            await self._done
+        finally:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._flush(final=True)
+            if self.transports is not None:
+                await self.transports.close()
+
+    def request_stop(self, grace: float | None = None) -> None:
+        """Stop starting calls; calls in flight get ``grace`` seconds, then are recorded."""
+        if self.loop is None or self._done is None or self._done.done():
+            return
+        if self._stopping:
+            self.abort()
+            return
+        self._stopping = True
+        g = self.config.stop_grace if grace is None else grace
+        self._stop_at = self.now() + g
+        self._rearm()
+
+    def abort(self) -> None:
+        """Stop at once: calls in flight are recorded as such."""
+        self._aborted = True
+        self._stop_at = self.now() if self.loop is not None else 0.0
+        self._rearm()
+
+    def set_rate(self, rate: float) -> None:
+        if self.pacer is not None and self.loop is not None:
+            self.pacer.set_rate(rate, self.now())
+            self._rearm()
+
+    @property
+    def active(self) -> int:
+        if self.runner is not None:
+            return self.runner.active
+        return self.ua.call_count() if self.ua is not None else 0
+
+    # ------------------------------------------------------------------ pumping
+
+    def _on_message(self, data: bytes, peer: Peer) -> None:
+        ua = self.ua
+        if ua is None:
+            return
+        ua.receive(data, peer, self.now())
+        self._pump()
+
+    def _on_error(self, peer: Peer, reason: str) -> None:
+        if self.ua is not None:
+            self.ua.transport_error(peer, self.now(), reason)
+            self._pump()
+
+    def _pump(self) -> None:
+        ua = self.ua
+        tp = self.transports
+        assert ua is not None and tp is not None
+        now = self.now()
+        runner = self.runner
+        responder = self.responder
+        for _ in range(1000):
+            out = ua.outgoing()
+            for data, peer in out:
+                tp.send(data, peer)
+            n = 0
+            while (ev := ua.next_event()) is not None:
+                n += 1
+                if runner is not None:
+                    runner.on_event(ev, now)
+                elif responder is not None:
+                    responder.on_event(ev, now)
+            if not out and not n:
+                break
+        if runner is not None:
+            for rec in runner.finished():
+                self._account(rec)
+        self._rearm()
+
+    def _account(self, rec: CallRecord) -> None:
+        if rec.result == Result.SUCCESS:
+            self.succeeded += 1
+            self._i_succeeded += 1
+            for mark, value in rec.marks.items():
+                self._hist.record(mark, value)
+        elif rec.result == Result.FAILED:
+            self.failed += 1
+            self._i_failed += 1
+            self._i_failures[rec.failure] = self._i_failures.get(rec.failure, 0) + 1
+        else:
+            self.in_flight_at_stop += 1
+        for code in rec.codes:
+            key = str(code)
+            self._i_codes[key] = self._i_codes.get(key, 0) + 1
+        rec.worker = self.config.worker
+        self._batch.append(rec.to_dict())
+        if self.pacer is not None and self.config.users and not self._stopping:
+            self._users_pending += 1
+
+    # ------------------------------------------------------------------ the one timer
+
+    def _rearm(self) -> None:
+        loop = self.loop
+        if loop is None or self._done is None or self._done.done():
+            return
+        candidates = [self._next_snapshot]
+        if self.ua is not None and (d := self.ua.next_deadline()) is not None:
+            candidates.append(d)
+        if self.runner is not None and (d := self.runner.next_deadline()) is not None:
+            candidates.append(d)
+        if self.pacer is not None and not self._stopping:
+            nxt = self.pacer.peek()
+            if nxt is not None and (not self.config.users or self._users_pending > 0):
+                candidates.append(nxt)
+        if self._stop_at is not None:
+            candidates.append(self._stop_at)
+        when = min(candidates)
+        if when == self._armed and self._handle is not None:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed = when
+        self._handle = loop.call_at(self.t0 + when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._handle = None
+        armed = self._armed
+        self._armed = float("inf")
+        now = self.now()
+        if armed != float("inf") and now > armed:
+            self._lag = max(self._lag, now - armed)
+        ua = self.ua
+        assert ua is not None
+        ua.handle_timers(now)
+        if self.runner is not None:
+            self.runner.handle_timers(now)
+            self._start_due_calls(now)
+        self._pump()
+        if now >= self._next_snapshot:
+            self._snapshot(now)
+        if self._finished(now):
+            assert self._done is not None
+            if not self._done.done():
+                self._done.set_result(None)
+            return
+        self._rearm()
+
+    def _start_due_calls(self, now: float) -> None:
+        pacer = self.pacer
+        runner = self.runner
+        if pacer is None or runner is None or self._stopping:
+            return
+        cfg = self.config
+        budget = 10_000
+        while budget:
+            nxt = pacer.peek()
+            if nxt is None or nxt > now:
+                return
+            if cfg.users:
+                if self._users_pending <= 0:
+                    return
+                self._users_pending -= 1
+            budget -= 1
+            intended = pacer.take()
+            number = cfg.first_call + pacer.scheduled - 1
+            self.started += 1
+            self._i_started += 1
+            if now - intended > LATE_AFTER:
+                self.late += 1
+                self._i_late += 1
+            if runner.active >= cfg.concurrent:
+                self.dropped += 1
+                self._i_dropped += 1
+                rec = CallRecord(number, intended, now, now, worker=cfg.worker)
+                rec.fail(Failure.OVERLOAD, f"{runner.active} calls at the concurrency cap", now)
+                self._account(rec)
+                continue
+            runner.start_call(number, intended, now)
+            self._pump()
+
+    def _finished(self, now: float) -> bool:
+        if self._stop_at is not None and now >= self._stop_at:
+            if self.runner is not None:
+                failure = Failure.ABORTED if self._aborted else Failure.IN_FLIGHT
+                self.runner.stop_all(now, Result.IN_FLIGHT, failure)
+                self._pump()
+            return True
+        if self.pacer is None:
+            return False
+        if self._stopping:
+            return self.runner is None or self.runner.active == 0
+        return self.pacer.peek() is None and (self.runner is None or self.runner.active == 0)
+
+    # ------------------------------------------------------------------ output
+
+    def _snapshot(self, now: float) -> None:
+        ua = self.ua
+        assert ua is not None
+        wall = time.monotonic()
+        cpu_now = _cpu()
+        span = max(wall - self._wall_base, 1e-6)
+        cpu = (cpu_now - self._cpu_base) / span
+        self._cpu_base, self._wall_base = cpu_now, wall
+        rate = self.pacer.rate_at(now) if self.pacer is not None and not self._stopping else 0.0
+        snap = Snapshot(
+            t=now, worker=self.config.worker, started=self._i_started,
+            succeeded=self._i_succeeded, failed=self._i_failed, active=self.active,
+            late=self._i_late, dropped=self._i_dropped,
+            retransmissions=ua.retransmissions - self._i_retrans_base,
+            loop_lag_ms=self._lag * 1000.0, cpu=cpu, target_rate=rate,
+            histograms=self._hist.encode(), failures=self._i_failures, codes=self._i_codes,
+        )
+        self._i_retrans_base = ua.retransmissions
+        self._i_started = self._i_succeeded = self._i_failed = 0
+        self._i_late = self._i_dropped = 0
+        self._i_failures = {}
+        self._i_codes = {}
+        self._hist = MarkHistograms()
+        self._lag = 0.0
+        self._next_snapshot = now + self.config.snapshot_every
+        self._flush()
+        self.on_snapshot(snap)
+
+    def _flush(self, final: bool = False) -> None:
+        if final and self.ua is not None and (self._i_started or self._i_succeeded
+                                              or self._i_failed or self._batch):
+            self._next_snapshot = self.now()
+            self._snapshot(self.now())
+            return
+        if self._batch:
+            batch = self._batch
+            self._batch = []
+            self.on_records(batch)
+
+    @property
+    def retransmissions(self) -> int:
+        return self.ua.retransmissions if self.ua is not None else 0
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime

@@ -1,0 +1,78 @@
+"""Latency histograms that merge without loss by addition (HdrHistogram).
+
+Why HdrHistogram: buckets are logarithmic with a fixed relative precision (3
+significant digits), so a histogram from each worker and each second can be
+added into one and give the same percentiles as if every value had been seen
+in one place.  Values are recorded in microseconds, from 1 µs to 1 hour.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+DIGITS = 3
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+class MarkHistograms:
+    """One histogram per timing mark name."""
+
+    __slots__ = ("by_mark",)
+
+    def __init__(self) -> None:
+        self.by_mark: dict[str, HdrHistogram] = {}
+
+    def record(self, mark: str, seconds: float) -> None:
+        h = self.by_mark.get(mark)
+        if h is None:
+            h = new_histogram()
+            self.by_mark[mark] = h
+        us = int(seconds * 1_000_000)
+        h.record_value(min(max(us, LOWEST_US), HIGHEST_US))
+
+    def merge(self, other: MarkHistograms) -> None:
+        for mark, h in other.by_mark.items():
+            mine = self.by_mark.get(mark)
+            if mine is None:
+                mine = new_histogram()
+                self.by_mark[mark] = mine
+            mine.add(h)
+
+    def encode(self) -> dict[str, str]:
+        """Compact text form (base64 of HdrHistogram's compressed encoding)."""
+        return {m: base64.b64encode(h.encode()).decode("ascii") for m, h in self.by_mark.items()
+                if h.get_total_count()}
+
+    @staticmethod
+    def decode(data: dict[str, str]) -> MarkHistograms:
+        out = MarkHistograms()
+        for mark, text in data.items():
+            h = HdrHistogram.decode(base64.b64decode(text))
+            mine = new_histogram()
+            mine.add(h)
+            out.by_mark[mark] = mine
+        return out
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per mark: count, min, mean, p50 ... p99.9, max, in milliseconds."""
+        out: dict[str, dict[str, float]] = {}
+        for mark, h in sorted(self.by_mark.items()):
+            n = h.get_total_count()
+            if not n:
+                continue
+            row: dict[str, float] = {"count": float(n), "min": h.get_min_value() / 1000.0,
+                                     "mean": h.get_mean_value() / 1000.0}
+            for p in PERCENTILES:
+                key = f"p{p:g}".replace(".", "_")
+                row[key] = h.get_value_at_percentile(p) / 1000.0
+            row["max"] = h.get_max_value() / 1000.0
+            out[mark] = row
+        return out

@@ -1,0 +1,80 @@
+"""The default UAS: answers what a test target is expected to answer.
+
+Used when a load run has no ``--target`` and its scenario names no UAS
+counterpart, and by ``sipload uas`` without a scenario: INVITE gets 100 (from
+the UA), 180 then 200 with an SDP answer; re-INVITE and UPDATE get 200 (with
+SDP when offered); BYE, INFO, OPTIONS, NOTIFY, MESSAGE, REFER inside a call get
+200 (202 for REFER); OPTIONS and MESSAGE outside calls get 200.  Anything else
+gets the UA core's RFC answers (405/501 with Allow, 481, 420, 416 ...).
+"""
+
+from __future__ import annotations
+
+from sipload.sip import sdp
+from sipload.sip.errors import LocalProtocolError
+from sipload.ua.agent import UserAgent
+from sipload.ua.events import Event, EventType
+
+E = EventType
+
+
+class DefaultUAS:
+    """Answers calls on a :class:`UserAgent`; counts what it did."""
+
+    def __init__(self, ua: UserAgent, media_ip: str = "127.0.0.1", media_port: int = 6000,
+                 ring: bool = True) -> None:
+        self.ua = ua
+        self.media_ip = media_ip
+        self.media_port = media_port
+        self.ring = ring
+        self.calls = 0
+        self.answered = 0
+        self.closed = 0
+        self.messages = 0
+        self._session = 0
+
+    def _answer_sdp(self, offer: bytes) -> bytes:
+        self._session += 1
+        if offer:
+            try:
+                return sdp.build_answer(sdp.parse_sdp(offer), address=self.media_ip,
+                                        port=self.media_port,
+                                        session_id=self._session).to_bytes()
+            except sdp.SdpError:
+                pass
+        return sdp.build_audio_offer(self.media_ip, self.media_port,
+                                     session_id=self._session).to_bytes()
+
+    def on_event(self, ev: Event, now: float) -> None:
+        ua = self.ua
+        try:
+            if ev.type == E.CALL_INVITE or ev.type == E.CALL_REINVITE:
+                req = ev.request
+                assert req is not None
+                if ev.type == E.CALL_INVITE:
+                    self.calls += 1
+                    if self.ring:
+                        ua.call_send_answer(ev.tid, 180, None, now)
+                answer = ua.call_build_answer(ev.tid, 200)
+                answer.set_body(self._answer_sdp(req.body), "application/sdp")
+                ua.call_send_answer(ev.tid, 200, answer, now)
+                self.answered += ev.type == E.CALL_INVITE
+            elif ev.type == E.CALL_MESSAGE_NEW:
+                req = ev.request
+                assert req is not None
+                self.messages += 1
+                status = 202 if req.method == "REFER" else 200
+                answer = ua.call_build_answer(ev.tid, status)
+                if req.method == "UPDATE" and req.body:
+                    answer.set_body(self._answer_sdp(req.body), "application/sdp")
+                ua.call_send_answer(ev.tid, status, answer, now)
+            elif ev.type == E.MESSAGE_NEW:
+                req = ev.request
+                assert req is not None
+                self.messages += 1
+                if req.method != "OPTIONS" or not ua.config.answer_options:
+                    ua.message_send_answer(ev.tid, 200, None, now)
+            elif ev.type == E.CALL_CLOSED:
+                self.closed += 1
+        except LocalProtocolError:
+            pass  # the transaction is gone (e.g. CANCEL raced the answer): nothing to do
