@@ -1,0 +1,284 @@
+"""Sockets for the SIP shell: UDP, TCP and TLS endpoints behind one :class:`TransportSet`.
+
+The transports move bytes and nothing else: a datagram or a framed stream
+message goes up with its peer ``(transport, host, port)``; bytes for a peer go
+down and out on the right socket.  No SIP parsing beyond framing happens here.
+
+Theory of operation
+===================
+
+1. :meth:`TransportSet.send` never blocks and never raises for a network
+   problem.  It routes by ``peer[0]``: ``"udp"`` goes out of the UDP socket of
+   the destination's address family; ``"tcp"``/``"tls"`` reuse the connection
+   the peer came in on or the one opened to it, else open one (writes queue
+   until it is up).
+2. Host names are resolved with the loop's ``getaddrinfo``, once: the first
+   answer is cached for the life of the set (a load run does not follow DNS
+   changes).  Address literals (``"127.0.0.1"``, ``"::1"``, ``"[::1]"``) skip
+   resolution.
+3. Failures — ICMP port unreachable, refused or reset connections, TLS
+   handshake failures, names that do not resolve, no socket for the address
+   family — come to ``on_error(peer, reason)``, always from the loop and never
+   from inside :meth:`send`, with the peer as it was given to :meth:`send`
+   where it can be known (see :mod:`sipload.transport.udp` for the UDP
+   caveat).
+4. Messages from the network come to ``on_message(data, peer)`` with the
+   peer's address literal and port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sipload.transport.stream import CONNECT_TIMEOUT, StreamTransport, describe
+from sipload.transport.tls import client_context
+from sipload.transport.udp import Peer, UdpEndpoint, open_udp
+
+__all__ = ["Peer", "TransportSet"]
+
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
+def address_literal(host: str) -> str | None:
+    """``host`` as a plain address literal if it is one (brackets removed), else None."""
+    plain = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(plain.split("%", 1)[0])
+    except ValueError:
+        return None
+    return plain
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+class TransportSet:
+    """The UDP, TCP and TLS endpoints of one user agent (see the module docstring).
+
+    Args:
+        on_message: called with each received message and its peer.
+        on_error: called with a peer and a reason when sending to it failed.
+        tls_client_context: the context for outgoing TLS; by default
+            :func:`sipload.transport.tls.client_context` (verification on).
+        connect_timeout: seconds allowed for resolve + connect + TLS handshake.
+        loop: the loop to use; by default the running loop at the first call
+            (pass it when :meth:`send` will be called while the loop is not running).
+    """
+
+    def __init__(
+        self,
+        on_message: Callable[[bytes, Peer], None],
+        on_error: Callable[[Peer, str], None],
+        *,
+        tls_client_context: ssl.SSLContext | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._on_message = on_message
+        self._on_error = on_error
+        self._tls_client_context = tls_client_context
+        self._connect_timeout = connect_timeout
+        self._loop = loop
+        self._udp: list[UdpEndpoint] = []
+        self._streams: dict[str, StreamTransport] = {}
+        self._dns: dict[str, str] = {}
+        self._dns_pending: dict[str, asyncio.Future[str]] = {}
+        self._dns_waiting: dict[str, list[tuple[bytes, Peer]]] = {}
+        self._udp_names: dict[tuple[str, int], Peer] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    # ---------------------------------------------------------------- listening
+
+    async def listen(
+        self,
+        transport: str,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> tuple[str, int]:
+        """Bind a listening endpoint.
+
+        Args:
+            transport: ``"udp"``, ``"tcp"`` or ``"tls"``.
+            host: the address to bind (IPv4 or IPv6 literal, or a name).
+            port: the port; 0 for an ephemeral one.
+            ssl_context: the server context, required for ``"tls"``
+                (:func:`sipload.transport.tls.server_context`).
+            reuse_port: set ``SO_REUSEPORT`` so several processes share the port.
+
+        Returns:
+            The bound (host, port).
+
+        Raises:
+            ValueError: an unknown transport, or TLS without ``ssl_context``.
+            OSError: the address cannot be bound.
+        """
+        self.loop  # noqa: B018 - remember the running loop
+        host = address_literal(host) or host
+        if transport == "udp":
+            ep = await open_udp(host, port, self._on_message, self._udp_error,
+                                reuse_port=reuse_port)
+            self._udp.append(ep)
+            return ep.address
+        return await self._stream(transport).listen(
+            host, port, ssl_context=ssl_context, reuse_port=reuse_port
+        )
+
+    @property
+    def addresses(self) -> list[Peer]:
+        """Every bound (transport, host, port)."""
+        out: list[Peer] = [("udp", *ep.address) for ep in self._udp]
+        for kind, st in self._streams.items():
+            out.extend((kind, *a) for a in st.listening)
+        return out
+
+    # ---------------------------------------------------------------- sending
+
+    def send(self, data: bytes, peer: Peer) -> None:
+        """Send ``data`` to ``peer``; failures come later to ``on_error``.
+
+        Never blocks and never raises for a network error (an unknown transport
+        in ``peer[0]`` is reported through ``on_error`` too).
+        """
+        if self._closed:
+            return
+        kind, host, port = peer
+        if kind not in TRANSPORTS:
+            self._error(peer, f"unsupported transport {kind!r}")
+            return
+        if kind != "udp":
+            self._stream(kind).send(data, address_literal(host) or host, port)
+            return
+        addr = address_literal(host) or self._dns.get(host)
+        if addr is not None:
+            if addr != host:
+                self._udp_names[(addr, port)] = peer
+            self._send_udp(data, addr, peer)
+        else:
+            waiting = self._dns_waiting.setdefault(host, [])
+            waiting.append((data, peer))
+            if len(waiting) == 1:
+                self._spawn(self._resolve_udp(host))
+
+    def _send_udp(self, data: bytes, addr: str, peer: Peer) -> None:
+        family = _family(addr)
+        for ep in self._udp:
+            if ep.family == family and not ep.closing:
+                ep.sendto(data, addr, peer[2])
+                return
+        version = "IPv6" if family == socket.AF_INET6 else "IPv4"
+        self._error(peer, f"udp: no {version} socket to send from")
+
+    async def _resolve_udp(self, host: str) -> None:
+        try:
+            addr: str | None = await self.resolve(host)
+            reason = ""
+        except Exception as exc:  # gaierror and anything else: reported, never raised
+            addr, reason = None, f"udp: cannot resolve {host!r} ({describe(exc)})"
+        for data, peer in self._dns_waiting.pop(host, []):
+            if addr is None:
+                self._error(peer, reason)
+            else:
+                self._udp_names[(addr, peer[2])] = peer
+                self._send_udp(data, addr, peer)
+
+    async def resolve(self, host: str) -> str:
+        """The address literal for ``host``: itself, the cached answer, or getaddrinfo's first.
+
+        Concurrent lookups of one name share a single getaddrinfo call.
+
+        Raises:
+            OSError (socket.gaierror): the name does not resolve.
+        """
+        addr = address_literal(host) or self._dns.get(host)
+        if addr is not None:
+            return addr
+        pending = self._dns_pending.get(host)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        pending = self.loop.create_future()
+        self._dns_pending[host] = pending
+        try:
+            infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            if not infos:  # pragma: no cover - getaddrinfo raises instead
+                raise socket.gaierror(f"no address for {host!r}")
+            addr = str(infos[0][4][0])
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: no "never retrieved" log if nobody waits
+            else:
+                pending.cancel()
+            raise
+        finally:
+            del self._dns_pending[host]
+        self._dns[host] = addr
+        pending.set_result(addr)
+        return addr
+
+    # ---------------------------------------------------------------- errors
+
+    def _error(self, peer: Peer, reason: str) -> None:
+        self.loop.call_soon(self._report, peer, reason)
+
+    def _report(self, peer: Peer, reason: str) -> None:
+        if not self._closed:
+            self._on_error(peer, reason)
+
+    def _udp_error(self, peer: Peer, reason: str) -> None:
+        self._report(self._udp_names.get((peer[1], peer[2]), peer), reason)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _stream(self, kind: str) -> StreamTransport:
+        st = self._streams.get(kind)
+        if st is None:
+            if kind not in ("tcp", "tls"):
+                raise ValueError(f"unknown transport {kind!r}: use udp, tcp or tls")
+            st = StreamTransport(
+                kind, self._on_message, self._report, self.resolve,
+                client_context=self._client_context, connect_timeout=self._connect_timeout,
+                loop=self.loop,
+            )
+            self._streams[kind] = st
+        return st
+
+    def _client_context(self) -> ssl.SSLContext:
+        if self._tls_client_context is None:
+            self._tls_client_context = client_context()
+        return self._tls_client_context
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Close every socket and connection; pending sends are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for st in self._streams.values():
+            await st.close()
+        for ep in self._udp:
+            await ep.close()
+        self._udp.clear()

@@ -1,0 +1,369 @@
+"""SIP over TCP and TLS: listeners, outgoing connections, framing by Content-Length.
+
+Theory of operation
+===================
+
+1. A :class:`StreamTransport` owns every connection of one kind (``"tcp"`` or
+   ``"tls"``): the ones accepted by its listeners and the ones it opened.  It
+   keeps them in one table keyed by remote (host, port), so a response goes
+   back on the connection its request came in on (RFC 3261 §18.2.2) and
+   requests to the same remote share one connection (§18.1.1).
+2. An outgoing connection is in the table from the first :meth:`send`, before
+   it is connected: writes queue on it while the name is resolved and the TCP
+   (and TLS) handshake runs, and go out in order once it is up.  It is entered
+   under the name it was asked for and under the address it resolved to, and
+   its messages are reported with the address (the peer's real one).
+3. Each connection cuts its byte stream with
+   :class:`~sipload.sip.parser.StreamFramer`: complete messages go to
+   ``on_message``; each CRLFCRLF keep-alive is answered with one CRLF
+   (RFC 5626 §4.4.1); a stream that cannot be framed is dropped.
+4. Writes are bounded: when asyncio's buffer passes :data:`HIGH_WATER` the
+   transport pauses us and writes queue here; past :data:`MAX_PENDING` queued
+   bytes the peer is not reading, and the connection is dropped.
+5. Nothing here raises into the loop for a network failure.  A refused or
+   timed-out connect, a TLS handshake failure, a reset, an unframeable stream
+   or a full buffer ends the connection and calls ``on_error(peer, reason)``
+   once for every name the connection had — from the loop, never from inside
+   :meth:`send`.  A clean close by the peer is not an error; the next send
+   opens a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from sipload.sip.errors import ParseError
+from sipload.sip.parser import StreamFramer
+from sipload.transport.udp import Peer
+
+HIGH_WATER = 256 * 1024
+"""asyncio's write buffer size at which a connection pauses writing."""
+
+MAX_PENDING = 4 * 1024 * 1024
+"""Bytes a connection may queue (while connecting or paused) before it is dropped."""
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds for name resolution, TCP connect and TLS handshake together."""
+
+CLOSE_TIMEOUT = 1.0
+"""Seconds :meth:`StreamTransport.close` waits for graceful closes before aborting."""
+
+Address = tuple[str, int]
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception, e.g. ``ConnectionRefusedError: [Errno 111] ...``."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class StreamConnection(asyncio.Protocol):
+    """One TCP or TLS connection (see the module docstring)."""
+
+    def __init__(self, owner: StreamTransport) -> None:
+        self._owner = owner
+        self._transport: asyncio.Transport | None = None
+        self._framer = StreamFramer()
+        self._pings = 0
+        self._pending: deque[bytes] = deque()
+        self._pending_bytes = 0
+        self._paused = False
+        self._lost: asyncio.Future[None] | None = None
+        self.dead = False  #: closed or failed: no longer in the owner's table
+        self.names: set[Address] = set()  #: the keys it has in the owner's table
+        self.peer: Peer = (owner.kind, "", 0)  #: the remote address, once connected
+
+    # ---------------------------------------------------------------- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        self._lost = asyncio.get_running_loop().create_future()
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        addr = transport.get_extra_info("peername")
+        self.peer = (self._owner.kind, addr[0], addr[1])
+        if self.dead:  # closed while the handshake ran
+            transport.abort()
+            return
+        self._owner.attach(self, (addr[0], addr[1]))
+        self._drain()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._framer.feed(data)
+        except ParseError as e:
+            self.fail(f"{self._owner.kind}: cannot frame the stream ({e.reason})")
+            return
+        pings = self._framer.pings
+        if pings != self._pings:
+            self.write(b"\r\n" * (pings - self._pings))
+            self._pings = pings
+        for message in messages:
+            if self.dead:
+                break
+            self._owner.on_message(message, self.peer)
+
+    def eof_received(self) -> bool | None:
+        return None  # half-closed by the peer: close our side too
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._drain()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        if not self.dead:
+            self.dead = True
+            kind = self._owner.kind
+            reason = None if exc is None else f"{kind}: connection lost ({describe(exc)})"
+            self._owner.detach(self, reason)
+        self._owner.forget(self)
+
+    # ---------------------------------------------------------------- used by the owner
+
+    def write(self, data: bytes) -> None:
+        """Send now, or queue while connecting or paused (dropped past MAX_PENDING)."""
+        if self.dead:
+            return
+        if self._transport is not None and not self._paused and not self._pending:
+            self._transport.write(data)
+            return
+        if self._pending_bytes + len(data) > MAX_PENDING:
+            self.fail(f"{self._owner.kind}: write buffer full ({self._pending_bytes} bytes queued)")
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+
+    def take_pending(self) -> list[bytes]:
+        """Hand over what is queued (to another connection to the same address)."""
+        out = list(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        return out
+
+    def _drain(self) -> None:
+        while self._pending and self._transport is not None and not self._paused:
+            data = self._pending.popleft()
+            self._pending_bytes -= len(data)
+            self._transport.write(data)  # may call pause_writing and end the loop
+
+    def fail(self, reason: str) -> None:
+        """Drop the connection at once and report ``reason`` for each of its names."""
+        if self.dead:
+            return
+        self.dead = True
+        self.take_pending()
+        if self._transport is not None:
+            self._transport.abort()
+        self._owner.detach(self, reason)
+
+    def close(self) -> None:
+        """Close gracefully (queued writes are lost), reporting nothing."""
+        if not self.dead:
+            self.dead = True
+            self._owner.detach(self, None)
+        self.take_pending()
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether asyncio holds a transport for it (connected, not yet lost)."""
+        return self._transport is not None
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def wait_lost(self) -> None:
+        if self._lost is not None:
+            await self._lost
+
+
+class StreamTransport:
+    """All TCP (or all TLS) listeners and connections of one worker.
+
+    Args:
+        kind: ``"tcp"`` or ``"tls"``.
+        on_message: called with each framed message and its peer.
+        on_error: called with a peer and a reason when a connection fails.
+        resolve: turns a host name into an address literal (cached by the caller).
+        client_context: makes the SSL context for outgoing TLS (called once per
+            connect, so it may be cached by the caller); unused for TCP.
+        connect_timeout: seconds allowed for resolve + connect + handshake.
+        loop: the loop (default: the running one), for use before it runs.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        on_message: Callable[[bytes, Peer], None],
+        on_error: Callable[[Peer, str], None],
+        resolve: Callable[[str], Awaitable[str]],
+        *,
+        client_context: Callable[[], ssl.SSLContext] | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if kind not in ("tcp", "tls"):
+            raise ValueError(f"not a stream transport: {kind!r}")
+        self.kind = kind
+        self.on_message = on_message
+        self._on_error = on_error
+        self._resolve = resolve
+        self._client_context = client_context
+        self._connect_timeout = connect_timeout
+        self._loop = loop or asyncio.get_running_loop()
+        self._conns: dict[Address, StreamConnection] = {}
+        self._live: set[StreamConnection] = set()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def listen(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+    ) -> Address:
+        """Accept connections on host:port (0: ephemeral); returns the bound address.
+
+        Raises:
+            ValueError: a TLS listener without ``ssl_context``.
+            OSError: the address cannot be bound.
+        """
+        if self.kind == "tls" and ssl_context is None:
+            raise ValueError("a TLS listener needs a server ssl_context (see transport.tls)")
+        server = await self._loop.create_server(
+            lambda: StreamConnection(self),
+            host,
+            port,
+            ssl=ssl_context if self.kind == "tls" else None,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=1024,
+        )
+        self._servers.append(server)
+        sockname = server.sockets[0].getsockname()
+        return (sockname[0], sockname[1])
+
+    def send(self, data: bytes, host: str, port: int) -> None:
+        """Write on the connection to (host, port), opening one if there is none."""
+        conn = self._conns.get((host, port))
+        if conn is None:
+            conn = StreamConnection(self)
+            self.attach(conn, (host, port))
+            task = self._loop.create_task(self._connect(conn, host, port))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        conn.write(data)
+
+    async def _connect(self, conn: StreamConnection, host: str, port: int) -> None:
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                addr = await self._resolve(host)
+                if conn.dead:
+                    return  # failed (buffer full) or closed while resolving
+                other = self._conns.get((addr, port))
+                if other is not None and other is not conn:
+                    # Already connected to that address (under another name): use it.
+                    self._merge(conn, other)
+                    return
+                self.attach(conn, (addr, port))
+                context = None
+                if self.kind == "tls":
+                    assert self._client_context is not None, "TLS without a client context"
+                    context = self._client_context()
+                await self._loop.create_connection(
+                    lambda: conn,
+                    addr,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                )
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        except Exception as exc:  # refused, unreachable, timeout, handshake, resolution
+            conn.fail(f"{self.kind}: cannot connect to {host}:{port} ({describe(exc)})")
+
+    def _merge(self, conn: StreamConnection, other: StreamConnection) -> None:
+        pending = conn.take_pending()
+        for name in conn.names:
+            self._conns[name] = other
+            other.names.add(name)
+        conn.names.clear()
+        conn.dead = True
+        self._live.discard(conn)
+        for data in pending:
+            other.write(data)
+
+    # ---------------------------------------------------------------- the table
+
+    def attach(self, conn: StreamConnection, name: Address) -> None:
+        """Enter ``conn`` in the table under ``name``."""
+        self._conns[name] = conn
+        conn.names.add(name)
+        self._live.add(conn)
+
+    def detach(self, conn: StreamConnection, reason: str | None) -> None:
+        """Remove ``conn`` from the table; report ``reason`` for each of its names."""
+        for name in conn.names:
+            if self._conns.get(name) is conn:
+                del self._conns[name]
+            if reason is not None:
+                self._loop.call_soon(self._on_error, (self.kind, name[0], name[1]), reason)
+        if conn.peer[1] and reason is not None and (conn.peer[1], conn.peer[2]) not in conn.names:
+            self._loop.call_soon(self._on_error, conn.peer, reason)
+        conn.names.clear()
+        if not conn.connected:
+            self._live.discard(conn)
+
+    def forget(self, conn: StreamConnection) -> None:
+        """``conn`` is closed for good: nothing left to wait for at :meth:`close`."""
+        self._live.discard(conn)
+
+    def connection_to(self, host: str, port: int) -> StreamConnection | None:
+        """The live connection entered under (host, port), if any."""
+        return self._conns.get((host, port))
+
+    @property
+    def listening(self) -> list[Address]:
+        return [
+            (s.getsockname()[0], s.getsockname()[1]) for srv in self._servers for s in srv.sockets
+        ]
+
+    async def close(self) -> None:
+        """Stop listening, close every connection, wait (bounded) until they are gone."""
+        for server in self._servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        conns = list(self._live)
+        self._live.clear()
+        for conn in conns:
+            conn.close()
+        waits = [asyncio.ensure_future(c.wait_lost()) for c in conns]
+        if waits:
+            _, slow = await asyncio.wait(waits, timeout=CLOSE_TIMEOUT)
+            if slow:
+                for conn in conns:
+                    conn.abort()
+                await asyncio.wait(slow, timeout=CLOSE_TIMEOUT)
+                for w in slow:
+                    w.cancel()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
