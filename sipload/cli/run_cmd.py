@@ -1,0 +1,245 @@
+"""``sipload run``: a load run over worker processes, ending in a report.
+
+Loads and validates the scenario (and CSV) first: any error names the file,
+line and column (or the flag) and nothing is sent.  Without ``--target`` it
+starts its own UAS on loopback: the scenario's ``counterpart`` if it names
+one, else the default UAS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sipload import __version__
+from sipload.cluster.channel import ChannelError, Keys, is_loopback_url
+from sipload.cluster.run import run_load, start_embedded_uas, stop_process
+from sipload.scenario.inject import Injection, load_injection
+from sipload.scenario.loader import ScenarioError, load_file, parse_duration
+from sipload.scenario.model import Program
+from sipload.stats.rundir import RunWriter
+
+EXIT_OK, EXIT_THRESHOLD, EXIT_USAGE, EXIT_CANNOT_RUN = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """A bad flag value; the message names the flag."""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a load test (UAC scenario) and write a report")
+    p.add_argument("scenario", help="the scenario file (YAML)")
+    p.add_argument("--target", help="HOST[:PORT] to call; without it an embedded UAS answers")
+    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default=None)
+    p.add_argument("--rate", type=float, default=10.0, help="calls per second (default 10)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--calls", type=int, help="how many calls in all")
+    limit.add_argument("--duration", help="how long to start calls (e.g. 30s, 5m)")
+    p.add_argument("--concurrent", type=int, default=10_000,
+                   help="most calls in progress at once (per run; starts beyond it are dropped"
+                        " and counted)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per core)")
+    p.add_argument("--users", type=int, help="closed model: this many calls at once")
+    p.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform")
+    p.add_argument("--rate-increase", type=float, default=0.0, metavar="D")
+    p.add_argument("--rate-interval", default="0", metavar="T")
+    p.add_argument("--rate-max", type=float, default=None, metavar="M")
+    p.add_argument("--inject", help="CSV file in SIPp -inf format")
+    p.add_argument("--out", help="run directory (default reports/<timestamp>-<scenario>/)")
+    p.add_argument("--threshold", action="append", default=[], metavar="EXPR",
+                   help="e.g. 'answer.p95<200ms', 'asr>=0.99', 'failed.rate<0.5%%'")
+    p.add_argument("--abort-on-fail", action="store_true",
+                   help="stop early once a threshold is already lost")
+    p.add_argument("--bind", default="tcp://127.0.0.1:0",
+                   help="control channel address; beyond loopback --keys is required")
+    p.add_argument("--keys", help="CurveZMQ key folder (sipload keys DIR)")
+    p.add_argument("--local-workers", type=int, default=None,
+                   help="start this many local workers (the rest connect remotely)")
+    p.add_argument("--t1", default="500ms", help="SIP timer T1 (default 500ms)")
+    p.add_argument("--grace", default="5s", help="how long calls in flight get on stop")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--tls-insecure", action="store_true",
+                   help="accept a self-signed TLS target")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([^:\[\]]+)(?::([0-9]+))?", text)
+    if m is None:
+        raise UsageError(f"--target: expected HOST[:PORT], got {text!r}")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4) or 5060)
+    if not 0 < port < 65536:
+        raise UsageError(f"--target: bad port {port}")
+    return host, port
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"{flag}: expected a duration such as 30s or 5m, got {text!r}") from e
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    if args.rate <= 0:
+        raise UsageError("--rate: must be positive")
+    if args.calls is not None and args.calls <= 0:
+        raise UsageError("--calls: must be positive")
+    if args.calls is None and args.duration is None:
+        raise UsageError("give --calls N or --duration T (every run is bounded)")
+    if args.concurrent <= 0:
+        raise UsageError("--concurrent: must be positive")
+    if args.workers is not None and args.workers <= 0:
+        raise UsageError("--workers: must be positive")
+    if args.users is not None and args.users <= 0:
+        raise UsageError("--users: must be positive")
+    if args.rate_max is not None and args.rate_max < args.rate:
+        raise UsageError("--rate-max: must be at least --rate")
+    if args.rate_increase and _duration("--rate-interval", args.rate_interval) <= 0:
+        raise UsageError("--rate-interval: needed (and positive) with --rate-increase")
+    if not is_loopback_url(args.bind) and not args.keys:
+        raise UsageError("--bind beyond loopback needs --keys (CurveZMQ); see sipload keys")
+
+
+def _run_dir(args: argparse.Namespace, program: Program) -> Path:
+    if args.out:
+        return Path(args.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", program.name)[:60]
+    return Path("reports") / f"{stamp}-{safe}"
+
+
+def build_plan(args: argparse.Namespace, program: Program, injection: Injection | None,
+               target: tuple[str, int] | None, workers: int) -> dict[str, Any]:
+    transport = args.transport or program.transport
+    return {
+        "version": __version__,
+        "command": "sipload " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "scenario_path": program.path, "scenario_name": program.name,
+        "scenario_digest": program.digest,
+        "scenario_text": Path(program.path).read_text(encoding="utf-8"),
+        "marks": list(program.timer_names),
+        "target": list(target) if target else None,
+        "target_text": f"{target[0]}:{target[1]}" if target else "",
+        "transport": transport, "rate": args.rate, "calls": args.calls,
+        "duration": _duration("--duration", args.duration) if args.duration else None,
+        "concurrent": max(1, args.concurrent // workers), "users": args.users,
+        "arrival": args.arrival, "rate_increase": args.rate_increase,
+        "rate_interval": _duration("--rate-interval", args.rate_interval),
+        "rate_max": args.rate_max, "seed": args.seed,
+        "inject_path": injection.path if injection else None,
+        "inject_text": Path(injection.path).read_text(encoding="utf-8") if injection else None,
+        "timers": {"t1": _duration("--t1", args.t1), "t2": 4.0, "t4": 5.0},
+        "workers": workers, "stop_grace": _duration("--grace", args.grace),
+        "thresholds": list(program.thresholds) + list(args.threshold),
+        "tls_insecure": bool(args.tls_insecure), "local_host": "127.0.0.1",
+        "embedded_uas": target is None,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        _check_flags(args)
+        injection = load_injection(args.inject) if args.inject else None
+        program = load_file(args.scenario, csv_fields=injection.fields if injection else 0)
+        if program.inject and injection is None:
+            injection = load_injection(Path(program.path).parent / program.inject)
+            program = load_file(args.scenario, csv_fields=injection.fields)
+        if program.role != "uac":
+            raise UsageError(f"{args.scenario}: a {program.role} scenario; run it with "
+                             "'sipload uas'")
+        target = parse_target(args.target) if args.target else None
+        workers = args.workers or os.cpu_count() or 1
+        if args.calls is not None:
+            workers = min(workers, args.calls)
+        from sipload.report.thresholds import ThresholdError, parse_threshold
+
+        marks = list(program.timer_names)
+        thresholds = list(program.thresholds) + list(args.threshold)
+        for t in thresholds:
+            try:
+                parse_threshold(t, marks=marks)
+            except ThresholdError as e:
+                raise UsageError(f"--threshold {t!r}: {e}") from e
+        keys = Keys(Path(args.keys)) if args.keys else None
+    except ScenarioError as e:
+        print(f"sipload run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as e:
+        print(f"sipload run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    run_dir = _run_dir(args, program)
+    uas_proc = None
+    if target is None:
+        counterpart = None
+        if program.counterpart:
+            cp = Path(program.path).parent / program.counterpart
+            try:
+                counterpart = load_file(cp)
+            except ScenarioError as e:
+                print(f"sipload run: counterpart: {e}", file=sys.stderr)
+                return EXIT_USAGE
+        transport = args.transport or program.transport
+        try:
+            uas_proc, port = start_embedded_uas({
+                "scenario_text": Path(counterpart.path).read_text(encoding="utf-8")
+                if counterpart else None,
+                "scenario_path": counterpart.path if counterpart else None,
+                "transport": transport, "host": "127.0.0.1"})
+        except RuntimeError as e:
+            print(f"sipload run: {e}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+        target = ("127.0.0.1", port)
+    plan = build_plan(args, program, injection, target, workers)
+    plan["embedded_uas"] = uas_proc is not None
+    writer = RunWriter(run_dir)
+    writer.write_text("scenario.yaml", plan["scenario_text"])
+    writer.write_json("plan.json", {k: v for k, v in plan.items()
+                                    if k not in ("scenario_text", "inject_text")})
+    try:
+        outcome = asyncio.run(run_load(
+            plan, writer, workers=workers, local_workers=args.local_workers, bind=args.bind,
+            keys=keys, quiet=args.quiet))
+    except ChannelError as e:
+        print(f"sipload run: {e}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    finally:
+        writer.close()
+        stop_process(uas_proc)
+    return finish(run_dir, plan, outcome.ended, quiet=args.quiet)
+
+
+def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = False) -> int:
+    """Write summary.json, report.html and junit.xml; print where; pick the exit code."""
+    from sipload.report import build_summary, write_junit, write_report
+
+    summary = build_summary(run_dir, thresholds=list(plan.get("thresholds") or []),
+                            command=str(plan.get("command", "")))
+    html = write_report(run_dir)
+    junit = write_junit(run_dir, summary)
+    calls = summary.get("calls", {})
+    if not quiet:
+        print(f"calls: attempted {calls.get('attempted')} succeeded {calls.get('succeeded')} "
+              f"failed {calls.get('failed')} in flight at stop {calls.get('in_flight_at_stop')}"
+              f" lost with a worker {calls.get('lost_with_worker')}")
+    print(f"run directory: {run_dir}")
+    print(f"junit: {junit}")
+    print(f"report: {html}")
+    if ended:
+        print(f"sipload run: the run could not complete: {ended}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    verdicts = summary.get("thresholds", [])
+    if any(not v.get("passed", True) for v in verdicts):
+        return EXIT_THRESHOLD
+    return EXIT_OK

@@ -1,0 +1,87 @@
+"""``sipload uas``: serve a UAS scenario, or the default UAS, until Ctrl-C.
+
+With no scenario it answers like the default UAS (INVITE 100/180/200, BYE,
+INFO, UPDATE, OPTIONS 200; everything else gets the UA core's RFC answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from sipload.cli.run_cmd import UsageError, parse_target
+from sipload.engine import Engine, EngineConfig
+from sipload.scenario.loader import ScenarioError, load_file, parse_duration
+from sipload.stats.records import Result
+from sipload.transport.loop import new_event_loop
+from sipload.transport.tls import server_context
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("uas", help="answer calls: a UAS scenario, or the default UAS")
+    p.add_argument("scenario", nargs="?", help="a UAS scenario (default: the default UAS)")
+    p.add_argument("--listen", default="127.0.0.1:5060", help="HOST:PORT (default 127.0.0.1:5060)")
+    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default=None)
+    p.add_argument("--cert", help="TLS certificate (PEM, with --transport tls)")
+    p.add_argument("--key", help="TLS private key (PEM)")
+    p.add_argument("--duration", help="stop after this long (e.g. 60s); default: until Ctrl-C")
+    p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT on the socket")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        host, port = parse_target(args.listen)
+        program = load_file(args.scenario) if args.scenario else None
+        if program is not None and program.role != "uas":
+            raise UsageError(f"{args.scenario}: a {program.role} scenario; use 'sipload run'")
+        transport = args.transport or (program.transport if program else "udp")
+        tls = None
+        if transport == "tls":
+            if not args.cert:
+                raise UsageError("--transport tls needs --cert (and --key)")
+            tls = server_context(args.cert, args.key)
+        duration = parse_duration(args.duration) if args.duration else None
+    except (ScenarioError, UsageError) as e:
+        print(f"sipload uas: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"sipload uas: --duration: {e}", file=sys.stderr)
+        return 2
+    records: list[dict[str, Any]] = []
+    engine = Engine(EngineConfig(program=program, transport=transport, local_host=host,
+                                 local_port=port, tls_server=tls, reuse_port=args.reuse_port,
+                                 duration=duration),
+                    on_records=records.extend)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def main() -> int:
+        try:
+            bound = await engine.start()
+        except OSError as e:
+            print(f"sipload uas: cannot listen on {args.listen}: {e.strerror}", file=sys.stderr)
+            return 3
+        print(f"sipload uas: listening on {transport}:{bound[0]}:{bound[1]}"
+              f" ({program.name if program else 'default UAS'}); Ctrl-C stops", flush=True)
+        loop.add_signal_handler(signal.SIGINT, engine.abort)
+        loop.add_signal_handler(signal.SIGTERM, engine.abort)
+        await engine.run()
+        return 0
+
+    try:
+        code = loop.run_until_complete(main())
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    if program is not None:
+        ok = sum(1 for r in records if r["result"] == Result.SUCCESS.value)
+        print(f"sipload uas: {len(records)} calls, {ok} succeeded")
+    elif engine.responder is not None:
+        r = engine.responder
+        print(f"sipload uas: {r.calls} calls answered, {r.closed} ended by BYE, "
+              f"{r.messages} other requests")
+    return code

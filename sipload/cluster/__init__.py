@@ -1,0 +1,1 @@
+"""Coordinator and workers: typed control messages over ZeroMQ, local and remote workers."""

@@ -1,0 +1,238 @@
+"""The coordinator's decisions, as a pure class driven by messages and ``now``.
+
+Theory of operation
+===================
+
+1. Workers say :class:`Hello`; each gets a :class:`Welcome` with its id, the
+   plan and its share: the rate divided evenly among the workers expected, and
+   a contiguous range of call numbers (so numbers never collide).
+2. When every expected worker is :class:`Ready` (or ``start_timeout`` passed
+   with at least one), all get :class:`Go` at once.
+3. A worker silent for ``lost_after`` seconds (no heartbeat, records or
+   snapshot) is lost: the calls it started and did not report become
+   "lost with worker", its unstarted calls and its rate go to the live
+   workers (:class:`SetShare`), and the run goes on.  With no worker left the
+   run ends, and :attr:`Coordinator.ended` says why.
+4. Records are acknowledged (:class:`Ack`) after the caller has written them;
+   a record acknowledged is never lost.
+5. The run is over when every live worker is :class:`Done`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipload.cluster.messages import (
+    Ack,
+    Done,
+    Failed,
+    Go,
+    Heartbeat,
+    Hello,
+    Message,
+    Ready,
+    Records,
+    SetShare,
+    Snapshot,
+    Stop,
+    Welcome,
+)
+
+Outgoing = list[tuple[bytes, Message]]
+
+
+@dataclass(slots=True)
+class WorkerState:
+    """What the coordinator knows of one worker."""
+
+    worker: int
+    identity: bytes
+    host: str
+    pid: int
+    version: str
+    calls: int | None
+    first_call: int
+    rate: float
+    last_seen: float
+    ready: bool = False
+    done: bool = False
+    lost: bool = False
+    started: int = 0  #: calls started, from heartbeats (and Done)
+    records: int = 0  #: records received
+    cpu: float = 0.0
+    loop_lag_ms: float = 0.0
+    active: int = 0
+    address: str = ""
+    final: Done | None = None
+
+
+@dataclass(slots=True)
+class Coordinator:
+    """Workers, liveness and rate shares (see the module docstring)."""
+
+    plan: dict[str, Any]
+    workers_expected: int
+    rate: float
+    calls: int | None
+    users: int | None = None
+    lost_after: float = 3.0
+    start_timeout: float = 30.0
+    version: str = ""
+    created: float = 0.0
+    workers: dict[bytes, WorkerState] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    went: bool = False
+    stopping: bool = False
+    ended: str = ""  #: why the run ended early ("" while running or ended normally)
+    lost_calls: int = 0
+    _next_worker: int = 0
+    _calls_assigned: int = 0
+
+    # ------------------------------------------------------------------ shares
+
+    def _share(self, index: int) -> tuple[float, int | None, int]:
+        """Rate, calls and first call number of worker ``index`` of those expected."""
+        n = max(self.workers_expected, 1)
+        rate = self.rate / n
+        if self.calls is None:
+            return rate, None, index * 1_000_000_000
+        base, extra = divmod(self.calls, n)
+        count = base + (1 if index < extra else 0)
+        first = index * base + min(index, extra)
+        return rate, count, first
+
+    def live(self) -> list[WorkerState]:
+        return [w for w in self.workers.values() if not w.lost]
+
+    # ------------------------------------------------------------------ input
+
+    def on_message(self, identity: bytes, msg: Message, now: float) -> Outgoing:
+        """React to one message from a worker; returns what to send."""
+        w = self.workers.get(identity)
+        if isinstance(msg, Hello):
+            return self._hello(identity, msg, now)
+        if w is None or w.lost:
+            return []
+        w.last_seen = now
+        if isinstance(msg, Ready):
+            w.ready = True
+            w.address = f"{msg.address}:{msg.port}"
+            return self._maybe_go(now)
+        if isinstance(msg, Heartbeat):
+            w.started = max(w.started, msg.started)
+            w.cpu, w.loop_lag_ms, w.active = msg.cpu, msg.loop_lag_ms, msg.active
+            return []
+        if isinstance(msg, Records):
+            w.records += len(msg.records)
+            return [(identity, Ack(msg.seq))]
+        if isinstance(msg, Snapshot):
+            return []
+        if isinstance(msg, Done):
+            w.done = True
+            w.final = msg
+            w.started = msg.started
+            self.events.append({"t": now, "event": "worker_done", "worker": w.worker,
+                                "started": msg.started, "records": msg.records_sent})
+            return []
+        if isinstance(msg, Failed):
+            self.events.append({"t": now, "event": "worker_failed", "worker": w.worker,
+                                "reason": msg.reason})
+            return self._lose(w, now, f"failed: {msg.reason}")
+        return []
+
+    def _hello(self, identity: bytes, msg: Hello, now: float) -> Outgoing:
+        if identity in self.workers:
+            return []
+        if self.went and self.workers_expected and len(self.workers) >= self.workers_expected:
+            self.events.append({"t": now, "event": "worker_refused", "host": msg.host,
+                                "reason": "the run has all its workers"})
+            return [(identity, Stop(0.0, abort=True))]
+        if msg.protocol != 1:
+            self.events.append({"t": now, "event": "worker_refused", "host": msg.host,
+                                "reason": f"protocol {msg.protocol}"})
+            return [(identity, Stop(0.0, abort=True))]
+        index = self._next_worker
+        self._next_worker += 1
+        rate, calls, first = self._share(index)
+        w = WorkerState(index, identity, msg.host, msg.pid, msg.version, calls, first, rate, now)
+        self.workers[identity] = w
+        self.events.append({"t": now, "event": "worker_joined", "worker": index,
+                            "host": msg.host, "pid": msg.pid, "version": msg.version,
+                            "rate": rate, "calls": calls, "first_call": first})
+        users = None
+        if self.users:
+            users = max(1, self.users // max(self.workers_expected, 1))
+        return [(identity, Welcome(index, self.plan, rate, calls, first, users))]
+
+    def _maybe_go(self, now: float) -> Outgoing:
+        if self.went:
+            return []
+        ready = [w for w in self.live() if w.ready]
+        if len(ready) >= self.workers_expected or (
+                ready and now - self.created >= self.start_timeout):
+            self.went = True
+            self.events.append({"t": now, "event": "go", "workers": len(ready)})
+            return [(w.identity, Go()) for w in ready]
+        return []
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now: float) -> Outgoing:
+        """Liveness and start checks; call a few times a second."""
+        out: Outgoing = []
+        for w in list(self.workers.values()):
+            if not w.lost and not w.done and now - w.last_seen > self.lost_after:
+                out.extend(self._lose(w, now, f"silent for {now - w.last_seen:.1f} s"))
+        if not self.went:
+            out.extend(self._maybe_go(now))
+            if not self.workers and now - self.created > self.start_timeout:
+                self.ended = "no worker connected"
+        return out
+
+    def _lose(self, w: WorkerState, now: float, why: str) -> Outgoing:
+        w.lost = True
+        lost_calls = max(0, w.started - w.records)
+        self.lost_calls += lost_calls
+        self.events.append({"t": now, "event": "worker_lost", "worker": w.worker,
+                            "reason": why, "calls_lost": lost_calls, "started": w.started,
+                            "records": w.records})
+        live = [x for x in self.live() if not x.done]
+        if not live:
+            if not any(x.done for x in self.workers.values()):
+                self.ended = f"no worker left (worker {w.worker} {why})"
+            return []
+        out: Outgoing = []
+        extra_rate = w.rate / len(live)
+        unstarted = 0 if w.calls is None else max(0, w.calls - w.started)
+        base, rest = divmod(unstarted, len(live))
+        for i, x in enumerate(live):
+            x.rate += extra_rate
+            add = base + (1 if i < rest else 0)
+            if x.calls is not None:
+                x.calls += add
+            out.append((x.identity, SetShare(x.rate, add)))
+        w.rate = 0.0
+        return out
+
+    def stop(self, now: float, grace: float, abort: bool = False) -> Outgoing:
+        self.stopping = True
+        self.events.append({"t": now, "event": "stop", "grace": grace, "abort": abort})
+        return [(w.identity, Stop(grace, abort)) for w in self.live() if not w.done]
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def finished(self) -> bool:
+        if self.ended:
+            return True
+        live = self.live()
+        return (self.went and bool(live) and all(w.done for w in live)) or (
+            self.went and not live)
+
+    def totals(self) -> dict[str, int]:
+        started = sum(w.started for w in self.workers.values())
+        return {"workers": len(self.workers), "lost_workers": sum(w.lost for w in
+                                                                  self.workers.values()),
+                "started": started, "records": sum(w.records for w in self.workers.values()),
+                "lost_with_worker": self.lost_calls}

@@ -1,0 +1,158 @@
+"""What the coordinator shows while a run goes on.
+
+On a terminal: a rich live panel (elapsed, target and actual rate, calls in
+progress, succeeded and failed, latency percentiles, retransmissions, one row
+per worker with its CPU, loop lag and late starts).  Elsewhere (CI logs): one
+plain progress line every few seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from sipload.stats.histograms import MarkHistograms
+
+PLAIN_EVERY = 5.0
+
+
+class LiveView:
+    """Aggregates snapshots as they arrive and renders them."""
+
+    def __init__(self, plan: dict[str, Any], *, quiet: bool = False,
+                 tty: bool | None = None) -> None:
+        self.plan = plan
+        self.quiet = quiet
+        self.tty = sys.stdout.isatty() if tty is None else tty
+        self.console = Console(highlight=False)
+        self.t_start = time.monotonic()
+        self.started = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.retransmissions = 0
+        self.late = 0
+        self.active: dict[int, int] = {}
+        self.health: dict[int, dict[str, float]] = {}
+        self.recent: list[tuple[float, int]] = []  # (wall time, calls started)
+        self.hist = MarkHistograms()
+        self.notes: list[str] = []
+        self.target_rate: dict[int, float] = {}
+        self._live: Live | None = None
+        self._last_plain = 0.0
+        self._workers_line = ""
+
+    def start(self) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=2,
+                              transient=False)
+            self._live.start()
+        else:
+            print(f"sipload: run {self.plan.get('scenario_name', '')} -> "
+                  f"{self.plan.get('target_text', '')}, rate {self.plan.get('rate')}/s",
+                  flush=True)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.stop()
+            self._live = None
+        elif not self.quiet and not self.tty:
+            self._plain(force=True)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        if not self.quiet and not self.tty:
+            print(f"sipload: {text}", flush=True)
+
+    def note_event(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind == "worker_lost":
+            self.note(f"worker {ev.get('worker')} lost ({ev.get('reason')}); "
+                      f"{ev.get('calls_lost')} calls lost with it")
+        elif kind == "worker_failed":
+            self.note(f"worker {ev.get('worker')} failed: {ev.get('reason')}")
+        elif kind == "worker_refused":
+            self.note(f"a worker from {ev.get('host')} was refused: {ev.get('reason')}")
+
+    def records(self, records: list[dict[str, Any]]) -> None:
+        pass  # counts come from snapshots, which cover every record
+
+    def snapshot(self, s: dict[str, Any]) -> None:
+        w = int(s.get("worker", 0))
+        self.started += int(s.get("started", 0))
+        self.succeeded += int(s.get("succeeded", 0))
+        self.failed += int(s.get("failed", 0))
+        self.retransmissions += int(s.get("retransmissions", 0))
+        self.late += int(s.get("late", 0))
+        self.active[w] = int(s.get("active", 0))
+        self.target_rate[w] = float(s.get("target_rate", 0.0))
+        self.health[w] = {"cpu": float(s.get("cpu", 0.0)),
+                          "lag": float(s.get("loop_lag_ms", 0.0)),
+                          "late": float(s.get("late", 0))}
+        hist = s.get("histograms") or {}
+        if hist:
+            self.hist.merge(MarkHistograms.decode(hist))
+        now = time.monotonic()
+        self.recent.append((now, self.started))
+        self.recent = [r for r in self.recent if now - r[0] <= 5.0]
+        if self._live is not None:
+            self._live.update(self._render())
+        elif not self.quiet:
+            self._plain()
+
+    def workers(self, coord: Any) -> None:
+        live = len([w for w in coord.workers.values() if not w.lost])
+        self._workers_line = f"{live}/{coord.workers_expected} workers"
+
+    def _rate(self) -> float:
+        if len(self.recent) < 2:
+            return 0.0
+        (t1, c1), (t2, c2) = self.recent[0], self.recent[-1]
+        return (c2 - c1) / max(t2 - t1, 1e-6)
+
+    def _percentiles(self) -> str:
+        summary = self.hist.summary()
+        mark = "answer" if "answer" in summary else ("call" if "call" in summary else None)
+        if mark is None:
+            return "-"
+        r = summary[mark]
+        return f"{mark} p50 {r['p50']:.1f} ms  p95 {r['p95']:.1f} ms  p99 {r['p99']:.1f} ms"
+
+    def _plain(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_plain < PLAIN_EVERY:
+            return
+        self._last_plain = now
+        elapsed = now - self.t_start
+        print(f"sipload: {elapsed:6.1f}s started {self.started} ok {self.succeeded} "
+              f"failed {self.failed} active {sum(self.active.values())} "
+              f"rate {self._rate():.1f}/s target {sum(self.target_rate.values()):.1f}/s "
+              f"retrans {self.retransmissions} late {self.late} | {self._percentiles()}",
+              flush=True)
+
+    def _render(self) -> Group:
+        elapsed = time.monotonic() - self.t_start
+        head = Table.grid(padding=(0, 2))
+        head.add_row("elapsed", f"{elapsed:.1f} s", "target rate",
+                     f"{sum(self.target_rate.values()):.1f}/s", "actual", f"{self._rate():.1f}/s")
+        head.add_row("in progress", str(sum(self.active.values())), "succeeded",
+                     str(self.succeeded), "failed", str(self.failed))
+        head.add_row("retransmissions", str(self.retransmissions), "late starts",
+                     str(self.late), "workers", self._workers_line)
+        head.add_row("latency", self._percentiles(), "", "", "", "")
+        table = Table(title="workers", show_edge=False)
+        for col in ("worker", "cpu", "loop lag ms", "late", "in progress"):
+            table.add_column(col, justify="right")
+        for w, h in sorted(self.health.items()):
+            table.add_row(str(w), f"{h['cpu'] * 100:.0f}%", f"{h['lag']:.1f}",
+                          f"{h['late']:.0f}", str(self.active.get(w, 0)))
+        parts: list[Any] = [head, table]
+        parts.extend(self.notes[-3:])
+        return Group(*parts)

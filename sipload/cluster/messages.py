@@ -1,0 +1,155 @@
+"""Typed control messages between the coordinator and its workers, as msgpack.
+
+Each message is a frozen dataclass; on the wire it is a msgpack map with a
+``"type"`` key.  :func:`decode` refuses anything malformed with
+:class:`ProtocolError`, so a confused or hostile peer cannot crash either side.
+
+Worker → coordinator: Hello, Ready, Heartbeat, Records, Snapshot, Done, Failed.
+Coordinator → worker: Welcome, Go, SetShare, Stop, Ack, Bye.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import msgpack
+
+PROTOCOL = 1
+
+
+class ProtocolError(Exception):
+    """A control message that cannot be decoded or is of an unknown type."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    version: str
+    pid: int
+    host: str
+    protocol: int = PROTOCOL
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The worker's id, the scenario and its share of the run."""
+
+    worker: int
+    plan: dict[str, Any]  #: scenario text and name, target, transport, timers, limits
+    rate: float
+    calls: int | None
+    first_call: int
+    users: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    worker: int
+    address: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    worker: int
+    t: float
+    active: int
+    started: int
+    cpu: float
+    loop_lag_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    worker: int
+    seq: int
+    records: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    worker: int
+    snapshot: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    worker: int
+    started: int
+    succeeded: int
+    failed: int
+    in_flight: int
+    records_sent: int
+    retransmissions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    worker: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetShare:
+    rate: float
+    extra_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    grace: float = 5.0
+    abort: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    reason: str = ""
+
+
+Message = (Hello | Welcome | Ready | Go | Heartbeat | Records | Snapshot | Done | Failed
+           | SetShare | Stop | Ack | Bye)
+_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (
+    Hello, Welcome, Ready, Go, Heartbeat, Records, Snapshot, Done, Failed, SetShare, Stop,
+    Ack, Bye)}
+_FIELDS: dict[str, frozenset[str]] = {
+    name: frozenset(f.name for f in fields(cls)) for name, cls in _TYPES.items()}
+
+
+def encode(msg: Message) -> bytes:
+    data = asdict(msg)
+    data["type"] = type(msg).__name__
+    out = msgpack.packb(data, use_bin_type=True)
+    assert isinstance(out, bytes)
+    return out
+
+
+def decode(data: bytes) -> Message:
+    """Decode one message; raises ProtocolError for anything else."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises several exception types for bad input
+        raise ProtocolError(f"undecodable message: {e}") from e
+    if not isinstance(obj, dict):
+        raise ProtocolError("a message is a map")
+    name = obj.pop("type", None)
+    cls = _TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {name!r}")
+    if set(obj) != _FIELDS[str(name)] and not set(obj) <= _FIELDS[str(name)]:
+        raise ProtocolError(f"unexpected fields in {name}")
+    try:
+        msg: Message = cls(**obj)
+    except TypeError as e:
+        raise ProtocolError(f"bad {name}: {e}") from e
+    return msg
+

@@ -1,0 +1,220 @@
+"""The coordinator's shell: ZeroMQ in, run directory and screen out.
+
+:func:`run_load` binds the ROUTER, starts the local workers (and the embedded
+UAS when there is no target), feeds every control message to the pure
+:class:`Coordinator`, writes records and snapshots to the run directory as
+they arrive (acknowledging records only once written), shows progress, and
+handles Ctrl-C: the first stops new calls and gives calls in flight a grace
+period, the second aborts at once, keeping what was received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import multiprocess
+
+from sipload.cluster.channel import Keys, Router
+from sipload.cluster.coordinator import Coordinator
+from sipload.cluster.live import LiveView
+from sipload.cluster.messages import Records, Snapshot
+from sipload.cluster.worker import worker_main
+from sipload.stats.rundir import RunWriter
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """How the coordinator ended: totals and why it stopped early, if it did."""
+
+    totals: dict[str, int]
+    ended: str = ""
+    interrupted: bool = False
+    aborted: bool = False
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _spawn_workers(url: str, n: int) -> list[Any]:
+    ctx = multiprocess.get_context("spawn")
+    procs = []
+    for _ in range(n):
+        p = ctx.Process(target=worker_main, args=(url,), daemon=True)
+        p.start()
+        procs.append(p)
+    return procs
+
+
+async def run_load(
+    plan: dict[str, Any], writer: RunWriter, *, workers: int, local_workers: int | None = None,
+    bind: str = "tcp://127.0.0.1:0", keys: Keys | None = None, quiet: bool = False,
+    lost_after: float = 3.0, start_timeout: float = 30.0, max_time: float | None = None,
+) -> RunOutcome:
+    """Run one load test to the end; the run directory is written as it goes."""
+    router = Router(bind, keys)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    coord = Coordinator(plan, workers, float(plan["rate"]), plan.get("calls"),
+                        users=plan.get("users"), lost_after=lost_after,
+                        start_timeout=start_timeout, version=str(plan.get("version", "")),
+                        created=0.0)
+    plan["control_url"] = router.url
+    writer.append_event({"t": 0.0, "event": "coordinator_listening", "url": router.url})
+    procs = _spawn_workers(router.url, workers if local_workers is None else local_workers)
+    view = LiveView(plan, quiet=quiet)
+    interrupts = 0
+    outcome = RunOutcome({})
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    handled = 0
+    deadline = None if max_time is None else t0 + max_time
+    abort_deadline: float | None = None
+    events_written = 0
+    try:
+        view.start()
+        while True:
+            now = loop.time() - t0
+            if interrupts > handled:
+                handled = interrupts
+                if handled == 1:
+                    outcome.interrupted = True
+                    grace = float(plan.get("stop_grace", 5.0))
+                    view.note(f"stopping: calls in flight get {grace:g} s (Ctrl-C again aborts)")
+                    for ident, msg in coord.stop(now, grace):
+                        await router.send(ident, msg)
+                else:
+                    outcome.aborted = True
+                    view.note("aborting")
+                    for ident, msg in coord.stop(now, 0.0, abort=True):
+                        await router.send(ident, msg)
+                    abort_deadline = now + 3.0
+            if deadline is not None and loop.time() > deadline and not coord.stopping:
+                for ident, msg in coord.stop(now, float(plan.get("stop_grace", 5.0))):
+                    await router.send(ident, msg)
+            if await router.poll(200):
+                for _ in range(500):
+                    ident, msg = await router.recv()
+                    now = loop.time() - t0
+                    if isinstance(msg, Records):
+                        writer.append_records(msg.records)
+                        view.records(msg.records)
+                    elif isinstance(msg, Snapshot):
+                        writer.append_interval(msg.snapshot)
+                        view.snapshot(msg.snapshot)
+                    for dest, reply in coord.on_message(ident, msg, now):
+                        await router.send(dest, reply)
+                    if not await router.poll(0):
+                        break
+            now = loop.time() - t0
+            for dest, reply in coord.tick(now):
+                await router.send(dest, reply)
+            for ev in coord.events[events_written:]:
+                writer.append_event(ev)
+                view.note_event(ev)
+            events_written = len(coord.events)
+            view.workers(coord)
+            if coord.finished:
+                break
+            if abort_deadline is not None and now > abort_deadline:
+                break
+            if not coord.went and now > start_timeout and not coord.workers:
+                coord.ended = "no worker connected"
+                break
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+        view.stop()
+        for p in procs:
+            p.join(timeout=5)
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=2)
+        router.close()
+    outcome.totals = coord.totals()
+    outcome.ended = coord.ended
+    outcome.workers = [
+        {"worker": w.worker, "host": w.host, "pid": w.pid, "lost": w.lost, "started": w.started,
+         "records": w.records, "address": w.address} for w in coord.workers.values()]
+    writer.append_event({"t": loop.time() - t0, "event": "run_end", **outcome.totals,
+                         "ended": outcome.ended, "interrupted": outcome.interrupted,
+                         "aborted": outcome.aborted})
+    return outcome
+
+
+def start_embedded_uas(plan_uas: dict[str, Any], timeout: float = 20.0) -> tuple[Any, int]:
+    """Start the embedded UAS in its own process; returns (process, port)."""
+    ctx = multiprocess.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_uas_main, args=(plan_uas, q), daemon=True)
+    p.start()
+    try:
+        port = q.get(timeout=timeout)
+    except Exception as e:  # queue.Empty, or the child died
+        p.kill()
+        raise RuntimeError("the embedded UAS did not start") from e
+    if isinstance(port, str):
+        p.join(timeout=2)
+        raise RuntimeError(port)
+    return p, int(port)
+
+
+def _uas_main(plan_uas: dict[str, Any], q: Any) -> None:
+    from sipload.engine import Engine, EngineConfig
+    from sipload.scenario.loader import load_text
+    from sipload.transport.loop import new_event_loop
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        text = plan_uas.get("scenario_text")
+        program = load_text(str(text), str(plan_uas.get("scenario_path"))) if text else None
+        engine = Engine(EngineConfig(program=program, transport=str(plan_uas["transport"]),
+                                     local_host=str(plan_uas.get("host", "127.0.0.1")),
+                                     local_port=0, reuse_port=False))
+
+        async def main() -> None:
+            try:
+                _, port = await engine.start()
+            except OSError as e:
+                q.put(f"embedded UAS cannot bind: {e}")
+                return
+            q.put(port)
+            stop = asyncio.Event()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, lambda: None)
+            task = asyncio.create_task(engine.run())
+            await stop.wait()
+            engine.abort()
+            await task
+
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def stop_process(p: Any, timeout: float = 5.0) -> None:
+    if p is None or not p.is_alive():
+        return
+    p.terminate()
+    p.join(timeout)
+    if p.is_alive():
+        p.kill()
+        p.join(2)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def eprint(*args: object) -> None:
+    print(*args, file=sys.stderr)

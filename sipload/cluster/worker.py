@@ -1,0 +1,216 @@
+"""A worker: connects to the coordinator, runs its share of the run on an Engine.
+
+Local workers are started by the coordinator with ``multiprocess``; remote
+ones run ``sipload worker --connect tcp://HOST:PORT --keys DIR``.  A worker
+streams record batches with each snapshot (every second) and a heartbeat every
+second; the coordinator's Stop/SetShare messages steer it.  The worker keeps
+its own loop: control and SIP share one asyncio event loop (uvloop when
+installed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from sipload import __version__
+from sipload.cluster.channel import ChannelError, Dealer
+from sipload.cluster.messages import (
+    Done,
+    Failed,
+    Go,
+    Heartbeat,
+    Hello,
+    Ready,
+    Records,
+    SetShare,
+    Snapshot,
+    Stop,
+    Welcome,
+)
+from sipload.engine import Engine, EngineConfig
+from sipload.engine import Snapshot as EngineSnapshot
+from sipload.scenario.inject import parse_injection
+from sipload.scenario.loader import ScenarioError, load_text
+from sipload.sip.transaction import TimerConfig
+from sipload.transport.loop import new_event_loop
+
+
+def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
+    """Build this worker's EngineConfig from the plan and its share."""
+    text = plan.get("scenario_text")
+    program = None
+    injection = None
+    if plan.get("inject_text"):
+        injection = parse_injection(str(plan["inject_text"]), str(plan.get("inject_path", "")))
+    if text:
+        program = load_text(str(text), str(plan.get("scenario_path", "<scenario>")),
+                            csv_fields=injection.fields if injection else 0)
+    target = plan.get("target")
+    t = plan.get("timers") or {}
+    return EngineConfig(
+        program=program,
+        target=(str(target[0]), int(target[1])) if target else None,
+        transport=str(plan.get("transport", "udp")),
+        local_host=str(plan.get("local_host", "127.0.0.1")),
+        local_port=int(plan.get("local_port", 0)),
+        rate=max(welcome.rate, 1e-9), calls=welcome.calls,
+        duration=plan.get("duration"), concurrent=int(plan.get("concurrent", 10_000)),
+        users=welcome.users, arrival=str(plan.get("arrival", "uniform")),
+        rate_increase=float(plan.get("rate_increase", 0.0)) / max(
+            int(plan.get("workers", 1)), 1),
+        rate_interval=float(plan.get("rate_interval", 0.0)),
+        rate_max=(float(plan["rate_max"]) / max(int(plan.get("workers", 1)), 1))
+        if plan.get("rate_max") else None,
+        first_call=welcome.first_call, injection=injection, worker=welcome.worker,
+        seed=(int(plan["seed"]) + welcome.worker) if plan.get("seed") is not None else None,
+        timers=TimerConfig(float(t.get("t1", 0.5)), float(t.get("t2", 4.0)),
+                           float(t.get("t4", 5.0))),
+        reuse_port=bool(plan.get("reuse_port", False)),
+        tls_insecure=bool(plan.get("tls_insecure", False)),
+        stop_grace=float(plan.get("stop_grace", 5.0)),
+    )
+
+
+class WorkerProcess:
+    """The control loop around one Engine."""
+
+    def __init__(self, url: str, keys: Path | None = None) -> None:
+        self.url = url
+        self.keys = keys
+        self.dealer: Dealer | None = None
+        self.engine: Engine | None = None
+        self.worker = -1
+        self.seq = 0
+        self.records_sent = 0
+        self._pending: list[dict[str, Any]] = []
+        self._snapshots: list[EngineSnapshot] = []
+        self._wake = asyncio.Event()
+
+    async def run(self, hello_timeout: float = 30.0) -> int:
+        try:
+            self.dealer = Dealer(self.url, self.keys)
+        except ChannelError as e:
+            print(f"sipload worker: {e}", file=sys.stderr)
+            return 3
+        try:
+            return await self._run(hello_timeout)
+        finally:
+            self.dealer.close()
+
+    async def _run(self, hello_timeout: float) -> int:
+        dealer = self.dealer
+        assert dealer is not None
+        await dealer.send(Hello(__version__, os.getpid(), socket.gethostname()))
+        msg = await dealer.recv(hello_timeout)
+        if not isinstance(msg, Welcome):
+            print(f"sipload worker: no welcome from {self.url}", file=sys.stderr)
+            return 3
+        self.worker = msg.worker
+        try:
+            cfg = engine_config(msg.plan, msg)
+        except ScenarioError as e:
+            await dealer.send(Failed(msg.worker, str(e)))
+            return 2
+        engine = Engine(cfg, on_records=self._on_records, on_snapshot=self._on_snapshot)
+        self.engine = engine
+        try:
+            host, port = await engine.start()
+        except OSError as e:
+            await dealer.send(Failed(msg.worker, f"cannot bind: {e}"))
+            return 3
+        await dealer.send(Ready(msg.worker, host, port))
+        while True:
+            go = await dealer.recv(hello_timeout)
+            if isinstance(go, Go):
+                break
+            if go is None or isinstance(go, Stop):
+                return 0
+        sender = asyncio.create_task(self._sender())
+        control = asyncio.create_task(self._control())
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            await engine.run()
+        finally:
+            control.cancel()
+            beat.cancel()
+            self._wake.set()
+            self._closing = True
+            await sender
+        await self._send_pending()
+        await dealer.send(Done(self.worker, engine.started, engine.succeeded, engine.failed,
+                               engine.in_flight_at_stop, self.records_sent,
+                               engine.retransmissions))
+        return 0
+
+    _closing = False
+
+    def _on_records(self, batch: list[dict[str, Any]]) -> None:
+        self._pending.extend(batch)
+        self._wake.set()
+
+    def _on_snapshot(self, snap: EngineSnapshot) -> None:
+        self._snapshots.append(snap)
+        self._wake.set()
+
+    async def _send_pending(self) -> None:
+        dealer = self.dealer
+        assert dealer is not None
+        while self._pending:
+            batch = self._pending[:2000]
+            del self._pending[:2000]
+            self.seq += 1
+            self.records_sent += len(batch)
+            await dealer.send(Records(self.worker, self.seq, batch))
+        while self._snapshots:
+            snap = self._snapshots.pop(0)
+            await dealer.send(Snapshot(self.worker, snap.to_dict()))
+
+    async def _sender(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._send_pending()
+
+    async def _control(self) -> None:
+        dealer = self.dealer
+        engine = self.engine
+        assert dealer is not None and engine is not None
+        while True:
+            msg = await dealer.recv()
+            if isinstance(msg, Stop):
+                if msg.abort:
+                    engine.abort()
+                else:
+                    engine.request_stop(msg.grace)
+            elif isinstance(msg, SetShare) and engine.pacer is not None:
+                if engine.pacer.calls is not None:
+                    engine.pacer.calls += msg.extra_calls
+                engine.set_rate(msg.rate)
+
+    async def _heartbeat(self) -> None:
+        dealer = self.dealer
+        engine = self.engine
+        assert dealer is not None and engine is not None
+        while True:
+            snap = self._snapshots[-1] if self._snapshots else None
+            await dealer.send(Heartbeat(self.worker, engine.now(), engine.active,
+                                        engine.started, snap.cpu if snap else 0.0,
+                                        snap.loop_lag_ms if snap else 0.0))
+            await asyncio.sleep(1.0)
+
+
+def worker_main(url: str, keys: str | None = None) -> int:
+    """Entry point of a worker process (local or remote)."""
+    loop = new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        proc = WorkerProcess(url, Path(keys) if keys else None)
+        return loop.run_until_complete(proc.run())
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
