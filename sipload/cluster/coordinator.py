@@ -182,6 +182,8 @@ class Coordinator:
         """Liveness and start checks; call a few times a second."""
         out: Outgoing = []
         for w in list(self.workers.values()):
+            if not self.went:
+                break  # workers heartbeat once running; before Go, start_timeout rules
             if not w.lost and not w.done and now - w.last_seen > self.lost_after:
                 out.extend(self._lose(w, now, f"silent for {now - w.last_seen:.1f} s"))
         if not self.went:

@@ -11,7 +11,8 @@ Coordinator → worker: Welcome, Go, SetShare, Stop, Ack, Bye.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import msgpack
 
@@ -125,6 +126,27 @@ _FIELDS: dict[str, frozenset[str]] = {
     name: frozenset(f.name for f in fields(cls)) for name, cls in _TYPES.items()}
 
 
+def _accepted(hint: Any) -> tuple[type, ...]:
+    """The runtime types a field's annotation admits (int is fine where float is)."""
+    out: list[type] = []
+    union = get_origin(hint) in (Union, UnionType)
+    for arg in get_args(hint) if union else (hint,):
+        origin = get_origin(arg) or arg
+        if arg is type(None):
+            out.append(type(None))
+        elif origin is float:
+            out.extend((float, int))
+        elif isinstance(origin, type):
+            out.append(origin)
+    return tuple(out)
+
+
+_CHECKS: dict[str, dict[str, tuple[type, ...]]] = {
+    name: {k: _accepted(v) for k, v in get_type_hints(cls).items()}
+    for name, cls in _TYPES.items()
+}
+
+
 def encode(msg: Message) -> bytes:
     data = asdict(msg)
     data["type"] = type(msg).__name__
@@ -147,6 +169,11 @@ def decode(data: bytes) -> Message:
         raise ProtocolError(f"unknown message type {name!r}")
     if set(obj) != _FIELDS[str(name)] and not set(obj) <= _FIELDS[str(name)]:
         raise ProtocolError(f"unexpected fields in {name}")
+    checks = _CHECKS[str(name)]
+    for key, value in obj.items():
+        allowed = checks[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ProtocolError(f"{name}.{key}: wrong type {type(value).__name__}")
     try:
         msg: Message = cls(**obj)
     except TypeError as e:
