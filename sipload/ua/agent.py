@@ -125,6 +125,7 @@ class UserAgent:
         self._dlg_by_id: dict[tuple[str, str, str], CallDialog] = {}
         self._regs: dict[int, Registration] = {}
         self._creds: list[Credential] = []
+        self._reinvite_cseq: dict[int, int] = {}  #: did -> CSeq of our last re-INVITE
         self._nc = ClientNonceCounter()
         self.retransmissions = 0
         self.bad_messages = 0
@@ -301,9 +302,11 @@ class UserAgent:
                 self._send_bye(call, cd, now)
 
     def call_build_ack(self, did: int) -> Request:
+        """The ACK for the 2xx to the dialog's last INVITE (initial or re-INVITE)."""
         cd = self._dialog(did)
         call = self._calls[cd.cid]
-        ack = self._dlg_request(cd, "ACK", cseq=call.invite.cseq.seq)
+        seq = self._reinvite_cseq.get(did, call.invite.cseq.seq)
+        ack = self._dlg_request(cd, "ACK", cseq=seq)
         return ack
 
     def call_send_ack(self, did: int, ack: Request | None = None, now: float | None = None) -> None:
@@ -359,6 +362,7 @@ class UserAgent:
         cd = self._dialog(did)
         if request.method == "INVITE":
             purpose = Purpose.REINVITE
+            self._reinvite_cseq[did] = request.cseq.seq
         elif request.method == "BYE":
             purpose = Purpose.BYE
         else:
@@ -737,6 +741,9 @@ class UserAgent:
                 and rack.cseq == call.invite.cseq.seq):
             cd.rel_bytes = None
             self._respond(rec, self.call_build_answer(rec.tid, 200), now)
+            # answered already; reported so a program can wait for it
+            self._emit(EventType.CALL_MESSAGE_NEW, now, cid=call.cid, did=cd.did, tid=rec.tid,
+                       request=req)
         else:
             self._respond(rec, make_response(rec.tx.request, 481, "No matching provisional"), now)
 
@@ -1082,6 +1089,7 @@ class UserAgent:
         for cd in call.dialogs.values():
             cd.dialog.state = DialogState.TERMINATED
             self._dlg_by_did.pop(cd.did, None)
+            self._reinvite_cseq.pop(cd.did, None)
             if self._dlg_by_id.get(cd.dialog.id) is cd:
                 del self._dlg_by_id[cd.dialog.id]
         self._emit(EventType.CALL_RELEASED, now, cid=call.cid, reason=reason)
@@ -1140,7 +1148,13 @@ class UserAgent:
             return False
         if challenge.realm in rec.auth_realms and not challenge.stale:
             return False
-        cred = next((c for c in self._creds if c.realm in ("", challenge.realm)), None)
+        try:
+            from_user = getattr(rec.tx.request.from_.uri, "user", None)
+        except ParseError:
+            from_user = None
+        usable = [c for c in self._creds if c.realm in ("", challenge.realm)]
+        cred = next((c for c in usable if c.username == from_user), None) or next(
+            iter(usable), None)  # eXosip looks credentials up by the From user first
         if cred is None:
             return False
         old = rec.tx.request
@@ -1175,6 +1189,8 @@ class UserAgent:
         if call is not None and rec.purpose == Purpose.INVITE:
             call.invite = new
             call.invite_tid = tid
+        if rec.purpose == Purpose.REINVITE:
+            self._reinvite_cseq[rec.did] = seq
         reg = self._regs.get(rec.rid)
         if reg is not None:
             reg.request = new
