@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sipload.scenario.loader import ScenarioError
+from sipload.scenario.errors import ScenarioError
 
 ORDERS = ("SEQUENTIAL", "RANDOM", "USER")
 

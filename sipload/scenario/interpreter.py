@@ -9,34 +9,46 @@ Theory of operation
 2. A call runs steps until one must wait: ``recv`` (a message), ``pause``,
    ``dtmf`` (each INFO's answer) or ``terminate`` (the call's release).
    Waiting sets the instance's deadline; :meth:`Runner.handle_timers` fires it.
-3. A message arriving while the call waits in a chain of ``recv`` steps is
-   matched against the chain from the current step: optional steps it does
-   not match are skipped; a non-optional step it does not match makes it
-   unexpected.  Provisional responses nobody asked for are ignored.  A message
-   arriving while the call is not waiting (a pause) is kept in a small inbox
-   and matched when the call reaches its next ``recv``.
-4. A call that fails (timeout, unexpected message, rejection, transport
+3. A message for a call is matched against the chain of ``recv`` steps from
+   the current one: optional steps it does not match are skipped; a step of
+   another leg that is not optional must come first, so the message waits in
+   a small inbox; a non-optional step of its own leg that it does not match
+   makes it unexpected.  Provisional responses nobody asked for are ignored.
+   A message arriving while the call does not wait in a ``recv`` goes to the
+   inbox and is matched when the call reaches its next ``recv``.
+4. A new call or out-of-dialog request the UA reports goes to (a) the call of
+   the scenario that already has its Call-ID (a request re-sent after a
+   challenge); else (b) the oldest call that has a ``recv`` for it ahead on a
+   leg without a live call and whose ``match:`` checks pass -- in a UAS
+   scenario whose first step also takes it, only a step with ``match:`` does;
+   else (c) a new call of a UAS scenario whose first step takes it; else it is
+   refused (INVITE 480/488, OPTIONS 200, others 405/481).
+5. A call that fails (timeout, unexpected message, rejection, transport
    error, a check) is torn down with ``call_terminate`` on every leg (CANCEL,
    a negative answer or BYE by state) and its record says why.
-5. Loops are bounded twice: a backward ``goto`` needs ``max`` (the loader
+6. Loops are bounded twice: a backward ``goto`` needs ``max`` (the loader
    enforces it), and one call may execute at most :data:`MAX_STEPS` steps.
 """
 
 from __future__ import annotations
 
 import heapq
-import re
-from dataclasses import dataclass, field
-from typing import Protocol
 
+from sipload.scenario.calls import INF, CallInstance, Leg, Rng, RunContext, Values
 from sipload.scenario.inject import Injection
+from sipload.scenario.messages import (
+    apply_overrides,
+    automatic_marks,
+    body_bytes,
+    failed_check,
+    run_captures,
+    sample_pause,
+)
 from sipload.scenario.model import (
     Body,
-    Check,
     CheckStep,
     DtmfStep,
     GotoStep,
-    HeaderSpec,
     NopStep,
     PauseStep,
     Program,
@@ -47,88 +59,25 @@ from sipload.scenario.model import (
     TerminateStep,
 )
 from sipload.sip import sdp
+from sipload.sip.digest import DigestError, DigestServer, parse_credentials
 from sipload.sip.errors import LocalProtocolError, ParseError
-from sipload.sip.message import Message
+from sipload.sip.message import Message, Request, Response
 from sipload.stats.records import CallRecord, Failure, Result
 from sipload.ua.agent import UserAgent
 from sipload.ua.events import Event, EventType
 
+__all__ = ["MAX_STEPS", "CallInstance", "Rng", "RunContext", "Runner"]
+
 MAX_STEPS = 10_000
 INBOX = 16
-INF = float("inf")
 
 E = EventType
 _REQUEST_EVENTS = {E.CALL_INVITE, E.CALL_REINVITE, E.CALL_MESSAGE_NEW, E.CALL_ACK,
                    E.CALL_CLOSED, E.CALL_CANCELLED, E.MESSAGE_NEW}
 _FATAL = {E.CALL_NOANSWER: Failure.MAX_RETRANSMISSIONS, E.TRANSPORT_ERROR: Failure.TRANSPORT}
-
-
-class Rng(Protocol):
-    """The randomness a scenario needs, passed in by the shell (the core draws none)."""
-
-    def uniform(self, a: float, b: float) -> float: ...
-    def gauss(self, mu: float, sigma: float) -> float: ...
-    def lognormvariate(self, mu: float, sigma: float) -> float: ...
-    def expovariate(self, lambd: float) -> float: ...
-    def randrange(self, stop: int, /) -> int: ...
-
-
-@dataclass(slots=True)
-class RunContext:
-    """What every call of a run shares: addresses and names for the keywords."""
-
-    local_host: str
-    local_port: int
-    remote_host: str
-    remote_port: int
-    transport: str = "udp"
-    service: str = "service"
-    media_ip: str = ""
-    media_port: int = 6000
-    worker: int = 0
-
-
-@dataclass(slots=True)
-class Leg:
-    """One call (or registration) inside a scenario instance."""
-
-    name: str
-    cid: int = 0
-    did: int = 0
-    rid: int = 0
-    last_tid: int = 0
-    last_method: str = ""
-    last: Message | None = None  #: the last message received on this leg
-    released: bool = False
-    local_sdp: sdp.SessionDescription | None = None
-    remote_sdp: bytes = b""
-
-
-@dataclass(slots=True)
-class CallInstance:
-    """One call of the scenario in progress."""
-
-    iid: int
-    record: CallRecord
-    vars: dict[str, str]
-    legs: dict[str, Leg] = field(default_factory=dict)
-    pc: int = 0
-    deadline: float = INF
-    waiting: str = ""  #: "", "recv", "pause", "dtmf", "terminate"
-    sub: int = 0  #: progress inside a step (dtmf digit)
-    wait_tid: int = 0
-    inbox: list[tuple[str, Event]] = field(default_factory=list)
-    gotos: dict[int, int] = field(default_factory=dict)
-    timers: dict[str, float] = field(default_factory=dict)
-    executed: int = 0
-    done: bool = False
-
-    def leg(self, name: str) -> Leg:
-        leg = self.legs.get(name)
-        if leg is None:
-            leg = Leg(name)
-            self.legs[name] = leg
-        return leg
+_IN_DIALOG_ONLY = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "INFO", "UPDATE"})
+"""Methods that never open a call or stand alone: no new request of these is routed (rule 4)."""
+_UA_ANSWERS = frozenset({"BYE", "CANCEL"})
 
 
 def _label(ev: Event) -> str:
@@ -151,18 +100,46 @@ class Runner:
         self.ua = ua
         self.ctx = ctx
         self.rng = rng
-        self.injection = injection
+        self.injection = injection if injection is not None else program.injection
         self._instances: dict[int, CallInstance] = {}
         self._by_cid: dict[int, tuple[int, str]] = {}
         self._by_tid: dict[int, tuple[int, str]] = {}
         self._by_rid: dict[int, tuple[int, str]] = {}
-        self._waiting_calls: list[tuple[int, str]] = []
+        self._by_callid: dict[str, tuple[int, str]] = {}
         self._heap: list[tuple[float, int, int]] = []
         self._seq = 0
         self._next_iid = 0
         self._finished: list[CallRecord] = []
+        self._creds: set[tuple[str, str, str]] = set()
+        self._digest: dict[tuple[str, str, tuple[str, ...]], DigestServer] = {}
+        self._nonces = 0
         self.started = 0
         self.call_number_base = 0
+        steps = program.steps
+        first = steps[0] if steps else None
+        self._first: RecvStep | None = (
+            first if isinstance(first, RecvStep) and program.role == "uas" else None)
+        # rule 4 (b): which steps may take a new request, by method
+        self._takers: dict[str, list[int]] = {}
+        for j, s in enumerate(steps):
+            if not isinstance(s, RecvStep) or (j == 0 and self._first is not None):
+                continue
+            for m in s.matchers:
+                if not m.method or m.method in _IN_DIALOG_ONLY:
+                    continue
+                if self._first is not None and self._first.accepts_request(m.method) \
+                        and not s.match:
+                    continue
+                self._takers.setdefault(m.method, []).append(j)
+        cfg = ua.config  # the UA accepts what the scenario means to receive
+        recv_methods = [m.method for s in steps if isinstance(s, RecvStep)
+                        for m in s.matchers if m.method and m.method not in ("ACK", "CANCEL")]
+        if program.allow or recv_methods:
+            cfg.allow = tuple(dict.fromkeys((*cfg.allow, *program.allow, *recv_methods)))
+        if program.supported:
+            cfg.supported = tuple(dict.fromkeys((*cfg.supported, *program.supported)))
+        if any(isinstance(s, RecvStep) and s.accepts_request("OPTIONS") for s in steps):
+            cfg.answer_options = False  # the scenario answers OPTIONS itself
 
     # ------------------------------------------------------------------ engine surface
 
@@ -204,6 +181,8 @@ class Runner:
 
     def on_event(self, ev: Event, now: float) -> None:
         """Route one UA event to the call it belongs to (or start a UAS call)."""
+        if ev.type == E.BAD_MESSAGE:
+            return
         target: tuple[int, str] | None = None
         if ev.cid:
             target = self._by_cid.get(ev.cid)
@@ -240,15 +219,20 @@ class Runner:
         self.started += 1
         rec = CallRecord(call_number, intended, now, worker=self.ctx.worker)
         ctx = self.ctx
+        media_ip = ctx.media_ip or ctx.local_host
         values = {
             "call_number": str(call_number), "local_host": ctx.local_host,
             "local_port": str(ctx.local_port), "remote_host": ctx.remote_host,
             "remote_port": str(ctx.remote_port), "transport": ctx.transport,
             "target": f"{ctx.remote_host}:{ctx.remote_port}", "service": ctx.service,
-            "media_ip": ctx.media_ip or ctx.local_host, "media_port": str(ctx.media_port),
-            "worker": str(ctx.worker), "local_contact": self.ua.contact,
+            "media_ip": media_ip, "media_port": str(ctx.media_port),
+            "worker": str(ctx.worker), "local_contact": self.ua.contact, "pid": str(ctx.pid),
+            "local_ip_type": "6" if ":" in ctx.local_host else "4",
+            "media_ip_type": "6" if ":" in media_ip else "4",
+            "branch": "", "cseq": "", "call_id": "", "username": "", "password": "",
+            "realm": "",
         }
-        if self.injection is not None:
+        if self.injection is not None and self.injection.rows:
             draw = self.rng.randrange(len(self.injection.rows))
             values.update(self.injection.row_for(call_number, draw))
         for name, tmpl in self.program.variables:
@@ -256,35 +240,95 @@ class Runner:
         if self.program.credentials is not None:
             user, password, realm = (t.render(values) for t in self.program.credentials)
             values["username"], values["password"], values["realm"] = user, password, realm
+            if (user, password, realm) not in self._creds:
+                self._creds.add((user, password, realm))
+                self.ua.add_authentication_info(user, user, password, realm)
         inst = CallInstance(self._next_iid, rec, values)
         self._instances[inst.iid] = inst
         return inst
 
+    def _values(self, inst: CallInstance, leg: Leg | None) -> Values:
+        return Values(inst.vars, leg, self.ua)
+
     def _incoming(self, ev: Event, now: float) -> None:
-        if ev.type == E.CALL_INVITE and self._waiting_calls:
-            iid, leg_name = self._waiting_calls.pop(0)
-            inst = self._instances.get(iid)
+        """A new call or out-of-dialog request nobody owns yet (rule 4)."""
+        req = ev.request
+        if req is None:
+            return
+        method = req.method
+        try:
+            call_id = req.call_id
+        except ParseError:
+            call_id = ""
+        hit = self._by_callid.get(call_id)
+        if hit is not None:
+            inst = self._instances.get(hit[0])
             if inst is not None and not inst.done:
-                self._deliver(inst, leg_name, ev, now)
+                self._deliver_new(inst, hit[1], ev, now)
                 return
-        if self.program.role != "uas":
-            if ev.type == E.CALL_INVITE:
-                self.ua.call_send_answer(ev.tid, 480, None, now)
-            elif ev.type == E.MESSAGE_NEW and ev.request is not None \
-                    and ev.request.method != "OPTIONS":
-                self.ua.message_send_answer(ev.tid, 481, None, now)
+        if method in self._takers:
+            found = self._find_taker(method, req)
+            if found is not None:
+                self._deliver_new(found[0], found[1], ev, now)
+                return
+        first = self._first
+        if first is not None and first.accepts_request(method) and (
+                not first.match or failed_check(first.match, req, {}) is None):
+            inst = self._new_instance(self.call_number_base + self.started, now, now)
+            self._deliver_new(inst, first.leg, ev, now)  # not waiting yet: goes to the inbox
+            self._run(inst, now)
             return
-        first = self.program.steps[0] if self.program.steps else None
-        method = ev.request.method if ev.request is not None else ""
-        if isinstance(first, RecvStep) and not first.accepts_request(method):
+        self._refuse(ev, method, now)
+
+    def _refuse(self, ev: Event, method: str, now: float) -> None:
+        uas = self.program.role == "uas"
+        try:
             if ev.type == E.CALL_INVITE:
-                self.ua.call_send_answer(ev.tid, 488, None, now)
-            elif method != "OPTIONS":
-                self.ua.message_send_answer(ev.tid, 405, None, now)
-            return
-        inst = self._new_instance(self.call_number_base + self.started, now, now)
-        self._deliver(inst, "main", ev, now)  # not waiting yet: goes to the inbox
-        self._run(inst, now)
+                self.ua.call_send_answer(ev.tid, 488 if uas else 480, None, now)
+            elif method == "OPTIONS":
+                if not self.ua.config.answer_options:
+                    self.ua.message_send_answer(ev.tid, 200, None, now)
+            else:
+                self.ua.message_send_answer(ev.tid, 481 if method == "NOTIFY" else 405, None,
+                                            now)
+        except LocalProtocolError:
+            pass
+
+    def _find_taker(self, method: str, req: Request) -> tuple[CallInstance, str] | None:
+        steps = self.program.steps
+        for inst in self._instances.values():
+            if inst.done:
+                continue
+            for j in self._takers[method]:
+                s = steps[j]
+                if j < inst.pc or not isinstance(s, RecvStep):
+                    continue
+                leg = inst.legs.get(s.leg)
+                if method == "INVITE" and leg is not None and leg.live:
+                    continue
+                if s.match and failed_check(s.match, req, self._values(inst, leg)) is not None:
+                    continue
+                return inst, s.leg
+        return None
+
+    def _deliver_new(self, inst: CallInstance, leg_name: str, ev: Event, now: float) -> None:
+        leg = inst.leg(leg_name)
+        if ev.type == E.CALL_INVITE and ev.cid and leg.cid and leg.cid != ev.cid:
+            self._by_cid.pop(leg.cid, None)
+            leg.reset_call()
+        req = ev.request
+        if req is not None:
+            try:
+                call_id = req.call_id
+            except ParseError:
+                call_id = ""
+            if call_id and call_id not in self._by_callid:
+                self._by_callid[call_id] = (inst.iid, leg_name)
+                inst.call_ids.append(call_id)
+            leg.call_id = call_id
+            if leg_name == "main" or not inst.vars.get("call_id"):
+                inst.vars["call_id"] = call_id
+        self._deliver(inst, leg_name, ev, now)
 
     def _set_deadline(self, inst: CallInstance, deadline: float) -> None:
         inst.deadline = deadline
@@ -302,18 +346,20 @@ class Runner:
         if rec.end == 0.0:
             rec.end = now
         rec.call_id = inst.vars.get("call_id", "")
-        _automatic_marks(rec)
+        automatic_marks(rec)
         for leg in inst.legs.values():
-            if teardown and leg.cid and not leg.released:
+            if teardown and leg.live:
                 try:
                     self.ua.call_terminate(leg.cid, leg.did, now)
                 except LocalProtocolError:
                     pass
             self._by_cid.pop(leg.cid, None)
             self._by_rid.pop(leg.rid, None)
-        self._waiting_calls = [w for w in self._waiting_calls if w[0] != inst.iid]
-        for tid in [t for t, (i, _) in self._by_tid.items() if i == inst.iid]:
-            del self._by_tid[tid]
+        for tid in inst.tids:
+            self._by_tid.pop(tid, None)
+        for call_id in inst.call_ids:
+            if self._by_callid.get(call_id, (0, ""))[0] == inst.iid:
+                del self._by_callid[call_id]
         del self._instances[inst.iid]
         self._finished.append(rec)
 
@@ -323,118 +369,196 @@ class Runner:
 
     # ------------------------------------------------------------------ events
 
+    def _bind(self, inst: CallInstance, leg: Leg, ev: Event) -> None:
+        if ev.cid and not leg.cid:
+            leg.cid = ev.cid
+            self._by_cid[ev.cid] = (inst.iid, leg.name)
+            try:
+                self.ua.call_set_reference(ev.cid, inst.iid)
+            except LocalProtocolError:
+                pass
+        if ev.did and not leg.did and ev.cid == leg.cid:
+            leg.did = ev.did
+
     def _deliver(self, inst: CallInstance, leg_name: str, ev: Event, now: float) -> None:
         leg = inst.leg(leg_name)
         rec = inst.record
-        if ev.cid and not leg.cid:
-            leg.cid = ev.cid
-            self._by_cid[ev.cid] = (inst.iid, leg_name)
-            self.ua.call_set_reference(ev.cid, inst.iid)
-        if ev.did and not leg.did:
-            leg.did = ev.did
         etype = ev.type
         if etype == E.CALL_RELEASED:
-            leg.released = True
-            if inst.waiting == "terminate" and self.program.steps[inst.pc].leg == leg_name:
-                inst.waiting = ""
-                inst.deadline = INF
-                inst.pc += 1
-                self._run(inst, now)
-            elif inst.waiting in ("recv", "dtmf") and self._waits_on(inst, leg_name):
-                self._fail(inst, Failure.UNEXPECTED, f"call ended ({ev.reason})", now)
+            if ev.cid == leg.cid:
+                self._released(inst, leg, ev.reason, now)
             return
+        self._bind(inst, leg, ev)
         if etype in _FATAL:
-            if inst.waiting == "terminate":
-                return
-            self._fail(inst, _FATAL[etype], ev.reason or etype.value, now)
+            if inst.waiting != "terminate":
+                self._fail(inst, _FATAL[etype], ev.reason or etype.value, now)
             return
-        label = _label(ev)
-        rec.messages.append((now, "in", label))
-        if ev.response is not None and etype not in _REQUEST_EVENTS:
-            rec.codes.append(ev.response.status)
-            leg.last = ev.response
-            if ev.response.body and ev.response.cseq.method in ("INVITE", "UPDATE"):
-                leg.remote_sdp = ev.response.body
-        elif ev.request is not None:
-            leg.last = ev.request
-            leg.last_tid = ev.tid
-            leg.last_method = ev.request.method
-            if ev.request.body and ev.request.method in ("INVITE", "UPDATE", "ACK"):
-                leg.remote_sdp = ev.request.body
-            if ev.request.method == "INVITE" and not ev.request.to_tag:
-                inst.vars["call_id"] = ev.request.call_id if leg_name == "main" else \
-                    inst.vars.get("call_id", "")
-        elif ev.response is None and ev.request is None:
+        is_request = etype in _REQUEST_EVENTS
+        if is_request and ev.request is not None:
+            req = ev.request
+            leg.last = req
+            if req.method not in ("ACK", "PRACK"):  # no answer of theirs to give: a
+                leg.last_method = req.method      # reply still answers the INVITE
+                leg.last_tid = ev.tid
+            if req.body and req.method in ("INVITE", "UPDATE", "ACK", "PRACK"):
+                leg.remote_sdp = req.body
+        elif ev.response is not None:
+            resp = ev.response
+            rec.codes.append(resp.status)
+            leg.last = resp
+            try:
+                cmethod = resp.cseq.method
+            except ParseError:
+                cmethod = ""
+            if resp.body and cmethod in ("INVITE", "UPDATE", "PRACK") and \
+                    resp.status < 300:
+                leg.remote_sdp = resp.body
+            if resp.status >= 200 and cmethod != "INVITE":
+                self._by_tid.pop(ev.tid, None)
+        else:
+            # a request of ours failed without an answer (timer F, transport)
+            if ev.reason and inst.waiting != "terminate":
+                failure = Failure.MAX_RETRANSMISSIONS if "timer" in ev.reason \
+                    else Failure.TRANSPORT
+                what = ev.request.method if ev.request is not None else etype.value
+                self._fail(inst, failure, f"{what}: {ev.reason}", now)
             return
-        if inst.waiting == "terminate":
+        rec.messages.append((now, "in", _label(ev)))
+        w = inst.waiting
+        if w == "terminate":
             return
-        if inst.waiting == "dtmf":
-            if ev.tid == inst.wait_tid and ev.response is not None and ev.response.status >= 200:
-                if ev.response.status >= 300:
-                    self._fail(inst, Failure.REJECTED, f"INFO answered {ev.response.status}", now)
-                    return
-                inst.waiting = ""
-                inst.sub += 1
-                step = self.program.steps[inst.pc]
-                assert isinstance(step, DtmfStep)
-                if step.gap > 0 and inst.sub < len(step.digits):
-                    inst.waiting = "pause"
-                    self._set_deadline(inst, now + step.gap)
-                    return
-                self._run(inst, now)
+        if w == "dtmf" and not is_request and ev.tid == inst.wait_tid:
+            assert ev.response is not None
+            self._dtmf_answered(inst, ev.response.status, now)
             return
-        if inst.waiting == "recv":
+        if w == "recv":
             self._match(inst, leg_name, ev, now)
+        elif not is_request and ev.response is not None and ev.response.status < 200:
+            return  # nobody waits: a provisional response needs no keeping
         elif len(inst.inbox) < INBOX:
             inst.inbox.append((leg_name, ev))
         else:
-            self._fail(inst, Failure.UNEXPECTED, f"{label} while not waiting", now)
+            self._fail(inst, Failure.UNEXPECTED, f"{_label(ev)} while not waiting", now)
 
-    def _waits_on(self, inst: CallInstance, leg_name: str) -> bool:
+    def _released(self, inst: CallInstance, leg: Leg, reason: str, now: float) -> None:
+        leg.released = True
+        leg.release_reason = reason
+        self._by_cid.pop(leg.cid, None)
+        steps = self.program.steps
+        if inst.pc >= len(steps):
+            return
+        step = steps[inst.pc]
+        if step.leg != leg.name:
+            return
+        if inst.waiting == "terminate":
+            inst.waiting = ""
+            inst.deadline = INF
+            inst.pc += 1
+            self._run(inst, now)
+        elif inst.waiting == "dtmf":
+            self._fail(inst, Failure.UNEXPECTED, f"call ended ({reason})", now)
+        elif inst.waiting == "recv" and isinstance(step, RecvStep) and not any(
+                m.method and m.method not in _IN_DIALOG_ONLY for m in step.matchers):
+            self._fail(inst, Failure.UNEXPECTED,
+                       f"call ended ({reason}) while waiting for {step.expected}", now)
+
+    def _dtmf_answered(self, inst: CallInstance, status: int, now: float) -> None:
+        if status < 200:
+            return
+        if status >= 300:
+            self._fail(inst, Failure.REJECTED, f"INFO answered {status}", now)
+            return
+        inst.waiting = ""
+        inst.deadline = INF
+        inst.sub += 1
         step = self.program.steps[inst.pc]
-        return step.leg == leg_name
+        assert isinstance(step, DtmfStep)
+        if step.gap > 0 and inst.sub < len(step.digits):
+            inst.waiting = "pause"
+            self._set_deadline(inst, now + step.gap)
+            return
+        self._run(inst, now)
 
-    def _match(self, inst: CallInstance, leg_name: str, ev: Event, now: float) -> None:
-        """Match a message against the recv chain at the current step (rule 3)."""
+    def _classify(self, inst: CallInstance, leg_name: str, ev: Event) -> tuple[str, int]:
+        """Rule 3: ("accept", step), ("defer", 0), ("ignore", 0) or ("fail", 0)."""
         steps = self.program.steps
         is_request = ev.type in _REQUEST_EVENTS
+        msg: Message | None = ev.request if is_request else ev.response
         method = ev.request.method if (is_request and ev.request is not None) else ""
         status = ev.response.status if (not is_request and ev.response is not None) else 0
+        own_leg = False
         j = inst.pc
         while j < len(steps):
             s = steps[j]
-            if not isinstance(s, RecvStep) or s.leg != leg_name:
+            if not isinstance(s, RecvStep):
                 break
-            if (is_request and s.accepts_request(method)) or (
-                    not is_request and s.accepts_response(status)):
-                self._accept(inst, j, s, ev, status, now)
-                return
-            if not s.optional:
-                break
+            if s.leg == leg_name:
+                own_leg = True
+                took = s.accepts_request(method) if is_request else s.accepts_response(status)
+                if took and (not s.match or msg is None or failed_check(
+                        s.match, msg, self._values(inst, inst.legs.get(leg_name))) is None):
+                    return "accept", j
+                if not s.optional:
+                    break
+            elif not s.optional:
+                return "defer", 0
             j += 1
         if not is_request and status < 200:
-            return  # a provisional response the scenario did not ask for
-        want = steps[inst.pc]
-        expected = ", ".join(m.text for m in want.matchers) if isinstance(want, RecvStep) else "?"
-        got = method or str(status)
-        if not is_request and status >= 300:
+            return "ignore", 0
+        if not own_leg:
+            return "defer", 0
+        return "fail", 0
+
+    def _match(self, inst: CallInstance, leg_name: str, ev: Event, now: float) -> None:
+        kind, j = self._classify(inst, leg_name, ev)
+        if kind == "accept":
+            self._accept(inst, j, ev, now)
+        elif kind == "defer":
+            if len(inst.inbox) < INBOX:
+                inst.inbox.append((leg_name, ev))
+            else:
+                self._fail(inst, Failure.UNEXPECTED, f"{_label(ev)} on leg {leg_name}", now)
+        elif kind == "fail":
+            self._unexpected(inst, ev, now)
+
+    def _unexpected(self, inst: CallInstance, ev: Event, now: float) -> None:
+        want = self.program.steps[inst.pc]
+        expected = want.expected if isinstance(want, RecvStep) else "?"
+        status = ev.response.status if ev.response is not None and \
+            ev.type not in _REQUEST_EVENTS else 0
+        if status >= 300:
             self._fail(inst, Failure.REJECTED, f"{status} (expected {expected})", now)
         else:
+            got = ev.request.method if ev.request is not None and not status else str(status)
             self._fail(inst, Failure.UNEXPECTED, f"{got} (expected {expected})", now)
 
-    def _accept(self, inst: CallInstance, j: int, s: RecvStep, ev: Event, status: int,
-                now: float) -> None:
+    def _accept(self, inst: CallInstance, j: int, ev: Event, now: float) -> None:
+        s = self.program.steps[j]
+        assert isinstance(s, RecvStep)
         inst.pc = j
         inst.waiting = ""
         inst.deadline = INF
-        msg: Message | None = ev.request if ev.type in _REQUEST_EVENTS else ev.response
-        if msg is not None and not (self._captures(inst, s, msg, now)
-                                    and self._checks(inst, s.checks, msg, now)):
-            return
+        is_request = ev.type in _REQUEST_EVENTS
+        msg: Message | None = ev.request if is_request else ev.response
+        leg = inst.legs.get(s.leg)
+        if msg is not None:
+            if s.authenticate and isinstance(msg, Request):
+                why = self._authenticate(inst, msg, now)
+                if why:
+                    self._fail(inst, Failure.CHECK_FAILED, f"authenticate: {why}", now)
+                    return
+            bad = run_captures(s.captures, msg, inst.vars)
+            if bad is None:
+                bad = failed_check(s.checks, msg, self._values(inst, leg))
+            if bad is not None:
+                self._fail(inst, Failure.CHECK_FAILED, bad, now)
+                return
         self._timers(inst, s, now)
         target = j + 1
+        method = ev.request.method if is_request and ev.request is not None else ""
+        status = ev.response.status if not is_request and ev.response is not None else 0
         for m, t in s.on:
-            if status and m.matches_response(status):
+            if (status and m.matches_response(status)) or (method and m.matches_request(method)):
                 target = t
                 break
         inst.pc = target
@@ -443,15 +567,18 @@ class Runner:
     def _on_deadline(self, inst: CallInstance, now: float) -> None:
         w = inst.waiting
         inst.waiting = ""
+        steps = self.program.steps
         if w == "pause":
-            step = self.program.steps[inst.pc]
-            if isinstance(step, DtmfStep):
-                self._run(inst, now)
-                return
-            inst.pc += 1
+            if not isinstance(steps[inst.pc], DtmfStep):
+                inst.pc += 1
             self._run(inst, now)
         elif w == "recv":
-            steps = self.program.steps
+            owner = steps[inst.wait_owner] if inst.wait_owner >= 0 else steps[inst.pc]
+            if isinstance(owner, RecvStep) and owner.on_timeout >= 0:
+                self._timers(inst, owner, now)
+                inst.pc = owner.on_timeout
+                self._run(inst, now)
+                return
             j = inst.pc
             while j < len(steps):
                 sj = steps[j]
@@ -463,8 +590,7 @@ class Runner:
                 self._run(inst, now)
                 return
             step = steps[inst.pc]
-            expected = ", ".join(m.text for m in step.matchers) if isinstance(
-                step, RecvStep) else "?"
+            expected = step.expected if isinstance(step, RecvStep) else "?"
             self._fail(inst, Failure.TIMEOUT, f"waiting for {expected}", now)
         elif w == "terminate":
             inst.pc += 1
@@ -473,6 +599,43 @@ class Runner:
             self._fail(inst, Failure.TIMEOUT, "waiting for the answer to INFO", now)
 
     # ------------------------------------------------------------------ running steps
+
+    def _wait_recv(self, inst: CallInstance, now: float) -> None:
+        """Wait at the recv chain starting at ``pc``; take what the inbox holds for it."""
+        steps = self.program.steps
+        owner = inst.pc
+        j = inst.pc
+        while j < len(steps):
+            sj = steps[j]
+            if not isinstance(sj, RecvStep):
+                break
+            if sj.timeout is not None:
+                owner = j
+                break
+            if not sj.optional:
+                break
+            j += 1
+        step = steps[owner]
+        assert isinstance(step, RecvStep)
+        timeout = step.timeout if step.timeout is not None else self.program.recv_timeout
+        inst.waiting = "recv"
+        inst.wait_owner = owner
+        self._set_deadline(inst, now + timeout)
+        i = 0
+        while i < len(inst.inbox):
+            leg_name, ev = inst.inbox[i]
+            kind, k = self._classify(inst, leg_name, ev)
+            if kind == "defer":
+                i += 1
+                continue
+            del inst.inbox[i]
+            if kind == "ignore":
+                continue
+            if kind == "accept":
+                self._accept(inst, k, ev, now)
+            else:
+                self._unexpected(inst, ev, now)
+            return
 
     def _run(self, inst: CallInstance, now: float) -> None:
         steps = self.program.steps
@@ -486,15 +649,7 @@ class Runner:
                 return
             step = steps[inst.pc]
             if isinstance(step, RecvStep):
-                inst.waiting = "recv"
-                timeout = step.timeout if step.timeout is not None else self.program.recv_timeout
-                self._set_deadline(inst, now + timeout)
-                if step.matchers and step.matchers[0].method == "INVITE" and \
-                        inst.leg(step.leg).cid == 0 and self.program.role == "uac":
-                    self._waiting_calls.append((inst.iid, step.leg))
-                while inst.inbox and inst.waiting == "recv" and not inst.done:
-                    leg_name, ev = inst.inbox.pop(0)
-                    self._match(inst, leg_name, ev, now)
+                self._wait_recv(inst, now)
                 return
             if isinstance(step, SendStep):
                 if not self._send(inst, step, now):
@@ -504,7 +659,7 @@ class Runner:
                     return
             elif isinstance(step, PauseStep):
                 inst.waiting = "pause"
-                self._set_deadline(inst, now + max(0.0, self._sample(step)))
+                self._set_deadline(inst, now + sample_pause(step, self.rng))
                 return
             elif isinstance(step, DtmfStep):
                 if inst.sub >= len(step.digits):
@@ -513,41 +668,53 @@ class Runner:
                     self._dtmf(inst, step, now)
                     return
             elif isinstance(step, TerminateStep):
-                leg = inst.leg(step.leg)
-                if leg.cid and not leg.released:
-                    try:
-                        self.ua.call_terminate(leg.cid, leg.did, now)
-                    except LocalProtocolError as e:
-                        self._fail(inst, Failure.CANNOT_SEND, str(e), now)
-                        return
-                    inst.record.messages.append((now, "out", "terminate"))
-                    if step.wait:
-                        inst.waiting = "terminate"
-                        self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)
-                        return
+                if self._terminate(inst, step, now):
+                    return
             elif isinstance(step, GotoStep):
                 if self._goto(inst, step):
                     continue
             elif isinstance(step, SetStep):
                 for name, tmpl in step.values:
-                    inst.vars[name] = tmpl.render(inst.vars)
+                    inst.vars[name] = tmpl.render(self._values(inst, inst.legs.get(step.leg)))
             elif isinstance(step, CheckStep):
                 last = inst.leg(step.leg).last
                 if last is None:
                     self._fail(inst, Failure.CHECK_FAILED, "nothing received to check", now)
                     return
-                if not self._checks(inst, step.checks, last, now):
+                bad = failed_check(step.checks, last, self._values(inst, inst.legs[step.leg]))
+                if bad is not None:
+                    self._fail(inst, Failure.CHECK_FAILED, bad, now)
                     return
             elif isinstance(step, NopStep):
                 self._timers(inst, step, now)
             inst.pc += 1
 
+    def _terminate(self, inst: CallInstance, step: TerminateStep, now: float) -> bool:
+        """End the leg's call; True when the call now waits for its release."""
+        leg = inst.leg(step.leg)
+        if not leg.live:
+            return False
+        try:
+            self.ua.call_terminate(leg.cid, leg.did, now)
+        except LocalProtocolError as e:
+            self._fail(inst, Failure.CANNOT_SEND, f"terminate: {e}", now)
+            return True
+        inst.record.messages.append((now, "out", "terminate"))
+        if step.wait and not inst.done:
+            inst.waiting = "terminate"
+            self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)
+            return True
+        return False
+
     def _goto(self, inst: CallInstance, step: GotoStep) -> bool:
         if step.when_var:
             value = inst.vars.get(step.when_var, "")
-            if step.when_equals is not None and value != step.when_equals.render(inst.vars):
+            if step.when_equals is not None and \
+                    value != step.when_equals.render(self._values(inst, None)):
                 return False
             if step.when_matches is not None and not step.when_matches.search(value):
+                return False
+            if step.when_equals is None and step.when_matches is None and not value:
                 return False
         if step.max:
             n = inst.gotos.get(inst.pc, 0)
@@ -556,25 +723,6 @@ class Runner:
             inst.gotos[inst.pc] = n + 1
         inst.pc = step.target
         return True
-
-    def _sample(self, step: PauseStep) -> float:
-        d = step.distribution
-        if d == "fixed":
-            return step.a
-        if d == "uniform":
-            return self.rng.uniform(step.a, step.b)
-        if d == "normal":
-            return self.rng.gauss(step.a, step.b)
-        if d == "exponential":
-            return self.rng.expovariate(1.0 / step.a) if step.a > 0 else 0.0
-        # lognormal given by the mean and standard deviation of the pause itself
-        mean, sd = step.a, step.b
-        if mean <= 0:
-            return 0.0
-        import math
-
-        sigma2 = math.log(1 + (sd * sd) / (mean * mean))
-        return self.rng.lognormvariate(math.log(mean) - sigma2 / 2, math.sqrt(sigma2))
 
     def _timers(self, inst: CallInstance, step: SendStep | ReplyStep | RecvStep | NopStep,
                 now: float) -> None:
@@ -585,141 +733,156 @@ class Runner:
             if started is not None:
                 inst.record.marks[step.stop_timer] = now - started
 
-    # ------------------------------------------------------------------ building messages
+    # ------------------------------------------------------------------ sending
 
-    def _apply(self, inst: CallInstance, msg: Message, headers: tuple[HeaderSpec, ...],
-               body: Body | None, content_type: str | None, leg: Leg) -> None:
-        values = inst.vars
-        for name, vals in headers:
-            if vals is None:
-                msg.remove_header(name)
-                continue
-            rendered = [v.render(values) for v in vals]
-            msg.set_header(name, rendered[0])
-            for extra in rendered[1:]:
-                msg.add_header(name, extra)
-        if body is not None:
-            if body.sdp:
-                data = self._sdp_body(inst, leg, body.sdp)
-                msg.set_body(data, content_type or "application/sdp")
-            elif body.text is not None:
-                text = body.text.render(values)
-                ctype = content_type or ("application/sdp" if text.startswith("v=0")
-                                         else "text/plain")
-                msg.set_body(text.encode("utf-8"), ctype)
-        elif content_type is not None:
-            msg.set_header("Content-Type", content_type)
-
-    def _sdp_body(self, inst: CallInstance, leg: Leg, kind: str) -> bytes:
-        ip = inst.vars.get("media_ip", self.ctx.local_host)
-        port = self.ctx.media_port
-        sid = int(inst.record.call_number) + 1
-        current = leg.local_sdp
-        desc: sdp.SessionDescription
-        if kind == "answer" and leg.remote_sdp:
-            try:
-                desc = sdp.build_answer(sdp.parse_sdp(leg.remote_sdp), address=ip, port=port,
-                                        session_id=sid)
-            except sdp.SdpError:
-                desc = sdp.build_audio_offer(ip, port, session_id=sid)
-        elif kind in ("hold", "inactive") and current is not None:
-            desc = sdp.hold(current, inactive=kind == "inactive")
-        elif kind == "resume" and current is not None:
-            desc = sdp.resume(current)
-        else:
-            desc = sdp.build_audio_offer(ip, port, session_id=sid, username="sipload")
-        leg.local_sdp = desc
-        return desc.to_bytes()
+    def _body(self, inst: CallInstance, leg: Leg, body: Body | None,
+              ctype: str | None, values: Values) -> tuple[bytes | None, str | None]:
+        if body is None:
+            return None, ctype
+        ip = inst.vars.get("media_ip") or self.ctx.local_host
+        data, ct = body_bytes(body, leg, values, ip, self.ctx.media_port,
+                              inst.record.call_number + 1, ctype)
+        return data, ct
 
     def _address(self, text: str) -> str:
         return text if "<" in text else f"<{text}>"
 
+    def _track(self, inst: CallInstance, leg: Leg, tid: int) -> None:
+        self._by_tid[tid] = (inst.iid, leg.name)
+        inst.tids.append(tid)
+
+    def _sent(self, inst: CallInstance, req: Request, now: float) -> None:
+        v = inst.vars
+        try:
+            v["branch"] = req.via.branch or ""
+            v["cseq"] = str(req.cseq.seq)
+        except ParseError:
+            pass
+        inst.record.messages.append((now, "out", req.method))
+
     def _send(self, inst: CallInstance, step: SendStep, now: float) -> bool:
         ua = self.ua
         leg = inst.leg(step.leg)
-        v = inst.vars
+        values = self._values(inst, leg)
         m = step.method
         prog = self.program
-        ctype = step.content_type.render(v) if step.content_type is not None else None
+        ctype = step.content_type.render(values) if step.content_type is not None else None
+        if leg.released and m != "INVITE" and m != "REGISTER" and not step.out_of_dialog \
+                and leg.did:
+            self._fail(inst, Failure.UNEXPECTED,
+                       f"{m}: the call already ended ({leg.release_reason})", now)
+            return False
         try:
-            if m == "INVITE" and leg.cid == 0:
-                to = self._address((step.to or prog.to).render(v))
-                from_ = self._address((step.from_ or prog.from_).render(v))
+            route = step.route.render(values) if step.route is not None else None
+            req: Request
+            if m == "INVITE" and not leg.live:
+                if leg.cid:
+                    leg.reset_call()
+                to = self._address((step.to or prog.to).render(values))
+                from_ = self._address((step.from_ or prog.from_).render(values))
                 req = ua.call_build_initial_invite(
-                    to, from_, step.route.render(v) if step.route else None,
-                    step.subject.render(v) if step.subject else None)
+                    to, from_, route, step.subject.render(values) if step.subject else None)
                 if step.request_uri is not None:
-                    req.uri_text = step.request_uri.render(v)
-                self._apply(inst, req, step.headers, step.body, ctype, leg)
+                    req.uri_text = step.request_uri.render(values)
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
                 cid = ua.call_send_initial_invite(req, now)
                 ua.call_set_reference(cid, inst.iid)
                 leg.cid = cid
                 self._by_cid[cid] = (inst.iid, leg.name)
-                if leg.name == "main":
-                    v["call_id"] = req.call_id
+                self._own_call_id(inst, leg, req.call_id)
             elif m == "ACK":
                 if not leg.did:
                     raise LocalProtocolError("ACK before any 2xx")
-                ack = ua.call_build_ack(leg.did)
-                self._apply(inst, ack, step.headers, step.body, ctype, leg)
-                ua.call_send_ack(leg.did, ack, now)
+                req = ua.call_build_ack(leg.did)
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
+                ua.call_send_ack(leg.did, req, now)
             elif m == "CANCEL":
                 if not leg.cid:
                     raise LocalProtocolError("CANCEL with no call")
                 ua.call_terminate(leg.cid, 0, now)
+                inst.record.messages.append((now, "out", m))
+                self._timers(inst, step, now)
+                return True
             elif m == "REGISTER":
                 expires = step.expires if step.expires is not None else 3600
                 if not leg.rid:
-                    registrar = (step.request_uri.render(v) if step.request_uri else
-                                 f"sip:{v['remote_host']}:{v['remote_port']}")
-                    from_ = self._address((step.from_ or prog.from_).render(v))
+                    registrar = f"sip:{self.ctx.remote_host}:{self.ctx.remote_port}"
+                    from_ = self._address((step.from_ or prog.from_).render(values))
                     rid, req = ua.register_build_initial_register(from_, registrar,
                                                                    expires=expires)
                     leg.rid = rid
                     self._by_rid[rid] = (inst.iid, leg.name)
+                    self._own_call_id(inst, leg, req.call_id, main_too=False)
                 else:
                     req = ua.register_build_register(leg.rid, expires)
-                self._apply(inst, req, step.headers, step.body, ctype, leg)
-                ua.register_send_register(leg.rid, req, now)
-            elif leg.did and not step.out_of_dialog and not leg.released:
-                req = ua.call_build_request(leg.did, m)
-                self._apply(inst, req, step.headers, step.body, ctype, leg)
-                tid = ua.call_send_request(leg.did, req, now)
-                self._by_tid[tid] = (inst.iid, leg.name)
-            else:
-                to = self._address((step.to or prog.to).render(v))
-                from_ = self._address((step.from_ or prog.from_).render(v))
-                req = ua.message_build_request(m, to, from_,
-                                               step.route.render(v) if step.route else None)
                 if step.request_uri is not None:
-                    req.uri_text = step.request_uri.render(v)
-                self._apply(inst, req, step.headers, step.body, ctype, leg)
+                    req.uri_text = step.request_uri.render(values)
+                if step.to is not None:
+                    req.set_header("To", self._address(step.to.render(values)))
+                if route is not None:
+                    req.set_header("Route", route)
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
+                ua.register_send_register(leg.rid, req, now)
+            elif leg.did and not step.out_of_dialog and leg.live:
+                req = ua.call_build_request(leg.did, m)
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
+                tid = ua.call_send_request(leg.did, req, now)
+                self._track(inst, leg, tid)
+            else:
+                to = self._address((step.to or prog.to).render(values))
+                from_ = self._address((step.from_ or prog.from_).render(values))
+                req = ua.message_build_request(m, to, from_, route)
+                if step.request_uri is not None:
+                    req.uri_text = step.request_uri.render(values)
+                if step.subject is not None:
+                    req.set_header("Subject", step.subject.render(values))
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
                 tid = ua.message_send_request(req, now)
-                self._by_tid[tid] = (inst.iid, leg.name)
+                self._track(inst, leg, tid)
+                self._own_call_id(inst, leg, req.call_id, main_too=False)
         except (LocalProtocolError, ParseError, sdp.SdpError) as e:
             self._fail(inst, Failure.CANNOT_SEND, f"{m}: {e}", now)
             return False
-        inst.record.messages.append((now, "out", m))
+        self._sent(inst, req, now)
         self._timers(inst, step, now)
         return True
 
+    def _own_call_id(self, inst: CallInstance, leg: Leg, call_id: str,
+                     main_too: bool = True) -> None:
+        leg.call_id = call_id
+        if call_id and call_id not in self._by_callid:
+            self._by_callid[call_id] = (inst.iid, leg.name)
+            inst.call_ids.append(call_id)
+        if (leg.name == "main" and main_too) or not inst.vars.get("call_id"):
+            inst.vars["call_id"] = call_id
+
     def _reply(self, inst: CallInstance, step: ReplyStep, now: float) -> bool:
         leg = inst.leg(step.leg)
-        if leg.last_method in ("BYE", "CANCEL", "ACK", "PRACK") and step.code < 300:
+        if step.code < 300 and (leg.last_method in _UA_ANSWERS or (
+                leg.last_method == "OPTIONS" and self.ua.config.answer_options)):
             self._timers(inst, step, now)
             return True  # the UA answered these itself
         if not leg.last_tid:
             self._fail(inst, Failure.CANNOT_SEND, f"reply {step.code}: no request to answer",
                        now)
             return False
+        values = self._values(inst, leg)
         try:
             resp = self.ua.call_build_answer(leg.last_tid, step.code)
             if step.reason:
                 resp.reason = step.reason
-            ctype = step.content_type.render(inst.vars) if step.content_type else None
-            self._apply(inst, resp, step.headers, step.body, ctype, leg)
+            if step.challenge is not None:
+                self._challenge(inst, step, resp, values, now)
+            ctype = step.content_type.render(values) if step.content_type else None
+            body, ct = self._body(inst, leg, step.body, ctype, values)
+            apply_overrides(resp, step.headers, body, ct, values)
             self.ua.call_send_answer(leg.last_tid, step.code, resp, now)
-        except (LocalProtocolError, ParseError, sdp.SdpError) as e:
+        except (LocalProtocolError, ParseError, sdp.SdpError, DigestError) as e:
             self._fail(inst, Failure.CANNOT_SEND, f"reply {step.code}: {e}", now)
             return False
         inst.record.messages.append((now, "out", f"{step.code} {leg.last_method}"))
@@ -730,6 +893,8 @@ class Runner:
         leg = inst.leg(step.leg)
         digit = step.digits[inst.sub]
         try:
+            if not leg.live:
+                raise LocalProtocolError(f"no call on leg {leg.name}")
             info = self.ua.call_build_info(leg.did)
             info.set_body(f"Signal={digit}\r\nDuration={step.duration_ms}\r\n".encode(),
                           "application/dtmf-relay")
@@ -737,74 +902,52 @@ class Runner:
         except LocalProtocolError as e:
             self._fail(inst, Failure.CANNOT_SEND, f"INFO: {e}", now)
             return
-        self._by_tid[tid] = (inst.iid, leg.name)
-        inst.record.messages.append((now, "out", "INFO"))
+        self._track(inst, leg, tid)
+        self._sent(inst, info, now)
         inst.waiting = "dtmf"
         inst.wait_tid = tid
         self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)
 
-    # ------------------------------------------------------------------ checks
+    # ------------------------------------------------------------------ digest (UAS side)
 
-    def _header_or_body(self, msg: Message, header: str, body: bool) -> str | None:
-        if body:
-            return msg.body.decode("utf-8", "replace")
-        values = msg.get_all(header)
-        return ", ".join(values) if values else None
+    def _nonce(self) -> str:
+        self._nonces += 1
+        return f"{self.rng.randrange(1 << 62):x}{self._nonces:x}"
 
-    def _captures(self, inst: CallInstance, s: RecvStep, msg: Message, now: float) -> bool:
-        for c in s.captures:
-            text = self._header_or_body(msg, c.header, c.body)
-            m = c.regex.search(text) if text is not None else None
-            if m is None:
-                if c.required:
-                    self._fail(inst, Failure.CHECK_FAILED, f"capture {c.var}", now)
-                    return False
-                inst.vars[c.var] = ""
-            else:
-                inst.vars[c.var] = m.group(1) if m.groups() else m.group(0)
-        return True
+    def _challenge(self, inst: CallInstance, step: ReplyStep, resp: Response,
+                   values: Values, now: float) -> None:
+        spec = step.challenge
+        assert spec is not None
+        realm = spec.realm.render(values) if spec.realm is not None else (
+            inst.vars.get("realm") or "sipload")
+        key = (realm, spec.algorithm, spec.qop)
+        server = self._digest.get(key)
+        if server is None:
+            server = DigestServer(realm, algorithm=spec.algorithm, qop=spec.qop,
+                                  nonce_factory=self._nonce)
+            self._digest[key] = server
+        inst.digest = server
+        name = "Proxy-Authenticate" if step.code == 407 else "WWW-Authenticate"
+        resp.add_header(name, server.challenge(spec.stale, now=now).to_header())
 
-    def _checks(self, inst: CallInstance, checks: tuple[Check, ...], msg: Message,
-                now: float) -> bool:
-        for c in checks:
-            text = self._header_or_body(msg, c.header, c.body)
-            ok = True
-            if c.present is not None:
-                ok = (text is not None) == c.present
-            if ok and c.matches is not None:
-                ok = text is not None and c.matches.search(text) is not None
-            if ok and c.equals is not None:
-                ok = text == c.equals.render(inst.vars)
-            if not ok:
-                self._fail(inst, Failure.CHECK_FAILED, c.name, now)
-                return False
-        return True
-
-
-_FIRST_PROVISIONAL = re.compile(r"^1[0-9][0-9] INVITE$")
-
-
-def _automatic_marks(rec: CallRecord) -> None:
-    """Marks every call gets from its message log (seconds)."""
-    invite_at: float | None = None
-    bye_at: float | None = None
-    marks = rec.marks
-    for t, direction, label in rec.messages:
-        if direction == "out":
-            if label == "INVITE" and invite_at is None:
-                invite_at = t
-            elif label == "BYE" and bye_at is None:
-                bye_at = t
-            continue
-        if invite_at is not None:
-            if "first_provisional" not in marks and _FIRST_PROVISIONAL.match(label):
-                marks["first_provisional"] = t - invite_at
-            if "pdd" not in marks and label in ("180 INVITE", "183 INVITE"):
-                marks["pdd"] = t - invite_at
-            if "answer" not in marks and label.startswith("2") and label.endswith(" INVITE"):
-                marks["answer"] = t - invite_at
-        if bye_at is not None and "bye" not in marks and label.endswith(" BYE") \
-                and label[0] in "23456":
-            marks["bye"] = t - bye_at
-    if rec.result == Result.SUCCESS:
-        marks["call"] = rec.end - rec.actual_start
+    def _authenticate(self, inst: CallInstance, req: Request, now: float) -> str:
+        """Why ``req``'s digest credentials are not good ("" when they are)."""
+        value = req.get("authorization") or req.get("proxy-authorization")
+        if value is None:
+            return "no credentials"
+        try:
+            creds = parse_credentials(value)
+        except DigestError as e:
+            return f"malformed credentials: {e}"
+        server = inst.digest
+        if server is None or server.realm != creds.realm:
+            server = next((s for s in self._digest.values() if s.realm == creds.realm), None)
+        if server is None:
+            return f"no challenge was issued for realm {creds.realm!r}"
+        user, password = inst.vars.get("username", ""), inst.vars.get("password", "")
+        result = server.verify(creds, method=req.method, now=now, body=req.body,
+                               password_lookup=lambda u: password if u == user else None,
+                               request_uri=req.uri_text)
+        if result.ok:
+            return ""
+        return f"{result.status.value} ({result.reason})"

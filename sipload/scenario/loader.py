@@ -21,10 +21,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sipload.scenario.errors import ScenarioError
+from sipload.scenario.inject import Injection, load_injection
 from sipload.scenario.model import (
     AnyStep,
     Body,
     Capture,
+    ChallengeSpec,
     Check,
     CheckStep,
     DtmfStep,
@@ -47,9 +50,14 @@ KEYWORDS = frozenset({
     "call_number", "call_id", "local_host", "local_port", "remote_host", "remote_port",
     "transport", "target", "service", "branch", "cseq", "local_tag", "remote_tag",
     "local_contact", "media_port", "media_ip", "worker", "pid", "username", "password",
-    "realm", "last_status", "last_method", "last_body",
+    "realm", "last_status", "last_method", "last_body", "local_ip_type", "media_ip_type",
 })
-"""Variables every call has (see the README's scenario reference)."""
+"""Variables every call has (see the README's scenario reference).  Besides these,
+``${last.NAME}`` is header NAME of the last message received on the step's leg."""
+
+LAST_PREFIX = "last."
+
+__all__ = ["KEYWORDS", "ScenarioError", "load_file", "load_text", "parse_duration"]
 
 Path_ = tuple[str | int, ...]
 
@@ -67,17 +75,6 @@ _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
-
-
-class ScenarioError(Exception):
-    """A scenario that cannot be run, with where the problem is."""
-
-    def __init__(self, file: str, line: int, column: int, message: str) -> None:
-        super().__init__(f"{file}:{line}:{column}: {message}")
-        self.file = file
-        self.line = line
-        self.column = column
-        self.message = message
 
 
 class _Marks:
@@ -184,10 +181,13 @@ class _Compiler:
                 raise self.err((*path, first),
                                f"unknown step '{first}'{_nearest(str(first), kinds)}"
                                f" (steps: {', '.join(kinds)})", key=True)
-            if len(present) > 1:
-                raise self.err((*path, present[1]),
-                               f"a step has one kind; this one has {' and '.join(present)}",
-                               key=True)
+            if len(present) > 1:  # a kind's own keys may name another kind (recv: check)
+                owners = [k for k in present
+                          if all(o in STEP_KINDS[k]["properties"] for o in present)]
+                if len(owners) != 1:
+                    raise self.err((*path, present[1]), "a step has one kind; this one has "
+                                   f"{' and '.join(present)}", key=True)
+                present = owners
             kind = present[0]
             allowed = list(STEP_KINDS[kind]["properties"])
             for key in step:
@@ -231,6 +231,8 @@ class _Compiler:
     def template(self, text: Any, path: Path_) -> Template:
         t = Template.compile(str(text))
         for name in t.names:
+            if name.startswith(LAST_PREFIX) and len(name) > len(LAST_PREFIX):
+                continue
             if name not in self.known:
                 hint = _nearest(name, sorted(self.known))
                 raise self.err(path, f"unknown variable '${{{name}}}'{hint}")
@@ -265,14 +267,16 @@ class _Compiler:
         out: list[Check] = []
         for j, c in enumerate(items):
             p = (*path, j)
-            if not c.get("header") and not c.get("body"):
-                raise self.err(p, "a check names a 'header' or sets 'body: true'")
-            name = c.get("name") or f"{c.get('header') or 'body'}"
+            if sum(1 for k in ("header", "body", "uri") if c.get(k)) != 1:
+                raise self.err(p, "a check names one 'header', or sets 'body: true' or "
+                                  "'uri: true'")
+            name = c.get("name") or str(c.get("header") or ("uri" if c.get("uri") else "body"))
             present = True if c.get("present") else (False if c.get("absent") else None)
             out.append(Check(
-                name, str(c.get("header") or ""), bool(c.get("body")), present,
+                str(name), str(c.get("header") or ""), bool(c.get("body")), present,
                 self.regex(c["matches"], (*p, "matches")) if "matches" in c else None,
                 self.template(c["equals"], (*p, "equals")) if "equals" in c else None,
+                bool(c.get("uri")),
             ))
         return tuple(out)
 
@@ -296,6 +300,23 @@ class _Compiler:
             raise self.err(path, f"no label '{label}'{_nearest(label, list(self.labels))}")
         return self.labels[label]
 
+    def forward(self, label: str, path: Path_, i: int, what: str) -> int:
+        target = self.target(label, path)
+        if target <= i:
+            raise self.err(path, f"'{what}' jumps forward only; loop with a 'goto' and 'max'")
+        return target
+
+    def challenge(self, spec: Any, path: Path_) -> ChallengeSpec | None:
+        if spec is None or spec is False:
+            return None
+        if spec is True:
+            return ChallengeSpec()
+        qop = spec.get("qop", ["auth"])
+        qops = () if qop == "none" else ((qop,) if isinstance(qop, str) else tuple(qop))
+        return ChallengeSpec(
+            self.template(spec["realm"], (*path, "realm")) if "realm" in spec else None,
+            str(spec.get("algorithm", "MD5")), qops, bool(spec.get("stale")))
+
     def step(self, i: int, s: dict[str, Any]) -> AnyStep:
         path: Path_ = ("steps", i)
         line = self.marks.at.get(path, (0, 0))[0]
@@ -316,31 +337,48 @@ class _Compiler:
                 expires=s.get("expires"),
             )
         if "reply" in s:
+            code = int(s["reply"])
+            if "challenge" in s and code not in (401, 407):
+                raise self.err((*path, "challenge"), "a challenge goes with 401 or 407")
             return ReplyStep(
-                **common, code=int(s["reply"]), reason=str(s.get("reason", "")),
+                **common, code=code, reason=str(s.get("reason", "")),
                 headers=self.headers(s.get("headers"), path), body=self.body(s.get("body"), path),
                 content_type=t(s["content_type"], (*path, "content_type"))
                 if "content_type" in s else None,
+                challenge=self.challenge(s.get("challenge"), (*path, "challenge")),
             )
         if "recv" in s:
             spec = s["recv"] if isinstance(s["recv"], list) else [s["recv"]]
             on: list[tuple[Matcher, int]] = []
             for code, label in (s.get("on") or {}).items():
                 p = (*path, "on", code)
-                target = self.target(str(label), p)
-                if target <= i:
-                    raise self.err(p, "'on:' jumps forward only; loop with a 'goto' and 'max'")
-                on.append((_parse_matcher(code), target))
-            caps = tuple(
-                Capture(str(c["var"]), self.regex(c["regex"], (*path, "capture", j, "regex")),
-                        str(c.get("header", "")), bool(c.get("body")), bool(c.get("required")))
-                for j, c in enumerate(s.get("capture", []) or [])
-            )
+                if not re.fullmatch(r"[1-6]xx|[1-6][0-9][0-9](-[1-6][0-9][0-9])?|"
+                                    r"[A-Z][A-Z0-9_\-]*", str(code)):
+                    raise self.err(p, f"'on:' key {code!r} is not a status code, class, "
+                                      "range or method", key=True)
+                on.append((_parse_matcher(code), self.forward(str(label), p, i, "on:")))
+            caps: list[Capture] = []
+            for j, c in enumerate(s.get("capture", []) or []):
+                cp = (*path, "capture", j)
+                if sum(1 for k in ("header", "body", "uri") if c.get(k)) != 1:
+                    raise self.err(cp, "a capture names one 'header', or sets 'body: true' "
+                                       "or 'uri: true'")
+                caps.append(Capture(str(c["var"]), self.regex(c["regex"], (*cp, "regex")),
+                                    str(c.get("header", "")), bool(c.get("body")),
+                                    bool(c.get("required")), bool(c.get("uri"))))
             timeout = parse_duration(s["timeout"]) if "timeout" in s else None
-            return RecvStep(**common, matchers=tuple(_parse_matcher(x) for x in spec),
+            matchers = tuple(_parse_matcher(x) for x in spec)
+            if s.get("authenticate") and not all(m.method for m in matchers):
+                raise self.err((*path, "authenticate"), "only a request can be authenticated")
+            on_timeout = (self.forward(str(s["on_timeout"]), (*path, "on_timeout"), i,
+                                       "on_timeout") if "on_timeout" in s else -1)
+            return RecvStep(**common, matchers=matchers,
                             optional=bool(s.get("optional")), timeout=timeout, on=tuple(on),
-                            captures=caps,
-                            checks=self.checks(s.get("check", []) or [], (*path, "check")))
+                            captures=tuple(caps),
+                            checks=self.checks(s.get("check", []) or [], (*path, "check")),
+                            on_timeout=on_timeout,
+                            match=self.checks(s.get("match", []) or [], (*path, "match")),
+                            authenticate=bool(s.get("authenticate")))
         if "pause" in s:
             p = s["pause"]
             if isinstance(p, dict):
@@ -385,7 +423,8 @@ class _Compiler:
             return CheckStep(**common, checks=self.checks(s["check"], (*path, "check")))
         return NopStep(**common)
 
-    def program(self, name: str, path: str, digest: str) -> Program:
+    def program(self, name: str, path: str, digest: str,
+                injection: Injection | None = None) -> Program:
         d = self.data
         self.collect_names()
         steps = tuple(self.step(i, s) for i, s in enumerate(d["steps"]))
@@ -411,7 +450,7 @@ class _Compiler:
             allow=tuple(str(x) for x in d.get("allow", []) or []),
             supported=tuple(str(x) for x in d.get("supported", []) or []),
             thresholds=tuple(str(x) for x in d.get("thresholds", []) or []),
-            digest=digest, **extra,
+            digest=digest, injection=injection, **extra,
         )
 
 
@@ -447,10 +486,19 @@ def load_text(text: str, file: str = "<scenario>", *, csv_fields: int = 0) -> Pr
     if node is None or not isinstance(data, dict):
         raise ScenarioError(file, 1, 1, "a scenario is a mapping with a 'steps' list")
     marks.collect(node, ())
+    _Compiler(data, marks, csv_fields).validate()
+    injection: Injection | None = None
+    if data.get("inject") and not csv_fields:
+        csv = Path(str(data["inject"]))
+        if not csv.is_absolute() and not file.startswith("<"):
+            csv = Path(file).parent / csv
+        if not csv.is_file():
+            raise marks.error(("inject",), f"no injection file '{csv}'")
+        injection = load_injection(csv)
+        csv_fields = injection.fields
     compiler = _Compiler(data, marks, csv_fields)
-    compiler.validate()
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return compiler.program(Path(file).stem, file, digest)
+    return compiler.program(Path(file).stem, file, digest, injection)
 
 
 def load_file(path: str | Path, *, csv_fields: int = 0) -> Program:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sipload.scenario.inject import Injection
+
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 
 
@@ -62,21 +64,37 @@ class Matcher:
 
 @dataclass(frozen=True, slots=True)
 class Capture:
+    """Store what ``regex`` finds in a header, the body or the Request-URI in ``var``."""
+
     var: str
     regex: re.Pattern[str]
     header: str = ""  #: "" with body=True means the body
     body: bool = False
     required: bool = False
+    uri: bool = False  #: search the Request-URI (requests) instead
 
 
 @dataclass(frozen=True, slots=True)
 class Check:
+    """One condition on a received message; a failed check names the call's failure."""
+
     name: str
     header: str = ""
     body: bool = False
     present: bool | None = None
     matches: re.Pattern[str] | None = None
     equals: Template | None = None
+    uri: bool = False  #: test the Request-URI (requests) instead
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeSpec:
+    """A UAS reply's digest challenge: WWW-Authenticate (407: Proxy-Authenticate)."""
+
+    realm: Template | None = None  #: None: the credentials' realm, else "sipload"
+    algorithm: str = "MD5"
+    qop: tuple[str, ...] = ("auth",)
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +139,7 @@ class ReplyStep(Step):
     headers: tuple[HeaderSpec, ...] = ()
     body: Body | None = None
     content_type: Template | None = None
+    challenge: ChallengeSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +150,9 @@ class RecvStep(Step):
     on: tuple[tuple[Matcher, int], ...] = ()  #: (what, step index to jump to)
     captures: tuple[Capture, ...] = ()
     checks: tuple[Check, ...] = ()
+    on_timeout: int = -1  #: step index to jump to when the timeout passes (-1: fail)
+    match: tuple[Check, ...] = ()  #: a message failing these is not this step's
+    authenticate: bool = False  #: the request must carry valid digest credentials
 
     def accepts_response(self, status: int) -> bool:
         return any(m.matches_response(status) for m in self.matchers) or any(
@@ -138,7 +160,14 @@ class RecvStep(Step):
         )
 
     def accepts_request(self, method: str) -> bool:
-        return any(m.matches_request(method) for m in self.matchers)
+        return any(m.matches_request(method) for m in self.matchers) or any(
+            m.matches_request(method) for m, _ in self.on
+        )
+
+    @property
+    def expected(self) -> str:
+        """What the step waits for, in words (for failure details)."""
+        return ", ".join(m.text for m in self.matchers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +239,7 @@ class Program:
     supported: tuple[str, ...] = ()
     thresholds: tuple[str, ...] = ()
     digest: str = ""  #: SHA-256 of the source text
+    injection: Injection | None = None  #: the rows of ``inject:``, read when loaded
 
     @property
     def timer_names(self) -> tuple[str, ...]:

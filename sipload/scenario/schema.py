@@ -55,6 +55,7 @@ CAPTURE: dict[str, Any] = {
         "var": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
         "header": {"type": "string"},
         "body": {"type": "boolean"},
+        "uri": {"type": "boolean", "description": "search the Request-URI"},
         "regex": {"type": "string"},
         "required": {"type": "boolean", "description": "no match fails the call"},
     },
@@ -67,9 +68,24 @@ CHECK: dict[str, Any] = {
         "body": {"type": "boolean"},
         "present": {"type": "boolean"},
         "absent": {"type": "boolean"},
+        "uri": {"type": "boolean", "description": "test the Request-URI"},
         "matches": {"type": "string"},
         "equals": TEMPLATE,
     },
+}
+CHALLENGE: dict[str, Any] = {
+    "description": "challenge with digest: true, or {realm, algorithm, qop, stale}",
+    "oneOf": [
+        {"type": "boolean"},
+        {"type": "object", "additionalProperties": False, "properties": {
+            "realm": TEMPLATE,
+            "algorithm": {"enum": ["MD5", "MD5-sess", "SHA-256", "SHA-256-sess",
+                                   "SHA-512-256", "SHA-512-256-sess"]},
+            "qop": {"oneOf": [{"enum": ["auth", "auth-int", "none"]},
+                              {"type": "array", "items": {"enum": ["auth", "auth-int"]}}]},
+            "stale": {"type": "boolean"},
+        }},
+    ],
 }
 LEG: dict[str, Any] = {
     "type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -93,6 +109,7 @@ STEP_KINDS: dict[str, dict[str, Any]] = {
             "reply": {"type": "integer", "minimum": 100, "maximum": 699},
             "reason": {"type": "string"}, "headers": HEADERS, "body": BODY,
             "content_type": TEMPLATE, "leg": LEG, **TIMERS,
+            "challenge": CHALLENGE,
         },
     },
     "recv": {
@@ -101,10 +118,15 @@ STEP_KINDS: dict[str, dict[str, Any]] = {
             "recv": {"oneOf": [CODE_SPEC, {"type": "array", "items": CODE_SPEC, "minItems": 1}]},
             "optional": {"type": "boolean"},
             "timeout": DURATION,
-            "on": {"type": "object", "description": "code spec -> label to jump to",
+            "on": {"type": "object", "description": "code spec or method -> label to jump to",
                    "additionalProperties": {"type": "string"}},
+            "on_timeout": {"type": "string", "description": "label to jump to on timeout"},
             "capture": {"type": "array", "items": CAPTURE},
             "check": {"type": "array", "items": CHECK},
+            "match": {"type": "array", "items": CHECK,
+                      "description": "a message failing these is not for this step"},
+            "authenticate": {"type": "boolean",
+                             "description": "the request must carry valid digest credentials"},
             "leg": LEG, **TIMERS,
         },
     },
@@ -143,7 +165,7 @@ STEP_KINDS: dict[str, dict[str, Any]] = {
                                             "description": "wait until the call is gone"}},
     },
     "label": {"description": "a place to jump to",
-              "properties": {"label": {"type": "string"}}},
+              "properties": {"label": {"type": "string"}, **TIMERS}},
     "goto": {
         "description": "jump to a label; `max` bounds how often (loops must be bounded)",
         "properties": {

@@ -1,0 +1,164 @@
+"""The state of one running call of a scenario, and what it shares with the run.
+
+A :class:`CallInstance` is one call of the scenario (one record); it holds one
+:class:`Leg` per dialog or registration the scenario names with ``leg:``
+(``main`` by default).  :class:`Values` is the view templates render from: the
+call's variables plus keywords computed when asked (``${last.NAME}``,
+``${local_tag}`` ...), so nothing is computed that no template uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sipload.sip import sdp
+from sipload.sip.digest import DigestServer
+from sipload.sip.errors import LocalProtocolError, ParseError
+from sipload.sip.message import Message, Request, Response
+from sipload.stats.records import CallRecord
+from sipload.ua.agent import UserAgent
+from sipload.ua.events import Event
+
+INF = float("inf")
+
+
+class Rng(Protocol):
+    """The randomness a scenario needs, passed in by the shell (the core draws none)."""
+
+    def uniform(self, a: float, b: float, /) -> float: ...
+    def gauss(self, mu: float, sigma: float, /) -> float: ...
+    def lognormvariate(self, mu: float, sigma: float, /) -> float: ...
+    def expovariate(self, lambd: float, /) -> float: ...
+    def randrange(self, stop: int, /) -> int: ...
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What every call of a run shares: addresses and names for the keywords."""
+
+    local_host: str
+    local_port: int
+    remote_host: str
+    remote_port: int
+    transport: str = "udp"
+    service: str = "service"
+    media_ip: str = ""
+    media_port: int = 6000
+    worker: int = 0
+    pid: int = field(default_factory=os.getpid)
+
+
+@dataclass(slots=True)
+class Leg:
+    """One call (or registration) inside a scenario instance."""
+
+    name: str
+    cid: int = 0
+    did: int = 0
+    rid: int = 0
+    call_id: str = ""
+    last_tid: int = 0  #: server transaction of the last request received (to reply to)
+    last_method: str = ""
+    last: Message | None = None  #: the last message received on this leg
+    released: bool = False
+    release_reason: str = ""
+    local_sdp: sdp.SessionDescription | None = None
+    remote_sdp: bytes = b""
+
+    @property
+    def live(self) -> bool:
+        """A call is up (or being set up) on this leg."""
+        return self.cid != 0 and not self.released
+
+    def reset_call(self) -> None:
+        """Forget the call of this leg (a new one is about to take its place)."""
+        self.cid = 0
+        self.did = 0
+        self.released = False
+        self.release_reason = ""
+        self.local_sdp = None
+        self.remote_sdp = b""
+
+
+@dataclass(slots=True)
+class CallInstance:
+    """One call of the scenario in progress."""
+
+    iid: int
+    record: CallRecord
+    vars: dict[str, str]
+    legs: dict[str, Leg] = field(default_factory=dict)
+    pc: int = 0
+    deadline: float = INF
+    waiting: str = ""  #: "", "recv", "pause", "dtmf", "terminate"
+    wait_owner: int = -1  #: the recv step whose timeout the deadline is
+    sub: int = 0  #: progress inside a step (dtmf digit)
+    wait_tid: int = 0
+    inbox: list[tuple[str, Event]] = field(default_factory=list)
+    gotos: dict[int, int] = field(default_factory=dict)
+    timers: dict[str, float] = field(default_factory=dict)
+    executed: int = 0
+    done: bool = False
+    tids: list[int] = field(default_factory=list)  #: client transactions routed to us
+    call_ids: list[str] = field(default_factory=list)
+    digest: DigestServer | None = None  #: the server of our last challenge
+
+    def leg(self, name: str) -> Leg:
+        leg = self.legs.get(name)
+        if leg is None:
+            leg = Leg(name)
+            self.legs[name] = leg
+        return leg
+
+
+class Values(Mapping[str, str]):
+    """A call's variables, plus keywords computed from its leg when a template asks."""
+
+    __slots__ = ("leg", "ua", "vars")
+
+    def __init__(self, variables: dict[str, str], leg: Leg | None, ua: UserAgent) -> None:
+        self.vars = variables
+        self.leg = leg
+        self.ua = ua
+
+    def __getitem__(self, key: str) -> str:
+        v = self.vars.get(key)
+        if v is not None:
+            return v
+        leg = self.leg
+        last = leg.last if leg is not None else None
+        if key.startswith("last."):
+            values = last.get_all(key[5:]) if last is not None else []
+            if not values:
+                raise KeyError(key)
+            return ", ".join(values)
+        if key in ("last_status", "last_method", "last_body"):
+            if last is None:
+                return ""
+            if key == "last_body":
+                return last.body.decode("utf-8", "replace")
+            if key == "last_status":
+                return str(last.status) if isinstance(last, Response) else ""
+            if isinstance(last, Request):
+                return last.method
+            try:
+                return last.cseq.method
+            except ParseError:
+                return ""
+        if key in ("local_tag", "remote_tag") and leg is not None and leg.did:
+            try:
+                dialog = self.ua.dialog_of(leg.did).dialog
+            except LocalProtocolError:
+                return ""
+            tag = dialog.local_tag if key == "local_tag" else dialog.remote_tag
+            return tag or ""
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.vars)
+
+    def __len__(self) -> int:
+        return len(self.vars)

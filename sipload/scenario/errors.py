@@ -1,0 +1,18 @@
+"""The one error a scenario (or a file it names) can raise when loaded.
+
+Defined apart from the loader so that the CSV injection reader and the SIPp
+importer can raise it without importing the loader; the loader re-exports it.
+"""
+
+from __future__ import annotations
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be run, with where the problem is (1-based line, column)."""
+
+    def __init__(self, file: str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}")
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
