@@ -1,0 +1,198 @@
+"""The report's charts: matplotlib figures rendered to PNG data URIs.
+
+Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas directly,
+never through pyplot, so no global backend or figure registry is touched (the
+report runs inside the coordinator process).  Each function returns a
+``data:image/png;base64,...`` URI, or None when the run has nothing to draw.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sipload.report.analysis import Analysis
+from sipload.report.hist import SERIES_PERCENTILES, distribution_ms
+
+DPI = 80
+WIDTH = 9.0
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def _png(fig: Figure) -> str:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(rows: int = 1, height: float = 3.0) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(WIDTH, height * rows))
+    axes = fig.subplots(rows, 1, sharex=rows > 1, squeeze=False)
+    out: list[Axes] = [ax for row in axes for ax in row]
+    for ax in out:
+        ax.grid(True, alpha=0.3)
+        ax.set_prop_cycle(color=PALETTE)
+    return fig, out
+
+
+def rate_chart(a: Analysis, target: float | None) -> str | None:
+    ps = a.per_second
+    if not len(ps):
+        return None
+    fig, (ax,) = _figure()
+    ax.plot(ps["second"], ps["started"], label="achieved (calls started / s)")
+    tr = ps["target_rate"]
+    if float(tr.max()) > 0:
+        ax.plot(ps["second"], tr, "--", label="target (workers' pacers)")
+    elif target:
+        ax.axhline(target, linestyle="--", color=PALETTE[1], label="target")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("calls / s")
+    ax.set_title("Target vs achieved call rate")
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def concurrency_chart(a: Analysis) -> str | None:
+    ps = a.per_second
+    if not len(ps):
+        return None
+    fig, (ax,) = _figure()
+    ax.fill_between(ps["second"], ps["active"], step="mid", alpha=0.4)
+    ax.plot(ps["second"], ps["active"], drawstyle="steps-mid")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("calls in progress")
+    ax.set_title("Calls in progress (sampled each second, all workers)")
+    return _png(fig)
+
+
+def latency_series_chart(a: Analysis) -> str | None:
+    lat = a.latency
+    if not lat.series_t:
+        return None
+    fig, (ax,) = _figure()
+    t = np.array(lat.series_t)
+    for p in SERIES_PERCENTILES:
+        ys = np.array([np.nan if v is None else v for v in lat.series[p]], dtype=float)
+        ax.plot(t, ys, label=f"p{p:g}")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("ms")
+    ax.set_title(f"'{lat.series_mark}' latency percentiles per second")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def distribution_chart(a: Analysis) -> str | None:
+    marks = sorted(a.latency.total.by_mark)
+    if not marks:
+        return None
+    fig, (ax,) = _figure(height=3.6)
+    for mark in marks:
+        counts = a.latency.counts(mark)
+        if counts is None:
+            continue
+        ps, values = distribution_ms(counts)
+        if not len(ps):
+            continue
+        ax.plot(1.0 / (1.0 - ps / 100.0), values, label=mark)
+    ax.set_xscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10_000, 100_000, 1_000_000]
+    labels = ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
+    ax.set_xticks(ticks, labels)
+    ax.set_xlim(1, None)
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("ms")
+    ax.set_title("Latency distribution per timing mark (HdrHistogram percentiles)")
+    ax.legend(loc="upper left", fontsize="small")
+    return _png(fig)
+
+
+def codes_chart(a: Analysis, top: int = 8) -> str | None:
+    codes = a.codes_per_second
+    if not len(codes) or not len(codes.columns):
+        return None
+    order = codes.sum().sort_values(ascending=False).index[:top]
+    fig, (ax,) = _figure()
+    for code in sorted(order, key=str):
+        ax.plot(codes.index, codes[code], label=str(code))
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("responses / s")
+    ax.set_title("Response codes received per second")
+    ax.legend(loc="upper left", fontsize="small", ncols=4)
+    return _png(fig)
+
+
+def failures_chart(failures: dict[str, int]) -> str | None:
+    if not failures:
+        return None
+    items = sorted(failures.items(), key=lambda kv: kv[1])
+    fig, (ax,) = _figure(height=0.4 * len(items) + 1.2)
+    ax.barh([k for k, _ in items], [v for _, v in items], color=PALETTE[1])
+    for y, (_, v) in enumerate(items):
+        ax.annotate(f" {v}", (v, y), va="center")
+    ax.set_xlabel("failed calls")
+    ax.set_title("Failures by reason")
+    return _png(fig)
+
+
+def retransmissions_chart(a: Analysis) -> str | None:
+    ps = a.per_second
+    if not len(ps) or int(ps["retransmissions"].sum()) == 0:
+        return None
+    fig, (ax,) = _figure()
+    ax.bar(ps["second"], ps["retransmissions"], width=1.0, color=PALETTE[3])
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("retransmissions / s")
+    ax.set_title("Retransmissions per second (all workers)")
+    return _png(fig)
+
+
+def workers_chart(a: Analysis) -> str | None:
+    frame = a.per_worker
+    if not len(frame):
+        return None
+    fig, axes = _figure(rows=3, height=2.2)
+    titles = [("started", "calls started / s"), ("cpu", "CPU (1 = one core)"),
+              ("loop_lag_ms", "loop lag (ms)")]
+    groups: list[tuple[Any, pd.DataFrame]] = list(frame.groupby("worker", sort=True))
+    for ax, (col, label) in zip(axes, titles, strict=True):
+        for worker, g in groups:
+            ax.plot(g["second"], g[col], label=f"worker {worker}")
+        ax.set_ylabel(label, fontsize="small")
+    axes[1].axhline(0.95, linestyle=":", color="#444")
+    axes[2].axhline(100.0, linestyle=":", color="#444")
+    axes[0].set_title("Per-worker load and health")
+    axes[-1].set_xlabel("seconds since start")
+    if len(groups) <= 12:
+        axes[0].legend(loc="upper left", fontsize="small", ncols=4)
+    return _png(fig)
+
+
+def all_charts(a: Analysis, target: float | None) -> list[tuple[str, str]]:
+    """(title, data URI) of every chart that has data, in report order."""
+    makers: list[tuple[str, Callable[[], str | None]]] = [
+        ("Rate", lambda: rate_chart(a, target)),
+        ("Calls in progress", lambda: concurrency_chart(a)),
+        ("Latency over time", lambda: latency_series_chart(a)),
+        ("Latency distribution", lambda: distribution_chart(a)),
+        ("Response codes", lambda: codes_chart(a)),
+        ("Failures", lambda: failures_chart(a.failures)),
+        ("Retransmissions", lambda: retransmissions_chart(a)),
+        ("Workers", lambda: workers_chart(a)),
+    ]
+    out: list[tuple[str, str]] = []
+    for title, make in makers:
+        uri = make()
+        if uri is not None:
+            out.append((title, uri))
+    return out

@@ -1,0 +1,228 @@
+"""Reading a run directory into pandas frames (for notebooks) and arrow tables (for reports).
+
+The report layer reads the files a run leaves and nothing else (see
+:mod:`sipload.stats.rundir` for the format).  Two views of the same files:
+
+* :func:`load_run` gives :class:`RunData`, pandas DataFrames for a notebook:
+  ``calls`` (one row per call), ``messages`` (one row per message of each call,
+  built on first use because it is the largest), ``intervals`` (one row per worker
+  per second, histograms left encoded), plus ``plan`` and ``events``.
+* :func:`read_run_files` gives :class:`RunFiles`, the raw arrow table and the JSON
+  lines, which the summary and the HTML report work on with vectorised
+  pyarrow/numpy operations (no per-row Python work over a million calls).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from sipload.stats.rundir import EVENTS, INTERVALS, PLAN, read_calls, read_jsonl
+
+STANDARD_MARKS = ("first_provisional", "pdd", "answer", "bye", "call")
+"""Timing marks every UAC call gets from its message log (seconds after the INVITE,
+the BYE, or the call's start)."""
+
+SCENARIO = "scenario.yaml"
+
+INTERVAL_SCALARS = ("t", "worker", "started", "succeeded", "failed", "active", "late",
+                    "dropped", "retransmissions", "loop_lag_ms", "cpu", "target_rate")
+
+
+class RunDirError(ValueError):
+    """The path is not a readable run directory."""
+
+
+@dataclass(slots=True)
+class RunFiles:
+    """The files of one run directory, read but not yet analysed."""
+
+    path: Path
+    calls: pa.Table  #: calls.arrows (CALL_SCHEMA)
+    intervals: list[dict[str, Any]]  #: intervals.jsonl, one dict per worker per second
+    events: list[dict[str, Any]]  #: events.jsonl
+    plan: dict[str, Any]  #: plan.json ({} when missing)
+    scenario_text: str  #: scenario.yaml ("" when missing)
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    """``plan.json`` as a dict, ``{}`` when the file is missing or unreadable."""
+    f = path / PLAN
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_run_files(path: Path | str) -> RunFiles:
+    """Read every file of a run directory.
+
+    Raises:
+        RunDirError: ``path`` is not a directory, or holds none of the run files.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise RunDirError(f"{p}: not a directory")
+    if not any((p / name).exists() for name in ("calls.arrows", INTERVALS, PLAN)):
+        raise RunDirError(f"{p}: not a run directory (no calls.arrows, intervals.jsonl "
+                          "or plan.json)")
+    scen = p / SCENARIO
+    try:
+        scenario_text = scen.read_text(encoding="utf-8") if scen.exists() else ""
+    except (OSError, UnicodeDecodeError):
+        scenario_text = ""
+    return RunFiles(path=p, calls=read_calls(p), intervals=read_jsonl(p, INTERVALS),
+                    events=read_jsonl(p, EVENTS), plan=read_plan(p),
+                    scenario_text=scenario_text)
+
+
+def scenario_marks(scenario_text: str) -> list[str]:
+    """The named timing marks (``start_timer``/``stop_timer``) of a scenario's YAML text.
+
+    Read with a plain YAML load (the report never imports the scenario package); an
+    unreadable text gives no marks.
+    """
+    try:
+        data = yaml.safe_load(scenario_text) if scenario_text else None
+    except yaml.YAMLError:
+        return []
+    names: list[str] = []
+    steps = data.get("steps") if isinstance(data, dict) else None
+    for step in steps if isinstance(steps, list) else []:
+        if not isinstance(step, dict):
+            continue
+        for key in ("start_timer", "stop_timer"):
+            name = step.get(key)
+            if isinstance(name, str) and name and name not in names:
+                names.append(name)
+    return names
+
+
+def scenario_thresholds(plan: dict[str, Any], scenario_text: str) -> list[str]:
+    """The scenario's ``thresholds:`` list, from the plan or else from scenario.yaml."""
+    raw = plan.get("thresholds")
+    if raw is None and scenario_text:
+        try:
+            data = yaml.safe_load(scenario_text)
+        except yaml.YAMLError:
+            data = None
+        raw = data.get("thresholds") if isinstance(data, dict) else None
+    if not isinstance(raw, list):
+        return []
+    return [str(x) for x in raw]
+
+
+def intervals_frame(intervals: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per snapshot: the scalar columns, then ``failures``, ``codes`` and
+    ``histograms`` (dicts, histograms still base64-encoded)."""
+    cols: dict[str, list[Any]] = {c: [] for c in INTERVAL_SCALARS}
+    extra: dict[str, list[Any]] = {"failures": [], "codes": [], "histograms": []}
+    for snap in intervals:
+        for c in INTERVAL_SCALARS:
+            cols[c].append(snap.get(c, 0))
+        for c, values in extra.items():
+            v = snap.get(c)
+            values.append(v if isinstance(v, dict) else {})
+    frame = pd.DataFrame({**cols, **extra})
+    if len(frame):
+        for c in INTERVAL_SCALARS:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").fillna(0)
+        for c in ("worker", "started", "succeeded", "failed", "active", "late", "dropped",
+                  "retransmissions"):
+            frame[c] = frame[c].astype("int64")
+    return frame
+
+
+def messages_frame(calls: pa.Table) -> pd.DataFrame:
+    """One row per message of each call: call_number, t, direction, label.
+
+    This parses every call's ``messages`` JSON, so it is for notebooks (and is what
+    :attr:`RunData.messages` builds lazily); the reports never need all of it.
+    """
+    numbers = calls.column("call_number").to_pylist()
+    texts = calls.column("messages").to_pylist()
+    out_n: list[int] = []
+    out_t: list[float] = []
+    out_d: list[str] = []
+    out_l: list[str] = []
+    for number, text in zip(numbers, texts, strict=True):
+        try:
+            msgs = json.loads(text) if text else []
+        except json.JSONDecodeError:
+            continue
+        for m in msgs:
+            if isinstance(m, list) and len(m) >= 3:
+                out_n.append(number)
+                out_t.append(float(m[0]))
+                out_d.append(str(m[1]))
+                out_l.append(str(m[2]))
+    return pd.DataFrame({"call_number": pd.Series(out_n, dtype="int64"),
+                         "t": pd.Series(out_t, dtype="float64"),
+                         "direction": pd.Series(out_d, dtype="object"),
+                         "label": pd.Series(out_l, dtype="object")})
+
+
+@dataclass
+class RunData:
+    """A run directory as pandas DataFrames (see :func:`load_run`)."""
+
+    path: Path
+    calls: pd.DataFrame  #: one row per call (the columns of CALL_SCHEMA)
+    intervals: pd.DataFrame  #: one row per worker per second (see :func:`intervals_frame`)
+    plan: dict[str, Any]  #: plan.json
+    events: list[dict[str, Any]]  #: events.jsonl, in order
+    scenario_text: str = ""  #: scenario.yaml as it ran
+    _table: pa.Table | None = field(default=None, repr=False)
+
+    @cached_property
+    def messages(self) -> pd.DataFrame:
+        """One row per message of each call: call_number, t, direction, label."""
+        table = self._table if self._table is not None else pa.Table.from_pandas(
+            self.calls[["call_number", "messages"]], preserve_index=False)
+        return messages_frame(table)
+
+    @cached_property
+    def marks(self) -> pd.DataFrame:
+        """One row per call, one column per timing mark (seconds; NaN where absent)."""
+        parsed = [json.loads(m) if m else {} for m in self.calls["marks"]]
+        frame = pd.DataFrame.from_records(parsed, index=self.calls["call_number"])
+        return frame.astype("float64")
+
+
+def load_run(path: Path | str) -> RunData:
+    """Load a run directory as pandas DataFrames, for notebooks.
+
+    Args:
+        path: the run directory.
+
+    Returns:
+        :class:`RunData` with ``calls``, ``intervals``, ``plan``, ``events``; its
+        ``messages`` (one row per message) and ``marks`` (one column per timing mark)
+        frames are built on first access.
+
+    Raises:
+        RunDirError: ``path`` is not a run directory.
+    """
+    files = read_run_files(path)
+    calls = files.calls.to_pandas()
+    return RunData(path=files.path, calls=calls, intervals=intervals_frame(files.intervals),
+                   plan=files.plan, events=files.events, scenario_text=files.scenario_text,
+                   _table=files.calls.select(["call_number", "messages"]))
+
+
+def column_counts(column: pa.ChunkedArray | pa.Array) -> dict[str, int]:
+    """How many times each value occurs in a string column (vectorised)."""
+    out: dict[str, int] = {}
+    for item in pc.value_counts(column).to_pylist():
+        value = item["values"]
+        out["" if value is None else str(value)] = int(item["counts"])
+    return out

@@ -1,0 +1,94 @@
+"""``report.html``: one self-contained page per run.
+
+Everything is inline: CSS in a ``<style>`` element, charts as PNG data URIs,
+ladders as inline SVG; the page fetches nothing (no ``http(s)://`` ``src`` or
+``href``) and runs no script.  Templates are Jinja2 with autoescape on, so every
+string from the wire or the run files (labels, details, call-ids, the command,
+the scenario text) is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from sipload.report.analysis import analyse_path
+from sipload.report.charts import all_charts
+from sipload.report.ladder import ladders
+from sipload.report.summary import build_summary, read_summary
+
+REPORT = "report.html"
+
+HEADLINE_MARKS = ("answer", "pdd", "call")
+
+
+def environment() -> Environment:
+    """The Jinja2 environment of the report templates (autoescape on)."""
+    env = Environment(loader=PackageLoader("sipload.report", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["ms"] = _ms
+    env.filters["pct"] = _pct
+    env.filters["num"] = _num
+    return env
+
+
+def _ms(value: Any) -> str:
+    return "–" if value is None else f"{float(value):,.3f}"
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{float(value) * 100:.3f}%"
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{float(value):,.{digits}f}"
+
+
+def _plan_rows(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for key, value in plan.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        rows.append((str(key), text))
+    return rows
+
+
+def render_report(path: Path | str, summary: dict[str, Any] | None = None) -> str:
+    """The report page of a run directory as a string (see :func:`write_report`)."""
+    a = analyse_path(path)
+    if summary is None:
+        summary = read_summary(path) or build_summary(path)
+    headline = [(m, summary["latency"][m]) for m in HEADLINE_MARKS if m in summary["latency"]]
+    if not headline:
+        headline = list(summary["latency"].items())[:2]
+    return environment().get_template("report.html.j2").render(
+        s=summary, headline=headline, charts=all_charts(a, summary["rate"]["target"]),
+        ladders=ladders(a.samples), plan_rows=_plan_rows(a.files.plan),
+        scenario_text=a.files.scenario_text, events=a.files.events[:200],
+        events_more=max(0, len(a.files.events) - 200))
+
+
+def write_report(path: Path | str, summary: dict[str, Any] | None = None) -> Path:
+    """Write ``report.html`` into the run directory.
+
+    Args:
+        path: the run directory.
+        summary: the run's summary; by default ``summary.json`` (built when missing).
+
+    Returns:
+        The path of the report.
+
+    Raises:
+        RunDirError: ``path`` is not a run directory.
+    """
+    out = Path(path) / REPORT
+    tmp = out.with_name(REPORT + ".tmp")
+    tmp.write_text(render_report(path, summary), encoding="utf-8")
+    tmp.replace(out)
+    return out
