@@ -10,8 +10,8 @@ spec each; sipload must round-trip them and both stacks must read equal fields.
 Columns (one call = one message; figures are calls per second):
 
 parse      sipload: ``parse_message(data)``, then ``via.branch``, ``via.host``,
-           ``via.port``, ``cseq.seq``, ``cseq.method``, ``call_id``, ``from_.tag``,
-           ``to.tag`` (transaction and dialog matching).  sippy: ``data.decode()``,
+           ``via.port``, ``cseq.seq``, ``cseq.method``, ``call_id``, ``from_tag``,
+           ``to_tag`` (transaction and dialog matching).  sippy: ``data.decode()``,
            ``SipResponse``/``SipRequest`` chosen on the ``"SIP/2.0 "`` prefix (as
            sippy's SipTransactionManager does), then ``getHFBody()`` of via
            (``getBranch()``, ``hostname``, ``port``), cseq (``cseq``, ``method``),
@@ -123,7 +123,7 @@ def wire(s: Spec) -> bytes:
 
 def sipload_fields(m: Message) -> tuple[object, ...]:
     v, c = m.via, m.cseq
-    return v.branch, v.host, v.port, c.seq, c.method, m.call_id, m.from_.tag, m.to.tag
+    return v.branch, v.host, v.port, c.seq, c.method, m.call_id, m.from_tag, m.to_tag
 
 
 def sipload_ops(s: Spec) -> dict[str, Op]:

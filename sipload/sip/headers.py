@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sipload.sip.errors import ParseError
 from sipload.sip.grammar import (
@@ -142,7 +143,58 @@ class Via:
         return f"{self.protocol}/{self.transport} {hp}{self.params}"
 
 
+# Fast path: "SIP/2.0/UDP host[:port][;name[=value]]*" with nothing unusual in it.
+_FAST_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)*")
+_FAST_HOST_RE = re.compile(r"[A-Za-z0-9_\-.]+|\[[0-9A-Fa-f:.]+\]")
+
+
+def _fast_via(value: str) -> Via | None:
+    """Parse the common Via form without the general grammar; None if unsure."""
+    if not value.startswith("SIP/2.0/"):
+        return None
+    sp = value.find(" ", 8)
+    if sp < 0:
+        return None
+    transport = value[8:sp]
+    rest = value[sp + 1 :]
+    semi = rest.find(";")
+    if semi < 0:
+        hostport, ptext = rest, ""
+    else:
+        hostport, ptext = rest[:semi], rest[semi:]
+    if not transport.isalnum() or not transport.isascii():
+        return None
+    if ptext and _FAST_PARAMS_RE.fullmatch(ptext) is None:
+        return None
+    colon = hostport.rfind(":")
+    port: int | None = None
+    if colon > 0 and hostport[colon - 1] != ":" and (
+            not hostport.startswith("[") or hostport[colon - 1] == "]"):
+        digits = hostport[colon + 1 :]
+        if not digits.isdigit() or not digits.isascii() or len(digits) > 5:
+            return None
+        port = int(digits)
+        if port > 65535:
+            return None
+        hostport = hostport[:colon]
+    if _FAST_HOST_RE.fullmatch(hostport) is None:
+        return None
+    items: list[tuple[str, str | None]] = []
+    if ptext:
+        for piece in ptext[1:].split(";"):
+            name, eq, v = piece.partition("=")
+            items.append((name, v if eq else None))
+            if name == "branch" and not v:
+                return None
+            if name.lower() == "ttl" and (not v.isdigit() or int(v) > 255):
+                return None
+    return Via(transport.upper(), hostport, port, Params(items))
+
+
 def parse_via(value: str) -> Via:
+    fast = _fast_via(value)
+    if fast is not None:
+        return fast
     m = _VIA_RE.fullmatch(value)
     if m is None:
         raise ParseError(f"malformed Via {value[:80]!r}")
@@ -255,6 +307,31 @@ def parse_name_addr(value: str) -> NameAddress:
     return NameAddress(uri, display, params)
 
 
+_TAG_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+
+
+def fast_tag(value: str) -> str | bool | None:
+    """The ``tag`` parameter of a From/To value without parsing it all.
+
+    Returns the tag, None when there is plainly none, or False when the value
+    is unusual enough that the full parser must decide.
+    """
+    gt = value.rfind(">")
+    if gt >= 0:
+        tail = value[gt + 1 :]
+    else:
+        semi = value.find(";")
+        tail = value[semi:] if semi >= 0 else ""
+    i = tail.find(";tag=")
+    if i < 0:
+        return None if "tag" not in tail.lower() else False
+    j = tail.find(";", i + 5)
+    tag = tail[i + 5 :] if j < 0 else tail[i + 5 : j]
+    if _TAG_RE.fullmatch(tag) is None or tail.count(";tag=") > 1:
+        return False
+    return tag
+
+
 def parse_name_addr_head(value: str) -> NameAddress:
     """Parse From/To, where the display name may be quoted and hold ``<``."""
     text = value.strip()
@@ -289,12 +366,14 @@ def parse_contacts(values: list[str]) -> list[NameAddress] | None:
 
 # ---------------------------------------------------------------------------- CSeq, RAck
 
+_CSEQ_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
+                           "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE",
+                           "UPDATE"})
 _CSEQ_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+(" + TOKEN + r")[ \t]*")
 MAX_CSEQ = 2**31 - 1
 
 
-@dataclass(slots=True, frozen=True)
-class CSeq:
+class CSeq(NamedTuple):
     """``CSeq: 314159 INVITE``; the number is below 2**31 (RFC 3261 §8.1.1.5)."""
 
     seq: int
@@ -305,6 +384,12 @@ class CSeq:
 
 
 def parse_cseq(value: str) -> CSeq:
+    num, sp, method = value.partition(" ")
+    if sp and num.isdigit() and num.isascii() and len(num) <= 10 and (
+            method in _CSEQ_METHODS):
+        seq = int(num)
+        if seq <= 2**32 - 1:
+            return CSeq(seq, method)
     m = _CSEQ_RE.fullmatch(value)
     if m is None:
         raise ParseError(f"malformed CSeq {value[:80]!r}")

@@ -30,6 +30,7 @@ from sipload.sip.headers import (
     ValueWithParams,
     Via,
     display_name_of,
+    fast_tag,
     header_key,
     parse_contacts,
     parse_cseq,
@@ -39,6 +40,7 @@ from sipload.sip.headers import (
     parse_tokens,
     parse_uint,
     parse_value_params,
+    parse_via,
     parse_vias,
 )
 from sipload.sip.uri import Uri, parse_uri
@@ -49,12 +51,13 @@ Header = tuple[str, str, str]
 class Message:
     """Common part of :class:`Request` and :class:`Response`."""
 
-    __slots__ = ("_cseq", "_from", "_headers", "_to", "_vias", "body")
+    __slots__ = ("_cseq", "_from", "_headers", "_to", "_top", "_vias", "body")
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
         self._headers: list[Header] = headers if headers is not None else []
         self.body: bytes = body
         self._vias: list[Via] | None = None
+        self._top: Via | None = None
         self._cseq: CSeq | None = None
         self._from: NameAddress | None = None
         self._to: NameAddress | None = None
@@ -63,6 +66,7 @@ class Message:
 
     def _changed(self) -> None:
         self._vias = None
+        self._top = None
         self._cseq = None
         self._from = None
         self._to = None
@@ -170,15 +174,11 @@ class Message:
     # ------------------------------------------------------------------ typed views
 
     def _one(self, key: str) -> str:
-        value: str | None = None
+        """The value of a single-valued header (check_syntax refuses duplicates)."""
         for k, _, v in self._headers:
             if k == key:
-                if value is not None:
-                    raise ParseError(f"more than one {display_name_of(key, key)} header")
-                value = v
-        if value is None:
-            raise ParseError(f"missing {display_name_of(key, key)} header")
-        return value
+                return v
+        raise ParseError(f"missing {display_name_of(key, key)} header")
 
     @property
     def vias(self) -> list[Via]:
@@ -191,10 +191,22 @@ class Message:
     @property
     def via(self) -> Via:
         """The top Via (raises ParseError when there is none)."""
-        vias = self.vias
-        if not vias:
-            raise ParseError("missing Via header")
-        return vias[0]
+        vias = self._vias
+        if vias is not None:
+            if not vias:
+                raise ParseError("missing Via header")
+            return vias[0]
+        top = self._top
+        if top is None:
+            for k, _, v in self._headers:
+                if k == "via":
+                    first = v if "," not in v else split_commas(v)[0] if split_commas(v) else ""
+                    top = parse_via(first)
+                    break
+            else:
+                raise ParseError("missing Via header")
+            self._top = top
+        return top
 
     @property
     def call_id(self) -> str:
@@ -226,11 +238,23 @@ class Message:
 
     @property
     def from_tag(self) -> str | None:
-        return self.from_.tag
+        f = self._from
+        if f is None:
+            tag = fast_tag(self._one("from"))
+            if tag is not False:
+                return tag if isinstance(tag, str) else None
+            f = self.from_
+        return f.tag
 
     @property
     def to_tag(self) -> str | None:
-        return self.to.tag
+        t = self._to
+        if t is None:
+            tag = fast_tag(self._one("to"))
+            if tag is not False:
+                return tag if isinstance(tag, str) else None
+            t = self.to
+        return t.tag
 
     @property
     def contacts(self) -> list[NameAddress] | None:

@@ -35,6 +35,10 @@ from sipload.sip.message import Header, Message, Request, Response
 from sipload.sip.uri import SipUri
 
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
+_FOLDED_RE = re.compile(r"\n[ \t]")
+_COMMON_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK",
+                             "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE",
+                             "UPDATE"})
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.IGNORECASE)
 
@@ -42,11 +46,14 @@ MAX_HEADER_BYTES = 65536
 """A header section larger than this is refused (513 over UDP, connection closed over TCP)."""
 
 # Known header names map straight to their key and spelling; unknown ones are checked.
+# Exact spellings (canonical, lower case, compact) hit without calling lower().
 _KNOWN: dict[str, tuple[str, str]] = {}
 for _k, _n in CANONICAL.items():
     _KNOWN[_k] = (_k, _n)
+    _KNOWN[_n] = (_k, _n)
 for _c, _k in COMPACT.items():
     _KNOWN[_c] = (_k, CANONICAL.get(_k, _k))
+    _KNOWN[_c.upper()] = (_k, CANONICAL.get(_k, _k))
 
 
 def _header_fields(lines: list[str]) -> tuple[list[Header], list[str]]:
@@ -54,16 +61,16 @@ def _header_fields(lines: list[str]) -> tuple[list[Header], list[str]]:
     headers: list[Header] = []
     lengths: list[str] = []
     known = _KNOWN
+    append = headers.append
     for line in lines:
         name, sep, value = line.partition(":")
         if not sep:
             if not line.strip():
                 continue
             raise ParseError(f"header line without ':': {line[:60]!r}")
-        lname = name.lower()
-        entry = known.get(lname)
+        entry = known.get(name)
         if entry is None:
-            lname = lname.rstrip(" \t")
+            lname = name.lower().rstrip(" \t")
             entry = known.get(lname)
             if entry is None:
                 stripped = name.rstrip(" \t")
@@ -71,15 +78,20 @@ def _header_fields(lines: list[str]) -> tuple[list[Header], list[str]]:
                     raise ParseError(f"bad header name {name[:40]!r}")
                 entry = (lname, stripped)
         value = value.strip(" \t")
-        if entry[0] == "content-length":
+        key = entry[0]
+        if key == "content-length":
             lengths.extend(value.split(","))
-        headers.append((entry[0], entry[1], value))
+        append((key, entry[1], value))
     return headers, lengths
 
 
 def _content_length(lengths: list[str]) -> int | None:
     if not lengths:
         return None
+    if len(lengths) == 1:
+        v = lengths[0].strip()
+        if v.isdigit() and v.isascii():
+            return int(v)
     values = {v.strip() for v in lengths}
     if len(values) != 1:
         raise ParseError("conflicting Content-Length values")
@@ -123,11 +135,11 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
     if end - start > MAX_HEADER_BYTES:
         raise ParseError("header section too large", 513)
     head = data[start:end].decode("utf-8", "surrogateescape")
-    if "\n " in head or "\n\t" in head:
+    if _FOLDED_RE.search(head) is not None:
         head = _FOLD_RE.sub(" ", head)
-    lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
-    if "\n" in head and "\r\n" in head:
-        lines = [ln.rstrip("\r") for ln in head.replace("\r\n", "\n").split("\n")]
+    lines = head.split("\r\n")
+    if head.count("\n") != len(lines) - 1:  # bare LF line ends somewhere: be liberal
+        lines = [ln.rstrip("\r") for ln in head.split("\n")]
     first = lines[0]
     headers, lengths = _header_fields(lines[1:])
 
@@ -161,18 +173,20 @@ def _request(first: str, headers: list[Header], body: bytes) -> Request:
     if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
         raise ParseError(f"malformed request line {first[:80]!r}")
     method, uri, version = parts
-    if _TOKEN_RE.fullmatch(method) is None:
+    if method not in _COMMON_METHODS and _TOKEN_RE.fullmatch(method) is None:
         raise ParseError(f"bad method {method[:30]!r}")
     if "\t" in uri or ":" not in uri:
         raise ParseError(f"bad Request-URI {uri[:80]!r}")
-    _check_version(version, 505)
+    if version != "SIP/2.0":
+        _check_version(version, 505)
     return Request(method, uri, headers, body)
 
 
 def _response(first: str, headers: list[Header], body: bytes) -> Response:
     version, _, rest = first.partition(" ")
     code, _, reason = rest.partition(" ")
-    _check_version(version, 400)
+    if version != "SIP/2.0":
+        _check_version(version, 400)
     if len(code) != 3 or not code.isdigit() or not code.isascii() or not 100 <= int(code) <= 699:
         raise ParseError(f"bad status code {code[:20]!r}")
     return Response(int(code), reason, headers, body)
