@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 "$PY" -m pip install -q --disable-pip-version-check -e '.[test,fast]' 2>&1 | grep -v -E "^(WARNING|\[notice\])" || true
 bash ci/install-peers.sh || echo "warning: could not install SIP peers; peer tests will fail in CI"
+bash ci/install-browser.sh || echo "warning: could not install chromium; browser tests will fail in CI"
 "$PY" -m ruff check sipload tests bench
 "$PY" -m mypy
 "$PY" -m pytest -q "$@"
