@@ -737,9 +737,12 @@ class UserAgent:
     def _on_prack(self, rec: TxRecord, cd: CallDialog, req: Request, now: float) -> None:
         rack = req.rack
         call = self._calls[cd.cid]
-        if (rack is not None and cd.rel_bytes is not None and rack.rseq == cd.rel_rseq
+        # RFC 3262 §3: after a final answer the UAS stops retransmitting an unacknowledged
+        # reliable provisional but "MUST be prepared to process PRACK requests" for it
+        if (rack is not None and cd.rel_rseq and rack.rseq == cd.rel_rseq
                 and rack.cseq == call.invite.cseq.seq):
             cd.rel_bytes = None
+            cd.rel_rseq = 0  # acknowledged: another PRACK for it gets 481
             self._respond(rec, self.call_build_answer(rec.tid, 200), now)
             # answered already; reported so a program can wait for it
             self._emit(EventType.CALL_MESSAGE_NEW, now, cid=call.cid, did=cd.did, tid=rec.tid,
