@@ -1,0 +1,62 @@
+"""Regression tests (sans-IO, fake clock) for UA faults found by the interop and
+example tests: each reproduces on two in-memory UAs what a real peer made happen."""
+
+from __future__ import annotations
+
+from sipload.ua.events import EventType as E
+from tests.uapair import Pair
+
+SDP = (b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       b"m=audio 4000 RTP/AVP 0\r\n")
+
+
+def test_prack_after_the_2xx_is_answered_200() -> None:
+    """RFC 3262 §3: a UAS that sends its 2xx while a reliable 1xx is unacknowledged
+    "MUST be prepared to process PRACK requests for those outstanding responses".
+    sipload's default UAS answers 180 (reliable) then 200 at once: the caller's PRACK
+    arrives after the 200 and got 481, which ended the caller's dialog (RFC 5057):
+    the caller could not send BYE and the callee kept the call forever."""
+    p = Pair()
+    invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
+                                               "<sip:alice@127.0.0.1:5071>")
+    invite.set_header("Supported", "100rel")
+    invite.set_body(SDP, "application/sdp")
+    cid = p.alice.call_send_initial_invite(invite, now=p.now)
+    p.transfer()
+    incoming = next(e for e in p.events(p.bob) if e.type is E.CALL_INVITE)
+    # 180 (reliable) and 200 back to back, as the default UAS does: the PRACK
+    # reaches bob after his 200
+    p.bob.call_send_answer(incoming.tid, 180, now=p.now)
+    answer = p.bob.call_build_answer(incoming.tid, 200)
+    answer.set_body(SDP, "application/sdp")
+    p.bob.call_send_answer(incoming.tid, 200, answer, now=p.now)
+    p.transfer()
+    evs = p.events(p.alice)
+    answered = next(e for e in evs if e.type is E.CALL_ANSWERED)
+    prack_answers = [d.split(b"\r\n", 1)[0] for s, d in p.wire
+                     if s == "bob" and b"CSeq: 2 PRACK" in d]
+    assert prack_answers == [b"SIP/2.0 200 OK"], prack_answers
+    p.alice.call_send_ack(answered.did, now=p.now)
+    p.alice.call_terminate(cid, answered.did, now=p.now)  # raised before the fix
+    p.transfer()
+    assert E.CALL_CLOSED in p.types(p.events(p.bob))
+    assert p.alice.call_count() == 0 and p.bob.call_count() == 0
+
+
+def test_a_second_prack_for_the_same_rseq_gets_481() -> None:
+    p = Pair()
+    invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
+                                               "<sip:alice@127.0.0.1:5071>")
+    invite.set_header("Supported", "100rel")
+    p.alice.call_send_initial_invite(invite, now=p.now)
+    p.transfer()
+    incoming = next(e for e in p.events(p.bob) if e.type is E.CALL_INVITE)
+    p.bob.call_send_answer(incoming.tid, 180, now=p.now)
+    p.transfer()
+    ringing = next(e for e in p.events(p.alice) if e.type is E.CALL_RINGING)
+    prack = p.alice.call_build_request(ringing.did, "PRACK")
+    prack.add_header("RAck", "1 1 INVITE")
+    p.alice.call_send_request(ringing.did, prack, now=p.now)
+    p.transfer()
+    last = [d.split(b"\r\n", 1)[0] for s, d in p.wire if s == "bob"][-1]
+    assert last.startswith(b"SIP/2.0 481"), last
