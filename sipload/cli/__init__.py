@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from sipload import __version__
-from sipload.cli import parse_cmd, report_cmd, run_cmd, uas_cmd, worker_cmd
+from sipload.cli import parse_cmd, report_cmd, run_cmd, scenario_cmd, uas_cmd, worker_cmd
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sipload {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     parse_cmd.register(sub)
+    scenario_cmd.register(sub)
     report_cmd.register(sub)
     run_cmd.register(sub)
     uas_cmd.register(sub)

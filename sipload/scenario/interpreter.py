@@ -116,13 +116,16 @@ class Runner:
         self.started = 0
         self.call_number_base = 0
         steps = program.steps
-        first = steps[0] if steps else None
+        k = 0  # a UAS call starts at its first recv: steps before it do not wait
+        while k < len(steps) and isinstance(steps[k], NopStep | SetStep):
+            k += 1
+        first = steps[k] if k < len(steps) else None
         self._first: RecvStep | None = (
             first if isinstance(first, RecvStep) and program.role == "uas" else None)
         # rule 4 (b): which steps may take a new request, by method
         self._takers: dict[str, list[int]] = {}
         for j, s in enumerate(steps):
-            if not isinstance(s, RecvStep) or (j == 0 and self._first is not None):
+            if not isinstance(s, RecvStep) or (j == k and self._first is not None):
                 continue
             for m in s.matchers:
                 if not m.method or m.method in _IN_DIALOG_ONLY:
@@ -767,10 +770,11 @@ class Runner:
         m = step.method
         prog = self.program
         ctype = step.content_type.render(values) if step.content_type is not None else None
-        if leg.released and m != "INVITE" and m != "REGISTER" and not step.out_of_dialog \
-                and leg.did:
+        if leg.cid and m not in ("INVITE", "REGISTER") and not step.out_of_dialog and (
+                leg.released or ua.call_state(leg.cid) is None):
             self._fail(inst, Failure.UNEXPECTED,
-                       f"{m}: the call already ended ({leg.release_reason})", now)
+                       f"{m}: the call already ended ({leg.release_reason or 'released'})",
+                       now)
             return False
         try:
             route = step.route.render(values) if step.route is not None else None

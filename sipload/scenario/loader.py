@@ -56,6 +56,7 @@ KEYWORDS = frozenset({
 ``${last.NAME}`` is header NAME of the last message received on the step's leg."""
 
 LAST_PREFIX = "last."
+_SOURCES = ("header", "body", "uri", "message")
 
 __all__ = ["KEYWORDS", "ScenarioError", "load_file", "load_text", "parse_duration"]
 
@@ -267,16 +268,16 @@ class _Compiler:
         out: list[Check] = []
         for j, c in enumerate(items):
             p = (*path, j)
-            if sum(1 for k in ("header", "body", "uri") if c.get(k)) != 1:
-                raise self.err(p, "a check names one 'header', or sets 'body: true' or "
-                                  "'uri: true'")
+            if sum(1 for k in _SOURCES if c.get(k)) != 1:
+                raise self.err(p, "a check names one 'header', or sets one of 'body', "
+                                  "'uri' or 'message' to true")
             name = c.get("name") or str(c.get("header") or ("uri" if c.get("uri") else "body"))
             present = True if c.get("present") else (False if c.get("absent") else None)
             out.append(Check(
                 str(name), str(c.get("header") or ""), bool(c.get("body")), present,
                 self.regex(c["matches"], (*p, "matches")) if "matches" in c else None,
                 self.template(c["equals"], (*p, "equals")) if "equals" in c else None,
-                bool(c.get("uri")),
+                bool(c.get("uri")), bool(c.get("message")),
             ))
         return tuple(out)
 
@@ -360,12 +361,16 @@ class _Compiler:
             caps: list[Capture] = []
             for j, c in enumerate(s.get("capture", []) or []):
                 cp = (*path, "capture", j)
-                if sum(1 for k in ("header", "body", "uri") if c.get(k)) != 1:
-                    raise self.err(cp, "a capture names one 'header', or sets 'body: true' "
-                                       "or 'uri: true'")
-                caps.append(Capture(str(c["var"]), self.regex(c["regex"], (*cp, "regex")),
-                                    str(c.get("header", "")), bool(c.get("body")),
-                                    bool(c.get("required")), bool(c.get("uri"))))
+                if sum(1 for k in _SOURCES if c.get(k)) != 1:
+                    raise self.err(cp, "a capture names one 'header', or sets one of 'body',"
+                                       " 'uri' or 'message' to true")
+                rx = self.regex(c["regex"], (*cp, "regex"))
+                group = int(c.get("group", -1))
+                if group > rx.groups:
+                    raise self.err((*cp, "group"), f"the regex has {rx.groups} group(s)")
+                caps.append(Capture(str(c["var"]), rx, str(c.get("header", "")),
+                                    bool(c.get("body")), bool(c.get("required")),
+                                    bool(c.get("uri")), bool(c.get("message")), group))
             timeout = parse_duration(s["timeout"]) if "timeout" in s else None
             matchers = tuple(_parse_matcher(x) for x in spec)
             if s.get("authenticate") and not all(m.method for m in matchers):

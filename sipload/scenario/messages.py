@@ -68,10 +68,13 @@ def sdp_body(leg: Leg, kind: str, ip: str, port: int, session_id: int) -> bytes:
     return desc.to_bytes()
 
 
-def text_of(msg: Message, header: str, body: bool, uri: bool = False) -> str | None:
+def text_of(msg: Message, header: str, body: bool, uri: bool = False,
+            message: bool = False) -> str | None:
     """The text a capture or check looks at (None: the header is absent)."""
     if body:
         return msg.body.decode("utf-8", "replace")
+    if message:
+        return msg.to_bytes().decode("utf-8", "replace")
     if uri:
         return msg.uri_text if isinstance(msg, Request) else None
     values = msg.get_all(header)
@@ -82,16 +85,15 @@ def run_captures(captures: tuple[Capture, ...], msg: Message,
                  variables: dict[str, str]) -> str | None:
     """Store each capture; the name of the first required one that found nothing."""
     for c in captures:
-        text = text_of(msg, c.header, c.body, c.uri)
+        text = text_of(msg, c.header, c.body, c.uri, c.message)
         m = c.regex.search(text) if text is not None else None
         if m is None:
             if c.required:
                 return f"capture {c.var}"
             variables.setdefault(c.var, "")
             continue
-        variables[c.var] = m.group(1) if m.groups() else m.group(0)
-        for i, g in enumerate(m.groups()[1:], start=2):
-            variables[f"{c.var}_{i}"] = g or ""
+        group = c.group if c.group >= 0 else (1 if c.regex.groups else 0)
+        variables[c.var] = m.group(group) or ""
     return None
 
 
@@ -99,7 +101,7 @@ def failed_check(checks: tuple[Check, ...], msg: Message,
                  values: Mapping[str, str]) -> str | None:
     """The name of the first check ``msg`` fails, or None."""
     for c in checks:
-        text = text_of(msg, c.header, c.body, c.uri)
+        text = text_of(msg, c.header, c.body, c.uri, c.message)
         ok = True
         if c.present is not None:
             ok = (text is not None and (text != "" or not c.body)) == c.present

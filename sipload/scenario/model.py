@@ -72,6 +72,8 @@ class Capture:
     body: bool = False
     required: bool = False
     uri: bool = False  #: search the Request-URI (requests) instead
+    message: bool = False  #: search the whole message (start line, headers, body)
+    group: int = -1  #: the group to store (-1: 1 when the regex has groups, else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class Check:
     matches: re.Pattern[str] | None = None
     equals: Template | None = None
     uri: bool = False  #: test the Request-URI (requests) instead
+    message: bool = False  #: test the whole message
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,10 @@ CAPTURE: dict[str, Any] = {
         "header": {"type": "string"},
         "body": {"type": "boolean"},
         "uri": {"type": "boolean", "description": "search the Request-URI"},
+        "message": {"type": "boolean", "description": "search the whole message"},
         "regex": {"type": "string"},
+        "group": {"type": "integer", "minimum": 0,
+                  "description": "which group to store (default: 1, or 0 without groups)"},
         "required": {"type": "boolean", "description": "no match fails the call"},
     },
 }
@@ -69,6 +72,7 @@ CHECK: dict[str, Any] = {
         "present": {"type": "boolean"},
         "absent": {"type": "boolean"},
         "uri": {"type": "boolean", "description": "test the Request-URI"},
+        "message": {"type": "boolean", "description": "test the whole message"},
         "matches": {"type": "string"},
         "equals": TEMPLATE,
     },
