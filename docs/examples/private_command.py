@@ -11,7 +11,7 @@ sends it (``call_send_request``), prints the answer and hangs up.
 The how-to sets ``P-MyCommand`` on ``invite`` (a slip: that INVITE is long
 sent); here it goes on the PRIVATECOMMAND, as the text intends.  A UA that does
 not know the method answers 405 or 501: ``answer_call.py`` allows it and
-answers 200; sipload's default UAS answers 405 with its Allow list.
+answers 200; sipload's default UAS answers 501 with its Allow list.
 
 Exit status: 0 the request got a 2xx, 1 another answer (or the call failed),
 3 timeout.
