@@ -34,7 +34,7 @@ def make_response(
         resp.copy_headers_from(request, key)
     to_value = request.get("to")
     if to_value is not None:
-        if to_tag is not None and status > 100 and request.to.tag is None:
+        if to_tag is not None and status > 100 and request.to_tag is None:
             to_value = f"{to_value};tag={to_tag}"
         resp.add_header("To", to_value)
     for key in ("call-id", "cseq"):

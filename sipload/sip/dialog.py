@@ -445,7 +445,7 @@ def dialog_id_of_request(req: Request) -> DialogId:
     Raises:
         ParseError: a malformed or missing Call-ID, To or From.
     """
-    return (req.call_id, req.to.tag or "", req.from_.tag or "")
+    return (req.call_id, req.to_tag or "", req.from_tag or "")
 
 
 def dialog_id_of_response(resp: Response) -> DialogId:
@@ -454,7 +454,7 @@ def dialog_id_of_response(resp: Response) -> DialogId:
     Raises:
         ParseError: a malformed or missing Call-ID, To or From.
     """
-    return (resp.call_id, resp.from_.tag or "", resp.to.tag or "")
+    return (resp.call_id, resp.from_tag or "", resp.to_tag or "")
 
 
 # ---------------------------------------------------------------------------- creation
@@ -469,7 +469,7 @@ def creates_dialog(request: Request, response: Response) -> bool:
     status = response.status
     if 200 <= status < 300:
         return request.method in DIALOG_METHODS
-    return request.method == "INVITE" and 101 <= status < 200 and response.to.tag is not None
+    return request.method == "INVITE" and 101 <= status < 200 and response.to_tag is not None
 
 
 def uac_dialog(request: Request, response: Response, *, secure: bool | None = None) -> Dialog:

@@ -68,11 +68,19 @@ SINGLE_HEADERS = frozenset({
 })
 
 
+_KEY_CACHE: dict[str, str] = {}
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower case, compact forms expanded."""
+    key = _KEY_CACHE.get(name)
+    if key is not None:
+        return key
     key = name.lower()
     if len(key) == 1:
-        return COMPACT.get(key, key)
+        key = COMPACT.get(key, key)
+    if len(_KEY_CACHE) < 4096:
+        _KEY_CACHE[name] = key
     return key
 
 

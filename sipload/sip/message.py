@@ -102,7 +102,10 @@ class Message:
 
     def has(self, name: str) -> bool:
         key = header_key(name)
-        return any(k == key for k, _, _ in self._headers)
+        for h in self._headers:  # noqa: SIM110 - a plain loop beats any() here
+            if h[0] == key:
+                return True
+        return False
 
     def count(self, name: str) -> int:
         key = header_key(name)
@@ -130,14 +133,15 @@ class Message:
         """Append a field (after the others of that name, or last)."""
         key = header_key(name)
         field = (key, display_name_of(key, name), value)
-        last = -1
-        for i, h in enumerate(self._headers):
-            if h[0] == key:
-                last = i
-        if last < 0:
-            self._headers.append(field)
+        hs = self._headers
+        i = len(hs)
+        while i:
+            i -= 1
+            if hs[i][0] == key:
+                hs.insert(i + 1, field)
+                break
         else:
-            self._headers.insert(last + 1, field)
+            hs.append(field)
         self._changed()
 
     def prepend_header(self, name: str, value: str) -> None:

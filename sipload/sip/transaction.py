@@ -399,7 +399,7 @@ def _server_key(request: Request, method: str) -> tuple[str, ...]:
     return (
         "2543",
         request.uri_text,
-        request.from_.tag or "",
+        request.from_tag or "",
         request.call_id,
         str(request.cseq.seq),
         str(via),

@@ -127,6 +127,7 @@ class UserAgent:
         self._creds: list[Credential] = []
         self._reinvite_cseq: dict[int, int] = {}  #: did -> CSeq of our last re-INVITE
         self._nc = ClientNonceCounter()
+        self._addresses: dict[str, tuple[str, str]] = {}
         self.retransmissions = 0
         self.bad_messages = 0
         c = self.config
@@ -466,15 +467,15 @@ class UserAgent:
         self, method: str, to: str, from_: str, route: str | None, uri: str | None = None
     ) -> Request:
         try:
-            to_na = parse_name_addr_head(to)
-            from_na = parse_name_addr_head(from_)
-            ruri: str | Uri = uri if uri is not None else to_na.uri
-            req = Request(method, ruri)
-            _ = req.uri
+            to_uri, to_text = self._address(to)
+            _, from_text = self._address(from_)
+            req = Request(method, uri if uri is not None else to_uri)
+            if uri is not None:
+                _ = req.uri
         except ParseError as e:
             raise LocalProtocolError(f"bad address: {e.reason}") from e
-        req.add_header("From", f"{from_na};tag={self.ids.tag()}")
-        req.add_header("To", str(to_na))
+        req.add_header("From", f"{from_text};tag={self.ids.tag()}")
+        req.add_header("To", to_text)
         req.add_header("Call-ID", self.ids.call_id())
         req.add_header("CSeq", f"1 {method}")
         req.add_header("Max-Forwards", "70")
@@ -482,6 +483,18 @@ class UserAgent:
             req.add_header("Route", route)
         req.add_header("User-Agent", self.config.user_agent)
         return req
+
+    def _address(self, text: str) -> tuple[str, str]:
+        """(URI text, header text) of a name-addr, parsed once per distinct text."""
+        hit = self._addresses.get(text)
+        if hit is None:
+            na = parse_name_addr_head(text)
+            if na.tag is not None:
+                raise ParseError("an address for a new request carries no tag")
+            hit = (str(na.uri), str(na))
+            if len(self._addresses) < 1024:
+                self._addresses[text] = hit
+        return hit
 
     def _add_via(self, req: Request) -> str:
         branch = self.ids.branch()
