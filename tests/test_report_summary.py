@@ -187,3 +187,24 @@ def test_analysis_is_cached_until_files_change(run: tuple[Path, Truth], tmp_path
         f.write(json.dumps({"event": "worker_lost", "worker": 0, "calls_lost": 1}) + "\n")
     b = analyse_path(path)
     assert b is not a and b.lost_with_worker == 1
+
+
+def test_plan_as_the_coordinator_writes_it(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path)
+    w.write_json("plan.json", {
+        "version": "0.1.0", "command": "sipload run basic_call.yaml --rate 50",
+        "scenario_path": "/s/basic_call.yaml", "scenario_name": "basic-call",
+        "scenario_digest": "ab" * 32, "marks": ["ringback"], "target": ["127.0.0.1", 5080],
+        "rate": 50.0, "thresholds": ["ringback.p95<1s"]})
+    w.append_records([_row(0, 0.0, 1.0), _row(1, 0.02, 1.0)])
+    w.append_event({"t": 2.0, "event": "run_end", "lost_with_worker": 3})
+    w.close()
+    s = build_summary(tmp_path)
+    validate_summary(s)
+    assert s["target"] == "127.0.0.1:5080" and s["versions"] == {"sipload": "0.1.0"}
+    assert s["scenario"] == {"name": "basic-call", "path": "/s/basic_call.yaml",
+                             "digest": "ab" * 32}
+    assert "ringback" in s["marks"]
+    assert s["calls"]["lost_with_worker"] == 3 and s["calls"]["attempted"] == 5
+    (v,) = s["thresholds"]
+    assert v["metric"] == "ringback.p95" and not v["passed"] and v["measured"] is None

@@ -179,7 +179,7 @@ def _rate(times: np.ndarray[Any, Any]) -> float | None:
 def _lost(files: RunFiles, rows_lost: dict[int, int]) -> int:
     """Calls lost with their worker: per worker, the larger of the rows recorded as
     lost and the ``calls_lost`` of its ``worker_lost`` events (so neither source is
-    counted twice)."""
+    counted twice); at least the ``lost_with_worker`` of a ``run_end`` event."""
     from_events: dict[int, int] = {}
     for ev in files.events:
         if ev.get("event") != "worker_lost":
@@ -190,7 +190,11 @@ def _lost(files: RunFiles, rows_lost: dict[int, int]) -> int:
             continue
         from_events[worker] = from_events.get(worker, 0) + max(n, 0)
     workers = set(from_events) | set(rows_lost)
-    return sum(max(from_events.get(w, 0), rows_lost.get(w, 0)) for w in workers)
+    total = sum(max(from_events.get(w, 0), rows_lost.get(w, 0)) for w in workers)
+    for ev in files.events:  # the coordinator's own total, when it wrote one
+        if ev.get("event") == "run_end" and isinstance(ev.get("lost_with_worker"), int):
+            total = max(total, int(ev["lost_with_worker"]))
+    return total
 
 
 def _sample(files: RunFiles, failed_idx: np.ndarray[Any, Any],
@@ -250,6 +254,11 @@ def _interval_frames(files: RunFiles) -> tuple[pd.DataFrame, pd.DataFrame, pd.Da
     return per_second, per_worker, codes, [int(s) for s in seconds]
 
 
+def _plan_marks(plan: dict[str, Any]) -> list[str]:
+    marks = plan.get("marks")
+    return [str(m) for m in marks if isinstance(m, str)] if isinstance(marks, list) else []
+
+
 def analyse(files: RunFiles) -> Analysis:
     """Measure everything in one run directory's files (see the module docstring)."""
     calls = files.calls
@@ -289,6 +298,7 @@ def analyse(files: RunFiles) -> Analysis:
 
     latency = analyse_latency(files.intervals, seconds)
     marks = list(dict.fromkeys([*("first_provisional", "pdd", "answer", "bye", "call"),
+                                *_plan_marks(files.plan),
                                 *scenario_marks(files.scenario_text),
                                 *sorted(latency.total.by_mark)]))
     duration = max(float(ends.max()) if len(ends) else 0.0,
@@ -301,7 +311,7 @@ def analyse(files: RunFiles) -> Analysis:
                       failed.column("failure").to_numpy(zero_copy_only=False))
 
     # the rows are no longer needed (the samples are parsed): free them
-    files.calls = files.calls.slice(0, 0)
+    files.calls = files.calls.schema.empty_table()
     return Analysis(
         files=files, results={k: results.get(k, 0) for k in RESULTS},
         lost_with_worker=_lost(files, rows_lost), failures=failures, failed_steps=steps,

@@ -108,6 +108,18 @@ def _generator(a: Analysis, attempted: int) -> dict[str, Any]:
     }
 
 
+def _target(plan: Mapping[str, Any]) -> str:
+    """host:port from the plan's target_text, or target as a string or [host, port]."""
+    text = plan.get("target_text")
+    if isinstance(text, str) and text:
+        return text
+    target = plan.get("target")
+    if isinstance(target, list | tuple) and len(target) == 2:
+        host, port = target
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(target or "")
+
+
 def _target_rate(plan: Mapping[str, Any], a: Analysis) -> float | None:
     rate = plan.get("rate")
     if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
@@ -134,6 +146,8 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
         if key not in scenario and isinstance(flat, str):
             scenario[key] = flat
     versions = plan.get("versions")
+    if not isinstance(versions, dict):
+        versions = {"sipload": str(plan["version"])} if plan.get("version") else {}
     cmd = command or plan.get("command") or ""
     if isinstance(cmd, list):
         cmd = " ".join(str(c) for c in cmd)
@@ -141,9 +155,9 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
         "schema_version": SCHEMA_VERSION,
         "run_dir": str(a.files.path),
         "command": str(cmd),
-        "versions": dict(versions) if isinstance(versions, dict) else {},
+        "versions": dict(versions),
         "scenario": {k: str(v) for k, v in scenario.items() if isinstance(v, str | int)},
-        "target": str(plan.get("target") or ""),
+        "target": _target(plan),
         "started_at": str(plan.get("started_at") or ""),
         "duration_s": a.duration,
         "workers": len({int(w["worker"]) for w in a.files.intervals
