@@ -32,6 +32,9 @@ from sipload.scenario.errors import ScenarioError
 from sipload.scenario.yamlout import dump_scenario
 from sipload.sip.message import REASONS
 
+Line = tuple[int, str]
+"""A line of a message in the XML, with its line number."""
+
 
 @dataclass
 class Node:
@@ -42,6 +45,7 @@ class Node:
     line: int
     children: list[Node] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+    text_line: int = 0  #: the line its character data starts on
 
     def content(self) -> str:
         return "".join(self.text)
@@ -66,6 +70,8 @@ def parse_xml(data: bytes, file: str) -> Node:
         stack.pop()
 
     def chars(text: str) -> None:
+        if not stack[-1].text:
+            stack[-1].text_line = parser.CurrentLineNumber
         stack[-1].text.append(text)
 
     def entity(*_args: object) -> None:
@@ -189,22 +195,24 @@ class _Translator:
         return _KEYWORD.sub(one, text)
 
     @staticmethod
-    def split_message(cdata: str) -> tuple[str, list[str], list[str]]:
-        lines = [ln.strip() for ln in cdata.strip("\r\n").splitlines()]
-        while lines and not lines[0]:
+    def split_message(node: Node) -> tuple[Line, list[Line], list[Line]]:
+        """Start line, header lines and body lines of a ``<send>``, each with its line."""
+        lines = [(node.text_line + i, ln.strip())
+                 for i, ln in enumerate(node.content().splitlines())]
+        while lines and not lines[0][1]:
             lines.pop(0)
         if not lines:
-            return "", [], []
+            return (node.line, ""), [], []
         first, rest = lines[0], lines[1:]
-        headers: list[str] = []
-        body: list[str] = []
+        headers: list[Line] = []
+        body: list[Line] = []
         target = headers
         for ln in rest:
-            if target is headers and not ln:
+            if target is headers and not ln[1]:
                 target = body
                 continue
             target.append(ln)
-        while body and not body[-1]:
+        while body and not body[-1][1]:
             body.pop()
         return first, headers, body
 
@@ -408,38 +416,38 @@ class _Translator:
         self.add(step, node.line)
 
     def send(self, node: Node) -> None:
-        first, headers, body = self.split_message(node.content())
-        if not first:
+        first, headers, body = self.split_message(node)
+        if not first[1]:
             self.warn(node.line, "<send> with no message")
             return
-        if first.startswith("SIP/2.0"):
+        if first[1].startswith("SIP/2.0"):
             self.reply(node, first, headers, body)
         else:
             self.request(node, first, headers, body)
         self.next_goto(node)
 
-    def _headers(self, node: Node, headers: list[str], managed: frozenset[str],
-                 step: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    def _headers(self, headers: list[Line], managed: frozenset[str],
+                 step: dict[str, Any]) -> tuple[dict[str, str], dict[str, Line]]:
         """(headers kept, mapped; the UA-managed ones, raw); Content-Type goes to the step."""
         kept: dict[str, str] = {}
-        managed_seen: dict[str, str] = {}
-        for raw in headers:
+        managed_seen: dict[str, Line] = {}
+        for line, raw in headers:
             lm = re.fullmatch(r"\[last_([A-Za-z0-9_.!%*+`'~\-]+):?\](.*)", raw)
             if lm:
                 name, value = lm.group(1), "${last." + lm.group(1) + "}" + lm.group(2)
             elif ":" in raw:
                 name, value = (x.strip() for x in raw.split(":", 1))
             else:
-                self.warn(node.line, f"header line {raw!r} is not translated")
+                self.warn(line, f"header line {raw!r} is not translated")
                 continue
             low = name.lower()
             if low in managed:
-                managed_seen[low] = value
+                managed_seen[low] = (line, value)
                 continue
             if "[authentication" in value:
-                self.auth_keyword(node, value)
+                self.auth_keyword(line, value)
                 continue
-            mapped = self.keywords(value, node.line)
+            mapped = self.keywords(value, line)
             if low in ("content-type", "c"):
                 step["content_type"] = mapped
             elif name in kept:
@@ -448,23 +456,23 @@ class _Translator:
                 kept[name] = mapped
         return kept, managed_seen
 
-    def auth_keyword(self, node: Node, value: str) -> None:
+    def auth_keyword(self, line: int, value: str) -> None:
         m = re.search(r"\[authentication([^\]]*)\]", value)
         attrs = dict(re.findall(r"([a-z_]+)=([^\s\]]+)", m.group(1))) if m else {}
         if "username" in attrs and "password" in attrs:
             self.credentials = {"username": attrs["username"], "password": attrs["password"]}
         else:
-            self.warn(node.line, "[authentication]: the UA answers challenges from "
+            self.warn(line, "[authentication]: the UA answers challenges from "
                                  "credentials: (set them; SIPp took -au/-ap)")
 
-    def body(self, node: Node, body: list[str], step: dict[str, Any]) -> None:
+    def body(self, body: list[Line], step: dict[str, Any]) -> None:
         if body:
-            step["body"] = self.keywords("\r\n".join(body) + "\r\n", node.line)
+            step["body"] = "".join(self.keywords(text, line) + "\r\n" for line, text in body)
 
-    def reply(self, node: Node, first: str, headers: list[str], body: list[str]) -> None:
-        parts = first.split(" ", 2)
+    def reply(self, node: Node, first: Line, headers: list[Line], body: list[Line]) -> None:
+        parts = first[1].split(" ", 2)
         if len(parts) < 2 or not parts[1].isdigit():
-            self.warn(node.line, f"status line {first!r} is not translated")
+            self.warn(first[0], f"status line {first[1]!r} is not translated")
             return
         if self.role == "":
             self.role = "uas"
@@ -472,37 +480,37 @@ class _Translator:
         reason = parts[2].strip() if len(parts) > 2 else ""
         if reason and reason != REASONS.get(int(parts[1])):
             step["reason"] = reason
-        kept, _ = self._headers(node, headers, _MANAGED_RESPONSE, step)
+        kept, _ = self._headers(headers, _MANAGED_RESPONSE, step)
         if kept:
             step["headers"] = kept
-        self.body(node, body, step)
+        self.body(body, step)
         self.timers(node, step)
         self.add(step, node.line)
 
-    def request(self, node: Node, first: str, headers: list[str], body: list[str]) -> None:
-        parts = first.split()
+    def request(self, node: Node, first: Line, headers: list[Line], body: list[Line]) -> None:
+        parts = first[1].split()
         if len(parts) != 3 or not parts[2].startswith("SIP/"):
-            self.warn(node.line, f"request line {first!r} is not translated")
+            self.warn(first[0], f"request line {first[1]!r} is not translated")
             return
-        method, ruri = parts[0].upper(), self.keywords(parts[1], node.line, drop_len=True)
+        method, ruri = parts[0].upper(), self.keywords(parts[1], first[0], drop_len=True)
         if self.role == "":
             self.role = "uac"
         step: dict[str, Any] = {"send": method}
-        kept, managed = self._headers(node, headers, _MANAGED_REQUEST, step)
-        to_raw = managed.get("to") or managed.get("t") or ""
+        kept, managed = self._headers(headers, _MANAGED_REQUEST, step)
+        to_raw = (managed.get("to") or managed.get("t") or (0, ""))[1]
         in_dialog = "[peer_tag_param]" in to_raw or ";tag=" in to_raw.lower() or (
             self.role == "uas" and self.in_call and method not in ("REGISTER", "OPTIONS"))
         prev = self.steps[-1] if self.steps else {}
         if method == "ACK" and isinstance(prev.get("recv"), int) and prev["recv"] >= 300:
             self.warn(node.line, "ACK for a non-2xx final response: the UA sends it itself")
             return
-        if "[authentication" in " ".join(headers) and prev.get("recv") in (401, 407, "401",
-                                                                            "407"):
+        auth = "[authentication" in " ".join(h for _, h in headers)
+        if auth and prev.get("recv") in (401, 407):
             self.warn(node.line, f"{method} re-sent with credentials: the UA does it itself")
             return
         if not in_dialog and method not in ("ACK", "BYE", "CANCEL", "PRACK", "INFO",
                                             "UPDATE"):
-            self.initial(node, step, method, ruri, managed)
+            self.initial(first[0], step, method, ruri, managed)
         if method == "INVITE" and not in_dialog:
             self.in_call = True
         exp = next((k for k in kept if k.lower() == "expires"), None)
@@ -510,15 +518,15 @@ class _Translator:
             step["expires"] = int(kept.pop(exp))
         if kept:
             step["headers"] = kept
-        self.body(node, body, step)
+        self.body(body, step)
         self.timers(node, step)
         self.add(step, node.line)
 
-    def initial(self, node: Node, step: dict[str, Any], method: str, ruri: str,
-                managed: dict[str, str]) -> None:
+    def initial(self, line: int, step: dict[str, Any], method: str, ruri: str,
+                managed: dict[str, Line]) -> None:
         """From, To and Request-URI of a request that opens a call or stands alone."""
-        def addr(raw: str) -> str:
-            text = self.keywords(raw, node.line, drop_len=True)
+        def addr(raw: Line) -> str:
+            text = self.keywords(raw[1], raw[0], drop_len=True)
             return re.sub(r";\s*tag=[^;>]*", "", text).strip()
 
         frm = managed.get("from") or managed.get("f")
@@ -534,7 +542,7 @@ class _Translator:
         host = re.match(r"sips?:(?:[^@]*@)?([^;:>]+)", ruri)
         if method != "REGISTER" and host and host.group(1) != "${remote_host}":
             step["route"] = "<sip:${remote_host}:${remote_port};lr>"
-            self.warn(node.line, f"Request-URI host {host.group(1)!r} is not [remote_ip]: "
+            self.warn(line, f"Request-URI host {host.group(1)!r} is not [remote_ip]: "
                                  "a Route to the target is added (SIPp sends to the target)")
 
     # ------------------------------------------------------------------ assembling
@@ -549,8 +557,11 @@ class _Translator:
             name = f"msg{index}"
             if name not in self.labels:
                 self.labels[name] = at
-            self.steps[goto_at] = {"goto": name, "max": 100} if at <= goto_at else {
-                "goto": name}
+            self.steps[goto_at] = {"goto": name}
+            if at <= goto_at:
+                self.steps[goto_at]["max"] = 100
+                self.warn(line, f"<jump value=\"{index}\"> goes back: loop bounded to 100 "
+                                "times")
         inserts = sorted(((at, lid) for lid, at in self.labels.items()
                           if not any(s.get("label") == lid for s in self.steps)),
                          reverse=True)
@@ -572,10 +583,12 @@ class _Translator:
         if self.credentials:
             data["credentials"] = self.credentials
         missing = sorted(self.used_vars - self.defined_vars)
-        if missing:
-            data["variables"] = {v: "" for v in missing}
+        fields = [f"field{i}" for i in range(self.fields)]
+        if missing or fields:
+            data["variables"] = {v: "" for v in (*missing, *fields)}
         if self.fields:
-            self.warn(0, f"uses [field0]..[field{self.fields - 1}]: give the CSV with inject:")
+            self.warn(0, f"uses [field0]..[field{self.fields - 1}]: empty until the CSV is "
+                         "given with inject: (CSV fields win over variables:)")
         data["steps"] = self.steps or [{"nop": None}]
         return data
 

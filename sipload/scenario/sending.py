@@ -1,0 +1,284 @@
+"""Sending steps of a scenario: requests, replies, DTMF, and the UAS's digest side.
+
+A mixin of :class:`sipload.scenario.interpreter.Runner`, which holds the
+state declared here and provides :meth:`Sending._fail`.  Each method builds
+the user agent's default message (eXosip style), applies the step's
+overrides, sends it, and records it on the call.
+"""
+
+from __future__ import annotations
+
+from sipload.scenario.calls import CallInstance, Leg, Rng, RunContext, Values
+from sipload.scenario.messages import apply_overrides, body_bytes
+from sipload.scenario.model import (
+    Body,
+    DtmfStep,
+    NopStep,
+    Program,
+    RecvStep,
+    ReplyStep,
+    SendStep,
+)
+from sipload.sip import sdp
+from sipload.sip.digest import DigestError, DigestServer, parse_credentials
+from sipload.sip.errors import LocalProtocolError, ParseError
+from sipload.sip.message import Request, Response
+from sipload.stats.records import Failure
+from sipload.ua.agent import UserAgent
+
+_UA_ANSWERS = frozenset({"BYE", "CANCEL"})
+"""Requests the UA answers itself: a 2xx reply step after them has nothing to do."""
+
+
+class Sending:
+    """Steps that send; state and ``_fail``/``_set_deadline`` come from the Runner."""
+
+    program: Program
+    ua: UserAgent
+    ctx: RunContext
+    rng: Rng
+    _by_cid: dict[int, tuple[int, str]]
+    _by_tid: dict[int, tuple[int, str]]
+    _by_rid: dict[int, tuple[int, str]]
+    _by_callid: dict[str, tuple[int, str]]
+    _digest: dict[tuple[str, str, tuple[str, ...]], DigestServer]
+    _nonces: int
+
+    def _fail(self, inst: CallInstance, failure: Failure, detail: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _set_deadline(self, inst: CallInstance, deadline: float) -> None:
+        raise NotImplementedError
+
+    def _values(self, inst: CallInstance, leg: Leg | None) -> Values:
+        return Values(inst.vars, leg, self.ua)
+
+
+    def _timers(self, inst: CallInstance, step: SendStep | ReplyStep | RecvStep | NopStep,
+                now: float) -> None:
+        if step.start_timer:
+            inst.timers[step.start_timer] = now
+        if step.stop_timer:
+            started = inst.timers.get(step.stop_timer)
+            if started is not None:
+                inst.record.marks[step.stop_timer] = now - started
+
+    # ------------------------------------------------------------------ sending
+
+    def _body(self, inst: CallInstance, leg: Leg, body: Body | None,
+              ctype: str | None, values: Values) -> tuple[bytes | None, str | None]:
+        if body is None:
+            return None, ctype
+        ip = inst.vars.get("media_ip") or self.ctx.local_host
+        data, ct = body_bytes(body, leg, values, ip, self.ctx.media_port,
+                              inst.record.call_number + 1, ctype)
+        return data, ct
+
+    def _address(self, text: str) -> str:
+        return text if "<" in text else f"<{text}>"
+
+    def _track(self, inst: CallInstance, leg: Leg, tid: int) -> None:
+        self._by_tid[tid] = (inst.iid, leg.name)
+        inst.tids.append(tid)
+
+    def _sent(self, inst: CallInstance, req: Request, now: float) -> None:
+        v = inst.vars
+        try:
+            v["branch"] = req.via.branch or ""
+            v["cseq"] = str(req.cseq.seq)
+        except ParseError:
+            pass
+        inst.record.messages.append((now, "out", req.method))
+
+    def _send(self, inst: CallInstance, step: SendStep, now: float) -> bool:
+        ua = self.ua
+        leg = inst.leg(step.leg)
+        values = self._values(inst, leg)
+        m = step.method
+        prog = self.program
+        ctype = step.content_type.render(values) if step.content_type is not None else None
+        if leg.cid and m not in ("INVITE", "REGISTER") and not step.out_of_dialog and (
+                leg.released or ua.call_state(leg.cid) is None):
+            self._fail(inst, Failure.UNEXPECTED,
+                       f"{m}: the call already ended ({leg.release_reason or 'released'})",
+                       now)
+            return False
+        try:
+            route = step.route.render(values) if step.route is not None else None
+            req: Request
+            if m == "INVITE" and not leg.live:
+                if leg.cid:
+                    leg.reset_call()
+                to = self._address((step.to or prog.to).render(values))
+                from_ = self._address((step.from_ or prog.from_).render(values))
+                req = ua.call_build_initial_invite(
+                    to, from_, route, step.subject.render(values) if step.subject else None)
+                if step.request_uri is not None:
+                    req.uri_text = step.request_uri.render(values)
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
+                cid = ua.call_send_initial_invite(req, now)
+                ua.call_set_reference(cid, inst.iid)
+                leg.cid = cid
+                self._by_cid[cid] = (inst.iid, leg.name)
+                self._own_call_id(inst, leg, req.call_id)
+            elif m == "ACK":
+                if not leg.did:
+                    raise LocalProtocolError("ACK before any 2xx")
+                req = ua.call_build_ack(leg.did)
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
+                ua.call_send_ack(leg.did, req, now)
+            elif m == "CANCEL":
+                if not leg.cid:
+                    raise LocalProtocolError("CANCEL with no call")
+                ua.call_terminate(leg.cid, 0, now)
+                inst.record.messages.append((now, "out", m))
+                self._timers(inst, step, now)
+                return True
+            elif m == "REGISTER":
+                expires = step.expires if step.expires is not None else 3600
+                if not leg.rid:
+                    registrar = f"sip:{self.ctx.remote_host}:{self.ctx.remote_port}"
+                    from_ = self._address((step.from_ or prog.from_).render(values))
+                    rid, req = ua.register_build_initial_register(from_, registrar,
+                                                                   expires=expires)
+                    leg.rid = rid
+                    self._by_rid[rid] = (inst.iid, leg.name)
+                    self._own_call_id(inst, leg, req.call_id, main_too=False)
+                else:
+                    req = ua.register_build_register(leg.rid, expires)
+                if step.request_uri is not None:
+                    req.uri_text = step.request_uri.render(values)
+                if step.to is not None:
+                    req.set_header("To", self._address(step.to.render(values)))
+                if route is not None:
+                    req.set_header("Route", route)
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
+                ua.register_send_register(leg.rid, req, now)
+            elif leg.did and not step.out_of_dialog and leg.live:
+                req = ua.call_build_request(leg.did, m)
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
+                tid = ua.call_send_request(leg.did, req, now)
+                self._track(inst, leg, tid)
+            else:
+                to = self._address((step.to or prog.to).render(values))
+                from_ = self._address((step.from_ or prog.from_).render(values))
+                req = ua.message_build_request(m, to, from_, route)
+                if step.request_uri is not None:
+                    req.uri_text = step.request_uri.render(values)
+                if step.subject is not None:
+                    req.set_header("Subject", step.subject.render(values))
+                body, ct = self._body(inst, leg, step.body, ctype, values)
+                apply_overrides(req, step.headers, body, ct, values)
+                tid = ua.message_send_request(req, now)
+                self._track(inst, leg, tid)
+                self._own_call_id(inst, leg, req.call_id, main_too=False)
+        except (LocalProtocolError, ParseError, sdp.SdpError) as e:
+            self._fail(inst, Failure.CANNOT_SEND, f"{m}: {e}", now)
+            return False
+        self._sent(inst, req, now)
+        self._timers(inst, step, now)
+        return True
+
+    def _own_call_id(self, inst: CallInstance, leg: Leg, call_id: str,
+                     main_too: bool = True) -> None:
+        leg.call_id = call_id
+        if call_id and call_id not in self._by_callid:
+            self._by_callid[call_id] = (inst.iid, leg.name)
+            inst.call_ids.append(call_id)
+        if (leg.name == "main" and main_too) or not inst.vars.get("call_id"):
+            inst.vars["call_id"] = call_id
+
+    def _reply(self, inst: CallInstance, step: ReplyStep, now: float) -> bool:
+        leg = inst.leg(step.leg)
+        if step.code < 300 and (leg.last_method in _UA_ANSWERS or (
+                leg.last_method == "OPTIONS" and self.ua.config.answer_options)):
+            self._timers(inst, step, now)
+            return True  # the UA answered these itself
+        if not leg.last_tid:
+            self._fail(inst, Failure.CANNOT_SEND, f"reply {step.code}: no request to answer",
+                       now)
+            return False
+        values = self._values(inst, leg)
+        try:
+            resp = self.ua.call_build_answer(leg.last_tid, step.code)
+            if step.reason:
+                resp.reason = step.reason
+            if step.challenge is not None:
+                self._challenge(inst, step, resp, values, now)
+            ctype = step.content_type.render(values) if step.content_type else None
+            body, ct = self._body(inst, leg, step.body, ctype, values)
+            apply_overrides(resp, step.headers, body, ct, values)
+            self.ua.call_send_answer(leg.last_tid, step.code, resp, now)
+        except (LocalProtocolError, ParseError, sdp.SdpError, DigestError) as e:
+            self._fail(inst, Failure.CANNOT_SEND, f"reply {step.code}: {e}", now)
+            return False
+        inst.record.messages.append((now, "out", f"{step.code} {leg.last_method}"))
+        self._timers(inst, step, now)
+        return True
+
+    def _dtmf(self, inst: CallInstance, step: DtmfStep, now: float) -> None:
+        leg = inst.leg(step.leg)
+        digit = step.digits[inst.sub]
+        try:
+            if not leg.live:
+                raise LocalProtocolError(f"no call on leg {leg.name}")
+            info = self.ua.call_build_info(leg.did)
+            info.set_body(f"Signal={digit}\r\nDuration={step.duration_ms}\r\n".encode(),
+                          "application/dtmf-relay")
+            tid = self.ua.call_send_request(leg.did, info, now)
+        except LocalProtocolError as e:
+            self._fail(inst, Failure.CANNOT_SEND, f"INFO: {e}", now)
+            return
+        self._track(inst, leg, tid)
+        self._sent(inst, info, now)
+        inst.waiting = "dtmf"
+        inst.wait_tid = tid
+        self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)
+
+    # ------------------------------------------------------------------ digest (UAS side)
+
+    def _nonce(self) -> str:
+        self._nonces += 1
+        return f"{self.rng.randrange(1 << 62):x}{self._nonces:x}"
+
+    def _challenge(self, inst: CallInstance, step: ReplyStep, resp: Response,
+                   values: Values, now: float) -> None:
+        spec = step.challenge
+        assert spec is not None
+        realm = spec.realm.render(values) if spec.realm is not None else (
+            inst.vars.get("realm") or "sipload")
+        key = (realm, spec.algorithm, spec.qop)
+        server = self._digest.get(key)
+        if server is None:
+            server = DigestServer(realm, algorithm=spec.algorithm, qop=spec.qop,
+                                  nonce_factory=self._nonce)
+            self._digest[key] = server
+        inst.digest = server
+        name = "Proxy-Authenticate" if step.code == 407 else "WWW-Authenticate"
+        resp.add_header(name, server.challenge(spec.stale, now=now).to_header())
+
+    def _authenticate(self, inst: CallInstance, req: Request, now: float) -> str:
+        """Why ``req``'s digest credentials are not good ("" when they are)."""
+        value = req.get("authorization") or req.get("proxy-authorization")
+        if value is None:
+            return "no credentials"
+        try:
+            creds = parse_credentials(value)
+        except DigestError as e:
+            return f"malformed credentials: {e}"
+        server = inst.digest
+        if server is None or server.realm != creds.realm:
+            server = next((s for s in self._digest.values() if s.realm == creds.realm), None)
+        if server is None:
+            return f"no challenge was issued for realm {creds.realm!r}"
+        user, password = inst.vars.get("username", ""), inst.vars.get("password", "")
+        result = server.verify(creds, method=req.method, now=now, body=req.body,
+                               password_lookup=lambda u: password if u == user else None,
+                               request_uri=req.uri_text)
+        if result.ok:
+            return ""
+        return f"{result.status.value} ({result.reason})"
