@@ -403,7 +403,9 @@ class Engine:
         span = max(wall - self._wall_base, 1e-6)
         cpu = (cpu_now - self._cpu_base) / span
         self._cpu_base, self._wall_base = cpu_now, wall
-        rate = self.pacer.rate_at(now) if self.pacer is not None and not self._stopping else 0.0
+        pacer = self.pacer
+        scheduling = pacer is not None and not self._stopping and pacer.peek() is not None
+        rate = pacer.rate_at(now) if pacer is not None and scheduling else 0.0
         snap = Snapshot(
             t=now, worker=self.config.worker, started=self._i_started,
             succeeded=self._i_succeeded, failed=self._i_failed, active=self.active,

@@ -119,11 +119,28 @@ def _run_dir(args: argparse.Namespace, program: Program) -> Path:
     return Path("reports") / f"{stamp}-{safe}"
 
 
+def _versions() -> dict[str, str]:
+    import platform
+
+    import zmq
+
+    out = {"sipload": __version__, "python": platform.python_version(),
+           "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version()}
+    try:
+        import uvloop
+
+        out["uvloop"] = uvloop.__version__
+    except ImportError:
+        out["loop"] = "asyncio"
+    return out
+
+
 def build_plan(args: argparse.Namespace, program: Program, injection: Injection | None,
                target: tuple[str, int] | None, workers: int) -> dict[str, Any]:
     transport = args.transport or program.transport
     return {
         "version": __version__,
+        "versions": _versions(),
         "command": "sipload " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "scenario_path": program.path, "scenario_name": program.name,
