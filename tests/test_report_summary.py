@@ -208,3 +208,17 @@ def test_plan_as_the_coordinator_writes_it(tmp_path: Path) -> None:
     assert s["calls"]["lost_with_worker"] == 3 and s["calls"]["attempted"] == 5
     (v,) = s["thresholds"]
     assert v["metric"] == "ringback.p95" and not v["passed"] and v["measured"] is None
+
+
+def test_totals_equal_markhistograms_decode_and_merge(run: tuple[Path, Truth]) -> None:
+    merged = MarkHistograms()
+    for snap in json.loads("[" + ",".join(
+            (run[0] / "intervals.jsonl").read_text().splitlines()) + "]"):
+        merged.merge(MarkHistograms.decode(snap["histograms"]))
+    a = analyse_path(run[0])
+    assert a.latency.summary() == merged.summary()
+    for mark, h in merged.by_mark.items():
+        mine = a.latency.total.by_mark[mark]
+        assert mine.get_total_count() == h.get_total_count()
+        assert (mine.get_min_value(), mine.get_max_value()) == (h.get_min_value(),
+                                                                h.get_max_value())
