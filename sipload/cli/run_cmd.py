@@ -126,11 +126,11 @@ def _versions() -> dict[str, str]:
 
     out = {"sipload": __version__, "python": platform.python_version(),
            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version()}
-    try:
-        import uvloop
+    from importlib.metadata import PackageNotFoundError, version
 
-        out["uvloop"] = uvloop.__version__
-    except ImportError:
+    try:
+        out["uvloop"] = version("uvloop")
+    except PackageNotFoundError:
         out["loop"] = "asyncio"
     return out
 
