@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sipload.report import RunDirError, build_summary, load_run, validate_summary
+from sipload.report import (
+    RunDirError,
+    build_summary,
+    load_run,
+    validate_summary,
+    write_report,
+)
 from sipload.report.analysis import analyse_path
 from sipload.report.synthetic import Truth, make_run
 from sipload.stats.histograms import MarkHistograms
@@ -155,6 +161,8 @@ def test_empty_and_missing_runs(tmp_path: Path) -> None:
     s = build_summary(tmp_path)
     validate_summary(s)
     assert s["calls"]["attempted"] == 0 and s["asr"] is None
+    page = write_report(tmp_path).read_text()
+    assert "No interval snapshots" in page and "No failed calls" in page
     with pytest.raises(RunDirError):
         build_summary(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
