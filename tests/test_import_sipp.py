@@ -114,6 +114,7 @@ def test_untranslatable_parts_are_named_with_their_xml_line() -> None:
     result = import_sipp(data, "import_features.xml")
     warned = {line: text for line, text in result.warnings}
     assert "[unknown_keyword]" in warned[15]
+    assert 'ignoresdp="true"' in warned[20]
     assert "<exec>" in warned[23] and "executed" in warned[23]
     assert "<log>" in warned[24]
     assert "weibull" in warned[30]

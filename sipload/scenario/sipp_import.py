@@ -109,6 +109,21 @@ _MANAGED_REQUEST = frozenset({"via", "v", "from", "f", "to", "t", "call-id", "i"
                               "route", "record-route"})
 _MANAGED_RESPONSE = frozenset({"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq",
                                "contact", "m", "content-length", "l", "record-route"})
+_COMMON = {"start_rtd", "rtd", "repeat_rtd", "crlf", "next", "test", "hide", "display",
+           "lost", "chance", "counter", "condexec", "condexec_inverse"}
+_ATTRS: dict[str, set[str]] = {
+    # handled, or left to the UA (retrans, transactions, record-route) on purpose
+    "send": _COMMON | {"retrans", "start_txn", "ack_txn"},
+    "recv": _COMMON | {"response", "request", "optional", "timeout", "ontimeout", "rrs",
+                       "auth", "regexp_match", "response_txn"},
+    "pause": _COMMON | {"milliseconds", "distribution", "value", "min", "max", "mean",
+                        "stdev", "variable", "sanity_check"},
+    "timewait": _COMMON | {"milliseconds"},
+    "nop": _COMMON,
+    "label": {"id"},
+    "sendCmd": set(), "recvCmd": set(),
+}
+"""Attributes each element may carry without a warning."""
 _POSIX = {"alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "digit": "0-9", "xdigit": "0-9a-fA-F",
           "space": r"\s", "upper": "A-Z", "lower": "a-z", "blank": r" \t",
           "punct": r"!-/:-@\[-`{-~", "print": r" -~", "graph": r"!-~", "cntrl": r"\x00-\x1f"}
@@ -227,6 +242,10 @@ class _Translator:
                 index += 1
             handler = self._handlers().get(tag)
             if handler is not None:
+                unknown = sorted(set(node.attrs) - _ATTRS.get(tag, set()))
+                for attr in unknown:
+                    self.warn(node.line, f"<{tag} {attr}=\"{node.attrs[attr]}\"> is not "
+                                         "translated")
                 handler(node)
             elif tag not in ("ResponseTimeRepartition", "CallLengthRepartition", "Reference"):
                 self.warn(node.line, f"<{tag}> is not translated")
