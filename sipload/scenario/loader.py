@@ -52,7 +52,7 @@ KEYWORDS = frozenset({
     "local_contact", "media_port", "media_ip", "worker", "pid", "username", "password",
     "realm", "last_status", "last_method", "last_body", "local_ip_type", "media_ip_type",
 })
-"""Variables every call has (see the README's scenario reference).  Besides these,
+"""Variables every call has (see scenarios/README.md).  Besides these,
 ``${last.NAME}`` is header NAME of the last message received on the step's leg."""
 
 LAST_PREFIX = "last."
