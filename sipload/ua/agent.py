@@ -62,6 +62,7 @@ from sipload.sip.transaction import (
     server_key,
 )
 from sipload.sip.uri import SipUri, Uri
+from sipload.ua import session_timer
 from sipload.ua.events import Event, EventType
 from sipload.ua.ids import IdGenerator
 from sipload.ua.state import (
@@ -103,6 +104,8 @@ class UAConfig:
     auto_ack: bool = False  #: send the ACK for a 2xx without waiting for call_send_ack
     answer_options: bool = True  #: answer OPTIONS outside calls with 200 + Allow
     use_100rel: bool = True  #: send 1xx reliably when the INVITE supports 100rel
+    session_expires: int | None = None  #: ask for / offer this session interval (RFC 4028)
+    min_se: int = 90  #: the smallest session interval we accept (422 below it)
 
 
 class UserAgent:
@@ -221,6 +224,9 @@ class UserAgent:
             req.add_header("Subject", subject)
         req.add_header("Contact", self.contact)
         req.add_header("Allow", self._allow)
+        if self.config.session_expires:
+            req.add_header("Supported", "timer")
+            session_timer.offer(req, self.config.session_expires, self.config.min_se)
         return req
 
     def call_send_initial_invite(self, invite: Request, now: float | None = None) -> int:
@@ -269,8 +275,19 @@ class UserAgent:
         req = rec.tx.request
         if req.method == "INVITE":
             self._answer_invite(rec, resp, now)
-        else:
-            self._respond(rec, resp, now)
+            return
+        cd = self._dlg_by_did.get(rec.did)
+        st: session_timer.SessionTimer | None = None
+        if cd is not None and req.method == "UPDATE" and 200 <= resp.status < 300:
+            if not resp.has("session-expires"):
+                st = session_timer.answer(req, resp, self.config.session_expires)
+            if st is None and cd.st is not None:
+                st = cd.st
+        self._respond(rec, resp, now)
+        if cd is not None and st is not None:
+            st.arm(now)
+            cd.st = st
+            self._arm_dialog(cd)
 
     def call_terminate(self, cid: int, did: int = 0, now: float | None = None) -> None:
         """End a call: CANCEL, a negative answer or BYE, whichever its state calls for.
@@ -694,6 +711,12 @@ class UserAgent:
             del self._calls[cid]
             self._respond(rec, make_response(req, 400, e.reason, to_tag=tag), now)
             return
+        too_small = session_timer.check_request(req, self.config.min_se)
+        if too_small is not None:
+            del self._calls[cid]
+            self._respond(rec, make_response(req, too_small.status, too_small.reason,
+                                             to_tag=tag, extra=list(too_small.headers)), now)
+            return
         cd = self._add_dialog(call, dialog, peer)
         rec.did = cd.did
         if self.config.send_100:
@@ -827,7 +850,22 @@ class UserAgent:
             cd.rel_give_up = now + 64 * t1
             self._arm_dialog(cd)
             return
+        st: session_timer.SessionTimer | None = None
+        if 200 <= status < 300:
+            if not resp.has("session-expires"):
+                st = session_timer.answer(req, resp, self.config.session_expires)
+            else:
+                st = session_timer.from_2xx(resp)
+                if st is not None:
+                    st.refresher_is_us = not st.refresher_is_us  # from_2xx is the UAC's view
+            if resp.body:
+                cd.local_body = resp.body
+            cd.peer_allows_update = "UPDATE" in req.values("allow")
         self._respond(rec, resp, now)
+        if st is not None:
+            st.arm(now)
+            cd.st = st
+            self._arm_dialog(cd)
         if status < 200:
             return
         if resp.to_tag == cd.dialog.local_tag:
@@ -892,7 +930,44 @@ class UserAgent:
                     call.retransmissions += 1
                 cd.rel_interval *= 2
                 cd.rel_next = now + cd.rel_interval
+        st = cd.st
+        if st is not None and now >= st.deadline and call is not None:
+            if st.refresher_is_us:
+                st.deadline = now + st.interval / 2.0  # re-armed by the refresh's answer
+                self._send_refresh(call, cd, now)
+            else:
+                cd.st = None
+                self._send_bye(call, cd, now, reason="session expired (RFC 4028)")
         self._arm_dialog(cd)
+
+    def _send_refresh(self, call: Call, cd: CallDialog, now: float) -> None:
+        """Refresh the session (RFC 4028 §10): UPDATE if the peer allows it, else re-INVITE."""
+        st = cd.st
+        if st is None or call.state != CallState.CONFIRMED:
+            return
+        d = cd.dialog
+        if d.invite_client_pending or d.invite_server_pending:
+            return
+        method = "UPDATE" if cd.peer_allows_update else "INVITE"
+        req = self._dlg_request(cd, method)
+        req.add_header("Contact", self.contact)
+        req.add_header("Supported", "timer")
+        role = "uac" if call.uac else "uas"
+        req.add_header("Session-Expires", f"{st.interval};refresher={role}")
+        if method == "INVITE" and cd.local_body:
+            req.set_body(cd.local_body, "application/sdp")
+        self._send_request(req, Purpose.REFRESH, now, cid=call.cid, did=cd.did,
+                           peer=self._next_hop(req, cd.peer))
+
+    def _refreshed(self, cd: CallDialog, resp: Response, now: float) -> None:
+        """A 2xx to a re-INVITE or UPDATE we sent: the session interval starts again."""
+        st = session_timer.from_2xx(resp)
+        if st is None and cd.st is not None:
+            st = cd.st
+        if st is not None:
+            st.arm(now)
+            cd.st = st
+            self._arm_dialog(cd)
 
     # ================================================================ incoming responses
 
@@ -915,7 +990,8 @@ class UserAgent:
         purpose = rec.purpose
         if purpose == Purpose.INVITE:
             self._on_invite_response(rec, passed, now)
-        elif purpose == Purpose.REINVITE:
+        elif purpose == Purpose.REINVITE or (
+                purpose == Purpose.REFRESH and tx.request.method == "INVITE"):
             self._on_reinvite_response(rec, passed, now)
         elif purpose == Purpose.REGISTER:
             self._on_register_response(rec, passed, now)
@@ -965,6 +1041,13 @@ class UserAgent:
             if cd is None:
                 return
             cd.dialog.receive_response(resp)
+            cd.local_body = call.invite.body
+            cd.peer_allows_update = "UPDATE" in resp.values("allow")
+            st = session_timer.from_2xx(resp)
+            if st is not None:
+                st.arm(now)
+                cd.st = st
+                self._arm_dialog(cd)
             cancelling = call.cancel_pending or call.state == CallState.TERMINATING
             call.state = CallState.CONFIRMED
             call.final = resp
@@ -979,6 +1062,8 @@ class UserAgent:
                        request=rec.tx.request, response=resp)
             return
         if status in (401, 407) and self._auth_retry(rec, resp, now):
+            return
+        if status == 422 and self._interval_retry(rec, resp, now):
             return
         call.final = resp
         self._emit(_call_failure_event(status), now, cid=call.cid, tid=rec.tid,
@@ -1011,6 +1096,10 @@ class UserAgent:
         cd.dialog.invite_client_pending = False
         if status < 300:
             cd.dialog.receive_response(resp)
+            self._refreshed(cd, resp, now)
+            if rec.purpose == Purpose.REFRESH:
+                self._send_reinvite_ack(cd, rec, now)
+                return
             if self.config.auto_ack:
                 self._send_reinvite_ack(cd, rec, now)
             self._emit(EventType.CALL_ANSWERED, now, cid=cd.cid, did=cd.did, tid=rec.tid,
@@ -1038,7 +1127,9 @@ class UserAgent:
             return
         if cd is not None:
             cd.dialog.receive_response(resp)
-        if rec.purpose == Purpose.PRACK:
+            if 200 <= status < 300 and rec.tx.request.method == "UPDATE":
+                self._refreshed(cd, resp, now)
+        if rec.purpose in (Purpose.PRACK, Purpose.REFRESH):
             return
         if status >= 200 or rec.purpose != Purpose.BYE:
             self._emit(_message_event(status, True), now, cid=rec.cid, did=rec.did,
@@ -1174,6 +1265,24 @@ class UserAgent:
         if cred is None:
             return False
         old = rec.tx.request
+        new = self._retry_copy(rec)
+        aname = "Authorization" if resp.status == 401 else "Proxy-Authorization"
+        new.remove_header(aname)
+        nc = self._nc.next_nc(challenge.realm, challenge.nonce)
+        try:
+            creds = build_credentials(
+                challenge, username=cred.userid, password=cred.password, method=old.method,
+                uri=old.uri_text, cnonce=self.ids.tag(), body=old.body, nc=nc,
+            )
+        except DigestError:
+            return False
+        new.add_header(aname, creds.to_header())
+        self._resend(rec, new, now, (*rec.auth_realms, challenge.realm))
+        return True
+
+    def _retry_copy(self, rec: TxRecord) -> Request:
+        """The request of ``rec`` again, without our Via, with the next CSeq."""
+        old = rec.tx.request
         new = old.copy()
         vias = new.get_all("via")
         new.remove_header("via")
@@ -1186,20 +1295,33 @@ class UserAgent:
         else:
             seq = old.cseq.seq + 1
         new.set_header("CSeq", f"{seq} {old.method}")
-        aname = "Authorization" if resp.status == 401 else "Proxy-Authorization"
-        new.remove_header(aname)
-        nc = self._nc.next_nc(challenge.realm, challenge.nonce)
+        return new
+
+    def _interval_retry(self, rec: TxRecord, resp: Response, now: float) -> bool:
+        """Answer a 422 by asking again with the peer's Min-SE (RFC 4028 §7.4)."""
+        old = rec.tx.request
+        asked = session_timer.from_2xx(resp)
         try:
-            creds = build_credentials(
-                challenge, username=cred.userid, password=cred.password, method=old.method,
-                uri=old.uri_text, cnonce=self.ids.tag(), body=old.body, nc=nc,
-            )
-        except DigestError:
+            se = old.session_expires
+            current = int(se.value) if se is not None and se.value.isdigit() else 0
+        except ParseError:
+            current = 0
+        interval = session_timer.retry_interval(resp, current)
+        if interval is None or asked is not None:
             return False
-        new.add_header(aname, creds.to_header())
+        new = self._retry_copy(rec)
+        new.set_header("Session-Expires", str(interval))
+        new.set_header("Min-SE", str(interval))
+        self._resend(rec, new, now, rec.auth_realms)
+        return True
+
+    def _resend(self, rec: TxRecord, new: Request, now: float,
+                auth_realms: tuple[str, ...]) -> None:
+        """Send a new request in place of ``rec``'s (auth or interval retry)."""
+        seq = new.cseq.seq
         tid = self._send_request(
             new, rec.purpose, now, cid=rec.cid, did=rec.did, rid=rec.rid, peer=rec.peer,
-            auth_realms=(*rec.auth_realms, challenge.realm),
+            auth_realms=auth_realms,
         )
         call = self._calls.get(rec.cid)
         if call is not None and rec.purpose == Purpose.INVITE:
@@ -1211,7 +1333,6 @@ class UserAgent:
         if reg is not None:
             reg.request = new
             reg.tid = tid
-        return True
 
     # ================================================================ registration
 

@@ -12,6 +12,7 @@ from enum import IntEnum
 from sipload.sip.dialog import Dialog
 from sipload.sip.message import Request, Response
 from sipload.sip.transaction import ClientTransaction, ServerTransaction
+from sipload.ua.session_timer import SessionTimer
 
 Peer = tuple[str, str, int]
 """Where bytes go or came from: (transport "udp"/"tcp"/"tls", host, port)."""
@@ -39,6 +40,7 @@ class Purpose(IntEnum):
     REGISTER = 5
     OUT_OF_DIALOG = 6  #: OPTIONS, MESSAGE, any request outside a call
     PRACK = 7
+    REFRESH = 8  #: a session refresh (RFC 4028) the UA sends itself
 
 
 @dataclass(slots=True)
@@ -66,6 +68,9 @@ class CallDialog:
     rseq_out: int = 0  #: last RSeq we sent
     rseq_in: int = -1  #: last RSeq we acknowledged with PRACK
     pending_invite_tid: int = 0  #: tid of an INVITE server tx inside this dialog awaiting our final
+    st: SessionTimer | None = None  #: the session timer (RFC 4028), when one was agreed
+    local_body: bytes = b""  #: our last session description, for refresh re-INVITEs
+    peer_allows_update: bool = False
 
     def next_deadline(self) -> float | None:
         d: float | None = None
@@ -74,6 +79,8 @@ class CallDialog:
         if self.rel_bytes is not None:
             r = min(self.rel_next, self.rel_give_up)
             d = r if d is None else min(d, r)
+        if self.st is not None:
+            d = self.st.deadline if d is None else min(d, self.st.deadline)
         return d
 
 
