@@ -438,3 +438,24 @@ def test_runner_api_with_a_plain_random() -> None:
     runner = Runner(program("basic_call.yaml"), sp.pair.alice,
                     RunContext("127.0.0.1", 5071, "127.0.0.1", 5072), random.Random(3))
     assert runner.active == 0 and runner.next_deadline() is None and runner.finished() == []
+
+
+def test_per_call_credentials_from_csv(tmp_path: Path) -> None:
+    """Each call registers as its CSV row's user; the UA picks credentials by From user."""
+    (tmp_path / "users.csv").write_text("SEQUENTIAL\nalice;alice-pw\nbob;bob-pw\n")
+    (tmp_path / "uac.yaml").write_text(
+        "inject: users.csv\nfrom: 'sip:${field0}@${local_host}'\n"
+        "credentials: {username: '${field0}', password: '${field1}'}\n"
+        "steps:\n  - send: REGISTER\n  - recv: 200\n")
+    (tmp_path / "uas.yaml").write_text(
+        "role: uas\ninject: users.csv\n"
+        "credentials: {username: '${field0}', password: '${field1}', realm: test}\n"
+        "steps:\n  - recv: REGISTER\n  - reply: 401\n    challenge: true\n"
+        "  - recv: REGISTER\n    authenticate: true\n  - reply: 200\n")
+    sp = ScenarioPair(load_file(tmp_path / "uac.yaml"), load_file(tmp_path / "uas.yaml"))
+    sp.run(calls=2)
+    ok(sp.records)
+    ok(sp.uas_records)
+    auth = [parse_message(d).get("authorization") or ""
+            for d in sent(sp, "alice", b"REGISTER ")]
+    assert [a.split('username="')[1].split('"')[0] for a in auth if a] == ["alice", "bob"]
