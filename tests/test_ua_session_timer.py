@@ -90,3 +90,27 @@ def test_422_then_retry_with_min_se() -> None:
     assert any(d.startswith(b"SIP/2.0 422") for s, d in p.wire if s == "bob")
     ok = next(d for s, d in p.wire if s == "bob" and d.startswith(b"SIP/2.0 200"))
     assert b"Session-Expires: 300;refresher=uac" in ok
+
+
+def test_refer_and_its_implicit_subscription_notify() -> None:
+    p = Pair()
+    _cid, did = _call(p)
+    refer = p.alice.call_build_refer(did, "<sip:carol@127.0.0.1:5073>")
+    p.alice.call_send_request(did, refer, now=p.now)
+    p.transfer()
+    new = next(e for e in p.events(p.bob) if e.type == E.CALL_MESSAGE_NEW)
+    assert new.request is not None and new.request.refer_to is not None
+    p.bob.call_send_answer(new.tid, 202, now=p.now)
+    for line, last in (("SIP/2.0 100 Trying", False), ("SIP/2.0 200 OK", True)):
+        notify = p.bob.call_build_refer_notify(new.did, line, terminated=last)
+        p.bob.call_send_request(new.did, notify, now=p.now)
+    p.transfer()
+    notifies = [e for e in p.events(p.alice) if e.type == E.CALL_MESSAGE_NEW]
+    assert [n.request.body for n in notifies if n.request] == [
+        b"SIP/2.0 100 Trying\r\n", b"SIP/2.0 200 OK\r\n"]
+    last_req = notifies[1].request
+    assert last_req is not None
+    assert last_req.get("subscription-state") == "terminated;reason=noresource"
+    assert last_req.get("event") == "refer"
+    assert (last_req.content_type is not None
+            and last_req.content_type.mime == "message/sipfrag")

@@ -374,6 +374,20 @@ class UserAgent:
         req.add_header("Subscription-State", subscription_state)
         return req
 
+    def call_build_refer_notify(self, did: int, status_line: str, *,
+                                terminated: bool = False, expires: int = 60) -> Request:
+        """A NOTIFY for the implicit subscription of a REFER we accepted (RFC 3515 §2.4.4).
+
+        Args:
+            status_line: the referred request's progress, e.g. ``"SIP/2.0 100 Trying"``
+                or ``"SIP/2.0 200 OK"``; sent as a ``message/sipfrag`` body.
+            terminated: the last NOTIFY (the referred request got its final answer).
+        """
+        state = "terminated;reason=noresource" if terminated else f"active;expires={expires}"
+        req = self.call_build_notify(did, state, event="refer")
+        req.set_body(f"{status_line}\r\n".encode(), "message/sipfrag;version=2.0")
+        return req
+
     def call_send_request(self, did: int, request: Request, now: float | None = None) -> int:
         """Send a request built by :meth:`call_build_request`; returns its tid."""
         now = self._now(now)
