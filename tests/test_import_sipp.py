@@ -179,3 +179,22 @@ def test_import_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad.write_text("<scenario>\n<recv response='200'>\n</scenario>")
     assert main(["import-sipp", str(bad)]) == 2
     assert f"{bad}:3:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("uac", "xml"), [
+    ("info_dtmf.yaml", "uas_info.xml"), ("busy.yaml", "uas_busy.xml"),
+    ("cancel_ringing.yaml", "uas_ring_cancel.xml"), ("no_answer.yaml", "uas_ring_cancel.xml"),
+    ("reinvite_hold.yaml", "uas_reinvite.xml"), ("update.yaml", "uas_update.xml"),
+    ("private_command.yaml", "uas_private.xml"), ("options_ping.yaml", "uas_options.xml"),
+    ("message.yaml", "uas_message.xml"),
+])
+def test_imported_sipp_peers_serve_the_library_in_memory(uac: str, xml: str) -> None:
+    """The SIPp UAS scenarios the SIPp tests use, imported, answer our library UACs."""
+    from tests.scenario_pair import program
+
+    result = import_sipp((SIPP_DIR / xml).read_bytes(), xml)
+    sp = ScenarioPair(program(uac), load_text(result.yaml, xml))
+    sp.run(calls=2)
+    for rec in sp.records + sp.uas_records:
+        assert rec.result == Result.SUCCESS, (rec.failure, rec.detail, result.yaml)
+    assert len(sp.uas_records) == 2

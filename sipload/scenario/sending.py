@@ -27,7 +27,8 @@ from sipload.stats.records import Failure
 from sipload.ua.agent import UserAgent
 
 _UA_ANSWERS = frozenset({"BYE", "CANCEL"})
-"""Requests the UA answers itself: a 2xx reply step after them has nothing to do."""
+"""Requests the UA answers itself: a 2xx reply step after them has nothing to do (nor a
+487 after CANCEL: the UA answered the INVITE 487 when the CANCEL came)."""
 
 
 class Sending:
@@ -194,8 +195,9 @@ class Sending:
 
     def _reply(self, inst: CallInstance, step: ReplyStep, now: float) -> bool:
         leg = inst.leg(step.leg)
-        if step.code < 300 and (leg.last_method in _UA_ANSWERS or (
-                leg.last_method == "OPTIONS" and self.ua.config.answer_options)):
+        if (step.code < 300 and (leg.last_method in _UA_ANSWERS or (
+                leg.last_method == "OPTIONS" and self.ua.config.answer_options))) or (
+                leg.last_method == "CANCEL" and step.code == 487):
             self._timers(inst, step, now)
             return True  # the UA answered these itself
         if not leg.last_tid:

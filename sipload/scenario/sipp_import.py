@@ -400,6 +400,11 @@ class _Translator:
             return
         if self.role == "":
             self.role = "uac"
+        prev = self.steps[-1] if self.steps else {}
+        if what == "ACK" and isinstance(prev.get("reply"), int) and prev["reply"] >= 300:
+            self.warn(node.line, "the ACK of a non-2xx answer stays in the UA's transaction: "
+                                 "not waited for")
+            return
         step: dict[str, Any] = {"recv": what}
         if a.get("optional") in ("true", "global"):
             step["optional"] = True
