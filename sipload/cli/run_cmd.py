@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import re
 import shlex
@@ -81,6 +82,15 @@ def parse_target(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise UsageError(f"--target: bad port {port}")
     return host, port
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _duration(flag: str, text: str) -> float:
@@ -160,7 +170,10 @@ def build_plan(args: argparse.Namespace, program: Program, injection: Injection 
         "timers": {"t1": _duration("--t1", args.t1), "t2": 4.0, "t4": 5.0},
         "workers": workers, "stop_grace": _duration("--grace", args.grace),
         "thresholds": list(program.thresholds) + list(args.threshold),
-        "tls_insecure": bool(args.tls_insecure), "local_host": "127.0.0.1",
+        "tls_insecure": bool(args.tls_insecure),
+        # a loopback target is called from loopback; any other from the address each
+        # worker's host routes to it by (the worker picks it: "" here)
+        "local_host": "127.0.0.1" if target is None or _is_loopback_host(target[0]) else "",
         "embedded_uas": target is None,
     }
 

@@ -15,6 +15,7 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,13 +40,31 @@ class RunOutcome:
     workers: list[dict[str, Any]] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside inherit SIGINT ignored (across exec, and Python keeps
+    an ignored SIGINT): a terminal's Ctrl-C goes to the whole process group, and only
+    the coordinator decides what it means; its children stop when it tells them."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to inherit
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _spawn_workers(url: str, n: int) -> list[Any]:
     ctx = multiprocess.get_context("spawn")
     procs = []
-    for _ in range(n):
-        p = ctx.Process(target=worker_main, args=(url,), daemon=True)
-        p.start()
-        procs.append(p)
+    with _children_ignore_sigint():
+        for _ in range(n):
+            p = ctx.Process(target=worker_main, args=(url,), kwargs={"local": True},
+                            daemon=True)
+            p.start()
+            procs.append(p)
     return procs
 
 
@@ -156,7 +175,8 @@ def start_embedded_uas(plan_uas: dict[str, Any], timeout: float = 20.0) -> tuple
     ctx = multiprocess.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_uas_main, args=(plan_uas, q), daemon=True)
-    p.start()
+    with _children_ignore_sigint():
+        p.start()
     try:
         port = q.get(timeout=timeout)
     except Exception as e:  # queue.Empty, or the child died

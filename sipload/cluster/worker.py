@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -40,6 +41,18 @@ from sipload.sip.transaction import TimerConfig
 from sipload.transport.loop import new_event_loop
 
 
+def source_address(host: str, port: int) -> str:
+    """The local address this host's routes use to reach ``host`` (no packet is sent):
+    a worker on another host calls the target from there, not from loopback."""
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            return str(s.getsockname()[0])
+    except OSError:
+        return "0.0.0.0"
+
+
 def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
     """Build this worker's EngineConfig from the plan and its share."""
     text = plan.get("scenario_text")
@@ -56,7 +69,8 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         program=program,
         target=(str(target[0]), int(target[1])) if target else None,
         transport=str(plan.get("transport", "udp")),
-        local_host=str(plan.get("local_host", "127.0.0.1")),
+        local_host=str(plan.get("local_host", "127.0.0.1")) or (
+            source_address(str(target[0]), int(target[1])) if target else "127.0.0.1"),
         local_port=int(plan.get("local_port", 0)),
         rate=max(welcome.rate, 1e-9), calls=welcome.calls,
         duration=plan.get("duration"), concurrent=int(plan.get("concurrent", 10_000)),
@@ -204,8 +218,14 @@ class WorkerProcess:
             await asyncio.sleep(1.0)
 
 
-def worker_main(url: str, keys: str | None = None) -> int:
-    """Entry point of a worker process (local or remote)."""
+def worker_main(url: str, keys: str | None = None, local: bool = False) -> int:
+    """Entry point of a worker process (local or remote).
+
+    A local worker ignores SIGINT: a terminal's Ctrl-C reaches the coordinator's
+    whole process group, and the coordinator stops its workers itself (grace
+    period first, abort on a second Ctrl-C)."""
+    if local:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop = new_event_loop()
     try:
         asyncio.set_event_loop(loop)
