@@ -198,3 +198,19 @@ def test_imported_sipp_peers_serve_the_library_in_memory(uac: str, xml: str) -> 
     for rec in sp.records + sp.uas_records:
         assert rec.result == Result.SUCCESS, (rec.failure, rec.detail, result.yaml)
     assert len(sp.uas_records) == 2
+
+
+def test_hand_made_digest_answer_becomes_the_uas_own() -> None:
+    """A SIPp UAC answering 401 by hand: credentials move to credentials:, the ACK and the
+    re-sent INVITE go (the UA does both), and the call passes a challenging UAS."""
+    from tests.scenario_pair import program
+
+    result = import_sipp((SIPP_DIR / "uac_auth.xml").read_bytes(), "uac_auth.xml")
+    assert result.data["credentials"] == {"username": "alice", "password": "secret"}
+    assert [line for line, _ in result.warnings] == [21, 22, 35]
+    prog = load_text(result.yaml, "uac_auth.yaml")
+    assert [s.method for s in prog.steps if isinstance(s, SendStep)] == ["INVITE", "ACK", "BYE"]
+    sp = ScenarioPair(prog, program("digest_uas.yaml"))
+    sp.run(calls=2)
+    for rec in sp.records + sp.uas_records:
+        assert rec.result == Result.SUCCESS, (rec.failure, rec.detail)

@@ -420,7 +420,7 @@ class _Translator:
                 self.warn(node.line, "next= with test= on a recv jumps always")
             step["on"] = {what: nxt}
         for attr in ("regexp_match", "auth"):
-            if attr in a:
+            if attr in a and not (attr == "auth" and what in (401, 407)):
                 self.warn(node.line, f"{attr}=\"{a[attr]}\" is not supported")
         self.timers(node, step)
         captures: list[dict[str, Any]] = []
@@ -435,8 +435,8 @@ class _Translator:
             step["capture"] = captures
         if isinstance(what, int) and what in (401, 407):
             step["optional"] = True
-            self.warn(node.line, f"recv {what}: the UA answers digest challenges itself from "
-                                 "credentials: (set them); made optional")
+            self.warn(node.line, f"recv {what}: the UA answers digest challenges itself "
+                                 "(from credentials:); made optional")
         self.add(step, node.line)
 
     def send(self, node: Node) -> None:
@@ -456,6 +456,9 @@ class _Translator:
         kept: dict[str, str] = {}
         managed_seen: dict[str, Line] = {}
         for line, raw in headers:
+            if raw.startswith("[authentication"):
+                self.auth_keyword(line, raw)
+                continue
             lm = re.fullmatch(r"\[last_([A-Za-z0-9_.!%*+`'~\-]+):?\](.*)", raw)
             if lm:
                 name, value = lm.group(1), "${last." + lm.group(1) + "}" + lm.group(2)
