@@ -459,6 +459,8 @@ class _Translator:
             if raw.startswith("[authentication"):
                 self.auth_keyword(line, raw)
                 continue
+            if raw in ("[routes]", "[next_url]"):
+                continue  # the UA builds the route set of the dialog
             lm = re.fullmatch(r"\[last_([A-Za-z0-9_.!%*+`'~\-]+):?\](.*)", raw)
             if lm:
                 name, value = lm.group(1), "${last." + lm.group(1) + "}" + lm.group(2)
