@@ -282,13 +282,14 @@ class SessionDescription:
 
 
 def _tok(value: str, what: str, also_forbidden: str = "") -> str:
-    if not value or any(c in _TOKEN_FORBIDDEN or c in also_forbidden for c in value):
+    if not value or not _TOKEN_FORBIDDEN.isdisjoint(value) or (
+            also_forbidden and not frozenset(also_forbidden).isdisjoint(value)):
         raise SdpError(f"cannot serialize {what} {value!r}: empty or bad character")
     return value
 
 
 def _txt(value: str, what: str) -> str:
-    if any(c in _TEXT_FORBIDDEN for c in value):
+    if not _TEXT_FORBIDDEN.isdisjoint(value):
         raise SdpError(f"cannot serialize {what} {value!r}: contains CR, LF or NUL")
     return value
 

@@ -29,6 +29,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -44,8 +45,12 @@ __all__ = ["Peer", "TransportSet"]
 TRANSPORTS = ("udp", "tcp", "tls")
 
 
+@functools.lru_cache(maxsize=4096)
 def address_literal(host: str) -> str | None:
-    """``host`` as a plain address literal if it is one (brackets removed), else None."""
+    """``host`` as a plain address literal if it is one (brackets removed), else None.
+
+    Cached: it runs for every datagram sent, and a run talks to few hosts.
+    """
     plain = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         ipaddress.ip_address(plain.split("%", 1)[0])
