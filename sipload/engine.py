@@ -146,6 +146,7 @@ class Engine:
         self._cpu_base = 0.0
         self._wall_base = 0.0
         self._users_pending = 0
+        self._blocks: list[tuple[int, int]] = []  #: (first call index, its number): extra calls
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -228,6 +229,23 @@ class Engine:
         self._aborted = True
         self._stop_at = self.now() if self.loop is not None else 0.0
         self._rearm()
+
+    def add_calls(self, n: int, first_number: int) -> None:
+        """``n`` more calls to start (a lost worker's), numbered from ``first_number``."""
+        pacer = self.pacer
+        if pacer is None or pacer.calls is None or n <= 0:
+            return
+        self._blocks.append((pacer.calls, first_number))
+        pacer.calls += n
+        self._rearm()
+
+    def call_number(self, index: int) -> int:
+        """The number of the ``index``-th call this engine starts (from 0)."""
+        number, at = self.config.first_call, 0
+        for start, first in self._blocks:
+            if index >= start:
+                number, at = first, start
+        return number + index - at
 
     def set_rate(self, rate: float) -> None:
         if self.pacer is not None and self.loop is not None:
@@ -364,7 +382,7 @@ class Engine:
                 self._users_pending -= 1
             budget -= 1
             intended = pacer.take()
-            number = cfg.first_call + pacer.scheduled - 1
+            number = self.call_number(pacer.scheduled - 1)
             self.started += 1
             self._i_started += 1
             if now - intended > LATE_AFTER:

@@ -13,6 +13,9 @@ Theory of operation
    "lost with worker", its unstarted calls and its rate go to the live
    workers (:class:`SetShare`), and the run goes on.  With no worker left the
    run ends, and :attr:`Coordinator.ended` says why.
+   A worker numbers the calls it takes over from ``extra_numbers(calls, its id)``
+   on (so they never collide with anyone's own range, nor with the rows of the
+   lost worker, whose last calls the coordinator may not have heard of).
 4. Records are acknowledged (:class:`Ack`) after the caller has written them;
    a record acknowledged is never lost.
 5. The run is over when every live worker is :class:`Done`.
@@ -40,6 +43,13 @@ from sipload.cluster.messages import (
 )
 
 Outgoing = list[tuple[bytes, Message]]
+
+
+def extra_numbers(calls: int, worker: int) -> int:
+    """The first call number worker ``worker`` gives calls taken over from lost
+    workers, in a run of ``calls`` calls: its own block above everyone's ranges
+    (a worker never takes over more than ``calls`` calls)."""
+    return calls * (worker + 1)
 
 
 @dataclass(slots=True)
@@ -88,6 +98,7 @@ class Coordinator:
     lost_calls: int = 0
     _next_worker: int = 0
     _calls_assigned: int = 0
+    _refusals: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ shares
 
@@ -164,6 +175,19 @@ class Coordinator:
         if self.users:
             users = max(1, self.users // max(self.workers_expected, 1))
         return [(identity, Welcome(index, self.plan, rate, calls, first, users))]
+
+    def on_refused(self, now: float, host: str, reason: str, key: str = "") -> None:
+        """A peer the channel refused (CurveZMQ): one event per host, key and reason
+        (a refused peer may retry many times), with how often in :attr:`refusals`."""
+        k = (host, key, reason)
+        self._refusals[k] = self._refusals.get(k, 0) + 1
+        if self._refusals[k] == 1:
+            self.events.append({"t": now, "event": "worker_refused", "host": host or "unknown",
+                                "key": key, "reason": reason})
+
+    @property
+    def refusals(self) -> int:
+        return sum(self._refusals.values())
 
     def _maybe_go(self, now: float) -> Outgoing:
         if self.went:

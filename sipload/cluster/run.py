@@ -134,6 +134,8 @@ async def run_load(
                     if not await router.poll(0):
                         break
             now = loop.time() - t0
+            for r in await router.refusals():
+                coord.on_refused(now, r["host"], r["reason"], r["key"])
             for dest, reply in coord.tick(now):
                 await router.send(dest, reply)
             for ev in coord.events[events_written:]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sipload import __version__
 from sipload.cluster.channel import ChannelError, Dealer
+from sipload.cluster.coordinator import extra_numbers
 from sipload.cluster.messages import (
     Done,
     Failed,
@@ -101,6 +102,8 @@ class WorkerProcess:
         self.worker = -1
         self.seq = 0
         self.records_sent = 0
+        self.calls_total: int | None = None  #: the run's --calls
+        self._extra_next = 0  #: the number of the next call taken over from a lost worker
         self._pending: list[dict[str, Any]] = []
         self._snapshots: list[EngineSnapshot] = []
         self._wake = asyncio.Event()
@@ -122,9 +125,14 @@ class WorkerProcess:
         await dealer.send(Hello(__version__, os.getpid(), socket.gethostname()))
         msg = await dealer.recv(hello_timeout)
         if not isinstance(msg, Welcome):
-            print(f"sipload worker: no welcome from {self.url}", file=sys.stderr)
+            why = (f": refused: {dealer.refused}" if dealer.refused else
+                   ": the run is not taking workers" if isinstance(msg, Stop) else "")
+            print(f"sipload worker: no welcome from {self.url}{why}", file=sys.stderr)
             return 3
         self.worker = msg.worker
+        total = msg.plan.get("calls")
+        self.calls_total = int(total) if isinstance(total, int) else None
+        self._extra_next = extra_numbers(self.calls_total or 0, msg.worker)
         try:
             cfg = engine_config(msg.plan, msg)
         except ScenarioError as e:
@@ -202,8 +210,9 @@ class WorkerProcess:
                 else:
                     engine.request_stop(msg.grace)
             elif isinstance(msg, SetShare) and engine.pacer is not None:
-                if engine.pacer.calls is not None:
-                    engine.pacer.calls += msg.extra_calls
+                if msg.extra_calls > 0 and self.calls_total is not None:
+                    engine.add_calls(msg.extra_calls, self._extra_next)
+                    self._extra_next += msg.extra_calls
                 engine.set_rate(msg.rate)
 
     async def _heartbeat(self) -> None:
