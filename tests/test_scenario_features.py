@@ -459,3 +459,17 @@ def test_per_call_credentials_from_csv(tmp_path: Path) -> None:
     auth = [parse_message(d).get("authorization") or ""
             for d in sent(sp, "alice", b"REGISTER ")]
     assert [a.split('username="')[1].split('"')[0] for a in auth if a] == ["alice", "bob"]
+
+
+def test_the_peers_session_refresh_is_answered_without_the_scenario() -> None:
+    """bob grants a 90 s session and refreshes it itself (RFC 4028); alice's scenario,
+    pausing 100 s, never mentions it and still succeeds."""
+    sp = pair("role: uac\nsteps:\n" + CALL + "  - pause: 100s\n  - send: BYE\n  - recv: 200\n",
+              UAS_ANSWER.replace("  - recv: BYE\n", "  - recv: BYE\n    timeout: 200s\n"),
+              session_expires=90)
+    ok(sp.records)
+    ok(sp.uas_records)
+    refreshes = [d for s, d in sp.pair.wire if s == "bob" and
+                 (d.startswith(b"INVITE ") or d.startswith(b"UPDATE "))]
+    assert refreshes  # the first at 45 s
+    assert any("session refresh" in label for _, _, label in sp.records[0].messages)

@@ -38,6 +38,7 @@ from sipload.scenario.calls import INF, CallInstance, Leg, Rng, RunContext
 from sipload.scenario.inject import Injection
 from sipload.scenario.messages import automatic_marks, failed_check, run_captures, sample_pause
 from sipload.scenario.model import (
+    Body,
     CheckStep,
     DtmfStep,
     GotoStep,
@@ -51,6 +52,7 @@ from sipload.scenario.model import (
     TerminateStep,
 )
 from sipload.scenario.sending import Sending
+from sipload.sip import sdp
 from sipload.sip.digest import DigestServer
 from sipload.sip.errors import LocalProtocolError, ParseError
 from sipload.sip.message import Message, Request
@@ -388,6 +390,9 @@ class Runner(Sending):
                 self._fail(inst, _FATAL[etype], ev.reason or etype.value, now)
             return
         is_request = etype in _REQUEST_EVENTS
+        if is_request and self._unexpected_refresh(inst, leg_name, ev):
+            self._answer_refresh(inst, leg, ev, now)
+            return
         if is_request and ev.request is not None:
             req = ev.request
             leg.last = req
@@ -433,6 +438,34 @@ class Runner(Sending):
             inst.inbox.append((leg_name, ev))
         else:
             self._fail(inst, Failure.UNEXPECTED, f"{_label(ev)} while not waiting", now)
+
+    def _unexpected_refresh(self, inst: CallInstance, leg_name: str, ev: Event) -> bool:
+        """A session refresh (RFC 4028: re-INVITE or UPDATE with Session-Expires) that no
+        step waits for now: the peer's session timer, answered without the scenario."""
+        req = ev.request
+        if req is None or not req.has("session-expires") or not (
+                ev.type == E.CALL_REINVITE or (ev.type == E.CALL_MESSAGE_NEW
+                                               and req.method == "UPDATE")):
+            return False
+        return inst.waiting != "recv" or self._classify(inst, leg_name, ev)[0] != "accept"
+
+    def _answer_refresh(self, inst: CallInstance, leg: Leg, ev: Event, now: float) -> None:
+        req = ev.request
+        assert req is not None
+        try:
+            resp = self.ua.call_build_answer(ev.tid, 200)
+            if req.body:
+                saved, leg.remote_sdp = leg.remote_sdp, req.body
+                data, ct = self._body(inst, leg, Body(None, "answer"), None,
+                                      self._values(inst, leg))
+                leg.remote_sdp = saved
+                if data is not None:
+                    resp.set_body(data, ct)
+            self.ua.call_send_answer(ev.tid, 200, resp, now)
+        except (LocalProtocolError, ParseError, sdp.SdpError):
+            return
+        inst.record.messages.append((now, "in", f"{req.method} (session refresh)"))
+        inst.record.messages.append((now, "out", f"200 {req.method}"))
 
     def _released(self, inst: CallInstance, leg: Leg, reason: str, now: float) -> None:
         leg.released = True
