@@ -13,7 +13,8 @@ Theory of operation
    the current one: optional steps it does not match are skipped; a step of
    another leg that is not optional must come first, so the message waits in
    a small inbox; a non-optional step of its own leg that it does not match
-   makes it unexpected.  Provisional responses nobody asked for are ignored.
+   makes it unexpected.  Provisional responses nobody asked for are ignored;
+   a peer's session refresh (RFC 4028) nobody waits for is answered 200.
    A message arriving while the call does not wait in a ``recv`` goes to the
    inbox and is matched when the call reaches its next ``recv``.
 4. A new call or out-of-dialog request the UA reports goes to (a) the call of
