@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from sipload import __version__
 from sipload.cli import parse_cmd, report_cmd, run_cmd, scenario_cmd, uas_cmd, worker_cmd
+from sipload.cli import conformance_cmd
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.register(sub)
     uas_cmd.register(sub)
     worker_cmd.register(sub)
+    conformance_cmd.register(sub)
     return parser
 
 

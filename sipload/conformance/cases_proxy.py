@@ -1,0 +1,5 @@
+"""stub."""
+
+from sipload.conformance.model import Case
+
+CASES: list[Case] = []
