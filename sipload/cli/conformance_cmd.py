@@ -16,7 +16,14 @@ from typing import Any
 from sipload.cli.run_cmd import UsageError, parse_target
 from sipload.conformance.model import PACKS, CaseResult, Verdict
 from sipload.conformance.profile import Profile, ProfileError, load_profile
-from sipload.conformance.runner import RunSetup, Unreachable, all_cases, run, select
+from sipload.conformance.runner import (
+    RunSetup,
+    Unreachable,
+    all_cases,
+    default_packs,
+    run,
+    select,
+)
 from sipload.transport.loop import new_event_loop
 
 _MARK = {Verdict.PASS: "PASS", Verdict.FAIL: "FAIL", Verdict.ERROR: "ERROR",
@@ -79,8 +86,8 @@ def main(args: argparse.Namespace) -> int:
     profile.target = target
     transport = args.transport or profile.transport
     profile.transport = transport
-    cases = select(all_cases(), packs=args.pack, only=args.only,
-                   slow=args.slow or profile.slow)
+    packs = args.pack or ([] if args.only else default_packs(profile))
+    cases = select(all_cases(), packs=packs, only=args.only, slow=args.slow or profile.slow)
     if not cases:
         print("sipload conformance: no case matches --pack/--only", file=sys.stderr)
         return 2

@@ -1,5 +1,216 @@
-"""stub."""
+"""The registrar pack (RFC 3261 §10): bindings added, refreshed, listed and removed.
 
-from sipload.conformance.model import Case
+Every REGISTER goes to ``sip:DOMAIN`` (the host part of the profile's
+``registrar.aor``) with To and From set to the AOR.  When the profile claims
+``digest``, a 401/407 is answered once with the profile's credentials (a new
+branch and CSeq, the same Call-ID, §22.2).  Each case removes its bindings at
+the end (``Contact: *``, ``Expires: 0``).
+"""
 
-CASES: list[Case] = []
+from __future__ import annotations
+
+from sipload.conformance.cases_dialog import authorize
+from sipload.conformance.judge import challenge_problems
+from sipload.conformance.model import Case, Outcome, failed, inconclusive, passed
+from sipload.conformance.probe import Exchange, Probe
+from sipload.conformance.profile import Profile
+from sipload.sip.errors import ParseError
+from sipload.sip.message import Response
+
+
+class _Binding:
+    """One REGISTER session: a Call-ID and a CSeq that only goes up (§10.2)."""
+
+    def __init__(self, probe: Probe, profile: Profile) -> None:
+        self.probe = probe
+        self.profile = profile
+        self.aor = profile.uri(profile.registrar.aor)
+        self.domain_uri = "sip:" + self.aor.split("@", 1)[-1].split(";")[0]
+        self.call_id = probe.new_call_id()
+        self.from_tag = probe.tag()
+        self.cseq = 0
+
+    def contact(self, n: int) -> str:
+        host, port = self.probe.local
+        return f"sip:conformance-{n}@{host}:{port}"
+
+    async def register(self, contacts: list[str], expires: int | None,
+                       password: str | None = None, authenticate: bool = True) -> Exchange:
+        probe = self.probe
+        self.cseq += 1
+        req = probe.request("REGISTER", self.domain_uri, call_id=self.call_id,
+                            from_uri=self.aor, from_tag=self.from_tag, to=f"<{self.aor}>",
+                            cseq=self.cseq, contact=False)
+        for c in contacts:
+            req.add_header("Contact", c if c == "*" or c.startswith("<") else f"<{c}>")
+        if expires is not None:
+            req.add_header("Expires", str(expires))
+        ex = await probe.transact(req, timeout=self.profile.response_timeout)
+        if (authenticate and ex.final is not None and ex.status in (401, 407)
+                and "digest" in self.profile.extensions):
+            self.cseq += 1
+            retry = authorize(probe, req, ex.final, self.profile.username,
+                              self.profile.password if password is None else password,
+                              self.cseq)
+            if retry is not None:
+                ex = await probe.transact(retry, timeout=self.profile.response_timeout)
+        return ex
+
+    async def clear(self) -> None:
+        await self.register(["*"], 0)
+
+
+def bound(resp: Response | None, contact: str) -> int | None:
+    """The expires the 200 gives ``contact`` (None when it is not listed)."""
+    if resp is None:
+        return None
+    try:
+        for na in resp.contacts or []:
+            if str(na.uri).split(";")[0] == contact:
+                exp = na.expires
+                return exp if exp is not None else (resp.expires or -1)
+    except ParseError:
+        return None
+    return None
+
+
+def _status(ex: Exchange) -> str:
+    return f"{ex.status} {ex.final.reason}" if ex.final is not None else "no answer"
+
+
+async def add_binding(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    c1 = b.contact(1)
+    ex = await b.register([c1], 300)
+    await b.clear()
+    if ex.status != 200:
+        return failed(f"REGISTER (Expires: 300) got {_status(ex)}, not 200")
+    exp = bound(ex.final, c1)
+    if exp is None:
+        return failed("the 200 does not list the new binding (§10.3 step 8: all current "
+                      "bindings, each with expires)")
+    if not 0 < exp <= 300:
+        return failed(f"the binding's expires is {exp}, not in 1..300")
+    return passed(f"200 lists the binding with expires={exp}")
+
+
+async def refresh(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    c1 = b.contact(1)
+    first = await b.register([c1], 300)
+    if first.status != 200:
+        await b.clear()
+        return inconclusive(f"the first REGISTER got {_status(first)}")
+    second = await b.register([c1], 600)
+    await b.clear()
+    if second.status != 200:
+        return failed(f"the refresh (same Call-ID, higher CSeq) got {_status(second)}")
+    e1, e2 = bound(first.final, c1), bound(second.final, c1)
+    if e2 is None or e2 <= 0:
+        return failed("the refreshed binding is not listed with a positive expires")
+    if e1 is not None and e2 < e1 - 2:
+        return failed(f"the refresh shortened the binding ({e1} → {e2} s)")
+    return passed(f"refreshed: expires {e1} → {e2}")
+
+
+async def several(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    c1, c2 = b.contact(1), b.contact(2)
+    ex = await b.register([c1, c2], 300)
+    await b.clear()
+    if ex.status != 200:
+        return failed(f"REGISTER with two Contacts got {_status(ex)}")
+    missing = [c for c in (c1, c2) if bound(ex.final, c) is None]
+    if missing:
+        return failed(f"the 200 does not list {', '.join(missing)}")
+    return passed("both contacts bound and listed")
+
+
+async def remove_all(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    c1, c2 = b.contact(1), b.contact(2)
+    ex = await b.register([c1, c2], 300)
+    if ex.status != 200:
+        await b.clear()
+        return inconclusive(f"the REGISTER adding bindings got {_status(ex)}")
+    star = await b.register(["*"], 0)
+    if star.status != 200:
+        return failed(f"Contact: * with Expires: 0 got {_status(star)}, not 200 (§10.2.2)")
+    left = [c for c in (c1, c2) if bound(star.final, c) is not None]
+    query = await b.register([], None)
+    left += [c for c in (c1, c2) if bound(query.final, c) is not None and c not in left]
+    if left:
+        return failed(f"still bound after Contact: *: {', '.join(left)}")
+    return passed("every binding removed; a query lists none")
+
+
+async def too_brief(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    ex = await b.register([b.contact(1)], 1)
+    await b.clear()
+    if ex.status == 200:
+        return failed(f"Expires: 1, below the registrar's minimum "
+                      f"({profile.registrar.min_expires} s), was accepted")
+    if ex.status != 423:
+        return failed(f"Expires: 1 got {_status(ex)}, not 423 (§10.3 step 7)")
+    assert ex.final is not None
+    value = ex.final.get("min-expires")
+    if value is None or not value.strip().isdigit() or int(value) <= 1:
+        return failed(f"423 without a usable Min-Expires ({value!r}; MUST, §10.3 step 7)")
+    return passed(f"423 with Min-Expires: {value}")
+
+
+async def star_with_expiry(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    ex = await b.register(["*"], 300)
+    await b.clear()
+    if ex.status != 400:
+        return failed(f"Contact: * with Expires: 300 got {_status(ex)}, not 400 "
+                      "(§10.3 step 6)")
+    return passed("400 for Contact: * with a non-zero expiry")
+
+
+async def challenge(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    ex = await b.register([b.contact(1)], 300, authenticate=False)
+    if ex.status not in (401, 407):
+        await b.clear()
+        return failed(f"REGISTER without credentials got {_status(ex)}, not 401/407")
+    assert ex.final is not None
+    problems, summary = challenge_problems(ex.final, profile.digest_algorithms)
+    if problems:
+        return failed("; ".join(problems))
+    return passed(f"{ex.status} challenge: {summary}")
+
+
+async def wrong_password(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    ex = await b.register([b.contact(1)], 300, password="wrong-" + profile.password)
+    if ex.status == 200:
+        await b.clear()
+        return failed("a REGISTER with a wrong password was accepted")
+    if ex.final is None:
+        return failed("no answer to the REGISTER with wrong credentials")
+    return passed(f"refused with {_status(ex)}")
+
+
+CASES = [
+    Case("REG-001", "3261", "10.3", "REGISTER with an expiry: 200 lists the binding with "
+         "its expires", "registrar", ("role:registrar",), add_binding),
+    Case("REG-002", "3261", "10.2.1", "a refresh (same Call-ID, higher CSeq) keeps the "
+         "binding and renews its expiry", "registrar", ("role:registrar",), refresh),
+    Case("REG-003", "3261", "10.2.1.2", "several Contacts in one REGISTER are all bound",
+         "registrar", ("role:registrar",), several),
+    Case("REG-004", "3261", "10.2.2", "Contact: * with Expires: 0 removes every binding",
+         "registrar", ("role:registrar",), remove_all),
+    Case("REG-005", "3261", "10.3", "an expiry below the minimum gets 423 with "
+         "Min-Expires (profile registrar.min_expires)", "registrar",
+         ("role:registrar", "set:registrar.min_expires"), too_brief),
+    Case("REG-006", "3261", "10.3", "Contact: * with a non-zero expiry gets 400",
+         "registrar", ("role:registrar",), star_with_expiry),
+    Case("REG-AUTH-001", "3261", "22.4", "REGISTER is challenged with a well-formed digest "
+         "challenge (realm, nonce, algorithm, qop)", "registrar",
+         ("role:registrar", "ext:digest"), challenge),
+    Case("REG-AUTH-002", "3261", "22.4", "a REGISTER with a wrong password is refused",
+         "registrar", ("role:registrar", "ext:digest"), wrong_password),
+]

@@ -30,12 +30,13 @@ from sipload.conformance.model import Case, Outcome, failed, passed
 from sipload.conformance.probe import Exchange, Probe, call_id_of
 from sipload.conformance.profile import Profile
 from sipload.sip.errors import ParseError
-from sipload.sip.message import Request, Response
+from sipload.sip.message import Message, Request, Response
 from sipload.sip.parser import parse_message
 
 _ROLE_SPECIFIC = ("uas-", "proxy-", "registrar-", "non-registrar-")
 _VIA = re.compile(rb"(?im)^((?:via|v)[ \t]*:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*)"
                   rb"([A-Za-z]+)([ \t]+)([^;,\s]+)")
+_BRANCH = re.compile(rb"(?i)branch[ \t]*=[ \t]*z9hG4bK[^;,\s]+")
 
 
 def _data(name: str) -> bytes:
@@ -95,11 +96,24 @@ def parse_expect(text: str) -> Expectation:
 
 
 def rewrite_via(data: bytes, probe: Probe) -> bytes:
-    """The message with its top Via's transport and sent-by made the tester's."""
+    """The message with its top Via's transport and sent-by made the tester's.
+
+    A branch longer than the bare magic cookie also gets a unique suffix: RFC 4475
+    reuses branches across messages (``z9hG4bKkdjuw`` in several), and a target
+    that rightly matches them as retransmissions of one transaction (§17.2.3)
+    would answer the next message with the previous one's response.
+    """
     host, port = probe.local
     sent_by = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()
     transport = probe.target[0].upper().encode()
-    return _VIA.sub(lambda m: m.group(1) + transport + m.group(3) + sent_by, data, count=1)
+    m = _VIA.search(data)
+    if m is None:
+        return data
+    end = data.find(b"\r\n", m.end())
+    end = len(data) if end < 0 else end
+    rest = _BRANCH.sub(lambda b: b.group(0) + b"." + probe.tag().encode(), data[m.end():end],
+                       count=1)
+    return data[:m.start()] + m.group(1) + transport + m.group(3) + sent_by + rest + data[end:]
 
 
 def _case_for(entry: dict[str, Any]) -> Case:
@@ -111,19 +125,25 @@ def _case_for(entry: dict[str, Any]) -> Case:
         is_request = not raw.lstrip(b"\r\n").upper().startswith(b"SIP/")
         data = rewrite_via(raw, probe) if is_request else raw
         call_id = call_id_of(data)
-        if call_id:
-            probe.own(call_id)
+        branch_m = _BRANCH.search(data)
+        branch = branch_m.group(0).split(b"=", 1)[1].strip().decode() if branch_m else None
+        probe.divert_all = True  # answers may lack a Call-ID (insuf): match by branch too
+
+        def answer(m: Message) -> bool:
+            if not isinstance(m, Response) or m.status < 200:
+                return False
+            if branch is not None and m.via.branch == branch:
+                return True
+            return call_id is not None and m.call_id == call_id
+
         sent = probe.send_raw(data)
         window = min(profile.response_timeout, 2.0)
         final: Response | None = None
         final_at = 0.0
-        if call_id:
-            got = await probe.expect(
-                lambda m: isinstance(m, Response) and m.status >= 200
-                and m.call_id == call_id, window)
-            if got is not None:
-                assert isinstance(got.msg, Response)
-                final, final_at = got.msg, got.at
+        got = await probe.expect(answer, window)
+        if got is not None:
+            assert isinstance(got.msg, Response)
+            final, final_at = got.msg, got.at
         if final is not None and is_request:
             try:
                 req = parse_message(data)

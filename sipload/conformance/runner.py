@@ -81,6 +81,12 @@ def select(cases: Iterable[Case], *, packs: Iterable[str] = (), only: Iterable[s
     return out
 
 
+def default_packs(profile: Profile) -> list[str]:
+    """The packs of the roles the profile claims (robustness goes with ``uas``)."""
+    roles = set(profile.roles)
+    return [p for p in PACKS if p in roles or (p == "robustness" and "uas" in roles)]
+
+
 def missing_requirement(case: Case, profile: Profile) -> str | None:
     for req in case.requires:
         if not profile.claims(req):
