@@ -1,5 +1,200 @@
-"""stub."""
+"""The proxy pack (RFC 3261 §16): what a proxy does to the requests it forwards.
 
-from sipload.conformance.model import Case
+The tester plays both ends.  As the caller it sends to the proxy (the target)
+a request for the profile's ``proxy.uri``; as the callee it listens on
+``proxy.callee``, where the proxy must route that URI (Kamailio's proxy.cfg:
+``-A UAS_ADDR=host:port``), and answers what arrives there.  Both ends share the
+probe's inbox: the Call-ID tells the calls apart, the socket does not matter.
+"""
 
-CASES: list[Case] = []
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sipload.conformance.model import Case, Outcome, failed, inconclusive, passed
+from sipload.conformance.probe import Incoming, Probe, is_response_to
+from sipload.conformance.profile import Profile
+from sipload.sip import sdp
+from sipload.sip.build import make_response
+from sipload.sip.dialog import Dialog
+from sipload.sip.errors import ParseError
+from sipload.sip.message import Request, Response
+
+
+@dataclass(slots=True)
+class Call:
+    """What one call through the proxy showed at each end."""
+
+    invite: Request  #: as the caller sent it
+    at_callee: Request | None = None  #: as the proxy delivered it
+    final: Response | None = None  #: as the caller got it
+    dialog: Dialog | None = None
+    bye_at_callee: Request | None = None
+    bye_status: int = 0
+
+
+def _callee_contact(profile: Profile) -> str:
+    host, port = profile.proxy.callee
+    return f"<sip:callee@{host}:{port}>"
+
+
+def _answer(probe: Probe, profile: Profile, got: Incoming, status: int) -> None:
+    req = got.msg
+    assert isinstance(req, Request)
+    resp = make_response(req, status, to_tag=f"callee{probe.tag()}")
+    if 200 <= status < 300 and req.method == "INVITE":
+        resp.copy_headers_from(req, "record-route")
+        resp.add_header("Contact", _callee_contact(profile))
+        resp.set_body(sdp.build_audio_offer(probe.local[0], 6002, session_id=3).to_bytes(),
+                      "application/sdp")
+    probe.send(resp, got.peer)
+
+
+async def call_through(probe: Probe, profile: Profile, *, max_forwards: int = 70,
+                       uri: str | None = None, complete: bool = True) -> Call:
+    """INVITE through the proxy, 200 from the callee, ACK, BYE (when ``complete``)."""
+    rt = profile.response_timeout
+    req = probe.request("INVITE", uri or profile.uri(profile.proxy.uri),
+                        max_forwards=max_forwards)
+    req.set_body(sdp.build_audio_offer(probe.local[0], 6000, session_id=1).to_bytes(),
+                 "application/sdp")
+    call = Call(req)
+    probe.send(req)
+    got = await probe.expect(lambda m: isinstance(m, Request) and m.method == "INVITE"
+                             and m.call_id == req.call_id, rt if complete else 0.5)
+    if got is not None:
+        assert isinstance(got.msg, Request)
+        call.at_callee = got.msg
+        _answer(probe, profile, got, 200)
+    final = await probe.expect(lambda m: is_response_to(m, req)
+                               and m.status >= 200, rt)  # type: ignore[attr-defined]
+    if final is None:
+        return call
+    assert isinstance(final.msg, Response)
+    call.final = final.msg
+    call.dialog = probe.ack(req, final.msg)
+    if call.dialog is None or not complete:
+        return call
+    bye = probe.in_dialog(call.dialog, "BYE")
+    probe.send(bye)
+    got_bye = await probe.expect(lambda m: isinstance(m, Request) and m.method == "BYE"
+                                 and m.call_id == req.call_id, rt)
+    if got_bye is not None:
+        assert isinstance(got_bye.msg, Request)
+        call.bye_at_callee = got_bye.msg
+        _answer(probe, profile, got_bye, 200)
+    answer = await probe.expect(lambda m: is_response_to(m, bye), rt)
+    if answer is not None and isinstance(answer.msg, Response):
+        call.bye_status = answer.msg.status
+    return call
+
+
+def _not_forwarded(call: Call) -> Outcome | None:
+    if call.at_callee is None:
+        status = f"{call.final.status}" if call.final is not None else "no answer"
+        return inconclusive(f"the INVITE never reached the callee (caller got {status}): "
+                            "check that the proxy routes proxy.uri to proxy.callee")
+    return None
+
+
+async def via_added(probe: Probe, profile: Profile) -> Outcome:
+    call = await call_through(probe, profile)
+    bad = _not_forwarded(call)
+    if bad is not None:
+        return bad
+    assert call.at_callee is not None
+    try:
+        top = call.at_callee.via
+    except ParseError as e:
+        return failed(f"the forwarded INVITE's Via does not parse: {e.reason}")
+    if len(call.at_callee.vias) != len(call.invite.vias) + 1:
+        return failed(f"the forwarded INVITE has {len(call.at_callee.vias)} Via values, "
+                      f"expected ours plus one (§16.6 step 8)")
+    if not top.rfc3261_branch:
+        return failed(f"the proxy's Via branch {top.branch!r} lacks the magic cookie")
+    mine, below = call.invite.via, call.at_callee.vias[1]
+    if below.branch != mine.branch or below.sent_by != mine.sent_by:
+        return failed(f"the Via below the proxy's is '{below}', not ours (§16.6 step 8)")
+    return passed(f"the proxy added Via '{top}' above ours")
+
+
+async def max_forwards_decremented(probe: Probe, profile: Profile) -> Outcome:
+    call = await call_through(probe, profile, max_forwards=70)
+    bad = _not_forwarded(call)
+    if bad is not None:
+        return bad
+    assert call.at_callee is not None
+    try:
+        mf = call.at_callee.max_forwards
+    except ParseError as e:
+        return failed(f"the forwarded Max-Forwards does not parse: {e.reason}")
+    if mf != 69:
+        return failed(f"Max-Forwards 70 was forwarded as {mf}, not 69 (§16.6 step 3)")
+    return passed("Max-Forwards 70 forwarded as 69")
+
+
+async def record_route(probe: Probe, profile: Profile) -> Outcome:
+    call = await call_through(probe, profile)
+    bad = _not_forwarded(call)
+    if bad is not None:
+        return bad
+    assert call.at_callee is not None
+    if not call.at_callee.has("record-route"):
+        return inconclusive("the proxy does not record-route: nothing to honour")
+    if call.final is None or call.final.status != 200:
+        return failed(f"the callee's 200 did not reach the caller "
+                      f"({call.final.status if call.final else 'nothing'})")
+    if not call.final.has("record-route"):
+        return failed("the 200 reached the caller without the Record-Route (§16.7 step 9)")
+    if call.bye_at_callee is None:
+        return failed("the BYE sent along the route set never reached the callee")
+    host, port = profile.target
+    for route in call.bye_at_callee.get_all("route"):
+        if f"{host}:{port}" in route or (port == 5060 and host in route):
+            return failed(f"the proxy forwarded the BYE with its own Route '{route}' "
+                          "(§16.4: it removes it)")
+    if call.bye_status != 200:
+        return failed(f"the BYE's 200 did not come back to the caller ({call.bye_status})")
+    return passed("Record-Route returned in the 200; the BYE followed the route set, "
+                  "with the proxy's Route removed")
+
+
+async def too_many_hops(probe: Probe, profile: Profile) -> Outcome:
+    call = await call_through(probe, profile, max_forwards=0, complete=False)
+    if call.at_callee is not None:
+        return failed("an INVITE with Max-Forwards: 0 was forwarded (§16.3 step 3)")
+    if call.final is None:
+        return failed("no answer to an INVITE with Max-Forwards: 0; expected 483")
+    if call.final.status != 483:
+        return failed(f"Max-Forwards: 0 got {call.final.status}, not 483 (§16.3 step 3)")
+    return passed("483 Too Many Hops, not forwarded")
+
+
+async def loop_detected(probe: Probe, profile: Profile) -> Outcome:
+    call = await call_through(probe, profile, uri=profile.uri(profile.proxy.loop_uri),
+                              complete=False)
+    if call.final is None:
+        return failed("no answer to a looping INVITE; expected 482")
+    if call.final.status == 483:
+        return failed("the loop ended only when Max-Forwards ran out (483), not 482 "
+                      "(§16.3 step 4)")
+    if call.final.status != 482:
+        return failed(f"the looping INVITE got {call.final.status}, not 482")
+    return passed("482 Loop Detected")
+
+
+CASES = [
+    Case("PRX-001", "3261", "16.6", "the proxy adds its own Via (with a magic-cookie branch) "
+         "above the caller's", "proxy", ("role:proxy",), via_added),
+    Case("PRX-002", "3261", "16.6", "the proxy decrements Max-Forwards by one", "proxy",
+         ("role:proxy",), max_forwards_decremented),
+    Case("PRX-003", "3261", "16.12", "Record-Route is honoured: returned in the 2xx, and "
+         "in-dialog requests routed by it with the proxy's Route removed", "proxy",
+         ("role:proxy",), record_route),
+    Case("PRX-004", "3261", "16.3", "a request that loops back to the proxy gets 482 "
+         "(profile proxy.loop_uri)", "proxy", ("role:proxy", "set:proxy.loop_uri"),
+         loop_detected),
+    Case("PRX-005", "3261", "16.3", "Max-Forwards: 0 gets 483 and is not forwarded (the "
+         "proxy's rule; a UAS processes it, see UAS-REQ-002)", "proxy", ("role:proxy",),
+         too_many_hops),
+]
