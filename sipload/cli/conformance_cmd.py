@@ -73,9 +73,9 @@ def main(args: argparse.Namespace) -> int:
     if args.list:
         return _list(profile, args.pack, args.only)
     try:
-        if not args.target:
+        if not args.target and set(profile.roles) != {"uac"}:
             raise UsageError("--target HOST[:PORT] is required (or --list)")
-        target = parse_target(args.target)
+        target = parse_target(args.target) if args.target else profile.uac.listen
         lhost, _, lport = args.listen.rpartition(":")
         if not lhost or not lport.isdigit() or int(lport) > 65535:
             raise UsageError(f"--listen: expected HOST:PORT, got {args.listen!r}")

@@ -1,5 +1,294 @@
-"""stub."""
+"""The UAC pack: the target places calls to the tester, which judges them.
 
-from sipload.conformance.model import Case
+The tester listens on the profile's ``uac.listen`` and takes, for each case,
+the next INVITE of a call it has not seen (waiting at most ``uac.wait``).
+Requests of calls already judged are answered so the target is not left
+hanging (BYE and CANCEL get 200).  After judging, a case lets the call finish
+normally where it can (200, ACK, the target's BYE answered 200), so a target
+that places a fixed number of calls counts them as successes.
 
-CASES: list[Case] = []
+Responses go back to the address the request came from.  While the pack runs,
+every message goes to the probe's inbox (:attr:`Probe.divert_all`): the
+tester's UA must not answer the target's INVITEs by itself.
+"""
+
+from __future__ import annotations
+
+from sipload.conformance.judge import expected_intervals, judge_schedule
+from sipload.conformance.model import Case, Outcome, failed, inconclusive, passed
+from sipload.conformance.probe import Incoming, Probe
+from sipload.conformance.profile import Profile
+from sipload.sip import sdp
+from sipload.sip.build import make_response
+from sipload.sip.errors import ParseError
+from sipload.sip.message import Request, Response
+
+
+def _contact(profile: Profile) -> str:
+    host, port = profile.uac.listen
+    return f"<sip:conformance@{host}:{port}>"
+
+
+def _tidy(probe: Probe, got: Incoming) -> None:
+    """Answer a request of a call no case is judging (rule: leave nothing hanging)."""
+    req = got.msg
+    if isinstance(req, Request) and req.method in ("BYE", "CANCEL", "OPTIONS", "INFO"):
+        probe.send(make_response(req, 200), got.peer)
+
+
+async def next_invite(probe: Probe, profile: Profile) -> Incoming | None:
+    """The next INVITE of a new call (None after ``uac.wait`` seconds)."""
+    probe.divert_all = True
+    deadline = probe.now() + profile.uac.wait
+    while True:
+        left = deadline - probe.now()
+        if left <= 0:
+            return None
+        got = await probe.expect(lambda m: isinstance(m, Request), left)
+        if got is None:
+            return None
+        req = got.msg
+        assert isinstance(req, Request)
+        try:
+            call_id = req.call_id
+            new = req.method == "INVITE" and req.to_tag is None
+        except ParseError:
+            continue
+        if new and call_id not in probe.seen_calls:
+            probe.seen_calls.add(call_id)
+            return got
+        _tidy(probe, got)
+
+
+def respond(probe: Probe, profile: Profile, got: Incoming, status: int, tag: str) -> Response:
+    req = got.msg
+    assert isinstance(req, Request)
+    resp = make_response(req, status, to_tag=tag)
+    if 100 < status < 300:
+        resp.copy_headers_from(req, "record-route")
+        resp.add_header("Contact", _contact(profile))
+    if 200 <= status < 300:
+        offer = sdp.build_audio_offer(profile.uac.listen[0], 6004, session_id=4)
+        if req.body:
+            try:
+                offer = sdp.build_answer(sdp.parse_sdp(req.body), address=profile.uac.listen[0],
+                                         port=6004, session_id=4)
+            except sdp.SdpError:
+                pass
+        resp.set_body(offer.to_bytes(), "application/sdp")
+    probe.send(resp, got.peer)
+    return resp
+
+
+async def _ack(probe: Probe, profile: Profile, call_id: str) -> Incoming | None:
+    return await probe.expect(lambda m: isinstance(m, Request) and m.method == "ACK"
+                              and m.call_id == call_id, profile.response_timeout)
+
+
+async def serve(probe: Probe, profile: Profile, got: Incoming, tag: str) -> Incoming | None:
+    """Answer 100, 180 then 200, take the ACK and answer the BYE; returns the ACK."""
+    invite = got.msg
+    assert isinstance(invite, Request)
+    probe.send(make_response(invite, 100), got.peer)
+    respond(probe, profile, got, 180, tag)
+    respond(probe, profile, got, 200, tag)
+    ack = await _ack(probe, profile, invite.call_id)
+    bye = await probe.expect(lambda m: isinstance(m, Request) and m.method == "BYE"
+                             and m.call_id == invite.call_id, min(profile.uac.wait, 10.0))
+    if bye is not None:
+        _tidy(probe, bye)
+    return ack
+
+
+def invite_problems(req: Request) -> list[str]:
+    out: list[str] = []
+    try:
+        via = req.via
+        if not via.rfc3261_branch:
+            out.append(f"branch {via.branch!r} lacks the magic cookie z9hG4bK (§8.1.1.7)")
+        if req.max_forwards is None:
+            out.append("no Max-Forwards (§8.1.1.6: MUST)")
+        contacts = req.contacts or []
+        if len(contacts) != 1:
+            out.append(f"{len(contacts)} Contact values, not exactly one (§8.1.1.8)")
+        elif contacts[0].uri.scheme not in ("sip", "sips"):
+            out.append(f"Contact scheme {contacts[0].uri.scheme}, not sip/sips (§8.1.1.8)")
+        cseq = req.cseq
+        if cseq.method != "INVITE":
+            out.append(f"CSeq method {cseq.method} (§8.1.1.5)")
+        if cseq.seq >= 2 ** 31:
+            out.append(f"CSeq number {cseq.seq} not below 2**31 (§8.1.1.5)")
+        if not req.from_tag:
+            out.append("From without a tag (§8.1.1.3)")
+        if req.to_tag:
+            out.append("To with a tag in an initial request (§8.1.1.2)")
+        _ = req.call_id
+    except ParseError as e:
+        out.append(f"unparsable header: {e.reason}")
+    return out
+
+
+async def well_formed(probe: Probe, profile: Profile) -> Outcome:
+    got = await next_invite(probe, profile)
+    if got is None:
+        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
+    invite = got.msg
+    assert isinstance(invite, Request)
+    problems = invite_problems(invite)
+    await serve(probe, profile, got, probe.tag())
+    if problems:
+        return failed("; ".join(problems))
+    return passed(f"branch {invite.via.branch}, Max-Forwards {invite.max_forwards}, one SIP "
+                  f"Contact, CSeq {invite.cseq.seq} INVITE, From tag, no To tag")
+
+
+async def timer_a(probe: Probe, profile: Profile) -> Outcome:
+    got = await next_invite(probe, profile)
+    if got is None:
+        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
+    invite = got.msg
+    assert isinstance(invite, Request)
+    if got.peer[0] != "udp":
+        await serve(probe, profile, got, probe.tag())
+        return inconclusive("Timer A applies to unreliable transports only")
+    expected = expected_intervals(profile.t1, None, 3)
+    times = [got.at]
+    for e in expected:
+        again = await probe.expect(
+            lambda m: isinstance(m, Request) and m.method == "INVITE"
+            and m.call_id == invite.call_id and m.via.branch == invite.via.branch,
+            e * 1.6 + 0.2)
+        if again is None:
+            break
+        times.append(again.at)
+    await serve(probe, profile, got, probe.tag())
+    ok, table = judge_schedule(times, expected)
+    if len(times) == 1:
+        return failed(f"the unanswered INVITE was not retransmitted within "
+                      f"{expected[0] * 1.6 + 0.2:.2f} s (§17.1.1.2 Timer A)")
+    if len(times) < 4:
+        return failed(f"only {len(times) - 1} retransmissions of the unanswered INVITE: {table}")
+    if not ok:
+        return failed(f"INVITE retransmissions off the Timer A schedule (T1 = "
+                      f"{profile.t1 * 1000:.0f} ms, doubling): {table}")
+    return passed(f"retransmitted on the Timer A schedule: {table}")
+
+
+async def ack_non2xx(probe: Probe, profile: Profile) -> Outcome:
+    got = await next_invite(probe, profile)
+    if got is None:
+        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
+    invite = got.msg
+    assert isinstance(invite, Request)
+    tag = probe.tag()
+    respond(probe, profile, got, 486, tag)
+    ack = await _ack(probe, profile, invite.call_id)
+    if ack is None:
+        return failed(f"no ACK for the 486 within {profile.response_timeout:g} s (§17.1.1.3)")
+    req = ack.msg
+    assert isinstance(req, Request)
+    problems: list[str] = []
+    try:
+        if req.via.branch != invite.via.branch:
+            problems.append("its branch is not the INVITE's (the ACK for a non-2xx is part "
+                            "of the INVITE transaction)")
+        if req.cseq.seq != invite.cseq.seq or req.cseq.method != "ACK":
+            problems.append(f"CSeq '{req.cseq.seq} {req.cseq.method}', not "
+                            f"'{invite.cseq.seq} ACK'")
+        if req.uri_text != invite.uri_text:
+            problems.append(f"Request-URI {req.uri_text!r} is not the INVITE's")
+        if req.to_tag != tag:
+            problems.append("To does not carry the 486's tag")
+        if req.from_tag != invite.from_tag:
+            problems.append("From is not the INVITE's")
+    except ParseError as e:
+        problems.append(f"unparsable ACK: {e.reason}")
+    if problems:
+        return failed("ACK for the 486: " + "; ".join(problems) + " (§17.1.1.3)")
+    return passed("ACK for the 486 in the INVITE's transaction, with the 486's To tag")
+
+
+async def ack_2xx(probe: Probe, profile: Profile) -> Outcome:
+    got = await next_invite(probe, profile)
+    if got is None:
+        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
+    invite = got.msg
+    assert isinstance(invite, Request)
+    tag = probe.tag()
+    ack = await serve(probe, profile, got, tag)
+    if ack is None:
+        return failed(f"no ACK for the 200 within {profile.response_timeout:g} s (§13.2.2.4)")
+    req = ack.msg
+    assert isinstance(req, Request)
+    problems: list[str] = []
+    try:
+        if req.via.branch == invite.via.branch:
+            problems.append("it reuses the INVITE's branch (the ACK for a 2xx is a new "
+                            "transaction, §17.1.1.3)")
+        if req.cseq.seq != invite.cseq.seq or req.cseq.method != "ACK":
+            problems.append(f"CSeq '{req.cseq.seq} {req.cseq.method}', not "
+                            f"'{invite.cseq.seq} ACK'")
+        if req.to_tag != tag:
+            problems.append("To does not carry the 200's tag")
+        ours = _contact(profile).strip("<>")
+        if req.uri_text != ours and not invite.has("record-route"):
+            problems.append(f"Request-URI {req.uri_text!r} is not our Contact {ours} "
+                            "(§12.2.1.1: the remote target)")
+    except ParseError as e:
+        problems.append(f"unparsable ACK: {e.reason}")
+    if problems:
+        return failed("ACK for the 200: " + "; ".join(problems) + " (§13.2.2.4)")
+    return passed("ACK for the 200 in the dialog: new branch, the INVITE's CSeq number, "
+                  "sent to our Contact")
+
+
+async def cancel(probe: Probe, profile: Profile) -> Outcome:
+    got = await next_invite(probe, profile)
+    if got is None:
+        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
+    invite = got.msg
+    assert isinstance(invite, Request)
+    tag = probe.tag()
+    respond(probe, profile, got, 180, tag)
+    c = await probe.expect(lambda m: isinstance(m, Request) and m.method == "CANCEL"
+                           and m.call_id == invite.call_id, profile.uac.wait)
+    if c is None:
+        await serve(probe, profile, got, tag)
+        return inconclusive("the target did not CANCEL while ringing")
+    req = c.msg
+    assert isinstance(req, Request)
+    probe.send(make_response(req, 200), c.peer)
+    respond(probe, profile, got, 487, tag)
+    ack = await _ack(probe, profile, invite.call_id)
+    problems: list[str] = []
+    try:
+        if req.uri_text != invite.uri_text:
+            problems.append("Request-URI differs from the INVITE's")
+        if req.via.branch != invite.via.branch:
+            problems.append("branch differs from the INVITE's")
+        if req.cseq.seq != invite.cseq.seq:
+            problems.append(f"CSeq number {req.cseq.seq}, not the INVITE's {invite.cseq.seq}")
+        if req.get("to") != invite.get("to") or req.get("from") != invite.get("from"):
+            problems.append("To or From differs from the INVITE's")
+    except ParseError as e:
+        problems.append(f"unparsable CANCEL: {e.reason}")
+    if problems:
+        return failed("CANCEL: " + "; ".join(problems) + " (§9.1)")
+    if ack is None:
+        return failed("no ACK for the 487 after the CANCEL (§17.1.1.3)")
+    return passed("CANCEL matches the INVITE (URI, branch, CSeq, To, From); 487 ACKed")
+
+
+CASES = [
+    Case("UAC-INV-001", "3261", "8.1.1", "the target's INVITE is well formed: magic-cookie "
+         "branch, Max-Forwards, one SIP Contact, CSeq, From tag", "uac", ("role:uac",),
+         well_formed),
+    Case("UAC-INV-002", "3261", "17.1.1.2", "an unanswered INVITE is retransmitted at T1, "
+         "2*T1, 4*T1 (Timer A, UDP)", "uac", ("role:uac",), timer_a),
+    Case("UAC-INV-003", "3261", "17.1.1.3", "a non-2xx final response (486) is ACKed in the "
+         "INVITE's transaction", "uac", ("role:uac",), ack_non2xx),
+    Case("UAC-INV-004", "3261", "13.2.2.4", "the 2xx is ACKed in the dialog, as a new "
+         "transaction", "uac", ("role:uac",), ack_2xx),
+    Case("UAC-INV-005", "3261", "9.1", "a CANCEL while ringing matches the INVITE, and the "
+         "487 is ACKed (profile uac.cancels)", "uac", ("role:uac", "set:uac.cancels"), cancel),
+]

@@ -222,6 +222,7 @@ class Probe:
         self.local: tuple[str, int] = (rt.address[1], rt.address[2])
         self.ids = IdGenerator(f"cf{secrets.token_hex(3)}x", domain="conformance.sipload")
         self.alive_method = "OPTIONS"
+        self.seen_calls: set[str] = set()  #: Call-IDs of the target's calls already taken
         self.rng = random.Random()
 
     @classmethod

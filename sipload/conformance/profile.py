@@ -75,6 +75,7 @@ class ProxySettings:
 class UacSettings:
     listen: tuple[str, int] = ("127.0.0.1", 5090)  #: where the target's calls arrive
     wait: float = 20.0  #: seconds to wait for each call of the target
+    cancels: bool = False  #: the target hangs up while ringing (CANCEL case)
 
 
 @dataclass(slots=True)
@@ -310,11 +311,13 @@ def _sections(w: _Walker, top: dict[str, tuple[yaml.Node, yaml.Node]], p: Profil
         if "callee" in s:
             p.proxy.callee = w.hostport(s["callee"][1], "proxy.callee")
     if "uac" in top:
-        s = w.mapping(top["uac"][1], ("listen", "wait"), "uac")
+        s = w.mapping(top["uac"][1], ("listen", "wait", "cancels"), "uac")
         if "listen" in s:
             p.uac.listen = w.hostport(s["listen"][1], "uac.listen")
         if "wait" in s:
             p.uac.wait = w.duration(s["wait"][1], "uac.wait")
+        if "cancels" in s:
+            p.uac.cancels = w.boolean(s["cancels"][1], "uac.cancels")
 
 
 def profile_summary(p: Profile) -> dict[str, Any]:
