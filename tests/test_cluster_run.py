@@ -224,7 +224,7 @@ def test_accounting_end_to_end(runs: Callable[..., Run]) -> None:
 
 
 def test_worker_killed_mid_run(runs: Callable[..., Run]) -> None:
-    run = runs(BASIC, "--duration", "8s", "--rate", 100, "--workers", 2, "--quiet")
+    run = runs(BASIC, "--calls", 800, "--rate", 100, "--workers", 2, "--quiet")
     run.wait_event("go", 30)
     run.wait_calls(1, 60, 15)  # worker 1 has been running for a while
     pids = worker_pids(run)
@@ -250,10 +250,18 @@ def test_worker_killed_mid_run(runs: Callable[..., Run]) -> None:
     end = next(e for e in events if e["event"] == "run_end")
     assert end["lost_workers"] == 1 and end["lost_with_worker"] == ev["calls_lost"]
     assert not end["ended"]
-    # the survivor finished and took over the lost worker's rate (50/s on its own)
+    # the survivor finished, with the calls the lost worker had not started: every
+    # one of the 800 calls is accounted for, and the calls it took over have numbers
+    # of their own (above the run's 0..799, none reused)
     done = [e for e in events if e["event"] == "worker_done"]
     assert [d["worker"] for d in done] == [0]
-    assert len(rows[0]) == done[0]["records"] > 50 * 8 * 1.1, (len(rows[0]), done)
+    assert calls["attempted"] == 800, calls
+    assert len(rows[0]) == done[0]["records"] == 400 + (400 - ev["started"]), (done, ev)
+    own = sorted(r["call_number"] for r in rows[0] if r["call_number"] < 400)
+    assert own == list(range(400))
+    taken = sorted(r["call_number"] for r in rows[0] if r["call_number"] >= 400)
+    assert taken == list(range(800, 800 + 400 - ev["started"]))  # extra_numbers(800, 0)
+    assert all(400 <= r["call_number"] < 800 for r in rows[1])
 
 
 @pytest.mark.parametrize("group", [True, False], ids=["terminal", "coordinator-only"])
