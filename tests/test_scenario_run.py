@@ -19,3 +19,19 @@ def test_basic_call_scenario_against_its_uas() -> None:
     assert rec.marks["call"] >= 0.1
     labels = [m[2] for m in rec.messages]
     assert labels[0] == "INVITE" and "ACK" in labels and "200 BYE" in labels
+
+
+def test_records_count_the_calls_retransmissions() -> None:
+    sp = ScenarioPair(program("basic_call.yaml"), program("basic_call_uas.yaml"))
+    dropped: list[bytes] = []
+
+    def drop_first_invite(data: bytes) -> bool:
+        if data.startswith(b"INVITE") and not dropped:
+            dropped.append(data)
+            return True
+        return False
+
+    sp.pair.drop_to_bob = drop_first_invite
+    sp.run(calls=1)
+    assert [r.result for r in sp.records] == [Result.SUCCESS]
+    assert sp.records[0].retransmissions == 1  # the INVITE, once, after T1

@@ -64,6 +64,7 @@ class Leg:
     last_method: str = ""
     last: Message | None = None  #: the last message received on this leg
     released: bool = False
+    retransmissions: int = 0  #: the UA's count for this leg's call, as last reported
     release_reason: str = ""
     local_sdp: sdp.SessionDescription | None = None
     remote_sdp: bytes = b""

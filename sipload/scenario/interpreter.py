@@ -381,6 +381,9 @@ class Runner(Sending):
         leg = inst.leg(leg_name)
         rec = inst.record
         etype = ev.type
+        if ev.retransmissions > leg.retransmissions:
+            rec.retransmissions += ev.retransmissions - leg.retransmissions
+            leg.retransmissions = ev.retransmissions
         if etype == E.CALL_RELEASED:
             if ev.cid == leg.cid:
                 self._released(inst, leg, ev.reason, now)

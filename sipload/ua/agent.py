@@ -606,10 +606,14 @@ class UserAgent:
               rid: int = 0, request: Request | None = None, response: Response | None = None,
               reason: str = "") -> None:
         ref = None
+        retrans = 0
         if cid:
             call = self._calls.get(cid)
-            ref = call.reference if call is not None else None
-        self._events.append(Event(etype, now, cid, did, tid, rid, ref, request, response, reason))
+            if call is not None:
+                ref = call.reference
+                retrans = call.retransmissions
+        self._events.append(Event(etype, now, cid, did, tid, rid, ref, request, response, reason,
+                                  retrans))
 
     # ================================================================ accessors that raise
 

@@ -65,6 +65,7 @@ class Event:
     request: Request | None = None  #: the request concerned
     response: Response | None = None  #: the response concerned
     reason: str = ""  #: for failures: why, in words (timer, transport, auth ...)
+    retransmissions: int = 0  #: messages of this call the UA has retransmitted so far
 
     @property
     def status(self) -> int:
