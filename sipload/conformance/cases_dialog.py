@@ -132,7 +132,8 @@ async def _reliable_provisional(probe: Probe, profile: Profile
     req = probe.request("INVITE", _uri(profile))
     req.add_header("Supported", "100rel")
     req.add_header("Require", "100rel")
-    req.set_body(sdp.build_audio_offer(probe.local[0], 6000, session_id=1).to_bytes(), "application/sdp")
+    offer = sdp.build_audio_offer(probe.local[0], 6000, session_id=1)
+    req.set_body(offer.to_bytes(), "application/sdp")
     ex = await probe.transact(req, timeout=profile.response_timeout + 4, until_provisional=True)
     prov: Response | None = None
     at = 0.0

@@ -153,13 +153,13 @@ def _case_for(entry: dict[str, Any]) -> Case:
                 await probe.finish(req, Exchange(req, sent, final, final_at))
         uri = profile.uri(profile.uas.uri)
         alive = await probe.alive(uri, timeout=max(profile.response_timeout, 2.0))
-        answer = f"{final.status} {final.reason}" if final is not None else "no answer"
+        said = f"{final.status} {final.reason}" if final is not None else "no answer"
         if not alive:
-            return failed(f"the target stopped answering after this message ({answer})")
+            return failed(f"the target stopped answering after this message ({said})")
         status = final.status if final is not None else None
         if not expectation.allows(status):
-            return failed(f"answered {answer}; RFC 4475 expects {expectation.text}")
-        return passed(f"{answer} (expected {expectation.text}); still alive")
+            return failed(f"answered {said}; RFC 4475 expects {expectation.text}")
+        return passed(f"{said} (expected {expectation.text}); still alive")
 
     what = str(entry.get("what", ""))
     if len(what) > 110:

@@ -76,11 +76,19 @@ async def trying(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def response_fields(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 8)
-    await probe.finish(ex.request, ex)
+    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 2)
+    call_id = ex.request.call_id
     responses = [r for _, r in ex.provisionals]
     if ex.final is not None:
         responses.append(ex.final)
+    while True:  # responses of the call that did not match the transaction (a wrong CSeq)
+        stray = await probe.expect(
+            lambda m: isinstance(m, Response) and m.call_id == call_id, 0.0)
+        if stray is None:
+            break
+        assert isinstance(stray.msg, Response)
+        responses.append(stray.msg)
+    await probe.finish(ex.request, ex)
     if not responses:
         return failed("no response to the INVITE")
     problems: list[str] = []
@@ -89,10 +97,12 @@ async def response_fields(probe: Probe, profile: Profile) -> Outcome:
         problems += [f"{r.status}: {p}" for p in echo_problems(ex.request, r)]
     if ex.final is not None and 200 <= ex.status < 300 and not ex.final.has("contact"):
         problems.append(f"{ex.status} without Contact (§12.1.1: MUST)")
+    if not any(r.status >= 200 for r in responses):
+        problems.append("no final response")
     if len(tags) > 1:
         problems.append(f"the responses carry {len(tags)} different To tags")
     if problems:
-        return failed("; ".join(problems))
+        return failed("; ".join(dict.fromkeys(problems)))
     got = " ".join(str(r.status) for r in responses)
     return passed(f"every response ({got}) copies Via, From, To, Call-ID and CSeq"
                   + (" and the 2xx has a Contact" if 200 <= ex.status < 300 else ""))
@@ -121,6 +131,9 @@ async def cancel(probe: Probe, profile: Profile) -> Outcome:
     final = ex.final
     probe.ack(invite, final)
     ack_at = probe.now()
+    if cex.final is None:
+        await probe.finish(invite, Exchange(invite, ex.sent_at, final, ex.final_at))
+        return failed(f"no answer to the CANCEL (§9.2: 200), and the INVITE ended {final.status}")
     if 200 <= final.status < 300:
         dialog_ex = Exchange(invite, ex.sent_at, final, ex.final_at)
         await probe.finish(invite, dialog_ex)
@@ -176,6 +189,9 @@ async def ok_retransmission(probe: Probe, profile: Profile) -> Outcome:
     if not ok:
         return failed(f"2xx retransmission intervals off the T1-doubling-to-T2 schedule "
                       f"(T1={profile.t1 * 1000:.0f} ms, T2={profile.t2:g} s): {table}")
+    if dialog is None:
+        return inconclusive(f"retransmitted on schedule ({table}), but the 2xx cannot be "
+                            "ACKed (no To tag or Contact): whether an ACK stops it is unknown")
     if late is not None and late.at - ack_at > 0.1:
         return failed(f"the 2xx was still retransmitted {late.at - ack_at:.2f} s after the ACK"
                       f" ({table})")

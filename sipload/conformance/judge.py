@@ -6,6 +6,7 @@ is wrong with it (a reason string) or returns None when it is right.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from sipload.sip.digest import DigestError, is_supported_algorithm, parse_challenges
@@ -46,7 +47,7 @@ def within(measured: float, expected: float) -> bool:
 
 def judge_schedule(times: Sequence[float], expected: Sequence[float]) -> tuple[bool, str]:
     """Compare the gaps between ``times`` with ``expected``; (ok, table in words)."""
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     parts = []
     ok = True
     for i, (g, e) in enumerate(zip(gaps, expected, strict=False)):

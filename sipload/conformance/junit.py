@@ -71,11 +71,11 @@ def build_junit(results: Sequence[CaseResult], suite_name: str = "sipload-confor
                 out.text = _clean(f"{reason}\n{_ladder_text(r)}")
             time_total += r.duration
         suite.set("time", f"{sum(r.duration for r in mine):.3f}")
-        for key, value in n.items():
-            suite.set(key, str(value))
-            total[key] += value
-    for key, value in total.items():
-        root.set(key, str(value))
+        for key, count in n.items():
+            suite.set(key, str(count))
+            total[key] += count
+    for key, count in total.items():
+        root.set(key, str(count))
     root.set("time", f"{time_total:.3f}")
     return root
 
