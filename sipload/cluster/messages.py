@@ -10,7 +10,7 @@ Coordinator → worker: Welcome, Go, SetShare, Stop, Ack, Bye.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -147,8 +147,14 @@ _CHECKS: dict[str, dict[str, tuple[type, ...]]] = {
 }
 
 
+_ORDER: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in _TYPES.values()}
+
+
 def encode(msg: Message) -> bytes:
-    data = asdict(msg)
+    # a shallow map: field values are plain msgpack types already (dataclasses.asdict
+    # would deep-copy every record of a batch: 30x slower, a stall in the worker's loop)
+    data = {name: getattr(msg, name) for name in _ORDER[type(msg)]}
     data["type"] = type(msg).__name__
     out = msgpack.packb(data, use_bin_type=True)
     assert isinstance(out, bytes)
