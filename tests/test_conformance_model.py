@@ -156,7 +156,8 @@ def test_schedule_judging() -> None:
     assert expected_intervals(0.5, 4.0, 5) == [0.5, 1.0, 2.0, 4.0, 4.0]
     assert expected_intervals(0.5, None, 4) == [0.5, 1.0, 2.0, 4.0]
     assert intervals_to_observe(0.5, 4.0) == 4
-    assert intervals_to_observe(0.1, 0.4) > 4
+    assert intervals_to_observe(0.1, 0.4) == 4  # 100, 200, 400, 400 ms
+    assert intervals_to_observe(0.5, 4.0, horizon=100) == 5
     ok, table = judge_schedule([0.0, 0.51, 1.5, 3.52], [0.5, 1.0, 2.0])
     assert ok, table
     ok, table = judge_schedule([0.0, 0.5, 1.0, 1.5], [0.5, 1.0, 2.0])

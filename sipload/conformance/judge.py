@@ -31,13 +31,16 @@ def expected_intervals(t1: float, t2: float | None, count: int) -> list[float]:
 
 def intervals_to_observe(t1: float, t2: float | None, horizon: float = 10.0,
                          least: int = 3) -> int:
-    """How many intervals fit in ``horizon`` seconds (at least ``least``)."""
-    total, n = 0.0, 0
-    for e in expected_intervals(t1, t2, 32):
-        if total + e > horizon and n >= least:
+    """How many intervals to watch: up to two at the T2 cap, within ``horizon`` seconds
+    (and 64*T1, when the sender gives up), but at least ``least``."""
+    horizon = min(horizon, 0.75 * 64 * t1)
+    total, n, capped = 0.0, 0, 0
+    for e in expected_intervals(t1, t2, 64):
+        if n >= least and (total + e > horizon or capped >= 2):
             break
         total += e
         n += 1
+        capped += t2 is not None and e >= t2
     return n
 
 
