@@ -173,3 +173,34 @@ def test_stream_transport(transport: str) -> None:
     assert [(r.case.id, r.verdict.value) for r in results] == [
         ("UAS-CALL-001", "pass"), ("UAS-REQ-003", "pass"), ("UAS-BYE-001", "pass")], [
         r.reason for r in results]
+
+
+def test_tls_transport(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sipload.transport.tls import server_context
+    from tests.test_transport import _cert, _write
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write(tmp_path / "self", _cert("localhost", key, "localhost", key, ca=False), key)
+    crt, pem = str(tmp_path / "self.crt"), str(tmp_path / "self.key")
+    profile = load_profile_text(PROFILE, "test-profile")
+    cases = select(all_cases(), only=["UAS-CALL-001", "UAS-REQ-004"])
+
+    async def main() -> list[CaseResult]:
+        engine = Engine(EngineConfig(program=None, local_port=0, transport="tls",
+                                     tls_server=server_context(crt, pem), tls_insecure=True))
+        _, port = await engine.start()
+        task = asyncio.create_task(engine.run())
+        try:
+            profile.target = ("127.0.0.1", port)
+            return await run(cases, profile, RunSetup(
+                ("tls", "127.0.0.1", port), tls_insecure=True,
+                tls_server=server_context(crt, pem)))
+        finally:
+            engine.abort()
+            await asyncio.wait_for(task, 10)
+
+    results = asyncio.run(asyncio.wait_for(main(), 60))
+    assert [(r.case.id, r.verdict.value) for r in results] == [
+        ("UAS-CALL-001", "pass"), ("UAS-REQ-004", "pass")], [r.reason for r in results]

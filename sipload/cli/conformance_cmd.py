@@ -8,7 +8,6 @@ usage or profile error; 3 the target did not answer the reachability probe
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import Any
@@ -47,6 +46,8 @@ def register(sub: Any) -> None:
     p.add_argument("--listen", default="127.0.0.1:0",
                    help="the tester's own HOST:PORT (default 127.0.0.1, any port)")
     p.add_argument("--out", help="run directory (default reports/<timestamp>-conformance)")
+    p.add_argument("--cert", help="the tester's TLS certificate (PEM), for --transport tls")
+    p.add_argument("--key", help="the tester's TLS private key (PEM)")
     p.add_argument("--tls-insecure", action="store_true",
                    help="do not verify the target's TLS certificate")
     p.add_argument("--list", action="store_true",
@@ -86,6 +87,15 @@ def main(args: argparse.Namespace) -> int:
     profile.target = target
     transport = args.transport or profile.transport
     profile.transport = transport
+    tls_server = None
+    if transport == "tls":
+        if not args.cert:
+            print("sipload conformance: --transport tls needs --cert (and --key): the tester "
+                  "listens for TLS too", file=sys.stderr)
+            return 2
+        from sipload.transport.tls import server_context
+
+        tls_server = server_context(args.cert, args.key)
     packs = args.pack or ([] if args.only else default_packs(profile))
     cases = select(all_cases(), packs=packs, only=args.only, slow=args.slow or profile.slow)
     if not cases:
@@ -106,7 +116,8 @@ def main(args: argparse.Namespace) -> int:
     loop = new_event_loop()
     try:
         results = loop.run_until_complete(
-            run(cases, profile, RunSetup((transport, *target), listen, args.tls_insecure), show))
+            run(cases, profile, RunSetup((transport, *target), listen, args.tls_insecure,
+                                         tls_server), show))
     except Unreachable as e:
         print(f"sipload conformance: target unreachable: {e}", file=sys.stderr)
         return 3

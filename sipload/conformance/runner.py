@@ -21,6 +21,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -112,6 +113,7 @@ class RunSetup:
     target: Peer
     listen: tuple[str, int] = ("127.0.0.1", 0)
     tls_insecure: bool = False
+    tls_server: ssl.SSLContext | None = None  #: the tester's own TLS server context
 
 
 async def check_reachable(probe: Probe, profile: Profile) -> str:
@@ -180,7 +182,8 @@ async def run(cases: list[Case], profile: Profile, setup: RunSetup,
     needs_uac = any(c.pack == "uac" and missing_requirement(c, profile) is None for c in cases)
     if needs_uac and listen[1] == 0 and profile.roles == ("uac",):
         listen = uac_listen  # the target calls the tester's only socket
-    probe = await Probe.open(setup.target, listen=listen, tls_insecure=setup.tls_insecure)
+    probe = await Probe.open(setup.target, listen=listen, tls_insecure=setup.tls_insecure,
+                             tls_server=setup.tls_server)
     results: list[CaseResult] = []
     try:
         if needs_uac and probe.local != uac_listen:
