@@ -208,3 +208,13 @@ def test_cli_exit_1_when_a_case_fails(tmp_path: Path) -> None:
                          "--quiet"])
     assert code == 1
     assert "<failure" in (tmp_path / "o" / "junit.xml").read_text()
+
+
+def test_cancel_against_a_well_behaved_ringing_target() -> None:
+    # tests/sipp/uas_ring_cancel.xml rings, answers the CANCEL 200 and the INVITE 487:
+    # the counterpart of conf_ignore_cancel.xml
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, scenario_file="uas_ring_cancel.xml", limit=60):
+        results = _run(BAD, port, ids=["UAS-INV-003"])
+    assert _verdicts(results) == {"UAS-INV-003": "pass"}, _why(results)
