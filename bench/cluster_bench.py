@@ -1,0 +1,978 @@
+"""``sipload run`` (coordinator + workers) against SIPp, in one command.
+
+Run from the repository root (SIPp installed: Debian package ``sip-tester``; Kamailio
+for the proxy phase: ``kamailio``)::
+
+    python3 bench/cluster_bench.py            # table (about 12 minutes)
+    python3 bench/cluster_bench.py --quick    # smaller steps and budgets (about 4 minutes)
+    python3 bench/cluster_bench.py --json     # the same figures as JSON
+    python3 bench/cluster_bench.py --only load,search   # some phases only
+
+Everything runs on 127.0.0.1 over UDP.  The calls are basic calls with no pause
+(INVITE/100/180/200/ACK/BYE/200; the scenario is written to a temporary folder,
+the same as ``bench/basic_call_nopause.yaml``).  Phases:
+
+1. **load** -- same load, one ``sipp -sn uas -buff_size 4194304`` answering every
+   UAC in turn: ``--calls`` calls at ``--rate`` from ``sipp -sn uac``,
+   ``sipload run --workers 1``, ``sipload run --workers 2`` and, when
+   ``bench/ua_uac.py`` is there, a bare UA process (``--mode ua``) and the
+   scenario engine in one process without the coordinator (``--mode engine``).
+   CPU per completed call three ways: the whole command (user+sys of every
+   process, start-up and, for ``sipload run``, the report included:
+   ``getrusage(RUSAGE_CHILDREN)`` around it), the calling phase (sipload: the
+   workers' in-process CPU from their per-second snapshots, plus the
+   coordinator's from ``/proc/PID/stat`` between its ``go`` and ``run_end``
+   events), and the coordinator's share.  **Coordinator cost** = the calling
+   phase of ``sipload run --workers 1`` minus the engine's alone (same calls,
+   same scenario, one process): what the control channel, record streaming and
+   run-directory writing add per call.
+2. **search** -- highest sustained rate for SIPp's uac, ``sipload run --workers
+   1`` and ``--workers 2``: a step is sustained when every call completes, none
+   fails, nobody retransmits (the UAC's count plus the UAS's, from its
+   ``-trace_stat`` file) and the throughput (completed calls over the time from
+   the first start to the last end) is at least 90% of the rate.  The rate
+   doubles from ``--search-start`` until a step fails, then bisects to within
+   10%, within ``--search-budget`` seconds per UAC.  After a failed step the UAS
+   is given time to stop retransmitting.
+3. **hold** -- long calls one worker holds: ``sipload run --workers 1`` places
+   N calls that pause an hour after the ACK, at ``--hold-rate``, against a fresh
+   ``sipp -sn uas``; with ``--t1 100ms`` the INVITE transactions are gone 64*T1
+   (6.4 s) after the last answer.  Held when all N calls are in progress and
+   none failed.  The worker's RSS (``/proc/PID/status``) at ``go`` and once
+   settled gives KiB per held call; also its CPU and loop lag while holding.
+   N doubles from ``--hold-start`` to ``--hold-max`` (or until a step fails or
+   the RSS would pass a quarter of the free memory).  The run is then aborted
+   (Ctrl-C twice, to its own process group).
+4. **proxy** -- a real proxy's capacity as each tool finds it: Kamailio
+   (``ci/kamailio/proxy.cfg``, ``-m 4096``) in front of ``sipp -sn uas``; the
+   rate search of phase 2 with SIPp's uac, then with ``sipload run --workers
+   --proxy-workers`` in its place (PEERS.md: SIPp finds about 2,300 calls/s).
+   When sipload's first failing step says "generator-limited", sipload ran out
+   before the proxy did.
+
+Figures depend on the machine and on what else runs on it: compare figures from
+the same command only.  The script exits 0 even when a step fails (3 when SIPp is
+missing or a process cannot run).  Every process it starts is ended by its PID or
+its own process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+UA_DRIVER = HERE / "ua_uac.py"
+KAMAILIO_CFG = REPO / "ci" / "kamailio" / "proxy.cfg"
+LOOPBACK = "127.0.0.1"
+BUFF = "4194304"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PEERS_PROXY_RATE = 2300.0
+"""PEERS.md: SIPp uac -> Kamailio -> SIPp uas peaks near 2,300 calls/s."""
+
+NOPAUSE = """\
+# Basic call (UAC) for the benchmark: scenarios/basic_call.yaml without its pause.
+name: basic-call-nopause
+role: uac
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 100
+    optional: true
+  - recv: [180, 183]
+    optional: true
+  - recv: 200
+    timeout: 10s
+  - send: ACK
+  - send: BYE
+  - recv: 200
+"""
+
+HOLD = """\
+# A long call: answered, then held for an hour (the bench aborts it first).
+name: long-call-hold
+role: uac
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 100
+    optional: true
+  - recv: [180, 183]
+    optional: true
+  - recv: 200
+    timeout: 30s
+  - send: ACK
+  - pause: 3600s
+  - send: BYE
+  - recv: 200
+"""
+
+
+# =============================================================================== helpers
+
+
+def note(text: str) -> None:
+    print(f"# {text}", file=sys.stderr, flush=True)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def udp_bound(port: int) -> bool:
+    """True when a socket is bound to UDP ``port`` (read from /proc/net/udp)."""
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for line in lines:
+        f = line.split()
+        if len(f) > 3 and f[3] == "07" and int(f[1].split(":")[1], 16) == port:
+            return True
+    return False
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def proc_cpu(pid: int) -> float | None:
+    """user+sys CPU seconds of a live process (/proc/PID/stat), None once gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    f = text[text.rindex(")") + 2:].split()
+    return (int(f[11]) + int(f[12])) / CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def mem_available_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out
+
+
+def read_stat(path: Path) -> dict[str, str]:
+    """The last line of a SIPp ``-trace_stat`` file as {column: value}."""
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    return dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
+
+
+def stat_int(stat: dict[str, str], key: str) -> int:
+    try:
+        return int(float(stat.get(key, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def stat_time(stat: dict[str, str]) -> float:
+    try:
+        return float(stat.get("CurrentTime", "").split("\t")[-1])
+    except ValueError:
+        return 0.0
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL the process group this script started for ``proc`` (its own session)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+
+
+class SippUas:
+    """``sipp -sn uas`` on 127.0.0.1 with a per-second stat file."""
+
+    def __init__(self, workdir: Path, name: str, limit: float) -> None:
+        self.port = free_udp_port()
+        self.stat = workdir / f"{name}_uas_stat.csv"
+        self.limit = limit
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SippUas:
+        argv = ["timeout", "-k", "5", f"{self.limit:.0f}", "sipp", "-sn", "uas",
+                "-i", LOOPBACK, "-p", str(self.port), "-buff_size", BUFF, "-nostdin",
+                "-cp", str(free_udp_port()), "-trace_stat", "-stf", str(self.stat), "-fd", "1"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        end = time.monotonic() + 10
+        while not udp_bound(self.port):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise RuntimeError(f"sipp -sn uas did not bind port {self.port}")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
+
+    def retransmissions_after(self, t_end: float, wait: float = 2.5) -> int:
+        """The UAS's cumulative retransmissions on a stat line written after ``t_end``."""
+        deadline = time.monotonic() + wait
+        while True:
+            stat = read_stat(self.stat)
+            if stat_time(stat) >= t_end or time.monotonic() > deadline:
+                return stat_int(stat, "Retransmissions(C)")
+            time.sleep(0.1)
+
+    def quiesce(self, max_wait: float) -> None:
+        """Until the UAS stops retransmitting (its counter still for 2 s)."""
+        deadline = time.monotonic() + max_wait
+        last = self.retransmissions_after(time.time())
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            value = self.retransmissions_after(time.time())
+            if value != last:
+                last, since = value, time.monotonic()
+            elif time.monotonic() - since >= 2.0:
+                return
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # timeout passes it on to sipp
+            try:
+                self.proc.wait(8)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc)
+
+    def __enter__(self) -> SippUas:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _options_ok(port: int) -> bool:
+    branch = f"z9hG4bK{time.monotonic_ns()}"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOOPBACK, 0))
+        s.settimeout(0.3)
+        me = s.getsockname()[1]
+        msg = (f"OPTIONS sip:{LOOPBACK}:{port} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {LOOPBACK}:{me};branch={branch};rport\r\n"
+               f"Max-Forwards: 70\r\nFrom: <sip:bench@{LOOPBACK}>;tag=b{me}\r\n"
+               f"To: <sip:{LOOPBACK}:{port}>\r\nCall-ID: {branch}@bench\r\n"
+               f"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+        s.sendto(msg.encode(), (LOOPBACK, port))
+        try:
+            data = s.recv(65535)
+        except OSError:
+            return False
+    return data.startswith(b"SIP/2.0 200")
+
+
+class Kamailio:
+    """Kamailio with ``ci/kamailio/proxy.cfg`` on 127.0.0.1 in front of a UAS."""
+
+    def __init__(self, workdir: Path, uas_port: int, *, shm_mb: int, children: int | None,
+                 limit: float) -> None:
+        self.port = free_udp_port()
+        self.uas_port = uas_port
+        self.shm_mb = shm_mb
+        self.children = children
+        self.limit = limit
+        self.run = workdir / "kamailio-run"
+        self.log = workdir / "kamailio.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Kamailio:
+        binary = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin:/sbin")
+        if binary is None:
+            raise RuntimeError("kamailio not found (Debian package kamailio)")
+        self.run.mkdir(exist_ok=True)
+        argv = ["timeout", "-k", "5", f"{self.limit:.0f}", binary, "-f", str(KAMAILIO_CFG),
+                "-DD", "-E", "-m", str(self.shm_mb), "-M", "16", "-Y", str(self.run),
+                "-A", f"LISTEN_PORT={self.port}", "-A", f"UAS_ADDR={LOOPBACK}:{self.uas_port}"]
+        if self.children:
+            argv += ["-A", f"CHILDREN={self.children}"]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                break
+            if _options_ok(self.port):
+                return self
+            time.sleep(0.1)
+        tail = self.log.read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"kamailio did not answer OPTIONS on {self.port}\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(8)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc)
+
+    def __enter__(self) -> Kamailio:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# =============================================================================== runs
+
+
+@dataclass
+class Run:
+    """One UAC run: what it did and what it cost."""
+
+    who: str
+    calls: int
+    rate: float
+    completed: int = 0
+    failed: int = 0
+    retrans_uac: int = 0
+    retrans_uas: int = 0
+    late: int | None = None
+    throughput: float = 0.0
+    wall_s: float = 0.0
+    cpu_total_s: float = 0.0  #: every process of the command, start-up (and report) included
+    cpu_loop_s: float | None = None  #: the calling phase only (in-process figures)
+    cpu_coord_s: float | None = None  #: sipload run: the coordinator's calling phase
+    generator_limited: bool | None = None
+    loop_lag_max_ms: float | None = None
+    ok_exit: bool = True
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def retransmissions(self) -> int:
+        return self.retrans_uac + self.retrans_uas
+
+    def per_call(self, seconds: float | None) -> float | None:
+        return None if seconds is None else 1e6 * seconds / max(self.completed, 1)
+
+    def sustained(self) -> bool:
+        return (self.ok_exit and self.failed == 0 and self.completed == self.calls
+                and self.retransmissions == 0 and self.throughput >= 0.9 * self.rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(retransmissions=self.retransmissions, sustained=self.sustained(),
+                 us_per_call_total=self.per_call(self.cpu_total_s),
+                 us_per_call_loop=self.per_call(self.cpu_loop_s),
+                 us_per_call_coordinator=self.per_call(self.cpu_coord_s))
+        return d
+
+
+def run_sipp_uac(target: str, uas: SippUas, workdir: Path, calls: int, rate: float) -> Run:
+    stat = workdir / f"uac_{time.monotonic_ns()}.csv"
+    limit = calls / rate + 60
+    argv = ["timeout", "-k", "5", f"{limit:.0f}", "sipp", "-sn", "uac", target,
+            "-i", LOOPBACK, "-p", str(free_udp_port()), "-cp", str(free_udp_port()),
+            "-m", str(calls), "-r", f"{rate:g}", "-buff_size", BUFF, "-nostdin",
+            "-trace_stat", "-stf", str(stat), "-fd", "1"]
+    before = uas.retransmissions_after(0)
+    cpu0 = children_cpu()
+    t0 = time.monotonic()
+    code = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          timeout=limit + 15, check=False).returncode
+    wall = time.monotonic() - t0
+    cpu = children_cpu() - cpu0
+    st = read_stat(stat)
+    run = Run("SIPp uac", calls, rate, completed=stat_int(st, "SuccessfulCall(C)"),
+              failed=stat_int(st, "FailedCall(C)"),
+              retrans_uac=stat_int(st, "Retransmissions(C)"),
+              throughput=float(st.get("CallRate(C)", "0") or 0), wall_s=wall,
+              cpu_total_s=cpu, ok_exit=code == 0,
+              reasons={} if code == 0 else {f"sipp exit {code}": 1})
+    run.failed = max(run.failed, calls - run.completed)
+    run.retrans_uas = uas.retransmissions_after(time.time()) - before
+    return run
+
+
+def run_ua_driver(mode: str, uas: SippUas, calls: int, rate: float, scenario: Path) -> Run | None:
+    """``bench/ua_uac.py`` (another bench's driver) when present: None otherwise."""
+    if not UA_DRIVER.exists():
+        return None
+    who = "bare UA process" if mode == "ua" else "engine, no coordinator"
+    argv = [sys.executable, str(UA_DRIVER), "--target", f"{LOOPBACK}:{uas.port}",
+            "--calls", str(calls), "--rate", f"{rate:g}", "--mode", mode]
+    if mode == "engine":
+        argv += ["--scenario", str(scenario)]
+    before = uas.retransmissions_after(0)
+    cpu0 = children_cpu()
+    t0 = time.monotonic()
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=calls / rate + 60,
+                              check=False, cwd=REPO)
+        res = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError, OSError) as e:
+        note(f"{UA_DRIVER.name} --mode {mode} failed: {e}")
+        return None
+    run = Run(who, calls, rate, completed=int(res.get("completed", 0)),
+              failed=int(res.get("failed", 0)), retrans_uac=int(res.get("retransmissions", 0)),
+              late=res.get("late"), throughput=float(res.get("throughput", 0.0) or 0.0),
+              wall_s=time.monotonic() - t0, cpu_total_s=children_cpu() - cpu0,
+              cpu_loop_s=float(res.get("cpu_s", 0.0)), ok_exit=done.returncode == 0,
+              reasons=dict(res.get("reasons") or {}))
+    run.retrans_uas = uas.retransmissions_after(time.time()) - before
+    return run
+
+
+class SiploadRun:
+    """One ``sipload run`` in its own session, watched from outside (see phase 1)."""
+
+    def __init__(self, scenario: Path, target: str, calls: int, rate: float, workers: int,
+                 out: Path, extra: list[str] | None = None) -> None:
+        self.out = out
+        self.calls = calls
+        self.argv = [sys.executable, "-m", "sipload", "run", str(scenario), "--target", target,
+                     "--calls", str(calls), "--rate", f"{rate:g}", "--workers", str(workers),
+                     "--concurrent", str(max(10_000, 2 * calls)), "--out", str(out), "--quiet",
+                     *(extra or [])]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.coord_go: float | None = None
+        self.coord_end: float | None = None
+        self.worker_pids: dict[int, int] = {}
+        self.stopped_early = False
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> SiploadRun:
+        self.proc = subprocess.Popen(self.argv, cwd=REPO, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+        return self
+
+    def events(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.out / "events.jsonl")
+
+    def intervals(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.out / "intervals.jsonl")
+
+    def _watch(self) -> None:
+        """The coordinator's CPU at ``go`` and at ``run_end`` (every 20 ms)."""
+        proc = self.proc
+        assert proc is not None
+        while not self._stop.is_set() and proc.poll() is None:
+            cpu = proc_cpu(proc.pid)
+            evs = {e.get("event") for e in self.events()}
+            if self.coord_go is None and "go" in evs:
+                self.coord_go = cpu
+                for e in self.events():
+                    if e.get("event") == "worker_joined":
+                        self.worker_pids[int(e["worker"])] = int(e["pid"])
+            if "run_end" in evs:
+                self.coord_end = cpu
+                return
+            time.sleep(0.02)
+
+    def wait(self, timeout: float, *, stop_on_trouble: bool = False) -> int:
+        """The exit code; with ``stop_on_trouble``, a failed or retransmitted call in a
+        snapshot aborts the run at once (a rate-search step is lost by then, and its
+        failing calls would otherwise take their full timeouts)."""
+        assert self.proc is not None
+        end = time.monotonic() + timeout
+        while stop_on_trouble and self.proc.poll() is None and time.monotonic() < end:
+            if any(int(x.get("failed", 0)) or int(x.get("retransmissions", 0))
+                   for x in self.intervals()):
+                self.stopped_early = True
+                self.abort()
+                break
+            time.sleep(0.25)
+        try:
+            _, err = self.proc.communicate(timeout=max(1.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill_group(self.proc)
+            self._stop.set()
+            return -1
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(2)
+        if self.proc.returncode not in (0, 1):
+            tail = err.decode(errors="replace")[-500:]
+            note(f"sipload run exited {self.proc.returncode}: {tail}")
+        return self.proc.returncode
+
+    def abort(self, timeout: float = 30.0) -> None:
+        """Ctrl-C twice, to this run's own process group; SIGKILL if it lingers."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+            time.sleep(0.3)
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+        self._stop.set()
+
+
+def worker_loop_cpu(intervals: list[dict[str, Any]]) -> float:
+    """CPU seconds of the workers' calling phase: sum of cpu x interval span."""
+    last: dict[int, float] = {}
+    total = 0.0
+    for s in sorted(intervals, key=lambda s: (int(s.get("worker", 0)), float(s.get("t", 0)))):
+        w, t = int(s.get("worker", 0)), float(s.get("t", 0.0))
+        total += float(s.get("cpu", 0.0)) * max(0.0, t - last.get(w, 0.0))
+        last[w] = t
+    return total
+
+
+def throughput(out: Path) -> float:
+    """Completed calls per second, per worker (its own clock) summed."""
+    try:
+        import pyarrow.compute as pc
+
+        from sipload.stats.rundir import read_calls
+    except ImportError:
+        return 0.0
+    table = read_calls(out)
+    total = 0.0
+    for w in set(table.column("worker").to_pylist()):
+        t = table.filter(pc.equal(table.column("worker"), w))
+        ok = t.filter(pc.equal(t.column("result"), "success"))
+        if ok.num_rows < 2:
+            continue
+        span = pc.max(ok.column("end")).as_py() - pc.min(t.column("actual_start")).as_py()
+        if span > 0:
+            total += ok.num_rows / span
+    return total
+
+
+def run_sipload(workers: int, target: str, uas: SippUas, workdir: Path, calls: int,
+                rate: float, scenario: Path, *, search: bool = False) -> Run:
+    out = workdir / f"run_{workers}w_{time.monotonic_ns()}"
+    who = f"sipload run -w {workers}"
+    before = uas.retransmissions_after(0)
+    cpu0 = children_cpu()
+    t0 = time.monotonic()
+    sr = SiploadRun(scenario, target, calls, rate, workers, out).start()
+    code = sr.wait(calls / rate + 90, stop_on_trouble=search)
+    wall = time.monotonic() - t0
+    cpu = children_cpu() - cpu0
+    run = Run(who, calls, rate, wall_s=wall, cpu_total_s=cpu, ok_exit=code == 0)
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        run.failed = calls
+        run.reasons = {f"sipload run exit {code}": 1}
+        return run
+    c = summary["calls"]
+    run.completed = int(c["succeeded"])
+    run.failed = calls - run.completed
+    run.retrans_uac = int(summary["retransmissions"]["count"])
+    gen = summary.get("generator", {})
+    run.late = int(gen.get("late_starts", 0))
+    run.generator_limited = bool(gen.get("limited"))
+    run.loop_lag_max_ms = gen.get("loop_lag_max_ms")
+    run.reasons = dict(summary.get("failed", {}).get("by_reason", {}))
+    if sr.stopped_early:
+        run.reasons["stopped at the first failure or retransmission"] = 1
+        run.ok_exit = False
+    run.throughput = throughput(out)
+    loop = worker_loop_cpu(sr.intervals())
+    if sr.coord_go is not None and sr.coord_end is not None:
+        run.cpu_coord_s = sr.coord_end - sr.coord_go
+        run.cpu_loop_s = loop + run.cpu_coord_s
+    else:
+        run.cpu_loop_s = loop
+    run.retrans_uas = uas.retransmissions_after(time.time()) - before
+    shutil.rmtree(out, ignore_errors=True)
+    return run
+
+
+# =============================================================================== phases
+
+
+def phase_load(args: argparse.Namespace, uas: SippUas, wd: Path, scenario: Path) -> list[Run]:
+    runs: list[Run] = []
+    target = f"{LOOPBACK}:{uas.port}"
+    plan: list[tuple[str, Callable[[], Run | None]]] = [
+        ("sipp", lambda: run_sipp_uac(target, uas, wd, args.calls, args.rate)),
+        ("ua", lambda: run_ua_driver("ua", uas, args.calls, args.rate, scenario)),
+        ("engine", lambda: run_ua_driver("engine", uas, args.calls, args.rate, scenario)),
+        ("w1", lambda: run_sipload(1, target, uas, wd, args.calls, args.rate, scenario)),
+        ("w2", lambda: run_sipload(2, target, uas, wd, args.calls, args.rate, scenario)),
+    ]
+    for i, (name, fn) in enumerate(plan):
+        if i:
+            time.sleep(args.gap)
+        note(f"load: {name}, {args.calls} calls at {args.rate:g}/s")
+        r = fn()
+        if r is not None:
+            runs.append(r)
+    return runs
+
+
+def rate_search(args: argparse.Namespace, label: str, uas: SippUas,
+                step: Callable[[float, int], Run]) -> dict[str, Any]:
+    good = 0.0
+    good_run: Run | None = None
+    bad: float | None = None
+    bad_run: Run | None = None
+    rate = float(args.search_start)
+    steps: list[dict[str, Any]] = []
+    end = time.monotonic() + args.search_budget
+    while time.monotonic() < end:
+        calls = max(args.search_calls, int(rate * args.step_seconds))
+        run = step(rate, calls)
+        ok = run.sustained()
+        steps.append({"rate": rate, "calls": calls, "ok": ok, "failed": run.failed,
+                      "retransmissions": run.retransmissions,
+                      "throughput": round(run.throughput, 1),
+                      "generator_limited": run.generator_limited,
+                      "loop_lag_max_ms": run.loop_lag_max_ms, "late": run.late})
+        note(f"search {label}: {rate:.0f}/s x {calls} -> {'ok' if ok else 'no'} (failed "
+             f"{run.failed}, retrans {run.retransmissions}, throughput {run.throughput:.0f}/s"
+             + (", generator-limited" if run.generator_limited else "") + ")")
+        if ok:
+            good, good_run = rate, run
+        else:
+            bad, bad_run = rate, run
+            uas.quiesce(min(40.0, max(5.0, end - time.monotonic())))
+        if bad is None:
+            if rate >= args.search_max:
+                break
+            rate = min(rate * 2, args.search_max)
+        else:
+            if bad - good <= max(0.1 * good, 25.0):
+                break
+            rate = (good + bad) / 2
+        time.sleep(min(args.gap, 1.0))
+    return {
+        "max_rate": good, "first_failing": bad, "steps": steps,
+        "budget_spent": time.monotonic() >= end,
+        "us_per_call_total_at_max": good_run.per_call(good_run.cpu_total_s) if good_run else None,
+        "us_per_call_loop_at_max": good_run.per_call(good_run.cpu_loop_s) if good_run else None,
+        "failing_generator_limited": bad_run.generator_limited if bad_run else None,
+        "failing_reasons": bad_run.reasons if bad_run else None,
+    }
+
+
+def phase_search(args: argparse.Namespace, uas: SippUas, wd: Path,
+                 scenario: Path) -> dict[str, Any]:
+    target = f"{LOOPBACK}:{uas.port}"
+    out: dict[str, Any] = {}
+    steppers: dict[str, Callable[[float, int], Run]] = {
+        "SIPp uac": lambda r, n: run_sipp_uac(target, uas, wd, n, r),
+        "sipload run -w 1": lambda r, n: run_sipload(1, target, uas, wd, n, r, scenario,
+                                                     search=True),
+        "sipload run -w 2": lambda r, n: run_sipload(2, target, uas, wd, n, r, scenario,
+                                                     search=True),
+    }
+    for label, step in steppers.items():
+        time.sleep(args.gap)
+        out[label] = rate_search(args, label, uas, step)
+    return out
+
+
+def hold_step(args: argparse.Namespace, wd: Path, scenario: Path, n: int) -> dict[str, Any]:
+    t1 = 0.1
+    fill = n / args.hold_rate
+    with SippUas(wd, f"hold{n}", fill + 300) as uas:
+        out = wd / f"hold_{n}"
+        sr = SiploadRun(scenario, f"{LOOPBACK}:{uas.port}", n, args.hold_rate, 1, out,
+                        ["--t1", f"{t1 * 1000:g}ms", "--grace", "0s"]).start()
+        res: dict[str, Any] = {"calls": n, "rate": args.hold_rate, "t1": t1}
+        try:
+            deadline = time.monotonic() + fill + 60
+            while not sr.worker_pids and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not sr.worker_pids:
+                return {**res, "held": 0, "error": "the worker did not start"}
+            pid = sr.worker_pids[0]
+            res["rss_go_kib"] = rss_kib(pid)
+            started = failed = 0
+            while time.monotonic() < deadline and sr.proc is not None and sr.proc.poll() is None:
+                snaps = sr.intervals()
+                started = sum(int(s.get("started", 0)) for s in snaps)
+                failed = sum(int(s.get("failed", 0)) for s in snaps)
+                if started >= n or failed:
+                    break
+                time.sleep(0.25)
+            res["rss_filled_kib"] = rss_kib(pid)
+            cpu_filled = proc_cpu(pid)
+            settle = 64 * t1 + 2.0
+            time.sleep(settle)
+            snaps = sr.intervals()
+            res["rss_settled_kib"] = rss_kib(pid)
+            cpu_settled = proc_cpu(pid)
+            last = max(snaps, key=lambda s: float(s.get("t", 0))) if snaps else {}
+            res["held"] = int(last.get("active", 0))
+            res["failed"] = sum(int(s.get("failed", 0)) for s in snaps)
+            res["started"] = sum(int(s.get("started", 0)) for s in snaps)
+            res["retransmissions_uac"] = sum(int(s.get("retransmissions", 0)) for s in snaps)
+            tail = [s for s in snaps if float(s.get("t", 0)) > float(last.get("t", 0)) - settle]
+            res["loop_lag_max_ms_holding"] = max(
+                (float(s.get("loop_lag_ms", 0)) for s in tail), default=None)
+            res["cpu_holding"] = (cpu_settled - cpu_filled) / settle if (
+                cpu_settled is not None and cpu_filled is not None) else None
+            held = max(res["held"], 1)
+            res["kib_per_call_filled"] = (res["rss_filled_kib"] - res["rss_go_kib"]) / held
+            res["kib_per_call"] = (res["rss_settled_kib"] - res["rss_go_kib"]) / held
+            res["ok"] = res["held"] == n and res["failed"] == 0
+        finally:
+            sr.abort()
+            shutil.rmtree(out, ignore_errors=True)
+    return res
+
+
+def phase_hold(args: argparse.Namespace, wd: Path, scenario: Path) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    n = args.hold_start
+    end = time.monotonic() + args.hold_budget
+    best: dict[str, Any] | None = None
+    while n <= args.hold_max and time.monotonic() < end:
+        note(f"hold: one worker, {n} long calls at {args.hold_rate:g}/s")
+        r = hold_step(args, wd, scenario, n)
+        steps.append(r)
+        note(f"hold: {r.get('held')} held of {n}, {r.get('failed')} failed, "
+             f"{r.get('kib_per_call', 0):.2f} KiB/call")
+        if not r.get("ok"):
+            break
+        best = r
+        per_call = float(r.get("kib_per_call") or 0)
+        if per_call * 2 * n > mem_available_kib() / 4:
+            note("hold: the next step would pass a quarter of the free memory; stopping")
+            break
+        n *= 2
+        time.sleep(args.gap)
+    return {"max_held": best["held"] if best else 0,
+            "kib_per_call": best.get("kib_per_call") if best else None,
+            "capped": bool(best and best["calls"] * 2 > args.hold_max), "steps": steps}
+
+
+def phase_proxy(args: argparse.Namespace, wd: Path, scenario: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"peers_md_sipp_rate": PEERS_PROXY_RATE,
+                           "proxy_workers": args.proxy_workers}
+    with SippUas(wd, "proxy", 3600) as uas, Kamailio(
+            wd, uas.port, shm_mb=4096, children=args.kamailio_children, limit=3600) as kam:
+        target = f"{LOOPBACK}:{kam.port}"
+        w = args.proxy_workers
+        steppers: dict[str, Callable[[float, int], Run]] = {
+            "SIPp uac": lambda r, n: run_sipp_uac(target, uas, wd, n, r),
+            f"sipload run -w {w}": lambda r, n: run_sipload(w, target, uas, wd, n, r, scenario,
+                                                            search=True),
+        }
+        for label, step in steppers.items():
+            time.sleep(args.gap)
+            out[label] = rate_search(args, f"{label} -> kamailio", uas, step)
+    return out
+
+
+# =============================================================================== output
+
+
+def fmt(v: float | None, spec: str = ".0f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def print_report(result: dict[str, Any]) -> None:
+    load = result.get("load") or []
+    if load:
+        print(f"1. Same load: {result['calls']} basic calls (no pause) at {result['rate']:g}/s "
+              f"over UDP, one sipp -sn uas (-buff_size {BUFF})\n")
+        head = (f"{'UAC':<24}{'done':>7}{'failed':>7}{'retr':>6}{'late':>6}{'wall s':>8}"
+                f"{'us/call all':>12}{'us/call run':>12}{'coord us':>9}{'lag ms':>8}")
+        print(head)
+        print("-" * len(head))
+        for r in load:
+            print(f"{r['who']:<24}{r['completed']:>7}{r['failed']:>7}{r['retransmissions']:>6}"
+                  f"{'-' if r['late'] is None else r['late']:>6}{r['wall_s']:>8.1f}"
+                  f"{fmt(r['us_per_call_total']):>12}{fmt(r['us_per_call_loop']):>12}"
+                  f"{fmt(r['us_per_call_coordinator']):>9}{fmt(r['loop_lag_max_ms']):>8}")
+        print("\nus/call all: user+sys CPU of every process of the command (start-up, and for "
+              "sipload run the report,\nincluded) per completed call; us/call run: the calling "
+              "phase (in-process: workers + coordinator);\ncoord us: the coordinator's share. "
+              "retr: UAC's + UAS's retransmissions.")
+        cost = result.get("coordinator_cost")
+        if cost:
+            print(f"\nCoordinator cost (sipload run -w 1 vs the engine alone, calling phase): "
+                  f"+{fmt(cost['added_us_per_call'])} us/call "
+                  f"({fmt(cost['coordinator_us_per_call'])} in the coordinator, "
+                  f"{fmt(cost['worker_extra_us_per_call'])} more in the worker); "
+                  f"x{fmt(cost['ratio'], '.2f')} the engine's "
+                  f"{fmt(cost['engine_us_per_call'])} us/call.")
+    search = result.get("search") or {}
+    if search:
+        print("\n2. Highest sustained rate vs sipp -sn uas (no failed call, no retransmission, "
+              "throughput >= 90%):")
+        _print_search(search)
+    hold = result.get("hold") or {}
+    if hold:
+        print(f"\n3. Long calls one worker holds (sipload run -w 1, "
+              f"{result.get('hold_rate', 0):g} calls/s, T1 100 ms):")
+        for s in hold.get("steps", []):
+            print(f"  {s['calls']:>7} calls: held {s.get('held')}, failed {s.get('failed')}, "
+                  f"RSS {s.get('rss_go_kib')} -> {s.get('rss_filled_kib')} -> "
+                  f"{s.get('rss_settled_kib')} KiB, {fmt(s.get('kib_per_call'), '.2f')} KiB/call "
+                  f"({fmt(s.get('kib_per_call_filled'), '.2f')} with the INVITE transactions), "
+                  f"CPU holding {fmt(s.get('cpu_holding'), '.2f')}, "
+                  f"lag {fmt(s.get('loop_lag_max_ms_holding'))} ms")
+        print(f"  most held: {hold.get('max_held')}"
+              + (" (the --hold-max cap, not a limit found)" if hold.get("capped") else "")
+              + f", {fmt(hold.get('kib_per_call'), '.2f')} KiB per held call")
+    proxy = result.get("proxy") or {}
+    if proxy:
+        print(f"\n4. Proxy capacity: UAC -> Kamailio (proxy.cfg, -m 4096) -> sipp -sn uas "
+              f"(PEERS.md: SIPp finds ~{PEERS_PROXY_RATE:,.0f} calls/s):")
+        _print_search({k: v for k, v in proxy.items() if isinstance(v, dict)})
+
+
+def _print_search(search: dict[str, Any]) -> None:
+    for label, s in search.items():
+        steps = ", ".join(f"{st['rate']:.0f}{'+' if st['ok'] else '-'}" for st in s["steps"])
+        lim = ""
+        if s.get("failing_generator_limited"):
+            lim = "  [first failing step generator-limited]"
+        print(f"  {label:<18} {s['max_rate']:>7.0f} calls/s  us/call "
+              f"{fmt(s.get('us_per_call_total_at_max')):>5} all, "
+              f"{fmt(s.get('us_per_call_loop_at_max')):>5} run  (steps: {steps}){lim}")
+
+
+# =============================================================================== main
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="cluster_bench-") as d:
+        yield Path(d)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default="load,search,hold,proxy",
+                   help="phases, comma-separated (default all: load,search,hold,proxy)")
+    p.add_argument("--quick", action="store_true", help="smaller steps and budgets")
+    p.add_argument("--calls", type=int, default=None, help="phase 1 calls (default 6000)")
+    p.add_argument("--rate", type=float, default=600.0, help="phase 1 rate (default 600/s)")
+    p.add_argument("--gap", type=float, default=5.0,
+                   help="seconds between runs (the built-in uas keeps a call 4 s after BYE)")
+    p.add_argument("--search-calls", type=int, default=None)
+    p.add_argument("--step-seconds", type=float, default=None)
+    p.add_argument("--search-start", type=float, default=250.0)
+    p.add_argument("--search-max", type=float, default=32_000.0)
+    p.add_argument("--search-budget", type=float, default=None,
+                   help="seconds of rate search per UAC (default 100; --quick 50)")
+    p.add_argument("--hold-start", type=int, default=None)
+    p.add_argument("--hold-max", type=int, default=None)
+    p.add_argument("--hold-rate", type=float, default=1000.0)
+    p.add_argument("--hold-budget", type=float, default=240.0)
+    p.add_argument("--proxy-workers", type=int, default=2)
+    p.add_argument("--kamailio-children", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = p.parse_args(argv)
+    q = args.quick
+    args.calls = args.calls or (3000 if q else 6000)
+    args.search_calls = args.search_calls or (1000 if q else 2000)
+    args.step_seconds = args.step_seconds or (2.0 if q else 4.0)
+    args.search_budget = args.search_budget or (50.0 if q else 100.0)
+    args.hold_start = args.hold_start or (5000 if q else 10_000)
+    args.hold_max = args.hold_max or (5000 if q else 40_000)
+    phases = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = phases - {"load", "search", "hold", "proxy"}
+    if unknown:
+        p.error(f"--only: unknown phase(s) {sorted(unknown)}")
+    if shutil.which("sipp") is None:
+        print("cluster_bench: sipp not found: install the Debian package sip-tester",
+              file=sys.stderr)
+        return 3
+    result: dict[str, Any] = {"calls": args.calls, "rate": args.rate,
+                              "hold_rate": args.hold_rate, "machine_cpus": os.cpu_count(),
+                              "ua_driver": UA_DRIVER.exists()}
+    t0 = time.monotonic()
+    try:
+        with workdir() as wd:
+            scenario = wd / "basic_call_nopause.yaml"
+            scenario.write_text(NOPAUSE)
+            hold_scenario = wd / "long_call_hold.yaml"
+            hold_scenario.write_text(HOLD)
+            if phases & {"load", "search"}:
+                with SippUas(wd, "shared", 7200) as uas:
+                    if "load" in phases:
+                        runs = phase_load(args, uas, wd, scenario)
+                        result["load"] = [r.to_dict() for r in runs]
+                        result["coordinator_cost"] = coordinator_cost(runs)
+                    if "search" in phases:
+                        result["search"] = phase_search(args, uas, wd, scenario)
+            if "hold" in phases:
+                result["hold"] = phase_hold(args, wd, hold_scenario)
+            if "proxy" in phases:
+                result["proxy"] = phase_proxy(args, wd, scenario)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        print(f"cluster_bench: could not run: {e}", file=sys.stderr)
+        return 3
+    result["bench_seconds"] = round(time.monotonic() - t0, 1)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_report(result)
+        print(f"\n(bench took {result['bench_seconds']:.0f} s on {os.cpu_count()} CPUs)")
+    return 0
+
+
+def coordinator_cost(runs: list[Run]) -> dict[str, Any] | None:
+    by = {r.who: r for r in runs}
+    engine, w1 = by.get("engine, no coordinator"), by.get("sipload run -w 1")
+    if engine is None or w1 is None or w1.cpu_loop_s is None or engine.cpu_loop_s is None:
+        return None
+    e = engine.per_call(engine.cpu_loop_s) or 0.0
+    total = w1.per_call(w1.cpu_loop_s) or 0.0
+    coord = w1.per_call(w1.cpu_coord_s) or 0.0
+    return {"engine_us_per_call": e, "run_us_per_call": total,
+            "coordinator_us_per_call": coord, "worker_extra_us_per_call": total - coord - e,
+            "added_us_per_call": total - e, "ratio": total / e if e else None}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
