@@ -417,7 +417,8 @@ def profile(args: argparse.Namespace, workdir: Path) -> str:
               f"{run.completed} calls completed, {run.failed} failed, at "
               f"{args.profile_rate:g}/s (calling phase only; slower than unprofiled)\n")
     if out.exists():
-        pstats.Stats(str(out), stream=buf).strip_dirs().sort_stats("tottime").print_stats(25)
+        pstats.Stats(str(out), stream=buf).strip_dirs().sort_stats(
+            args.profile_sort).print_stats(25)
     else:
         buf.write("no profile written\n")
     return buf.getvalue()
@@ -555,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-calls", type=int, default=5000)
     p.add_argument("--profile-rate", type=float, default=400.0)
     p.add_argument("--profile-mode", choices=("ua", "engine"), default="ua")
+    p.add_argument("--profile-sort", choices=("tottime", "cumulative"), default="tottime")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = p.parse_args(argv)
     if shutil.which("sipp") is None:
