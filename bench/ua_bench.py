@@ -484,8 +484,8 @@ def print_report(result: dict[str, Any]) -> None:
         for a, b in (("sipload UA", "SIPp"), ("sipload engine", "SIPp"),
                      ("sipload engine", "sipload UA")):
             if a in by and b in by:
-                r = ratio(by[a].us_per_call, by[b].us_per_call)
-                print(f"CPU per call {a} / {b}: {fmt(r, '.2f')}x")
+                x = ratio(by[a].us_per_call, by[b].us_per_call)
+                print(f"CPU per call {a} / {b}: {fmt(x, '.2f')}x")
     search = result.get("search", {})
     if search:
         print("\nRate search (no failed call, no retransmission, throughput >= 90% of rate):")

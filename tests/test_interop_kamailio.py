@@ -55,10 +55,10 @@ class Loops:
                 raise AssertionError(
                     f"not seen; got {[(e.type.name, e.status) for e in self.seen[id(rt)]]}")
             for side in self.rts:
-                ev = side.event_wait(0.005)
-                while ev is not None:
-                    self.seen[id(side)].append(ev)
-                    ev = side.event_wait(0)
+                got = side.event_wait(0.005)
+                while got is not None:
+                    self.seen[id(side)].append(got)
+                    got = side.event_wait(0)
 
     def quiet(self, seconds: float) -> None:
         """Turn every loop for ``seconds`` (collecting events)."""

@@ -141,7 +141,7 @@ def place_call(rt: UARuntime, args: argparse.Namespace, waiter: Waiter,
     host, port = args.target
     invite = ua.call_build_initial_invite(
         f"<{uri(args.user, host, port, args.transport)}>",
-        f"<{uri(args.from_user, *rt.address[1:], args.transport)}>",
+        f"<{uri(args.from_user, rt.address[1], rt.address[2], args.transport)}>",
         None, "This is a call for a conversation")
     localip = ua.guess_localip(4)
     invite.set_body((SEED_SDP % (localip, localip, 10500)).encode(), "application/sdp")

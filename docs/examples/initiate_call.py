@@ -58,8 +58,8 @@ def call(rt: UARuntime, args: argparse.Namespace) -> int:
     waiter = Waiter(rt, args.timeout)
     if args.username:
         ua.add_authentication_info(args.username, args.username, args.password, "")
-    to = f"<{uri(args.user, *args.target, args.transport)}>"
-    from_ = f"<{uri(args.from_user, *rt.address[1:], args.transport)}>"
+    to = f"<{uri(args.user, args.target[0], args.target[1], args.transport)}>"
+    from_ = f"<{uri(args.from_user, rt.address[1], rt.address[2], args.transport)}>"
     reference = {"example": "initiate_call"}
 
     # ---- the how-to, line by line ---------------------------------------------

@@ -55,8 +55,8 @@ def main() -> int:
     waiter = Waiter(rt, args.timeout)
     try:
         invite = ua.call_build_initial_invite(
-            f"<{uri(args.user, *args.target, args.transport)}>",
-            f"<{uri(args.from_user, *rt.address[1:], args.transport)}>")
+            f"<{uri(args.user, args.target[0], args.target[1], args.transport)}>",
+            f"<{uri(args.from_user, rt.address[1], rt.address[2], args.transport)}>")
         localip = ua.guess_localip(4)
         invite.set_body((SEED_SDP % (localip, localip, 10500)).encode(), "application/sdp")
         cid = ua.call_send_initial_invite(invite)
