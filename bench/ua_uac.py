@@ -46,7 +46,7 @@ from typing import Any
 
 from sipload.sip.transaction import TimerConfig
 from sipload.transport import Peer, TransportSet
-from sipload.transport.loop import loop_name, new_event_loop
+from sipload.transport.loop import loop_name, new_event_loop, tune_gc
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.events import Event, EventType
 from sipload.ua.ids import IdGenerator
@@ -251,7 +251,7 @@ def run_ua(args: argparse.Namespace) -> dict[str, Any]:
     drv = UacDriver(loop, hostport(args.target), args.calls, args.rate, hold=args.hold,
                     t1=args.t1)
     loop.run_until_complete(drv.open())
-    gc.collect()
+    tune_gc()  # as a worker process does
     rss_before = rss_kib()
     if args.hold:
         return hold_ua(args, loop, drv, rss_before)
@@ -341,7 +341,7 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(engine.start())
-    gc.collect()
+    tune_gc()  # as a worker process does
     rss_before = rss_kib()
     profiler = cProfile.Profile() if args.profile_out else None
     cpu0, wall0 = cpu_seconds(), time.monotonic()

@@ -12,8 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from sipload import __version__
-from sipload.cli import parse_cmd, report_cmd, run_cmd, scenario_cmd, uas_cmd, worker_cmd
-from sipload.cli import conformance_cmd
+from sipload.cli import (
+    conformance_cmd,
+    parse_cmd,
+    report_cmd,
+    run_cmd,
+    scenario_cmd,
+    uas_cmd,
+    worker_cmd,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -16,7 +16,7 @@ from sipload.cli.run_cmd import UsageError, parse_target
 from sipload.engine import Engine, EngineConfig
 from sipload.scenario.loader import ScenarioError, load_file, parse_duration
 from sipload.stats.records import Result
-from sipload.transport.loop import new_event_loop
+from sipload.transport.loop import new_event_loop, tune_gc
 from sipload.transport.tls import server_context
 
 
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
                     on_records=records.extend)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    tune_gc()
 
     async def main() -> int:
         try:

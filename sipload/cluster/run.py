@@ -151,8 +151,6 @@ async def run_load(
                 coord.ended = "no worker connected"
                 break
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
         view.stop()
         for p in procs:
             p.join(timeout=5)
@@ -161,6 +159,9 @@ async def run_load(
                 p.kill()
                 p.join(timeout=2)
         router.close()
+        # only now: a Ctrl-C while the workers end is counted, not a KeyboardInterrupt
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
     outcome.totals = coord.totals()
     outcome.ended = coord.ended
     outcome.workers = [
@@ -193,10 +194,11 @@ def start_embedded_uas(plan_uas: dict[str, Any], timeout: float = 20.0) -> tuple
 def _uas_main(plan_uas: dict[str, Any], q: Any) -> None:
     from sipload.engine import Engine, EngineConfig
     from sipload.scenario.loader import load_text
-    from sipload.transport.loop import new_event_loop
+    from sipload.transport.loop import new_event_loop, tune_gc
 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    tune_gc()
     try:
         text = plan_uas.get("scenario_text")
         program = load_text(str(text), str(plan_uas.get("scenario_path"))) if text else None

@@ -39,7 +39,7 @@ from sipload.engine import Snapshot as EngineSnapshot
 from sipload.scenario.inject import parse_injection
 from sipload.scenario.loader import ScenarioError, load_text
 from sipload.sip.transaction import TimerConfig
-from sipload.transport.loop import new_event_loop
+from sipload.transport.loop import new_event_loop, tune_gc
 
 
 def source_address(host: str, port: int) -> str:
@@ -236,6 +236,7 @@ def worker_main(url: str, keys: str | None = None, local: bool = False) -> int:
     if local:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop = new_event_loop()
+    tune_gc()
     try:
         asyncio.set_event_loop(loop)
         proc = WorkerProcess(url, Path(keys) if keys else None)

@@ -25,3 +25,20 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     """``"uvloop"`` or ``"asyncio"``, for logs and run metadata."""
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def tune_gc() -> None:
+    """Tune the garbage collector for a process that runs a SIP loop.
+
+    A load generator allocates many short-lived objects per message; with the
+    default thresholds the young generation is collected every few hundred
+    allocations, which costs ~15% of CPU per call and adds pauses that show
+    as late call starts.  What exists at start-up (modules, compiled scenario)
+    is frozen out of collection, and the young generation is collected less
+    often.  Reference cycles are still collected.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)

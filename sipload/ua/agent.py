@@ -154,8 +154,28 @@ class UserAgent:
         return self._events.popleft() if self._events else None
 
     def next_deadline(self) -> float | None:
-        """When :meth:`handle_timers` should next be called (None: no timer)."""
-        return self._heap[0][0] if self._heap else None
+        """When :meth:`handle_timers` should next be called (None: no timer).
+
+        Entries made stale by a later re-arm are dropped here, so the shell is
+        never woken for a timer that no longer exists.
+        """
+        heap = self._heap
+        while heap:
+            deadline, _, kind, key = heap[0]
+            if kind == _K_TX:
+                rec = self._tx.get(key)
+                if rec is not None and rec.armed == deadline:
+                    return deadline
+            elif kind == _K_DLG:
+                cd = self._dlg_by_did.get(key)
+                if cd is not None and cd.next_deadline() == deadline:
+                    return deadline
+            else:
+                reg = self._regs.get(key)
+                if reg is not None and reg.refresh_at == deadline:
+                    return deadline
+            heapq.heappop(heap)
+        return None
 
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
         """Take one datagram or one framed stream message from ``peer``.
