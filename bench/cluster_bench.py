@@ -44,11 +44,18 @@ the same as ``bench/basic_call_nopause.yaml``).  Phases:
    the RSS would pass a quarter of the free memory).  The run is then aborted
    (Ctrl-C twice, to its own process group).
 4. **proxy** -- a real proxy's capacity as each tool finds it: Kamailio
-   (``ci/kamailio/proxy.cfg``, ``-m 4096``) in front of ``sipp -sn uas``; the
-   rate search of phase 2 with SIPp's uac, then with ``sipload run --workers
+   (``ci/kamailio/proxy.cfg``, ``-m 4096``) in front of SIPp's uas; the rate
+   search of phase 2 with SIPp's uac, then with ``sipload run --workers
    --proxy-workers`` in its place (PEERS.md: SIPp finds about 2,300 calls/s).
-   When sipload's first failing step says "generator-limited", sipload ran out
-   before the proxy did.
+   The uas is SIPp's built-in one with ``[last_Record-Route:]`` added to its
+   responses (``sipp -sd uas``, patched): the built-in one drops Record-Route,
+   so a UAC that follows the route set, as sipload does, would send its BYE
+   straight to the UAS, which answers through the proxy it took the call from,
+   and the 200 would be lost.  Kamailio's two UDP workers now and then pass a
+   180 after the 200 (PEERS.md); SIPp's uac fails such a call, so this phase
+   tolerates ``--proxy-tolerance`` (0.2%) failed calls and judges on
+   retransmissions and throughput.  When sipload's first failing step says
+   "generator-limited", sipload ran out before the proxy did.
 
 Figures depend on the machine and on what else runs on it: compare figures from
 the same command only.  The script exits 0 even when a step fails (3 when SIPp is
@@ -231,14 +238,17 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
 class SippUas:
     """``sipp -sn uas`` on 127.0.0.1 with a per-second stat file."""
 
-    def __init__(self, workdir: Path, name: str, limit: float) -> None:
+    def __init__(self, workdir: Path, name: str, limit: float,
+                 scenario: Path | None = None) -> None:
         self.port = free_udp_port()
         self.stat = workdir / f"{name}_uas_stat.csv"
         self.limit = limit
+        self.scenario = scenario
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SippUas:
-        argv = ["timeout", "-k", "5", f"{self.limit:.0f}", "sipp", "-sn", "uas",
+        which = ["-sf", str(self.scenario)] if self.scenario else ["-sn", "uas"]
+        argv = ["timeout", "-k", "5", f"{self.limit:.0f}", "sipp", *which,
                 "-i", LOOPBACK, "-p", str(self.port), "-buff_size", BUFF, "-nostdin",
                 "-cp", str(free_udp_port()), "-trace_stat", "-stf", str(self.stat), "-fd", "1"]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -396,7 +406,13 @@ class Run:
     def per_call(self, seconds: float | None) -> float | None:
         return None if seconds is None else 1e6 * seconds / max(self.completed, 1)
 
-    def sustained(self) -> bool:
+    def sustained(self, tolerance: float = 0.0) -> bool:
+        """No failed call (or at most ``tolerance`` of them), no retransmission, and
+        a throughput of at least 90% of the rate."""
+        if tolerance:
+            return (self.failed <= tolerance * self.calls and self.retransmissions == 0
+                    and self.completed >= self.calls - self.failed
+                    and self.throughput >= 0.9 * self.rate)
         return (self.ok_exit and self.failed == 0 and self.completed == self.calls
                 and self.retransmissions == 0 and self.throughput >= 0.9 * self.rate)
 
@@ -548,8 +564,12 @@ class SiploadRun:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
-            time.sleep(0.3)
-            os.killpg(proc.pid, signal.SIGINT)
+            end = time.monotonic() + 3
+            while time.monotonic() < end and "stop" not in {
+                    e.get("event") for e in self.events()}:
+                time.sleep(0.05)
+            if proc.poll() is None and "run_end" not in {e.get("event") for e in self.events()}:
+                os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -655,7 +675,7 @@ def phase_load(args: argparse.Namespace, uas: SippUas, wd: Path, scenario: Path)
 
 
 def rate_search(args: argparse.Namespace, label: str, uas: SippUas,
-                step: Callable[[float, int], Run]) -> dict[str, Any]:
+                step: Callable[[float, int], Run], tolerance: float = 0.0) -> dict[str, Any]:
     good = 0.0
     good_run: Run | None = None
     bad: float | None = None
@@ -666,7 +686,7 @@ def rate_search(args: argparse.Namespace, label: str, uas: SippUas,
     while time.monotonic() < end:
         calls = max(args.search_calls, int(rate * args.step_seconds))
         run = step(rate, calls)
-        ok = run.sustained()
+        ok = run.sustained(tolerance)
         steps.append({"rate": rate, "calls": calls, "ok": ok, "failed": run.failed,
                       "retransmissions": run.retransmissions,
                       "throughput": round(run.throughput, 1),
@@ -691,7 +711,7 @@ def rate_search(args: argparse.Namespace, label: str, uas: SippUas,
         time.sleep(min(args.gap, 1.0))
     return {
         "max_rate": good, "first_failing": bad, "steps": steps,
-        "budget_spent": time.monotonic() >= end,
+        "budget_spent": time.monotonic() >= end, "failed_tolerated": tolerance,
         "us_per_call_total_at_max": good_run.per_call(good_run.cpu_total_s) if good_run else None,
         "us_per_call_loop_at_max": good_run.per_call(good_run.cpu_loop_s) if good_run else None,
         "failing_generator_limited": bad_run.generator_limited if bad_run else None,
@@ -792,10 +812,29 @@ def phase_hold(args: argparse.Namespace, wd: Path, scenario: Path) -> dict[str, 
             "capped": bool(best and best["calls"] * 2 > args.hold_max), "steps": steps}
 
 
+def uas_with_record_route(wd: Path) -> Path:
+    """SIPp's built-in uas, but echoing Record-Route in its responses (RFC 3261
+    §12.1.1): the built-in one does not, so a UAC that follows the dialog's route
+    set (sipload) sends its BYE straight to the UAS, which answers the proxy it
+    took the call from, and the 200 is lost.  SIPp's own uac ignores the route set
+    (proxy.cfg routes its in-dialog requests itself), so both UACs work with this."""
+    done = subprocess.run(["sipp", "-sd", "uas"], capture_output=True, text=True,
+                          timeout=10, check=False)
+    text = done.stdout.replace("[last_CSeq:]\n", "[last_CSeq:]\n      [last_Record-Route:]\n")
+    if "[last_Record-Route:]" not in text:
+        raise RuntimeError("sipp -sd uas: could not add [last_Record-Route:] to its responses")
+    path = wd / "uas_record_route.xml"
+    path.write_text(text)
+    return path
+
+
 def phase_proxy(args: argparse.Namespace, wd: Path, scenario: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"peers_md_sipp_rate": PEERS_PROXY_RATE,
-                           "proxy_workers": args.proxy_workers}
-    with SippUas(wd, "proxy", 3600) as uas, Kamailio(
+                           "proxy_workers": args.proxy_workers,
+                           "uas": "sipp -sf (sipp -sd uas + [last_Record-Route:])",
+                           "tolerance": args.proxy_tolerance}
+    uas_xml = uas_with_record_route(wd)
+    with SippUas(wd, "proxy", 3600, uas_xml) as uas, Kamailio(
             wd, uas.port, shm_mb=4096, children=args.kamailio_children, limit=3600) as kam:
         target = f"{LOOPBACK}:{kam.port}"
         w = args.proxy_workers
@@ -806,7 +845,8 @@ def phase_proxy(args: argparse.Namespace, wd: Path, scenario: Path) -> dict[str,
         }
         for label, step in steppers.items():
             time.sleep(args.gap)
-            out[label] = rate_search(args, f"{label} -> kamailio", uas, step)
+            out[label] = rate_search(args, f"{label} -> kamailio", uas, step,
+                                     args.proxy_tolerance)
     return out
 
 
@@ -864,9 +904,13 @@ def print_report(result: dict[str, Any]) -> None:
               + f", {fmt(hold.get('kib_per_call'), '.2f')} KiB per held call")
     proxy = result.get("proxy") or {}
     if proxy:
-        print(f"\n4. Proxy capacity: UAC -> Kamailio (proxy.cfg, -m 4096) -> sipp -sn uas "
-              f"(PEERS.md: SIPp finds ~{PEERS_PROXY_RATE:,.0f} calls/s):")
+        print(f"\n4. Proxy capacity: UAC -> Kamailio (proxy.cfg, -m 4096) -> SIPp's uas "
+              f"echoing Record-Route\n   (PEERS.md: SIPp finds ~{PEERS_PROXY_RATE:,.0f} "
+              "calls/s):")
         _print_search({k: v for k, v in proxy.items() if isinstance(v, dict)})
+        print(f"  (no retransmission, throughput >= 90%, failed calls <= "
+              f"{proxy.get('tolerance', 0):.1%}: SIPp fails a call whose 180 comes "
+              "after its 200)")
 
 
 def _print_search(search: dict[str, Any]) -> None:
@@ -910,6 +954,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold-budget", type=float, default=240.0)
     p.add_argument("--proxy-workers", type=int, default=2)
     p.add_argument("--kamailio-children", type=int, default=None)
+    p.add_argument("--proxy-tolerance", type=float, default=0.002,
+                   help="proxy phase: failed calls tolerated, as a fraction (default 0.002: "
+                        "Kamailio's UDP workers reorder a 180 after the 200 now and then, "
+                        "and SIPp's uac fails such a call)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = p.parse_args(argv)
     q = args.quick

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -245,17 +246,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     finally:
+        # the run is over: a late Ctrl-C (the second one of an abort, say) must not
+        # cost the summary of what was received; it is honoured again after that
+        previous = _ignore_sigint()
         writer.close()
         stop_process(uas_proc)
-    return finish(run_dir, plan, outcome.ended, quiet=args.quiet)
+    return finish(run_dir, plan, outcome.ended, quiet=args.quiet, sigint=previous)
 
 
-def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = False) -> int:
-    """Write summary.json, report.html and junit.xml; print where; pick the exit code."""
+def _ignore_sigint() -> Any:
+    try:
+        return signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        return None
+
+
+def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = False,
+           sigint: Any = None) -> int:
+    """Write summary.json, report.html and junit.xml; print where; pick the exit code.
+
+    ``sigint``: the SIGINT handler to restore once summary.json is written."""
     from sipload.report import build_summary, write_junit, write_report
 
     summary = build_summary(run_dir, thresholds=list(plan.get("thresholds") or []),
                             command=str(plan.get("command", "")))
+    if sigint is not None:
+        signal.signal(signal.SIGINT, sigint)
     html = write_report(run_dir)
     junit = write_junit(run_dir, summary)
     calls = summary.get("calls", {})
