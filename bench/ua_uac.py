@@ -218,10 +218,11 @@ class UacDriver:
 
     def _on_timer(self) -> None:
         self._timer = None
+        armed = self._timer_at
         self._timer_at = float("inf")
         ua = self.ua
         assert ua is not None
-        now = self.loop.time()
+        now = max(self.loop.time(), armed)  # the loop's clock is coarse: armed is due
         ua.handle_timers(now)
         while self.started < self.limit:
             intended = self.t_start + self.started / self.rate

@@ -347,8 +347,13 @@ class Engine:
         armed = self._armed
         self._armed = float("inf")
         now = self.now()
-        if armed != float("inf") and now > armed:
-            self._lag = max(self._lag, now - armed)
+        if armed != float("inf"):
+            if now > armed:
+                self._lag = max(self._lag, now - armed)
+            # The loop's clock is coarse (uvloop: 1 ms): a timer may fire a hair before
+            # its deadline.  What it was armed for is due; without this it would find
+            # nothing due, re-arm for the same instant, and spin.
+            now = max(now, armed)
         ua = self.ua
         assert ua is not None
         ua.handle_timers(now)

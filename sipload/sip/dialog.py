@@ -101,7 +101,7 @@ Rules
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from sipload.sip.checks import Rejection
@@ -120,6 +120,7 @@ TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "
 """Requests whose Contact replaces the remote target (§12.2, RFC 3311, RFC 6665, RFC 3515)."""
 
 MAX_FORWARDS = 70
+_MAX_FORWARDS_TEXT = str(MAX_FORWARDS)
 
 
 class DialogState(IntEnum):
@@ -201,6 +202,8 @@ class Dialog:
     invite_server_pending: bool = False
     local_invite_seq: int | None = None
     remote_invite_seq: int | None = None
+    _texts: tuple[object, object, object, str, str, str] | None = field(
+        default=None, repr=False, compare=False)
 
     @property
     def id(self) -> DialogId:
@@ -273,22 +276,24 @@ class Dialog:
             raise LocalProtocolError(f"CSeq number {number} out of range (§8.1.1.5)")
 
         routes = self.route_set
+        headers: list[tuple[str, str, str]] = []
+        to_text, from_text, target_text = self._texts_now()
+        target: Uri | str
         if not routes:
-            req = Request(method, _as_request_uri(self.remote_target))
+            target = target_text
         elif _is_loose(routes[0].uri):
-            req = Request(method, _as_request_uri(self.remote_target))
-            for r in routes:
-                req.add_header("Route", str(r))
+            target = target_text
+            headers.extend(("route", "Route", str(r)) for r in routes)
         else:
-            req = Request(method, _as_request_uri(routes[0].uri))
-            for r in routes[1:]:
-                req.add_header("Route", str(r))
-            req.add_header("Route", f"<{self.remote_target}>")
-        req.add_header("Max-Forwards", str(MAX_FORWARDS))
-        req.add_header("To", str(self.remote_uri))
-        req.add_header("From", str(self.local_uri))
-        req.add_header("Call-ID", self.call_id)
-        req.add_header("CSeq", f"{number} {method}")
+            target = _as_request_uri(routes[0].uri)
+            headers.extend(("route", "Route", str(r)) for r in routes[1:])
+            headers.append(("route", "Route", f"<{self.remote_target}>"))
+        headers.append(("max-forwards", "Max-Forwards", _MAX_FORWARDS_TEXT))
+        headers.append(("to", "To", to_text))
+        headers.append(("from", "From", from_text))
+        headers.append(("call-id", "Call-ID", self.call_id))
+        headers.append(("cseq", "CSeq", f"{number} {method}"))
+        req = Request(method, target, headers)
 
         if not ack_or_cancel:
             if self.local_seq is None or number > self.local_seq:
@@ -297,6 +302,22 @@ class Dialog:
                 self.invite_client_pending = True
                 self.local_invite_seq = number
         return req
+
+    def _texts_now(self) -> tuple[str, str, str]:
+        """To, From and the remote target's Request-URI as written in our requests.
+
+        Cached while the dialog keeps the same address objects (they are replaced,
+        never changed in place, when a target refresh or a route update comes).
+        """
+        cached = self._texts
+        if (cached is not None and cached[0] is self.remote_uri
+                and cached[1] is self.local_uri and cached[2] is self.remote_target):
+            return cached[3], cached[4], cached[5]
+        to_text, from_text = str(self.remote_uri), str(self.local_uri)
+        target_text = str(_as_request_uri(self.remote_target))
+        self._texts = (self.remote_uri, self.local_uri, self.remote_target, to_text, from_text,
+                       target_text)
+        return to_text, from_text, target_text
 
     def receive_response(self, resp: Response) -> None:
         """Apply a response to a request this side sent in the dialog.

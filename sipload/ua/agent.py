@@ -131,6 +131,7 @@ class UserAgent:
         self._reinvite_cseq: dict[int, int] = {}  #: did -> CSeq of our last re-INVITE
         self._nc = ClientNonceCounter()
         self._addresses: dict[str, tuple[str, str]] = {}
+        self._hops: dict[str, Peer] = {}
         self.retransmissions = 0
         self.bad_messages = 0
         c = self.config
@@ -554,17 +555,31 @@ class UserAgent:
         return branch
 
     def _next_hop(self, req: Request, default: Peer | None = None) -> Peer:
-        """Where a request goes: the first Route if loose, else the Request-URI (§8.1.2)."""
-        uri: Uri
+        """Where a request goes: the first Route if loose, else the Request-URI (§8.1.2).
+
+        Resolved once per distinct Route or Request-URI text (a run talks to few).
+        """
         first_route = req.get("route")
+        key = first_route if first_route is not None else req.uri_text
+        hop = self._hops.get(key)
+        if hop is None:
+            hop = self._resolve_hop(req, first_route)
+            if hop is None:
+                if default is not None:
+                    return default
+                raise LocalProtocolError(f"cannot send to {key[:60]!r}: not a SIP URI")
+            if len(self._hops) < 4096:
+                self._hops[key] = hop
+        return hop
+
+    def _resolve_hop(self, req: Request, first_route: str | None) -> Peer | None:
+        uri: Uri
         if first_route is not None:
             uri = parse_name_addr_head(first_route.split(",")[0]).uri
         else:
             uri = req.uri
         if not isinstance(uri, SipUri):
-            if default is not None:
-                return default
-            raise LocalProtocolError(f"cannot send to a {uri.scheme}: URI without a route")
+            return None
         transport = uri.transport or ("tls" if uri.scheme == "sips" else self.config.transport)
         port = uri.port or (5061 if transport == "tls" else 5060)
         maddr = uri.params.get("maddr")
@@ -1112,7 +1127,9 @@ class UserAgent:
         did_key = dialog_id_of_response(resp)
         cd = self._dlg_by_id.get(did_key)
         if cd is not None:
-            if resp.status >= 200 or resp.has("contact"):
+            # a 2xx refreshes the target in Dialog.receive_response; an early dialog's
+            # later provisional may carry a new Contact
+            if resp.status < 200 and resp.has("contact"):
                 try:
                     cd.dialog.refresh_target(resp)
                 except ParseError:
