@@ -344,7 +344,7 @@ class UserAgent:
         """The ACK for the 2xx to the dialog's last INVITE (initial or re-INVITE)."""
         cd = self._dialog(did)
         call = self._calls[cd.cid]
-        seq = self._reinvite_cseq.get(did, call.invite.cseq.seq)
+        seq = self._reinvite_cseq.get(did, call.invite_cseq)
         ack = self._dlg_request(cd, "ACK", cseq=seq)
         return ack
 
@@ -829,7 +829,7 @@ class UserAgent:
         # RFC 3262 §3: after a final answer the UAS stops retransmitting an unacknowledged
         # reliable provisional but "MUST be prepared to process PRACK requests" for it
         if (rack is not None and cd.rel_rseq and rack.rseq == cd.rel_rseq
-                and rack.cseq == call.invite.cseq.seq):
+                and rack.cseq == call.invite_cseq):
             cd.rel_bytes = None
             cd.rel_rseq = 0  # acknowledged: another PRACK for it gets 481
             self._respond(rec, self.call_build_answer(rec.tid, 200), now)
@@ -911,8 +911,8 @@ class UserAgent:
                 st = session_timer.from_2xx(resp)
                 if st is not None:
                     st.refresher_is_us = not st.refresher_is_us  # from_2xx is the UAC's view
-            if resp.body:
-                cd.local_body = resp.body
+            if resp.body and st is not None:
+                cd.local_body = resp.body  # for refresh re-INVITEs
             cd.peer_allows_update = "UPDATE" in req.values("allow")
         self._respond(rec, resp, now)
         if st is not None:
@@ -932,6 +932,7 @@ class UserAgent:
                     cd.dialog.refresh_target(req)
             else:
                 call.state = CallState.CONFIRMED
+                call.invite = None  # the transaction keeps it while it matters
             t1 = self.config.timers.t1
             cd.ok_bytes = resp.to_bytes()
             cd.ok_cseq = req.cseq.seq
@@ -941,7 +942,6 @@ class UserAgent:
             cd.ok_give_up = now + 64 * t1
             self._arm_dialog(cd)
         elif rec.purpose == Purpose.INVITE:
-            call.final = resp
             self._release(call, now, f"answered {status}")
 
     def _wants_100rel(self, req: Request) -> bool:
@@ -1094,16 +1094,17 @@ class UserAgent:
             if cd is None:
                 return
             cd.dialog.receive_response(resp)
-            cd.local_body = call.invite.body
             cd.peer_allows_update = "UPDATE" in resp.values("allow")
             st = session_timer.from_2xx(resp)
             if st is not None:
+                if call.invite is not None:
+                    cd.local_body = call.invite.body  # for refresh re-INVITEs
                 st.arm(now)
                 cd.st = st
                 self._arm_dialog(cd)
             cancelling = call.cancel_pending or call.state == CallState.TERMINATING
             call.state = CallState.CONFIRMED
-            call.final = resp
+            call.invite = None  # the transaction keeps it while it matters; save the memory
             if cancelling:
                 call.cancel_pending = False
                 self.call_send_ack(cd.did, None, now)
@@ -1118,7 +1119,6 @@ class UserAgent:
             return
         if status == 422 and self._interval_retry(rec, resp, now):
             return
-        call.final = resp
         self._emit(_call_failure_event(status), now, cid=call.cid, tid=rec.tid,
                    request=rec.tx.request, response=resp)
         self._release(call, now, f"rejected {status}")
@@ -1285,7 +1285,7 @@ class UserAgent:
 
     def _send_prack(self, call: Call, cd: CallDialog, rseq: int, now: float) -> None:
         prack = self._dlg_request(cd, "PRACK")
-        prack.add_header("RAck", f"{rseq} {call.invite.cseq.seq} INVITE")
+        prack.add_header("RAck", f"{rseq} {call.invite_cseq} INVITE")
         self._send_request(prack, Purpose.PRACK, now, cid=call.cid, did=cd.did,
                            peer=self._next_hop(prack, cd.peer))
 
@@ -1381,6 +1381,7 @@ class UserAgent:
         call = self._calls.get(rec.cid)
         if call is not None and rec.purpose == Purpose.INVITE:
             call.invite = new
+            call.invite_cseq = new.cseq.seq
             call.invite_tid = tid
         if rec.purpose == Purpose.REINVITE:
             self._reinvite_cseq[rec.did] = seq

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from sipload.sip.dialog import Dialog
-from sipload.sip.message import Request, Response
+from sipload.sip.message import Request
 from sipload.sip.transaction import ClientTransaction, ServerTransaction
 from sipload.ua.session_timer import SessionTimer
 
@@ -91,7 +91,7 @@ class Call:
     cid: int
     uac: bool
     state: CallState
-    invite: Request  #: the INVITE as last sent (UAC) or received (UAS)
+    invite: Request | None  #: the INVITE as last sent (UAC) or received (UAS), until answered
     invite_tid: int
     peer: Peer
     reference: object = None
@@ -99,7 +99,11 @@ class Call:
     cancel_pending: bool = False  #: terminate() came before any provisional
     bye_pending_did: int = 0  #: terminate() came while a 2xx was on its way: BYE after ACK
     retransmissions: int = 0
-    final: Response | None = None
+    invite_cseq: int = 0  #: the CSeq number of that INVITE (kept after the INVITE is dropped)
+
+    def __post_init__(self) -> None:
+        if self.invite is not None:
+            self.invite_cseq = self.invite.cseq.seq
 
     def first_dialog(self) -> CallDialog | None:
         for d in self.dialogs.values():
