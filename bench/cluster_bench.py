@@ -919,6 +919,9 @@ def _print_search(search: dict[str, Any]) -> None:
         lim = ""
         if s.get("failing_generator_limited"):
             lim = "  [first failing step generator-limited]"
+        bad = s.get("first_failing")
+        if s.get("budget_spent") and bad and bad - s["max_rate"] > 0.1 * s["max_rate"]:
+            lim += f"  [search budget spent: the limit is below {bad:.0f}]"
         print(f"  {label:<18} {s['max_rate']:>7.0f} calls/s  us/call "
               f"{fmt(s.get('us_per_call_total_at_max')):>5} all, "
               f"{fmt(s.get('us_per_call_loop_at_max')):>5} run  (steps: {steps}){lim}")
