@@ -123,6 +123,7 @@ class Engine:
         self.address: tuple[str, int] = (config.local_host, config.local_port)
         self._handle: asyncio.TimerHandle | None = None
         self._armed = float("inf")
+        self._token = 0
         self._done: asyncio.Future[None] | None = None
         self._batch: list[dict[str, Any]] = []
         self._stopping = False
@@ -340,11 +341,16 @@ class Engine:
         if self._handle is not None:
             self._handle.cancel()
         self._armed = when
-        self._handle = loop.call_at(self.t0 + when, self._on_timer)
+        self._token += 1
+        self._handle = loop.call_at(self.t0 + when, self._on_timer, self._token)
 
-    def _on_timer(self) -> None:
+    def _on_timer(self, token: int = -1) -> None:
+        if token != self._token and token != -1:
+            return  # a handle replaced after it was queued to run: not ours any more
+        if self._handle is not None and token == -1:
+            self._handle.cancel()  # run() kicking the loop: the armed handle is replaced
         self._handle = None
-        armed = self._armed
+        armed = self._armed if token != -1 else float("inf")
         self._armed = float("inf")
         now = self.now()
         if armed != float("inf"):
