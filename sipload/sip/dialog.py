@@ -512,14 +512,8 @@ def uac_dialog(request: Request, response: Response, *, secure: bool | None = No
         LocalProtocolError: the response does not answer the request, or
             creates no dialog (see :func:`creates_dialog`).
     """
-    _check_pair(request, response)
-    status = response.status
+    early = _check_creates(request, response)
     method = request.method
-    early = status < 200
-    if not (200 <= status < 300 and method in DIALOG_METHODS) and not (
-        early and method == "INVITE" and status > 100
-    ):
-        raise LocalProtocolError(f"a {status} to {method} creates no dialog")
     to = response.to
     remote_tag = to.tag
     if remote_tag is None:
@@ -529,7 +523,7 @@ def uac_dialog(request: Request, response: Response, *, secure: bool | None = No
     is_secure = _secure(request, secure)
     target = _target_of(response, is_secure)
     if target is None:
-        raise ParseError(f"dialog-creating {status} without a Contact")
+        raise ParseError(f"dialog-creating {response.status} without a Contact")
     frm = request.from_
     local_tag = frm.tag or ""
     seq = request.cseq.seq
@@ -570,14 +564,8 @@ def uas_dialog(request: Request, response: Response, *, secure: bool | None = No
         LocalProtocolError: the response does not answer the request, has no
             To tag, or creates no dialog.
     """
-    _check_pair(request, response)
-    status = response.status
+    early = _check_creates(request, response)
     method = request.method
-    early = status < 200
-    if not (200 <= status < 300 and method in DIALOG_METHODS) and not (
-        early and method == "INVITE" and status > 100
-    ):
-        raise LocalProtocolError(f"a {status} to {method} creates no dialog")
     local_tag = response.to.tag
     if local_tag is None:
         raise LocalProtocolError("a dialog-creating response needs our To tag (§8.2.6.2)")
@@ -606,6 +594,19 @@ def uas_dialog(request: Request, response: Response, *, secure: bool | None = No
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _check_creates(request: Request, response: Response) -> bool:
+    """Refuse a pair that creates no dialog (rule 2); True when the dialog is early."""
+    _check_pair(request, response)
+    status = response.status
+    method = request.method
+    early = status < 200
+    if not (200 <= status < 300 and method in DIALOG_METHODS) and not (
+        early and method == "INVITE" and status > 100
+    ):
+        raise LocalProtocolError(f"a {status} to {method} creates no dialog")
+    return early
 
 
 def _check_pair(request: Request, response: Response) -> None:
