@@ -4,7 +4,7 @@ Run from the repository root (SIPp installed: Debian package ``sip-tester``; Kam
 for the proxy phase: ``kamailio``)::
 
     python3 bench/cluster_bench.py            # table (about 12 minutes)
-    python3 bench/cluster_bench.py --quick    # smaller steps and budgets (about 4 minutes)
+    python3 bench/cluster_bench.py --quick    # smaller steps and budgets (about 5 minutes)
     python3 bench/cluster_bench.py --json     # the same figures as JSON
     python3 bench/cluster_bench.py --only load,search   # some phases only
 
