@@ -192,6 +192,16 @@ class Message:
             self._vias = v
         return v
 
+    def via_count(self) -> int:
+        """How many Via values there are, without parsing them in the common case."""
+        n = 0
+        for k, _, v in self._headers:
+            if k == "via":
+                if "," in v:
+                    return len(self.vias)
+                n += 1
+        return n
+
     @property
     def via(self) -> Via:
         """The top Via (raises ParseError when there is none)."""

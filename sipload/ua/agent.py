@@ -1025,7 +1025,7 @@ class UserAgent:
     # ================================================================ incoming responses
 
     def _on_response(self, resp: Response, peer: Peer, now: float) -> None:
-        if len(resp.vias) != 1:
+        if resp.via_count() != 1:
             return  # §8.1.3.3: a response with more than one Via is not for us
         rec = self._client.get(client_key(resp))
         if rec is None:
