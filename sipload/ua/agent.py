@@ -197,6 +197,11 @@ class UserAgent:
                 self._on_response(msg, peer, now)
         except ParseError as e:
             self._bad(data, peer, e, now)
+        except LocalProtocolError as e:
+            # the message contradicts the state it matched (a response of another
+            # dialog, say): the peer is at fault, so it is dropped, never raised
+            self.bad_messages += 1
+            self._emit(EventType.BAD_MESSAGE, now, reason=f"inconsistent message: {e}")
 
     def handle_timers(self, now: float) -> None:
         """Fire every timer due at ``now``."""
@@ -1036,6 +1041,14 @@ class UserAgent:
             return
         tx = rec.tx
         assert isinstance(tx, ClientTransaction)
+        sent = tx.request
+        if resp.call_id != sent.call_id or resp.from_tag != sent.from_tag or (
+                resp.cseq.seq != sent.cseq.seq):
+            # matched by branch alone (§17.1.3), but it does not answer our request
+            self.bad_messages += 1
+            self._emit(EventType.BAD_MESSAGE, now, response=resp,
+                       reason="response does not answer the request its branch names")
+            return
         passed = tx.receive(resp, now)
         self._flush(rec)
         if passed is None:
