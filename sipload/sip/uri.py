@@ -205,12 +205,30 @@ def _parse_sip(text: str) -> SipUri:
     return SipUri(host, user, port, m.group("scheme").lower(), password, params, headers)
 
 
+_CACHE: dict[str, Uri] = {}
+_CACHE_SIZE = 4096
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a URI as it appears in a Request-URI or inside ``<...>``.
+
+    The same few URIs recur in every call of a run (the peer's Contact, the
+    Request-URI), so parses are cached by text; each caller gets its own copy.
 
     Raises:
         ParseError: the text is not a URI (white space, a bad scheme, bad parts).
     """
+    hit = _CACHE.get(text)
+    if hit is not None:
+        return hit.copy()
+    uri = _parse_uri(text)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[text] = uri.copy()
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     colon = text.find(":")
     if colon <= 0:
         raise ParseError(f"not a URI: {text[:80]!r}")
