@@ -60,6 +60,16 @@ async def next_invite(probe: Probe, profile: Profile) -> Incoming | None:
         _tidy(probe, got)
 
 
+async def incoming_call(probe: Probe, profile: Profile) -> tuple[Incoming, Request] | Outcome:
+    """The target's next INVITE, or the verdict when none comes (inconclusive)."""
+    got = await next_invite(probe, profile)
+    if got is None:
+        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
+    invite = got.msg
+    assert isinstance(invite, Request)
+    return got, invite
+
+
 def respond(probe: Probe, profile: Profile, got: Incoming, status: int, tag: str) -> Response:
     req = got.msg
     assert isinstance(req, Request)
@@ -129,11 +139,10 @@ def invite_problems(req: Request) -> list[str]:
 
 
 async def well_formed(probe: Probe, profile: Profile) -> Outcome:
-    got = await next_invite(probe, profile)
-    if got is None:
-        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
-    invite = got.msg
-    assert isinstance(invite, Request)
+    call = await incoming_call(probe, profile)
+    if not isinstance(call, tuple):
+        return call
+    got, invite = call
     problems = invite_problems(invite)
     await serve(probe, profile, got, probe.tag())
     if problems:
@@ -143,11 +152,10 @@ async def well_formed(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def timer_a(probe: Probe, profile: Profile) -> Outcome:
-    got = await next_invite(probe, profile)
-    if got is None:
-        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
-    invite = got.msg
-    assert isinstance(invite, Request)
+    call = await incoming_call(probe, profile)
+    if not isinstance(call, tuple):
+        return call
+    got, invite = call
     if got.peer[0] != "udp":
         await serve(probe, profile, got, probe.tag())
         return inconclusive("Timer A applies to unreliable transports only")
@@ -175,11 +183,10 @@ async def timer_a(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def ack_non2xx(probe: Probe, profile: Profile) -> Outcome:
-    got = await next_invite(probe, profile)
-    if got is None:
-        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
-    invite = got.msg
-    assert isinstance(invite, Request)
+    call = await incoming_call(probe, profile)
+    if not isinstance(call, tuple):
+        return call
+    got, invite = call
     tag = probe.tag()
     respond(probe, profile, got, 486, tag)
     ack = await _ack(probe, profile, invite.call_id)
@@ -209,11 +216,10 @@ async def ack_non2xx(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def ack_2xx(probe: Probe, profile: Profile) -> Outcome:
-    got = await next_invite(probe, profile)
-    if got is None:
-        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
-    invite = got.msg
-    assert isinstance(invite, Request)
+    call = await incoming_call(probe, profile)
+    if not isinstance(call, tuple):
+        return call
+    got, invite = call
     tag = probe.tag()
     ack = await serve(probe, profile, got, tag)
     if ack is None:
@@ -243,11 +249,10 @@ async def ack_2xx(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def cancel(probe: Probe, profile: Profile) -> Outcome:
-    got = await next_invite(probe, profile)
-    if got is None:
-        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
-    invite = got.msg
-    assert isinstance(invite, Request)
+    call = await incoming_call(probe, profile)
+    if not isinstance(call, tuple):
+        return call
+    got, invite = call
     tag = probe.tag()
     respond(probe, profile, got, 180, tag)
     c = await probe.expect(lambda m: isinstance(m, Request) and m.method == "CANCEL"
