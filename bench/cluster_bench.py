@@ -69,7 +69,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -82,6 +81,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sipp_stats import (
+    children_cpu,
+    free_udp_port,
+    read_stat,
+    rss_kib,
+    stat_int,
+    stat_time,
+    udp_bound,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -138,30 +147,6 @@ def note(text: str) -> None:
     print(f"# {text}", file=sys.stderr, flush=True)
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def udp_bound(port: int) -> bool:
-    """True when a socket is bound to UDP ``port`` (read from /proc/net/udp)."""
-    try:
-        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
-    except OSError:
-        return False
-    for line in lines:
-        f = line.split()
-        if len(f) > 3 and f[3] == "07" and int(f[1].split(":")[1], 16) == port:
-            return True
-    return False
-
-
-def children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def proc_cpu(pid: int) -> float | None:
     """user+sys CPU seconds of a live process (/proc/PID/stat), None once gone."""
     try:
@@ -170,16 +155,6 @@ def proc_cpu(pid: int) -> float | None:
         return None
     f = text[text.rindex(")") + 2:].split()
     return (int(f[11]) + int(f[12])) / CLK_TCK
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def mem_available_kib() -> int:
@@ -199,31 +174,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         with contextlib.suppress(json.JSONDecodeError):
             out.append(json.loads(line))
     return out
-
-
-def read_stat(path: Path) -> dict[str, str]:
-    """The last line of a SIPp ``-trace_stat`` file as {column: value}."""
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return {}
-    if len(lines) < 2:
-        return {}
-    return dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
-
-
-def stat_int(stat: dict[str, str], key: str) -> int:
-    try:
-        return int(float(stat.get(key, "0") or 0))
-    except ValueError:
-        return 0
-
-
-def stat_time(stat: dict[str, str]) -> float:
-    try:
-        return float(stat.get("CurrentTime", "").split("\t")[-1])
-    except ValueError:
-        return 0.0
 
 
 def kill_group(proc: subprocess.Popen[Any]) -> None:

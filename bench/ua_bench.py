@@ -60,10 +60,8 @@ import io
 import json
 import os
 import pstats
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -72,6 +70,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sipp_stats import (
+    children_cpu,
+    free_udp_port,
+    read_stat,
+    rss_kib,
+    stat_int,
+    stat_time,
+    udp_bound,
+)
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ua_uac.py"
@@ -83,66 +91,6 @@ SIPP_US_PER_CALL_NOTE = 80.0
 
 
 # =============================================================================== helpers
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def udp_bound(port: int) -> bool:
-    """True when some socket is bound to UDP ``port`` (read from /proc/net/udp)."""
-    try:
-        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
-    except OSError:
-        return False
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 3 and fields[3] == "07" and int(fields[1].split(":")[1], 16) == port:
-            return True
-    return False
-
-
-def children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def read_stat(path: Path) -> dict[str, str]:
-    """The last line of a SIPp ``-trace_stat`` file as {column: value} ({} if none)."""
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return {}
-    if len(lines) < 2:
-        return {}
-    return dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
-
-
-def stat_int(stat: dict[str, str], key: str) -> int:
-    try:
-        return int(float(stat.get(key, "0") or 0))
-    except ValueError:
-        return 0
-
-
-def stat_time(stat: dict[str, str]) -> float:
-    """CurrentTime of a stat line as epoch seconds (its third tab-separated field)."""
-    try:
-        return float(stat.get("CurrentTime", "").split("\t")[-1])
-    except ValueError:
-        return 0.0
 
 
 class SippUas:
