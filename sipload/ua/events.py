@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from sipload.sip.message import Request, Response
 
@@ -61,7 +62,9 @@ class Event:
     did: int = 0  #: dialog id, 0 when no dialog exists yet
     tid: int = 0  #: transaction id to answer with, or of our request that was answered
     rid: int = 0  #: registration id
-    reference: object = None  #: what the program attached with ``call_set_reference``
+    #: what the program attached with ``call_set_reference`` (``Any``, not ``object``:
+    #: mypyc needs dataclass field types it can resolve at run time)
+    reference: Any = None
     request: Request | None = None  #: the request concerned
     response: Response | None = None  #: the response concerned
     reason: str = ""  #: for failures: why, in words (timer, transport, auth ...)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from sipload.sip.dialog import Dialog
 from sipload.sip.message import Request
@@ -94,7 +95,7 @@ class Call:
     invite: Request | None  #: the INVITE as last sent (UAC) or received (UAS), until answered
     invite_tid: int
     peer: Peer
-    reference: object = None
+    reference: Any = None  # mypyc: dataclass field types must resolve at runtime
     dialogs: dict[int, CallDialog] = field(default_factory=dict)
     cancel_pending: bool = False  #: terminate() came before any provisional
     bye_pending_did: int = 0  #: terminate() came while a 2xx was on its way: BYE after ACK
