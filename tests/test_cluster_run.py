@@ -221,6 +221,11 @@ def test_accounting_end_to_end(runs: Callable[..., Run]) -> None:
     assert kinds["worker_joined"] == 2 and kinds["go"] == 1 and kinds["worker_done"] == 2
     assert kinds["run_end"] == 1 and not kinds["worker_lost"]
     assert "calls: attempted 300 succeeded 300" in run.stdout
+    # each worker says how its hot path runs, as this process would run it
+    from sipload import _native
+
+    builds = {e["build"] for e in run.events() if e["event"] == "worker_joined"}
+    assert builds == {_native.describe()}, builds
 
 
 def test_worker_killed_mid_run(runs: Callable[..., Run]) -> None:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from sipload import __version__
+from sipload._native import describe
 from sipload.cli import (
     conformance_cmd,
     parse_cmd,
@@ -36,7 +37,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sipload", description="SIP load generator and conformance tester")
-    parser.add_argument("--version", action="version", version=f"sipload {__version__}")
+    version = f"sipload {__version__}, {describe()}"
+    parser.add_argument("--version", action="version", version=version)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     parse_cmd.register(sub)
     scenario_cmd.register(sub)

@@ -170,7 +170,7 @@ class Coordinator:
         self.workers[identity] = w
         self.events.append({"t": now, "event": "worker_joined", "worker": index,
                             "host": msg.host, "pid": msg.pid, "version": msg.version,
-                            "rate": rate, "calls": calls, "first_call": first})
+                            "build": msg.build, "rate": rate, "calls": calls, "first_call": first})
         users = None
         if self.users:
             users = max(1, self.users // max(self.workers_expected, 1))

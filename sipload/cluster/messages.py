@@ -29,6 +29,7 @@ class Hello:
     pid: int
     host: str
     protocol: int = PROTOCOL
+    build: str = ""  #: how the hot path runs: compiled (mypyc) or pure Python
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sipload import __version__
+from sipload._native import describe as describe_build
 from sipload.cluster.channel import ChannelError, Dealer
 from sipload.cluster.coordinator import extra_numbers
 from sipload.cluster.messages import (
@@ -122,7 +123,8 @@ class WorkerProcess:
     async def _run(self, hello_timeout: float) -> int:
         dealer = self.dealer
         assert dealer is not None
-        await dealer.send(Hello(__version__, os.getpid(), socket.gethostname()))
+        await dealer.send(Hello(__version__, os.getpid(), socket.gethostname(),
+                                build=describe_build()))
         msg = await dealer.recv(hello_timeout)
         if not isinstance(msg, Welcome):
             why = (f": refused: {dealer.refused}" if dealer.refused else
