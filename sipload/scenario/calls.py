@@ -51,7 +51,7 @@ class RunContext:
     pid: int = field(default_factory=os.getpid)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Leg:
     """One call (or registration) inside a scenario instance."""
 
@@ -69,6 +69,36 @@ class Leg:
     local_sdp: sdp.SessionDescription | None = None
     remote_sdp: bytes = b""
 
+    def __init__(
+        self,
+        name: str,
+        cid: int = 0,
+        did: int = 0,
+        rid: int = 0,
+        call_id: str = "",
+        last_tid: int = 0,
+        last_method: str = "",
+        last: Message | None = None,
+        released: bool = False,
+        retransmissions: int = 0,
+        release_reason: str = "",
+        local_sdp: sdp.SessionDescription | None = None,
+        remote_sdp: bytes = b"",
+    ) -> None:
+        self.name = name
+        self.cid = cid
+        self.did = did
+        self.rid = rid
+        self.call_id = call_id
+        self.last_tid = last_tid
+        self.last_method = last_method
+        self.last = last
+        self.released = released
+        self.retransmissions = retransmissions
+        self.release_reason = release_reason
+        self.local_sdp = local_sdp
+        self.remote_sdp = remote_sdp
+
     @property
     def live(self) -> bool:
         """A call is up (or being set up) on this leg."""
@@ -84,7 +114,7 @@ class Leg:
         self.remote_sdp = b""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CallInstance:
     """One call of the scenario in progress."""
 
@@ -106,6 +136,46 @@ class CallInstance:
     tids: list[int] = field(default_factory=list)  #: client transactions routed to us
     call_ids: list[str] = field(default_factory=list)
     digest: DigestServer | None = None  #: the server of our last challenge
+
+    def __init__(
+        self,
+        iid: int,
+        record: CallRecord,
+        vars: dict[str, str],
+        legs: dict[str, Leg] | None = None,
+        pc: int = 0,
+        deadline: float = INF,
+        waiting: str = "",
+        wait_owner: int = -1,
+        sub: int = 0,
+        wait_tid: int = 0,
+        inbox: list[tuple[str, Event]] | None = None,
+        gotos: dict[int, int] | None = None,
+        timers: dict[str, float] | None = None,
+        executed: int = 0,
+        done: bool = False,
+        tids: list[int] | None = None,
+        call_ids: list[str] | None = None,
+        digest: DigestServer | None = None,
+    ) -> None:
+        self.iid = iid
+        self.record = record
+        self.vars = vars
+        self.legs = {} if legs is None else legs
+        self.pc = pc
+        self.deadline = deadline
+        self.waiting = waiting
+        self.wait_owner = wait_owner
+        self.sub = sub
+        self.wait_tid = wait_tid
+        self.inbox = [] if inbox is None else inbox
+        self.gotos = {} if gotos is None else gotos
+        self.timers = {} if timers is None else timers
+        self.executed = executed
+        self.done = done
+        self.tids = [] if tids is None else tids
+        self.call_ids = [] if call_ids is None else call_ids
+        self.digest = digest
 
     def leg(self, name: str) -> Leg:
         leg = self.legs.get(name)

@@ -103,7 +103,7 @@ _VIA_RE = re.compile(
 MAGIC_COOKIE = "z9hG4bK"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Via:
     """One Via header value: ``SIP/2.0/UDP host:port;branch=...``."""
 
@@ -112,6 +112,20 @@ class Via:
     port: int | None = None
     params: Params = field(default_factory=Params)
     protocol: str = "SIP/2.0"
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: Params | None = None,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = Params() if params is None else params
+        self.protocol = protocol
 
     @property
     def branch(self) -> str | None:
@@ -235,7 +249,7 @@ _DISPLAY_TOKENS_RE = re.compile(r"(?:" + TOKEN + r")(?:[ \t]+" + TOKEN + r")*")
 _QUOTED_RE = re.compile(r"[ \t]*(" + QUOTED_STRING + r")[ \t]*")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class NameAddress:
     """A name-addr or addr-spec with header parameters (From, To, Contact, Route ...).
 
@@ -246,6 +260,16 @@ class NameAddress:
     uri: Uri
     display_name: str | None = None
     params: Params = field(default_factory=Params)
+
+    def __init__(
+        self,
+        uri: Uri,
+        display_name: str | None = None,
+        params: Params | None = None,
+    ) -> None:
+        self.uri = uri
+        self.display_name = display_name
+        self.params = Params() if params is None else params
 
     @property
     def tag(self) -> str | None:

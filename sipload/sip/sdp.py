@@ -136,7 +136,7 @@ def _parse_rtpmap(value: str) -> RtpMap | None:
     return RtpMap(pt, parts[0], int(parts[1]), channels)
 
 
-@dataclass
+@dataclass(init=False)
 class MediaDescription:
     """One media section: the ``m=`` line and the lines that follow it."""
 
@@ -149,6 +149,28 @@ class MediaDescription:
     bandwidths: list[tuple[str, int]] = field(default_factory=list)
     attributes: list[Attribute] = field(default_factory=list)
     other_lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def __init__(
+        self,
+        media: str,
+        port: int,
+        proto: str,
+        formats: list[str],
+        port_count: int | None = None,
+        connection: Connection | None = None,
+        bandwidths: list[tuple[str, int]] | None = None,
+        attributes: list[Attribute] | None = None,
+        other_lines: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.media = media
+        self.port = port
+        self.proto = proto
+        self.formats = formats
+        self.port_count = port_count
+        self.connection = connection
+        self.bandwidths = [] if bandwidths is None else bandwidths
+        self.attributes = [] if attributes is None else attributes
+        self.other_lines = [] if other_lines is None else other_lines
 
     def copy(self) -> MediaDescription:
         return replace(
@@ -213,7 +235,7 @@ class MediaDescription:
         return out
 
 
-@dataclass
+@dataclass(init=False)
 class SessionDescription:
     """A complete SDP body."""
 
@@ -226,6 +248,28 @@ class SessionDescription:
     attributes: list[Attribute] = field(default_factory=list)
     media: list[MediaDescription] = field(default_factory=list)
     other_lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def __init__(
+        self,
+        origin: Origin,
+        session_name: str,
+        version: int = 0,
+        connection: Connection | None = None,
+        timing: list[Timing] | None = None,
+        bandwidths: list[tuple[str, int]] | None = None,
+        attributes: list[Attribute] | None = None,
+        media: list[MediaDescription] | None = None,
+        other_lines: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.origin = origin
+        self.session_name = session_name
+        self.version = version
+        self.connection = connection
+        self.timing = [Timing()] if timing is None else timing
+        self.bandwidths = [] if bandwidths is None else bandwidths
+        self.attributes = [] if attributes is None else attributes
+        self.media = [] if media is None else media
+        self.other_lines = [] if other_lines is None else other_lines
 
     def copy(self) -> SessionDescription:
         return replace(

@@ -37,7 +37,7 @@ _ABS_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):(\S+)")
 _IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI.
 
@@ -52,6 +52,24 @@ class SipUri:
     password: str | None = None
     params: Params = field(default_factory=Params)
     headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def __init__(
+        self,
+        host: str,
+        user: str | None = None,
+        port: int | None = None,
+        scheme: str = "sip",
+        password: str | None = None,
+        params: Params | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.host = host
+        self.user = user
+        self.port = port
+        self.scheme = scheme
+        self.password = password
+        self.params = Params() if params is None else params
+        self.headers = [] if headers is None else headers
 
     @property
     def user_plain(self) -> str | None:

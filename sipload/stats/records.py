@@ -35,7 +35,7 @@ class Failure(StrEnum):
     IN_FLIGHT = "in_flight_at_stop"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CallRecord:
     """The life of one call, with every message and timing mark."""
 
@@ -54,6 +54,38 @@ class CallRecord:
     marks: dict[str, float] = field(default_factory=dict)  #: timing mark name -> seconds
     worker: int = 0
     call_id: str = ""
+
+    def __init__(
+        self,
+        call_number: int,
+        intended_start: float,
+        actual_start: float = 0.0,
+        end: float = 0.0,
+        result: Result = Result.IN_FLIGHT,
+        failure: str = "",
+        detail: str = "",
+        step: int = -1,
+        codes: list[int] | None = None,
+        messages: list[tuple[float, str, str]] | None = None,
+        retransmissions: int = 0,
+        marks: dict[str, float] | None = None,
+        worker: int = 0,
+        call_id: str = "",
+    ) -> None:
+        self.call_number = call_number
+        self.intended_start = intended_start
+        self.actual_start = actual_start
+        self.end = end
+        self.result = result
+        self.failure = failure
+        self.detail = detail
+        self.step = step
+        self.codes = [] if codes is None else codes
+        self.messages = [] if messages is None else messages
+        self.retransmissions = retransmissions
+        self.marks = {} if marks is None else marks
+        self.worker = worker
+        self.call_id = call_id
 
     @property
     def duration(self) -> float:

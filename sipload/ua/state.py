@@ -44,7 +44,7 @@ class Purpose(IntEnum):
     REFRESH = 8  #: a session refresh (RFC 4028) the UA sends itself
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CallDialog:
     """One dialog of a call, plus what the UA retransmits on its behalf."""
 
@@ -73,6 +73,54 @@ class CallDialog:
     local_body: bytes = b""  #: our last session description, for refresh re-INVITEs
     peer_allows_update: bool = False
 
+    def __init__(
+        self,
+        did: int,
+        cid: int,
+        dialog: Dialog,
+        peer: Peer,
+        ack: bytes | None = None,
+        ok_bytes: bytes | None = None,
+        ok_cseq: int = 0,
+        ok_next: float = 0.0,
+        ok_interval: float = 0.0,
+        ok_give_up: float = 0.0,
+        rel_bytes: bytes | None = None,
+        rel_rseq: int = 0,
+        rel_next: float = 0.0,
+        rel_interval: float = 0.0,
+        rel_give_up: float = 0.0,
+        rel_tid: int = 0,
+        rseq_out: int = 0,
+        rseq_in: int = -1,
+        pending_invite_tid: int = 0,
+        st: SessionTimer | None = None,
+        local_body: bytes = b"",
+        peer_allows_update: bool = False,
+    ) -> None:
+        self.did = did
+        self.cid = cid
+        self.dialog = dialog
+        self.peer = peer
+        self.ack = ack
+        self.ok_bytes = ok_bytes
+        self.ok_cseq = ok_cseq
+        self.ok_next = ok_next
+        self.ok_interval = ok_interval
+        self.ok_give_up = ok_give_up
+        self.rel_bytes = rel_bytes
+        self.rel_rseq = rel_rseq
+        self.rel_next = rel_next
+        self.rel_interval = rel_interval
+        self.rel_give_up = rel_give_up
+        self.rel_tid = rel_tid
+        self.rseq_out = rseq_out
+        self.rseq_in = rseq_in
+        self.pending_invite_tid = pending_invite_tid
+        self.st = st
+        self.local_body = local_body
+        self.peer_allows_update = peer_allows_update
+
     def next_deadline(self) -> float | None:
         d: float | None = None
         if self.ok_bytes is not None:
@@ -85,7 +133,7 @@ class CallDialog:
         return d
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Call:
     """A call (cid): the INVITE that started it and the dialogs it made."""
 
@@ -102,6 +150,35 @@ class Call:
     retransmissions: int = 0
     invite_cseq: int = 0  #: the CSeq number of that INVITE (kept after the INVITE is dropped)
 
+    def __init__(
+        self,
+        cid: int,
+        uac: bool,
+        state: CallState,
+        invite: Request | None,
+        invite_tid: int,
+        peer: Peer,
+        reference: Any = None,
+        dialogs: dict[int, CallDialog] | None = None,
+        cancel_pending: bool = False,
+        bye_pending_did: int = 0,
+        retransmissions: int = 0,
+        invite_cseq: int = 0,
+    ) -> None:
+        self.cid = cid
+        self.uac = uac
+        self.state = state
+        self.invite = invite
+        self.invite_tid = invite_tid
+        self.peer = peer
+        self.reference = reference
+        self.dialogs = {} if dialogs is None else dialogs
+        self.cancel_pending = cancel_pending
+        self.bye_pending_did = bye_pending_did
+        self.retransmissions = retransmissions
+        self.invite_cseq = invite_cseq
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         if self.invite is not None:
             self.invite_cseq = self.invite.cseq.seq
@@ -112,7 +189,7 @@ class Call:
         return None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class TxRecord:
     """A transaction and what it belongs to."""
 
@@ -125,6 +202,28 @@ class TxRecord:
     rid: int = 0
     auth_realms: tuple[str, ...] = ()  #: realms we already answered on this request chain
     armed: float = -1.0  #: the deadline last pushed on the timer heap
+
+    def __init__(
+        self,
+        tid: int,
+        tx: ClientTransaction | ServerTransaction,
+        peer: Peer,
+        purpose: Purpose,
+        cid: int = 0,
+        did: int = 0,
+        rid: int = 0,
+        auth_realms: tuple[str, ...] = (),
+        armed: float = -1.0,
+    ) -> None:
+        self.tid = tid
+        self.tx = tx
+        self.peer = peer
+        self.purpose = purpose
+        self.cid = cid
+        self.did = did
+        self.rid = rid
+        self.auth_realms = auth_realms
+        self.armed = armed
 
 
 @dataclass(slots=True)
