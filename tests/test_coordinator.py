@@ -140,3 +140,22 @@ def test_decode_wrong_shapes_raise_only_protocol_error(fields: dict[str, object]
         decode(data)
     except ProtocolError:
         pass
+
+
+def test_records_newer_than_the_last_heartbeat_count_as_started() -> None:
+    """A worker killed between a heartbeat and a later record batch: the records'
+    calls were started, so they are neither lost nor handed to another worker."""
+    c = Coordinator({}, workers_expected=2, rate=100.0, calls=100, lost_after=3.0)
+    a, b = _join(c, 2)
+    for ident, w in ((a, 0), (b, 1)):
+        c.on_message(ident, Ready(w, "127.0.0.1", 5000 + w), 0.0)
+    c.on_message(a, Heartbeat(0, 1.0, 5, 20, 0.5, 1.0), 1.0)  # started 20
+    c.on_message(a, Records(0, 1, [{}] * 30, 33), 1.5)  # 30 records, 33 started by then
+    c.on_message(a, Records(0, 2, [{}] * 6), 1.6)  # an older worker: no count
+    c.on_message(b, Heartbeat(1, 1.0, 5, 20, 0.5, 1.0), 3.5)
+    out = c.tick(4.7)
+    lost = [e for e in c.events if e["event"] == "worker_lost"]
+    assert lost[0]["started"] == 36 and lost[0]["records"] == 36
+    assert lost[0]["calls_lost"] == 0
+    shares = [m for ident, m in out if ident == b and isinstance(m, SetShare)]
+    assert shares == [SetShare(100.0, 14)]  # 50 - 36 unstarted

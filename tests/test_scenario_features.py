@@ -473,3 +473,22 @@ def test_the_peers_session_refresh_is_answered_without_the_scenario() -> None:
                  (d.startswith(b"INVITE ") or d.startswith(b"UPDATE "))]
     assert refreshes  # the first at 45 s
     assert any("session refresh" in label for _, _, label in sp.records[0].messages)
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1", "192.0.2.10"])
+@pytest.mark.parametrize("session_id", [0, 1, 4711, 2**62 + 3])
+def test_default_offer_is_the_built_offer(ip: str, session_id: int) -> None:
+    """The spliced per-call offer is byte for byte what the SDP builder makes."""
+    from sipload.scenario.messages import default_offer
+    from sipload.sip import sdp
+
+    built = sdp.build_audio_offer(ip, 6000, session_id=session_id, username="sipload")
+    desc, data = default_offer(ip, 6000, session_id)
+    assert data == built.to_bytes()
+    assert desc.to_bytes() == data
+    assert sdp.parse_sdp(data).origin.sess_id == session_id
+    # deriving from it (hold) leaves the shared template alone
+    held = sdp.hold(desc)
+    assert held.media_direction(0) == "sendonly"
+    assert desc.media_direction(0) == "sendrecv"
+    assert default_offer(ip, 6000, session_id)[1] == data

@@ -136,6 +136,8 @@ class Coordinator:
             return []
         if isinstance(msg, Records):
             w.records += len(msg.records)
+            # a record is a started call: a heartbeat's count may lag behind the batch
+            w.started = max(w.started, msg.started, w.records)
             return [(identity, Ack(msg.seq))]
         if isinstance(msg, Snapshot):
             return []

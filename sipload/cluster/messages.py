@@ -71,6 +71,9 @@ class Records:
     worker: int
     seq: int
     records: list[dict[str, Any]]
+    #: calls the worker had started when it sent the batch (every record is one of them;
+    #: a heartbeat's count can be older than the records that follow it)
+    started: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,7 +189,8 @@ class WorkerProcess:
             del self._pending[:2000]
             self.seq += 1
             self.records_sent += len(batch)
-            await dealer.send(Records(self.worker, self.seq, batch))
+            started = self.engine.started if self.engine is not None else 0
+            await dealer.send(Records(self.worker, self.seq, batch, started))
         while self._snapshots:
             snap = self._snapshots.pop(0)
             await dealer.send(Snapshot(self.worker, snap.to_dict()))
