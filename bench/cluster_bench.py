@@ -92,6 +92,8 @@ from sipp_stats import (
     udp_bound,
 )
 
+from sipload._native import describe as describe_build
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 UA_DRIVER = HERE / "ua_uac.py"
@@ -957,11 +959,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster_bench: could not run: {e}", file=sys.stderr)
         return 3
     result["bench_seconds"] = round(time.monotonic() - t0, 1)
+    result["sipload_build"] = describe_build()  # compiled (mypyc) or pure Python
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print_report(result)
-        print(f"\n(bench took {result['bench_seconds']:.0f} s on {os.cpu_count()} CPUs)")
+        print(f"\n(bench took {result['bench_seconds']:.0f} s on {os.cpu_count()} CPUs; "
+              f"sipload {result['sipload_build']})")
     return 0
 
 

@@ -81,6 +81,8 @@ from sipp_stats import (
     udp_bound,
 )
 
+from sipload._native import describe as describe_build
+
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ua_uac.py"
 LOOPBACK = "127.0.0.1"
@@ -555,11 +557,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ua_bench: could not run: {e}", file=sys.stderr)
         return 3
     result["bench_seconds"] = round(time.monotonic() - t0, 1)
+    result["sipload_build"] = describe_build()  # compiled (mypyc) or pure Python
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print_report(result)
-        print(f"\n(bench took {result['bench_seconds']:.0f} s)")
+        print(f"\n(bench took {result['bench_seconds']:.0f} s; sipload {result['sipload_build']})")
     return 0
 
 
