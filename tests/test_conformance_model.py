@@ -25,6 +25,7 @@ from sipload.conformance.model import Case, CaseResult, LadderEntry, Verdict
 from sipload.conformance.profile import ProfileError, load_profile, load_profile_text
 from sipload.conformance.runner import all_cases, default_packs, select
 from sipload.report.conformance_html import render
+from sipload.sip.message import Request
 from tests.peers import REPO_ROOT
 
 PROFILES = REPO_ROOT / "scenarios" / "conformance" / "profiles"
@@ -247,3 +248,26 @@ def test_cli_uac_profile_needs_no_target(tmp_path: Path) -> None:
     doc = json.loads((out / "conformance.json").read_text())
     assert doc["cases"][0]["verdict"] == "inconclusive"
     assert (out / "junit.xml").exists() and (out / "conformance.html").exists()
+
+
+def test_echo_allows_received_and_rport_but_nothing_else_in_the_top_via() -> None:
+    from sipload.conformance.judge import echo_problems
+    from sipload.sip.build import make_response, stamp_source
+    from sipload.sip.parser import parse_message
+
+    raw = (b"OPTIONS sip:b@127.0.0.1 SIP/2.0\r\n"
+           b"Via: SIP/2.0/UDP 10.0.0.1:5071;branch=z9hG4bKe1;rport\r\n"
+           b"Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKe0\r\n"
+           b"From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: e\r\nCSeq: 1 OPTIONS\r\n"
+           b"Content-Length: 0\r\n\r\n")
+    req = parse_message(raw)
+    stamped = parse_message(raw)
+    assert isinstance(req, Request) and isinstance(stamped, Request)
+    stamp_source(stamped, "127.0.0.1", 5099)
+    assert echo_problems(req, make_response(stamped, 200, to_tag="t")) == []
+    changed = make_response(stamped, 200, to_tag="t")
+    changed.replace_first("via", "SIP/2.0/UDP 10.0.0.1:5071;branch=z9hG4bKother")
+    assert echo_problems(req, changed) == ["Via not copied unchanged"]
+    dropped = make_response(req, 200, to_tag="t")
+    dropped.set_header("Via", "SIP/2.0/UDP 10.0.0.1:5071;branch=z9hG4bKe1;rport")
+    assert echo_problems(req, dropped) == ["Via not copied unchanged"]

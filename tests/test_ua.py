@@ -8,6 +8,7 @@ import pytest
 
 from sipload.sip.digest import DigestServer, parse_credentials
 from sipload.sip.errors import LocalProtocolError
+from sipload.sip.parser import parse_message
 from sipload.ua.events import Event, EventType
 from tests.uapair import Pair
 
@@ -431,3 +432,43 @@ def test_api_misuse_is_a_local_error() -> None:
         p.alice.call_send_answer(999, 200)
     with pytest.raises(LocalProtocolError):
         p.alice.call_build_initial_invite("not an address", "<sip:a@b>")
+
+
+def _invite_from(via: str, call_id: str) -> bytes:
+    return (f"INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n"
+            f"From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+            "Contact: <sip:a@127.0.0.1:5071>\r\n"
+            "Content-Length: 0\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("via", "peer_host", "expected"),
+    [
+        # RFC 3581 §4: an empty rport gets the source port, and received is added
+        # even when it equals the sent-by host
+        ("SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKr1;rport", "127.0.0.1",
+         "SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKr1;rport=5099;received=127.0.0.1"),
+        # RFC 3261 §18.2.1: received when the sent-by host is not the source
+        ("SIP/2.0/UDP 10.1.1.1:5071;branch=z9hG4bKr2", "127.0.0.2",
+         "SIP/2.0/UDP 10.1.1.1:5071;branch=z9hG4bKr2;received=127.0.0.2"),
+        # nothing to note
+        ("SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKr3", "127.0.0.1",
+         "SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKr3"),
+        # a filled-in rport is left alone; only the top Via of a list is touched
+        ("SIP/2.0/UDP h.example;branch=z9hG4bKr4;rport=7, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKq",
+         "127.0.0.1",
+         "SIP/2.0/UDP h.example;branch=z9hG4bKr4;rport=7;received=127.0.0.1, "
+         "SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKq"),
+        ("SIP/2.0/UDP [::1]:5071;branch=z9hG4bKr5;rport", "::1",
+         "SIP/2.0/UDP [::1]:5071;branch=z9hG4bKr5;rport=5099;received=::1"),
+    ],
+)
+def test_responses_carry_received_and_rport(via: str, peer_host: str, expected: str) -> None:
+    p = Pair()
+    p.bob.receive(_invite_from(via, via[-6:]), ("udp", peer_host, 5099), 0.0)
+    invite = _one(p.events(p.bob), E.CALL_INVITE)
+    p.bob.call_send_answer(invite.tid, 180, now=0.0)
+    for data, dest in p.bob.outgoing():
+        assert dest == ("udp", peer_host, 5099)
+        resp = parse_message(data)
+        assert ", ".join(resp.get_all("via")) == expected, data[:200]

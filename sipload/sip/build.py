@@ -10,6 +10,7 @@ From, To, CSeq number and Route (§9.1).
 
 from __future__ import annotations
 
+from sipload.sip.errors import ParseError
 from sipload.sip.grammar import Params, split_commas
 from sipload.sip.headers import NameAddress
 from sipload.sip.message import Request, Response
@@ -118,3 +119,36 @@ def salvage_response(data: bytes, status: int, reason: str) -> bytes | None:
             resp.add_header(key, v)
     resp.add_header("Warning", f'399 sipload "{phrase.replace(chr(34), chr(39))}"')
     return resp.to_bytes()
+
+
+def stamp_source(request: Request, host: str, port: int) -> None:
+    """Note in the top Via where a request came from, as the server transport must.
+
+    RFC 3261 §18.2.1: add ``received=<source address>`` when the sent-by host is
+    not that address.  RFC 3581 §4: an ``rport`` with no value gets the source
+    port, and then ``received`` is added even when it equals the sent-by host.
+    Responses copy the Via, so they carry both back.  A top Via that does not
+    parse is left as it is (the request gets its 400 elsewhere).
+    """
+    try:
+        via = request.via
+    except ParseError:
+        return
+    params = via.params
+    rport = "rport" in params
+    if rport and params.get("rport") is not None:
+        rport = False  # already filled in (by a proxy, say): leave it
+    sent_by = via.host[1:-1] if via.host.startswith("[") else via.host
+    if not rport and sent_by == host:
+        return
+    params.set("received", host)
+    if rport:
+        params.set("rport", str(port))
+    first = request.get("via")
+    assert first is not None  # request.via parsed from it
+    if "," in first:
+        values = split_commas(first)
+        values[0] = str(via)
+        request.replace_first("via", ", ".join(values))
+    else:
+        request.replace_first("via", str(via))

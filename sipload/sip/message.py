@@ -19,7 +19,7 @@ Theory of operation
 
 from __future__ import annotations
 
-from sipload.sip.errors import ParseError
+from sipload.sip.errors import LocalProtocolError, ParseError
 from sipload.sip.grammar import split_commas
 from sipload.sip.headers import (
     LIST_HEADERS,
@@ -155,6 +155,17 @@ class Message:
         else:
             self._headers.insert(0, field)
         self._changed()
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the value of the first field called ``name`` (the others stay)."""
+        key = header_key(name)
+        hs = self._headers
+        for i, h in enumerate(hs):
+            if h[0] == key:
+                hs[i] = (key, h[1], value)
+                self._changed()
+                return
+        raise LocalProtocolError(f"no {name} header to replace")
 
     def remove_header(self, name: str) -> None:
         key = header_key(name)

@@ -33,7 +33,13 @@ import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
-from sipload.sip.build import make_ack_for_non2xx, make_cancel, make_response, salvage_response
+from sipload.sip.build import (
+    make_ack_for_non2xx,
+    make_cancel,
+    make_response,
+    salvage_response,
+    stamp_source,
+)
 from sipload.sip.checks import check_request
 from sipload.sip.dialog import (
     DialogState,
@@ -717,6 +723,7 @@ class UserAgent:
         if method == "ACK":
             self._on_ack(req, now)
             return
+        stamp_source(req, peer[1], peer[2])  # received / rport in the Via we answer with
         if method == "CANCEL":
             self._on_cancel(req, peer, now)
             return
