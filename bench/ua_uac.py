@@ -41,6 +41,7 @@ import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,24 @@ class UacDriver:
         return self.ua.call_count() if self.ua is not None else 0
 
 
+def calling_phase(loop: asyncio.AbstractEventLoop, run: Coroutine[Any, Any, Any],
+                  args: argparse.Namespace) -> tuple[bool, float, float]:
+    """Run the calls (under cProfile with ``--profile-out``): (timed out, CPU s, wall s)."""
+    profiler = cProfile.Profile() if args.profile_out else None
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    if profiler is not None:
+        profiler.enable()
+    timed_out = False
+    try:
+        loop.run_until_complete(asyncio.wait_for(run, args.max_seconds))
+    except TimeoutError:
+        timed_out = True
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile_out)
+    return timed_out, cpu_seconds() - cpu0, time.monotonic() - wall0
+
+
 def run_ua(args: argparse.Namespace) -> dict[str, Any]:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
@@ -256,21 +275,9 @@ def run_ua(args: argparse.Namespace) -> dict[str, Any]:
     rss_before = rss_kib()
     if args.hold:
         return hold_ua(args, loop, drv, rss_before)
-    profiler = cProfile.Profile() if args.profile_out else None
     if not args.gc:
         gc.disable()
-    cpu0, wall0 = cpu_seconds(), time.monotonic()
-    if profiler is not None:
-        profiler.enable()
-    timed_out = False
-    try:
-        loop.run_until_complete(asyncio.wait_for(drv.run(), args.max_seconds))
-    except TimeoutError:
-        timed_out = True
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(args.profile_out)
-    cpu1, wall1 = cpu_seconds(), time.monotonic()
+    timed_out, cpu_s, wall_s = calling_phase(loop, drv.run(), args)
     gc.enable()
     assert drv.ua is not None
     result = {
@@ -280,7 +287,7 @@ def run_ua(args: argparse.Namespace) -> dict[str, Any]:
         "timed_out": timed_out, "retransmissions": drv.ua.retransmissions, "late": drv.late,
         "achieved_rate": _rate(drv.started, drv.first_start, drv.last_start),
         "throughput": _rate(drv.completed + 1, drv.first_start, drv.last_end),
-        "wall_s": wall1 - wall0, "cpu_s": cpu1 - cpu0,
+        "wall_s": wall_s, "cpu_s": cpu_s,
         "rss_before_kib": rss_before, "rss_after_kib": rss_kib(),
         "transactions_left": drv.ua.transaction_count(),
     }
@@ -344,19 +351,7 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
     loop.run_until_complete(engine.start())
     tune_gc()  # as a worker process does
     rss_before = rss_kib()
-    profiler = cProfile.Profile() if args.profile_out else None
-    cpu0, wall0 = cpu_seconds(), time.monotonic()
-    if profiler is not None:
-        profiler.enable()
-    timed_out = False
-    try:
-        loop.run_until_complete(asyncio.wait_for(engine.run(), args.max_seconds))
-    except TimeoutError:
-        timed_out = True
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(args.profile_out)
-    cpu1, wall1 = cpu_seconds(), time.monotonic()
+    timed_out, cpu_s, wall_s = calling_phase(loop, engine.run(), args)
     loop.close()
     ok = sum(1 for r in records if r["result"] == "success")
     reasons = Counter(f"{r['failure']} {r['detail']}".strip() for r in records
@@ -371,7 +366,7 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
         "retransmissions": engine.ua.retransmissions if engine.ua is not None else 0,
         "late": late, "achieved_rate": _rate(len(starts), starts[0], starts[-1]) if starts else 0,
         "throughput": _rate(ok + 1, starts[0], last_end) if starts else 0.0,
-        "wall_s": wall1 - wall0, "cpu_s": cpu1 - cpu0, "held": 0,
+        "wall_s": wall_s, "cpu_s": cpu_s, "held": 0,
         "rss_before_kib": rss_before, "rss_after_kib": rss_kib(),
     }
 
