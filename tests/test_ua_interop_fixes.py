@@ -60,3 +60,52 @@ def test_a_second_prack_for_the_same_rseq_gets_481() -> None:
     p.transfer()
     last = [d.split(b"\r\n", 1)[0] for s, d in p.wire if s == "bob"][-1]
     assert last.startswith(b"SIP/2.0 481"), last
+
+
+def _prack_answered_481(answer_first: bool) -> tuple[Pair, int, list[E]]:
+    """Alice's PRACK never reaches bob; a 481 for it reaches alice instead."""
+    from sipload.sip.build import make_response
+    from sipload.sip.message import Request
+    from sipload.sip.parser import parse_message
+
+    p = Pair()
+    pracks: list[bytes] = []
+
+    def hold_prack(data: bytes) -> bool:
+        if data.startswith(b"PRACK "):
+            pracks.append(data)
+            return True
+        return False
+
+    p.drop_to_bob = hold_prack
+    invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
+                                               "<sip:alice@127.0.0.1:5071>")
+    invite.set_header("Supported", "100rel")
+    cid = p.alice.call_send_initial_invite(invite, now=p.now)
+    p.transfer()
+    incoming = next(e for e in p.events(p.bob) if e.type is E.CALL_INVITE)
+    p.bob.call_send_answer(incoming.tid, 180, now=p.now)
+    if answer_first:
+        p.bob.call_send_answer(incoming.tid, 200, now=p.now)
+    p.transfer()
+    assert len(pracks) == 1
+    prack = parse_message(pracks[0])
+    assert isinstance(prack, Request)
+    p.alice.receive(make_response(prack, 481).to_bytes(), ("udp", "127.0.0.1", 5072), p.now)
+    return p, cid, p.types(p.events(p.alice))
+
+
+def test_a_481_to_prack_after_the_2xx_releases_the_call() -> None:
+    """RFC 5057 §5.1: a 481 ends the dialog; the call went with it (it stayed forever)."""
+    p, _cid, types = _prack_answered_481(answer_first=True)
+    assert E.CALL_RELEASED in types
+    assert p.alice.call_count() == 0
+
+
+def test_a_481_to_prack_of_an_early_dialog_cancels_and_releases() -> None:
+    p, _cid, types = _prack_answered_481(answer_first=False)
+    assert E.CALL_RELEASED in types
+    assert p.alice.call_count() == 0
+    p.transfer()
+    assert any(line.startswith("CANCEL ") for line in p.sent_by("alice"))
+    assert "SIP/2.0 487 Request Terminated" in p.sent_by("bob")

@@ -1205,6 +1205,8 @@ class UserAgent:
             if 200 <= status < 300 and rec.tx.request.method == "UPDATE":
                 self._refreshed(cd, resp, now)
         if rec.purpose in (Purpose.PRACK, Purpose.REFRESH):
+            if cd is not None and cd.dialog.state == DialogState.TERMINATED:
+                self._dialog_gone(rec, status, now)
             return
         if status >= 200 or rec.purpose != Purpose.BYE:
             self._emit(_message_event(status, True), now, cid=rec.cid, did=rec.did,
@@ -1216,6 +1218,19 @@ class UserAgent:
             self._release(call, now, "BYE answered")
         elif cd is not None and cd.dialog.state == DialogState.TERMINATED:
             self._release(call, now, f"{rec.tx.request.method} answered {status}")
+
+    def _dialog_gone(self, rec: TxRecord, status: int, now: float) -> None:
+        """A PRACK or refresh was answered 481/408: the dialog is gone, so is the call.
+
+        RFC 5057 §5.1: such an answer ends the dialog. An INVITE still pending is
+        CANCELled first (§9.1), so the peer stops ringing a call we dropped.
+        """
+        call = self._calls.get(rec.cid)
+        if call is None:
+            return
+        if call.uac and call.state == CallState.PROCEEDING:
+            self._send_cancel(call, now)
+        self._release(call, now, f"{rec.tx.request.method} answered {status}")
 
     # ================================================================ failures and timeouts
 
