@@ -17,6 +17,7 @@ import random
 import resource
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ class EngineConfig:
     duration: float | None = None
     concurrent: int = 10_000
     users: int | None = None  #: closed model: this many calls at once, each followed by the next
+    first_user: int = 0  #: the run-wide number of this worker's first user (USER-order CSV rows)
     arrival: str = "uniform"
     rate_increase: float = 0.0
     rate_interval: float = 0.0
@@ -146,7 +148,8 @@ class Engine:
         self._next_snapshot = 0.0
         self._cpu_base = 0.0
         self._wall_base = 0.0
-        self._users_pending = 0
+        self._free_users: deque[int] = deque()  #: closed model: users between calls
+        self._user_of: dict[int, int] = {}  #: call number -> the user placing it
         self._blocks: list[tuple[int, int]] = []  #: (first call index, its number): extra calls
 
     # ------------------------------------------------------------------ lifecycle
@@ -188,7 +191,7 @@ class Engine:
                     rng=self.rng, increase=cfg.rate_increase, interval=cfg.rate_interval,
                     rate_max=cfg.rate_max)
                 if cfg.users:
-                    self._users_pending = cfg.users
+                    self._free_users.extend(range(cfg.first_user, cfg.first_user + cfg.users))
         self._cpu_base = _cpu()
         self._wall_base = time.monotonic()
         self._next_snapshot = cfg.snapshot_every
@@ -315,8 +318,9 @@ class Engine:
             self._i_codes[key] = self._i_codes.get(key, 0) + 1
         rec.worker = self.config.worker
         self._batch.append(rec.to_dict())
-        if self.pacer is not None and self.config.users and not self._stopping:
-            self._users_pending += 1
+        user = self._user_of.pop(rec.call_number, None)
+        if user is not None and not self._stopping:
+            self._free_users.append(user)
 
     # ------------------------------------------------------------------ the one timer
 
@@ -331,7 +335,7 @@ class Engine:
             candidates.append(d)
         if self.pacer is not None and not self._stopping:
             nxt = self.pacer.peek()
-            if nxt is not None and (not self.config.users or self._users_pending > 0):
+            if nxt is not None and (not self.config.users or self._free_users):
                 candidates.append(nxt)
         if self._stop_at is not None:
             candidates.append(self._stop_at)
@@ -387,13 +391,16 @@ class Engine:
             nxt = pacer.peek()
             if nxt is None or nxt > now:
                 return
+            user: int | None = None
             if cfg.users:
-                if self._users_pending <= 0:
+                if not self._free_users:
                     return
-                self._users_pending -= 1
+                user = self._free_users.popleft()
             budget -= 1
             intended = pacer.take()
             number = self.call_number(pacer.scheduled - 1)
+            if user is not None:
+                self._user_of[number] = user
             self.started += 1
             self._i_started += 1
             if now - intended > LATE_AFTER:
@@ -406,7 +413,7 @@ class Engine:
                 rec.fail(Failure.OVERLOAD, f"{runner.active} calls at the concurrency cap", now)
                 self._account(rec)
                 continue
-            runner.start_call(number, intended, now)
+            runner.start_call(number, intended, now, user)
             self._pump()
 
     def _finished(self, now: float) -> bool:

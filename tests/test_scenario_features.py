@@ -376,8 +376,26 @@ def test_csv_injection_fields(order: str, tmp_path: Path) -> None:
     rows = ["alice-1", "bob-2", "carol-3"]
     if order == "RANDOM":
         assert set(users) <= set(rows)
-    else:
+    elif order == "SEQUENTIAL":
         assert users == rows + rows[:1]
+    else:  # USER: a call placed by no user gets no row (SIPp: user 0), only defaults
+        assert users == ["-default"] * 4
+
+
+def test_csv_injection_user_order_one_row_per_user(tmp_path: Path) -> None:
+    """SIPp's USER order: the row is the user's, whatever the call's number."""
+    (tmp_path / "rows.csv").write_text("USER\nalice;1\nbob;2\ncarol;3\n")
+    (tmp_path / "uac.yaml").write_text(
+        "inject: rows.csv\nsteps:\n  - send: OPTIONS\n"
+        "    headers: {X-User: '${field0}-${field1}'}\n  - recv: 200\n")
+    sp = ScenarioPair(load_file(tmp_path / "uac.yaml"),
+                      program("role: uas\nsteps:\n  - recv: OPTIONS\n  - reply: 200\n"))
+    for number, user in enumerate([2, 0, 2, 1, 1]):
+        sp.uac.start_call(number, sp.pair.now, sp.pair.now, user)
+    sp.pump()
+    ok(sp.records)
+    users = [parse_message(d).get("x-user") for d in sent(sp, "alice", b"OPTIONS ")]
+    assert users == ["carol-3", "alice-1", "carol-3", "bob-2", "bob-2"]
 
 
 # ---------------------------------------------------------------------- dialogs and legs

@@ -122,6 +122,17 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UsageError("--bind beyond loopback needs --keys (CurveZMQ); see sipload keys")
 
 
+def _check_user_rows(users: int | None, injection: Injection) -> None:
+    """USER order is SIPp's ``-users`` file: one row per user of the closed model."""
+    rows = len(injection.rows)
+    if users is None:
+        raise UsageError(f"--users: {injection.path} is in USER order (one row per user, as "
+                         f"SIPp's -users): give --users N with N at most {rows}")
+    if users > rows:
+        raise UsageError(f"--users: {users} users, but {injection.path} (USER order) has "
+                         f"only {rows} rows, one per user")
+
+
 def _run_dir(args: argparse.Namespace, program: Program) -> Path:
     if args.out:
         return Path(args.out)
@@ -190,10 +201,14 @@ def run(args: argparse.Namespace) -> int:
         if program.role != "uac":
             raise UsageError(f"{args.scenario}: a {program.role} scenario; run it with "
                              "'sipload uas'")
+        if injection is not None and injection.order == "USER":
+            _check_user_rows(args.users, injection)
         target = parse_target(args.target) if args.target else None
         workers = args.workers or os.cpu_count() or 1
         if args.calls is not None:
             workers = min(workers, args.calls)
+        if args.users is not None:
+            workers = min(workers, args.users)  # each worker places calls for one user or more
         from sipload.report.thresholds import ThresholdError, parse_threshold
 
         marks = list(program.timer_names)

@@ -76,7 +76,8 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         local_port=int(plan.get("local_port", 0)),
         rate=max(welcome.rate, 1e-9), calls=welcome.calls,
         duration=plan.get("duration"), concurrent=int(plan.get("concurrent", 10_000)),
-        users=welcome.users, arrival=str(plan.get("arrival", "uniform")),
+        users=welcome.users, first_user=welcome.worker * (welcome.users or 0),
+        arrival=str(plan.get("arrival", "uniform")),
         rate_increase=float(plan.get("rate_increase", 0.0)) / max(
             int(plan.get("workers", 1)), 1),
         rate_interval=float(plan.get("rate_interval", 0.0)),

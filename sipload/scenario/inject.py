@@ -1,8 +1,10 @@
 """CSV injection files in SIPp's ``-inf`` format.
 
 The first line says how rows are handed to calls: ``SEQUENTIAL`` (call n takes
-row n mod rows), ``RANDOM`` (a row drawn per call) or ``USER`` (row n mod rows
-per user, as SIPp does for ``-users``).  Each further line is a row of fields
+row n mod rows), ``RANDOM`` (a row drawn per call) or ``USER`` (one row per user,
+as SIPp's ``-users``: user k of the closed model takes row k for every call it
+places, so the file needs at least as many rows as users; a call without a user
+gets no fields, as in SIPp).  Each further line is a row of fields
 separated by ``;``, available to templates as ``${field0}``, ``${field1}`` ...
 Blank lines and lines starting with ``#`` or ``//`` are skipped.
 """
@@ -27,11 +29,20 @@ class Injection:
     def fields(self) -> int:
         return max((len(r) for r in self.rows), default=0)
 
-    def row_for(self, call_number: int, draw: int = 0) -> dict[str, str]:
-        """The fields of the row call ``call_number`` uses (``draw`` for RANDOM)."""
+    def row_for(self, call_number: int, draw: int = 0,
+                user: int | None = None) -> dict[str, str]:
+        """The fields of the row call ``call_number`` uses.
+
+        ``draw`` picks the row for RANDOM; ``user`` (0-based, the closed model's user
+        placing the call) for USER, where a call without a user gets no row."""
         if not self.rows:
             return {}
-        index = draw if self.order == "RANDOM" else call_number
+        if self.order == "USER":
+            if user is None:
+                return {}
+            index = user
+        else:
+            index = draw if self.order == "RANDOM" else call_number
         row = self.rows[index % len(self.rows)]
         return {f"field{i}": v for i, v in enumerate(row)}
 

@@ -160,9 +160,11 @@ class Runner(Sending):
             heapq.heappop(heap)
         return None
 
-    def start_call(self, call_number: int, intended: float, now: float) -> CallInstance:
-        """Start call ``call_number`` of a UAC scenario."""
-        inst = self._new_instance(call_number, intended, now)
+    def start_call(self, call_number: int, intended: float, now: float,
+                   user: int | None = None) -> CallInstance:
+        """Start call ``call_number`` of a UAC scenario (placed by ``user``, 0-based,
+        in the closed model: it picks the row of a USER-order injection file)."""
+        inst = self._new_instance(call_number, intended, now, user)
         self._run(inst, now)
         return inst
 
@@ -211,7 +213,8 @@ class Runner(Sending):
 
     # ------------------------------------------------------------------ instances
 
-    def _new_instance(self, call_number: int, intended: float, now: float) -> CallInstance:
+    def _new_instance(self, call_number: int, intended: float, now: float,
+                      user_index: int | None = None) -> CallInstance:
         self._next_iid += 1
         self.started += 1
         rec = CallRecord(call_number, intended, now, worker=self.ctx.worker)
@@ -232,7 +235,7 @@ class Runner(Sending):
         row: dict[str, str] = {}
         if self.injection is not None and self.injection.rows:
             draw = self.rng.randrange(len(self.injection.rows))
-            row = self.injection.row_for(call_number, draw)
+            row = self.injection.row_for(call_number, draw, user_index)
             values.update(row)
         for name, tmpl in self.program.variables:
             if name not in row:  # CSV fields win over variables: (defaults)
