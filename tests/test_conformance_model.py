@@ -6,6 +6,7 @@ target) in well under a second per test.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import xml.etree.ElementTree as ET
@@ -25,6 +26,7 @@ from sipload.conformance.model import Case, CaseResult, LadderEntry, Verdict
 from sipload.conformance.profile import ProfileError, load_profile, load_profile_text
 from sipload.conformance.runner import all_cases, default_packs, select
 from sipload.report.conformance_html import render
+from sipload.scenario.loader import load_text
 from sipload.sip.message import Request
 from tests.peers import REPO_ROOT
 
@@ -61,6 +63,40 @@ def test_profile_errors_name_file_line_column(text: str, where: tuple[int, int],
     assert (e.line, e.column) == where, str(e)
     assert words in e.message
     assert str(e).startswith(f"p.yaml:{where[0]}:{where[1]}: ")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("500ms", 0.5), ("4s", 4.0), ("1m", 60.0), ("1.5m", 90.0), ("2", 2.0), ("0.25", 0.25)])
+def test_profiles_and_scenarios_share_one_duration_grammar(text: str, seconds: float) -> None:
+    profile = load_profile_text(f"roles: [uas]\nresponse_timeout: {text}\n", "p.yaml")
+    assert profile.response_timeout == pytest.approx(seconds)
+    program = load_text(f"steps:\n  - send: OPTIONS\n  - recv: 200\n    timeout: {text}\n")
+    assert program.steps[1].timeout == pytest.approx(seconds)  # type: ignore[attr-defined]
+
+
+def test_conformance_modules_import_no_circle() -> None:
+    pkg = REPO_ROOT / "sipload" / "conformance"
+    graph: dict[str, set[str]] = {}
+    for path in pkg.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if parts[:2] == ["sipload", "conformance"] and len(parts) > 2:
+                    deps.add(parts[2])
+        graph[path.stem] = deps
+    done: set[str] = set()
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        assert name not in trail, f"import circle: {' -> '.join((*trail, name))}"
+        if name in done:
+            return
+        for dep in graph.get(name, ()):
+            visit(dep, (*trail, name))
+        done.add(name)
+
+    for name in graph:
+        visit(name, ())
 
 
 def test_profile_claims_and_uris() -> None:

@@ -1,6 +1,7 @@
 """The UAS pack, part 2: dialogs (§12, §14, §15), 100rel, session timers, digest.
 
-Cases that need an established call make it with :func:`establish` (INVITE,
+Cases that need an established call make it with
+:func:`~sipload.conformance.steps.establish` (INVITE,
 2xx, ACK) and hang it up at the end, whatever the verdict.
 """
 
@@ -16,32 +17,11 @@ from sipload.conformance.model import (
 )
 from sipload.conformance.probe import Exchange, Probe, is_response_to
 from sipload.conformance.profile import Profile
+from sipload.conformance.steps import authorize, establish, status_text, uas_uri
 from sipload.sip import sdp
 from sipload.sip.dialog import Dialog, uac_dialog
-from sipload.sip.digest import DigestError, build_credentials, choose_challenge, parse_challenges
 from sipload.sip.errors import ParseError
 from sipload.sip.message import Message, Request, Response
-
-
-def _uri(profile: Profile) -> str:
-    return profile.uri(profile.uas.uri)
-
-
-async def establish(probe: Probe, profile: Profile, cseq: int = 1
-                    ) -> tuple[Exchange, Dialog] | Outcome:
-    """A confirmed call (INVITE, 2xx, ACK), or the outcome that prevents one."""
-    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 8, cseq=cseq)
-    if ex.final is None or not 200 <= ex.status < 300:
-        await probe.finish(ex.request, ex)
-        return inconclusive(f"no call to test in: the INVITE got {ex.status or 'no answer'}")
-    dialog = probe.ack(ex.request, ex.final)
-    if dialog is None:
-        return failed(f"the {ex.status} cannot make a dialog (To tag or Contact missing)")
-    return ex, dialog
-
-
-def _status(ex: Exchange) -> str:
-    return f"{ex.status} {ex.final.reason}" if ex.final is not None else "no answer"
 
 
 async def bye(probe: Probe, profile: Profile) -> Outcome:
@@ -51,20 +31,20 @@ async def bye(probe: Probe, profile: Profile) -> Outcome:
     _, dialog = got
     first = await probe.hang_up(dialog)
     if first.status != 200:
-        return failed(f"BYE answered {_status(first)}, not 200 (§15.1.2)")
+        return failed(f"BYE answered {status_text(first)}, not 200 (§15.1.2)")
     second = await probe.hang_up(dialog)
     if second.status != 481:
         return failed(f"BYE ended the call (200), but a BYE in the ended dialog got "
-                      f"{_status(second)}, not 481 (§12.2.2)")
+                      f"{status_text(second)}, not 481 (§12.2.2)")
     return passed("BYE answered 200; a BYE in the ended dialog 481")
 
 
 async def unknown_dialog(probe: Probe, profile: Profile) -> Outcome:
-    req = probe.request("BYE", _uri(profile), to=f"<{_uri(profile)}>;tag=nosuchdialog{probe.tag()}",
-                        cseq=7)
+    uri = uas_uri(profile)
+    req = probe.request("BYE", uri, to=f"<{uri}>;tag=nosuchdialog{probe.tag()}", cseq=7)
     ex = await probe.transact(req, timeout=profile.response_timeout)
     if ex.status != 481:
-        return failed(f"BYE outside any dialog got {_status(ex)}, not 481 (§12.2.2)")
+        return failed(f"BYE outside any dialog got {status_text(ex)}, not 481 (§12.2.2)")
     return passed("481 for a request in an unknown dialog")
 
 
@@ -81,7 +61,7 @@ async def lower_cseq(probe: Probe, profile: Profile) -> Outcome:
     dialog.local_seq = 100
     await probe.hang_up(dialog)
     if ex.status != 500:
-        return failed(f"a BYE with a lower CSeq got {_status(ex)}, not 500 (§12.2.2)")
+        return failed(f"a BYE with a lower CSeq got {status_text(ex)}, not 500 (§12.2.2)")
     return passed("500 for a lower CSeq in the dialog")
 
 
@@ -117,7 +97,7 @@ async def glare(probe: Probe, profile: Profile) -> Outcome:
     if first_at is not None and first_at <= ex2.final_at:
         return inconclusive(f"the first re-INVITE was answered at once, so the second "
                             f"({ex2.status}) did not overlap it: no glare to judge")
-    return failed(f"the re-INVITE overlapping a pending one got {_status(ex2)}, not 491/500")
+    return failed(f"the re-INVITE overlapping a pending one got {status_text(ex2)}, not 491/500")
 
 
 # --------------------------------------------------------------------------- 100rel
@@ -129,7 +109,7 @@ def _reliable(m: Message, invite: Request) -> bool:
 
 async def _reliable_provisional(probe: Probe, profile: Profile
                                 ) -> tuple[Exchange, Response | None, float]:
-    req = probe.request("INVITE", _uri(profile))
+    req = probe.request("INVITE", uas_uri(profile))
     req.add_header("Supported", "100rel")
     req.add_header("Require", "100rel")
     offer = sdp.build_audio_offer(probe.local[0], 6000, session_id=1)
@@ -185,7 +165,7 @@ async def reliable_provisional(probe: Probe, profile: Profile) -> Outcome:
     ex, prov, _ = await _reliable_provisional(probe, profile)
     if prov is None:
         await _finish_reliable(probe, profile, ex, None)
-        return inconclusive(f"no provisional response above 100 (final: {_status(ex)})")
+        return inconclusive(f"no provisional response above 100 (final: {status_text(ex)})")
     if "100rel" not in prov.require or prov.rseq is None:
         await _finish_reliable(probe, profile, ex, None)
         return failed(f"{prov.status} to an INVITE with Require: 100rel lacks "
@@ -198,7 +178,7 @@ async def reliable_provisional(probe: Probe, profile: Profile) -> Outcome:
     pex = await probe.transact(prack, timeout=profile.response_timeout)
     await _finish_reliable(probe, profile, ex, early)
     if pex.status != 200:
-        return failed(f"PRACK answered {_status(pex)}, not 200 (RFC 3262 §3)")
+        return failed(f"PRACK answered {status_text(pex)}, not 200 (RFC 3262 §3)")
     return passed(f"{prov.status} with Require: 100rel, RSeq: {prov.rseq}; PRACK answered 200")
 
 
@@ -246,12 +226,12 @@ async def reliable_retransmission(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def session_timer_min_se(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), headers=[("Supported", "timer"),
+    ex = await probe.invite(uas_uri(profile), headers=[("Supported", "timer"),
                                                     ("Session-Expires", "30")],
                             timeout=profile.response_timeout + 4)
     await probe.finish(ex.request, ex)
     if ex.status != 422:
-        return failed(f"Session-Expires: 30 (below the 90 s floor) got {_status(ex)}, not 422")
+        return failed(f"Session-Expires: 30 (below the 90 s floor) got {status_text(ex)}, not 422")
     assert ex.final is not None
     try:
         min_se = ex.final.min_se
@@ -262,36 +242,11 @@ async def session_timer_min_se(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"422 with Min-SE: {min_se}")
 
 
-def authorize(probe: Probe, req: Request, resp: Response, username: str, password: str,
-              cseq: int) -> Request | None:
-    """``req`` again (new branch, CSeq ``cseq``) with credentials for ``resp``'s challenge."""
-    name = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
-    challenges = []
-    for value in resp.get_all(name):
-        try:
-            challenges.extend(parse_challenges(value))
-        except DigestError:
-            continue
-    challenge = choose_challenge(challenges)
-    if challenge is None:
-        return None
-    new = req.copy()
-    new.remove_header("via")
-    new.prepend_header("Via", probe.via())
-    new.set_header("CSeq", f"{cseq} {req.method}")
-    creds = build_credentials(challenge, username=username, password=password,
-                              method=req.method, uri=req.uri_text, cnonce=probe.tag(),
-                              body=req.body)
-    new.set_header("Authorization" if resp.status == 401 else "Proxy-Authorization",
-                   creds.to_header())
-    return new
-
-
 async def uas_challenge(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 4)
+    ex = await probe.invite(uas_uri(profile), timeout=profile.response_timeout + 4)
     await probe.finish(ex.request, ex)
     if ex.status not in (401, 407):
-        return failed(f"INVITE without credentials got {_status(ex)}, not 401/407")
+        return failed(f"INVITE without credentials got {status_text(ex)}, not 401/407")
     assert ex.final is not None
     problems, summary = challenge_problems(ex.final, profile.digest_algorithms)
     if problems:
@@ -300,10 +255,10 @@ async def uas_challenge(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def uas_wrong_password(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 4)
+    ex = await probe.invite(uas_uri(profile), timeout=profile.response_timeout + 4)
     if ex.status not in (401, 407) or ex.final is None:
         await probe.finish(ex.request, ex)
-        return inconclusive(f"no challenge to answer (INVITE got {_status(ex)})")
+        return inconclusive(f"no challenge to answer (INVITE got {status_text(ex)})")
     probe.ack(ex.request, ex.final)
     retry = authorize(probe, ex.request, ex.final, profile.username,
                       "wrong-" + profile.password, ex.request.cseq.seq + 1)
@@ -315,7 +270,7 @@ async def uas_wrong_password(probe: Probe, profile: Profile) -> Outcome:
         return failed("a wrong password was accepted")
     if ex2.final is None:
         return failed("no answer to the INVITE with wrong credentials")
-    return passed(f"wrong password refused with {_status(ex2)}")
+    return passed(f"wrong password refused with {status_text(ex2)}")
 
 
 CASES = [

@@ -9,11 +9,11 @@ the end (``Contact: *``, ``Expires: 0``).
 
 from __future__ import annotations
 
-from sipload.conformance.cases_dialog import authorize
 from sipload.conformance.judge import challenge_problems
 from sipload.conformance.model import Case, Outcome, failed, inconclusive, passed
 from sipload.conformance.probe import Exchange, Probe
 from sipload.conformance.profile import Profile
+from sipload.conformance.steps import authorize, status_text
 from sipload.sip.errors import ParseError
 from sipload.sip.message import Response
 
@@ -74,17 +74,13 @@ def bound(resp: Response | None, contact: str) -> int | None:
     return None
 
 
-def _status(ex: Exchange) -> str:
-    return f"{ex.status} {ex.final.reason}" if ex.final is not None else "no answer"
-
-
 async def add_binding(probe: Probe, profile: Profile) -> Outcome:
     b = _Binding(probe, profile)
     c1 = b.contact(1)
     ex = await b.register([c1], 300)
     await b.clear()
     if ex.status != 200:
-        return failed(f"REGISTER (Expires: 300) got {_status(ex)}, not 200")
+        return failed(f"REGISTER (Expires: 300) got {status_text(ex)}, not 200")
     exp = bound(ex.final, c1)
     if exp is None:
         return failed("the 200 does not list the new binding (§10.3 step 8: all current "
@@ -100,11 +96,11 @@ async def refresh(probe: Probe, profile: Profile) -> Outcome:
     first = await b.register([c1], 300)
     if first.status != 200:
         await b.clear()
-        return inconclusive(f"the first REGISTER got {_status(first)}")
+        return inconclusive(f"the first REGISTER got {status_text(first)}")
     second = await b.register([c1], 600)
     await b.clear()
     if second.status != 200:
-        return failed(f"the refresh (same Call-ID, higher CSeq) got {_status(second)}")
+        return failed(f"the refresh (same Call-ID, higher CSeq) got {status_text(second)}")
     e1, e2 = bound(first.final, c1), bound(second.final, c1)
     if e2 is None or e2 <= 0:
         return failed("the refreshed binding is not listed with a positive expires")
@@ -119,7 +115,7 @@ async def several(probe: Probe, profile: Profile) -> Outcome:
     ex = await b.register([c1, c2], 300)
     await b.clear()
     if ex.status != 200:
-        return failed(f"REGISTER with two Contacts got {_status(ex)}")
+        return failed(f"REGISTER with two Contacts got {status_text(ex)}")
     missing = [c for c in (c1, c2) if bound(ex.final, c) is None]
     if missing:
         return failed(f"the 200 does not list {', '.join(missing)}")
@@ -132,10 +128,10 @@ async def remove_all(probe: Probe, profile: Profile) -> Outcome:
     ex = await b.register([c1, c2], 300)
     if ex.status != 200:
         await b.clear()
-        return inconclusive(f"the REGISTER adding bindings got {_status(ex)}")
+        return inconclusive(f"the REGISTER adding bindings got {status_text(ex)}")
     star = await b.register(["*"], 0)
     if star.status != 200:
-        return failed(f"Contact: * with Expires: 0 got {_status(star)}, not 200 (§10.2.2)")
+        return failed(f"Contact: * with Expires: 0 got {status_text(star)}, not 200 (§10.2.2)")
     left = [c for c in (c1, c2) if bound(star.final, c) is not None]
     query = await b.register([], None)
     left += [c for c in (c1, c2) if bound(query.final, c) is not None and c not in left]
@@ -152,7 +148,7 @@ async def too_brief(probe: Probe, profile: Profile) -> Outcome:
         return failed(f"Expires: 1, below the registrar's minimum "
                       f"({profile.registrar.min_expires} s), was accepted")
     if ex.status != 423:
-        return failed(f"Expires: 1 got {_status(ex)}, not 423 (§10.3 step 7)")
+        return failed(f"Expires: 1 got {status_text(ex)}, not 423 (§10.3 step 7)")
     assert ex.final is not None
     value = ex.final.get("min-expires")
     if value is None or not value.strip().isdigit() or int(value) <= 1:
@@ -165,7 +161,7 @@ async def star_with_expiry(probe: Probe, profile: Profile) -> Outcome:
     ex = await b.register(["*"], 300)
     await b.clear()
     if ex.status != 400:
-        return failed(f"Contact: * with Expires: 300 got {_status(ex)}, not 400 "
+        return failed(f"Contact: * with Expires: 300 got {status_text(ex)}, not 400 "
                       "(§10.3 step 6)")
     return passed("400 for Contact: * with a non-zero expiry")
 
@@ -175,7 +171,7 @@ async def challenge(probe: Probe, profile: Profile) -> Outcome:
     ex = await b.register([b.contact(1)], 300, authenticate=False)
     if ex.status not in (401, 407):
         await b.clear()
-        return failed(f"REGISTER without credentials got {_status(ex)}, not 401/407")
+        return failed(f"REGISTER without credentials got {status_text(ex)}, not 401/407")
     assert ex.final is not None
     problems, summary = challenge_problems(ex.final, profile.digest_algorithms)
     if problems:
@@ -191,7 +187,7 @@ async def wrong_password(probe: Probe, profile: Profile) -> Outcome:
         return failed("a REGISTER with a wrong password was accepted")
     if ex.final is None:
         return failed("no answer to the REGISTER with wrong credentials")
-    return passed(f"refused with {_status(ex)}")
+    return passed(f"refused with {status_text(ex)}")
 
 
 CASES = [

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from sipload.conformance.ladder import call_id_of
 from sipload.conformance.model import Case, Outcome, failed, passed
-from sipload.conformance.probe import Exchange, Probe, call_id_of
+from sipload.conformance.probe import Exchange, Probe
 from sipload.conformance.profile import Profile
+from sipload.conformance.steps import uas_uri
 from sipload.sip.errors import ParseError
 from sipload.sip.message import Message, Request, Response
 from sipload.sip.parser import parse_message
@@ -151,7 +153,7 @@ def _case_for(entry: dict[str, Any]) -> Case:
                 req = None
             if isinstance(req, Request):
                 await probe.finish(req, Exchange(req, sent, final, final_at))
-        uri = profile.uri(profile.uas.uri)
+        uri = uas_uri(profile)
         alive = await probe.alive(uri, timeout=max(profile.response_timeout, 2.0))
         said = f"{final.status} {final.reason}" if final is not None else "no answer"
         if not alive:

@@ -16,98 +16,12 @@ from __future__ import annotations
 
 from sipload.conformance.judge import expected_intervals, judge_schedule
 from sipload.conformance.model import Case, Outcome, failed, inconclusive, passed
-from sipload.conformance.probe import Incoming, Probe
+from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
-from sipload.sip import sdp
+from sipload.conformance.steps import expect_ack, incoming_call, respond, serve, uac_contact
 from sipload.sip.build import make_response
 from sipload.sip.errors import ParseError
-from sipload.sip.message import Request, Response
-
-
-def _contact(profile: Profile) -> str:
-    host, port = profile.uac.listen
-    return f"<sip:conformance@{host}:{port}>"
-
-
-def _tidy(probe: Probe, got: Incoming) -> None:
-    """Answer a request of a call no case is judging (rule: leave nothing hanging)."""
-    req = got.msg
-    if isinstance(req, Request) and req.method in ("BYE", "CANCEL", "OPTIONS", "INFO"):
-        probe.send(make_response(req, 200), got.peer)
-
-
-async def next_invite(probe: Probe, profile: Profile) -> Incoming | None:
-    """The next INVITE of a new call (None after ``uac.wait`` seconds)."""
-    probe.divert_all = True
-    deadline = probe.now() + profile.uac.wait
-    while True:
-        left = deadline - probe.now()
-        if left <= 0:
-            return None
-        got = await probe.expect(lambda m: isinstance(m, Request), left)
-        if got is None:
-            return None
-        req = got.msg
-        assert isinstance(req, Request)
-        try:
-            call_id = req.call_id
-            new = req.method == "INVITE" and req.to_tag is None
-        except ParseError:
-            continue
-        if new and call_id not in probe.seen_calls:
-            probe.seen_calls.add(call_id)
-            return got
-        _tidy(probe, got)
-
-
-async def incoming_call(probe: Probe, profile: Profile) -> tuple[Incoming, Request] | Outcome:
-    """The target's next INVITE, or the verdict when none comes (inconclusive)."""
-    got = await next_invite(probe, profile)
-    if got is None:
-        return inconclusive(f"no call from the target within {profile.uac.wait:g} s")
-    invite = got.msg
-    assert isinstance(invite, Request)
-    return got, invite
-
-
-def respond(probe: Probe, profile: Profile, got: Incoming, status: int, tag: str) -> Response:
-    req = got.msg
-    assert isinstance(req, Request)
-    resp = make_response(req, status, to_tag=tag)
-    if 100 < status < 300:
-        resp.copy_headers_from(req, "record-route")
-        resp.add_header("Contact", _contact(profile))
-    if 200 <= status < 300:
-        offer = sdp.build_audio_offer(profile.uac.listen[0], 6004, session_id=4)
-        if req.body:
-            try:
-                offer = sdp.build_answer(sdp.parse_sdp(req.body), address=profile.uac.listen[0],
-                                         port=6004, session_id=4)
-            except sdp.SdpError:
-                pass
-        resp.set_body(offer.to_bytes(), "application/sdp")
-    probe.send(resp, got.peer)
-    return resp
-
-
-async def _ack(probe: Probe, profile: Profile, call_id: str) -> Incoming | None:
-    return await probe.expect(lambda m: isinstance(m, Request) and m.method == "ACK"
-                              and m.call_id == call_id, profile.response_timeout)
-
-
-async def serve(probe: Probe, profile: Profile, got: Incoming, tag: str) -> Incoming | None:
-    """Answer 100, 180 then 200, take the ACK and answer the BYE; returns the ACK."""
-    invite = got.msg
-    assert isinstance(invite, Request)
-    probe.send(make_response(invite, 100), got.peer)
-    respond(probe, profile, got, 180, tag)
-    respond(probe, profile, got, 200, tag)
-    ack = await _ack(probe, profile, invite.call_id)
-    bye = await probe.expect(lambda m: isinstance(m, Request) and m.method == "BYE"
-                             and m.call_id == invite.call_id, min(profile.uac.wait, 10.0))
-    if bye is not None:
-        _tidy(probe, bye)
-    return ack
+from sipload.sip.message import Request
 
 
 def invite_problems(req: Request) -> list[str]:
@@ -189,7 +103,7 @@ async def ack_non2xx(probe: Probe, profile: Profile) -> Outcome:
     got, invite = call
     tag = probe.tag()
     respond(probe, profile, got, 486, tag)
-    ack = await _ack(probe, profile, invite.call_id)
+    ack = await expect_ack(probe, profile, invite.call_id)
     if ack is None:
         return failed(f"no ACK for the 486 within {profile.response_timeout:g} s (§17.1.1.3)")
     req = ack.msg
@@ -236,7 +150,7 @@ async def ack_2xx(probe: Probe, profile: Profile) -> Outcome:
                             f"'{invite.cseq.seq} ACK'")
         if req.to_tag != tag:
             problems.append("To does not carry the 200's tag")
-        ours = _contact(profile).strip("<>")
+        ours = uac_contact(profile).strip("<>")
         if req.uri_text != ours and not invite.has("record-route"):
             problems.append(f"Request-URI {req.uri_text!r} is not our Contact {ours} "
                             "(§12.2.1.1: the remote target)")
@@ -264,7 +178,7 @@ async def cancel(probe: Probe, profile: Profile) -> Outcome:
     assert isinstance(req, Request)
     probe.send(make_response(req, 200), c.peer)
     respond(probe, profile, got, 487, tag)
-    ack = await _ack(probe, profile, invite.call_id)
+    ack = await expect_ack(probe, profile, invite.call_id)
     problems: list[str] = []
     try:
         if req.uri_text != invite.uri_text:

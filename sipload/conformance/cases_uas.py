@@ -23,21 +23,11 @@ from sipload.conformance.model import (
 )
 from sipload.conformance.probe import Exchange, Probe, is_response_to
 from sipload.conformance.profile import Profile
+from sipload.conformance.steps import no_final, uas_uri
 from sipload.sip.build import make_cancel, make_response
 from sipload.sip.message import Response
 
 UNKNOWN_OPTION = "x-sipload-unknown-extension"
-
-
-def _uri(profile: Profile) -> str:
-    return profile.uri(profile.uas.uri)
-
-
-def _no_final(ex: Exchange) -> str:
-    if ex.provisionals:
-        got = ", ".join(str(r.status) for _, r in ex.provisionals)
-        return f"no final response (only {got})"
-    return "no response at all"
 
 
 async def _final_for(probe: Probe, profile: Profile, ex: Exchange,
@@ -45,7 +35,7 @@ async def _final_for(probe: Probe, profile: Profile, ex: Exchange,
     """Judge a request that must be refused with one of ``want`` (and clean up)."""
     await probe.finish(ex.request, ex)
     if ex.final is None:
-        return failed(f"{_no_final(ex)} within {profile.response_timeout:g} s; "
+        return failed(f"{no_final(ex)} within {profile.response_timeout:g} s; "
                       f"expected {'/'.join(map(str, want))} ({what})")
     if ex.status not in want:
         return failed(f"answered {ex.status} {ex.final.reason}; expected "
@@ -57,7 +47,7 @@ async def _final_for(probe: Probe, profile: Profile, ex: Exchange,
 
 
 async def trying(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 2)
+    ex = await probe.invite(uas_uri(profile), timeout=profile.response_timeout + 2)
     await probe.finish(ex.request, ex)
     arrivals = [(t, r) for t, r in ex.provisionals]
     if ex.final is not None:
@@ -76,7 +66,7 @@ async def trying(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def response_fields(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 2)
+    ex = await probe.invite(uas_uri(profile), timeout=profile.response_timeout + 2)
     call_id = ex.request.call_id
     responses = [r for _, r in ex.provisionals]
     if ex.final is not None:
@@ -154,11 +144,11 @@ async def cancel(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def ok_retransmission(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 8)
+    ex = await probe.invite(uas_uri(profile), timeout=profile.response_timeout + 8)
     invite = ex.request
     if ex.final is None:
         await probe.finish(invite, ex)
-        return failed(_no_final(ex))
+        return failed(no_final(ex))
     if not 200 <= ex.status < 300:
         await probe.finish(invite, ex)
         return inconclusive(f"answered {ex.status}: a 2xx is needed to judge its retransmission")
@@ -199,7 +189,7 @@ async def ok_retransmission(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def ok_timeout_bye(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), timeout=profile.response_timeout + 8)
+    ex = await probe.invite(uas_uri(profile), timeout=profile.response_timeout + 8)
     invite = ex.request
     if ex.final is None or not 200 <= ex.status < 300:
         await probe.finish(invite, ex)
@@ -222,12 +212,12 @@ async def ok_timeout_bye(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def final_on_retransmission(probe: Probe, profile: Profile) -> Outcome:
-    req = probe.request("INVITE", _uri(profile))
+    req = probe.request("INVITE", uas_uri(profile))
     req.add_header("Require", UNKNOWN_OPTION)
     ex = await probe.transact(req, timeout=profile.response_timeout + 8)
     if ex.final is None:
         await probe.finish(req, ex)
-        return failed(_no_final(ex))
+        return failed(no_final(ex))
     if ex.status < 300:
         await probe.finish(req, ex)
         return inconclusive(f"the INVITE (Require: {UNKNOWN_OPTION}) was answered {ex.status}:"
@@ -249,10 +239,10 @@ async def final_on_retransmission(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def unknown_method(probe: Probe, profile: Profile) -> Outcome:
-    req = probe.request("XSIPLOADFOO", _uri(profile))
+    req = probe.request("XSIPLOADFOO", uas_uri(profile))
     ex = await probe.transact(req, timeout=profile.response_timeout)
     if ex.final is None:
-        return failed(f"{_no_final(ex)}; expected 405 or 501 with Allow")
+        return failed(f"{no_final(ex)}; expected 405 or 501 with Allow")
     if ex.status not in (405, 501):
         return failed(f"answered {ex.status}; expected 405 or 501 (§8.2.1)")
     if not ex.final.has("allow"):
@@ -261,7 +251,7 @@ async def unknown_method(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def max_forwards_zero(probe: Probe, profile: Profile) -> Outcome:
-    uri = _uri(profile)
+    uri = uas_uri(profile)
     if probe.alive_method == "OPTIONS":
         ex = await probe.transact(probe.request("OPTIONS", uri, max_forwards=0),
                                   timeout=profile.response_timeout)
@@ -270,7 +260,7 @@ async def max_forwards_zero(probe: Probe, profile: Profile) -> Outcome:
         ex = await probe.transact(req, timeout=profile.response_timeout)
         await probe.finish(req, ex)
     if ex.final is None:
-        return failed(f"{_no_final(ex)} to {ex.request.method} with Max-Forwards: 0")
+        return failed(f"{no_final(ex)} to {ex.request.method} with Max-Forwards: 0")
     if ex.status == 483:
         return failed("answered 483 like a proxy; a UAS is the request's destination and "
                       "processes it normally (§16.3 applies to proxies; RFC 4475 §3.3.11)")
@@ -278,7 +268,7 @@ async def max_forwards_zero(probe: Probe, profile: Profile) -> Outcome:
 
 
 async def unknown_require(probe: Probe, profile: Profile) -> Outcome:
-    ex = await probe.invite(_uri(profile), headers=[("Require", UNKNOWN_OPTION)],
+    ex = await probe.invite(uas_uri(profile), headers=[("Require", UNKNOWN_OPTION)],
                             timeout=profile.response_timeout)
     outcome = await _final_for(probe, profile, ex, (420,), "§8.2.2.3")
     if outcome.verdict != "pass":
@@ -293,13 +283,13 @@ async def unknown_require(probe: Probe, profile: Profile) -> Outcome:
 
 async def unknown_scheme(probe: Probe, profile: Profile) -> Outcome:
     req = probe.request("INVITE", "xyzzy:conformance-opaque-content",
-                        to=f"<{_uri(profile)}>")
+                        to=f"<{uas_uri(profile)}>")
     ex = await probe.transact(req, timeout=profile.response_timeout)
     return await _final_for(probe, profile, ex, (416,), "§8.2.2.1")
 
 
 async def missing_to(probe: Probe, profile: Profile) -> Outcome:
-    req = probe.request("INVITE", _uri(profile))
+    req = probe.request("INVITE", uas_uri(profile))
     req.remove_header("to")
     ex = await probe.transact(req, timeout=profile.response_timeout)
     return await _final_for(probe, profile, ex, (400,), "To is mandatory, §8.1.1")

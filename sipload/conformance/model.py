@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sipload.conformance.probe import Probe
-    from sipload.conformance.profile import Profile
+from sipload.conformance.ladder import LadderEntry
+from sipload.conformance.probe import Probe
+from sipload.conformance.profile import Profile
 
 PACKS = ("uas", "robustness", "registrar", "proxy", "uac")
 """Every pack, in the order cases run."""
@@ -68,7 +68,7 @@ def not_applicable(reason: str) -> Outcome:
     return Outcome(Verdict.NOT_APPLICABLE, reason)
 
 
-CaseFunc = Callable[["Probe", "Profile"], Awaitable[Outcome]]
+CaseFunc = Callable[[Probe, Profile], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,21 +104,6 @@ class Case:
     def reference(self) -> str:
         """``RFC 3261 §13.3.1.4``."""
         return f"RFC {self.rfc} §{self.section}"
-
-
-@dataclass(slots=True)
-class LadderEntry:
-    """One message on the wire, as the tester saw it."""
-
-    t: float  #: seconds since the case started
-    direction: str  #: "out" (sent by the tester) or "in"
-    peer: str  #: "udp:127.0.0.1:5060": where it went to or came from
-    first_line: str  #: the start line, or a note for bytes that are not SIP
-    text: str  #: the whole message as text (undecodable bytes replaced)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 6), "dir": self.direction, "peer": self.peer,
-                "first_line": self.first_line, "text": self.text}
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sipload.conformance.model import LadderEntry
+from sipload.conformance.ladder import LadderEntry, call_id_of, describe, first_line
 from sipload.runtime import UARuntime
 from sipload.scenario.calls import RunContext
 from sipload.scenario.interpreter import Runner
@@ -88,27 +88,6 @@ class Exchange:
         return self.final.status if self.final is not None else 0
 
 
-def _describe(peer: Peer) -> str:
-    kind, host, port = peer
-    return f"{kind}:{host}:{port}"
-
-
-def _first_line(data: bytes) -> str:
-    head = data.lstrip(b"\r\n").split(b"\r\n", 1)[0]
-    text = head.decode("utf-8", "replace")
-    return text[:200] if text.strip() else f"({len(data)} bytes, no start line)"
-
-
-def call_id_of(data: bytes) -> str | None:
-    """The Call-ID of raw bytes, found without a full parse (None when absent)."""
-    end = data.find(b"\r\n\r\n")
-    for line in (data if end < 0 else data[:end]).split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() in (b"call-id", b"i"):
-            return value.strip().decode("utf-8", "replace")
-    return None
-
-
 class Tracer:
     """Timestamps every message both ways and keeps the current case's ladder."""
 
@@ -130,7 +109,7 @@ class Tracer:
 
     def record(self, direction: str, data: bytes, peer: Peer) -> None:
         self.entries.append(LadderEntry(
-            self.loop.time() - self.t0, direction, _describe(peer), _first_line(data),
+            self.loop.time() - self.t0, direction, describe(peer), first_line(data),
             data.decode("utf-8", "replace")))
 
     def incoming(self, data: bytes, peer: Peer) -> bool:

@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from sipload.scenario.yamlsource import compose, parse_duration, position
+
 ROLES = ("uas", "proxy", "registrar", "uac")
 EXTENSIONS = ("100rel", "update", "refer", "timer", "digest")
 ALGORITHMS = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256", "SHA-512-256-sess")
@@ -121,7 +123,6 @@ class Profile:
 
 # ---------------------------------------------------------------------------- loading
 
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s)?$")
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):([0-9]{1,5})$")
 
 
@@ -130,8 +131,7 @@ class _Walker:
         self.file = file
 
     def err(self, node: yaml.Node, message: str) -> ProfileError:
-        return ProfileError(self.file, node.start_mark.line + 1, node.start_mark.column + 1,
-                            message)
+        return ProfileError(self.file, *position(node), message)
 
     def mapping(self, node: yaml.Node, allowed: tuple[str, ...], where: str
                 ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
@@ -176,10 +176,11 @@ class _Walker:
 
     def duration(self, node: yaml.Node, what: str) -> float:
         value = self.scalar(node, what)
-        m = _DURATION.match(value)
-        if m is None:
-            raise self.err(node, f"{what} must be a duration such as 500ms or 4s, not '{value}'")
-        seconds = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise self.err(node, f"{what} must be a duration such as 500ms, 4s or 1m, "
+                           f"not '{value}'") from None
         if seconds <= 0:
             raise self.err(node, f"{what} must be above zero")
         return seconds
@@ -233,12 +234,7 @@ def load_profile(path: str | Path) -> Profile:
 
 def load_profile_text(text: str, file: str = "<profile>") -> Profile:
     """Validate a profile given as text (see :func:`load_profile`)."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        raise ProfileError(file, line, col, f"not valid YAML: {e.problem}") from e
+    root, _ = compose(text, lambda line, col, message: ProfileError(file, line, col, message))
     w = _Walker(file)
     if root is None:
         raise ProfileError(file, 1, 1, "the profile is empty; it needs at least 'roles'")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from sipload.scenario.errors import ScenarioError
 from sipload.scenario.inject import Injection, load_injection
@@ -45,6 +44,7 @@ from sipload.scenario.model import (
     TerminateStep,
 )
 from sipload.scenario.schema import SCHEMA, STEP_KINDS, TOP_KEYS
+from sipload.scenario.yamlsource import Marks, Path_, SafeLoader12, compose, parse_duration
 
 KEYWORDS = frozenset({
     "call_number", "call_id", "local_host", "local_port", "remote_host", "remote_port",
@@ -60,71 +60,25 @@ _SOURCES = ("header", "body", "uri", "message")
 
 __all__ = ["KEYWORDS", "ScenarioError", "load_file", "load_text", "parse_duration"]
 
-Path_ = tuple[str | int, ...]
+
+_Loader = SafeLoader12  # kept for callers that load YAML the scenario way
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, with YAML 1.2 booleans: ``on``/``off``/``yes``/``no``
-    stay strings (``on:`` is a recv step's key)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
-
-class _Marks:
-    """Line and column (1-based) of every node, by its path in the document."""
+class _Marks(Marks):
+    """:class:`~sipload.scenario.yamlsource.Marks` that make :class:`ScenarioError`."""
 
     def __init__(self, file: str) -> None:
+        super().__init__()
         self.file = file
-        self.at: dict[Path_, tuple[int, int]] = {}
-        self.key_at: dict[Path_, tuple[int, int]] = {}
-
-    def collect(self, node: yaml.Node, path: Path_) -> None:
-        self.at[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
-            for knode, vnode in node.value:
-                key = str(knode.value)
-                self.key_at[(*path, key)] = (knode.start_mark.line + 1,
-                                             knode.start_mark.column + 1)
-                self.collect(vnode, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self.collect(item, (*path, i))
 
     def error(self, path: Path_, message: str, *, key: bool = False) -> ScenarioError:
-        where = (self.key_at.get(path) if key else None) or self.at.get(path)
-        p = path
-        while where is None and p:
-            p = p[:-1]
-            where = self.at.get(p)
-        line, col = where or (1, 1)
+        line, col = self.find(path, key=key)
         return ScenarioError(self.file, line, col, message)
 
 
 def _nearest(word: str, options: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def parse_duration(value: Any) -> float:
-    """``1.5`` / ``"500ms"`` / ``"2s"`` / ``"1m"`` to seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value)
-    if text.endswith("ms"):
-        return float(text[:-2]) / 1000.0
-    if text.endswith("s"):
-        return float(text[:-1])
-    if text.endswith("m"):
-        return float(text[:-1]) * 60.0
-    return float(text)
 
 
 def _parse_matcher(spec: Any) -> Matcher:
@@ -475,21 +429,11 @@ def load_text(text: str, file: str = "<scenario>", *, csv_fields: int = 0) -> Pr
         ScenarioError: the first problem found, with file, line and column.
     """
     marks = _Marks(file)
-    try:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ScenarioError(file, line, col, f"YAML: {e.problem or e.context}") from e
-    except yaml.YAMLError as e:
-        raise ScenarioError(file, 1, 1, f"YAML: {e}") from e
+    node, data = compose(text, lambda line, col, message: ScenarioError(file, line, col,
+                                                                          message))
     if node is None or not isinstance(data, dict):
         raise ScenarioError(file, 1, 1, "a scenario is a mapping with a 'steps' list")
+    assert node is not None
     marks.collect(node, ())
     _Compiler(data, marks, csv_fields).validate()
     injection: Injection | None = None

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sipload.scenario.yamlsource import DURATION_PATTERN
+
 DURATION: dict[str, Any] = {
     "description": "seconds as a number, or a string such as 500ms, 2s, 1.5m",
     "oneOf": [
         {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m)?$"},
+        {"type": "string", "pattern": DURATION_PATTERN},
     ],
 }
 TEMPLATE: dict[str, Any] = {
