@@ -1,9 +1,13 @@
 """``sipload parse``: a SIP message linter.
 
-Each file (``-`` for stdin) holds one message or a TCP-style stream of several.
-Per message it prints valid, or invalid with the reason and the status a UAS
-would answer; ``--json`` prints one JSON object per line instead.
-Exit 0 when all are valid, 1 when any is invalid, 2 on a usage error.
+Each file (``-`` for stdin) holds one message (a datagram) or a TCP-style
+stream of several (``--stream`` makes it one even for a single message: then
+every message must hold all its Content-Length bytes).  Per message it prints
+valid, or invalid with the reason and the status a UAS would answer; a valid
+message that a UAS still refuses by policy gets that answer beside it.  What
+"valid" means is :mod:`sipload.sip.lint`'s rule.  ``--json`` prints one JSON
+object per line instead.  Exit 0 when all are valid, 1 when any is invalid,
+2 on a usage error.
 """
 
 from __future__ import annotations
@@ -14,67 +18,61 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sipload.sip.checks import verdict
 from sipload.sip.errors import ParseError
+from sipload.sip.lint import lint
 from sipload.sip.message import Request
-from sipload.sip.parser import StreamFramer, check_syntax, parse_message
+from sipload.sip.parser import StreamFramer
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("parse", help="check SIP messages: valid, or why not and what a UAS answers")
     p.add_argument("files", nargs="+", metavar="FILE", help="message file(s); - reads stdin")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument("--stream", action="store_true",
+                   help="the file is a TCP/TLS stream (bytes missing at its end make the last "
+                        "message incomplete), even with one message")
     p.set_defaults(func=run)
 
 
-def split_messages(data: bytes) -> list[bytes]:
-    """One datagram, or a stream of several messages framed by Content-Length."""
+def split_messages(data: bytes, *, stream: bool = False) -> list[tuple[bytes, bool]]:
+    """The messages of a file, each with True when it is judged as a datagram.
+
+    One message is a datagram (its trailing bytes are the datagram's, RFC 3261
+    §18.3) unless ``stream``.  Two or more framed by Content-Length are a stream:
+    bytes left after the last whole one are an incomplete message."""
     framer = StreamFramer()
     try:
         parts = framer.feed(data)
-    except ParseError:
-        return [data]
-    if len(parts) <= 1 or framer.buffered:
-        return [data]
-    return parts
+    except ParseError:  # not framable: one message (the parser says what is wrong)
+        return [(data, not stream)]
+    if not stream and len(parts) <= 1:
+        return [(data, True)]
+    if not parts:
+        return [(data, False)]
+    out = [(p, False) for p in parts]
+    rest = data[len(data) - framer.buffered:] if framer.buffered else b""
+    if rest.strip(b"\r\n"):
+        out.append((rest, False))  # what the stream held of a message it never finished
+    return out
 
 
-def describe(data: bytes, file: str, index: int) -> dict[str, Any]:
+def describe(data: bytes, file: str, index: int, *, datagram: bool = True) -> dict[str, Any]:
+    verdict = lint(data, datagram=datagram)
+    msg = verdict.message
     out: dict[str, Any] = {
-        "file": file, "index": index, "valid": False, "kind": None, "method": None,
-        "status": None, "call_id": None, "reason": None, "status_code": None,
+        "file": file, "index": index, "valid": verdict.valid, "kind": verdict.kind,
+        "method": None, "status": None, "call_id": None, "reason": verdict.reason or None,
+        "status_code": verdict.status, "uas_action": verdict.action,
     }
-    try:
-        msg = parse_message(data)
-    except ParseError as e:
-        head = data.lstrip(b"\r\n")[:4].upper()
-        out["kind"] = "response" if head == b"SIP/" else "request"
-        if out["kind"] == "request":
-            first = data.lstrip(b"\r\n").split(b" ", 1)[0].decode("utf-8", "replace")
-            out["method"] = first if first.isalpha() and len(first) < 40 else None
-        out["reason"] = e.reason
-        out["status_code"] = None if out["kind"] == "response" else e.status
-        return out
     if isinstance(msg, Request):
-        out["kind"], out["method"] = "request", msg.method
-    else:
-        out["kind"], out["status"] = "response", msg.status
-    cid = msg.get("call-id")
-    out["call_id"] = cid
-    try:
-        check_syntax(msg)
-    except ParseError as e:
-        out["reason"] = e.reason
-        out["status_code"] = e.status if out["kind"] == "request" else None
-        return out
-    out["valid"] = True
-    action, status, reason = verdict(data)
-    if action != "accept":
-        out["reason"] = reason
-        out["status_code"] = status
-        out["uas_action"] = action
-    else:
-        out["uas_action"] = "accept"
+        out["method"] = msg.method
+    elif msg is not None:
+        out["status"] = msg.status
+    elif verdict.kind == "request":
+        first = data.lstrip(b"\r\n").split(b" ", 1)[0].decode("utf-8", "replace")
+        out["method"] = first if first.isalpha() and len(first) < 40 else None
+    if msg is not None:
+        out["call_id"] = msg.get("call-id")
     return out
 
 
@@ -86,23 +84,26 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"sipload parse: {file}: {e.strerror}", file=sys.stderr)
             return 2
-        for i, part in enumerate(split_messages(data)):
-            info = describe(part, file, i)
+        for i, (part, datagram) in enumerate(split_messages(data, stream=args.stream)):
+            info = describe(part, file, i, datagram=datagram)
             any_invalid |= not info["valid"]
             if args.json:
                 print(json.dumps(info, ensure_ascii=False))
             else:
-                what = info["method"] or info["status"] or "?"
-                if info["valid"]:
-                    tail = ""
-                    if info.get("uas_action") not in (None, "accept"):
-                        code = info["status_code"]
-                        tail = f" (a UAS would {info['uas_action']}"
-                        tail += f" with {code}" if code else ""
-                        tail += f": {info['reason']})"
-                    print(f"{file}#{i}: valid {info['kind']} {what}{tail}")
-                else:
-                    code = info["status_code"]
-                    answer = f"; a UAS answers {code}" if code else "; a UAC discards it"
-                    print(f"{file}#{i}: invalid {info['kind']} {what}: {info['reason']}{answer}")
+                print(_line(info))
     return 1 if any_invalid else 0
+
+
+def _line(info: dict[str, Any]) -> str:
+    what = info["method"] or info["status"] or "?"
+    head = f"{info['file']}#{info['index']}: "
+    code = info["status_code"]
+    if info["valid"]:
+        tail = ""
+        if info["uas_action"] != "accept":
+            tail = f" (a UAS would {info['uas_action']}"
+            tail += f" with {code}" if code else ""
+            tail += f": {info['reason']})"
+        return f"{head}valid {info['kind']} {what}{tail}"
+    answer = f"; a UAS answers {code}" if code else "; a UA discards it"
+    return f"{head}invalid {info['kind']} {what}: {info['reason']}{answer}"
