@@ -1,4 +1,4 @@
-"""The functional core stays free of I/O: sip/, ua/, scenario/ and stats/ import no
+"""The functional core stays free of I/O: sip/, ua/, scenario/, stats/ and media/ import no
 asyncio, socket, ssl, time or zmq (DESIGN.md), and imports point down only."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import pytest
 
 PKG = Path(__file__).parent.parent / "sipload"
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "zmq", "selectors", "threading", "random"}
-PURE = ["sip", "ua", "scenario", "stats"]
+PURE = ["sip", "ua", "scenario", "stats", "media"]
 # What each layer may import from inside sipload (besides itself).
 ALLOWED = {
     "sip": set(),
     "ua": {"sip"},
-    "scenario": {"sip", "ua", "stats"},
+    "scenario": {"sip", "ua", "stats", "media"},
+    "media": set(),
     "stats": {"sip"},
     "report": {"stats"},
 }
