@@ -452,6 +452,24 @@ def choose_challenge(challenges: Iterable[Challenge]) -> Challenge | None:
     return best
 
 
+def answerable_challenge(values: Iterable[str]) -> Challenge | None:
+    """The challenge to answer among the values of WWW- or Proxy-Authenticate headers.
+
+    Values that do not parse are skipped; of the rest, :func:`choose_challenge`
+    picks the strongest usable one (None: nothing to answer).
+    """
+    challenges: list[Challenge] = []
+    for value in values:
+        try:
+            challenges.extend(parse_challenges(value))
+        except DigestError:
+            continue
+    try:
+        return choose_challenge(challenges)
+    except DigestError:
+        return None
+
+
 def build_credentials(
     challenge: Challenge,
     *,

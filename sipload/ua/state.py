@@ -1,26 +1,34 @@
 """What the user agent remembers: calls, their dialogs, transactions, registrations.
 
-Plain slotted records.  :mod:`sipload.ua.agent` owns the logic; these classes
-only hold state and answer small questions about it.
+Plain slotted records, and :class:`UAState`, the one record that holds all of a
+user agent's state.  The modules of :mod:`sipload.ua` act on it; the classes
+here only hold state and answer small questions about it (the accessors of
+:class:`UAState` raise :class:`LocalProtocolError` for ids that do not exist).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from sipload.sip.dialog import Dialog
+from sipload.sip.dialog import Dialog, DialogState
+from sipload.sip.digest import ClientNonceCounter
+from sipload.sip.errors import LocalProtocolError
 from sipload.sip.message import Request
+from sipload.sip.timerheap import TimerHeap
 from sipload.sip.transaction import ClientTransaction, ServerTransaction
+from sipload.ua.config import UAConfig
+from sipload.ua.events import Event
+from sipload.ua.ids import IdGenerator
+from sipload.ua.retransmit import Peer as Peer  # re-exported: where bytes go
+from sipload.ua.retransmit import Resend
 from sipload.ua.session_timer import SessionTimer
-
-Peer = tuple[str, str, int]
-"""Where bytes go or came from: (transport "udp"/"tcp"/"tls", host, port)."""
 
 
 class CallState(IntEnum):
-    """Where a call is, as :meth:`UserAgent.call_terminate` needs to know."""
+    """Where a call is (the transitions: :mod:`sipload.ua.callstate`)."""
 
     CALLING = 0  #: INVITE sent, nothing heard yet (a CANCEL must wait)
     PROCEEDING = 1  #: a provisional response heard (CANCEL possible)
@@ -28,6 +36,8 @@ class CallState(IntEnum):
     CONFIRMED = 3  #: a 2xx sent or received
     TERMINATING = 4  #: BYE or CANCEL sent
     TERMINATED = 5
+    CANCEL_PENDING = 6  #: CALLING, and the program asked to end it: CANCEL on the first 1xx
+    BYE_PENDING = 7  #: CONFIRMED (UAS), asked to end it before the ACK came: BYE on the ACK
 
 
 class Purpose(IntEnum):
@@ -53,19 +63,11 @@ class CallDialog:
     dialog: Dialog
     peer: Peer
     ack: bytes | None = None  #: the last ACK sent for a 2xx, re-sent on 2xx retransmission
-    # UAS: our 2xx to INVITE, retransmitted until ACK (RFC 3261 §13.3.1.4)
-    ok_bytes: bytes | None = None
-    ok_cseq: int = 0
-    ok_next: float = 0.0
-    ok_interval: float = 0.0
-    ok_give_up: float = 0.0
-    # UAS: reliable provisional awaiting PRACK (RFC 3262 §3)
-    rel_bytes: bytes | None = None
-    rel_rseq: int = 0
-    rel_next: float = 0.0
-    rel_interval: float = 0.0
-    rel_give_up: float = 0.0
-    rel_tid: int = 0
+    ok: Resend | None = None  #: UAS: our 2xx to INVITE, re-sent until ACK (§13.3.1.4)
+    ok_cseq: int = 0  #: the CSeq of the INVITE that 2xx answers (its ACK carries it)
+    rel: Resend | None = None  #: UAS: a reliable provisional, re-sent until PRACK (RFC 3262)
+    rel_rseq: int = 0  #: its RSeq (0: none outstanding; a PRACK for it still gets 200)
+    rel_tid: int = 0  #: the INVITE server transaction it belongs to
     rseq_out: int = 0  #: last RSeq we sent
     rseq_in: int = -1  #: last RSeq we acknowledged with PRACK
     pending_invite_tid: int = 0  #: tid of an INVITE server tx inside this dialog awaiting our final
@@ -73,61 +75,31 @@ class CallDialog:
     local_body: bytes = b""  #: our last session description, for refresh re-INVITEs
     peer_allows_update: bool = False
 
-    def __init__(
-        self,
-        did: int,
-        cid: int,
-        dialog: Dialog,
-        peer: Peer,
-        ack: bytes | None = None,
-        ok_bytes: bytes | None = None,
-        ok_cseq: int = 0,
-        ok_next: float = 0.0,
-        ok_interval: float = 0.0,
-        ok_give_up: float = 0.0,
-        rel_bytes: bytes | None = None,
-        rel_rseq: int = 0,
-        rel_next: float = 0.0,
-        rel_interval: float = 0.0,
-        rel_give_up: float = 0.0,
-        rel_tid: int = 0,
-        rseq_out: int = 0,
-        rseq_in: int = -1,
-        pending_invite_tid: int = 0,
-        st: SessionTimer | None = None,
-        local_body: bytes = b"",
-        peer_allows_update: bool = False,
-    ) -> None:
+    def __init__(self, did: int, cid: int, dialog: Dialog, peer: Peer) -> None:
         self.did = did
         self.cid = cid
         self.dialog = dialog
         self.peer = peer
-        self.ack = ack
-        self.ok_bytes = ok_bytes
-        self.ok_cseq = ok_cseq
-        self.ok_next = ok_next
-        self.ok_interval = ok_interval
-        self.ok_give_up = ok_give_up
-        self.rel_bytes = rel_bytes
-        self.rel_rseq = rel_rseq
-        self.rel_next = rel_next
-        self.rel_interval = rel_interval
-        self.rel_give_up = rel_give_up
-        self.rel_tid = rel_tid
-        self.rseq_out = rseq_out
-        self.rseq_in = rseq_in
-        self.pending_invite_tid = pending_invite_tid
-        self.st = st
-        self.local_body = local_body
-        self.peer_allows_update = peer_allows_update
+        self.ack = None
+        self.ok = None
+        self.ok_cseq = 0
+        self.rel = None
+        self.rel_rseq = 0
+        self.rel_tid = 0
+        self.rseq_out = 0
+        self.rseq_in = -1
+        self.pending_invite_tid = 0
+        self.st = None
+        self.local_body = b""
+        self.peer_allows_update = False
 
     def next_deadline(self) -> float | None:
         d: float | None = None
-        if self.ok_bytes is not None:
-            d = min(self.ok_next, self.ok_give_up)
-        if self.rel_bytes is not None:
-            r = min(self.rel_next, self.rel_give_up)
-            d = r if d is None else min(d, r)
+        if self.ok is not None:
+            d = self.ok.deadline()
+        if self.rel is not None:
+            r = self.rel.deadline()
+            d = r if d is None or r < d else d
         if self.st is not None:
             d = self.st.deadline if d is None else min(d, self.st.deadline)
         return d
@@ -135,18 +107,16 @@ class CallDialog:
 
 @dataclass(slots=True, init=False)
 class Call:
-    """A call (cid): the INVITE that started it and the dialogs it made."""
+    """A call (cid): the INVITE that started it, the dialogs it made, where it stands."""
 
     cid: int
     uac: bool
-    state: CallState
+    state: CallState  #: moved only by :func:`sipload.ua.callstate.step`
     invite: Request | None  #: the INVITE as last sent (UAC) or received (UAS), until answered
     invite_tid: int
     peer: Peer
     reference: Any = None  # mypyc: dataclass field types must resolve at runtime
     dialogs: dict[int, CallDialog] = field(default_factory=dict)
-    cancel_pending: bool = False  #: terminate() came before any provisional
-    bye_pending_did: int = 0  #: terminate() came while a 2xx was on its way: BYE after ACK
     retransmissions: int = 0
     invite_cseq: int = 0  #: the CSeq number of that INVITE (kept after the INVITE is dropped)
 
@@ -158,12 +128,6 @@ class Call:
         invite: Request | None,
         invite_tid: int,
         peer: Peer,
-        reference: Any = None,
-        dialogs: dict[int, CallDialog] | None = None,
-        cancel_pending: bool = False,
-        bye_pending_did: int = 0,
-        retransmissions: int = 0,
-        invite_cseq: int = 0,
     ) -> None:
         self.cid = cid
         self.uac = uac
@@ -171,17 +135,10 @@ class Call:
         self.invite = invite
         self.invite_tid = invite_tid
         self.peer = peer
-        self.reference = reference
-        self.dialogs = {} if dialogs is None else dialogs
-        self.cancel_pending = cancel_pending
-        self.bye_pending_did = bye_pending_did
-        self.retransmissions = retransmissions
-        self.invite_cseq = invite_cseq
-        self.__post_init__()
-
-    def __post_init__(self) -> None:
-        if self.invite is not None:
-            self.invite_cseq = self.invite.cseq.seq
+        self.reference = None
+        self.dialogs = {}
+        self.retransmissions = 0
+        self.invite_cseq = invite.cseq.seq if invite is not None else 0
 
     def first_dialog(self) -> CallDialog | None:
         for d in self.dialogs.values():
@@ -201,7 +158,6 @@ class TxRecord:
     did: int = 0
     rid: int = 0
     auth_realms: tuple[str, ...] = ()  #: realms we already answered on this request chain
-    armed: float = -1.0  #: the deadline last pushed on the timer heap
 
     def __init__(
         self,
@@ -213,7 +169,6 @@ class TxRecord:
         did: int = 0,
         rid: int = 0,
         auth_realms: tuple[str, ...] = (),
-        armed: float = -1.0,
     ) -> None:
         self.tid = tid
         self.tx = tx
@@ -223,7 +178,6 @@ class TxRecord:
         self.did = did
         self.rid = rid
         self.auth_realms = auth_realms
-        self.armed = armed
 
 
 @dataclass(slots=True)
@@ -247,3 +201,80 @@ class Credential:
     userid: str
     password: str
     realm: str  #: "" answers any realm
+
+
+class UAState:
+    """Everything a :class:`~sipload.ua.agent.UserAgent` remembers, in one record.
+
+    Ids (cid, did, tid, rid) come from one counter, so one number names one thing:
+    the timer heap is keyed by it (a transaction, a dialog or a registration).
+    """
+
+    def __init__(self, config: UAConfig, ids: IdGenerator) -> None:
+        self.config = config
+        self.ids = ids
+        self.now = 0.0
+        self.out: list[tuple[bytes, Peer]] = []  #: bytes waiting for :meth:`outgoing`
+        self.events: deque[Event] = deque()
+        self.timers: TimerHeap[int] = TimerHeap()  #: tid, did or rid by deadline
+        self.next_id = 0
+        self.tx: dict[int, TxRecord] = {}
+        self.client: dict[tuple[str, str], TxRecord] = {}
+        self.server: dict[tuple[str, ...], TxRecord] = {}
+        self.calls: dict[int, Call] = {}
+        self.dlg_by_did: dict[int, CallDialog] = {}
+        self.dlg_by_id: dict[tuple[str, str, str], CallDialog] = {}
+        self.regs: dict[int, Registration] = {}
+        self.creds: list[Credential] = []
+        self.reinvite_cseq: dict[int, int] = {}  #: did -> CSeq of our last re-INVITE
+        self.nc = ClientNonceCounter()
+        self.addresses: dict[str, tuple[str, str]] = {}  #: name-addr text -> (URI, header)
+        self.hops: dict[str, Peer] = {}  #: Route or Request-URI text -> next hop
+        self.retransmissions = 0
+        self.bad_messages = 0
+        c = config
+        self.hostport = f"{c.host}:{c.port}" if ":" not in c.host else f"[{c.host}]:{c.port}"
+        tp = "" if c.transport == "udp" else f";transport={c.transport}"
+        scheme = "sips" if c.transport == "tls" else "sip"
+        self.contact = f"<{scheme}:{c.user}@{self.hostport}{tp}>"
+        self.allow = ", ".join(c.allow)
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def call(self, cid: int) -> Call:
+        call = self.calls.get(cid)
+        if call is None:
+            raise LocalProtocolError(f"no call {cid}")
+        return call
+
+    def dialog(self, did: int) -> CallDialog:
+        cd = self.dlg_by_did.get(did)
+        if cd is None:
+            raise LocalProtocolError(f"no dialog {did}")
+        return cd
+
+    def reg(self, rid: int) -> Registration:
+        reg = self.regs.get(rid)
+        if reg is None:
+            raise LocalProtocolError(f"no registration {rid}")
+        return reg
+
+    def server_rec(self, tid: int) -> TxRecord:
+        rec = self.tx.get(tid)
+        if rec is None or not isinstance(rec.tx, ServerTransaction):
+            raise LocalProtocolError(f"no server transaction {tid}")
+        return rec
+
+    def pick_dialog(self, call: Call, did: int) -> CallDialog:
+        """Dialog ``did``, or the call's confirmed dialog, or its first one."""
+        if did:
+            return self.dialog(did)
+        for cd in call.dialogs.values():
+            if cd.dialog.state == DialogState.CONFIRMED:
+                return cd
+        cd0 = call.first_dialog()
+        if cd0 is None:
+            raise LocalProtocolError(f"call {call.cid} has no dialog")
+        return cd0

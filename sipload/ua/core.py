@@ -1,0 +1,156 @@
+"""The primitives every part of the UA uses: transactions in their tables, timers, events.
+
+1. A client transaction is started by :func:`send_request` (our Via, the next hop,
+   the tables ``tx`` by tid and ``client`` by branch); a server transaction by
+   :func:`new_server_tx`.  After anything happens to a transaction, :func:`flush`
+   moves its bytes to the UA's outgoing queue, re-arms its timer, and drops it
+   from the tables once it has terminated.
+2. One timer heap (:class:`~sipload.sip.timerheap.TimerHeap`) holds every
+   deadline, keyed by id: a tid (transaction), a did (dialog: 2xx and reliable
+   provisional retransmission, the session timer) or a rid (registration refresh).
+3. :func:`emit` queues an event with the call's reference and retransmission count.
+4. :func:`release` ends a call: every dialog terminated and forgotten, then
+   CALL_RELEASED.  It is the only way a call leaves the tables.
+"""
+
+from __future__ import annotations
+
+from sipload.sip.dialog import Dialog, DialogState
+from sipload.sip.message import Request, Response
+from sipload.sip.transaction import ClientTransaction, ServerTransaction
+from sipload.ua.callstate import CallInput, step
+from sipload.ua.events import Event, EventType
+from sipload.ua.routing import add_via, next_hop
+from sipload.ua.state import Call, CallDialog, CallState, Peer, Purpose, TxRecord, UAState
+
+
+def send_request(
+    s: UAState, req: Request, purpose: Purpose, now: float, *, cid: int = 0, did: int = 0,
+    rid: int = 0, peer: Peer | None = None, auth_realms: tuple[str, ...] = (),
+) -> int:
+    """Send ``req`` in a new client transaction (rule 1); returns its tid."""
+    add_via(s, req)
+    if peer is None:
+        peer = next_hop(s, req)
+    return start_client_tx(s, req, peer, purpose, now, cid, did, rid, auth_realms)
+
+
+def start_client_tx(
+    s: UAState, req: Request, peer: Peer, purpose: Purpose, now: float, cid: int = 0,
+    did: int = 0, rid: int = 0, auth_realms: tuple[str, ...] = (),
+) -> int:
+    """Run ``req`` (its Via already on) in a new client transaction towards ``peer``."""
+    tx = ClientTransaction(req, reliable=peer[0] != "udp", timers=s.config.timers, now=now)
+    tid = s.new_id()
+    rec = TxRecord(tid, tx, peer, purpose, cid, did, rid, auth_realms)
+    s.tx[tid] = rec
+    s.client[tx.key] = rec
+    tx.start(now)
+    flush(s, rec)
+    return tid
+
+
+def new_server_tx(s: UAState, req: Request, peer: Peer, purpose: Purpose, now: float,
+                  cid: int = 0, did: int = 0) -> TxRecord:
+    tx = ServerTransaction(req, reliable=peer[0] != "udp", timers=s.config.timers, now=now)
+    tid = s.new_id()
+    rec = TxRecord(tid, tx, peer, purpose, cid, did)
+    s.tx[tid] = rec
+    s.server[tx.key] = rec
+    return rec
+
+
+def respond(s: UAState, rec: TxRecord, resp: Response, now: float) -> None:
+    """Send ``resp`` in server transaction ``rec``."""
+    tx = rec.tx
+    assert isinstance(tx, ServerTransaction)
+    tx.send_response(resp, now)
+    flush(s, rec)
+
+
+def flush(s: UAState, rec: TxRecord) -> None:
+    """Queue what ``rec``'s transaction wants sent; re-arm or drop it (rule 1)."""
+    tx = rec.tx
+    out = tx.outgoing
+    if out:
+        peer = rec.peer
+        for data in out:
+            s.out.append((data, peer))
+        out.clear()
+    if tx.terminated:
+        drop_tx(s, rec)
+        return
+    s.timers.schedule(rec.tid, tx.next_deadline())
+
+
+def drop_tx(s: UAState, rec: TxRecord) -> None:
+    s.tx.pop(rec.tid, None)
+    s.timers.discard(rec.tid)
+    tx = rec.tx
+    if isinstance(tx, ClientTransaction):
+        if s.client.get(tx.key) is rec:
+            del s.client[tx.key]
+    elif s.server.get(tx.key) is rec:
+        del s.server[tx.key]
+
+
+def count_retrans(s: UAState, cid: int, n: int) -> None:
+    """Count ``n`` retransmissions, for the UA and for call ``cid``."""
+    if n > 0:
+        s.retransmissions += n
+        call = s.calls.get(cid)
+        if call is not None:
+            call.retransmissions += n
+
+
+def emit(s: UAState, etype: EventType, now: float, *, cid: int = 0, did: int = 0,
+         tid: int = 0, rid: int = 0, request: Request | None = None,
+         response: Response | None = None, reason: str = "") -> None:
+    """Queue an event (rule 3)."""
+    ref = None
+    retrans = 0
+    if cid:
+        call = s.calls.get(cid)
+        if call is not None:
+            ref = call.reference
+            retrans = call.retransmissions
+    s.events.append(Event(etype, now, cid, did, tid, rid, ref, request, response, reason,
+                          retrans))
+
+
+def add_dialog(s: UAState, call: Call, dialog: Dialog, peer: Peer) -> CallDialog:
+    did = s.new_id()
+    cd = CallDialog(did, call.cid, dialog, peer)
+    call.dialogs[did] = cd
+    s.dlg_by_did[did] = cd
+    s.dlg_by_id[dialog.id] = cd
+    return cd
+
+
+def arm_dialog(s: UAState, cd: CallDialog) -> None:
+    """Put the dialog's next deadline on the timer heap (rule 2)."""
+    d = cd.next_deadline()
+    s.timers.schedule(cd.did, None if d == float("inf") else d)
+
+
+def dlg_request(cd: CallDialog, method: str, cseq: int | None = None) -> Request:
+    """A request inside ``cd`` (the first one we send numbers its CSeq 1)."""
+    if cseq is None and cd.dialog.local_seq is None and method not in ("ACK", "CANCEL"):
+        cseq = 1
+    return cd.dialog.create_request(method, cseq=cseq)
+
+
+def release(s: UAState, call: Call, now: float, reason: str) -> None:
+    """End ``call`` and forget it (rule 4)."""
+    if call.state == CallState.TERMINATED:
+        return
+    step(call, CallInput.RELEASED)
+    for cd in call.dialogs.values():
+        cd.dialog.state = DialogState.TERMINATED
+        s.dlg_by_did.pop(cd.did, None)
+        s.reinvite_cseq.pop(cd.did, None)
+        s.timers.discard(cd.did)
+        if s.dlg_by_id.get(cd.dialog.id) is cd:
+            del s.dlg_by_id[cd.dialog.id]
+    emit(s, EventType.CALL_RELEASED, now, cid=call.cid, reason=reason)
+    del s.calls[call.cid]

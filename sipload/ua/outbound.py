@@ -1,0 +1,73 @@
+"""Requests the UA sends on its own inside a call: ACK, BYE, CANCEL, PRACK, session refresh.
+
+Each moves the call state where it should (:mod:`sipload.ua.callstate`): a CANCEL
+or a BYE sent puts the call in TERMINATING.
+"""
+
+from __future__ import annotations
+
+from sipload.sip.build import make_cancel
+from sipload.sip.message import Request
+from sipload.ua.callstate import CallInput, public_state, step
+from sipload.ua.core import dlg_request, send_request, start_client_tx
+from sipload.ua.routing import add_via, next_hop
+from sipload.ua.state import Call, CallDialog, CallState, Purpose, UAState
+
+
+def build_ack(s: UAState, cd: CallDialog) -> Request:
+    """The ACK for the 2xx to the dialog's last INVITE (initial or re-INVITE)."""
+    call = s.calls[cd.cid]
+    seq = s.reinvite_cseq.get(cd.did, call.invite_cseq)
+    return dlg_request(cd, "ACK", cseq=seq)
+
+
+def send_ack(s: UAState, cd: CallDialog, ack: Request) -> None:
+    """Send ``ack`` (kept: a 2xx retransmission gets it again, §13.2.2.4)."""
+    add_via(s, ack)
+    data = ack.to_bytes()
+    cd.ack = data
+    s.out.append((data, next_hop(s, ack, cd.peer)))
+
+
+def send_bye(s: UAState, call: Call, cd: CallDialog, now: float) -> None:
+    step(call, CallInput.BYE_SENT)
+    bye = dlg_request(cd, "BYE")
+    send_request(s, bye, Purpose.BYE, now, cid=call.cid, did=cd.did,
+                 peer=next_hop(s, bye, cd.peer))
+
+
+def send_cancel(s: UAState, call: Call, now: float) -> None:
+    """CANCEL the call's INVITE while its transaction lives (§9.1)."""
+    rec = s.tx.get(call.invite_tid)
+    if rec is None or rec.tx.terminated:
+        return
+    cancel = make_cancel(rec.tx.request)
+    step(call, CallInput.CANCEL_SENT)
+    start_client_tx(s, cancel, rec.peer, Purpose.CANCEL, now, call.cid)
+
+
+def send_prack(s: UAState, call: Call, cd: CallDialog, rseq: int, now: float) -> None:
+    prack = dlg_request(cd, "PRACK")
+    prack.add_header("RAck", f"{rseq} {call.invite_cseq} INVITE")
+    send_request(s, prack, Purpose.PRACK, now, cid=call.cid, did=cd.did,
+                 peer=next_hop(s, prack, cd.peer))
+
+
+def send_refresh(s: UAState, call: Call, cd: CallDialog, now: float) -> None:
+    """Refresh the session (RFC 4028 §10): UPDATE if the peer allows it, else re-INVITE."""
+    st = cd.st
+    if st is None or public_state(call.state) != CallState.CONFIRMED:
+        return
+    d = cd.dialog
+    if d.invite_client_pending or d.invite_server_pending:
+        return
+    method = "UPDATE" if cd.peer_allows_update else "INVITE"
+    req = dlg_request(cd, method)
+    req.add_header("Contact", s.contact)
+    req.add_header("Supported", "timer")
+    role = "uac" if call.uac else "uas"
+    req.add_header("Session-Expires", f"{st.interval};refresher={role}")
+    if method == "INVITE" and cd.local_body:
+        req.set_body(cd.local_body, "application/sdp")
+    send_request(s, req, Purpose.REFRESH, now, cid=call.cid, did=cd.did,
+                 peer=next_hop(s, req, cd.peer))

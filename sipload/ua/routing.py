@@ -1,0 +1,98 @@
+"""Where the UA's requests go and how they are addressed: Via, the next hop, new requests.
+
+1. A new request outside a dialog gets From (with a fresh tag), To, Call-ID, CSeq 1,
+   Max-Forwards 70, an optional Route and User-Agent; its addresses are parsed once
+   per distinct text (a run uses few).
+2. Every request we send gets a Via of our own with a fresh branch and ``rport``
+   (RFC 3581).
+3. The next hop is the first Route if there is one, else the Request-URI (RFC 3261
+   §8.1.2): its transport (``transport=``, ``sips`` → tls, else ours), ``maddr`` or
+   host, and port (5060, 5061 for tls).  Resolved once per distinct Route or
+   Request-URI text.
+"""
+
+from __future__ import annotations
+
+from sipload.sip.errors import LocalProtocolError, ParseError
+from sipload.sip.headers import parse_name_addr_head
+from sipload.sip.message import Request
+from sipload.sip.uri import SipUri, Uri
+from sipload.ua.state import Peer, UAState
+
+
+def build_initial(
+    s: UAState, method: str, to: str, from_: str, route: str | None, uri: str | None = None
+) -> Request:
+    """A request outside any dialog (rule 1); ``uri`` overrides the To URI as Request-URI."""
+    try:
+        to_uri, to_text = address(s, to)
+        _, from_text = address(s, from_)
+        req = Request(method, uri if uri is not None else to_uri)
+        if uri is not None:
+            _ = req.uri
+    except ParseError as e:
+        raise LocalProtocolError(f"bad address: {e.reason}") from e
+    req.add_header("From", f"{from_text};tag={s.ids.tag()}")
+    req.add_header("To", to_text)
+    req.add_header("Call-ID", s.ids.call_id())
+    req.add_header("CSeq", f"1 {method}")
+    req.add_header("Max-Forwards", "70")
+    if route is not None:
+        req.add_header("Route", route)
+    req.add_header("User-Agent", s.config.user_agent)
+    return req
+
+
+def address(s: UAState, text: str) -> tuple[str, str]:
+    """(URI text, header text) of a name-addr, parsed once per distinct text."""
+    hit = s.addresses.get(text)
+    if hit is None:
+        na = parse_name_addr_head(text)
+        if na.tag is not None:
+            raise ParseError("an address for a new request carries no tag")
+        hit = (str(na.uri), str(na))
+        if len(s.addresses) < 1024:
+            s.addresses[text] = hit
+    return hit
+
+
+def add_via(s: UAState, req: Request) -> str:
+    """Put our Via with a fresh branch on top of ``req`` (rule 2); returns the branch."""
+    branch = s.ids.branch()
+    tp = s.config.transport.upper()
+    req.prepend_header("Via", f"SIP/2.0/{tp} {s.hostport};branch={branch};rport")
+    return branch
+
+
+def next_hop(s: UAState, req: Request, default: Peer | None = None) -> Peer:
+    """Where ``req`` goes (rule 3); ``default`` when its target is not a SIP URI.
+
+    Raises:
+        LocalProtocolError: the target is not a SIP URI and there is no default.
+    """
+    first_route = req.get("route")
+    key = first_route if first_route is not None else req.uri_text
+    hop = s.hops.get(key)
+    if hop is None:
+        hop = _resolve_hop(s, req, first_route)
+        if hop is None:
+            if default is not None:
+                return default
+            raise LocalProtocolError(f"cannot send to {key[:60]!r}: not a SIP URI")
+        if len(s.hops) < 4096:
+            s.hops[key] = hop
+    return hop
+
+
+def _resolve_hop(s: UAState, req: Request, first_route: str | None) -> Peer | None:
+    uri: Uri
+    if first_route is not None:
+        uri = parse_name_addr_head(first_route.split(",")[0]).uri
+    else:
+        uri = req.uri
+    if not isinstance(uri, SipUri):
+        return None
+    transport = uri.transport or ("tls" if uri.scheme == "sips" else s.config.transport)
+    port = uri.port or (5061 if transport == "tls" else 5060)
+    maddr = uri.params.get("maddr")
+    return (transport, maddr or uri.host_plain, port)
