@@ -142,7 +142,6 @@ class Engine:
         self._i_late = self._i_dropped = 0
         self._i_retrans_base = 0
         self._i_failures: dict[str, int] = {}
-        self._i_codes: dict[str, int] = {}
         self._hist = MarkHistograms()
         self._lag = 0.0
         self._next_snapshot = 0.0
@@ -302,20 +301,19 @@ class Engine:
         self._rearm()
 
     def _account(self, rec: CallRecord) -> None:
+        # every mark a call reached counts, whatever the call's end (a call that failed
+        # at its BYE was still answered); the report says so
+        for mark, value in rec.marks.items():
+            self._hist.record(mark, value)
         if rec.result == Result.SUCCESS:
             self.succeeded += 1
             self._i_succeeded += 1
-            for mark, value in rec.marks.items():
-                self._hist.record(mark, value)
         elif rec.result == Result.FAILED:
             self.failed += 1
             self._i_failed += 1
             self._i_failures[rec.failure] = self._i_failures.get(rec.failure, 0) + 1
         else:
             self.in_flight_at_stop += 1
-        for code in rec.codes:
-            key = str(code)
-            self._i_codes[key] = self._i_codes.get(key, 0) + 1
         rec.worker = self.config.worker
         self._batch.append(rec.to_dict())
         user = self._user_of.pop(rec.call_number, None)
@@ -448,13 +446,13 @@ class Engine:
             late=self._i_late, dropped=self._i_dropped,
             retransmissions=ua.retransmissions - self._i_retrans_base,
             loop_lag_ms=self._lag * 1000.0, cpu=cpu, target_rate=rate,
-            histograms=self._hist.encode(), failures=self._i_failures, codes=self._i_codes,
+            histograms=self._hist.encode(), failures=self._i_failures,
+            codes=self.runner.take_codes() if self.runner is not None else {},
         )
         self._i_retrans_base = ua.retransmissions
         self._i_started = self._i_succeeded = self._i_failed = 0
         self._i_late = self._i_dropped = 0
         self._i_failures = {}
-        self._i_codes = {}
         self._hist = MarkHistograms()
         self._lag = 0.0
         self._next_snapshot = now + self.config.snapshot_every
@@ -462,8 +460,10 @@ class Engine:
         self.on_snapshot(snap)
 
     def _flush(self, final: bool = False) -> None:
-        if final and self.ua is not None and (self._i_started or self._i_succeeded
-                                              or self._i_failed or self._batch):
+        if final and self.ua is not None and (
+                self._i_started or self._i_succeeded or self._i_failed or self._batch
+                or self.ua.retransmissions != self._i_retrans_base
+                or (self.runner is not None and self.runner.codes_received)):
             self._next_snapshot = self.now()
             self._snapshot(self.now())
             return

@@ -198,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         if program.inject and injection is None:
             injection = load_injection(Path(program.path).parent / program.inject)
             program = load_file(args.scenario, csv_fields=injection.fields)
+        for w in program.warnings:
+            print(w, file=sys.stderr)
         if program.role != "uac":
             raise UsageError(f"{args.scenario}: a {program.role} scenario; run it with "
                              "'sipload uas'")

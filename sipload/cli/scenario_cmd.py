@@ -2,7 +2,9 @@
 
 ``validate SCENARIO...`` loads each scenario (and the CSV it injects) as a run
 would: exit 0 when all are valid, 2 on the first error, printed as
-``file:line:col: message``.  ``schema`` prints the scenario JSON Schema.
+``file:line:col: message``; warnings (``file:line:col: warning: ...``: a method
+neither known nor declared, steps that can never run) go to stderr and do not
+change the exit code.  ``schema`` prints the scenario JSON Schema.
 ``import-sipp FILE.xml [-o OUT.yaml]`` writes the equivalent scenario; what
 it cannot translate is listed on stderr with the XML line.  Exit 0 when the
 result validates, 2 when the XML is not well-formed or the result does not
@@ -44,8 +46,11 @@ def validate(args: argparse.Namespace) -> int:
         except ScenarioError as e:
             print(e, file=sys.stderr)
             return EXIT_USAGE
+        for w in prog.warnings:
+            print(w, file=sys.stderr)
         if not args.quiet:
-            print(f"{name}: ok ({prog.role}, {len(prog.steps)} steps)")
+            warned = f", {len(prog.warnings)} warning(s)" if prog.warnings else ""
+            print(f"{name}: ok ({prog.role}, {len(prog.steps)} steps{warned})")
     return EXIT_OK
 
 

@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         host, port = parse_target(args.listen)
         program = load_file(args.scenario) if args.scenario else None
+        for w in program.warnings if program is not None else ():
+            print(w, file=sys.stderr)
         if program is not None and program.role != "uas":
             raise UsageError(f"{args.scenario}: a {program.role} scenario; use 'sipload run'")
         transport = args.transport or (program.transport if program else "udp")

@@ -132,6 +132,8 @@ def responses_by_method(signatures: dict[str, int]) -> dict[str, dict[str, dict[
             if not isinstance(m, list) or len(m) < 2:
                 continue
             direction, label = str(m[-2]), str(m[-1])
+            if direction == "re":  # a retransmission, not another response
+                continue
             code, _, method = label.partition(" ")
             if not (len(code) == 3 and code.isdigit() and method):
                 continue

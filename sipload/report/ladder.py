@@ -1,8 +1,9 @@
 """Ladder diagrams (message sequence charts) of sampled calls, as SVG geometry.
 
 The template draws each ladder as inline SVG: two lifelines (sipload and the
-peer) and one arrow per message with its label and time.  Every label, detail
-and call-id comes from the wire or the record, so it is only ever placed in the
+peer) and one arrow per message with its label and time; every retransmission the
+UA made (direction ``re`` in the record) is its own arrow, marked as such.  Every
+label, detail and call-id comes from the wire or the record, so it is only ever placed in the
 page through Jinja2 with autoescape on, as SVG ``<text>`` content, never as
 markup.
 """
@@ -32,7 +33,8 @@ class Arrow:
     label: str  #: "INVITE", "180 INVITE" ... (from the record, escaped when drawn)
     time: str  #: "+12.345 ms" after the call's start
     outgoing: bool  #: sent by sipload
-    repeat: bool  #: same direction and label as an earlier message (a retransmission)
+    repeat: bool  #: a retransmission by the UA (direction ``re``), or the same direction
+    #: and label as an earlier message (the peer retransmitting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +57,12 @@ def ladder(call: CallSample) -> Ladder:
     seen: set[tuple[str, str]] = set()
     arrows: list[Arrow] = []
     for i, (t, direction, label) in enumerate(shown):
-        out = direction == "out"
-        key = (direction, label)
+        out = direction in ("out", "re")
+        key = ("out" if out else direction, label)
         arrows.append(Arrow(
             y=TOP + i * STEP, x1=LEFT_X if out else RIGHT_X, x2=RIGHT_X if out else LEFT_X,
-            label=label, time=f"+{t * 1000.0:.3f} ms", outgoing=out, repeat=key in seen))
+            label=label, time=f"+{t * 1000.0:.3f} ms", outgoing=out,
+            repeat=direction == "re" or key in seen))
         seen.add(key)
     height = TOP + max(len(arrows), 1) * STEP + 10
     return Ladder(call=call, arrows=tuple(arrows), height=height,

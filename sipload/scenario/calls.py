@@ -128,6 +128,7 @@ class CallInstance:
     wait_owner: int = -1  #: the recv step whose timeout the deadline is
     sub: int = 0  #: progress inside a step (dtmf digit)
     wait_tid: int = 0
+    sent_at: float = 0.0  #: when the step's last message went out (a dtmf digit's INFO)
     inbox: list[tuple[str, Event]] = field(default_factory=list)
     gotos: dict[int, int] = field(default_factory=dict)
     timers: dict[str, float] = field(default_factory=dict)
@@ -168,6 +169,7 @@ class CallInstance:
         self.wait_owner = wait_owner
         self.sub = sub
         self.wait_tid = wait_tid
+        self.sent_at = 0.0
         self.inbox = [] if inbox is None else inbox
         self.gotos = {} if gotos is None else gotos
         self.timers = {} if timers is None else timers

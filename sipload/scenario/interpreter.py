@@ -42,6 +42,7 @@ from sipload.scenario.model import (
     Body,
     CheckStep,
     DtmfStep,
+    FailStep,
     GotoStep,
     NopStep,
     PauseStep,
@@ -72,6 +73,10 @@ _REQUEST_EVENTS = {E.CALL_INVITE, E.CALL_REINVITE, E.CALL_MESSAGE_NEW, E.CALL_AC
 _FATAL = {E.CALL_NOANSWER: Failure.MAX_RETRANSMISSIONS, E.TRANSPORT_ERROR: Failure.TRANSPORT}
 _IN_DIALOG_ONLY = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "INFO", "UPDATE"})
 """Methods that never open a call or stand alone: no new request of these is routed (rule 4)."""
+
+
+def _time_of(message: tuple[float, str, str]) -> float:
+    return message[0]
 
 
 def _label(ev: Event) -> str:
@@ -109,6 +114,9 @@ class Runner(Sending):
         self._nonces = 0
         self.started = 0
         self.call_number_base = 0
+        #: responses received by calls, by code, since the engine last took them
+        #: (the per-second chart counts them when they arrive, not when calls end)
+        self.codes_received: dict[str, int] = {}
         steps = program.steps
         k = 0  # a UAS call starts at its first recv: steps before it do not wait
         while k < len(steps) and isinstance(steps[k], NopStep | SetStep):
@@ -143,6 +151,12 @@ class Runner(Sending):
     @property
     def active(self) -> int:
         return len(self._instances)
+
+    def take_codes(self) -> dict[str, int]:
+        """Response codes received since the last call, by code."""
+        out = self.codes_received
+        self.codes_received = {}
+        return out
 
     def finished(self) -> list[CallRecord]:
         """Records of the calls that ended since the last call."""
@@ -346,6 +360,9 @@ class Runner(Sending):
         if rec.end == 0.0:
             rec.end = now
         rec.call_id = inst.vars.get("call_id", "")
+        for leg in inst.legs.values():
+            if leg.cid:
+                self._retransmitted(rec, self.ua.call_take_retransmissions(leg.cid))
         automatic_marks(rec)
         for leg in inst.legs.values():
             if teardown and leg.live:
@@ -362,6 +379,19 @@ class Runner(Sending):
                 del self._by_callid[call_id]
         del self._instances[inst.iid]
         self._finished.append(rec)
+
+    @staticmethod
+    def _retransmitted(rec: CallRecord, items: list[tuple[float, str]]) -> None:
+        """Count the UA's retransmissions of this call into its record, each one a
+        message of the ladder (direction ``re``), where it belongs in time."""
+        if not items:
+            return
+        rec.retransmissions += len(items)
+        msgs = rec.messages
+        for t, label in items:
+            msgs.append((t, "re", label))
+        if len(msgs) > len(items) and msgs[-len(items) - 1][0] > items[0][0]:
+            msgs.sort(key=_time_of)
 
     def _fail(self, inst: CallInstance, failure: Failure, detail: str, now: float) -> None:
         inst.record.fail(failure, detail, now, inst.pc + 1)
@@ -384,9 +414,8 @@ class Runner(Sending):
         leg = inst.leg(leg_name)
         rec = inst.record
         etype = ev.type
-        if ev.retransmissions > leg.retransmissions:
-            rec.retransmissions += ev.retransmissions - leg.retransmissions
-            leg.retransmissions = ev.retransmissions
+        if ev.retransmitted:
+            self._retransmitted(rec, ev.retransmitted)
         if etype == E.CALL_RELEASED:
             if ev.cid == leg.cid:
                 self._released(inst, leg, ev.reason, now)
@@ -411,6 +440,8 @@ class Runner(Sending):
         elif ev.response is not None:
             resp = ev.response
             rec.codes.append(resp.status)
+            key = str(resp.status)
+            self.codes_received[key] = self.codes_received.get(key, 0) + 1
             leg.last = resp
             try:
                 cmethod = resp.cseq.method
@@ -507,9 +538,10 @@ class Runner(Sending):
         inst.sub += 1
         step = self.program.steps[inst.pc]
         assert isinstance(step, DtmfStep)
-        if step.gap > 0 and inst.sub < len(step.digits):
+        due = inst.sent_at + step.gap  # the gap runs from one digit's INFO to the next's
+        if due > now and inst.sub < len(step.digits):
             inst.waiting = "pause"
-            self._set_deadline(inst, now + step.gap)
+            self._set_deadline(inst, due)
             return
         self._run(inst, now)
 
@@ -719,6 +751,12 @@ class Runner(Sending):
                 if bad is not None:
                     self._fail(inst, Failure.CHECK_FAILED, bad, now)
                     return
+            elif isinstance(step, FailStep):
+                detail = step.detail.render(self._values(inst, inst.legs.get(step.leg))) \
+                    if step.detail is not None else f"fail: {step.reason}"
+                inst.record.fail(step.reason, detail, now, inst.pc + 1)
+                self._finish(inst, now, teardown=True)
+                return
             elif isinstance(step, NopStep):
                 self._timers(inst, step, now)
             inst.pc += 1

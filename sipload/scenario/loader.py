@@ -7,7 +7,17 @@ safe loader (no tags that build objects); nothing in a scenario is evaluated.
 Semantic rules beyond the schema: labels are unique; every ``goto`` and
 ``on:`` target exists; a jump backwards (a loop) must be a ``goto`` with
 ``max``; templates use only known variables (keywords, ``variables:``,
-``set:``, captures, CSV fields).
+``set:``, captures, CSV fields); a bare number of 100 or more where a duration
+goes is refused (``pause: 3000`` would be 3,000 seconds; SIPp users mean ms);
+a ``stop_timer`` needs a ``start_timer`` of the same name.  YAML syntax errors
+say what to fix, not only the parser's words.
+
+Pitfalls that may be meant are *warnings* (``Program.warnings``, each
+``file:line:col: warning: ...``; ``sipload validate`` and ``sipload run`` print
+them): a request method that is neither a SIP method sipload knows nor declared
+under ``methods:`` (or ``allow:``) (a typo such as ``INVTE``), and steps that can never run
+(after an unconditional ``goto``, a ``fail`` or a ``goto`` past them, with no
+jump leading back in).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from sipload.scenario.model import (
     Check,
     CheckStep,
     DtmfStep,
+    FailStep,
     GotoStep,
     HeaderSpec,
     Matcher,
@@ -56,9 +67,23 @@ KEYWORDS = frozenset({
 ``${last.NAME}`` is header NAME of the last message received on the step's leg."""
 
 LAST_PREFIX = "last."
+DTMF_PAUSE = 0.050
+"""The silence between two digits by default: each digit's INFO follows the previous
+one by its duration plus this."""
 _SOURCES = ("header", "body", "uri", "message")
 
-__all__ = ["KEYWORDS", "ScenarioError", "load_file", "load_text", "parse_duration"]
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK",
+    "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+})
+"""Request methods sent or received without a warning; others go under ``methods:``."""
+
+BARE_DURATION_LIMIT = 100
+"""A bare number of at least this where a duration goes needs a unit."""
+
+
+__all__ = ["KEYWORDS", "KNOWN_METHODS", "ScenarioError", "load_file", "load_text",
+           "parse_duration"]
 
 
 _Loader = SafeLoader12  # kept for callers that load YAML the scenario way
@@ -74,6 +99,10 @@ class _Marks(Marks):
     def error(self, path: Path_, message: str, *, key: bool = False) -> ScenarioError:
         line, col = self.find(path, key=key)
         return ScenarioError(self.file, line, col, message)
+
+    def warning(self, path: Path_, message: str, *, key: bool = False) -> str:
+        line, col = self.find(path, key=key)
+        return f"{self.file}:{line}:{col}: warning: {message}"
 
 
 def _nearest(word: str, options: list[str] | tuple[str, ...]) -> str:
@@ -104,6 +133,28 @@ class _Compiler:
         self.known: set[str] = set(KEYWORDS)
         self.known.update(f"field{i}" for i in range(max(csv_fields, 0)))
         self.csv_fields = csv_fields
+        self.methods = frozenset(str(m) for m in data.get("methods", []) or [])
+        self.declared = self.methods | {str(m) for m in data.get("allow", []) or []}
+        self.warnings: list[str] = []
+
+    def duration(self, value: Any, path: Path_) -> float:
+        """A duration in seconds; a bare number >= BARE_DURATION_LIMIT is refused."""
+        bare = (isinstance(value, int | float) and not isinstance(value, bool)) or (
+            isinstance(value, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?", value) is not None)
+        if bare and float(value) >= BARE_DURATION_LIMIT:
+            raise self.err(path, f"{value} has no unit, so it means {value} seconds "
+                                 f"(SIPp counts milliseconds): write {value}ms, or "
+                                 f"{value}s if you mean seconds")
+        return parse_duration(value)
+
+    def method(self, method: str, path: Path_, what: str) -> None:
+        """Warn about a request method neither known nor declared under methods:."""
+        if method in KNOWN_METHODS or method in self.declared:
+            return
+        hint = _nearest(method, sorted(KNOWN_METHODS))
+        self.warnings.append(self.marks.warning(
+            path, f"{what} {method} is not a SIP method sipload knows{hint} (a private "
+                  f"method: declare it with 'methods: [{method}]')"))
 
     def err(self, path: Path_, message: str, key: bool = False) -> ScenarioError:
         return self.marks.error(path, message, key=key)
@@ -284,8 +335,10 @@ class _Compiler:
             def opt(key: str) -> Template | None:
                 return t(s[key], (*path, key)) if key in s else None
 
+            method = str(s["send"]).upper()
+            self.method(method, (*path, "send"), "send:")
             return SendStep(
-                **common, method=str(s["send"]).upper(), to=opt("to"), from_=opt("from"),
+                **common, method=method, to=opt("to"), from_=opt("from"),
                 request_uri=opt("request_uri"), route=opt("route"), subject=opt("subject"),
                 headers=self.headers(s.get("headers"), path), body=self.body(s.get("body"), path),
                 content_type=opt("content_type"), out_of_dialog=bool(s.get("out_of_dialog")),
@@ -325,8 +378,12 @@ class _Compiler:
                 caps.append(Capture(str(c["var"]), rx, str(c.get("header", "")),
                                     bool(c.get("body")), bool(c.get("required")),
                                     bool(c.get("uri")), bool(c.get("message")), group))
-            timeout = parse_duration(s["timeout"]) if "timeout" in s else None
+            timeout = self.duration(s["timeout"], (*path, "timeout")) \
+                if "timeout" in s else None
             matchers = tuple(_parse_matcher(x) for x in spec)
+            for m in matchers:
+                if m.method:
+                    self.method(m.method, (*path, "recv"), "recv:")
             if s.get("authenticate") and not all(m.method for m in matchers):
                 raise self.err((*path, "authenticate"), "only a request can be authenticated")
             on_timeout = (self.forward(str(s["on_timeout"]), (*path, "on_timeout"), i,
@@ -340,22 +397,29 @@ class _Compiler:
                             authenticate=bool(s.get("authenticate")))
         if "pause" in s:
             p = s["pause"]
+            pp: Path_ = (*path, "pause")
+            d = self.duration
             if isinstance(p, dict):
                 (dist, arg), = p.items()
+                dp: Path_ = (*pp, dist)
                 if dist == "uniform":
-                    a, b = parse_duration(arg[0]), parse_duration(arg[1])
+                    a, b = d(arg[0], (*dp, 0)), d(arg[1], (*dp, 1))
                     if b < a:
-                        raise self.err((*path, "pause"), "uniform: the first bound is larger")
+                        raise self.err(pp, "uniform: the first bound is larger")
                 elif dist == "exponential":
-                    a, b = parse_duration(arg), 0.0
+                    a, b = d(arg, dp), 0.0
                 else:
-                    a, b = parse_duration(arg["mean"]), parse_duration(arg["stddev"])
+                    a, b = d(arg["mean"], (*dp, "mean")), d(arg["stddev"], (*dp, "stddev"))
                 return PauseStep(**common, distribution=str(dist), a=a, b=b)
-            return PauseStep(**common, distribution="fixed", a=parse_duration(p))
+            return PauseStep(**common, distribution="fixed", a=d(p, pp))
         if "dtmf" in s:
-            dur = parse_duration(s.get("duration", 0.25))
+            dur = self.duration(s.get("duration", 0.25), (*path, "duration"))
+            gap = self.duration(s["gap"], (*path, "gap")) if "gap" in s else dur + DTMF_PAUSE
             return DtmfStep(**common, digits=str(s["dtmf"]), duration_ms=int(dur * 1000),
-                            gap=parse_duration(s.get("gap", 0)))
+                            gap=gap)
+        if "fail" in s:
+            return FailStep(**common, reason=str(s["fail"]),
+                            detail=t(s["detail"], (*path, "detail")) if "detail" in s else None)
         if "terminate" in s:
             return TerminateStep(**common, wait=bool(s.get("wait", True)))
         if "label" in s:
@@ -382,11 +446,49 @@ class _Compiler:
             return CheckStep(**common, checks=self.checks(s["check"], (*path, "check")))
         return NopStep(**common)
 
+    def check_timers(self, steps: tuple[AnyStep, ...]) -> None:
+        """Every stop_timer has a start_timer of the same name somewhere."""
+        started = {st.start_timer for st in steps if st.start_timer}
+        for i, st in enumerate(steps):
+            if st.stop_timer and st.stop_timer not in started:
+                raise self.err(("steps", i, "stop_timer"),
+                               f"stop_timer '{st.stop_timer}' has no start_timer "
+                               f"'{st.stop_timer}', so it would never be measured"
+                               f"{_nearest(st.stop_timer, sorted(started))}")
+
+    def check_reachable(self, steps: tuple[AnyStep, ...]) -> None:
+        """Warn about the first step of each run of steps no path reaches."""
+        seen = [False] * len(steps)
+        todo = [0]
+        while todo:
+            i = todo.pop()
+            if seen[i]:
+                continue
+            seen[i] = True
+            todo += _successors(i, steps[i], len(steps))
+        i = 0
+        while i < len(steps):
+            if seen[i] or (isinstance(steps[i], NopStep) and "label" in self.data["steps"][i]):
+                i += 1
+                continue
+            kind = next((k for k in self.data["steps"][i] if k in STEP_KINDS), "step")
+            prev = steps[i - 1] if i else None
+            why = ("it follows an unconditional 'goto'" if isinstance(prev, GotoStep)
+                   else "it follows a 'fail'" if isinstance(prev, FailStep)
+                   else "every path jumps past it")
+            self.warnings.append(self.marks.warning(
+                ("steps", i, kind), f"this '{kind}' step can never run: {why} and no "
+                                    "jump leads to it", key=True))
+            while i < len(steps) and not seen[i]:
+                i += 1
+
     def program(self, name: str, path: str, digest: str,
                 injection: Injection | None = None) -> Program:
         d = self.data
         self.collect_names()
         steps = tuple(self.step(i, s) for i, s in enumerate(d["steps"]))
+        self.check_timers(steps)
+        self.check_reachable(steps)
         role = str(d.get("role") or _guess_role(steps))
         creds = d.get("credentials")
         extra: dict[str, Any] = {}
@@ -404,13 +506,31 @@ class _Compiler:
                          self.template(creds.get("realm", ""), ("credentials", "realm")))
             if creds else None,
             inject=str(d.get("inject", "")),
-            recv_timeout=parse_duration(d["recv_timeout"]) if "recv_timeout" in d else 32.0,
+            recv_timeout=self.duration(d["recv_timeout"], ("recv_timeout",))
+            if "recv_timeout" in d else 32.0,
             counterpart=str(d.get("counterpart", "")),
             allow=tuple(str(x) for x in d.get("allow", []) or []),
             supported=tuple(str(x) for x in d.get("supported", []) or []),
             thresholds=tuple(str(x) for x in d.get("thresholds", []) or []),
+            methods=tuple(sorted(self.methods)), warnings=tuple(self.warnings),
             digest=digest, injection=injection, **extra,
         )
+
+
+def _successors(i: int, step: AnyStep, count: int) -> list[int]:
+    """The steps that may run after step ``i``."""
+    if isinstance(step, FailStep):
+        return []
+    if isinstance(step, GotoStep):
+        conditional = bool(step.when_var or step.max)
+        out = [step.target, i + 1] if conditional else [step.target]
+        return [j for j in out if j < count]
+    out = [i + 1]
+    if isinstance(step, RecvStep):
+        out += [t for _, t in step.on]
+        if step.on_timeout >= 0:
+            out.append(step.on_timeout)
+    return [j for j in out if j < count]
 
 
 def _guess_role(steps: tuple[AnyStep, ...]) -> str:

@@ -200,6 +200,8 @@ def automatic_marks(rec: CallRecord) -> None:
     bye_at: float | None = None
     marks = rec.marks
     for t, direction, label in rec.messages:
+        if direction == "re":  # a retransmission: the first sending counts
+            continue
         if direction == "out":
             if label == "INVITE" and invite_at is None:
                 invite_at = t

@@ -184,7 +184,7 @@ class PauseStep(Step):
 class DtmfStep(Step):
     digits: str = ""
     duration_ms: int = 250
-    gap: float = 0.0
+    gap: float = 0.3  #: from one digit's INFO to the next's (default: duration + 50 ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +212,18 @@ class CheckStep(Step):
 
 
 @dataclass(frozen=True, slots=True)
+class FailStep(Step):
+    reason: str = ""  #: the failure reason the record is counted with
+    detail: Template | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NopStep(Step):
     label: str = ""
 
 
 AnyStep = (SendStep | ReplyStep | RecvStep | PauseStep | DtmfStep | TerminateStep | GotoStep
-           | SetStep | CheckStep | NopStep)
+           | SetStep | CheckStep | FailStep | NopStep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +247,8 @@ class Program:
     allow: tuple[str, ...] = ()
     supported: tuple[str, ...] = ()
     thresholds: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()  #: private methods declared with ``methods:``
+    warnings: tuple[str, ...] = ()  #: ``file:line:col: warning: ...`` found when loaded
     digest: str = ""  #: SHA-256 of the source text
     injection: Injection | None = None  #: the rows of ``inject:``, read when loaded
 

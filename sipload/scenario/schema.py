@@ -189,6 +189,14 @@ STEP_KINDS: dict[str, dict[str, Any]] = {
         "description": "check the last message received; a failure fails the call",
         "properties": {"check": {"type": "array", "items": CHECK}, "leg": LEG},
     },
+    "fail": {
+        "description": "fail the call here, counted with this reason (a branch's verdict)",
+        "properties": {
+            "fail": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,64}$",
+                     "description": "the failure reason: letters, digits, _ . -"},
+            "detail": TEMPLATE,
+        },
+    },
     "nop": {"description": "nothing (a place for timers)",
             "properties": {"nop": {"type": "null"}, **TIMERS}},
 }
@@ -225,6 +233,9 @@ SCHEMA: dict[str, Any] = {
         "inject": {"type": "string", "description": "CSV file in SIPp -inf format"},
         "recv_timeout": DURATION,
         "allow": {"type": "array", "items": {"type": "string"}},
+        "methods": {"type": "array",
+                    "items": {"type": "string", "pattern": r"^[A-Z][A-Z0-9_\-]*$"},
+                    "description": "private request methods the scenario sends on purpose"},
         "supported": {"type": "array", "items": {"type": "string"}},
         "thresholds": {"type": "array", "items": THRESHOLD},
         "steps": {"type": "array", "minItems": 1,

@@ -239,6 +239,7 @@ class Sending:
         self._sent(inst, info, now)
         inst.waiting = "dtmf"
         inst.wait_tid = tid
+        inst.sent_at = now
         self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)
 
     # ------------------------------------------------------------------ digest (UAS side)

@@ -8,6 +8,9 @@ stay strings; ``on:`` is a recv step's key), report a syntax error at the same
 A duration is seconds as a number, or a string: a number followed by ``ms``
 (milliseconds), ``s`` (seconds), ``m`` (minutes) or nothing (seconds), e.g.
 ``500ms``, ``2s``, ``1.5m``, ``4``.
+
+A YAML syntax error says what to fix first (:data:`YAML_HINTS`: an indentation, a
+value that needs quotes, a tab ...), then the parser's own words.
 """
 
 from __future__ import annotations
@@ -25,6 +28,42 @@ _DURATION = re.compile(DURATION_PATTERN)
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
 Path_ = tuple[str | int, ...]
+
+YAML_HINTS: tuple[tuple[str, str], ...] = (
+    ("mapping values are not allowed here",
+     "a ':' YAML did not expect: this line is indented deeper than the key above it, "
+     "or a value holds ': ' and needs quotes"),
+    ("could not find expected ':'",
+     "a line that is not 'key: value' inside a mapping: a missing ':', or an indentation "
+     "that does not line up with the keys above"),
+    ("did not find expected key",
+     "this line's indentation does not match the keys of its mapping: line it up with "
+     "them (or with the '-' of its list item)"),
+    ("did not find expected '-' indicator",
+     "a list item that does not line up with the items above it: align its '-'"),
+    ("expected <block end>, but found",
+     "this line is indented less (or more) than the block it belongs to: line it up"),
+    ("found character '\\t' that cannot start any token",
+     "a tab: YAML indents with spaces only"),
+    ("found unexpected end of stream",
+     "a quote or bracket that is never closed"),
+    ("found undefined alias", "a '*name' alias with no '&name' anchor: quote a value "
+                              "that starts with '*'"),
+    ("found character '@' that cannot start any token",
+     "a value starting with '@': quote it"),
+    ("found character '`' that cannot start any token",
+     "a value starting with '`': quote it"),
+)
+"""The parser's words for common YAML mistakes, and what to fix."""
+
+
+def yaml_message(e: yaml.MarkedYAMLError) -> str:
+    """What to fix for a YAML syntax error, then the parser's own words."""
+    words = " ".join(str(x) for x in (e.context, e.problem) if x)
+    for needle, hint in YAML_HINTS:
+        if needle in words:
+            return f"not valid YAML: {hint} (the parser says: {e.problem or e.context})"
+    return f"not valid YAML: {e.problem or e.context}"
 
 
 class SafeLoader12(yaml.SafeLoader):
@@ -81,7 +120,7 @@ def compose(text: str, error: Callable[[int, int, str], Exception]) -> tuple[
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise error(line, col, f"not valid YAML: {e.problem or e.context}") from e
+        raise error(line, col, yaml_message(e)) from e
     except yaml.YAMLError as e:
         raise error(1, 1, f"not valid YAML: {e}") from e
     return node, data

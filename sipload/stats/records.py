@@ -95,11 +95,13 @@ class CallRecord:
     def lateness(self) -> float:
         return max(0.0, self.actual_start - self.intended_start)
 
-    def fail(self, failure: Failure, detail: str, now: float, step: int = -1) -> None:
+    def fail(self, failure: Failure | str, detail: str, now: float, step: int = -1) -> None:
+        """Mark the call failed (the first failure wins); ``failure`` is a
+        :class:`Failure` or the reason of a scenario's ``fail:`` step."""
         if self.result == Result.FAILED:
             return
         self.result = Result.FAILED
-        self.failure = failure.value
+        self.failure = failure.value if isinstance(failure, Failure) else failure
         self.detail = detail
         self.end = now
         self.step = step

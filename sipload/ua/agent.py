@@ -51,7 +51,15 @@ from sipload.sip.parser import parse_message
 from sipload.ua import registration, session_timer, uac, uas
 from sipload.ua.callstate import CallAction, CallInput, public_state, step
 from sipload.ua.config import DEFAULT_ALLOW, UAConfig
-from sipload.ua.core import count_retrans, dlg_request, emit, flush, send_request
+from sipload.ua.core import (
+    count_retrans,
+    dlg_request,
+    emit,
+    flush,
+    send_request,
+    take_retransmitted,
+    tx_label,
+)
 from sipload.ua.events import Event, EventType
 from sipload.ua.ids import IdGenerator
 from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel
@@ -155,7 +163,7 @@ class UserAgent:
                     tx = rec.tx
                     before = tx.retransmissions
                     fired = tx.handle_timer(now)
-                    count_retrans(s, rec.cid, tx.retransmissions - before)
+                    count_retrans(s, rec.cid, tx.retransmissions - before, tx_label(tx))
                     flush(s, rec)
                     if fired is not None:
                         uac.tx_failed(s, rec, f"timer {fired}", now)
@@ -255,6 +263,15 @@ class UserAgent:
             if rec is not None and not rec.tx.terminated:
                 self.call_send_answer(call.invite_tid, 603, None, now)
 
+    def call_take_retransmissions(self, cid: int) -> list[tuple[float, str]]:
+        """The retransmissions of call ``cid`` not yet reported: (time, what was re-sent),
+        such as ``(12.5, "BYE")`` or ``(3.0, "200 INVITE")``; [] for an unknown call.
+
+        Each event of a call carries the ones made since its previous event
+        (``Event.retransmitted``); this takes those made since, for a program about
+        to stop listening to the call."""
+        return take_retransmitted(self.state, cid)
+
     def call_build_ack(self, did: int) -> Request:
         """The ACK for the 2xx to the dialog's last INVITE (initial or re-INVITE)."""
         return build_ack(self.state, self.state.dialog(did))
@@ -316,6 +333,9 @@ class UserAgent:
             s.reinvite_cseq[did] = request.cseq.seq
         elif request.method == "BYE":
             purpose = Purpose.BYE
+            call = s.calls.get(cd.cid)
+            if call is not None:  # the program's own BYE: terminate() has nothing left
+                step(call, CallInput.BYE_SENT)
         else:
             purpose = Purpose.IN_DIALOG
         return send_request(s, request, purpose, now, cid=cd.cid, did=did,

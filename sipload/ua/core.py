@@ -94,13 +94,40 @@ def drop_tx(s: UAState, rec: TxRecord) -> None:
         del s.server[tx.key]
 
 
-def count_retrans(s: UAState, cid: int, n: int) -> None:
-    """Count ``n`` retransmissions, for the UA and for call ``cid``."""
+def count_retrans(s: UAState, cid: int, n: int, label: str) -> None:
+    """Count ``n`` retransmissions of ``label`` (``"BYE"``, ``"200 INVITE"``), for the
+    UA and for call ``cid``, whose next event reports each with its time."""
     if n > 0:
         s.retransmissions += n
         call = s.calls.get(cid)
         if call is not None:
             call.retransmissions += n
+            for _ in range(n):
+                call.retransmitted.append((s.now, label))
+
+
+def tx_label(tx: ClientTransaction | ServerTransaction) -> str:
+    """What a transaction re-sends: its request (``"BYE"``) or its last response
+    (``"200 INVITE"``)."""
+    if isinstance(tx, ClientTransaction):
+        return tx.request.method
+    resp = tx.last_response
+    return f"{resp.status} {tx.request.method}" if resp is not None else tx.request.method
+
+
+def bytes_label(data: bytes, method: str) -> str:
+    """``"200 INVITE"`` for the bytes of a response to ``method`` (its status line)."""
+    return f"{data[8:11].decode('ascii', 'replace')} {method}"
+
+
+def take_retransmitted(s: UAState, cid: int) -> list[tuple[float, str]]:
+    """Call ``cid``'s retransmissions not yet reported in an event (and forget them)."""
+    call = s.calls.get(cid)
+    if call is None or not call.retransmitted:
+        return []
+    out = call.retransmitted
+    call.retransmitted = []
+    return out
 
 
 def emit(s: UAState, etype: EventType, now: float, *, cid: int = 0, did: int = 0,
@@ -109,13 +136,17 @@ def emit(s: UAState, etype: EventType, now: float, *, cid: int = 0, did: int = 0
     """Queue an event (rule 3)."""
     ref = None
     retrans = 0
+    retransmitted: list[tuple[float, str]] = []
     if cid:
         call = s.calls.get(cid)
         if call is not None:
             ref = call.reference
             retrans = call.retransmissions
+            if call.retransmitted:
+                retransmitted = call.retransmitted
+                call.retransmitted = []
     s.events.append(Event(etype, now, cid, did, tid, rid, ref, request, response, reason,
-                          retrans))
+                          retrans, retransmitted))
 
 
 def add_dialog(s: UAState, call: Call, dialog: Dialog, peer: Peer) -> CallDialog:

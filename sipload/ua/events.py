@@ -8,7 +8,7 @@ that caused it, and the time it happened.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -69,6 +69,9 @@ class Event:
     response: Response | None = None  #: the response concerned
     reason: str = ""  #: for failures: why, in words (timer, transport, auth ...)
     retransmissions: int = 0  #: messages of this call the UA has retransmitted so far
+    #: the retransmissions of this call since its previous event: (time, "BYE" or
+    #: "200 INVITE"), for the call's record (``call_take_retransmissions`` takes the rest)
+    retransmitted: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def status(self) -> int:

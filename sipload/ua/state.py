@@ -119,6 +119,8 @@ class Call:
     dialogs: dict[int, CallDialog] = field(default_factory=dict)
     retransmissions: int = 0
     invite_cseq: int = 0  #: the CSeq number of that INVITE (kept after the INVITE is dropped)
+    #: retransmissions not yet reported in an event: (time, what was re-sent)
+    retransmitted: list[tuple[float, str]] = field(default_factory=list)
 
     def __init__(
         self,
@@ -139,6 +141,7 @@ class Call:
         self.dialogs = {}
         self.retransmissions = 0
         self.invite_cseq = invite.cseq.seq if invite is not None else 0
+        self.retransmitted = []
 
     def first_dialog(self) -> CallDialog | None:
         for d in self.dialogs.values():

@@ -30,12 +30,14 @@ from sipload.ua.callstate import CallAction, CallInput, step
 from sipload.ua.core import (
     add_dialog,
     arm_dialog,
+    bytes_label,
     count_retrans,
     emit,
     flush,
     new_server_tx,
     release,
     respond,
+    tx_label,
 )
 from sipload.ua.events import EventType
 from sipload.ua.outbound import send_bye, send_refresh
@@ -60,7 +62,7 @@ def on_request(s: UAState, req: Request, peer: Peer, now: float) -> None:
         assert isinstance(tx, ServerTransaction)
         before = tx.retransmissions
         ack_for_2xx = tx.receive_request(req, now)
-        count_retrans(s, rec.cid, tx.retransmissions - before)
+        count_retrans(s, rec.cid, tx.retransmissions - before, tx_label(tx))
         flush(s, rec)
         if ack_for_2xx and req.method == "ACK":
             _on_ack(s, req, now)
@@ -335,7 +337,7 @@ def dialog_timer(s: UAState, cd: CallDialog, now: float) -> None:
             if call is not None:
                 send_bye(s, call, cd, now)  # no ACK for 2xx
         elif fired == retransmit.SENT:
-            count_retrans(s, cd.cid, 1)
+            count_retrans(s, cd.cid, 1, bytes_label(ok.data, "INVITE"))
     rel = cd.rel
     if rel is not None:
         fired = retransmit.fire(rel, now, s.out)
@@ -346,7 +348,7 @@ def dialog_timer(s: UAState, cd: CallDialog, now: float) -> None:
                 answer_invite(s, rec, make_response(
                     rec.tx.request, 504, "No PRACK", to_tag=cd.dialog.local_tag), now)
         elif fired == retransmit.SENT:
-            count_retrans(s, cd.cid, 1)
+            count_retrans(s, cd.cid, 1, bytes_label(rel.data, "INVITE"))
     st = cd.st
     if st is not None and now >= st.deadline and call is not None:
         if st.refresher_is_us:
