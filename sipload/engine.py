@@ -29,7 +29,7 @@ from sipload.scenario.model import Program
 from sipload.sip.transaction import TimerConfig
 from sipload.stats.histograms import MarkHistograms
 from sipload.stats.records import CallRecord, Failure, Result
-from sipload.transport import TransportSet
+from sipload.transport import StreamLimits, TransportSet
 from sipload.transport.tls import client_context
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.ids import IdGenerator
@@ -69,6 +69,8 @@ class EngineConfig:
     tls_server: ssl.SSLContext | None = None
     snapshot_every: float = 1.0
     stop_grace: float = 5.0
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    max_dialogs: int = 0  #: calls answered at once before a new INVITE gets 503 (0: no cap)
 
 
 @dataclass(slots=True)
@@ -163,14 +165,15 @@ class Engine:
         self.loop = asyncio.get_running_loop()
         self.t0 = self.loop.time()
         tls = client_context(insecure=cfg.tls_insecure) if cfg.transport == "tls" else None
-        self.transports = TransportSet(self._on_message, self._on_error, tls_client_context=tls)
+        self.transports = TransportSet(self._on_message, self._on_error, tls_client_context=tls,
+                                       stream_limits=cfg.stream_limits)
         host, port = await self.transports.listen(
             cfg.transport, cfg.local_host, cfg.local_port, ssl_context=cfg.tls_server,
             reuse_port=cfg.reuse_port)
         self.address = (host, port)
         prog = cfg.program
         ua_cfg = UAConfig(host=host, port=port, transport=cfg.transport, timers=cfg.timers,
-                          user_agent="sipload")
+                          user_agent="sipload", max_calls=cfg.max_dialogs)
         if prog is not None and prog.allow:
             ua_cfg.allow = prog.allow
         if prog is not None and prog.supported:

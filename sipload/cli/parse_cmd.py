@@ -40,7 +40,7 @@ def split_messages(data: bytes, *, stream: bool = False) -> list[tuple[bytes, bo
     One message is a datagram (its trailing bytes are the datagram's, RFC 3261
     §18.3) unless ``stream``.  Two or more framed by Content-Length are a stream:
     bytes left after the last whole one are an incomplete message."""
-    framer = StreamFramer()
+    framer = StreamFramer(max_message=1 << 24)  # a file, not a peer: 16 MiB
     try:
         parts = framer.feed(data)
     except ParseError:  # not framable: one message (the parser says what is wrong)

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sipload import __version__
+from sipload.cli import flags
 from sipload.cluster.channel import ChannelError, Keys, is_loopback_url
 from sipload.cluster.run import run_load, start_embedded_uas, stop_process
 from sipload.scenario.inject import Injection, load_injection
-from sipload.scenario.loader import ScenarioError, load_file, parse_duration
+from sipload.scenario.loader import ScenarioError, load_file
 from sipload.scenario.model import Program
 from sipload.stats.rundir import RunWriter
 
@@ -40,20 +41,25 @@ def register(sub: Any) -> None:
     p.add_argument("scenario", help="the scenario file (YAML)")
     p.add_argument("--target", help="HOST[:PORT] to call; without it an embedded UAS answers")
     p.add_argument("--transport", choices=("udp", "tcp", "tls"), default=None)
-    p.add_argument("--rate", type=float, default=10.0, help="calls per second (default 10)")
+    p.add_argument("--rate", type=flags.positive_float, default=10.0,
+                   help="calls per second (default 10)")
     limit = p.add_mutually_exclusive_group()
-    limit.add_argument("--calls", type=int, help="how many calls in all")
-    limit.add_argument("--duration", help="how long to start calls (e.g. 30s, 5m)")
-    p.add_argument("--concurrent", type=int, default=10_000,
+    limit.add_argument("--calls", type=flags.positive_int, help="how many calls in all")
+    limit.add_argument("--duration", type=flags.duration,
+                       help="how long to start calls (e.g. 30s, 5m)")
+    p.add_argument("--concurrent", type=flags.positive_int, default=10_000,
                    help="most calls in progress at once (per run; starts beyond it are dropped"
                         " and counted)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes (default: one per core)")
-    p.add_argument("--users", type=int, help="closed model: this many calls at once")
+    p.add_argument("--workers", type=flags.positive_int, default=None,
+                   help="worker processes (default: one per core; at most "
+                        f"{flags.WORKERS_PER_CORE} per core unless --force-workers)")
+    p.add_argument("--force-workers", action="store_true",
+                   help="allow more than that many --workers")
+    p.add_argument("--users", type=flags.positive_int, help="closed model: this many calls at once")
     p.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform")
-    p.add_argument("--rate-increase", type=float, default=0.0, metavar="D")
-    p.add_argument("--rate-interval", default="0", metavar="T")
-    p.add_argument("--rate-max", type=float, default=None, metavar="M")
+    p.add_argument("--rate-increase", type=flags.non_negative_float, default=0.0, metavar="D")
+    p.add_argument("--rate-interval", type=flags.duration_or_zero, default=0.0, metavar="T")
+    p.add_argument("--rate-max", type=flags.positive_float, default=None, metavar="M")
     p.add_argument("--inject", help="CSV file in SIPp -inf format")
     p.add_argument("--out", help="run directory (default reports/<timestamp>-<scenario>/)")
     p.add_argument("--threshold", action="append", default=[], metavar="EXPR",
@@ -63,14 +69,17 @@ def register(sub: Any) -> None:
     p.add_argument("--bind", default="tcp://127.0.0.1:0",
                    help="control channel address; beyond loopback --keys is required")
     p.add_argument("--keys", help="CurveZMQ key folder (sipload keys DIR)")
-    p.add_argument("--local-workers", type=int, default=None,
+    p.add_argument("--local-workers", type=flags.non_negative_int, default=None,
                    help="start this many local workers (the rest connect remotely)")
-    p.add_argument("--t1", default="500ms", help="SIP timer T1 (default 500ms)")
-    p.add_argument("--grace", default="5s", help="how long calls in flight get on stop")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--t1", type=flags.timer_t1, default=0.5,
+                   help=f"SIP timer T1 (default 500ms, at most {flags.MAX_T1:g}s)")
+    p.add_argument("--grace", type=flags.duration_or_zero, default=5.0,
+                   help="how long calls in flight get on stop")
+    p.add_argument("--seed", type=flags.seed, default=None)
     p.add_argument("--tls-insecure", action="store_true",
                    help="accept a self-signed TLS target")
     p.add_argument("--quiet", action="store_true")
+    flags.add_limits(p)
     p.set_defaults(func=run)
 
 
@@ -94,30 +103,26 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-def _duration(flag: str, text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise UsageError(f"{flag}: expected a duration such as 30s or 5m, got {text!r}") from e
-
-
 def _check_flags(args: argparse.Namespace) -> None:
-    if args.rate <= 0:
-        raise UsageError("--rate: must be positive")
-    if args.calls is not None and args.calls <= 0:
-        raise UsageError("--calls: must be positive")
+    """What argparse's per-flag types cannot see: flags checked against each other."""
     if args.calls is None and args.duration is None:
         raise UsageError("give --calls N or --duration T (every run is bounded)")
-    if args.concurrent <= 0:
-        raise UsageError("--concurrent: must be positive")
-    if args.workers is not None and args.workers <= 0:
-        raise UsageError("--workers: must be positive")
-    if args.users is not None and args.users <= 0:
-        raise UsageError("--users: must be positive")
+    if args.workers is not None and args.workers > flags.max_workers() and not (
+            args.force_workers):
+        raise UsageError(f"--workers: {args.workers} is more than {flags.WORKERS_PER_CORE} "
+                         f"per core ({flags.max_workers()} here); add --force-workers to mean it")
+    if args.local_workers is not None and args.workers is not None and (
+            args.local_workers > args.workers):
+        raise UsageError("--local-workers: must be at most --workers")
     if args.rate_max is not None and args.rate_max < args.rate:
         raise UsageError("--rate-max: must be at least --rate")
-    if args.rate_increase and _duration("--rate-interval", args.rate_interval) <= 0:
+    if args.rate_increase and args.rate_interval <= 0:
         raise UsageError("--rate-interval: needed (and positive) with --rate-increase")
+    remote = (args.workers or 1) - (args.local_workers if args.local_workers is not None
+                                    else (args.workers or 1))
+    if remote > 0 and not args.keys:
+        raise UsageError("--local-workers below --workers: the workers that connect need "
+                         "--keys (CurveZMQ, even on loopback); see sipload keys")
     if not is_loopback_url(args.bind) and not args.keys:
         raise UsageError("--bind beyond loopback needs --keys (CurveZMQ); see sipload keys")
 
@@ -172,21 +177,22 @@ def build_plan(args: argparse.Namespace, program: Program, injection: Injection 
         "target": list(target) if target else None,
         "target_text": f"{target[0]}:{target[1]}" if target else "",
         "transport": transport, "rate": args.rate, "calls": args.calls,
-        "duration": _duration("--duration", args.duration) if args.duration else None,
+        "duration": args.duration,
         "concurrent": max(1, args.concurrent // workers), "users": args.users,
         "arrival": args.arrival, "rate_increase": args.rate_increase,
-        "rate_interval": _duration("--rate-interval", args.rate_interval),
+        "rate_interval": args.rate_interval,
         "rate_max": args.rate_max, "seed": args.seed,
         "inject_path": injection.path if injection else None,
         "inject_text": Path(injection.path).read_text(encoding="utf-8") if injection else None,
-        "timers": {"t1": _duration("--t1", args.t1), "t2": 4.0, "t4": 5.0},
-        "workers": workers, "stop_grace": _duration("--grace", args.grace),
+        "timers": {"t1": args.t1, "t2": max(4.0, args.t1), "t4": 5.0},
+        "workers": workers, "stop_grace": args.grace,
         "thresholds": list(program.thresholds) + list(args.threshold),
         "tls_insecure": bool(args.tls_insecure),
         # a loopback target is called from loopback; any other from the address each
         # worker's host routes to it by (the worker picks it: "" here)
         "local_host": "127.0.0.1" if target is None or _is_loopback_host(target[0]) else "",
         "embedded_uas": target is None,
+        "limits": flags.limits(args),
     }
 
 
@@ -244,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
                 "scenario_text": Path(counterpart.path).read_text(encoding="utf-8")
                 if counterpart else None,
                 "scenario_path": counterpart.path if counterpart else None,
-                "transport": transport, "host": "127.0.0.1"})
+                "transport": transport, "host": "127.0.0.1", "limits": flags.limits(args)})
         except RuntimeError as e:
             print(f"sipload run: {e}", file=sys.stderr)
             return EXIT_CANNOT_RUN

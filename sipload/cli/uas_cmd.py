@@ -12,9 +12,11 @@ import signal
 import sys
 from typing import Any
 
+from sipload.cli import flags
 from sipload.cli.run_cmd import UsageError, parse_target
+from sipload.cluster.worker import engine_limits
 from sipload.engine import Engine, EngineConfig
-from sipload.scenario.loader import ScenarioError, load_file, parse_duration
+from sipload.scenario.loader import ScenarioError, load_file
 from sipload.stats.records import Result
 from sipload.transport.loop import new_event_loop, tune_gc
 from sipload.transport.tls import server_context
@@ -27,8 +29,10 @@ def register(sub: Any) -> None:
     p.add_argument("--transport", choices=("udp", "tcp", "tls"), default=None)
     p.add_argument("--cert", help="TLS certificate (PEM, with --transport tls)")
     p.add_argument("--key", help="TLS private key (PEM)")
-    p.add_argument("--duration", help="stop after this long (e.g. 60s); default: until Ctrl-C")
+    p.add_argument("--duration", type=flags.duration,
+                   help="stop after this long (e.g. 60s); default: until Ctrl-C")
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT on the socket")
+    flags.add_limits(p)
     p.set_defaults(func=run)
 
 
@@ -46,17 +50,14 @@ def run(args: argparse.Namespace) -> int:
             if not args.cert:
                 raise UsageError("--transport tls needs --cert (and --key)")
             tls = server_context(args.cert, args.key)
-        duration = parse_duration(args.duration) if args.duration else None
+        duration = args.duration
     except (ScenarioError, UsageError) as e:
         print(f"sipload uas: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"sipload uas: --duration: {e}", file=sys.stderr)
         return 2
     records: list[dict[str, Any]] = []
     engine = Engine(EngineConfig(program=program, transport=transport, local_host=host,
                                  local_port=port, tls_server=tls, reuse_port=args.reuse_port,
-                                 duration=duration),
+                                 duration=duration, **engine_limits(flags.limits(args))),
                     on_records=records.extend)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sipload.cluster.channel import make_keys
+from sipload.cluster.channel import KeysExist, make_keys
 from sipload.cluster.worker import worker_main
 
 
@@ -18,7 +18,10 @@ def register(sub: Any) -> None:
                                   "loopback")
     p.set_defaults(func=run_worker)
     k = sub.add_parser("keys", help="make CurveZMQ key pairs for remote workers")
-    k.add_argument("folder", help="where to write server.key*, worker.key*, authorized/")
+    k.add_argument("folder", help="where to write server.key*, worker.key*, authorized/ "
+                                  "(made 0700)")
+    k.add_argument("--force", action="store_true",
+                   help="replace existing key pairs (their workers are then refused)")
     k.set_defaults(func=run_keys)
 
 
@@ -30,7 +33,14 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_keys(args: argparse.Namespace) -> int:
-    keys = make_keys(Path(args.folder))
+    try:
+        keys = make_keys(Path(args.folder), force=args.force)
+    except KeysExist as e:
+        print(f"sipload keys: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"sipload keys: cannot write {args.folder}: {e.strerror}", file=sys.stderr)
+        return 3
     print(f"server key pair: {keys.server_public} (+ _secret), keep on the coordinator")
     print(f"worker key pair: {keys.worker_secret} and worker.key, copy to each worker host")
     print(f"authorized workers: {keys.authorized}/ (add more *.key files to allow more)")

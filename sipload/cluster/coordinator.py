@@ -19,13 +19,26 @@ Theory of operation
 4. Records are acknowledged (:class:`Ack`) after the caller has written them;
    a record acknowledged is never lost.
 5. The run is over when every live worker is :class:`Done`.
+6. Nothing a worker sends is taken on trust (:meth:`Coordinator.admit`, called
+   before anything is written): a message must name the worker's own id, a
+   started count may not pass what the worker was given (its share, plus calls
+   taken over; in a --duration run, twice what its peak rate allows), a record
+   must be whole and well typed (:mod:`sipload.cluster.checks`) and carry a
+   call number from the worker's ranges, and a snapshot must be well typed.
+   What does not fit is dropped, logged (the first few per worker, as
+   ``message_rejected`` events) and counted in :attr:`Coordinator.rejected`;
+   the run goes on.  Calls a worker says it started but never reported (its
+   Done says more than its records) count as lost with it, so
+   ``attempted = succeeded + failed + in flight + lost`` holds whatever it sends.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sipload.cluster.checks import check_record, check_snapshot
 from sipload.cluster.messages import (
     Ack,
     Done,
@@ -43,6 +56,9 @@ from sipload.cluster.messages import (
 )
 
 Outgoing = list[tuple[bytes, Message]]
+
+REJECT_EVENTS = 10
+"""``message_rejected`` events written per worker; later rejections are only counted."""
 
 
 def extra_numbers(calls: int, worker: int) -> int:
@@ -75,6 +91,8 @@ class WorkerState:
     active: int = 0
     address: str = ""
     final: Done | None = None
+    own_calls: int | None = None  #: the share it was given at Welcome (its own numbers)
+    rejected: int = 0  #: its messages (and records) dropped by :meth:`Coordinator.admit`
 
 
 @dataclass(slots=True)
@@ -99,6 +117,11 @@ class Coordinator:
     _next_worker: int = 0
     _calls_assigned: int = 0
     _refusals: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  #: dropped, by message type
+    went_at: float = 0.0
+    rate_max: float | None = None  #: the run's --rate-max (bounds a --duration worker)
+    rate_increase: float = 0.0
+    rate_interval: float = 0.0
 
     # ------------------------------------------------------------------ shares
 
@@ -112,6 +135,96 @@ class Coordinator:
         count = base + (1 if index < extra else 0)
         first = index * base + min(index, extra)
         return rate, count, first
+
+    # ------------------------------------------------------------------ checks
+
+    def started_limit(self, w: WorkerState, now: float) -> float:
+        """The most calls worker ``w`` can honestly have started by ``now``."""
+        if w.calls is not None:
+            return float(w.calls)
+        if self.users:
+            return math.inf  # closed model: as fast as calls end
+        elapsed = max(0.0, now - self.went_at) if self.went else 0.0
+        peak = self.rate
+        if self.rate_increase and self.rate_interval > 0:
+            peak += self.rate_increase * (elapsed / self.rate_interval + 1)
+        if self.rate_max is not None:
+            peak = min(peak, self.rate_max)
+        return 2 * peak * (elapsed + 5.0) + 100
+
+    def _number_ok(self, w: WorkerState, n: int) -> bool:
+        if w.own_calls is None:  # a --duration run: a block of a billion numbers each
+            return w.first_call <= n < w.first_call + 1_000_000_000
+        if w.first_call <= n < w.first_call + w.own_calls:
+            return True
+        extra = extra_numbers(self.calls or 0, w.worker)
+        return extra <= n < extra + (self.calls or 0)
+
+    def _reject(self, w: WorkerState | None, kind: str, reason: str, now: float,
+                n: int = 1) -> None:
+        self.rejected[kind] = self.rejected.get(kind, 0) + n
+        if w is not None:
+            w.rejected += n
+            if w.rejected - n >= REJECT_EVENTS:
+                return
+        self.events.append({"t": now, "event": "message_rejected", "type": kind,
+                            "worker": w.worker if w is not None else None,
+                            "count": n, "reason": reason[:200]})
+
+    def admit(self, identity: bytes, msg: Message, now: float) -> Message | None:
+        """Check ``msg`` against what its worker was given; returns what may be acted
+        on (a record batch without its bad records), or None to drop it (see rule 6)."""
+        kind = type(msg).__name__
+        if isinstance(msg, Hello):
+            return msg
+        w = self.workers.get(identity)
+        if w is None:
+            self._reject(None, kind, "from a peer that did not say Hello", now)
+            return None
+        if w.lost:
+            return msg  # late words of a lost worker: ignored by on_message
+        claimed = getattr(msg, "worker", w.worker)
+        if claimed != w.worker:
+            self._reject(w, kind, f"claims to be worker {claimed}, is {w.worker}", now)
+            return None
+        limit = self.started_limit(w, now)
+        if isinstance(msg, Heartbeat | Records | Done) and not 0 <= msg.started <= limit:
+            self._reject(w, kind, f"started {msg.started} is beyond the worker's share "
+                         f"({limit:g})", now)
+            return None
+        if isinstance(msg, Heartbeat | Done) and any(v < 0 for v in (
+                msg.active if isinstance(msg, Heartbeat) else msg.in_flight,
+                msg.cpu if isinstance(msg, Heartbeat) else msg.succeeded,
+                msg.loop_lag_ms if isinstance(msg, Heartbeat) else msg.failed)):
+            self._reject(w, kind, "a negative count", now)
+            return None
+        if isinstance(msg, Snapshot):
+            why = check_snapshot(msg.snapshot)
+            if why is None and msg.snapshot.get("worker") != w.worker:
+                why = "snapshot of another worker"
+            if why is not None:
+                self._reject(w, kind, why, now)
+                return None
+        if isinstance(msg, Records):
+            good: list[dict[str, Any]] = []
+            first_why = ""
+            for r in msg.records:
+                why = check_record(r)
+                if why is None and not self._number_ok(w, int(r["call_number"])):
+                    why = f"call number {r['call_number']} is not in the worker's ranges"
+                if why is None and int(r.get("worker", w.worker)) != w.worker:
+                    why = "record of another worker"
+                if why is None and w.records + len(good) + 1 > limit:
+                    why = f"more records than the worker's share ({limit:g})"
+                if why is None:
+                    good.append(r)
+                elif not first_why:
+                    first_why = why
+            bad = len(msg.records) - len(good)
+            if bad:
+                self._reject(w, "record", first_why, now, bad)
+                return replace(msg, records=good)
+        return msg
 
     def live(self) -> list[WorkerState]:
         return [w for w in self.workers.values() if not w.lost]
@@ -144,9 +257,14 @@ class Coordinator:
         if isinstance(msg, Done):
             w.done = True
             w.final = msg
-            w.started = msg.started
+            w.started = max(msg.started, w.records)
             self.events.append({"t": now, "event": "worker_done", "worker": w.worker,
                                 "started": msg.started, "records": msg.records_sent})
+            if w.started > w.records:  # started, never reported: lost with the worker
+                missing = w.started - w.records
+                self.lost_calls += missing
+                self.events.append({"t": now, "event": "calls_unreported",
+                                    "worker": w.worker, "calls_lost": missing})
             return []
         if isinstance(msg, Failed):
             self.events.append({"t": now, "event": "worker_failed", "worker": w.worker,
@@ -168,7 +286,8 @@ class Coordinator:
         index = self._next_worker
         self._next_worker += 1
         rate, calls, first = self._share(index)
-        w = WorkerState(index, identity, msg.host, msg.pid, msg.version, calls, first, rate, now)
+        w = WorkerState(index, identity, msg.host, msg.pid, msg.version, calls, first, rate, now,
+                        own_calls=calls)
         self.workers[identity] = w
         self.events.append({"t": now, "event": "worker_joined", "worker": index,
                             "host": msg.host, "pid": msg.pid, "version": msg.version,
@@ -198,6 +317,7 @@ class Coordinator:
         if len(ready) >= self.workers_expected or (
                 ready and now - self.created >= self.start_timeout):
             self.went = True
+            self.went_at = now
             self.events.append({"t": now, "event": "go", "workers": len(ready)})
             return [(w.identity, Go()) for w in ready]
         return []
@@ -263,4 +383,5 @@ class Coordinator:
         return {"workers": len(self.workers), "lost_workers": sum(w.lost for w in
                                                                   self.workers.values()),
                 "started": started, "records": sum(w.records for w in self.workers.values()),
-                "lost_with_worker": self.lost_calls}
+                "lost_with_worker": self.lost_calls,
+                "rejected_messages": sum(self.rejected.values())}

@@ -22,11 +22,12 @@ from typing import Any
 
 import multiprocess
 
-from sipload.cluster.channel import Keys, Router
+from sipload.cluster.channel import Keys, Router, WorkerAuth
 from sipload.cluster.coordinator import Coordinator
+from sipload.cluster.lifeline import die_with_parent
 from sipload.cluster.live import LiveView
 from sipload.cluster.messages import Records, Snapshot
-from sipload.cluster.worker import worker_main
+from sipload.cluster.worker import engine_limits, worker_main
 from sipload.stats.rundir import RunWriter
 
 
@@ -57,26 +58,31 @@ def _children_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _local_worker(url: str) -> None:
+def _local_worker(url: str, parent: int, auth: WorkerAuth | None = None) -> None:
     """A local worker process: run, then end at once.
+
+    It dies with the coordinator (:func:`die_with_parent`): no load outlives it.
 
     By then everything the worker owes has been sent and acknowledged; what is
     left is its heap (lingering transactions, the loop, the modules).  Tearing it
     down object by object costs about a second of CPU after a large run, so the
     process ends as multiprocessing's forked children do, with ``os._exit``.
     """
-    code = worker_main(url, local=True)
+    die_with_parent(parent)
+    code = worker_main(url, local=True, auth=auth)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-def _spawn_workers(url: str, n: int) -> list[Any]:
+def _spawn_workers(url: str, auths: list[WorkerAuth | None]) -> list[Any]:
+    """One local worker per entry of ``auths`` (its CurveZMQ keys, handed over the
+    spawn pipe: never on a command line or in a file)."""
     ctx = multiprocess.get_context("spawn")
     procs = []
     with _children_ignore_sigint():
-        for _ in range(n):
-            p = ctx.Process(target=_local_worker, args=(url,), daemon=True)
+        for auth in auths:
+            p = ctx.Process(target=_local_worker, args=(url, os.getpid(), auth), daemon=True)
             p.start()
             procs.append(p)
     return procs
@@ -94,10 +100,13 @@ async def run_load(
     coord = Coordinator(plan, workers, float(plan["rate"]), plan.get("calls"),
                         users=plan.get("users"), lost_after=lost_after,
                         start_timeout=start_timeout, version=str(plan.get("version", "")),
-                        created=0.0)
+                        created=0.0, rate_max=plan.get("rate_max"),
+                        rate_increase=float(plan.get("rate_increase") or 0.0),
+                        rate_interval=float(plan.get("rate_interval") or 0.0))
     plan["control_url"] = router.url
     writer.append_event({"t": 0.0, "event": "coordinator_listening", "url": router.url})
-    procs = _spawn_workers(router.url, workers if local_workers is None else local_workers)
+    n_local = workers if local_workers is None else local_workers
+    procs = _spawn_workers(router.url, [router.local_auth() for _ in range(n_local)])
     view = LiveView(plan, quiet=quiet)
     interrupts = 0
     outcome = RunOutcome({})
@@ -135,8 +144,14 @@ async def run_load(
                     await router.send(ident, msg)
             if await router.poll(200):
                 for _ in range(500):
-                    ident, msg = await router.recv()
+                    ident, raw = await router.recv()
                     now = loop.time() - t0
+                    admitted = coord.admit(ident, raw, now)  # None: dropped, logged, counted
+                    if admitted is None:
+                        if not await router.poll(0):
+                            break
+                        continue
+                    msg = admitted
                     if isinstance(msg, Records):
                         writer.append_records(msg.records)
                         view.records(msg.records)
@@ -172,11 +187,12 @@ async def run_load(
             if p.is_alive():
                 p.kill()
                 p.join(timeout=2)
+        malformed = router.malformed
         router.close()
         # only now: a Ctrl-C while the workers end is counted, not a KeyboardInterrupt
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
-    outcome.totals = coord.totals()
+    outcome.totals = {**coord.totals(), "malformed_messages": malformed}
     outcome.ended = coord.ended
     outcome.workers = [
         {"worker": w.worker, "host": w.host, "pid": w.pid, "lost": w.lost, "started": w.started,
@@ -190,22 +206,31 @@ async def run_load(
 def start_embedded_uas(plan_uas: dict[str, Any], timeout: float = 20.0) -> tuple[Any, int]:
     """Start the embedded UAS in its own process; returns (process, port)."""
     ctx = multiprocess.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_uas_main, args=(plan_uas, q), daemon=True)
+    # a pipe, not a Queue: a Queue's lock is a named semaphore the resource tracker
+    # must clean up after a coordinator that was killed
+    reader, writer = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_uas_main, args=(plan_uas, writer, os.getpid()), daemon=True)
     with _children_ignore_sigint():
         p.start()
+    writer.close()
     try:
-        port = q.get(timeout=timeout)
-    except Exception as e:  # queue.Empty, or the child died
+        if not reader.poll(timeout):
+            raise TimeoutError(f"no port in {timeout:g} s")
+        port = reader.recv()
+    except Exception as e:  # timeout, or the child died (EOFError)
         p.kill()
         raise RuntimeError("the embedded UAS did not start") from e
+    finally:
+        reader.close()
     if isinstance(port, str):
         p.join(timeout=2)
         raise RuntimeError(port)
     return p, int(port)
 
 
-def _uas_main(plan_uas: dict[str, Any], q: Any) -> None:
+def _uas_main(plan_uas: dict[str, Any], q: Any, parent: int) -> None:
+    """The embedded UAS process; it dies with the coordinator (:func:`die_with_parent`)."""
+    die_with_parent(parent)
     from sipload.engine import Engine, EngineConfig
     from sipload.scenario.loader import load_text
     from sipload.transport.loop import new_event_loop, tune_gc
@@ -218,15 +243,17 @@ def _uas_main(plan_uas: dict[str, Any], q: Any) -> None:
         program = load_text(str(text), str(plan_uas.get("scenario_path"))) if text else None
         engine = Engine(EngineConfig(program=program, transport=str(plan_uas["transport"]),
                                      local_host=str(plan_uas.get("host", "127.0.0.1")),
-                                     local_port=0, reuse_port=False))
+                                     local_port=0, reuse_port=False,
+                                     **engine_limits(plan_uas.get("limits"))))
 
         async def main() -> None:
             try:
                 _, port = await engine.start()
             except OSError as e:
-                q.put(f"embedded UAS cannot bind: {e}")
+                q.send(f"embedded UAS cannot bind: {e}")
                 return
-            q.put(port)
+            q.send(port)
+            q.close()
             stop = asyncio.Event()
             loop.add_signal_handler(signal.SIGTERM, stop.set)
             loop.add_signal_handler(signal.SIGINT, lambda: None)

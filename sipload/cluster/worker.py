@@ -6,6 +6,13 @@ streams record batches with each snapshot (every second) and a heartbeat every
 second; the coordinator's Stop/SetShare messages steer it.  The worker keeps
 its own loop: control and SIP share one asyncio event loop (uvloop when
 installed).
+
+A worker never outlives its coordinator's control: when the channel reports the
+connection lost (the coordinator was killed, or its heartbeats stopped for
+:data:`~sipload.cluster.channel.HEARTBEAT_TIMEOUT` seconds), the engine aborts at
+once (no new call, no further message), and the worker exits with status 3.
+Local workers are also killed by the kernel with their coordinator
+(:mod:`sipload.cluster.lifeline`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 from sipload import __version__
 from sipload._native import describe as describe_build
-from sipload.cluster.channel import ChannelError, Dealer
+from sipload.cluster.channel import ChannelError, Dealer, WorkerAuth
 from sipload.cluster.coordinator import extra_numbers
 from sipload.cluster.messages import (
     Done,
@@ -41,6 +48,7 @@ from sipload.scenario.inject import parse_injection
 from sipload.scenario.loader import ScenarioError, load_text
 from sipload.sip.transaction import TimerConfig
 from sipload.transport.loop import new_event_loop, tune_gc
+from sipload.transport.stream import IDLE_TIMEOUT, MAX_MESSAGE, StreamLimits
 
 
 def source_address(host: str, port: int) -> str:
@@ -53,6 +61,16 @@ def source_address(host: str, port: int) -> str:
             return str(s.getsockname()[0])
     except OSError:
         return "0.0.0.0"
+
+
+def engine_limits(d: Any) -> dict[str, Any]:
+    """EngineConfig keyword arguments from a plan's ``limits`` map (``--max-message``,
+    ``--max-connections``, ``--idle-timeout``, ``--max-dialogs``)."""
+    d = d if isinstance(d, dict) else {}
+    return {"stream_limits": StreamLimits(int(d.get("max_message", MAX_MESSAGE)),
+                                          int(d.get("max_connections", 0)),
+                                          float(d.get("idle_timeout", IDLE_TIMEOUT))),
+            "max_dialogs": int(d.get("max_dialogs", 0))}
 
 
 def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
@@ -90,15 +108,18 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         reuse_port=bool(plan.get("reuse_port", False)),
         tls_insecure=bool(plan.get("tls_insecure", False)),
         stop_grace=float(plan.get("stop_grace", 5.0)),
+        **engine_limits(plan.get("limits")),
     )
 
 
 class WorkerProcess:
     """The control loop around one Engine."""
 
-    def __init__(self, url: str, keys: Path | None = None) -> None:
+    def __init__(self, url: str, keys: Path | None = None,
+                 auth: WorkerAuth | None = None) -> None:
         self.url = url
         self.keys = keys
+        self.auth = auth
         self.dealer: Dealer | None = None
         self.engine: Engine | None = None
         self.worker = -1
@@ -112,7 +133,7 @@ class WorkerProcess:
 
     async def run(self, hello_timeout: float = 30.0) -> int:
         try:
-            self.dealer = Dealer(self.url, self.keys)
+            self.dealer = Dealer(self.url, self.keys, self.auth)
         except ChannelError as e:
             print(f"sipload worker: {e}", file=sys.stderr)
             return 3
@@ -153,6 +174,8 @@ class WorkerProcess:
             go = await dealer.recv(hello_timeout)
             if isinstance(go, Go):
                 break
+            if dealer.lost:
+                return self._lost()
             if go is None or isinstance(go, Stop):
                 return 0
         sender = asyncio.create_task(self._sender())
@@ -165,7 +188,11 @@ class WorkerProcess:
             beat.cancel()
             self._wake.set()
             self._closing = True
-            await sender
+            if dealer.lost:
+                sender.cancel()  # it may wait for ever to send to no one
+            await asyncio.gather(sender, return_exceptions=True)
+        if dealer.lost:
+            return self._lost()
         await self._send_pending()
         await dealer.send(Done(self.worker, engine.started, engine.succeeded, engine.failed,
                                engine.in_flight_at_stop, self.records_sent,
@@ -173,6 +200,11 @@ class WorkerProcess:
         return 0
 
     _closing = False
+
+    def _lost(self) -> int:
+        assert self.dealer is not None
+        print(f"sipload worker {self.worker}: {self.dealer.lost}; stopped", file=sys.stderr)
+        return 3
 
     def _on_records(self, batch: list[dict[str, Any]]) -> None:
         self._pending.extend(batch)
@@ -208,6 +240,9 @@ class WorkerProcess:
         assert dealer is not None and engine is not None
         while True:
             msg = await dealer.recv()
+            if msg is None and dealer.lost:
+                engine.abort()  # no coordinator: stop the load now
+                return
             if isinstance(msg, Stop):
                 if msg.abort:
                     engine.abort()
@@ -231,7 +266,8 @@ class WorkerProcess:
             await asyncio.sleep(1.0)
 
 
-def worker_main(url: str, keys: str | None = None, local: bool = False) -> int:
+def worker_main(url: str, keys: str | None = None, local: bool = False,
+                auth: WorkerAuth | None = None) -> int:
     """Entry point of a worker process (local or remote).
 
     A local worker ignores SIGINT: a terminal's Ctrl-C reaches the coordinator's
@@ -243,7 +279,7 @@ def worker_main(url: str, keys: str | None = None, local: bool = False) -> int:
     tune_gc()
     try:
         asyncio.set_event_loop(loop)
-        proc = WorkerProcess(url, Path(keys) if keys else None)
+        proc = WorkerProcess(url, Path(keys) if keys else None, auth)
         return loop.run_until_complete(proc.run())
     finally:
         loop.close()

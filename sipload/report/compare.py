@@ -42,8 +42,8 @@ def parse_tolerance(text: str) -> float:
     """
     t = text.strip()
     value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
-    if not value >= 0:
-        raise ValueError(f"tolerance {text!r} must be >= 0")
+    if not 0 <= value < float("inf"):  # nan and inf too
+        raise ValueError(f"tolerance {text!r} must be a finite number >= 0")
     return value
 
 

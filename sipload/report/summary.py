@@ -18,6 +18,11 @@ summary against it.  The definitions that matter most:
 * ``rate.achieved`` = (n - 1) / (last start - first start) over the n calls that
   started; ``rate.target`` is the plan's rate (or, without one, the same formula
   over the intended start times).
+* ``complete`` is false (and ``incomplete_reason`` says why) when the run did
+  not end as planned: its coordinator started (``coordinator_listening`` in
+  ``events.jsonl``) but never wrote ``run_end`` (it was killed or crashed), or
+  ``run_end`` says the run could not complete or was aborted.  An incomplete run
+  never has ``passed: true``, whatever its thresholds say.
 * ``generator.limited`` is true when the generator, not the system under test,
   may have set the pace: late starts > 1% of attempted, or a loop lag above
   100 ms in any snapshot, or a worker with CPU >= 0.95 in >= 20% of its
@@ -108,6 +113,28 @@ def _generator(a: Analysis, attempted: int) -> dict[str, Any]:
     }
 
 
+def completeness(events: Iterable[Mapping[str, Any]]) -> tuple[bool, str]:
+    """(complete, why not) from a run's events (see the module docstring)."""
+    started = False
+    end: Mapping[str, Any] | None = None
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "coordinator_listening":
+            started = True
+        elif kind == "run_end":
+            end = ev
+    if end is None:
+        if started:
+            return False, ("no run_end in events.jsonl: the coordinator ended without "
+                           "finishing the run (killed or crashed)")
+        return True, ""
+    if end.get("ended"):
+        return False, f"the run could not complete: {end.get('ended')}"
+    if end.get("aborted"):
+        return False, "the run was aborted (second Ctrl-C)"
+    return True, ""
+
+
 def _target(plan: Mapping[str, Any]) -> str:
     """host:port from the plan's target_text, or target as a string or [host, port]."""
     text = plan.get("target_text")
@@ -179,7 +206,10 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
         "generator": _generator(a, attempted),
         "thresholds": [],
         "passed": True,
+        "complete": True,
+        "incomplete_reason": "",
     }
+    summary["complete"], summary["incomplete_reason"] = completeness(a.files.events)
     summary["latency"] = {m: {k: (int(v) if k == "count" else v) for k, v in row.items()}
                           for m, row in summary["latency"].items()}
     texts: list[str | Threshold] = [*thresholds]
@@ -190,7 +220,7 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
     parsed = [t if isinstance(t, Threshold) else parse_threshold(t, a.marks) for t in texts]
     verdicts = evaluate(parsed, summary)
     summary["thresholds"] = [v.to_dict() for v in verdicts]
-    summary["passed"] = all(v.passed for v in verdicts)
+    summary["passed"] = summary["complete"] and all(v.passed for v in verdicts)
     result: dict[str, Any] = _finite(summary)
     return result
 

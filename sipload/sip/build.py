@@ -86,12 +86,15 @@ _SALVAGE_KEYS = {
 }
 
 
-def salvage_response(data: bytes, status: int, reason: str) -> bytes | None:
+def salvage_response(data: bytes, status: int, reason: str,
+                     retry_after: int = -1) -> bytes | None:
     """An error response for bytes that did not parse, if they were a request.
 
     Copies the Via, From, To, Call-ID and CSeq lines as they came so the sender
-    can match the answer (RFC 3261 §8.2.6).  Returns None for responses, and for
-    bytes lacking any of those fields (nothing can be matched: drop them).
+    can match the answer (RFC 3261 §8.2.6); with ``retry_after`` >= 0 (a 503 for
+    a request refused for want of capacity) it carries Retry-After (§20.33).
+    Returns None for responses, and for bytes lacking any of those fields
+    (nothing can be matched: drop them).
     """
     head = data.lstrip(b"\r\n")
     if head[:4].upper() == b"SIP/":
@@ -117,6 +120,8 @@ def salvage_response(data: bytes, status: int, reason: str) -> bytes | None:
     for key in ("Via", "From", "To", "Call-ID", "CSeq"):
         for v in found[key]:
             resp.add_header(key, v)
+    if retry_after >= 0:
+        resp.add_header("Retry-After", str(retry_after))
     resp.add_header("Warning", f'399 sipload "{phrase.replace(chr(34), chr(39))}"')
     return resp.to_bytes()
 

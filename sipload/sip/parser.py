@@ -45,6 +45,9 @@ _VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.IGNORECASE)
 MAX_HEADER_BYTES = 65536
 """A header section larger than this is refused (513 over UDP, connection closed over TCP)."""
 
+MAX_STREAM_MESSAGE = 65536
+"""The default largest message (header section and body) a stream framer accepts."""
+
 # Known header names map straight to their key and spelling; unknown ones are checked.
 # Exact spellings (canonical, lower case, compact) hit without calling lower().
 _KNOWN: dict[str, tuple[str, str]] = {}
@@ -248,22 +251,40 @@ class StreamFramer:
     A double CRLF between messages is a keep-alive ping (RFC 5626 §4.4.1): it
     is counted in ``pings`` so the transport can answer with a single CRLF.
 
+    Memory is bounded by ``max_message`` (plus one read): a message whose
+    Content-Length takes it past the limit is refused as soon as its header
+    section is complete, before any of its body is kept, and a header section
+    that grows past the limit without ending is refused too.  The framer then
+    drops what it holds and keeps the refused header section (at most
+    ``max_message`` bytes) in :attr:`refused`, so the transport can answer it.
+
     Raises (from :meth:`feed`):
-        ParseError: the stream cannot be framed (no or bad Content-Length, a
-            header section over :data:`MAX_HEADER_BYTES`); close the connection.
+        ParseError: the stream cannot be framed; close the connection.  Status
+            413 (Request Entity Too Large, RFC 3261 §21.4.11): the declared body
+            takes the message past ``max_message``; 513 (Message Too Large,
+            §21.5.7): a header section past the limit with no end; 400: no or a
+            bad Content-Length.
     """
 
-    __slots__ = ("_buf", "_crlfs", "pings")
+    __slots__ = ("_buf", "_crlfs", "max_message", "pings", "refused")
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int = MAX_STREAM_MESSAGE) -> None:
         self._buf = bytearray()
         self._crlfs = 0
         self.pings = 0
+        self.max_message = max_message  #: the largest message accepted, in bytes
+        self.refused = b""  #: the header section of the message refused, if one was
+
+    def _refuse(self, keep: int, reason: str, status: int) -> ParseError:
+        self.refused = bytes(self._buf[:min(keep, self.max_message)])
+        self._buf = bytearray()
+        return ParseError(reason, status)
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
         out: list[bytes] = []
         buf = self._buf
+        limit = self.max_message
         while True:
             skip = 0
             while buf.startswith(b"\r\n", skip):
@@ -278,16 +299,22 @@ class StreamFramer:
             self._crlfs = 0
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(buf) > MAX_HEADER_BYTES:
-                    raise ParseError("header section too large on stream", 513)
+                if len(buf) > min(limit, MAX_HEADER_BYTES):
+                    raise self._refuse(len(buf), f"header section over "
+                                       f"{min(limit, MAX_HEADER_BYTES)} bytes with no end", 513)
                 break
             m = _CL_RE.search(bytes(buf[: end + 2]))
             if m is None:
-                raise ParseError("missing Content-Length on a stream")
+                raise self._refuse(end + 4, "missing Content-Length on a stream", 400)
             raw = m.group(1).strip()
             if not raw.isdigit():
-                raise ParseError(f"bad Content-Length {raw[:20]!r}")
-            total = end + 4 + int(raw)
+                raise self._refuse(end + 4, f"bad Content-Length {raw[:20]!r}", 400)
+            # more digits than any allowed size has: refused without int() of a huge number
+            length = int(raw) if len(raw) <= 12 else 10**12
+            total = end + 4 + length
+            if total > limit:
+                raise self._refuse(end + 4, f"a message of {total} bytes is over the "
+                                   f"{limit}-byte limit", 413)
             if len(buf) < total:
                 break
             out.append(bytes(buf[:total]))

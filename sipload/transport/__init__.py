@@ -36,11 +36,11 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sipload.transport.stream import CONNECT_TIMEOUT, StreamTransport, describe
+from sipload.transport.stream import CONNECT_TIMEOUT, StreamLimits, StreamTransport, describe
 from sipload.transport.tls import client_context
 from sipload.transport.udp import Peer, UdpEndpoint, open_udp
 
-__all__ = ["Peer", "TransportSet"]
+__all__ = ["Peer", "StreamLimits", "TransportSet"]
 
 TRANSPORTS = ("udp", "tcp", "tls")
 
@@ -74,6 +74,8 @@ class TransportSet:
         connect_timeout: seconds allowed for resolve + connect + TLS handshake.
         loop: the loop to use; by default the running loop at the first call
             (pass it when :meth:`send` will be called while the loop is not running).
+        stream_limits: what one TCP/TLS peer may take (message size, connections,
+            idle time); by default 64 KiB, no connection cap, 300 s.
     """
 
     def __init__(
@@ -84,7 +86,9 @@ class TransportSet:
         tls_client_context: ssl.SSLContext | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         loop: asyncio.AbstractEventLoop | None = None,
+        stream_limits: StreamLimits | None = None,
     ) -> None:
+        self._stream_limits = stream_limits
         self._on_message = on_message
         self._on_error = on_error
         self._tls_client_context = tls_client_context
@@ -258,7 +262,7 @@ class TransportSet:
             st = StreamTransport(
                 kind, self._on_message, self._report, self.resolve,
                 client_context=self._client_context, connect_timeout=self._connect_timeout,
-                loop=self.loop,
+                loop=self.loop, limits=self._stream_limits,
             )
             self._streams[kind] = st
         return st

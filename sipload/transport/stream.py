@@ -20,7 +20,14 @@ Theory of operation
 4. Writes are bounded: when asyncio's buffer passes :data:`HIGH_WATER` the
    transport pauses us and writes queue here; past :data:`MAX_PENDING` queued
    bytes the peer is not reading, and the connection is dropped.
-5. Nothing here raises into the loop for a network failure.  A refused or
+5. Limits keep a hostile peer from taking memory or sockets: a message past
+   ``max_message`` bytes (default :data:`MAX_MESSAGE`) is refused as soon as its
+   header section is read, answered 413 (or 513 for a header section that does
+   not end) where it was a request, and its connection closed — nothing past the
+   limit is ever buffered.  Past ``max_connections`` accepted connections a new
+   one is answered 503 with Retry-After on its first request and closed.  A
+   connection with no traffic either way for ``idle_timeout`` seconds is closed.
+6. Nothing here raises into the loop for a network failure.  A refused or
    timed-out connect, a TLS handshake failure, a reset, an unframeable stream
    or a full buffer ends the connection and calls ``on_error(peer, reason)``
    once for every name the connection had — from the loop, never from inside
@@ -34,10 +41,12 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import cast
 
+from sipload.sip.build import salvage_response
 from sipload.sip.errors import ParseError
-from sipload.sip.parser import StreamFramer
+from sipload.sip.parser import MAX_STREAM_MESSAGE, StreamFramer
 from sipload.transport.udp import Peer
 
 HIGH_WATER = 256 * 1024
@@ -52,7 +61,25 @@ CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 1.0
 """Seconds :meth:`StreamTransport.close` waits for graceful closes before aborting."""
 
+MAX_MESSAGE = MAX_STREAM_MESSAGE
+"""The default largest message on a stream (64 KiB, as other SIP stacks)."""
+
+IDLE_TIMEOUT = 300.0
+"""Default seconds a connection may carry nothing (either way) before it is closed."""
+
+RETRY_AFTER = 5
+"""Seconds in the Retry-After of a 503 for a connection past ``max_connections``."""
+
 Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """What one peer may take of a stream transport (see rule 5 above)."""
+
+    max_message: int = MAX_MESSAGE  #: the largest message accepted, in bytes
+    max_connections: int = 0  #: most connections accepted at once (0: no cap)
+    idle_timeout: float = IDLE_TIMEOUT  #: seconds without traffic before closing (0: never)
 
 
 def describe(exc: BaseException) -> str:
@@ -64,10 +91,13 @@ def describe(exc: BaseException) -> str:
 class StreamConnection(asyncio.Protocol):
     """One TCP or TLS connection (see the module docstring)."""
 
-    def __init__(self, owner: StreamTransport) -> None:
+    def __init__(self, owner: StreamTransport, *, accepted: bool = False) -> None:
         self._owner = owner
         self._transport: asyncio.Transport | None = None
-        self._framer = StreamFramer()
+        self._framer = StreamFramer(owner.max_message)
+        self.accepted = accepted  #: accepted by a listener (not opened by us)
+        self.busy = False  #: accepted past max_connections: answer 503 and close
+        self.last_active = 0.0  #: loop time of the last byte in or out
         self._pings = 0
         self._pending: deque[bytes] = deque()
         self._pending_bytes = 0
@@ -86,17 +116,28 @@ class StreamConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=HIGH_WATER)
         addr = transport.get_extra_info("peername")
         self.peer = (self._owner.kind, addr[0], addr[1])
+        self.last_active = self._owner.clock()
         if self.dead:  # closed while the handshake ran
             transport.abort()
             return
+        if self.accepted and self._owner.over_capacity():
+            self.busy = True
+            self._owner.refused_busy += 1
+            self._owner.track(self)
+            return  # not in the table: nothing is sent to it but the 503
         self._owner.attach(self, (addr[0], addr[1]))
         self._drain()
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = self._owner.clock()
         try:
             messages = self._framer.feed(data)
         except ParseError as e:
-            self.fail(f"{self._owner.kind}: cannot frame the stream ({e.reason})")
+            self._refuse(self._framer.refused, e.status, e.reason)
+            return
+        if self.busy:
+            if messages:
+                self._refuse(messages[0], 503, "too many connections", RETRY_AFTER)
             return
         pings = self._framer.pings
         if pings != self._pings:
@@ -128,6 +169,23 @@ class StreamConnection(asyncio.Protocol):
             self._owner.detach(self, reason)
         self._owner.forget(self)
 
+    def _refuse(self, head: bytes, status: int, reason: str, retry_after: int = -1) -> None:
+        """Answer a refused request (if it was one) and close: the answer goes out, and
+        nothing more is read."""
+        kind = self._owner.kind
+        if status in (413, 513):
+            self._owner.refused_oversize += 1
+        answer = salvage_response(head, status, reason, retry_after) if head else None
+        if answer is None or self._transport is None:
+            self.fail(f"{kind}: cannot frame the stream ({reason})")
+            return
+        self._transport.write(answer)
+        self.dead = True
+        self.take_pending()
+        self._owner.detach(self, f"{kind}: refused with {status} ({reason})")
+        self._transport.pause_reading()
+        self._transport.close()  # after the answer is written
+
     # ---------------------------------------------------------------- used by the owner
 
     def write(self, data: bytes) -> None:
@@ -135,6 +193,7 @@ class StreamConnection(asyncio.Protocol):
         if self.dead:
             return
         if self._transport is not None and not self._paused and not self._pending:
+            self.last_active = self._owner.clock()
             self._transport.write(data)
             return
         if self._pending_bytes + len(data) > MAX_PENDING:
@@ -201,6 +260,7 @@ class StreamTransport:
             connect, so it may be cached by the caller); unused for TCP.
         connect_timeout: seconds allowed for resolve + connect + handshake.
         loop: the loop (default: the running one), for use before it runs.
+        limits: the largest message, most accepted connections, idle timeout.
     """
 
     def __init__(
@@ -213,6 +273,7 @@ class StreamTransport:
         client_context: Callable[[], ssl.SSLContext] | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         loop: asyncio.AbstractEventLoop | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
         if kind not in ("tcp", "tls"):
             raise ValueError(f"not a stream transport: {kind!r}")
@@ -227,6 +288,43 @@ class StreamTransport:
         self._live: set[StreamConnection] = set()
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        limits = limits or StreamLimits()
+        self.max_message = limits.max_message
+        self.max_connections = limits.max_connections
+        self.idle_timeout = limits.idle_timeout
+        self.clock = self._loop.time
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self.refused_oversize = 0  #: messages refused for their size (413/513)
+        self.refused_busy = 0  #: connections answered 503 past max_connections
+        self.idle_closed = 0  #: connections closed for idleness
+
+    def over_capacity(self) -> bool:
+        """Whether max_connections accepted connections are open already."""
+        if not self.max_connections:
+            return False
+        accepted = sum(1 for c in self._live if c.accepted and not c.busy and not c.dead)
+        return accepted >= self.max_connections  # the new one is not in the table yet
+
+    def track(self, conn: StreamConnection) -> None:
+        """Keep ``conn`` (in no table) among those closed at :meth:`close` and swept."""
+        self._live.add(conn)
+        self.arm_idle()
+
+    def arm_idle(self) -> None:
+        """Sweep for idle connections every quarter of the idle timeout while any is open."""
+        if self._idle_handle is None and self.idle_timeout > 0:
+            every = max(self.idle_timeout / 4, 0.05)
+            self._idle_handle = self._loop.call_later(every, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        self._idle_handle = None
+        now = self._loop.time()
+        for conn in list(self._live):
+            if conn.connected and now - conn.last_active > self.idle_timeout:
+                self.idle_closed += 1
+                conn.close()
+        if self._live:
+            self.arm_idle()
 
     async def listen(
         self,
@@ -245,7 +343,7 @@ class StreamTransport:
         if self.kind == "tls" and ssl_context is None:
             raise ValueError("a TLS listener needs a server ssl_context (see transport.tls)")
         server = await self._loop.create_server(
-            lambda: StreamConnection(self),
+            lambda: StreamConnection(self, accepted=True),
             host,
             port,
             ssl=ssl_context if self.kind == "tls" else None,
@@ -315,6 +413,7 @@ class StreamTransport:
         self._conns[name] = conn
         conn.names.add(name)
         self._live.add(conn)
+        self.arm_idle()
 
     def detach(self, conn: StreamConnection, reason: str | None) -> None:
         """Remove ``conn`` from the table; report ``reason`` for each of its names."""
@@ -345,6 +444,9 @@ class StreamTransport:
 
     async def close(self) -> None:
         """Stop listening, close every connection, wait (bounded) until they are gone."""
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
         for server in self._servers:
             server.close()
         for task in list(self._tasks):

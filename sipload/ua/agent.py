@@ -105,6 +105,11 @@ class UserAgent:
         """Messages from the network that were malformed or did not fit (dropped or answered)."""
         return self.state.bad_messages
 
+    @property
+    def refused_busy(self) -> int:
+        """New INVITEs answered 503 + Retry-After because max_calls calls were up."""
+        return self.state.refused_busy
+
     # ================================================================ sans-IO surface
 
     def outgoing(self) -> list[tuple[bytes, Peer]]:

@@ -31,3 +31,5 @@ class UAConfig:
     use_100rel: bool = True  #: send 1xx reliably when the INVITE supports 100rel
     session_expires: int | None = None  #: ask for / offer this session interval (RFC 4028)
     min_se: int = 90  #: the smallest session interval we accept (422 below it)
+    max_calls: int = 0  #: calls at once before a new INVITE gets 503 + Retry-After (0: no cap)
+    retry_after: int = 5  #: the Retry-After of that 503, in seconds

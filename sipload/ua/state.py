@@ -235,6 +235,7 @@ class UAState:
         self.hops: dict[str, Peer] = {}  #: Route or Request-URI text -> next hop
         self.retransmissions = 0
         self.bad_messages = 0
+        self.refused_busy = 0  #: new INVITEs answered 503 at max_calls
         c = config
         self.hostport = f"{c.host}:{c.port}" if ":" not in c.host else f"[{c.host}]:{c.port}"
         tp = "" if c.transport == "udp" else f";transport={c.transport}"

@@ -98,6 +98,12 @@ def on_request(s: UAState, req: Request, peer: Peer, now: float) -> None:
 
 
 def _on_new_invite(s: UAState, req: Request, peer: Peer, now: float) -> None:
+    if 0 < s.config.max_calls <= len(s.calls):  # at capacity (RFC 3261 §21.5.4)
+        s.refused_busy += 1
+        rec = new_server_tx(s, req, peer, Purpose.OUT_OF_DIALOG, now)
+        respond(s, rec, make_response(req, 503, "Service Unavailable", to_tag=s.ids.tag(),
+                                      extra=[("Retry-After", str(s.config.retry_after))]), now)
+        return
     cid = s.new_id()
     rec = new_server_tx(s, req, peer, Purpose.INVITE, now, cid=cid)
     tag = s.ids.tag()

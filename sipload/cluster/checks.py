@@ -1,0 +1,106 @@
+"""What a worker's record or snapshot must hold before the coordinator believes it.
+
+:mod:`sipload.cluster.messages` checks the shape of a message (its fields and
+their types); these functions check what is inside a record batch or a snapshot,
+whose contents are free-form maps on the wire.  Each returns None when the value
+fits, or one line saying what does not: the coordinator then drops it, logs it
+and counts it (see :meth:`Coordinator.admit`), and the run goes on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from sipload.stats.histograms import MarkHistograms
+from sipload.stats.records import Result
+
+_RESULTS = frozenset(r.value for r in Result)
+
+MAX_TEXT = 4096
+"""The longest failure text, detail or Call-ID a record may carry."""
+
+MAX_ITEMS = 10_000
+"""The most codes, messages or marks one record may carry."""
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= MAX_TEXT
+
+
+_RECORD: dict[str, Any] = {
+    "call_number": _count, "intended_start": _number, "actual_start": _number,
+    "end": _number, "failure": _text, "detail": _text, "step": lambda v: (
+        isinstance(v, int) and not isinstance(v, bool)), "retransmissions": _count,
+}
+
+
+def check_record(r: Any) -> str | None:
+    """None when ``r`` is a whole, well-typed call record (``CallRecord.to_dict``)."""
+    if not isinstance(r, Mapping):
+        return "a record is a map"
+    for key, ok in _RECORD.items():
+        if key not in r:
+            return f"record without {key}"
+        if not ok(r[key]):
+            return f"record {key}: bad value {str(r[key])[:40]!r}"
+    if r.get("result") not in _RESULTS:
+        return f"record result: {str(r.get('result'))[:40]!r} is not a result"
+    codes = r.get("codes")
+    if not isinstance(codes, list) or len(codes) > MAX_ITEMS or not all(
+            _count(c) and c < 1000 for c in codes):
+        return "record codes: not a list of status codes"
+    messages = r.get("messages")
+    if not isinstance(messages, list) or len(messages) > MAX_ITEMS or not all(
+            isinstance(m, list | tuple) and len(m) == 3 and _number(m[0])
+            and _text(m[1]) and _text(m[2]) for m in messages):
+        return "record messages: not a list of [time, direction, summary]"
+    marks = r.get("marks")
+    if not isinstance(marks, Mapping) or len(marks) > MAX_ITEMS or not all(
+            _text(k) and _number(v) for k, v in marks.items()):
+        return "record marks: not a map of name to seconds"
+    if not _count(r.get("worker", 0)) or not _text(r.get("call_id", "")):
+        return "record worker or call_id: bad value"
+    return None
+
+
+_SNAPSHOT_COUNTS = ("started", "succeeded", "failed", "active", "late", "dropped",
+                    "retransmissions")
+_SNAPSHOT_NUMBERS = ("t", "loop_lag_ms", "cpu", "target_rate")
+
+
+def check_snapshot(s: Any) -> str | None:
+    """None when ``s`` is a well-typed interval snapshot (``engine.Snapshot.to_dict``)."""
+    if not isinstance(s, Mapping):
+        return "a snapshot is a map"
+    for key in _SNAPSHOT_COUNTS:
+        if not _count(s.get(key)):
+            return f"snapshot {key}: bad value {str(s.get(key))[:40]!r}"
+    for key in _SNAPSHOT_NUMBERS:
+        if not _number(s.get(key)):
+            return f"snapshot {key}: bad value {str(s.get(key))[:40]!r}"
+    for key in ("failures", "codes"):
+        m = s.get(key)
+        if not isinstance(m, Mapping) or len(m) > MAX_ITEMS or not all(
+                _text(k) and _count(v) for k, v in m.items()):
+            return f"snapshot {key}: not a map of text to counts"
+    hist = s.get("histograms")
+    if not isinstance(hist, Mapping) or len(hist) > MAX_ITEMS:
+        return "snapshot histograms: not a map"
+    for k, v in hist.items():
+        if not _text(k) or not isinstance(v, str):
+            return "snapshot histograms: not a map of text to text"
+    try:
+        MarkHistograms.decode(dict(hist))
+    except Exception:  # base64, zlib, HdrHistogram: each raises its own kind for garbage
+        return "snapshot histograms: not HdrHistogram encodings"
+    return None
