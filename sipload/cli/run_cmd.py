@@ -83,14 +83,15 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def parse_target(text: str) -> tuple[str, int]:
+def parse_target(text: str, flag: str = "--target") -> tuple[str, int]:
+    """HOST[:PORT] (``[v6]:PORT`` too; the port 5060 by default) of ``flag``."""
     m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([^:\[\]]+)(?::([0-9]+))?", text)
     if m is None:
-        raise UsageError(f"--target: expected HOST[:PORT], got {text!r}")
+        raise UsageError(f"{flag}: expected HOST[:PORT], got {text!r}")
     host = m.group(1) or m.group(3)
     port = int(m.group(2) or m.group(4) or 5060)
     if not 0 < port < 65536:
-        raise UsageError(f"--target: bad port {port}")
+        raise UsageError(f"{flag}: bad port {port}")
     return host, port
 
 

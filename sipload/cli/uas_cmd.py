@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        host, port = parse_target(args.listen)
+        host, port = parse_target(args.listen, "--listen")
         program = load_file(args.scenario) if args.scenario else None
         for w in program.warnings if program is not None else ():
             print(w, file=sys.stderr)

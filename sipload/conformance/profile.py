@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from sipload.scenario.yamlsource import compose, parse_duration, position
+from sipload.scenario.yamlsource import compose, parse_duration, position, read_source
 
 ROLES = ("uas", "proxy", "registrar", "uac")
 EXTENSIONS = ("100rel", "update", "refer", "timer", "digest")
@@ -225,10 +225,8 @@ def load_profile(path: str | Path) -> Profile:
             (``file:line:col: message``).
     """
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(file, 1, 1, f"cannot read the profile: {e}") from e
+    text = read_source(path, lambda line, col, message: ProfileError(
+        file, line, col, f"the profile: {message}"))
     return load_profile_text(text, file)
 
 

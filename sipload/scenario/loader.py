@@ -54,8 +54,16 @@ from sipload.scenario.model import (
     Template,
     TerminateStep,
 )
+from sipload.scenario.regexcheck import RegexTooSlow, check_regex
 from sipload.scenario.schema import SCHEMA, STEP_KINDS, TOP_KEYS
-from sipload.scenario.yamlsource import Marks, Path_, SafeLoader12, compose, parse_duration
+from sipload.scenario.yamlsource import (
+    Marks,
+    Path_,
+    SafeLoader12,
+    compose,
+    parse_duration,
+    read_source,
+)
 
 KEYWORDS = frozenset({
     "call_number", "call_id", "local_host", "local_port", "remote_host", "remote_port",
@@ -265,9 +273,13 @@ class _Compiler:
 
     def regex(self, text: str, path: Path_) -> re.Pattern[str]:
         try:
-            return re.compile(text)
+            compiled = re.compile(text)
+            check_regex(text)
         except re.error as e:
             raise self.err(path, f"bad regular expression: {e}") from e
+        except RegexTooSlow as e:
+            raise self.err(path, f"regular expression {text!r}: {e}") from e
+        return compiled
 
     def checks(self, items: list[dict[str, Any]], path: Path_) -> tuple[Check, ...]:
         out: list[Check] = []
@@ -573,10 +585,5 @@ def load_text(text: str, file: str = "<scenario>", *, csv_fields: int = 0) -> Pr
 def load_file(path: str | Path, *, csv_fields: int = 0) -> Program:
     """Load a scenario file (see :func:`load_text`)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScenarioError(str(p), 1, 1, f"cannot read: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise ScenarioError(str(p), 1, 1, f"not UTF-8 text: {e.reason}") from e
+    text = read_source(p, lambda line, col, message: ScenarioError(str(p), line, col, message))
     return load_text(text, str(p), csv_fields=csv_fields)

@@ -5,6 +5,11 @@ here, so both see the same booleans (YAML 1.2: ``on``/``off``/``yes``/``no``
 stay strings; ``on:`` is a recv step's key), report a syntax error at the same
 ``line:column``, and accept the same durations.
 
+Limits (a scenario or profile may come from anyone): a source over
+:data:`MAX_SOURCE_BYTES`, nesting deeper than :data:`MAX_DEPTH`, or more than
+:data:`MAX_NODES` nodes once aliases are expanded (a "billion laughs" alias
+bomb) is refused with a position, before anything walks the document.
+
 A duration is seconds as a number, or a string: a number followed by ``ms``
 (milliseconds), ``s`` (seconds), ``m`` (minutes) or nothing (seconds), e.g.
 ``500ms``, ``2s``, ``1.5m``, ``4``.
@@ -17,9 +22,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+MAX_SOURCE_BYTES = 1024 * 1024
+"""The largest scenario or profile accepted (the largest shipped is ~2 KB)."""
+
+MAX_DEPTH = 64
+"""The deepest nesting of lists and maps accepted."""
+
+MAX_NODES = 100_000
+"""The most nodes a document may have with every alias expanded."""
 
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m)?$"
 """The grammar of a duration string (also the scenario schema's pattern)."""
@@ -67,7 +82,61 @@ def yaml_message(e: yaml.MarkedYAMLError) -> str:
 
 
 class SafeLoader12(yaml.SafeLoader):
-    """PyYAML's safe loader, with YAML 1.2 booleans (only true/false)."""
+    """PyYAML's safe loader, with YAML 1.2 booleans (only true/false), that refuses
+    nesting deeper than :data:`MAX_DEPTH` as it composes (before Python's recursion
+    limit would)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels",
+                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(root: yaml.Node) -> tuple[int, yaml.Node | None]:
+    """Nodes in the document with every alias expanded, counting up to just past
+    :data:`MAX_NODES` (and the node where it went past)."""
+    count = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            return count, node
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return count, None
+
+
+def read_source(path: str | Path, error: Callable[[int, int, str], Exception]) -> str:
+    """A scenario or profile file's text, refused past :data:`MAX_SOURCE_BYTES`.
+
+    Raises:
+        whatever ``error`` makes: unreadable, not UTF-8, or too large.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
+    except OSError as e:
+        raise error(1, 1, f"cannot read: {e.strerror or e}") from e
+    if len(data) > MAX_SOURCE_BYTES:
+        raise error(1, 1, f"larger than {MAX_SOURCE_BYTES // 1024} KiB: not read (a scenario "
+                    "or profile is a few KB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(1, 1, f"not UTF-8 text: {e.reason}") from e
 
 
 SafeLoader12.yaml_implicit_resolvers = {
@@ -110,10 +179,18 @@ def compose(text: str, error: Callable[[int, int, str], Exception]) -> tuple[
     Raises:
         whatever ``error`` makes: the text is not YAML.
     """
+    if len(text) > MAX_SOURCE_BYTES:
+        raise error(1, 1, f"larger than {MAX_SOURCE_BYTES // 1024} KiB: not parsed")
     try:
         loader = SafeLoader12(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                _, where = _expanded_size(node)
+                if where is not None:
+                    line, col = position(where)
+                    raise error(line, col, f"more than {MAX_NODES} nodes with its aliases "
+                                "expanded (an alias bomb?)")
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
