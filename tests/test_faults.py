@@ -146,6 +146,31 @@ def test_a_worker_stops_when_its_coordinator_is_killed(tmp_path: Path) -> None:
             worker.communicate()
 
 
+def test_a_target_that_goes_away_does_not_kill_the_workers(tmp_path: Path) -> None:
+    """ICMP port unreachable from a target that died: the calls fail, the worker lives
+    (uvloop crashed when the UA sent again from inside its error callback)."""
+    port = free_port("udp")
+    uas = subprocess.Popen(
+        [sys.executable, "-m", "sipload", "uas", "--listen", f"127.0.0.1:{port}",
+         "--duration", "2s"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, start_new_session=True)
+    try:
+        assert uas.stdout is not None and "listening" in uas.stdout.readline()
+        r = subprocess.run(
+            [sys.executable, "-m", "sipload", "run", str(BASIC), "--quiet", "--rate", "20",
+             "--duration", "5s", "--workers", "1", "--target", f"127.0.0.1:{port}",
+             "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True,
+            timeout=90)
+    finally:
+        killall_session(uas.pid)
+        uas.communicate()
+    events = read_jsonl(tmp_path / "run", EVENTS)
+    assert not [e for e in events if e["event"] == "worker_lost"], r.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["complete"] is True and summary["calls"]["lost_with_worker"] == 0
+    assert summary["failed"]["by_reason"].get("transport_error", 0) > 0
+
+
 # --------------------------------------------------------------------------- flags
 
 S = str(BASIC)

@@ -459,3 +459,58 @@ def test_validate_names_the_regex_and_its_position(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.startswith(f"{bad}:") and "(a+)+$" in r.stderr
     assert "exponential" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- out of descriptors
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_out_of_descriptors_the_listener_stays_quiet_and_recovers(tmp_path: Path,
+                                                                  loop: str) -> None:
+    env = dict(os.environ)
+    if loop == "asyncio":  # the loop sipload falls back to without uvloop
+        blocker = tmp_path / "no_uvloop" / "uvloop"
+        blocker.mkdir(parents=True)
+        (blocker / "__init__.py").write_text("raise ImportError('asyncio loop for this test')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(blocker.parent), env.get("PYTHONPATH", "")])
+    port = free_port("tcp")
+    errors = tmp_path / "uas.err"
+    with errors.open("w") as err:
+        proc = subprocess.Popen(
+            f"ulimit -n 40; exec {sys.executable} -m sipload uas --transport tcp "
+            f"--listen 127.0.0.1:{port} --duration 60s", shell=True, env=env, cwd=REPO,
+            stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+    held: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None and "listening" in proc.stdout.readline()
+        end = time.monotonic() + 3.0
+        connects = 0
+        while time.monotonic() < end:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+            except OSError:
+                continue
+            connects += 1
+            if len(held) < 80:
+                held.append(s)  # more than the UAS has descriptors for
+            else:
+                s.close()
+        for s in held:
+            s.close()
+        held.clear()
+        time.sleep(1.5)  # the loop's retry, once descriptors are free
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(options(40))
+            assert first_line(c, 5.0).startswith(b"SIP/2.0 200 ")
+        assert proc.poll() is None
+    finally:
+        for s in held:
+            s.close()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    log = errors.read_text()
+    assert connects > 100
+    assert len(log.splitlines()) <= 2, log[:2000]  # one line per 10 s at most
+    assert "Traceback" not in log

@@ -27,6 +27,8 @@ Theory of operation
    limit is ever buffered.  Past ``max_connections`` accepted connections a new
    one is answered 503 with Retry-After on its first request and closed.  A
    connection with no traffic either way for ``idle_timeout`` seconds is closed.
+   Out of file descriptors, a listener closes the connections it cannot take
+   and logs one line per interval (:mod:`sipload.transport.exhaustion`).
 6. Nothing here raises into the loop for a network failure.  A refused or
    timed-out connect, a TLS handshake failure, a reset, an unframeable stream
    or a full buffer ends the connection and calls ``on_error(peer, reason)``
@@ -47,6 +49,7 @@ from typing import cast
 from sipload.sip.build import salvage_response
 from sipload.sip.errors import ParseError
 from sipload.sip.parser import MAX_STREAM_MESSAGE, StreamFramer
+from sipload.transport.exhaustion import guard_accept
 from sipload.transport.udp import Peer
 
 HIGH_WATER = 256 * 1024
@@ -342,6 +345,7 @@ class StreamTransport:
         """
         if self.kind == "tls" and ssl_context is None:
             raise ValueError("a TLS listener needs a server ssl_context (see transport.tls)")
+        guard_accept(self._loop)  # out of descriptors: refuse politely, log once a while
         server = await self._loop.create_server(
             lambda: StreamConnection(self, accepted=True),
             host,

@@ -28,7 +28,13 @@ Theory of operation
    raised by ``sendto`` itself), the error is attributed to the last
    destination this endpoint sent to: exact for errors raised by ``sendto``,
    a best guess for an asynchronous ICMP error.
-6. The endpoint never raises for a network error: errors go to ``on_error``.
+6. The endpoint never raises for a network error: errors go to ``on_error``,
+   always from a later loop callback, never from inside ``error_received``.
+   uvloop calls ``error_received`` synchronously from inside ``sendto``; an
+   ``on_error`` that sends again from there (the UA answering a failure by
+   sending elsewhere) re-enters uvloop's UDP transport, which crashes the
+   process (a segfault, with uvloop 0.23: a target that went away killed every
+   worker calling it).
 """
 
 from __future__ import annotations
@@ -106,6 +112,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._in_send = False
         self._resend = False
         self._closed: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         name = sock.getsockname()
         self.address: tuple[str, int] = (name[0], name[1])
         self.family: int = sock.family
@@ -115,7 +122,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's own datagram transport does not subclass DatagramTransport.
         self._transport = cast(asyncio.DatagramTransport, transport)
-        self._closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._closed = self._loop.create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self._on_message(data, ("udp", addr[0], addr[1]))
@@ -123,13 +131,20 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         queued = self._drain_error_queue()
         for host, port, errno, origin in queued:
-            self._on_error(("udp", host, port), f"udp: {os.strerror(errno)}")
+            self._report(("udp", host, port), f"udp: {os.strerror(errno)}")
             if self._in_send and origin in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6):
                 self._resend = True  # the datagram being sent was dropped for this
         if queued or self._last_dest is None:
             return
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        self._on_error(("udp", *self._last_dest), f"udp: {reason}")
+        self._report(("udp", *self._last_dest), f"udp: {reason}")
+
+    def _report(self, peer: Peer, reason: str) -> None:
+        """``on_error`` from the loop, never from inside uvloop's sendto (rule 6)."""
+        if self._loop is not None:
+            self._loop.call_soon(self._on_error, peer, reason)
+        else:
+            self._on_error(peer, reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
