@@ -77,6 +77,8 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"wrote {run_dir / 'summary.json'}, {report}, {junit}")
     for v in summary["thresholds"]:
         print(("PASS " if v["passed"] else "FAIL ") + v["threshold"] + ": " + v["message"])
+    if not summary.get("complete", True):
+        print("INCOMPLETE: " + str(summary.get("incomplete_reason", "")))
     return EXIT_OK if summary["passed"] else EXIT_FAILED
 
 
