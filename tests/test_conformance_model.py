@@ -17,14 +17,24 @@ import pytest
 from sipload.cli import main as cli_main
 from sipload.conformance.cases_robust import in_pack, index, parse_expect, rewrite_via
 from sipload.conformance.judge import (
+    earlier_step,
     expected_intervals,
     intervals_to_observe,
     judge_schedule,
 )
 from sipload.conformance.junit import build_junit
-from sipload.conformance.model import Case, CaseResult, LadderEntry, Verdict
+from sipload.conformance.model import (
+    Case,
+    CaseResult,
+    LadderEntry,
+    Level,
+    Verdict,
+    broke,
+    must,
+    should,
+)
 from sipload.conformance.profile import ProfileError, load_profile, load_profile_text
-from sipload.conformance.runner import all_cases, default_packs, select
+from sipload.conformance.runner import all_cases, default_packs, exit_status, select
 from sipload.report.conformance_html import render
 from sipload.scenario.loader import load_text
 from sipload.sip.message import Request
@@ -122,6 +132,43 @@ def test_case_ids_are_unique_and_cite_a_section() -> None:
     assert all(c.run is not None or c.scenario for c in cases)
 
 
+def test_every_case_cites_the_rfc_sentences_it_enforces() -> None:
+    # issue 16 §1: each check names its RFC sentence and level; a MAY is never judged
+    for case in all_cases():
+        assert case.rules, case.id
+        for rule in case.rules:
+            assert rule.level in (Level.MUST, Level.SHOULD), case.id
+            assert rule.ref.startswith("RFC ") and len(rule.text) > 20, case.id
+            assert rule.level.value in rule.text or "(informational)" in rule.text \
+                or rule.ref.startswith(("RFC 3261 §9.2", "RFC 3262 §3", "RFC 3261 §22.2",
+                                        "RFC 3261 §10.3 step 3-4", "RFC 3261 §13.3.1.4")), (
+                    case.id, rule)
+
+
+def test_verdicts_by_level_and_strict_exit() -> None:
+    should_rule = should("RFC 3261 §8.2.2.1", "it SHOULD reject the request with a 416")
+    must_rule = must("RFC 3261 §8.2.1", "it MUST generate a 405")
+    assert broke(should_rule, "404").verdict == Verdict.WARN
+    assert broke(must_rule, "200").verdict == Verdict.FAIL
+    warned = CaseResult(Case("X-1", "3261", "8", "p", "uas"), Verdict.WARN, "r",
+                        rule=should_rule)
+    passed_ = CaseResult(Case("X-2", "3261", "8", "p", "uas"), Verdict.PASS, "r")
+    assert exit_status([warned, passed_]) == 0
+    assert exit_status([warned, passed_], strict=True) == 1
+    doc = warned.to_dict()
+    assert doc["verdict"] == "warn" and doc["level"] == "SHOULD"
+    assert doc["rule"]["text"].startswith("it SHOULD")
+    junit = ET.tostring(build_junit([warned]), encoding="unicode")
+    assert "<failure" not in junit and "WARNING: r" in junit and "SHOULD" in junit
+
+
+def test_section_8_2_order() -> None:
+    assert earlier_step(404, "require") is not None  # the Request-URI comes before Require
+    assert earlier_step(401, "uri") is not None  # authentication first
+    assert earlier_step(501, "require", skip=("method",)) is None
+    assert earlier_step(420, "uri") is None  # Require comes after the Request-URI
+
+
 def test_slow_cases_are_left_out_unless_asked() -> None:
     cases = all_cases()
     assert "UAS-INV-005" not in [c.id for c in select(cases)]
@@ -217,8 +264,8 @@ def test_junit_maps_verdicts_and_escapes() -> None:
     xml = ET.tostring(root, encoding="unicode")
     back = ET.fromstring(xml)
     cases = back.findall(".//testcase")
-    assert len(cases) == 5
-    assert back.get("tests") == "5" and back.get("failures") == "1"
+    assert len(cases) == 6
+    assert back.get("tests") == "6" and back.get("failures") == "1"
     assert back.get("errors") == "1" and back.get("skipped") == "2"
     assert cases[0].get("classname") == "uas"
     assert cases[0].get("name") == "UAS-X-001 [RFC 3261 §8.2.1]"

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from sipload.cli import main as cli_main
-from sipload.conformance.model import CaseResult
+from sipload.conformance import cases_dialog as dialog
+from sipload.conformance import cases_uas as uas
+from sipload.conformance.cases_robust import index, rule_for
+from sipload.conformance.model import CaseResult, Rule
 from sipload.conformance.profile import load_profile, load_profile_text
 from sipload.conformance.runner import RunSetup, all_cases, run, select
 from tests.peers import (
@@ -52,6 +55,10 @@ def _why(results: dict[str, CaseResult]) -> str:
     return "\n".join(f"{k}: {r.verdict.value} {r.reason}" for k, r in results.items())
 
 
+def _entry(name: str) -> dict[str, object]:
+    return next(e for e in index() if e["name"] == name)
+
+
 SIPP_UAS = """
 roles: [uas]
 timers: {t1: 500ms, t2: 4s}
@@ -59,31 +66,52 @@ response_timeout: 1s
 uas: {uri: "sip:service@{target}", rings: true}
 """
 
-EXPECTED_SIPP_UAS = {
-    "UAS-CALL-001": "pass",
-    "UAS-CALL-002": "not_applicable",
-    "UAS-OPT-001": "inconclusive",  # it drops OPTIONS: nothing comes back at all
-    "UAS-INV-001": "pass",  # no 100, but its 180 comes at once (§17.2.1 allows it)
-    "UAS-INV-002": "pass",
-    "UAS-INV-003": "not_applicable",
-    "UAS-INV-004": "pass",  # retrans="500": 500, 1000, 2000, 4000 ms, stopped by the ACK
-    "UAS-INV-006": "inconclusive",  # it answers 200 whatever the Require: no non-2xx final
-    "UAS-INV-007": "pass",
-    "UAS-REQ-001": "fail",  # an unknown method is dropped, not 405/501
-    "UAS-REQ-002": "pass",  # Max-Forwards 0 processed like any INVITE
-    "UAS-REQ-003": "fail",  # an unknown Require is answered 200, not 420
-    "UAS-REQ-004": "fail",  # an unknown URI scheme is answered 200, not 416
-    "UAS-REQ-005": "fail",  # an INVITE without To is dropped, not 400
-    "UAS-BYE-001": "fail",  # a BYE in the ended call (in its 4 s timewait) gets 200, not 481
-    "UAS-DLG-001": "fail",  # a BYE of no dialog is answered 200, not 481
-    "UAS-DLG-002": "fail",  # a BYE with a lower CSeq is accepted, not 500
-    "UAS-DLG-003": "fail",  # re-INVITEs are dropped: no final response at all
-    "UAS-100REL-001": "not_applicable",
-    "UAS-100REL-002": "not_applicable",
-    "UAS-TIMER-001": "not_applicable",
-    "UAS-AUTH-001": "not_applicable",
-    "UAS-AUTH-002": "not_applicable",
+# Each expectation names the rule (the quoted RFC sentence, in the case modules) that the
+# verdict rests on: a fail breaks that MUST, a warn skips that SHOULD.
+EXPECTED_SIPP_UAS: dict[str, tuple[str, Rule | None]] = {
+    "UAS-CALL-001": ("pass", None),
+    "UAS-CALL-002": ("not_applicable", None),
+    # it drops OPTIONS, yet answers an INVITE to the same URI: §11.2 "The response code
+    # chosen MUST be the same that would have been chosen had the request been an INVITE"
+    "UAS-OPT-001": ("fail", uas.OPTIONS_CODE),
+    "UAS-INV-001": ("pass", None),  # no 100, but its 180 comes at once (§17.2.1 allows it)
+    "UAS-INV-002": ("pass", None),
+    # no ringing_uri: judged where it rings on its own, but its 200 follows the 180 at
+    # once: there is no time to CANCEL (§9.1 lets a UAC CANCEL only a pending INVITE)
+    "UAS-INV-003": ("inconclusive", None),
+    "UAS-INV-004": ("pass", None),  # retrans="500": 500, 1000, 2000, 4000 ms, then the ACK
+    "UAS-INV-006": ("inconclusive", None),  # 200 whatever the Require: no non-2xx final
+    "UAS-INV-007": ("pass", None),
+    # an unknown method is dropped: §8.2.1 405 (or §21.5.2's 501) never comes
+    "UAS-REQ-001": ("fail", uas.METHOD),
+    "UAS-REQ-002": ("pass", None),  # Max-Forwards 0 processed like any INVITE
+    # §8.2.2.3 "it MUST respond by generating a response with status code 420"; it says 200
+    "UAS-REQ-003": ("fail", uas.REQUIRE),
+    # §8.2.2.1 "it SHOULD reject the request with a 416"; it says 200
+    "UAS-REQ-004": ("warn", uas.SCHEME),
+    # an INVITE without To is dropped (allowed, §18.3) and it still answers afterwards
+    "UAS-REQ-005": ("pass", None),
+    # a BYE in the ended call (its 4 s timewait) gets 200: §15.1.2 "SHOULD generate a 481"
+    "UAS-BYE-001": ("warn", dialog.BYE_481),
+    "UAS-DLG-001": ("warn", dialog.BYE_481),  # likewise for a BYE of no dialog
+    # §12.2.2 "the request is out of order and MUST be rejected with a 500"; it says 200
+    "UAS-DLG-002": ("fail", dialog.LOWER_CSEQ),
+    # re-INVITEs are dropped: §14.2 "MUST return a 500 ... to the second INVITE"
+    "UAS-DLG-003": ("fail", dialog.GLARE),
+    "UAS-100REL-001": ("not_applicable", None),
+    "UAS-100REL-002": ("not_applicable", None),
+    "UAS-TIMER-001": ("not_applicable", None),
+    "UAS-AUTH-001": ("not_applicable", None),
+    "UAS-AUTH-002": ("not_applicable", None),
 }
+
+
+def check(results: dict[str, CaseResult], expected: dict[str, tuple[str, Rule | None]]
+          ) -> None:
+    """Every case has its expected verdict, resting on the expected rule."""
+    got = {k: (r.verdict.value, r.rule if r.verdict.value in ("fail", "warn") else None)
+           for k, r in results.items()}
+    assert got == expected, _why(results)
 
 
 def test_sipp_builtin_uas() -> None:
@@ -92,11 +120,12 @@ def test_sipp_builtin_uas() -> None:
     with sipp_uas(port, limit=200):
         results = _run(SIPP_UAS, port, packs=["uas"])
         robust = _run(SIPP_UAS, port, ids=["ROB-badinv01", "ROB-insuf", "ROB-bigcode"])
-    assert _verdicts(results) == EXPECTED_SIPP_UAS, _why(results)
-    # it answers 200 to an INVITE whose Via and separators are broken (RFC 4475: 400),
-    # drops an INVITE without Call-ID/From/To and a response with code > 699; lives on
-    assert _verdicts(robust) == {"ROB-badinv01": "fail", "ROB-insuf": "pass",
-                                 "ROB-bigcode": "pass"}, _why(robust)
+    check(results, EXPECTED_SIPP_UAS)
+    # it answers 200 to an INVITE whose Via and separators are broken (RFC 4475 advises
+    # 400: a SHOULD at most), drops an INVITE without Call-ID/From/To (allowed) and a
+    # response with code > 699 (§18.1.2: MUST be discarded); lives on
+    check(robust, {"ROB-badinv01": ("warn", rule_for(_entry("badinv01"))),
+                   "ROB-insuf": ("pass", None), "ROB-bigcode": ("pass", None)})
 
 
 def test_kamailio_registrar() -> None:

@@ -41,7 +41,9 @@ EXPECTED_UAS = {
     "UAS-OPT-001": "pass",
     "UAS-INV-001": "pass",
     "UAS-INV-002": "pass",
-    "UAS-INV-003": "not_applicable",  # it answers at once: no URI that only rings
+    # no profile ringing_uri, so CANCEL is judged where it rings on its own: it does
+    # (180), but its 200 follows at once: nothing left to CANCEL (§9.1)
+    "UAS-INV-003": "inconclusive",
     "UAS-INV-004": "pass",
     "UAS-INV-006": "pass",
     "UAS-INV-007": "pass",

@@ -1,6 +1,7 @@
 """``sipload conformance``: run RFC conformance cases against a SIP target.
 
-Exit status: 0 no case failed or errored; 1 a case failed or errored; 2 a
+Exit status: 0 no case failed or errored; 1 a case failed or errored (or, with
+``--strict``, warned: a SHOULD not followed); 2 a
 usage or profile error; 3 the target did not answer the reachability probe
 (or the tester could not bind its sockets).
 """
@@ -20,12 +21,13 @@ from sipload.conformance.runner import (
     Unreachable,
     all_cases,
     default_packs,
+    exit_status,
     run,
     select,
 )
 from sipload.transport.loop import new_event_loop
 
-_MARK = {Verdict.PASS: "PASS", Verdict.FAIL: "FAIL", Verdict.ERROR: "ERROR",
+_MARK = {Verdict.PASS: "PASS", Verdict.WARN: "WARN", Verdict.FAIL: "FAIL", Verdict.ERROR: "ERROR",
          Verdict.INCONCLUSIVE: "INCONCL", Verdict.NOT_APPLICABLE: "N/A"}
 
 
@@ -52,6 +54,9 @@ def register(sub: Any) -> None:
                    help="do not verify the target's TLS certificate")
     p.add_argument("--list", action="store_true",
                    help="list the cases (ID, RFC section, pack, purpose) and exit")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on a warning too (a SHOULD not followed), not only on a "
+                        "broken MUST")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=main)
 
@@ -108,8 +113,9 @@ def main(args: argparse.Namespace) -> int:
 
     def show(r: CaseResult) -> None:
         if not args.quiet:
-            print(f"{_MARK[r.verdict]:<8} {r.case.id:<18} {r.case.reference:<20} {r.reason}",
-                  flush=True)
+            level = f" [{r.rule.level.value} {r.rule.ref}]" if r.rule is not None else ""
+            print(f"{_MARK[r.verdict]:<8} {r.case.id:<18} {r.case.reference:<20} {r.reason}"
+                  f"{level}", flush=True)
 
     started = time.time()
     t0 = time.monotonic()
@@ -131,7 +137,8 @@ def main(args: argparse.Namespace) -> int:
                             duration=time.monotonic() - t0)
     paths = write_evidence(out_dir, document, results)
     c = document["counts"]
-    print(f"{len(results)} cases: {c['pass']} passed, {c['fail']} failed, {c['error']} errors, "
-          f"{c['inconclusive']} inconclusive, {c['not_applicable']} not applicable")
+    print(f"{len(results)} cases: {c['pass']} passed, {c['warn']} warned, {c['fail']} failed, "
+          f"{c['error']} errors, {c['inconclusive']} inconclusive, "
+          f"{c['not_applicable']} not applicable")
     print(f"evidence: {', '.join(str(p) for p in paths)}")
-    return 1 if c["fail"] or c["error"] else 0
+    return exit_status(results, strict=args.strict)

@@ -3,19 +3,38 @@
 The messages and their index ship in ``sipload/conformance/data/`` (byte-exact
 copies of ``tests/data/rfc4475/``).  The pack sends every message RFC 4475
 calls invalid (§3.1.2) and every semantically wrong one whose expected handling
-does not depend on the element's role (§3.2, §3.3), once, as bytes.
+does not depend on the element's role (§3.2, §3.3), as bytes: a request as a
+client transaction does (retransmitted over UDP on the §17.1 schedule until a
+final response or the profile's ``response_timeout``), a response once.
 
-Judging (``expect`` in ``index.json``): the target may answer as the entry
-says (``reject-400``, ``reject-416-or-404``, ``reject-error`` = any 4xx-6xx,
-``liberal-accept`` = any answer) or drop the message; ``discard`` means no
-answer at all.  In every case the target must still answer afterwards (an
-OPTIONS, or the INVITE the reachability probe found it answers), or the case
-fails: the message broke it.
+Judging (``expect`` in ``index.json``; levels as RFC 3261 gives them, since
+RFC 4475 is informational):
 
-One change is made to each request before it is sent: the top Via's transport
-and sent-by become the tester's own, or the target would answer to
-``192.0.2.x:5060`` (RFC 3261 §18.2.2) and the tester could not see the answer.
-No message's defect lies in that field; the ladder shows the bytes as sent.
+1. A response must get no answer at all: the target must discard it (RFC 3261
+   §18.1.2: its top Via is not the target's) -- a MUST.
+2. A malformed request may be dropped (RFC 3261 §18.3, RFC 4475); a valid one
+   (``badbranch``, ``unkscm``, ``novelsc``, ``bext01``, ``sdp01``) must be
+   answered: silence fails the MUST to answer (§17.2.1 for INVITE, §11.2 for
+   OPTIONS).
+3. An answer the entry names (``reject-400``, ``reject-416-or-404``,
+   ``reject-error`` = any 4xx-6xx, ``liberal-accept`` = any) passes; so does an
+   answer right at an earlier step of the §8.2 order (authentication, then the
+   method, then the Request-URI ...).  Any other answer breaks the entry's
+   rule: a MUST where RFC 3261 has one (``bext01``: 420), else a SHOULD
+   (``warn``) -- RFC 4475's "400" is advice, RFC 3261 §18.3 a SHOULD.
+4. Whatever happened, the target must still answer a valid request afterwards
+   (an OPTIONS, or the INVITE the reachability probe found it answers), or the
+   case fails: the message broke it.
+
+Two changes are made to each request before it is sent: the top Via's
+transport and sent-by become the tester's own, or the target would answer to
+``192.0.2.x:5060`` (RFC 3261 §18.2.2) and the tester could not see the answer;
+and the Request-URI becomes the profile's ``uas.uri`` unless the Request-URI is
+what the message tests (``ltgtruri``, ``lwsruri``, ``escruri``, ``unkscm``,
+``novelsc``), so the target judges the message, not an address it does not
+serve.  No other message's defect lies in those fields; the ladder shows the
+bytes as sent.  A final answer to an INVITE is ACKed, and a 2xx hung up, even
+when the INVITE itself does not parse (:meth:`~sipload.conformance.probe.Probe.stand_in`).
 """
 
 from __future__ import annotations
@@ -26,8 +45,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from sipload.conformance.cases_uas import ANSWER_INVITE, OPTIONS_CODE, REQUIRE, SCHEME
+from sipload.conformance.judge import earlier_step
 from sipload.conformance.ladder import call_id_of
-from sipload.conformance.model import Case, Outcome, failed, passed
+from sipload.conformance.model import Case, Outcome, Rule, broke, must, passed, should
 from sipload.conformance.probe import Exchange, Probe
 from sipload.conformance.profile import Profile
 from sipload.conformance.steps import uas_uri
@@ -118,57 +139,130 @@ def rewrite_via(data: bytes, probe: Probe) -> bytes:
     return data[:m.start()] + m.group(1) + transport + m.group(3) + sent_by + rest + data[end:]
 
 
+RURI_TESTED = frozenset({"ltgtruri", "lwsruri", "escruri", "unkscm", "novelsc"})
+"""Messages whose Request-URI is the defect: sent with it as it is."""
+
+MUST_ANSWER = frozenset({"badbranch", "unkscm", "novelsc", "bext01", "sdp01"})
+"""Valid requests a UAS can process: silence is not allowed."""
+
+DISCARD = must("RFC 3261 §18.1.2", "If the value of the \"sent-by\" parameter in that header "
+               "field does not correspond to a value that the client transport is configured "
+               "to insert into requests, the response MUST be silently discarded.")
+ALIVE = must("RFC 3261 §17.2.1", "The server transaction MUST generate a 100 (Trying) response "
+             "unless it knows that the TU will generate a provisional or final response within "
+             "200 ms (after a torture message the target still answers a valid request)")
+FRAMING = should("RFC 3261 §18.3", "If the transport packet ends before the end of the message "
+                 "body, this is considered an error. [...] If the message is a request, the "
+                 "element SHOULD generate a 400 (Bad Request) response.")
+_RULES: dict[str, Rule] = {"bext01": REQUIRE, "unkscm": SCHEME, "novelsc": SCHEME,
+                           "clerr": FRAMING}
+_REQUEST_LINE = re.compile(rb"^([A-Za-z0-9!%*_+`'~.\-]+)([ \t]+)(\S+)([ \t]+SIP/)")
+
+
+def rule_for(entry: dict[str, Any]) -> Rule:
+    """The rule an answer other than the expected one breaks (see the module docstring)."""
+    name = str(entry["name"])
+    if name in _RULES:
+        return _RULES[name]
+    what = str(entry.get("what", "")).split(";")[0]
+    return should(f"RFC 4475 §{entry['section']}", f"(informational) {what}; expected: "
+                  f"{entry['expect']}")
+
+
+def retarget(data: bytes, uri: str) -> bytes:
+    """The request with its Request-URI replaced by ``uri`` (spacing kept)."""
+    m = _REQUEST_LINE.match(data)
+    if m is None:
+        return data
+    return data[:m.start(3)] + uri.encode() + data[m.end(3):]
+
+
+async def _finish_raw(probe: Probe, data: bytes, method: str, ex: Exchange) -> None:
+    """ACK (and BYE) what the final response to a torture INVITE calls for; CANCEL it
+    when it only rang."""
+    resp = ex.final or (ex.provisionals[-1][1] if ex.provisionals else None)
+    if method != "INVITE" or resp is None:
+        return
+    try:
+        req = parse_message(data)
+    except ParseError:
+        req = None
+    if not isinstance(req, Request):
+        m = _REQUEST_LINE.match(data)
+        uri = m.group(3).decode("utf-8", "replace") if m else "sip:invalid"
+        try:
+            req = probe.stand_in("INVITE", uri, resp)
+        except ParseError:
+            return  # a response without Call-ID or CSeq: nothing can match an ACK to it
+    await probe.finish(req, Exchange(req, ex.sent_at, ex.final, ex.final_at,
+                                     list(ex.provisionals)))
+
+
 def _case_for(entry: dict[str, Any]) -> Case:
     name = str(entry["name"])
     expectation = parse_expect(str(entry["expect"]))
+    rule = rule_for(entry)
 
     async def run(probe: Probe, profile: Profile) -> Outcome:
         raw = _data(str(entry["file"]))
         is_request = not raw.lstrip(b"\r\n").upper().startswith(b"SIP/")
-        data = rewrite_via(raw, probe) if is_request else raw
+        data = raw
+        if is_request:
+            data = rewrite_via(raw, probe)
+            if name not in RURI_TESTED:
+                data = retarget(data, uas_uri(profile))
         call_id = call_id_of(data)
         branch_m = _BRANCH.search(data)
         branch = branch_m.group(0).split(b"=", 1)[1].strip().decode() if branch_m else None
+        method = data.split(b" ", 1)[0].decode("ascii", "replace") if is_request else ""
         probe.divert_all = True  # answers may lack a Call-ID (insuf): match by branch too
 
         def answer(m: Message) -> bool:
-            if not isinstance(m, Response) or m.status < 200:
+            if not isinstance(m, Response):
                 return False
             if branch is not None and m.via.branch == branch:
                 return True
             return call_id is not None and m.call_id == call_id
 
-        sent = probe.send_raw(data)
-        window = min(profile.response_timeout, 2.0)
-        final: Response | None = None
-        final_at = 0.0
-        got = await probe.expect(answer, window)
-        if got is not None:
-            assert isinstance(got.msg, Response)
-            final, final_at = got.msg, got.at
-        if final is not None and is_request:
-            try:
-                req = parse_message(data)
-            except ParseError:
-                req = None
-            if isinstance(req, Request):
-                await probe.finish(req, Exchange(req, sent, final, final_at))
-        uri = uas_uri(profile)
-        alive = await probe.alive(uri, timeout=max(profile.response_timeout, 2.0))
+        window = profile.response_timeout
+        if is_request:
+            ex = await probe.transact_raw(data, method, answer, timeout=window)
+            final = ex.final
+            if final is None and ex.provisionals and ex.provisionals[-1][1].status > 100:
+                final = ex.provisionals[-1][1]  # it rang: the message was accepted
+            await _finish_raw(probe, data, method, ex)
+        else:
+            probe.send_raw(data)
+            got = await probe.expect(answer, window)
+            final = got.msg if got is not None and isinstance(got.msg, Response) else None
+        alive = await probe.alive(uas_uri(profile), timeout=max(profile.response_timeout, 2.0))
         said = f"{final.status} {final.reason}" if final is not None else "no answer"
         if not alive:
-            return failed(f"the target stopped answering after this message ({said})")
-        status = final.status if final is not None else None
-        if not expectation.allows(status):
-            return failed(f"answered {said}; RFC 4475 expects {expectation.text}")
-        return passed(f"{said} (expected {expectation.text}); still alive")
+            return broke(ALIVE, f"the target stopped answering after this message ({said})")
+        if not is_request:
+            if final is not None:
+                return broke(DISCARD, f"a response was answered ({said})")
+            return passed("discarded; still alive")
+        if final is None:
+            if name in MUST_ANSWER:
+                return broke(ANSWER_INVITE if method == "INVITE" else OPTIONS_CODE,
+                             f"no final response to a valid {method} within {window:g} s")
+            return passed("dropped (allowed for a malformed message); still alive")
+        if expectation.allows(final.status):
+            return passed(f"{said} (expected {expectation.text}); still alive")
+        earlier = earlier_step(final.status, "content") if (
+            entry["valid"] or expectation.any_answer or name in RURI_TESTED) else None
+        if earlier is not None:
+            return passed(f"{said}: right at an earlier step of §8.2 ({earlier}); still alive")
+        return broke(rule, f"answered {said}; expected {expectation.text}")
 
     what = str(entry.get("what", ""))
     if len(what) > 110:
         what = what[:107].rsplit(" ", 1)[0] + "..."
     return Case(f"ROB-{name}", "4475", str(entry["section"]),
                 f"{what} — expect {entry['expect']}, and the target survives",
-                "robustness", ("role:uas",), run, budget=15.0)
+                "robustness", ("role:uas",), run, budget=15.0,
+                rules=(ALIVE, DISCARD if entry["expect"] == "discard" else rule))
 
 
 def cases() -> list[Case]:

@@ -15,13 +15,34 @@ tester's UA must not answer the target's INVITEs by itself.
 from __future__ import annotations
 
 from sipload.conformance.judge import expected_intervals, judge_schedule
-from sipload.conformance.model import Case, Outcome, failed, inconclusive, passed
+from sipload.conformance.model import Case, Outcome, broke, inconclusive, must, passed
 from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
 from sipload.conformance.steps import expect_ack, incoming_call, respond, serve, uac_contact
 from sipload.sip.build import make_response
 from sipload.sip.errors import ParseError
 from sipload.sip.message import Request
+
+WELL_FORMED = must("RFC 3261 §8.1.1", "A valid SIP request formulated by a UAC MUST, at a "
+                   "minimum, contain the following header fields: To, From, CSeq, Call-ID, "
+                   "Max-Forwards, and Via; all of these header fields are mandatory in all SIP "
+                   "requests. [...] (§8.1.1.7) The branch ID inserted by an element compliant "
+                   "with this specification MUST always begin with the characters \"z9hG4bK\".")
+TIMER_A = must("RFC 3261 §17.1.1.2", "If an unreliable transport is being used, the client "
+               "transaction MUST start timer A with a value of T1. [...] When timer A fires, "
+               "the client transaction MUST retransmit the request by passing it to the "
+               "transport layer, and MUST reset the timer with a value of 2*T1.")
+ACK_NON2XX = must("RFC 3261 §17.1.1.3", "The ACK request constructed by the client "
+                  "transaction MUST contain values for the Call-ID, From, and Request-URI that "
+                  "are equal to the values of those header fields in the request passed to "
+                  "the transport by the client transaction [...] The To header field in the "
+                  "ACK MUST equal the To header field in the response being acknowledged.")
+ACK_2XX = must("RFC 3261 §13.2.2.4", "The UAC core MUST generate an ACK request for each 2xx "
+               "received from the transaction layer. [...] The CSeq header field's sequence "
+               "number MUST be the same as the INVITE being acknowledged")
+CANCEL_MATCHES = must("RFC 3261 §9.1", "The Request-URI, Call-ID, To, the numeric part of "
+                      "CSeq, and From header fields in the CANCEL request MUST be identical "
+                      "to those in the request being cancelled, including tags.")
 
 
 def invite_problems(req: Request) -> list[str]:
@@ -60,7 +81,7 @@ async def well_formed(probe: Probe, profile: Profile) -> Outcome:
     problems = invite_problems(invite)
     await serve(probe, profile, got, probe.tag())
     if problems:
-        return failed("; ".join(problems))
+        return broke(WELL_FORMED, "; ".join(problems))
     return passed(f"branch {invite.via.branch}, Max-Forwards {invite.max_forwards}, one SIP "
                   f"Contact, CSeq {invite.cseq.seq} INVITE, From tag, no To tag")
 
@@ -86,13 +107,14 @@ async def timer_a(probe: Probe, profile: Profile) -> Outcome:
     await serve(probe, profile, got, probe.tag())
     ok, table = judge_schedule(times, expected)
     if len(times) == 1:
-        return failed(f"the unanswered INVITE was not retransmitted within "
-                      f"{expected[0] * 1.6 + 0.2:.2f} s (§17.1.1.2 Timer A)")
+        return broke(TIMER_A, f"the unanswered INVITE was not retransmitted within "
+                     f"{expected[0] * 1.6 + 0.2:.2f} s")
     if len(times) < 4:
-        return failed(f"only {len(times) - 1} retransmissions of the unanswered INVITE: {table}")
+        return broke(TIMER_A, f"only {len(times) - 1} retransmissions of the unanswered "
+                     f"INVITE: {table}")
     if not ok:
-        return failed(f"INVITE retransmissions off the Timer A schedule (T1 = "
-                      f"{profile.t1 * 1000:.0f} ms, doubling): {table}")
+        return broke(TIMER_A, f"INVITE retransmissions off the Timer A schedule (T1 = "
+                     f"{profile.t1 * 1000:.0f} ms, doubling): {table}")
     return passed(f"retransmitted on the Timer A schedule: {table}")
 
 
@@ -105,7 +127,7 @@ async def ack_non2xx(probe: Probe, profile: Profile) -> Outcome:
     respond(probe, profile, got, 486, tag)
     ack = await expect_ack(probe, profile, invite.call_id)
     if ack is None:
-        return failed(f"no ACK for the 486 within {profile.response_timeout:g} s (§17.1.1.3)")
+        return broke(ACK_NON2XX, f"no ACK for the 486 within {profile.response_timeout:g} s")
     req = ack.msg
     assert isinstance(req, Request)
     problems: list[str] = []
@@ -125,7 +147,7 @@ async def ack_non2xx(probe: Probe, profile: Profile) -> Outcome:
     except ParseError as e:
         problems.append(f"unparsable ACK: {e.reason}")
     if problems:
-        return failed("ACK for the 486: " + "; ".join(problems) + " (§17.1.1.3)")
+        return broke(ACK_NON2XX, "ACK for the 486: " + "; ".join(problems))
     return passed("ACK for the 486 in the INVITE's transaction, with the 486's To tag")
 
 
@@ -137,7 +159,7 @@ async def ack_2xx(probe: Probe, profile: Profile) -> Outcome:
     tag = probe.tag()
     ack = await serve(probe, profile, got, tag)
     if ack is None:
-        return failed(f"no ACK for the 200 within {profile.response_timeout:g} s (§13.2.2.4)")
+        return broke(ACK_2XX, f"no ACK for the 200 within {profile.response_timeout:g} s")
     req = ack.msg
     assert isinstance(req, Request)
     problems: list[str] = []
@@ -157,7 +179,7 @@ async def ack_2xx(probe: Probe, profile: Profile) -> Outcome:
     except ParseError as e:
         problems.append(f"unparsable ACK: {e.reason}")
     if problems:
-        return failed("ACK for the 200: " + "; ".join(problems) + " (§13.2.2.4)")
+        return broke(ACK_2XX, "ACK for the 200: " + "; ".join(problems))
     return passed("ACK for the 200 in the dialog: new branch, the INVITE's CSeq number, "
                   "sent to our Contact")
 
@@ -192,22 +214,23 @@ async def cancel(probe: Probe, profile: Profile) -> Outcome:
     except ParseError as e:
         problems.append(f"unparsable CANCEL: {e.reason}")
     if problems:
-        return failed("CANCEL: " + "; ".join(problems) + " (§9.1)")
+        return broke(CANCEL_MATCHES, "CANCEL: " + "; ".join(problems))
     if ack is None:
-        return failed("no ACK for the 487 after the CANCEL (§17.1.1.3)")
+        return broke(ACK_NON2XX, "no ACK for the 487 after the CANCEL")
     return passed("CANCEL matches the INVITE (URI, branch, CSeq, To, From); 487 ACKed")
 
 
 CASES = [
     Case("UAC-INV-001", "3261", "8.1.1", "the target's INVITE is well formed: magic-cookie "
          "branch, Max-Forwards, one SIP Contact, CSeq, From tag", "uac", ("role:uac",),
-         well_formed),
+         well_formed, rules=(WELL_FORMED,)),
     Case("UAC-INV-002", "3261", "17.1.1.2", "an unanswered INVITE is retransmitted at T1, "
-         "2*T1, 4*T1 (Timer A, UDP)", "uac", ("role:uac",), timer_a),
+         "2*T1, 4*T1 (Timer A, UDP)", "uac", ("role:uac",), timer_a, rules=(TIMER_A,)),
     Case("UAC-INV-003", "3261", "17.1.1.3", "a non-2xx final response (486) is ACKed in the "
-         "INVITE's transaction", "uac", ("role:uac",), ack_non2xx),
+         "INVITE's transaction", "uac", ("role:uac",), ack_non2xx, rules=(ACK_NON2XX,)),
     Case("UAC-INV-004", "3261", "13.2.2.4", "the 2xx is ACKed in the dialog, as a new "
-         "transaction", "uac", ("role:uac",), ack_2xx),
+         "transaction", "uac", ("role:uac",), ack_2xx, rules=(ACK_2XX,)),
     Case("UAC-INV-005", "3261", "9.1", "a CANCEL while ringing matches the INVITE, and the "
-         "487 is ACKed (profile uac.cancels)", "uac", ("role:uac", "set:uac.cancels"), cancel),
+         "487 is ACKed (profile uac.cancels)", "uac", ("role:uac", "set:uac.cancels"), cancel,
+         rules=(CANCEL_MATCHES, ACK_NON2XX)),
 ]

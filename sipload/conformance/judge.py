@@ -139,3 +139,34 @@ def challenge_problems(resp: Response, algorithms: Sequence[str]) -> tuple[list[
     elif "auth" not in c.qop and "auth-int" not in c.qop:
         problems.append(f"qop {c.qop} offers neither auth nor auth-int")
     return problems, summary
+
+
+# --------------------------------------------------------------------------- §8.2 order
+
+UAS_STEPS = ("auth", "method", "uri", "merged", "require", "content")
+"""The order of a UAS's checks (RFC 3261 §8.2: "UASs SHOULD process the requests in
+the order of the steps that follow in this section (that is, starting with
+authentication, then inspecting the method, the header fields, and so on")."""
+
+_STEP_ANSWERS: dict[str, tuple[tuple[int, ...], str]] = {
+    "auth": ((401, 407), "authentication (§8.2, §22)"),
+    "method": ((405, 501), "method inspection (§8.2.1)"),
+    "uri": ((403, 404, 416), "To and Request-URI (§8.2.2.1)"),
+    "merged": ((482,), "merged requests (§8.2.2.2)"),
+    "require": ((420,), "Require (§8.2.2.3)"),
+    "content": ((415,), "content processing (§8.2.3)"),
+}
+
+
+def earlier_step(status: int, step: str, skip: tuple[str, ...] = ()) -> str | None:
+    """The §8.2 step before ``step`` that ``status`` answers, in words (else None).
+
+    An answer right at an earlier step is right: a 404 for a Request-URI the
+    target does not serve comes before Require or the body are looked at.
+    ``skip`` names steps that cannot apply (the method of an INVITE).
+    """
+    for name in UAS_STEPS[:UAS_STEPS.index(step)]:
+        statuses, words = _STEP_ANSWERS[name]
+        if name not in skip and status in statuses:
+            return words
+    return None

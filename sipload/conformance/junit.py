@@ -5,7 +5,10 @@
 section, the purpose and the verdict, for tools that read them.  Verdicts map
 to JUnit as CI servers expect: ``fail`` → ``<failure>``, ``error`` →
 ``<error>``, ``not_applicable`` and ``inconclusive`` → ``<skipped>`` (with the
-reason, so neither reads as a pass).  Built with ElementTree, which escapes
+reason, so neither reads as a pass), ``warn`` → a passed case whose
+``<system-out>`` starts with ``WARNING`` and the SHOULD not followed.  A
+failure's message ends with the MUST broken, quoted (``MUST (RFC 3261 §8.2.1):
+"..."``).  Built with ElementTree, which escapes
 every attribute and text taken from the wire.
 """
 
@@ -52,9 +55,10 @@ def build_junit(results: Sequence[CaseResult], suite_name: str = "sipload-confor
                                name=f"{c.id} [{c.reference}]", time=f"{r.duration:.3f}")
             props = ET.SubElement(tc, "properties")
             for key, value in (("rfc", c.rfc), ("section", c.section),
-                               ("purpose", c.purpose), ("verdict", r.verdict.value)):
+                               ("purpose", c.purpose), ("verdict", r.verdict.value),
+                               ("level", r.level), ("rule", str(r.rule or ""))):
                 ET.SubElement(props, "property", name=key, value=_clean(value))
-            reason = _clean(r.reason)
+            reason = _clean(r.reason if r.rule is None else f"{r.reason} — {r.rule}")
             if r.verdict == Verdict.FAIL:
                 n["failures"] += 1
                 el = ET.SubElement(tc, "failure", message=reason, type="fail")
@@ -68,7 +72,8 @@ def build_junit(results: Sequence[CaseResult], suite_name: str = "sipload-confor
                 ET.SubElement(tc, "skipped", message=f"{r.verdict.value}: {reason}")
             else:
                 out = ET.SubElement(tc, "system-out")
-                out.text = _clean(f"{reason}\n{_ladder_text(r)}")
+                warning = "WARNING: " if r.verdict == Verdict.WARN else ""
+                out.text = _clean(f"{warning}{reason}\n{_ladder_text(r)}")
             time_total += r.duration
         suite.set("time", f"{sum(r.duration for r in mine):.3f}")
         for key, count in n.items():

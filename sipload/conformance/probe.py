@@ -50,6 +50,7 @@ from sipload.scenario.model import Program, Template
 from sipload.sip.build import make_ack_for_non2xx, make_cancel
 from sipload.sip.dialog import Dialog, uac_dialog
 from sipload.sip.errors import LocalProtocolError, ParseError
+from sipload.sip.grammar import split_commas
 from sipload.sip.message import Message, Request, Response
 from sipload.sip.parser import StreamFramer, parse_message
 from sipload.stats.records import CallRecord, Failure, Result
@@ -98,7 +99,7 @@ class Tracer:
         self.inbox: deque[Incoming] = deque()
         self.owned: set[str] = set()
         self.divert_all = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
         self._framers: dict[Peer, StreamFramer] = {}
 
     def reset(self) -> None:
@@ -123,9 +124,9 @@ class Tracer:
         except ParseError:
             return True  # owned but unreadable: the ladder shows it
         self.inbox.append(Incoming(msg, peer, self.loop.time(), data))
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         return True
 
     async def wait(self, timeout: float) -> None:
@@ -134,14 +135,14 @@ class Tracer:
             await asyncio.sleep(0)
             return
         waiter = self.loop.create_future()
-        self._waiter = waiter
+        self._waiters.add(waiter)
         try:
             async with asyncio.timeout(timeout):
                 await waiter
         except TimeoutError:
             pass
         finally:
-            self._waiter = None
+            self._waiters.discard(waiter)
 
 
 class _TracedTransportSet(TransportSet):
@@ -194,8 +195,12 @@ class Probe:
             set by the reachability probe; used to check it is still alive.
     """
 
-    def __init__(self, rt: _TracedRuntime, target: Peer, tls_insecure: bool = False) -> None:
+    def __init__(self, rt: _TracedRuntime, target: Peer, tls_insecure: bool = False,
+                 config: UAConfig | None = None, tls_client: ssl.SSLContext | None = None,
+                 tls_server: ssl.SSLContext | None = None) -> None:
         self.rt = rt
+        self._config = config
+        self._tls = (tls_client, tls_server)
         self.tracer = rt.tracer
         self.target = target
         self.local: tuple[str, int] = (rt.address[1], rt.address[2])
@@ -220,7 +225,7 @@ class Probe:
                           user="conformance", user_agent="sipload-conformance")
         rt = await _TracedRuntime.start(config, tls_client_context=tls, tls_context=tls_server)
         assert isinstance(rt, _TracedRuntime)
-        return cls(rt, target, tls_insecure)
+        return cls(rt, target, tls_insecure, config, tls, tls_server)
 
     async def close(self) -> None:
         await self.rt.aclose()
@@ -358,23 +363,41 @@ class Probe:
 
     async def transact(self, req: Request, *, timeout: float | None = None,
                        peer: Peer | None = None, retransmit: bool = True,
-                       until_provisional: bool = False) -> Exchange:
+                       until_provisional: bool = False, until_ringing: bool = False
+                       ) -> Exchange:
         """Send ``req`` and wait for its final response (rule 5).
 
         Args:
             timeout: seconds to wait for the final response (default 32 s for
                 INVITE, 4 s otherwise, at most 64*T1).
             until_provisional: return at the first provisional response.
+            until_ringing: return at the first provisional response above 100.
+        """
+        return await self.transact_raw(
+            req.to_bytes(), req.method, lambda m: is_response_to(m, req), request=req,
+            timeout=timeout, peer=peer, retransmit=retransmit,
+            until_provisional=until_provisional, until_ringing=until_ringing)
+
+    async def transact_raw(self, data: bytes, method: str, match: Predicate, *,
+                           request: Request | None = None, timeout: float | None = None,
+                           peer: Peer | None = None, retransmit: bool = True,
+                           until_provisional: bool = False, until_ringing: bool = False
+                           ) -> Exchange:
+        """:meth:`transact` for bytes (a torture message): ``match`` picks its responses.
+
+        The request is retransmitted over UDP on the §17.1 schedule (Timer A
+        doubling for INVITE, stopped by a provisional; Timer E capped at T2
+        otherwise) until a final response or ``timeout``.
         """
         if timeout is None:
-            timeout = 32.0 if req.method == "INVITE" else 4.0
-        data = req.to_bytes()
-        ex = Exchange(req, self.send_raw(data, peer))
+            timeout = 32.0 if method == "INVITE" else 4.0
+        ex = Exchange(request if request is not None else Request(method, "sip:unparsed"),
+                      self.send_raw(data, peer))
         deadline = ex.sent_at + timeout
         interval = PROBE_T1
         next_retrans = ex.sent_at + interval
         reliable = (peer or self.target)[0] != "udp"
-        invite = req.method == "INVITE"
+        invite = method == "INVITE"
         while True:
             now = self.now()
             if now >= deadline:
@@ -382,7 +405,7 @@ class Probe:
             until = deadline
             if retransmit and not reliable and next_retrans < until:
                 until = next_retrans
-            got = await self.expect(lambda m: is_response_to(m, req), until - now)
+            got = await self.expect(match, until - now)
             now = self.now()
             if got is None:
                 if retransmit and not reliable and now >= next_retrans:
@@ -391,12 +414,13 @@ class Probe:
                     next_retrans = now + interval
                 continue
             resp = got.msg
-            assert isinstance(resp, Response)
+            if not isinstance(resp, Response):
+                continue
             if resp.status < 200:
                 ex.provisionals.append((got.at, resp))
                 if invite:
                     retransmit = False
-                if until_provisional:
+                if until_provisional or (until_ringing and resp.status > 100):
                     return ex
                 continue
             ex.final = resp
@@ -409,8 +433,11 @@ class Probe:
         """Send the ACK ``resp`` calls for; returns the dialog a 2xx made (else None).
 
         Non-2xx: the transaction's hop-by-hop ACK (§17.1.1.3).  2xx: an ACK in the
-        dialog with a new branch (§13.2.2.4).
+        dialog with a new branch (§13.2.2.4).  Only INVITE is ever ACKed
+        (§17.1.2: a non-INVITE transaction has no ACK).
         """
+        if invite.method != "INVITE":
+            return None
         if resp.status >= 300:
             self.send(make_ack_for_non2xx(invite, resp), peer)
             return None
@@ -423,6 +450,27 @@ class Probe:
         self.send(self.in_dialog(dialog, "ACK", cseq=invite.cseq.seq), peer)
         return dialog
 
+    def stand_in(self, method: str, uri: str, resp: Response) -> Request:
+        """A request as the target must have read it, rebuilt from its response.
+
+        For a torture message no parser here accepts: the response copies the
+        request's Via, From, Call-ID and CSeq (§8.2.6.2), which is all that
+        :meth:`ack` and :meth:`finish` need to end the transaction and the call.
+
+        Raises:
+            ParseError: the response lacks one of those fields.
+        """
+        req = Request(method, uri)
+        req.add_header("Via", split_commas(resp.get_all("via")[0])[0] if resp.get_all("via")
+                       else self.via())
+        req.add_header("Max-Forwards", "70")
+        for key in ("from", "call-id"):
+            req.copy_headers_from(resp, key)
+        req.add_header("To", f"<{resp.to.uri}>")
+        req.add_header("CSeq", f"{resp.cseq.seq} {method}")
+        req.add_header("Contact", self.contact)
+        return req
+
     async def hang_up(self, dialog: Dialog, peer: Peer | None = None) -> Exchange:
         """Send BYE in ``dialog`` and wait for its answer."""
         bye = self.in_dialog(dialog, "BYE")
@@ -431,6 +479,8 @@ class Probe:
     async def finish(self, invite: Request, ex: Exchange, peer: Peer | None = None) -> None:
         """Leave no call behind: ACK a final answer (and BYE a 2xx), CANCEL a pending one."""
         try:
+            if ex.final is None and invite.method != "INVITE":
+                return
             if ex.final is None:
                 if ex.provisionals:
                     cancel = make_cancel(invite)
@@ -476,34 +526,61 @@ class Probe:
     # ------------------------------------------------------------------ scenarios
 
     async def run_scenario(self, program: Program, to: str, *, timeout: float,
-                           username: str = "", password: str = "") -> CallRecord:
-        """Run one call of a UAC ``program`` on the probe's UA, toward ``to``.
+                           username: str = "", password: str = "",
+                           first_answer: float | None = None) -> CallRecord:
+        """Run one call of a UAC ``program`` toward ``to`` on a UA of its own.
 
-        The runner is driven here the way the engine drives it: UA events and
-        the runner's deadline, on the runtime's clock; at most ``timeout`` seconds.
+        The UA gets a runtime (and socket) for this call alone, traced into the
+        probe's ladder and closed at the end, so nothing the call leaves behind
+        (a transaction still retransmitting) outlives the case.  The runner is
+        driven the way the engine drives it: UA events and the runner's
+        deadline, on the runtime's clock; at most ``timeout`` seconds, and at
+        most ``first_answer`` seconds when nothing at all comes back.
         """
         program = dataclasses.replace(program, to=Template.compile(to))
-        rt = self.rt
+        assert self._config is not None
+        tls_client, tls_server = self._tls
+        config = dataclasses.replace(self._config, port=0)
+        rt = await _TracedRuntime.start(config, tls_client_context=tls_client,
+                                        tls_context=tls_server)
+        assert isinstance(rt, _TracedRuntime)
+        rt.tracer = self.tracer
+        assert isinstance(rt.transports, _TracedTransportSet)
+        rt.transports.tracer = self.tracer
+        try:
+            return await self._drive(rt, program, timeout, username, password, first_answer)
+        finally:
+            await rt.aclose()
+
+    async def _drive(self, rt: _TracedRuntime, program: Program, timeout: float,
+                     username: str, password: str, first_answer: float | None
+                     ) -> CallRecord:
         ua = rt.ua
         if username:
             ua.add_authentication_info(username, username, password)
         _, host, port = self.target
-        ctx = RunContext(self.local[0], self.local[1], host, port, self.target[0],
-                         media_ip=self.local[0])
+        local_host, local_port = rt.address[1], rt.address[2]
+        ctx = RunContext(local_host, local_port, host, port, self.target[0],
+                         media_ip=local_host)
         runner = Runner(program, ua, ctx, self.rng)
         loop = rt.loop
         start = loop.time()
+        seen = len(self.tracer.entries)
         runner.start_call(0, start, start)
         records: list[CallRecord] = []
         while not records:
             rt.flush()
             now = loop.time()
-            if now - start > timeout:
+            silent = first_answer is not None and now - start > first_answer and not any(
+                e.direction == "in" for e in self.tracer.entries[seen:])
+            if now - start > timeout or silent:
                 runner.stop_all(now, Result.FAILED, Failure.TIMEOUT)
                 rt.flush()
                 records = runner.finished()
                 break
             wait = start + timeout - now
+            if first_answer is not None and now < start + first_answer:
+                wait = min(wait, start + first_answer - now + 0.01)
             deadline = runner.next_deadline()
             if deadline is not None:
                 wait = min(wait, max(0.0, deadline - now))

@@ -15,7 +15,9 @@ Theory of operation
    requirement not claimed: ``not_applicable``, with the requirement named),
    then runs with its own ladder and a time budget scaled by the target's T1.
    A case that raises, or outruns its budget, is ``error``: the tester failed,
-   not the target.
+   not the target.  A ``fail`` that names no rule cites the case's first MUST.
+4. :func:`exit_status`: 1 when a case failed or errored (or, with ``strict``,
+   warned), else 0.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from sipload.conformance.model import (
     PACKS,
     Case,
     CaseResult,
+    Level,
     Outcome,
+    Rule,
     Verdict,
 )
 from sipload.conformance.probe import Probe
@@ -153,10 +157,13 @@ async def run_case(case: Case, probe: Probe, profile: Profile) -> CaseResult:
 
         return await run_scenario_case(case, probe, profile)
 
+    rule: Rule | None = None
     try:
         async with asyncio.timeout(budget(case, profile)):
             outcome = await invoke()
-        verdict, reason = outcome.verdict, outcome.reason
+        verdict, reason, rule = outcome.verdict, outcome.reason, outcome.rule
+        if verdict == Verdict.FAIL and rule is None:
+            rule = next((r for r in case.rules if r.level == Level.MUST), None)
     except TimeoutError:
         verdict, reason = Verdict.ERROR, (
             f"the case ran past its budget of {budget(case, profile):.0f} s")
@@ -166,7 +173,7 @@ async def run_case(case: Case, probe: Probe, profile: Profile) -> CaseResult:
         verdict, reason = Verdict.ERROR, f"the tester failed: {type(e).__name__}: {e}{where}"
     finally:
         probe.divert_all = False
-    return CaseResult(case, verdict, reason, time.monotonic() - started, probe.ladder())
+    return CaseResult(case, verdict, reason, time.monotonic() - started, probe.ladder(), rule)
 
 
 async def run(cases: list[Case], profile: Profile, setup: RunSetup,
@@ -199,6 +206,12 @@ async def run(cases: list[Case], profile: Profile, setup: RunSetup,
     finally:
         await probe.close()
     return results
+
+
+def exit_status(results: Iterable[CaseResult], strict: bool = False) -> int:
+    """0, or 1 when a case failed or errored (or warned, when ``strict``)."""
+    bad = {Verdict.FAIL, Verdict.ERROR} | ({Verdict.WARN} if strict else set())
+    return 1 if any(r.verdict in bad for r in results) else 0
 
 
 def counts(results: Iterable[CaseResult]) -> dict[str, int]:
