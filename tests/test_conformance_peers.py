@@ -23,6 +23,8 @@ from sipload.conformance.cases_robust import index, rule_for
 from sipload.conformance.model import CaseResult, Rule
 from sipload.conformance.profile import load_profile, load_profile_text
 from sipload.conformance.runner import RunSetup, all_cases, run, select
+from tests.capture import Capture
+from tests.conformance_wire import messages, wire_problems
 from tests.peers import (
     REPO_ROOT,
     free_port,
@@ -117,10 +119,22 @@ def check(results: dict[str, CaseResult], expected: dict[str, tuple[str, Rule | 
 def test_sipp_builtin_uas() -> None:
     require("sipp")
     port = free_port("udp")
-    with sipp_uas(port, limit=200):
+    with sipp_uas(port, limit=200), Capture([port]) as cap:
         results = _run(SIPP_UAS, port, packs=["uas"])
         robust = _run(SIPP_UAS, port, ids=["ROB-badinv01", "ROB-insuf", "ROB-bigcode"])
     check(results, EXPECTED_SIPP_UAS)
+    # the tester itself on the wire (issue 16 §4): §17 exactly, every case closed
+    try:
+        packets = cap.packets()
+    finally:
+        cap.close()
+    problems = wire_problems(packets, port, [*results.values(), *robust.values()])
+    assert not problems, "\n".join(problems)
+    # the capture saw what the rules are about: its dropped OPTIONS retransmitted, ACKs
+    sent = [m for m in messages(packets, port) if m.out]
+    assert sum(m.method == "OPTIONS" for m in sent) > len({m.branch for m in sent
+                                                           if m.method == "OPTIONS"})
+    assert any(m.method == "ACK" for m in sent) and any(m.method == "BYE" for m in sent)
     # it answers 200 to an INVITE whose Via and separators are broken (RFC 4475 advises
     # 400: a SHOULD at most), drops an INVITE without Call-ID/From/To (allowed) and a
     # response with code > 699 (§18.1.2: MUST be discarded); lives on

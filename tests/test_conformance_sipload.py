@@ -24,6 +24,8 @@ from sipload.conformance.profile import Profile, load_profile_text
 from sipload.conformance.runner import RunSetup, all_cases, run, select
 from sipload.engine import Engine, EngineConfig
 from sipload.sip.transaction import TimerConfig
+from tests.capture import Capture
+from tests.conformance_wire import wire_problems
 from tests.peers import REPO_ROOT, free_port
 
 PROFILE = """
@@ -66,9 +68,9 @@ EXPECTED_UAS = {
 }
 
 
-async def _against_sipload(work: Callable[[int], Awaitable[list[CaseResult]]]
-                           ) -> list[CaseResult]:
-    engine = Engine(EngineConfig(program=None, local_port=0,
+async def _against_sipload(work: Callable[[int], Awaitable[list[CaseResult]]],
+                           port: int = 0) -> list[CaseResult]:
+    engine = Engine(EngineConfig(program=None, local_port=port,
                                  timers=TimerConfig(t1=0.1, t2=0.4)))
     _, port = await engine.start()
     task = asyncio.create_task(engine.run())
@@ -80,7 +82,7 @@ async def _against_sipload(work: Callable[[int], Awaitable[list[CaseResult]]]
 
 
 def _run(ids: list[str] | None = None, packs: tuple[str, ...] = ("uas", "robustness"),
-         slow: bool = False) -> dict[str, CaseResult]:
+         slow: bool = False, port: int = 0) -> dict[str, CaseResult]:
     profile = load_profile_text(PROFILE, "test-profile")
     cases = select(all_cases(), packs=[] if ids else list(packs), only=ids or [], slow=slow)
 
@@ -89,7 +91,7 @@ def _run(ids: list[str] | None = None, packs: tuple[str, ...] = ("uas", "robustn
         p.target = ("127.0.0.1", port)
         return await run(cases, p, RunSetup(("udp", "127.0.0.1", port)))
 
-    results = asyncio.run(asyncio.wait_for(_against_sipload(work), 240))
+    results = asyncio.run(asyncio.wait_for(_against_sipload(work, port), 240))
     return {r.case.id: r for r in results}
 
 
@@ -99,7 +101,16 @@ def _table(results: dict[str, CaseResult]) -> str:
 
 def test_sipload_uas_verdicts_per_case() -> None:
     t0 = time.monotonic()
-    results = _run()
+    port = free_port("udp")
+    with Capture([port]) as cap:
+        results = _run(port=port)
+    try:
+        packets = cap.packets()
+    finally:
+        cap.close()
+    # the tester on the wire (issue 16 §4): torture INVITEs ACKed, 2xx hung up, §17
+    problems = wire_problems(packets, port, list(results.values()), t1=0.5, t2=4.0)
+    assert not problems, "\n".join(problems)
     got = {k: r.verdict.value for k, r in results.items() if k.startswith("UAS-")}
     assert got == EXPECTED_UAS, _table(results)
     robust = {k: r for k, r in results.items() if k.startswith("ROB-")}
