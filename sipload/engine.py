@@ -29,6 +29,7 @@ from sipload.scenario.model import Program
 from sipload.sip.transaction import TimerConfig
 from sipload.stats.histograms import MarkHistograms
 from sipload.stats.records import CallRecord, Failure, Result
+from sipload.stats.traces import DEFAULT_LIMIT, TraceKeeper, Tracer
 from sipload.transport import StreamLimits, TransportSet
 from sipload.transport.tls import client_context
 from sipload.ua.agent import UAConfig, UserAgent
@@ -71,6 +72,8 @@ class EngineConfig:
     stop_grace: float = 5.0
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     max_dialogs: int = 0  #: calls answered at once before a new INVITE gets 503 (0: no cap)
+    trace: str = "none"  #: keep the wire messages of "failed", "all" or "none" of the calls
+    trace_limit: int = DEFAULT_LIMIT  #: traced calls per failure reason ("failed")
 
 
 @dataclass(slots=True)
@@ -105,6 +108,7 @@ class Snapshot:
 
 
 RecordSink = Callable[[list[dict[str, Any]]], None]
+TraceSink = Callable[[list[dict[str, Any]]], None]
 SnapshotSink = Callable[[Snapshot], None]
 
 
@@ -112,9 +116,14 @@ class Engine:
     """One worker's event loop (see the module docstring)."""
 
     def __init__(self, config: EngineConfig, *, on_records: RecordSink | None = None,
-                 on_snapshot: SnapshotSink | None = None) -> None:
+                 on_snapshot: SnapshotSink | None = None,
+                 on_traces: TraceSink | None = None) -> None:
         self.config = config
         self.on_records = on_records or (lambda _: None)
+        self.on_traces = on_traces or (lambda _: None)
+        self.tracer: Tracer | None = None  #: wire traces of a UAC run (stats.traces)
+        self._traces: list[dict[str, Any]] = []
+        self._epoch = 0.0  #: Unix time at the engine's clock zero (for pcap stamps)
         self.on_snapshot = on_snapshot or (lambda _: None)
         self.rng = random.Random(config.seed)
         self.t0 = 0.0
@@ -194,6 +203,11 @@ class Engine:
                     rate_max=cfg.rate_max)
                 if cfg.users:
                     self._free_users.extend(range(cfg.first_user, cfg.first_user + cfg.users))
+                if cfg.trace != "none":
+                    tp = self.transports
+                    self.tracer = Tracer(TraceKeeper(cfg.trace, cfg.trace_limit),
+                                         self.runner.call_number_of, tp.local_address)
+                    self._epoch = time.time() - self.now()
         self._cpu_base = _cpu()
         self._wall_base = time.monotonic()
         self._next_snapshot = cfg.snapshot_every
@@ -270,7 +284,13 @@ class Engine:
         ua = self.ua
         if ua is None:
             return
-        ua.receive(data, peer, self.now())
+        now = self.now()  # seam: the socket's own stamp of this message replaces this
+        tracer = self.tracer
+        if tracer is not None:
+            tp = self.transports
+            assert tp is not None
+            tracer.message(now, "in", peer[0], tp.local_address(peer), (peer[1], peer[2]), data)
+        ua.receive(data, peer, now)
         self._pump()
 
     def _on_error(self, peer: Peer, reason: str) -> None:
@@ -285,10 +305,14 @@ class Engine:
         now = self.now()
         runner = self.runner
         responder = self.responder
+        tracer = self.tracer
         for _ in range(1000):
             out = ua.outgoing()
             for data, peer in out:
                 tp.send(data, peer)
+                if tracer is not None:  # seam: the stamp taken when written, once there is one
+                    tracer.message(now, "out", peer[0], tp.local_address(peer),
+                                   (tp.literal(peer[1]), peer[2]), data)
             n = 0
             while (ev := ua.next_event()) is not None:
                 n += 1
@@ -319,6 +343,10 @@ class Engine:
             self.in_flight_at_stop += 1
         rec.worker = self.config.worker
         self._batch.append(rec.to_dict())
+        if self.tracer is not None:
+            kept = self.tracer.finish(rec, self._epoch)
+            if kept is not None:
+                self._traces.append(kept)
         user = self._user_of.pop(rec.call_number, None)
         if user is not None and not self._stopping:
             self._free_users.append(user)
@@ -470,6 +498,10 @@ class Engine:
             self._next_snapshot = self.now()
             self._snapshot(self.now())
             return
+        if self._traces:  # before the records: a worker acknowledged for a batch has sent
+            traces = self._traces  # the traces of its calls
+            self._traces = []
+            self.on_traces(traces)
         if self._batch:
             batch = self._batch
             self._batch = []

@@ -90,7 +90,8 @@ REGISTRAR_REALM = "sipload.test"
 REGISTRAR_USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 REGISTRAR_MIN_EXPIRES = 60
 
-DEBIAN_PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "sipsak": "sipsak"}
+DEBIAN_PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "sipsak": "sipsak",
+                   "tshark": "tshark"}
 """Debian package that provides each peer binary (installed by ci/install-peers.sh)."""
 
 SIPP_BUFF_SIZE = 4194304
@@ -107,6 +108,26 @@ class PeerError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- binaries
+
+
+def tshark_fields(pcap: Path, fields: list[str], display_filter: str = "",
+                  options: tuple[str, ...] = ()) -> list[list[str]]:
+    """Read ``pcap`` with tshark: one row per packet (matching ``display_filter``), the
+    ``fields`` of each (``-T fields``; several values of one field joined by ``,``).
+
+    Raises:
+        AssertionError: tshark failed or reported an error reading the file.
+    """
+    cmd = [require("tshark"), "-n", "-r", str(pcap), "-T", "fields", "-E", "occurrence=a",
+           "-E", "aggregator=,", *options]
+    if display_filter:
+        cmd += ["-Y", display_filter]
+    for f in fields:
+        cmd += ["-e", f]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"tshark: {done.stderr[-2000:]}"
+    return [line.split("\t") for line in done.stdout.splitlines()]
 
 
 def require(binary: str) -> str:

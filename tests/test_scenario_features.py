@@ -166,7 +166,18 @@ def test_rejection_is_call_rejected() -> None:
     sp = pair("role: uac\nsteps:\n  - send: INVITE\n  - recv: 200\n",
               "role: uas\nsteps:\n  - recv: INVITE\n  - reply: 503\n")
     rec = one(sp.records)
-    assert (rec.failure, rec.detail) == (Failure.REJECTED.value, "503 (expected 200)")
+    assert (rec.failure, rec.detail) == (Failure.REJECTED.value,
+                                         "503 Service Unavailable (expected 200)")
+
+
+def test_rejection_detail_names_the_reason_phrase_and_why_headers() -> None:
+    sp = pair("role: uac\nsteps:\n  - send: INVITE\n  - recv: 200\n",
+              "role: uas\nsteps:\n  - recv: INVITE\n  - reply: 503\n    reason: Overloaded\n"
+              "    headers:\n      Warning: '399 pbx \"<script>too busy\"'\n"
+              "      Reason: 'Q.850;cause=34'\n      Retry-After: '30'\n")
+    rec = one(sp.records)
+    assert rec.detail == ('503 Overloaded; Warning: 399 pbx "<script>too busy"; '
+                          "Reason: Q.850;cause=34; Retry-After: 30 (expected 200)")
 
 
 def test_no_answer_at_all_is_max_retransmissions() -> None:
@@ -193,7 +204,7 @@ def test_uas_check_failure_names_the_check_and_declines() -> None:
     uas = one(sp.uas_records)
     assert (uas.failure, uas.detail) == (Failure.CHECK_FAILED.value, "wants-subject")
     assert sent(sp, "bob", b"SIP/2.0 603")  # terminate while incoming: decline
-    assert one(sp.records).detail == "603 (expected 200)"
+    assert one(sp.records).detail == "603 Decline (expected 200)"
 
 
 def test_peer_hangs_up_during_a_pause() -> None:

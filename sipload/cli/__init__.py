@@ -20,6 +20,7 @@ from sipload.cli import (
     report_cmd,
     run_cmd,
     scenario_cmd,
+    trace_cmd,
     uas_cmd,
     worker_cmd,
 )
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse_cmd.register(sub)
     scenario_cmd.register(sub)
     report_cmd.register(sub)
+    trace_cmd.register(sub)
     run_cmd.register(sub)
     uas_cmd.register(sub)
     worker_cmd.register(sub)

@@ -28,6 +28,7 @@ from sipload.scenario.inject import Injection, load_injection
 from sipload.scenario.loader import ScenarioError, load_file
 from sipload.scenario.model import Program
 from sipload.stats.rundir import RunWriter
+from sipload.stats.traces import DEFAULT_LIMIT, MODES
 
 EXIT_OK, EXIT_THRESHOLD, EXIT_USAGE, EXIT_CANNOT_RUN = 0, 1, 2, 3
 
@@ -61,6 +62,11 @@ def register(sub: Any) -> None:
     p.add_argument("--rate-interval", type=flags.duration_or_zero, default=0.0, metavar="T")
     p.add_argument("--rate-max", type=flags.positive_float, default=None, metavar="M")
     p.add_argument("--inject", help="CSV file in SIPp -inf format")
+    p.add_argument("--trace", choices=MODES, default="failed",
+                   help="keep the wire messages of failed calls (default), all calls or none:"
+                        " traces.arrows and messages.pcap in the run directory")
+    p.add_argument("--trace-limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                   help=f"traced calls per failure reason per worker (default {DEFAULT_LIMIT})")
     p.add_argument("--out", help="run directory (default reports/<timestamp>-<scenario>/)")
     p.add_argument("--threshold", action="append", default=[], metavar="EXPR",
                    help="e.g. 'answer.p95<200ms', 'asr>=0.99', 'failed.rate<0.5%%'")
@@ -104,6 +110,11 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
+def _loopback_of(host: str) -> str:
+    """The loopback address of ``host``'s family (an IPv6 target is called from ::1)."""
+    return "::1" if ":" in host else "127.0.0.1"
+
+
 def _check_flags(args: argparse.Namespace) -> None:
     """What argparse's per-flag types cannot see: flags checked against each other."""
     if args.calls is None and args.duration is None:
@@ -115,6 +126,8 @@ def _check_flags(args: argparse.Namespace) -> None:
     if args.local_workers is not None and args.workers is not None and (
             args.local_workers > args.workers):
         raise UsageError("--local-workers: must be at most --workers")
+    if args.trace_limit < 0:
+        raise UsageError("--trace-limit: must be 0 or more")
     if args.rate_max is not None and args.rate_max < args.rate:
         raise UsageError("--rate-max: must be at least --rate")
     if args.rate_increase and args.rate_interval <= 0:
@@ -189,9 +202,11 @@ def build_plan(args: argparse.Namespace, program: Program, injection: Injection 
         "workers": workers, "stop_grace": args.grace,
         "thresholds": list(program.thresholds) + list(args.threshold),
         "tls_insecure": bool(args.tls_insecure),
+        "trace": args.trace, "trace_limit": args.trace_limit,
         # a loopback target is called from loopback; any other from the address each
         # worker's host routes to it by (the worker picks it: "" here)
-        "local_host": "127.0.0.1" if target is None or _is_loopback_host(target[0]) else "",
+        "local_host": _loopback_of(target[0] if target else "127.0.0.1")
+        if target is None or _is_loopback_host(target[0]) else "",
         "embedded_uas": target is None,
         "limits": flags.limits(args),
     }
@@ -259,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
     plan = build_plan(args, program, injection, target, workers)
     plan["embedded_uas"] = uas_proc is not None
     writer = RunWriter(run_dir)
+    if args.trace != "none":
+        writer.open_traces()
     writer.write_text("scenario.yaml", plan["scenario_text"])
     writer.write_json("plan.json", {k: v for k, v in plan.items()
                                     if k not in ("scenario_text", "inject_text")})

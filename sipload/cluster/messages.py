@@ -10,7 +10,7 @@ Coordinator → worker: Welcome, Go, SetShare, Stop, Ack, Bye.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -74,6 +74,8 @@ class Records:
     #: calls the worker had started when it sent the batch (every record is one of them;
     #: a heartbeat's count can be older than the records that follow it)
     started: int = 0
+    #: wire traces of calls (stats.traces.TraceKeeper.export), written beside the records
+    traces: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,6 +153,7 @@ async def run_load(
                         continue
                     msg = admitted
                     if isinstance(msg, Records):
+                        writer.append_traces(msg.traces)
                         writer.append_records(msg.records)
                         view.records(msg.records)
                     elif isinstance(msg, Snapshot):

@@ -47,6 +47,7 @@ from sipload.engine import Snapshot as EngineSnapshot
 from sipload.scenario.inject import parse_injection
 from sipload.scenario.loader import ScenarioError, load_text
 from sipload.sip.transaction import TimerConfig
+from sipload.stats.traces import DEFAULT_LIMIT
 from sipload.transport.loop import new_event_loop, tune_gc
 from sipload.transport.stream import IDLE_TIMEOUT, MAX_MESSAGE, StreamLimits
 
@@ -109,6 +110,8 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         tls_insecure=bool(plan.get("tls_insecure", False)),
         stop_grace=float(plan.get("stop_grace", 5.0)),
         **engine_limits(plan.get("limits")),
+        trace=str(plan.get("trace", "none")),
+        trace_limit=int(plan.get("trace_limit", DEFAULT_LIMIT)),
     )
 
 
@@ -128,6 +131,7 @@ class WorkerProcess:
         self.calls_total: int | None = None  #: the run's --calls
         self._extra_next = 0  #: the number of the next call taken over from a lost worker
         self._pending: list[dict[str, Any]] = []
+        self._pending_traces: list[dict[str, Any]] = []
         self._snapshots: list[EngineSnapshot] = []
         self._wake = asyncio.Event()
 
@@ -162,7 +166,8 @@ class WorkerProcess:
         except ScenarioError as e:
             await dealer.send(Failed(msg.worker, str(e)))
             return 2
-        engine = Engine(cfg, on_records=self._on_records, on_snapshot=self._on_snapshot)
+        engine = Engine(cfg, on_records=self._on_records, on_snapshot=self._on_snapshot,
+                        on_traces=self._pending_traces.extend)
         self.engine = engine
         try:
             host, port = await engine.start()
@@ -217,13 +222,15 @@ class WorkerProcess:
     async def _send_pending(self) -> None:
         dealer = self.dealer
         assert dealer is not None
-        while self._pending:
+        while self._pending or self._pending_traces:
             batch = self._pending[:2000]
             del self._pending[:2000]
+            traces = self._pending_traces[:200]  # at most 200 x 64 KiB in one message
+            del self._pending_traces[:200]
             self.seq += 1
             self.records_sent += len(batch)
             started = self.engine.started if self.engine is not None else 0
-            await dealer.send(Records(self.worker, self.seq, batch, started))
+            await dealer.send(Records(self.worker, self.seq, batch, started, traces))
         while self._snapshots:
             snap = self._snapshots.pop(0)
             await dealer.send(Snapshot(self.worker, snap.to_dict()))

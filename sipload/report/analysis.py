@@ -38,6 +38,7 @@ from sipload.report.data import (
     scenario_marks,
 )
 from sipload.report.hist import LatencyAnalysis, analyse_latency
+from sipload.report.wire import CallTrace, load_traces, traced_keys
 
 LADDER_SAMPLE = 10
 """How many failed calls get a ladder diagram (one per failure reason first)."""
@@ -68,6 +69,7 @@ class CallSample:
     retransmissions: int
     marks: dict[str, float]
     messages: list[tuple[float, str, str]]  #: (seconds since the call started, dir, label)
+    trace: CallTrace | None = None  #: its wire messages, when the run traced it
 
 
 @dataclass
@@ -201,9 +203,19 @@ def _lost(files: RunFiles, rows_lost: dict[int, int]) -> int:
 
 def _sample(files: RunFiles, failed_idx: np.ndarray[Any, Any],
             failures: np.ndarray[Any, Any]) -> list[CallSample]:
-    """Up to LADDER_SAMPLE failed calls: the first of each reason, then the next ones."""
+    """Up to LADDER_SAMPLE failed calls: the first of each reason, then the next ones;
+    calls with a wire trace first."""
     if len(failed_idx) == 0:
         return []
+    traced = traced_keys(files.path)
+    if traced:
+        workers = _np(files.calls.column("worker"))[failed_idx]
+        numbers = _np(files.calls.column("call_number"))[failed_idx]
+        has = np.fromiter(((int(w), int(n)) in traced for w, n in zip(workers, numbers,
+                                                                        strict=True)),
+                          dtype=bool, count=len(failed_idx))
+        failed_idx = np.concatenate([failed_idx[has], failed_idx[~has]])
+        failures = np.concatenate([failures[has], failures[~has]])
     first = pd.Series(failures).drop_duplicates()
     chosen = [int(failed_idx[i]) for i in first.index[:LADDER_SAMPLE]]
     for i in failed_idx[:LADDER_SAMPLE * 2]:
@@ -230,6 +242,10 @@ def _sample(files: RunFiles, failed_idx: np.ndarray[Any, Any],
             marks={str(k): float(v) for k, v in marks.items()
                    if isinstance(v, int | float)} if isinstance(marks, dict) else {},
             messages=parsed))
+    if traced:
+        wires = load_traces(files.path, [(c.worker, c.call_number) for c in out])
+        for c in out:
+            c.trace = wires.get((c.worker, c.call_number))
     return out
 
 

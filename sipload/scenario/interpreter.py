@@ -57,7 +57,8 @@ from sipload.scenario.sending import Sending
 from sipload.sip import sdp
 from sipload.sip.digest import DigestServer
 from sipload.sip.errors import LocalProtocolError, ParseError
-from sipload.sip.message import Message, Request
+from sipload.sip.headers import CANONICAL
+from sipload.sip.message import Message, Request, Response
 from sipload.stats.records import CallRecord, Failure, Result
 from sipload.ua.agent import UserAgent
 from sipload.ua.events import Event, EventType
@@ -88,6 +89,24 @@ def _label(ev: Event) -> str:
         except ParseError:
             return str(ev.response.status)
     return ev.type.value
+
+
+def hostport(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (RFC 3261 §25.1 hostport)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_WHY_HEADERS = ("warning", "reason", "retry-after")
+"""Headers that say why a peer refused: they join the failure detail."""
+
+
+def _describe(resp: Response) -> str:
+    """``503 Service Unavailable; Warning: 399 pbx "Overloaded"`` (wire text, cut short)."""
+    out = f"{resp.status} {resp.reason}".rstrip()[:80]
+    for name in _WHY_HEADERS:
+        for value in resp.get_all(name)[:2]:
+            out += f"; {CANONICAL.get(name, name)}: {value[:120]}"
+    return "".join(c if c.isprintable() else "?" for c in out)
 
 
 class Runner(Sending):
@@ -157,6 +176,13 @@ class Runner(Sending):
         out = self.codes_received
         self.codes_received = {}
         return out
+    def call_number_of(self, call_id: str) -> int | None:
+        """The number of the call in progress that uses ``call_id`` (any of its legs)."""
+        hit = self._by_callid.get(call_id)
+        if hit is None:
+            return None
+        inst = self._instances.get(hit[0])
+        return inst.record.call_number if inst is not None else None
 
     def finished(self) -> list[CallRecord]:
         """Records of the calls that ended since the last call."""
@@ -238,7 +264,9 @@ class Runner(Sending):
             "call_number": str(call_number), "local_host": ctx.local_host,
             "local_port": str(ctx.local_port), "remote_host": ctx.remote_host,
             "remote_port": str(ctx.remote_port), "transport": ctx.transport,
-            "target": f"{ctx.remote_host}:{ctx.remote_port}", "service": ctx.service,
+            "target": hostport(ctx.remote_host, ctx.remote_port),
+            "local_address": hostport(ctx.local_host, ctx.local_port),
+            "service": ctx.service,
             "media_ip": media_ip, "media_port": str(ctx.media_port),
             "worker": str(ctx.worker), "local_contact": self.ua.contact, "pid": str(ctx.pid),
             "local_ip_type": "6" if ":" in ctx.local_host else "4",
@@ -593,7 +621,9 @@ class Runner(Sending):
         status = ev.response.status if ev.response is not None and \
             ev.type not in _REQUEST_EVENTS else 0
         if status >= 300:
-            self._fail(inst, Failure.REJECTED, f"{status} (expected {expected})", now)
+            assert ev.response is not None
+            self._fail(inst, Failure.REJECTED, f"{_describe(ev.response)} (expected {expected})",
+                       now)
         else:
             got = ev.request.method if ev.request is not None and not status else str(status)
             self._fail(inst, Failure.UNEXPECTED, f"{got} (expected {expected})", now)

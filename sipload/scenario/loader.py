@@ -67,7 +67,8 @@ from sipload.scenario.yamlsource import (
 
 KEYWORDS = frozenset({
     "call_number", "call_id", "local_host", "local_port", "remote_host", "remote_port",
-    "transport", "target", "service", "branch", "cseq", "local_tag", "remote_tag",
+    "transport", "target", "local_address", "service", "branch", "cseq", "local_tag",
+    "remote_tag",
     "local_contact", "media_port", "media_ip", "worker", "pid", "username", "password",
     "realm", "last_status", "last_method", "last_body", "local_ip_type", "media_ip_type",
 })

@@ -236,9 +236,9 @@ class Program:
     steps: tuple[AnyStep, ...]
     transport: str = "udp"
     to: Template = field(default_factory=lambda: Template.compile(
-        "sip:${service}@${remote_host}:${remote_port}"))
+        "sip:${service}@${target}"))
     from_: Template = field(default_factory=lambda: Template.compile(
-        "sip:sipload@${local_host}:${local_port}"))
+        "sip:sipload@${local_address}"))
     variables: tuple[tuple[str, Template], ...] = ()
     credentials: tuple[Template, Template, Template] | None = None
     inject: str = ""

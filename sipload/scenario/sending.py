@@ -140,7 +140,8 @@ class Sending:
             elif m == "REGISTER":
                 expires = step.expires if step.expires is not None else 3600
                 if not leg.rid:
-                    registrar = f"sip:{self.ctx.remote_host}:{self.ctx.remote_port}"
+                    host, port = self.ctx.remote_host, self.ctx.remote_port
+                    registrar = f"sip:[{host}]:{port}" if ":" in host else f"sip:{host}:{port}"
                     from_ = self._address((step.from_ or prog.from_).render(values))
                     rid, req = ua.register_build_initial_register(from_, registrar,
                                                                    expires=expires)

@@ -8,6 +8,9 @@ Layout (all in ``reports/<timestamp>-<scenario>/`` by default)::
     intervals.jsonl   one snapshot per worker per second (counts, rates, health,
                       latency histograms that merge by addition)
     events.jsonl      workers joining, lost, stopping; thresholds breached
+    traces.arrows     the wire messages of traced calls (``--trace``), one row per
+                      message with its bytes, stamps and addresses (Arrow IPC stream)
+    messages.pcap     the same messages as UDP/TCP packets over IPv4/IPv6 (stats.pcap)
     scenario.yaml     the scenario as it ran
     summary.json      written at the end
     report.html, junit.xml   made by sipload.report from the files above
@@ -25,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from sipload.stats.pcap import PcapWriter
 from sipload.stats.records import CallRecord
 
 CALLS = "calls.arrows"
@@ -32,6 +36,8 @@ INTERVALS = "intervals.jsonl"
 EVENTS = "events.jsonl"
 PLAN = "plan.json"
 SUMMARY = "summary.json"
+TRACES = "traces.arrows"
+PCAP = "messages.pcap"
 
 CALL_SCHEMA = pa.schema([
     ("worker", pa.int32()), ("call_number", pa.int64()), ("intended_start", pa.float64()),
@@ -40,6 +46,43 @@ CALL_SCHEMA = pa.schema([
     ("codes", pa.string()), ("retransmissions", pa.int32()), ("call_id", pa.string()),
     ("marks", pa.string()), ("messages", pa.string()),
 ])
+
+
+TRACE_SCHEMA = pa.schema([
+    ("worker", pa.int32()), ("call_number", pa.int64()), ("call_id", pa.string()),
+    ("seq", pa.int32()),  # the message's place in its call's trace, from 0
+    ("t", pa.float64()),  # seconds on the worker's clock, as the call's record
+    ("ts", pa.float64()),  # Unix time
+    ("direction", pa.string()), ("transport", pa.string()),
+    ("local_host", pa.string()), ("local_port", pa.int32()),
+    ("remote_host", pa.string()), ("remote_port", pa.int32()),
+    ("length", pa.int32()),  # the message's full length; data may hold fewer bytes
+    ("data", pa.binary()),
+    ("dropped", pa.int32()),  # messages of the call not kept (the trace's byte cap)
+])
+
+
+def trace_rows(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    """A trace (as stats.traces.TraceKeeper.export gives it) as table rows.
+
+    Raises:
+        ValueError, TypeError, KeyError, IndexError: a malformed trace.
+    """
+    worker, number = int(trace["worker"]), int(trace["call_number"])
+    call_id, dropped, epoch = str(trace["call_id"]), int(trace["dropped"]), float(trace["epoch"])
+    rows = []
+    for i, m in enumerate(trace["messages"]):
+        t, direction, transport, lhost, lport, rhost, rport, length, data = m
+        if not isinstance(data, bytes) or direction not in ("in", "out"):
+            raise ValueError("malformed traced message")
+        rows.append({
+            "worker": worker, "call_number": number, "call_id": call_id, "seq": i,
+            "t": float(t), "ts": epoch + float(t), "direction": direction,
+            "transport": str(transport), "local_host": str(lhost), "local_port": int(lport),
+            "remote_host": str(rhost), "remote_port": int(rport), "length": int(length),
+            "data": data, "dropped": dropped,
+        })
+    return rows
 
 
 def record_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +110,12 @@ class RunWriter:
         self._intervals = (path / INTERVALS).open("a", encoding="utf-8")
         self._events = (path / EVENTS).open("a", encoding="utf-8")
         self.rows = 0
+        self._traces: ipc.RecordBatchStreamWriter | None = None
+        self._traces_file: Any = None
+        self._pcap_file: Any = None
+        self._pcap: PcapWriter | None = None
+        self.traced_calls = 0
+        self.bad_traces = 0  #: traces that did not have the expected shape (not written)
 
     def write_json(self, name: str, data: Any) -> None:
         tmp = self.path / (name + ".tmp")
@@ -86,6 +135,42 @@ class RunWriter:
         self.rows += len(rows)
         return len(rows)
 
+    def open_traces(self) -> None:
+        """Create ``traces.arrows`` and ``messages.pcap`` (empty until traces come)."""
+        if self._traces is not None:
+            return
+        self._traces_file = (self.path / TRACES).open("wb")
+        self._traces = ipc.new_stream(self._traces_file, TRACE_SCHEMA)
+        self._pcap_file = (self.path / PCAP).open("wb")
+        self._pcap = PcapWriter(self._pcap_file)
+        self._pcap.write_header()
+        self._pcap_file.flush()
+
+    def append_traces(self, traces: Iterable[dict[str, Any]]) -> int:
+        """Write traced calls to ``traces.arrows`` and ``messages.pcap``; returns rows."""
+        rows: list[dict[str, Any]] = []
+        for trace in traces:
+            try:
+                one = trace_rows(trace)
+            except (ValueError, TypeError, KeyError, IndexError):
+                self.bad_traces += 1
+                continue
+            rows.extend(one)
+            self.traced_calls += 1
+        if not rows:
+            return 0
+        self.open_traces()
+        assert self._traces is not None and self._pcap is not None
+        self._traces.write_batch(pa.RecordBatch.from_pylist(rows, schema=TRACE_SCHEMA))
+        self._traces_file.flush()
+        for r in rows:
+            local, remote = (r["local_host"], r["local_port"]), (r["remote_host"],
+                                                                   r["remote_port"])
+            src, dst = (local, remote) if r["direction"] == "out" else (remote, local)
+            self._pcap.message(r["ts"], r["transport"], src, dst, r["data"], r["length"])
+        self._pcap_file.flush()
+        return len(rows)
+
     def append_interval(self, snapshot: dict[str, Any]) -> None:
         self._intervals.write(json.dumps(snapshot, separators=(",", ":")) + "\n")
         self._intervals.flush()
@@ -97,13 +182,16 @@ class RunWriter:
     def close(self) -> None:
         self._calls.close()
         self._calls_file.close()
+        if self._traces is not None:
+            self._traces.close()
+            self._traces_file.close()
+            self._pcap_file.close()
         self._intervals.close()
         self._events.close()
 
 
-def read_calls(path: Path) -> pa.Table:
-    """Every whole batch of ``calls.arrows`` (a truncated tail is ignored)."""
-    f = path / CALLS
+def _read_stream(f: Path, schema: pa.Schema) -> pa.Table:
+    """Every whole batch of an Arrow IPC stream file (a truncated tail is ignored)."""
     batches: list[pa.RecordBatch] = []
     if f.exists() and f.stat().st_size:
         with f.open("rb") as fh:
@@ -116,7 +204,17 @@ def read_calls(path: Path) -> pa.Table:
                         break
             except (pa.ArrowInvalid, OSError):
                 pass
-    return pa.Table.from_batches(batches, schema=CALL_SCHEMA)
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def read_calls(path: Path) -> pa.Table:
+    """Every whole batch of ``calls.arrows`` (a truncated tail is ignored)."""
+    return _read_stream(path / CALLS, CALL_SCHEMA)
+
+
+def read_traces(path: Path) -> pa.Table:
+    """Every whole batch of ``traces.arrows``; an empty table if the run kept none."""
+    return _read_stream(path / TRACES, TRACE_SCHEMA)
 
 
 def read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:

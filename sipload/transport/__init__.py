@@ -156,6 +156,27 @@ class TransportSet:
             out.extend((kind, *a) for a in st.listening)
         return out
 
+    def literal(self, host: str) -> str:
+        """``host`` as an address literal: itself, or the answer its name resolved to."""
+        return address_literal(host) or self._dns.get(host) or host
+
+    def local_address(self, peer: Peer) -> tuple[str, int]:
+        """The local (host, port) that traffic with ``peer`` uses; port 0 if not yet known
+        (a stream still connecting)."""
+        kind, host, port = peer
+        if kind == "udp":
+            family = _family(self.literal(host))
+            for ep in self._udp:
+                if ep.family == family:
+                    return ep.address
+            return ("", 0)
+        st = self._streams.get(kind)
+        if st is not None:
+            conn = st.connection_to(address_literal(host) or host, port)
+            if conn is not None and conn.local[1]:
+                return conn.local
+        return ("", 0)
+
     # ---------------------------------------------------------------- sending
 
     def send(self, data: bytes, peer: Peer) -> None:

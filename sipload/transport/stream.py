@@ -109,6 +109,7 @@ class StreamConnection(asyncio.Protocol):
         self.dead = False  #: closed or failed: no longer in the owner's table
         self.names: set[Address] = set()  #: the keys it has in the owner's table
         self.peer: Peer = (owner.kind, "", 0)  #: the remote address, once connected
+        self.local: tuple[str, int] = ("", 0)  #: the local address, once connected
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -120,6 +121,9 @@ class StreamConnection(asyncio.Protocol):
         addr = transport.get_extra_info("peername")
         self.peer = (self._owner.kind, addr[0], addr[1])
         self.last_active = self._owner.clock()
+        local = transport.get_extra_info("sockname")
+        if local:
+            self.local = (local[0], local[1])
         if self.dead:  # closed while the handshake ran
             transport.abort()
             return

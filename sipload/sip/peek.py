@@ -1,0 +1,26 @@
+"""Cheap looks into raw message bytes, without parsing: what the shell needs per packet.
+
+:func:`call_id_of` finds the Call-ID (long or compact form ``i``) so the shell
+can file each datagram or stream message under its call before (or without)
+the parser seeing it.  It never raises: bytes that hold no Call-ID give None.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CALL_ID_RE = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+def call_id_of(data: bytes) -> str | None:
+    """The first Call-ID value in the header section of ``data``, or None.
+
+    Decoded as UTF-8 with surrogate escapes, stripped, as the parser gives it.
+    """
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[: end + 2]
+    m = _CALL_ID_RE.search(head)
+    if m is None:
+        return None
+    value = m.group(1).strip().decode("utf-8", "surrogateescape")
+    return value or None

@@ -1,0 +1,143 @@
+"""Wire traces in the worker (stats/traces.py): bounded per call, filed by Call-ID, kept
+for failed calls up to a limit per reason, exported as plain data. Pure: no sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipload.sip.peek import call_id_of
+from sipload.stats.records import CallRecord, Failure, Result
+from sipload.stats.traces import (
+    HOLD_CALL_IDS,
+    CallTrace,
+    TraceKeeper,
+    Tracer,
+    failure_reason,
+)
+
+LOCAL, REMOTE = ("127.0.0.1", 5061), ("127.0.0.1", 5060)
+
+
+def msg(call_id: str, first: str = "INVITE sip:bob@example.com SIP/2.0", body: bytes = b"",
+        compact: bool = False) -> bytes:
+    name = "i" if compact else "Call-ID"
+    return (f"{first}\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1\r\n"
+            f"{name}: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+def failed(number: int, failure: Failure = Failure.REJECTED, detail: str = "503 x") -> CallRecord:
+    rec = CallRecord(number, 0.0, 0.0)
+    rec.fail(failure, detail, 1.0)
+    rec.call_id = f"c{number}"
+    return rec
+
+
+def test_call_id_of_reads_long_and_compact_forms_and_only_headers() -> None:
+    assert call_id_of(msg("abc@host")) == "abc@host"
+    assert call_id_of(msg("  spaced@host  ", compact=True)) == "spaced@host"
+    assert call_id_of(b"OPTIONS sip:x SIP/2.0\r\ncall-id:lower\r\n\r\n") == "lower"
+    body = b"Call-ID: in-the-body\r\n"
+    assert call_id_of(b"OPTIONS sip:x SIP/2.0\r\nVia: x\r\n\r\n" + body) is None
+    assert call_id_of(b"\x00\xff garbage") is None
+    assert call_id_of(b"") is None
+
+
+def test_a_trace_holds_at_most_its_cap_then_counts() -> None:
+    t = CallTrace(1, cap=100)
+    t.add(0.0, "out", "udp", LOCAL, REMOTE, b"a" * 60)
+    t.add(0.1, "in", "udp", LOCAL, REMOTE, b"b" * 60)  # cut to the 40 bytes left
+    t.add(0.2, "in", "udp", LOCAL, REMOTE, b"c" * 10)  # no room: counted
+    assert t.size == 100 and t.dropped == 1
+    assert [len(m.data) for m in t.messages] == [60, 40]
+    assert [m.length for m in t.messages] == [60, 60]
+
+
+def test_keeper_modes_and_the_limit_per_reason() -> None:
+    ok = CallRecord(1, 0.0, 0.0)
+    ok.result = Result.SUCCESS
+    assert TraceKeeper("all").keep(ok) and not TraceKeeper("failed").keep(ok)
+    assert not TraceKeeper("none").keep(failed(1))
+    k = TraceKeeper("failed", limit=2)
+    kept = [k.keep(failed(n, detail=d)) for n, d in enumerate(
+        ["503 a", "503 b", "503 c", "486 Busy", "486 Busy", "486 Busy"])]
+    assert kept == [True, True, False, True, True, False]
+    assert k.keep(failed(9, Failure.TIMEOUT, "waiting for 200"))
+    assert k.kept == {"call_rejected 503": 2, "call_rejected 486": 2, "timeout": 1}
+    assert k.skipped == 2
+    assert failure_reason(failed(1, Failure.REJECTED, "no code")) == "call_rejected"
+    with pytest.raises(ValueError, match="trace mode"):
+        TraceKeeper("some")
+
+
+class Calls:
+    """The runner's view: which call in progress uses a Call-ID."""
+
+    def __init__(self) -> None:
+        self.by_call_id: dict[str, int] = {}
+
+    def lookup(self, call_id: str) -> int | None:
+        return self.by_call_id.get(call_id)
+
+
+def tracer(mode: str = "failed", limit: int = 20) -> tuple[Tracer, Calls]:
+    calls = Calls()
+    return Tracer(TraceKeeper(mode, limit), calls.lookup,
+                  lambda peer: ("127.0.0.1", 40000)), calls
+
+
+def test_messages_are_filed_by_call_id_and_exported_when_kept() -> None:
+    tr, calls = tracer()
+    calls.by_call_id.update({"c1": 1, "c2": 2, "c1-leg2": 1})
+    tr.message(0.1, "out", "udp", LOCAL, REMOTE, msg("c1"))
+    tr.message(0.2, "out", "udp", LOCAL, REMOTE, msg("c2"))
+    tr.message(0.3, "in", "udp", LOCAL, REMOTE, msg("c1", "SIP/2.0 503 Service Unavailable"))
+    tr.message(0.4, "out", "tcp", ("", 0), ("127.0.0.1", 5062), msg("c1-leg2"))
+    tr.message(0.5, "in", "udp", LOCAL, REMOTE, b"no call-id here\r\n\r\n")
+    assert tr.held_calls == 2
+    out = tr.finish(failed(1), epoch=1000.0)
+    assert out is not None
+    assert out["call_number"] == 1 and out["epoch"] == 1000.0 and out["dropped"] == 0
+    assert [(m[0], m[1], m[2]) for m in out["messages"]] == [
+        (0.1, "out", "udp"), (0.3, "in", "udp"), (0.4, "out", "tcp")]
+    # the stream was still connecting when it was written: its local address, asked again
+    assert out["messages"][2][3:5] == ["127.0.0.1", 40000]
+    assert all(isinstance(m[8], bytes) for m in out["messages"])
+    ok = CallRecord(2, 0.0, 0.0)
+    ok.result = Result.SUCCESS
+    assert tr.finish(ok, 1000.0) is None  # not failed: dropped
+    assert tr.held_calls == 0  # nothing left in memory once the calls ended
+    calls.by_call_id.clear()
+    tr.message(0.6, "in", "udp", LOCAL, REMOTE, msg("c1"))  # a late retransmission
+    assert tr.finish(failed(1), 1000.0) is None
+
+
+def test_a_message_that_starts_a_call_is_held_until_the_call_claims_it() -> None:
+    tr, calls = tracer("all")
+    tr.message(0.1, "in", "udp", LOCAL, REMOTE, msg("new"))  # an INVITE to us
+    calls.by_call_id["new"] = 7  # the scenario took the call
+    tr.message(0.2, "out", "udp", LOCAL, REMOTE, msg("new", "SIP/2.0 180 Ringing"))
+    rec = CallRecord(7, 0.0, 0.0)
+    rec.result = Result.SUCCESS
+    out = tr.finish(rec, 0.0)
+    assert out is not None and [m[1] for m in out["messages"]] == ["in", "out"]
+
+
+def test_the_held_pool_is_bounded() -> None:
+    tr, _calls = tracer("all")
+    for i in range(HOLD_CALL_IDS * 3):
+        tr.message(float(i), "in", "udp", LOCAL, REMOTE, msg(f"stray{i}"))
+    assert tr.held_calls == HOLD_CALL_IDS
+
+
+def test_memory_is_the_cap_per_call_in_progress() -> None:
+    tr, calls = tracer("all")
+    calls.by_call_id["big"] = 1
+    for i in range(1000):
+        tr.message(float(i), "out", "udp", LOCAL, REMOTE, msg("big", body=b"x" * 1000))
+    rec = CallRecord(1, 0.0, 0.0)
+    rec.result = Result.SUCCESS
+    out = tr.finish(rec, 0.0)
+    assert out is not None
+    assert sum(len(m[8]) for m in out["messages"]) == 65536
+    assert out["dropped"] == 1000 - len(out["messages"])
