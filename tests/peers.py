@@ -980,3 +980,51 @@ def kamailio_registrar(
     if not qop:
         defines["WITH_NO_QOP"] = True
     return KamailioProcess(REGISTRAR_CFG, port=port, defines=defines, **kwargs)
+
+
+BARESIP_DIR = REPO_ROOT / "ci" / "baresip"
+
+
+class BaresipProcess(_PeerProcess):
+    """baresip 1.0 auto-answering on 127.0.0.1:``port`` (UDP and TCP), no sound device.
+
+    The config is ``ci/baresip`` with its ``SIP_PORT`` and ``RTP_PORTS`` filled in,
+    written to the work dir; ``start()`` returns once baresip prints ``baresip is
+    ready.``.  It answers every call to ``sip:uas@127.0.0.1:PORT`` with G.711 and a
+    440 Hz tone (rings first, then auto-answers).
+    """
+
+    name = "baresip"
+
+    def __init__(self, *, port: int | None = None, limit: float = 300.0,
+                 start_timeout: float = 15.0, workdir: Path | None = None) -> None:
+        super().__init__(limit=limit, workdir=workdir)
+        self.port = port if port is not None else free_port("both")
+        self.start_timeout = start_timeout
+
+    def _argv(self) -> list[str]:
+        conf = self.workdir / "conf"
+        conf.mkdir(exist_ok=True)
+        rtp = free_port("udp")
+        rtp = rtp - rtp % 2
+        for name in ("config", "accounts"):
+            text = (BARESIP_DIR / name).read_text()
+            text = text.replace("SIP_PORT", str(self.port))
+            text = text.replace("RTP_PORTS", f"{rtp}-{rtp + 19}")
+            (conf / name).write_text(text)
+        return [require("baresip"), "-f", str(conf)]
+
+    def _after_start(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise PeerError(f"baresip exited during start-up\n{self.describe()}")
+            if "baresip is ready." in self.stdout + self.stderr:
+                return
+            time.sleep(0.05)
+        raise PeerError(f"baresip did not get ready within {self.start_timeout} s\n"
+                        f"{self.describe()}")
+
+    @property
+    def uri(self) -> str:
+        return f"sip:uas@{LOOPBACK}:{self.port}"

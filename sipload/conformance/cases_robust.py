@@ -250,7 +250,8 @@ def _case_for(entry: dict[str, Any]) -> Case:
             return passed("dropped (allowed for a malformed message); still alive")
         if expectation.allows(final.status):
             return passed(f"{said} (expected {expectation.text}); still alive")
-        earlier = earlier_step(final.status, "content") if (
+        step = "uri" if rule is SCHEME else "content"  # 404 is no answer to a scheme
+        earlier = earlier_step(final.status, step) if (
             entry["valid"] or expectation.any_answer or name in RURI_TESTED) else None
         if earlier is not None:
             return passed(f"{said}: right at an earlier step of §8.2 ({earlier}); still alive")
