@@ -259,6 +259,17 @@ class Engine:
         pacer.calls += n
         self._rearm()
 
+    def release_calls(self, n: int) -> int:
+        """Give up to ``n`` calls not yet started to another worker (one joining the
+        run); returns how many were given: they will never be started here."""
+        pacer = self.pacer
+        if pacer is None or pacer.calls is None or n <= 0:
+            return 0
+        given = min(n, max(0, pacer.calls - pacer.scheduled))
+        pacer.calls -= given
+        self._rearm()
+        return given
+
     def call_number(self, index: int) -> int:
         """The number of the ``index``-th call this engine starts (from 0)."""
         number, at = self.config.first_call, 0

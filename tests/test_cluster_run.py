@@ -348,3 +348,43 @@ def test_no_worker_left_ends_the_run(runs: Callable[..., Run]) -> None:
     assert "no worker left" in end["ended"] and end["lost_workers"] == 2
     calls, _ = check_accounting(run)
     assert calls["lost_with_worker"] == end["lost_with_worker"]
+
+
+def test_a_worker_joining_mid_run_takes_a_share_of_what_is_left(
+        runs: Callable[..., Run], tmp_path: Path) -> None:
+    """A remote worker (``sipload worker``) connecting after Go: the running worker
+    gives it some of its unstarted calls, it runs them at its share of the rate,
+    and every one of the run's calls is made once, numbered without collision."""
+    run = runs(BASIC, "--calls", 600, "--rate", 100, "--workers", 1, "--quiet")
+    run.wait_event("go", 30)
+    run.wait_calls(0, 50, 15)
+    url = next(e["url"] for e in run.events() if e["event"] == "coordinator_listening")
+    with (tmp_path / "worker.txt").open("w") as out:
+        joiner = subprocess.Popen([sys.executable, "-m", "sipload", "worker", "--connect", url],
+                                  cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            assert run.wait(60) == 0, run.describe()
+            assert joiner.wait(20) == 0, (tmp_path / "worker.txt").read_text()
+        finally:
+            if joiner.poll() is None:
+                os.killpg(joiner.pid, signal.SIGKILL)
+                joiner.wait(5)
+    events = run.events()
+    joined = [e for e in events if e["event"] == "worker_joined" and e.get("mid_run")]
+    assert [(e["worker"], e["pid"]) for e in joined] == [(1, joiner.pid)], events
+    released = [e for e in events if e["event"] == "calls_released"]
+    assert [(e["worker"], e["to"]) for e in released] == [(0, 1)]
+    given = released[0]["calls"]
+    assert given == joined[0]["calls"] > 0
+    calls, table = check_accounting(run)
+    assert calls["attempted"] == calls["succeeded"] == 600, calls
+    rows = by_worker(table)
+    assert len(rows[1]) == given and len(rows[0]) == 600 - given
+    # worker 0 made the start of its own range; the joiner numbers its calls in its own
+    # block, extra_numbers(600, 1) = 1200 on
+    assert sorted(r["call_number"] for r in rows[0]) == list(range(600 - given))
+    assert sorted(r["call_number"] for r in rows[1]) == list(range(1200, 1200 + given))
+    # from the joiner's Go, the two shared the rate
+    shares = [e for e in events if e["event"] == "worker_go"]
+    assert [e["worker"] for e in shares] == [1]

@@ -77,6 +77,9 @@ def register(sub: Any) -> None:
     p.add_argument("--keys", help="CurveZMQ key folder (sipload keys DIR)")
     p.add_argument("--local-workers", type=flags.non_negative_int, default=None,
                    help="start this many local workers (the rest connect remotely)")
+    p.add_argument("--wait-workers", type=flags.duration, default=30.0, metavar="T",
+                   help="how long to wait for all --workers to be ready before starting "
+                        "with those that are (default 30s)")
     p.add_argument("--t1", type=flags.timer_t1, default=0.5,
                    help=f"SIP timer T1 (default 500ms, at most {flags.MAX_T1:g}s)")
     p.add_argument("--grace", type=flags.duration_or_zero, default=5.0,
@@ -200,6 +203,7 @@ def build_plan(args: argparse.Namespace, program: Program, injection: Injection 
         "inject_text": Path(injection.path).read_text(encoding="utf-8") if injection else None,
         "timers": {"t1": args.t1, "t2": max(4.0, args.t1), "t4": 5.0},
         "workers": workers, "stop_grace": args.grace,
+        "start_timeout": args.wait_workers,
         "thresholds": list(program.thresholds) + list(args.threshold),
         "tls_insecure": bool(args.tls_insecure),
         "trace": args.trace, "trace_limit": args.trace_limit,
@@ -282,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = asyncio.run(run_load(
             plan, writer, workers=workers, local_workers=args.local_workers, bind=args.bind,
-            keys=keys, quiet=args.quiet))
+            keys=keys, quiet=args.quiet, start_timeout=float(plan["start_timeout"])))
     except ChannelError as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_CANNOT_RUN

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sipload.cli import flags
 from sipload.cluster.channel import KeysExist, make_keys
 from sipload.cluster.worker import worker_main
 
@@ -16,12 +17,18 @@ def register(sub: Any) -> None:
     p.add_argument("--connect", required=True, help="the coordinator, tcp://HOST:PORT")
     p.add_argument("--keys", help="CurveZMQ key folder (from sipload keys), needed beyond "
                                   "loopback")
+    p.add_argument("--wait", type=flags.duration, default=30.0, metavar="T",
+                   help="how long to wait for the coordinator's welcome (default 30s; "
+                        "longer where workers may start before it, as in a cluster)")
     p.set_defaults(func=run_worker)
     k = sub.add_parser("keys", help="make CurveZMQ key pairs for remote workers")
     k.add_argument("folder", help="where to write server.key*, worker.key*, authorized/ "
                                   "(made 0700)")
     k.add_argument("--force", action="store_true",
                    help="replace existing key pairs (their workers are then refused)")
+    k.add_argument("--if-missing", action="store_true",
+                   help="keep the key pairs already in FOLDER, if both are there (make "
+                        "them once, as a container's first step does)")
     k.set_defaults(func=run_keys)
 
 
@@ -29,10 +36,15 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.keys and not (Path(args.keys) / "worker.key_secret").exists():
         print(f"sipload worker: --keys: {args.keys} has no worker.key_secret", file=sys.stderr)
         return 2
-    return worker_main(args.connect, args.keys)
+    return worker_main(args.connect, args.keys, wait=args.wait)
 
 
 def run_keys(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    if args.if_missing and all((folder / f).exists() for f in (
+            "server.key", "server.key_secret", "worker.key", "worker.key_secret")):
+        print(f"sipload keys: {folder} has its key pairs already; kept")
+        return 0
     try:
         keys = make_keys(Path(args.folder), force=args.force)
     except KeysExist as e:

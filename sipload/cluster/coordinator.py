@@ -30,6 +30,18 @@ Theory of operation
    the run goes on.  Calls a worker says it started but never reported (its
    Done says more than its records) count as lost with it, so
    ``attempted = succeeded + failed + in flight + lost`` holds whatever it sends.
+7. A worker that says Hello once the expected workers' slots are handed out
+   (after Go, or beyond ``workers_expected``) joins the run: it gets a share of
+   what remains.  In a run bounded by ``--calls`` the workers sharing the run
+   are asked to :class:`Release` their unstarted calls down to an even share;
+   each answers :class:`Released` with how many it gave back, and once all have
+   answered (or are lost or done) the joiner is welcomed with those calls,
+   numbered from ``extra_numbers(calls, its id)`` on.  In a run bounded by
+   ``--duration`` it is welcomed at once, for the time that is left.  When it is
+   :class:`Ready` it gets Go and every running worker's rate becomes an even
+   share of the run's rate.  Nothing left to share (or a run stopping) refuses it.
+8. At Go, the shares of expected workers that never connected (start_timeout)
+   go to the workers that did, as a lost worker's do.
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ from typing import Any
 
 from sipload.cluster.checks import check_record, check_snapshot
 from sipload.cluster.messages import (
+    PROTOCOL,
     Ack,
     Done,
     Failed,
@@ -49,6 +62,8 @@ from sipload.cluster.messages import (
     Message,
     Ready,
     Records,
+    Release,
+    Released,
     SetShare,
     Snapshot,
     Stop,
@@ -93,6 +108,10 @@ class WorkerState:
     final: Done | None = None
     own_calls: int | None = None  #: the share it was given at Welcome (its own numbers)
     rejected: int = 0  #: its messages (and records) dropped by :meth:`Coordinator.admit`
+    joined: bool = False  #: came after the expected workers' slots were handed out
+    welcomed: bool = True  #: False while a joiner waits for calls released by the others
+    waiting_on: set[bytes] = field(default_factory=set)  #: a joiner's donors yet to answer
+    releases: list[bytes] = field(default_factory=list)  #: joiners our Release calls are for
 
 
 @dataclass(slots=True)
@@ -122,6 +141,7 @@ class Coordinator:
     rate_max: float | None = None  #: the run's --rate-max (bounds a --duration worker)
     rate_increase: float = 0.0
     rate_interval: float = 0.0
+    _hello_of: dict[bytes, Hello] = field(default_factory=dict)  #: joiners not yet welcomed
 
     # ------------------------------------------------------------------ shares
 
@@ -229,6 +249,14 @@ class Coordinator:
     def live(self) -> list[WorkerState]:
         return [w for w in self.workers.values() if not w.lost]
 
+    def _holding(self) -> list[WorkerState]:
+        """Workers that hold a share of the run: welcomed, live, not done."""
+        return [w for w in self.workers.values() if w.welcomed and not w.lost and not w.done]
+
+    def _running(self) -> list[WorkerState]:
+        """Workers that share the run's rate: holding a share and started (Go)."""
+        return [w for w in self._holding() if w.ready and self.went]
+
     # ------------------------------------------------------------------ input
 
     def on_message(self, identity: bytes, msg: Message, now: float) -> Outgoing:
@@ -242,7 +270,12 @@ class Coordinator:
         if isinstance(msg, Ready):
             w.ready = True
             w.address = f"{msg.address}:{msg.port}"
+            if self.went and not self.stopping:  # a late or joining worker starts at once
+                self.events.append({"t": now, "event": "worker_go", "worker": w.worker})
+                return [(identity, Go()), *self._reshare(0)]
             return self._maybe_go(now)
+        if isinstance(msg, Released):
+            return self._released(w, msg.calls, now)
         if isinstance(msg, Heartbeat):
             w.started = max(w.started, msg.started)
             w.cpu, w.loop_lag_ms, w.active = msg.cpu, msg.loop_lag_ms, msg.active
@@ -258,6 +291,7 @@ class Coordinator:
             w.done = True
             w.final = msg
             w.started = max(msg.started, w.records)
+            out_done = self._unblock(w, now)
             self.events.append({"t": now, "event": "worker_done", "worker": w.worker,
                                 "started": msg.started, "records": msg.records_sent})
             if w.started > w.records:  # started, never reported: lost with the worker
@@ -265,24 +299,31 @@ class Coordinator:
                 self.lost_calls += missing
                 self.events.append({"t": now, "event": "calls_unreported",
                                     "worker": w.worker, "calls_lost": missing})
-            return []
+            return out_done
         if isinstance(msg, Failed):
             self.events.append({"t": now, "event": "worker_failed", "worker": w.worker,
                                 "reason": msg.reason})
             return self._lose(w, now, f"failed: {msg.reason}")
         return []
 
+    def _refuse(self, identity: bytes, host: str, reason: str, now: float) -> Outgoing:
+        self.events.append({"t": now, "event": "worker_refused", "host": host,
+                            "reason": reason})
+        return [(identity, Stop(0.0, abort=True))]
+
+    def _users(self) -> int | None:
+        return max(1, self.users // max(self.workers_expected, 1)) if self.users else None
+
     def _hello(self, identity: bytes, msg: Hello, now: float) -> Outgoing:
         if identity in self.workers:
             return []
-        if self.went and self.workers_expected and len(self.workers) >= self.workers_expected:
-            self.events.append({"t": now, "event": "worker_refused", "host": msg.host,
-                                "reason": "the run has all its workers"})
-            return [(identity, Stop(0.0, abort=True))]
-        if msg.protocol != 1:
-            self.events.append({"t": now, "event": "worker_refused", "host": msg.host,
-                                "reason": f"protocol {msg.protocol}"})
-            return [(identity, Stop(0.0, abort=True))]
+        if msg.protocol != PROTOCOL:
+            return self._refuse(identity, msg.host, f"protocol {msg.protocol} (this "
+                                f"coordinator speaks {PROTOCOL}: run the same sipload)", now)
+        if self.stopping or self.ended:
+            return self._refuse(identity, msg.host, "the run is stopping", now)
+        if self.went or self._next_worker >= self.workers_expected:
+            return self._join(identity, msg, now)
         index = self._next_worker
         self._next_worker += 1
         rate, calls, first = self._share(index)
@@ -292,10 +333,99 @@ class Coordinator:
         self.events.append({"t": now, "event": "worker_joined", "worker": index,
                             "host": msg.host, "pid": msg.pid, "version": msg.version,
                             "build": msg.build, "rate": rate, "calls": calls, "first_call": first})
-        users = None
-        if self.users:
-            users = max(1, self.users // max(self.workers_expected, 1))
-        return [(identity, Welcome(index, self.plan, rate, calls, first, users))]
+        return [(identity, Welcome(index, self.plan, rate, calls, first, self._users()))]
+
+    # ------------------------------------------------------------------ joining
+
+    def _join(self, identity: bytes, msg: Hello, now: float) -> Outgoing:
+        """A worker beyond the expected slots: see rule 6 of the module docstring."""
+        holding = self._holding()
+        if not holding:
+            return self._refuse(identity, msg.host, "no worker left to share with", now)
+        index = self._next_worker
+        if self.calls is None:
+            plan = self.plan
+            duration = self.plan.get("duration")
+            if self.went and duration is not None:
+                left = float(duration) - (now - self.went_at)
+                if left <= 0:
+                    return self._refuse(identity, msg.host, "the run has stopped starting "
+                                        "calls", now)
+                plan = dict(self.plan, duration=left)
+            self._next_worker += 1
+            rate = self.rate / (len(holding) + 1)
+            w = WorkerState(index, identity, msg.host, msg.pid, msg.version, None,
+                            index * 1_000_000_000, rate, now, joined=True)
+            self.workers[identity] = w
+            self._joined_event(w, msg, now)
+            return [(identity, Welcome(index, plan, rate, None, w.first_call, self._users()))]
+        unstarted = {x.identity: max(0, (x.calls or 0) - x.started) for x in holding}
+        keep = sum(unstarted.values()) // (len(holding) + 1)
+        asks = {ident: n - keep for ident, n in unstarted.items() if n > keep}
+        if not asks:
+            return self._refuse(identity, msg.host, "no calls left to share", now)
+        self._next_worker += 1
+        w = WorkerState(index, identity, msg.host, msg.pid, msg.version, 0,
+                        extra_numbers(self.calls, index), 0.0, now, joined=True,
+                        welcomed=False, waiting_on=set(asks))
+        self.workers[identity] = w
+        self.events.append({"t": now, "event": "worker_joining", "worker": index,
+                            "host": msg.host, "pid": msg.pid, "asked": sum(asks.values())})
+        self._hello_of[identity] = msg
+        out: Outgoing = []
+        for ident, n in asks.items():
+            self.workers[ident].releases.append(identity)
+            out.append((ident, Release(n)))
+        return out
+
+    def _joined_event(self, w: WorkerState, msg: Hello, now: float) -> None:
+        self.events.append({"t": now, "event": "worker_joined", "worker": w.worker,
+                            "host": msg.host, "pid": msg.pid, "version": msg.version,
+                            "build": msg.build, "rate": w.rate, "calls": w.calls,
+                            "first_call": w.first_call, "mid_run": True})
+
+    def _released(self, donor: WorkerState, calls: int, now: float) -> Outgoing:
+        """A donor gave back ``calls`` unstarted calls for the joiner first in its queue."""
+        if not donor.releases:
+            return []  # not asked: nothing to account (a confused peer)
+        joiner = self.workers.get(donor.releases.pop(0))
+        given = max(0, min(calls, (donor.calls or 0) - donor.started))
+        if donor.calls is not None:
+            donor.calls -= given
+        self.events.append({"t": now, "event": "calls_released", "worker": donor.worker,
+                            "calls": given, "to": joiner.worker if joiner else None})
+        if joiner is None or joiner.lost or joiner.welcomed:
+            return self._reshare(given)  # the joiner went away meanwhile
+        joiner.calls = (joiner.calls or 0) + given
+        joiner.waiting_on.discard(donor.identity)
+        return self._maybe_welcome(joiner, now)
+
+    def _unblock(self, donor: WorkerState, now: float) -> Outgoing:
+        """A donor lost or done before answering: its joiners wait for it no more."""
+        out: Outgoing = []
+        for ident in donor.releases:
+            joiner = self.workers.get(ident)
+            if joiner is not None and not joiner.welcomed and not joiner.lost:
+                joiner.waiting_on.discard(donor.identity)
+                out.extend(self._maybe_welcome(joiner, now))
+        donor.releases.clear()
+        return out
+
+    def _maybe_welcome(self, w: WorkerState, now: float) -> Outgoing:
+        if w.waiting_on or w.welcomed:
+            return []
+        msg = self._hello_of.pop(w.identity, None)
+        if not w.calls or self.stopping:
+            del self.workers[w.identity]
+            return self._refuse(w.identity, w.host, "the run is stopping" if self.stopping
+                                else "no calls left to share", now)
+        w.welcomed = True
+        w.own_calls = w.calls  # its own numbers: the start of its block (rule 7)
+        w.rate = self.rate / max(len(self._holding()), 1)
+        if msg is not None:
+            self._joined_event(w, msg, now)
+        return [(w.identity, Welcome(w.worker, self.plan, w.rate, w.calls, w.first_call,
+                                     self._users()))]
 
     def on_refused(self, now: float, host: str, reason: str, key: str = "") -> None:
         """A peer the channel refused (CurveZMQ): one event per host, key and reason
@@ -313,13 +443,24 @@ class Coordinator:
     def _maybe_go(self, now: float) -> Outgoing:
         if self.went:
             return []
-        ready = [w for w in self.live() if w.ready]
+        ready = [w for w in self._holding() if w.ready]
         if len(ready) >= self.workers_expected or (
                 ready and now - self.created >= self.start_timeout):
             self.went = True
             self.went_at = now
             self.events.append({"t": now, "event": "go", "workers": len(ready)})
-            return [(w.identity, Go()) for w in ready]
+            out: Outgoing = []
+            for w in ready:
+                w.last_seen = now  # silent while waiting for Go: liveness counts from here
+                out.append((w.identity, Go()))
+            # the shares of expected workers that never said Hello (rule 7)
+            missing = range(self._next_worker, self.workers_expected)
+            unassigned = sum(self._share(i)[1] or 0 for i in missing)
+            if missing:
+                self.events.append({"t": now, "event": "workers_missing",
+                                    "workers": len(missing), "calls": unassigned})
+            self._next_worker = max(self._next_worker, self.workers_expected)
+            return out + self._reshare(unassigned)
         return []
 
     # ------------------------------------------------------------------ time
@@ -345,28 +486,50 @@ class Coordinator:
         self.events.append({"t": now, "event": "worker_lost", "worker": w.worker,
                             "reason": why, "calls_lost": lost_calls, "started": w.started,
                             "records": w.records})
-        live = [x for x in self.live() if not x.done]
-        if not live:
+        self._hello_of.pop(w.identity, None)
+        out = self._unblock(w, now)
+        if not self._holding():
             if not any(x.done for x in self.workers.values()):
                 self.ended = f"no worker left (worker {w.worker} {why})"
-            return []
-        out: Outgoing = []
-        extra_rate = w.rate / len(live)
+            return out
         unstarted = 0 if w.calls is None else max(0, w.calls - w.started)
-        base, rest = divmod(unstarted, len(live))
-        for i, x in enumerate(live):
-            x.rate += extra_rate
-            add = base + (1 if i < rest else 0)
-            if x.calls is not None:
-                x.calls += add
-            out.append((x.identity, SetShare(x.rate, add)))
         w.rate = 0.0
+        return out + self._reshare(unstarted)
+
+    def _reshare(self, calls: int) -> Outgoing:
+        """Deal ``calls`` unstarted calls evenly to the workers holding a share, and make
+        every running worker's rate an even share of the run's (before Go: every
+        worker holding a share); one :class:`SetShare` to each worker that changed."""
+        holding = self._holding()
+        adds: dict[bytes, int] = {}
+        if calls > 0 and self.calls is not None and holding:
+            base, rest = divmod(calls, len(holding))
+            for i, x in enumerate(holding):
+                add = base + (1 if i < rest else 0)
+                if add:
+                    x.calls = (x.calls or 0) + add
+                    adds[x.identity] = add
+        sharing = {x.identity for x in (self._running() if self.went else holding)}
+        rate = self.rate / len(sharing) if sharing else 0.0
+        out: Outgoing = []
+        for x in holding:
+            changed = x.identity in sharing and abs(x.rate - rate) > 1e-9 * max(rate, 1.0)
+            if changed:
+                x.rate = rate
+            if changed or x.identity in adds:
+                out.append((x.identity, SetShare(x.rate, adds.get(x.identity, 0))))
         return out
 
     def stop(self, now: float, grace: float, abort: bool = False) -> Outgoing:
         self.stopping = True
         self.events.append({"t": now, "event": "stop", "grace": grace, "abort": abort})
-        return [(w.identity, Stop(grace, abort)) for w in self.live() if not w.done]
+        out: Outgoing = []
+        for w in list(self.workers.values()):
+            if not w.welcomed and not w.lost:  # a joiner still waiting for its calls
+                del self.workers[w.identity]
+                self._hello_of.pop(w.identity, None)
+                out.extend(self._refuse(w.identity, w.host, "the run is stopping", now))
+        return out + [(w.identity, Stop(grace, abort)) for w in self.live() if not w.done]
 
     # ------------------------------------------------------------------ results
 

@@ -4,8 +4,8 @@ Each message is a frozen dataclass; on the wire it is a msgpack map with a
 ``"type"`` key.  :func:`decode` refuses anything malformed with
 :class:`ProtocolError`, so a confused or hostile peer cannot crash either side.
 
-Worker → coordinator: Hello, Ready, Heartbeat, Records, Snapshot, Done, Failed.
-Coordinator → worker: Welcome, Go, SetShare, Stop, Ack, Bye.
+Worker → coordinator: Hello, Ready, Heartbeat, Records, Snapshot, Done, Failed, Released.
+Coordinator → worker: Welcome, Go, SetShare, Release, Stop, Ack, Bye.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import msgpack
 
-PROTOCOL = 1
+PROTOCOL = 2  #: 2: Release/Released (a worker joining a running run)
 
 
 class ProtocolError(Exception):
@@ -108,6 +108,20 @@ class SetShare:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """Give back up to ``calls`` of the calls not yet started (for a joining worker);
+    the worker answers :class:`Released` with how many it gave back."""
+
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    worker: int
+    calls: int  #: calls given back: never started, and never will be by this worker
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     grace: float = 5.0
     abort: bool = False
@@ -124,10 +138,10 @@ class Bye:
 
 
 Message = (Hello | Welcome | Ready | Go | Heartbeat | Records | Snapshot | Done | Failed
-           | SetShare | Stop | Ack | Bye)
+           | SetShare | Release | Released | Stop | Ack | Bye)
 _TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (
-    Hello, Welcome, Ready, Go, Heartbeat, Records, Snapshot, Done, Failed, SetShare, Stop,
-    Ack, Bye)}
+    Hello, Welcome, Ready, Go, Heartbeat, Records, Snapshot, Done, Failed, SetShare, Release,
+    Released, Stop, Ack, Bye)}
 _FIELDS: dict[str, frozenset[str]] = {
     name: frozenset(f.name for f in fields(cls)) for name, cls in _TYPES.items()}
 

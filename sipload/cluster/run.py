@@ -104,6 +104,7 @@ async def run_load(
                         rate_increase=float(plan.get("rate_increase") or 0.0),
                         rate_interval=float(plan.get("rate_interval") or 0.0))
     plan["control_url"] = router.url
+    plan["start_timeout"] = start_timeout  # how long a worker may wait for Go
     writer.append_event({"t": 0.0, "event": "coordinator_listening", "url": router.url})
     n_local = workers if local_workers is None else local_workers
     procs = _spawn_workers(router.url, [router.local_auth() for _ in range(n_local)])

@@ -35,8 +35,11 @@ from sipload.cluster.messages import (
     Go,
     Heartbeat,
     Hello,
+    Message,
     Ready,
     Records,
+    Release,
+    Released,
     SetShare,
     Snapshot,
     Stop,
@@ -160,7 +163,10 @@ class WorkerProcess:
         self.worker = msg.worker
         total = msg.plan.get("calls")
         self.calls_total = int(total) if isinstance(total, int) else None
-        self._extra_next = extra_numbers(self.calls_total or 0, msg.worker)
+        # calls taken over from others are numbered in this worker's own block, after
+        # the calls it was welcomed with when those are in that block (a joiner's)
+        self._extra_next = max(extra_numbers(self.calls_total or 0, msg.worker),
+                               msg.first_call + (msg.calls or 0))
         try:
             cfg = engine_config(msg.plan, msg)
         except ScenarioError as e:
@@ -175,14 +181,19 @@ class WorkerProcess:
             await dealer.send(Failed(msg.worker, f"cannot bind: {e}"))
             return 3
         await dealer.send(Ready(msg.worker, host, port))
+        # the coordinator may wait up to its start timeout for the other workers
+        start_timeout = msg.plan.get("start_timeout")
+        go_timeout = hello_timeout + (float(start_timeout) if isinstance(
+            start_timeout, int | float) else 30.0)
         while True:
-            go = await dealer.recv(hello_timeout)
+            go = await dealer.recv(go_timeout)
             if isinstance(go, Go):
                 break
             if dealer.lost:
                 return self._lost()
             if go is None or isinstance(go, Stop):
                 return 0
+            await self._apply(go)  # a share changed before the start
         sender = asyncio.create_task(self._sender())
         control = asyncio.create_task(self._control())
         beat = asyncio.create_task(self._heartbeat())
@@ -255,11 +266,22 @@ class WorkerProcess:
                     engine.abort()
                 else:
                     engine.request_stop(msg.grace)
-            elif isinstance(msg, SetShare) and engine.pacer is not None:
-                if msg.extra_calls > 0 and self.calls_total is not None:
-                    engine.add_calls(msg.extra_calls, self._extra_next)
-                    self._extra_next += msg.extra_calls
-                engine.set_rate(msg.rate)
+            elif msg is not None:
+                await self._apply(msg)
+
+    async def _apply(self, msg: Message) -> None:
+        """A change of share: more calls and a new rate, or calls given to a joiner."""
+        dealer = self.dealer
+        engine = self.engine
+        assert dealer is not None and engine is not None
+        if isinstance(msg, SetShare) and engine.pacer is not None:
+            if msg.extra_calls > 0 and self.calls_total is not None:
+                engine.add_calls(msg.extra_calls, self._extra_next)
+                self._extra_next += msg.extra_calls
+            engine.set_rate(msg.rate)
+        elif isinstance(msg, Release):
+            # answered even when nothing is given: the coordinator waits for every answer
+            await dealer.send(Released(self.worker, engine.release_calls(msg.calls)))
 
     async def _heartbeat(self) -> None:
         dealer = self.dealer
@@ -274,12 +296,13 @@ class WorkerProcess:
 
 
 def worker_main(url: str, keys: str | None = None, local: bool = False,
-                auth: WorkerAuth | None = None) -> int:
+                auth: WorkerAuth | None = None, wait: float = 30.0) -> int:
     """Entry point of a worker process (local or remote).
 
     A local worker ignores SIGINT: a terminal's Ctrl-C reaches the coordinator's
     whole process group, and the coordinator stops its workers itself (grace
-    period first, abort on a second Ctrl-C)."""
+    period first, abort on a second Ctrl-C).  ``wait``: how long to wait for the
+    coordinator's welcome (it may not be up yet: a container started beside it)."""
     if local:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     loop = new_event_loop()
@@ -287,7 +310,7 @@ def worker_main(url: str, keys: str | None = None, local: bool = False,
     try:
         asyncio.set_event_loop(loop)
         proc = WorkerProcess(url, Path(keys) if keys else None, auth)
-        return loop.run_until_complete(proc.run())
+        return loop.run_until_complete(proc.run(hello_timeout=wait))
     finally:
         loop.close()
         asyncio.set_event_loop(None)
