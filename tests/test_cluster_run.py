@@ -355,12 +355,16 @@ def test_a_worker_joining_mid_run_takes_a_share_of_what_is_left(
     """A remote worker (``sipload worker``) connecting after Go: the running worker
     gives it some of its unstarted calls, it runs them at its share of the rate,
     and every one of the run's calls is made once, numbered without collision."""
-    run = runs(BASIC, "--calls", 600, "--rate", 100, "--workers", 1, "--quiet")
+    from sipload.cluster.channel import make_keys
+
+    keys = make_keys(tmp_path / "keys").folder
+    run = runs(BASIC, "--calls", 600, "--rate", 100, "--workers", 1, "--keys", keys, "--quiet")
     run.wait_event("go", 30)
     run.wait_calls(0, 50, 15)
     url = next(e["url"] for e in run.events() if e["event"] == "coordinator_listening")
     with (tmp_path / "worker.txt").open("w") as out:
-        joiner = subprocess.Popen([sys.executable, "-m", "sipload", "worker", "--connect", url],
+        joiner = subprocess.Popen([sys.executable, "-m", "sipload", "worker", "--connect", url,
+                                   "--keys", str(keys)],
                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
         try:

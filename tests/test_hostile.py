@@ -32,6 +32,7 @@ import zmq.auth
 
 from sipload.cluster.coordinator import Coordinator
 from sipload.cluster.messages import (
+    PROTOCOL,
     Done,
     Heartbeat,
     Hello,
@@ -330,7 +331,7 @@ def test_a_peer_without_the_runs_keys_never_sees_the_plan(tmp_path: Path) -> Non
     try:
         url = _listening_url(tmp_path / "run", proc)
         fake = FakeWorker(url)  # loopback, no keys: what any local process could do
-        fake.send(type="Hello", version="x", pid=1, host="evil", protocol=1, build="")
+        fake.send(type="Hello", version="x", pid=1, host="evil", protocol=PROTOCOL, build="")
         assert fake.recv(3.0) is None  # no Welcome: the handshake never completes
         code, err = _finish(proc)
     finally:
@@ -353,7 +354,7 @@ def test_a_lying_worker_with_keys_cannot_crash_or_skew_the_run(tmp_path: Path) -
     try:
         url = _listening_url(tmp_path / "run", proc)
         fake = FakeWorker(url, keys)
-        fake.send(type="Hello", version="x", pid=1, host="fake", protocol=1, build="")
+        fake.send(type="Hello", version="x", pid=1, host="fake", protocol=PROTOCOL, build="")
         welcome = fake.recv(10.0)
         assert welcome is not None and welcome["type"] == "Welcome", welcome
         w, first, calls = welcome["worker"], welcome["first_call"], welcome["calls"]
