@@ -117,7 +117,7 @@ def test_profile_claims_and_uris() -> None:
     assert p.claims("ext:timer") and not p.claims("ext:100rel")
     assert p.claims("set:uas.ringing_uri") and not p.claims("set:uas.busy_uri")
     assert p.uri(p.uas.ringing_uri) == "sip:ring@127.0.0.1:5099"
-    assert default_packs(p) == ["uas", "robustness", "registrar"]
+    assert default_packs(p) == ["uas", "sdp", "robustness", "registrar"]
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -128,7 +128,7 @@ def test_case_ids_are_unique_and_cite_a_section() -> None:
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids))
     assert all(c.rfc and c.section and c.purpose for c in cases)
-    assert {c.pack for c in cases} == {"uas", "robustness", "registrar", "proxy", "uac"}
+    assert {c.pack for c in cases} == {"uas", "sdp", "robustness", "registrar", "proxy", "uac"}
     assert all(c.run is not None or c.scenario for c in cases)
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from sipload.cli import main as cli_main
 from sipload.conformance import cases_dialog as dialog
+from sipload.conformance import cases_sdp as sdp_cases
 from sipload.conformance import cases_uas as uas
 from sipload.conformance.cases_robust import index, rule_for
 from sipload.conformance.model import CaseResult, Rule
@@ -346,3 +347,41 @@ def test_baresip_auto_answering() -> None:
     with BaresipProcess() as b:
         results = _run(BARESIP, b.port, packs=["uas", "robustness"])
     check(results, EXPECTED_BARESIP)
+
+
+SDP_PROFILE = """
+roles: [uas]
+response_timeout: 1s
+uas: {uri: "sip:service@{target}"}
+"""
+
+
+@pytest.mark.parametrize(("xml", "expected"), [
+    # tests/sipp/conf_bad_sdp.xml drops the offered video m-line, answers G.729 alone and
+    # changes its o= session id in the re-INVITE answer: each rule caught
+    ("conf_bad_sdp.xml", {"SDP-001": ("fail", sdp_cases.SAME_M_LINES),
+                          "SDP-002": ("fail", sdp_cases.COMMON_CODEC),
+                          "SDP-003": ("fail", sdp_cases.ORIGIN_VERSION)}),
+    # SIPp's built-in uas answers one m-line of PCMU whatever the offer (§6 broken, §6.1
+    # kept) and drops re-INVITEs (§17.2.1: no answer at all)
+    (None, {"SDP-001": ("fail", sdp_cases.SAME_M_LINES), "SDP-002": ("pass", None),
+            "SDP-003": ("fail", uas.ANSWER_INVITE)}),
+])
+def test_sdp_pack_against_sipp(xml: str | None, expected: dict[str, tuple[str, Rule | None]]
+                               ) -> None:
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, scenario_file=xml, limit=60):
+        results = _run(SDP_PROFILE, port, packs=["sdp"])
+    check(results, expected)
+
+
+def test_sdp_pack_against_keeping_targets() -> None:
+    # baresip keeps all three rules (video rejected with port 0, PCMU/PCMA/101 from the
+    # offer, o= version +1 on the re-INVITE); sipload's own UAS is covered in
+    # tests/test_conformance_sipload.py
+    require("baresip")
+    with BaresipProcess() as b:
+        results = _run(BARESIP, b.port, packs=["sdp"])
+    check(results, {"SDP-001": ("pass", None), "SDP-002": ("pass", None),
+                    "SDP-003": ("pass", None)})

@@ -81,7 +81,7 @@ async def _against_sipload(work: Callable[[int], Awaitable[list[CaseResult]]],
         await asyncio.wait_for(task, 10)
 
 
-def _run(ids: list[str] | None = None, packs: tuple[str, ...] = ("uas", "robustness"),
+def _run(ids: list[str] | None = None, packs: tuple[str, ...] = ("uas", "sdp", "robustness"),
          slow: bool = False, port: int = 0) -> dict[str, CaseResult]:
     profile = load_profile_text(PROFILE, "test-profile")
     cases = select(all_cases(), packs=[] if ids else list(packs), only=ids or [], slow=slow)
@@ -113,6 +113,10 @@ def test_sipload_uas_verdicts_per_case() -> None:
     assert not problems, "\n".join(problems)
     got = {k: r.verdict.value for k, r in results.items() if k.startswith("UAS-")}
     assert got == EXPECTED_UAS, _table(results)
+    # RFC 3264: the offer's two m-lines answered in order (video rejected with port 0),
+    # codecs from the offer, and the re-INVITE's answer keeps o= with the version + 1
+    assert {k: r.verdict.value for k, r in results.items() if k.startswith("SDP-")} == {
+        "SDP-001": "pass", "SDP-002": "pass", "SDP-003": "pass"}, _table(results)
     robust = {k: r for k, r in results.items() if k.startswith("ROB-")}
     assert len(robust) == 28
     assert all(r.verdict.value == "pass" for r in robust.values()), _table(robust)

@@ -3,7 +3,7 @@
 Theory of operation
 ===================
 
-1. :func:`all_cases` is the catalogue, in pack order (uas, robustness,
+1. :func:`all_cases` is the catalogue, in pack order (uas, sdp, robustness,
    registrar, proxy, uac); :func:`select` filters it by ``--pack``/``--only``
    and drops slow cases unless the profile says ``slow: true`` (or ``--only``
    names them).
@@ -54,11 +54,12 @@ def all_cases() -> list[Case]:
         cases_proxy,
         cases_registrar,
         cases_robust,
+        cases_sdp,
         cases_uac,
         cases_uas,
     )
 
-    cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_robust.cases(),
+    cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_sdp.CASES, *cases_robust.cases(),
              *cases_registrar.CASES, *cases_proxy.CASES, *cases_uac.CASES]
     order = {p: i for i, p in enumerate(PACKS)}
     return sorted(cases, key=lambda c: order[c.pack])
@@ -87,9 +88,9 @@ def select(cases: Iterable[Case], *, packs: Iterable[str] = (), only: Iterable[s
 
 
 def default_packs(profile: Profile) -> list[str]:
-    """The packs of the roles the profile claims (robustness goes with ``uas``)."""
+    """The packs of the roles the profile claims (robustness and sdp go with ``uas``)."""
     roles = set(profile.roles)
-    return [p for p in PACKS if p in roles or (p == "robustness" and "uas" in roles)]
+    return [p for p in PACKS if p in roles or (p in ("robustness", "sdp") and "uas" in roles)]
 
 
 def missing_requirement(case: Case, profile: Profile) -> str | None:

@@ -32,18 +32,28 @@ class DefaultUAS:
         self.closed = 0
         self.messages = 0
         self._session = 0
+        self._origins: dict[int, tuple[int, int]] = {}  #: cid -> (o= session id, version)
 
-    def _answer_sdp(self, offer: bytes) -> bytes:
-        self._session += 1
+    def _answer_sdp(self, cid: int, offer: bytes) -> bytes:
+        """An answer (or offer) for call ``cid``: a new call gets a new o= session id;
+        later SDP of the same call keeps it and increments the version by one
+        (RFC 3264 §8)."""
+        if cid in self._origins:
+            session, version = self._origins[cid]
+            version += 1
+        else:
+            self._session += 1
+            session, version = self._session, 0
+        self._origins[cid] = (session, version)
         if offer:
             try:
                 return sdp.build_answer(sdp.parse_sdp(offer), address=self.media_ip,
-                                        port=self.media_port,
-                                        session_id=self._session).to_bytes()
+                                        port=self.media_port, session_id=session,
+                                        version=version).to_bytes()
             except sdp.SdpError:
                 pass
-        return sdp.build_audio_offer(self.media_ip, self.media_port,
-                                     session_id=self._session).to_bytes()
+        return sdp.build_audio_offer(self.media_ip, self.media_port, session_id=session,
+                                     version=version).to_bytes()
 
     def on_event(self, ev: Event, now: float) -> None:
         ua = self.ua
@@ -56,7 +66,7 @@ class DefaultUAS:
                     if self.ring:
                         ua.call_send_answer(ev.tid, 180, None, now)
                 answer = ua.call_build_answer(ev.tid, 200)
-                answer.set_body(self._answer_sdp(req.body), "application/sdp")
+                answer.set_body(self._answer_sdp(ev.cid, req.body), "application/sdp")
                 ua.call_send_answer(ev.tid, 200, answer, now)
                 self.answered += ev.type == E.CALL_INVITE
             elif ev.type == E.CALL_MESSAGE_NEW:
@@ -66,7 +76,7 @@ class DefaultUAS:
                 status = 202 if req.method == "REFER" else 200
                 answer = ua.call_build_answer(ev.tid, status)
                 if req.method == "UPDATE" and req.body:
-                    answer.set_body(self._answer_sdp(req.body), "application/sdp")
+                    answer.set_body(self._answer_sdp(ev.cid, req.body), "application/sdp")
                 ua.call_send_answer(ev.tid, status, answer, now)
             elif ev.type == E.MESSAGE_NEW:
                 req = ev.request
@@ -76,5 +86,7 @@ class DefaultUAS:
                     ua.message_send_answer(ev.tid, 200, None, now)
             elif ev.type == E.CALL_CLOSED:
                 self.closed += 1
+            elif ev.type == E.CALL_RELEASED:
+                self._origins.pop(ev.cid, None)
         except LocalProtocolError:
             pass  # the transaction is gone (e.g. CANCEL raced the answer): nothing to do
