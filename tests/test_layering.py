@@ -1,5 +1,12 @@
-"""The functional core stays free of I/O: sip/, ua/, scenario/, stats/ and media/ import no
-asyncio, socket, ssl, time or zmq (DESIGN.md), and imports point down only."""
+"""Imports point down only, between every part of sipload, and never go round in a circle.
+
+The functional core (sip/, ua/, scenario/, stats/, media/) imports no asyncio, socket,
+ssl, time or zmq: it is fed bytes, stamps and ``now``.  :data:`ALLOWED` says which
+other parts of sipload each part (a package, or a module directly under sipload/)
+may import; every part is listed, so a new one must say where it stands.  Nothing
+may import itself back through other modules: the test walks every module's imports
+(function-level ones too) and fails on a circle, naming it.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +18,73 @@ import pytest
 PKG = Path(__file__).parent.parent / "sipload"
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "zmq", "selectors", "threading", "random"}
 PURE = ["sip", "ua", "scenario", "stats", "media"]
-# What each layer may import from inside sipload (besides itself).
-ALLOWED = {
+# What each part may import from inside sipload (besides itself).  Read it bottom-up:
+# sip is the ground floor; cli, the top, may use everything.
+ALLOWED: dict[str, set[str]] = {
+    "_native": set(),
     "sip": set(),
-    "ua": {"sip"},
-    "scenario": {"sip", "ua", "stats", "media"},
     "media": set(),
+    "pacing": set(),
     "stats": {"sip"},
+    "ua": {"sip"},
+    "transport": {"sip"},
+    "scenario": {"sip", "ua", "stats"},
     "report": {"stats"},
+    "runtime": {"sip", "ua", "transport"},
+    "engine": {"sip", "ua", "stats", "scenario", "transport", "pacing", "media"},
+    "conformance": {"sip", "ua", "stats", "scenario", "transport", "runtime", "report"},
+    "cluster": {"_native", "sip", "stats", "scenario", "transport", "pacing", "engine"},
+    "cli": {"_native", "sip", "ua", "stats", "media", "scenario", "transport", "pacing",
+            "runtime", "engine", "report", "conformance", "cluster"},
+    "__main__": {"cli"},
+    "__init__": {"_native"},
 }
 
 
+def _parts() -> list[str]:
+    """Every package and top-level module of sipload, by the name ALLOWED uses."""
+    names = {p.stem for p in PKG.glob("*.py")}
+    names |= {p.parent.name for p in PKG.glob("*/__init__.py")}
+    names |= {p.name for p in PKG.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    return sorted(names)
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in PKG.rglob("*.py")}
+
+
 def _imports(path: Path) -> set[str]:
+    """The modules ``path`` imports (``from pkg import mod`` counts as ``pkg.mod``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                names.add(sub if sub in MODULES else node.module)
     return names
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_part_has_a_place() -> None:
+    assert sorted(ALLOWED) == _parts(), "add the new part of sipload to ALLOWED"
+
+
+def test_the_layers_themselves_do_not_go_round() -> None:
+    assert _cycle({k: sorted(v) for k, v in ALLOWED.items()}) == []
 
 
 @pytest.mark.parametrize("layer", PURE)
@@ -42,12 +96,52 @@ def test_pure_layers_do_no_io(layer: str) -> None:
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_imports_point_down(layer: str) -> None:
-    for path in (PKG / layer).rglob("*.py"):
+    for module, path in MODULES.items():
+        if _part(module) != layer:
+            continue
         for name in _imports(path):
-            parts = name.split(".")
-            if parts[0] != "sipload" or len(parts) < 2:
+            if name.split(".")[0] != "sipload" or name == "sipload":
                 continue
-            target = parts[1]
-            if target in (layer, "__init__"):
+            target = _part(name)
+            if target == layer:
                 continue
-            assert target in ALLOWED[layer], f"{path.name} ({layer}) imports {name}"
+            assert target in ALLOWED[layer], f"{module} ({layer}) imports {name}"
+
+
+def _cycle(graph: dict[str, list[str]]) -> list[str]:
+    """One circle in ``graph`` as [a, b, ..., a], or [] when there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def test_no_module_imports_itself_back() -> None:
+    graph = {m: sorted(n for n in _imports(p) if n in MODULES and n != m)
+             for m, p in MODULES.items()}
+    circle = _cycle(graph)
+    assert circle == [], "import circle: " + " -> ".join(circle)
+
+
+def test_the_circle_finder_finds_circles() -> None:
+    assert _cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": ["b"], "b": [], "c": ["a", "b"]}) == []
