@@ -139,10 +139,10 @@ class UacDriver:
 
     # ---------------------------------------------------------------- the pump
 
-    def _on_message(self, data: bytes, peer: Peer) -> None:
+    def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
         ua = self.ua
         assert ua is not None
-        ua.receive(data, peer, self.loop.time())
+        ua.receive(data, peer, stamp)
         self._pump()
 
     def _on_error(self, peer: Peer, reason: str) -> None:

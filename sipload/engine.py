@@ -7,6 +7,14 @@ re-arms a single ``loop.call_at`` for the earliest deadline of all of them.
 Every second it hands the finished records and a snapshot (counts, health,
 latency histograms) to its sink.  Times given to the core are seconds since
 the engine started (``now``), so records carry run-relative times.
+
+Clocks.  Every time that becomes a measurement is a socket stamp: a message
+goes into the UA with its receive stamp (the kernel's, for UDP), and after
+the UA's queue is written the runner gets each message's send stamp
+(:meth:`Runner.stamp_sent`).  ``now`` for timers is ``time.monotonic()``
+(never the loop's cached millisecond clock).  Call starts are released by a
+:class:`~sipload.transport.hrtimer.PreciseTimer` (``timerfd``) at their
+intended time, not on the loop's 1 ms tick; the loop's timer serves the rest.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from sipload.stats.histograms import MarkHistograms
 from sipload.stats.records import CallRecord, Failure, Result
 from sipload.stats.traces import DEFAULT_LIMIT, TraceKeeper, Tracer
 from sipload.transport import StreamLimits, TransportSet
+from sipload.transport.hrtimer import PreciseTimer, precise_timer
 from sipload.transport.tls import client_context
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.ids import IdGenerator
@@ -39,6 +48,15 @@ from sipload.ua.state import Peer
 
 LATE_AFTER = 0.010
 """A call that starts more than this after its intended time counts as late."""
+
+LEAD_MAX = 0.002
+"""The most a call is released before its intended time to cover building its first
+message (the lead follows the measured build time: the INVITE's send stamp minus the
+release, averaged)."""
+
+SNAPSHOT_SLACK = 0.005
+"""A snapshot (histogram encoding, a record batch) due less than this before a call start
+waits and runs right after that start, so it never delays one."""
 
 
 @dataclass(slots=True)
@@ -135,6 +153,8 @@ class Engine:
         self.pacer: Pacer | None = None
         self.address: tuple[str, int] = (config.local_host, config.local_port)
         self._handle: asyncio.TimerHandle | None = None
+        self._starter: PreciseTimer | None = None  #: releases call starts (timerfd)
+        self._lead = 0.0  #: release calls this early: the time to build a first message
         self._armed = float("inf")
         self._token = 0
         self._done: asyncio.Future[None] | None = None
@@ -165,14 +185,16 @@ class Engine:
     # ------------------------------------------------------------------ lifecycle
 
     def now(self) -> float:
-        assert self.loop is not None
-        return self.loop.time() - self.t0
+        """Seconds since the engine started, on ``time.monotonic()`` (not the loop's clock)."""
+        return time.monotonic() - self.t0
 
     async def start(self) -> tuple[str, int]:
         """Bind the socket, build the UA; returns the bound address."""
         cfg = self.config
         self.loop = asyncio.get_running_loop()
-        self.t0 = self.loop.time()
+        # loop.time() and time.monotonic() share CLOCK_MONOTONIC's epoch (asyncio and
+        # uvloop), so loop.call_at(t0 + when) arms run-relative deadlines.
+        self.t0 = time.monotonic()
         tls = client_context(insecure=cfg.tls_insecure) if cfg.transport == "tls" else None
         self.transports = TransportSet(self._on_message, self._on_error, tls_client_context=tls,
                                        stream_limits=cfg.stream_limits)
@@ -208,6 +230,8 @@ class Engine:
                     self.tracer = Tracer(TraceKeeper(cfg.trace, cfg.trace_limit),
                                          self.runner.call_number_of, tp.local_address)
                     self._epoch = time.time() - self.now()
+                self._starter = precise_timer(self.loop, self._on_start_timer)
+                self.runner.stamp_sends = True
         self._cpu_base = _cpu()
         self._wall_base = time.monotonic()
         self._next_snapshot = cfg.snapshot_every
@@ -228,6 +252,8 @@ class Engine:
         finally:
             if self._handle is not None:
                 self._handle.cancel()
+            if self._starter is not None:
+                self._starter.close()
             self._flush(final=True)
             if self.transports is not None:
                 await self.transports.close()
@@ -291,11 +317,11 @@ class Engine:
 
     # ------------------------------------------------------------------ pumping
 
-    def _on_message(self, data: bytes, peer: Peer) -> None:
+    def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
         ua = self.ua
         if ua is None:
             return
-        now = self.now()  # seam: the socket's own stamp of this message replaces this
+        now = stamp - self.t0  # the receive stamp (the kernel's, for UDP), not the loop's clock
         tracer = self.tracer
         if tracer is not None:
             tp = self.transports
@@ -313,24 +339,30 @@ class Engine:
         ua = self.ua
         tp = self.transports
         assert ua is not None and tp is not None
-        now = self.now()
         runner = self.runner
         responder = self.responder
         tracer = self.tracer
+        t0 = self.t0
         for _ in range(1000):
             out = ua.outgoing()
-            for data, peer in out:
-                tp.send(data, peer)
-                if tracer is not None:  # seam: the stamp taken when written, once there is one
-                    tracer.message(now, "out", peer[0], tp.local_address(peer),
-                                   (tp.literal(peer[1]), peer[2]), data)
+            if out:
+                stamps: list[float] = []
+                for data, peer in out:
+                    sent = tp.send(data, peer) - t0  # the stamp taken when it was written
+                    stamps.append(sent)
+                    if tracer is not None:
+                        tracer.message(sent, "out", peer[0], tp.local_address(peer),
+                                       (tp.literal(peer[1]), peer[2]), data)
+                if runner is not None:
+                    runner.stamp_sent(stamps)
             n = 0
             while (ev := ua.next_event()) is not None:
                 n += 1
+                # ev.time: the stamp of the message that caused it, or the timer's now
                 if runner is not None:
-                    runner.on_event(ev, now)
+                    runner.on_event(ev, ev.time)
                 elif responder is not None:
-                    responder.on_event(ev, now)
+                    responder.on_event(ev, ev.time)
             if not out and not n:
                 break
         if runner is not None:
@@ -368,19 +400,32 @@ class Engine:
         loop = self.loop
         if loop is None or self._done is None or self._done.done():
             return
-        candidates = [self._next_snapshot]
+        candidates = []
         if self.ua is not None and (d := self.ua.next_deadline()) is not None:
             candidates.append(d)
         if self.runner is not None and (d := self.runner.next_deadline()) is not None:
             candidates.append(d)
-        if self.pacer is not None and not self._stopping:
-            nxt = self.pacer.peek()
-            if nxt is not None and (not self.config.users or self._free_users):
-                candidates.append(nxt)
+        nxt = self._next_release()
+        starter = self._starter
+        if starter is not None:
+            if nxt is None:
+                starter.disarm()
+            elif starter.armed != self.t0 + nxt:
+                starter.arm(self.t0 + nxt)
+        elif nxt is not None:
+            candidates.append(nxt)
+        if not self._snapshot_waits(nxt):
+            candidates.append(self._next_snapshot)
         if self._stop_at is not None:
             candidates.append(self._stop_at)
-        when = min(candidates)
+        when = min(candidates, default=float("inf"))  # inf: only the start timer is armed
         if when == self._armed and self._handle is not None:
+            return
+        if when == float("inf"):
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+            self._armed = when
             return
         if self._handle is not None:
             self._handle.cancel()
@@ -411,13 +456,38 @@ class Engine:
             self.runner.handle_timers(now)
             self._start_due_calls(now)
         self._pump()
-        if now >= self._next_snapshot:
+        if now >= self._next_snapshot and not self._snapshot_waits(self._next_release()):
             self._snapshot(now)
         if self._finished(now):
             assert self._done is not None
             if not self._done.done():
                 self._done.set_result(None)
             return
+        self._rearm()
+
+    def _next_release(self) -> float | None:
+        """When the next call start is to be released (its intended time less the lead)."""
+        pacer = self.pacer
+        if pacer is None or self._stopping:
+            return None
+        nxt = pacer.peek()
+        if nxt is None or (self.config.users and not self._free_users):
+            return None
+        return nxt - self._lead
+
+    def _snapshot_waits(self, release: float | None) -> bool:
+        """Whether the due snapshot waits for a call start coming first (SNAPSHOT_SLACK)."""
+        return (self._starter is not None and release is not None
+                and release < self._next_snapshot + SNAPSHOT_SLACK)
+
+    def _on_start_timer(self) -> None:
+        """The precise timer: a call start is due (released here, not on the loop's tick)."""
+        if self._done is None or self._done.done():
+            return
+        self._start_due_calls(self.now())
+        now = self.now()
+        if now >= self._next_snapshot and not self._snapshot_waits(self._next_release()):
+            self._snapshot(now)
         self._rearm()
 
     def _start_due_calls(self, now: float) -> None:
@@ -429,7 +499,7 @@ class Engine:
         budget = 10_000
         while budget:
             nxt = pacer.peek()
-            if nxt is None or nxt > now:
+            if nxt is None or nxt - self._lead > now:
                 return
             user: int | None = None
             if cfg.users:
@@ -453,8 +523,12 @@ class Engine:
                 rec.fail(Failure.OVERLOAD, f"{runner.active} calls at the concurrency cap", now)
                 self._account(rec)
                 continue
-            runner.start_call(number, intended, now, user)
+            released = self.now()
+            rec = runner.start_call(number, intended, released, user).record
             self._pump()
+            if rec.messages and rec.messages[0][1] == "out":
+                build = min(max(rec.actual_start - released, 0.0), LEAD_MAX)
+                self._lead += 0.2 * (build - self._lead)
 
     def _finished(self, now: float) -> bool:
         if self._stop_at is not None and now >= self._stop_at:

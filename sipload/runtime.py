@@ -24,10 +24,13 @@ Theory of operation
    error, and at the start of :meth:`event_wait`/:meth:`next_event` — so API
    calls made between two waits are flushed by the next wait.  Async programs
    that do not wait right away call :meth:`flush` themselves.
-3. Time is the loop's clock (``loop.time()``, monotonic).  A timer fires with
-   ``now = max(deadline, loop.time())`` so the UA never sees a deadline as not
-   yet due.  ``ua.now`` is set to ``loop.time()`` when control returns to the
-   program, so API calls made without ``now`` use a fresh time.
+3. Time is ``time.monotonic()`` seconds (the epoch of ``loop.time()``).  A
+   received message goes into the UA with its receive stamp from the
+   transports (the kernel's, for UDP), so its event's ``time`` is when it
+   reached the socket, not when the loop got to it.  A timer fires with
+   ``now = max(deadline, time.monotonic())`` so the UA never sees a deadline
+   as not yet due.  ``ua.now`` is set to ``time.monotonic()`` when control
+   returns to the program, so API calls made without ``now`` use a fresh time.
 4. The UA is created after the socket is bound, with ``config.port`` set to
    the bound port (port 0 asks for an ephemeral one): the UA writes it into
    Via and Contact.
@@ -41,6 +44,7 @@ import asyncio
 import dataclasses
 import secrets
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -160,7 +164,7 @@ class UARuntime:
         )
         config = dataclasses.replace(config, port=port)
         self._ua = ua_factory(config, ids or IdGenerator(secrets.token_hex(4)))
-        self._ua.now = self._loop.time()
+        self._ua.now = time.monotonic()
         self.address = (config.transport, host, port)
 
     # ================================================================ the program's side
@@ -223,7 +227,7 @@ class UARuntime:
             finally:
                 self._waiter = None
         if self._ua is not None:
-            self._ua.now = self._loop.time()
+            self._ua.now = time.monotonic()
         return self._events.popleft() if self._events else None
 
     async def events(self) -> AsyncIterator[Event]:
@@ -251,16 +255,16 @@ class UARuntime:
 
     # ================================================================ the network's side
 
-    def _on_message(self, data: bytes, peer: Peer) -> None:
+    def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
         if self._ua is None:
             return  # before the UA exists (just bound): the sender retransmits
-        self._ua.receive(data, peer, self._loop.time())
+        self._ua.receive(data, peer, stamp)
         self.flush()
 
     def _on_error(self, peer: Peer, reason: str) -> None:
         if self._ua is None:
             return
-        self._ua.transport_error(peer, self._loop.time(), reason)
+        self._ua.transport_error(peer, time.monotonic(), reason)
         self.flush()
 
     def _arm(self, deadline: float | None) -> None:
@@ -275,7 +279,7 @@ class UARuntime:
 
     def _on_timer(self) -> None:
         assert self._timer_at is not None and self._ua is not None
-        now = max(self._timer_at, self._loop.time())
+        now = max(self._timer_at, time.monotonic())
         self._timer = None
         self._timer_at = None
         self._ua.handle_timers(now)

@@ -13,11 +13,13 @@ Typical use::
 Theory of operation
 -------------------
 1. :class:`Capture` runs ``tcpdump -i lo`` with a BPF filter on the test's ports
-   (``udp port P or tcp port P ...``), nanosecond timestamps, packet-buffered output,
-   under ``timeout -k`` so a stuck capture ends by itself.  It is *ready* when tcpdump
-   prints ``listening on lo`` (the socket is attached and filtering), so nothing sent
-   after :meth:`Capture.start` returns is missed.
-2. :meth:`Capture.stop` sends SIGINT to that tcpdump only (by its PID): it writes out
+   (``port P or port Q ...``), nanosecond timestamps, ``--immediate-mode`` (without
+   it, packets still in the kernel's ring block when tcpdump is stopped are lost) and
+   packet-buffered output, under ``timeout -k`` so a stuck capture ends by itself.
+   It is *ready* when tcpdump prints ``listening on lo`` (the socket is attached and
+   filtering), so nothing sent after :meth:`Capture.start` returns is missed.
+2. :meth:`Capture.stop` waits :data:`DRAIN` seconds, then sends SIGINT to the
+   process group it started (``timeout`` and its tcpdump, by PID): tcpdump writes out
    what it holds and prints how many packets the kernel dropped; a capture that
    dropped any raises, since a timing check on a partial capture could pass wrongly.
 3. :func:`read_pcap` reads the classic pcap format (microsecond or nanosecond magic,
@@ -40,6 +42,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +53,9 @@ from tests.peers import require
 
 READY_TIMEOUT = 10.0
 """Seconds tcpdump gets to print ``listening on``."""
+
+DRAIN = 0.2
+"""Seconds given to tcpdump to read what the kernel holds for it before it is stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,7 @@ class Capture:
         """
         tcpdump = require("tcpdump")
         argv = ["timeout", "-k", "5", str(self.limit), tcpdump, "-i", "lo", "-n", "-U",
+                "--immediate-mode",
                 "-B", str(self.buffer_kib), "--time-stamp-precision=nano",
                 "-w", str(self.path), self.filter]
         self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -148,6 +155,7 @@ class Capture:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
+        time.sleep(DRAIN)
         # tcpdump is the child of `timeout` in our session: signal that group only.
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -157,6 +165,8 @@ class Capture:
             raise CaptureError("tcpdump did not stop on SIGINT") from None
         if self._reader is not None:
             self._reader.join(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
         for line in self._stderr:
             m = re.match(r"(\d+) packets? dropped by kernel", line)
             if m:

@@ -91,7 +91,7 @@ REGISTRAR_USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 REGISTRAR_MIN_EXPIRES = 60
 
 DEBIAN_PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "sipsak": "sipsak",
-                   "tshark": "tshark"}
+                   "tshark": "tshark", "tcpdump": "tcpdump"}
 """Debian package that provides each peer binary (installed by ci/install-peers.sh)."""
 
 SIPP_BUFF_SIZE = 4194304

@@ -78,7 +78,8 @@ class Sink:
     def __init__(self, **kw: Any) -> None:
         self.messages: asyncio.Queue[tuple[bytes, Peer]] = asyncio.Queue()
         self.errors: asyncio.Queue[tuple[Peer, str]] = asyncio.Queue()
-        self.t = TransportSet(lambda d, p: self.messages.put_nowait((d, p)), self.on_error, **kw)
+        self.t = TransportSet(lambda d, p, _s: self.messages.put_nowait((d, p)), self.on_error,
+                              **kw)
 
     def on_error(self, peer: Peer, reason: str) -> None:
         self.errors.put_nowait((peer, reason))
@@ -415,7 +416,7 @@ def test_write_buffer_pauses_and_is_bounded() -> None:
         async def resolve(host: str) -> str:
             return host
 
-        st = StreamTransport("tcp", lambda d, p: None, lambda p, r: errors.append((p, r)),
+        st = StreamTransport("tcp", lambda d, p, s: None, lambda p, r: errors.append((p, r)),
                              resolve)
         conn = StreamConnection(st)
         fake = FakeTransport()

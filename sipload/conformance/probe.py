@@ -150,9 +150,9 @@ class _TracedTransportSet(TransportSet):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.tracer = tracer
 
-    def send(self, data: bytes, peer: Peer) -> None:
+    def send(self, data: bytes, peer: Peer) -> float:
         self.tracer.record("out", data, peer)
-        super().send(data, peer)
+        return super().send(data, peer)
 
 
 class _TracedRuntime(UARuntime):
@@ -166,10 +166,10 @@ class _TracedRuntime(UARuntime):
             self.tracer, self._on_message, self._on_error,
             tls_client_context=tls_client_context, loop=loop)
 
-    def _on_message(self, data: bytes, peer: Peer) -> None:
+    def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
         if self.tracer.incoming(data, peer):
             return
-        super()._on_message(data, peer)
+        super()._on_message(data, peer, stamp)
 
 
 def is_response_to(msg: Message, req: Request) -> bool:

@@ -131,6 +131,8 @@ class Runner(Sending):
         self._creds: set[tuple[str, str, str]] = set()
         self._digest: dict[tuple[str, str, tuple[str, ...]], DigestServer] = {}
         self._nonces = 0
+        self.stamp_sends = False  #: the shell calls stamp_sent after each write (see Sending)
+        self._unstamped = []
         self.started = 0
         self.call_number_base = 0
         #: responses received by calls, by code, since the engine last took them
@@ -185,9 +187,17 @@ class Runner(Sending):
         return inst.record.call_number if inst is not None else None
 
     def finished(self) -> list[CallRecord]:
-        """Records of the calls that ended since the last call."""
+        """Records of the calls that ended since the last call, with their marks.
+
+        Marks are computed here, not when the call ends: a call may end right
+        after a send whose stamp comes in :meth:`stamp_sent` (take records after it).
+        """
         out = self._finished
         self._finished = []
+        for rec in out:
+            if rec.messages:
+                rec.end = max(rec.end, max(m[0] for m in rec.messages))
+            automatic_marks(rec)
         return out
 
     def next_deadline(self) -> float | None:
@@ -391,7 +401,6 @@ class Runner(Sending):
         for leg in inst.legs.values():
             if leg.cid:
                 self._retransmitted(rec, self.ua.call_take_retransmissions(leg.cid))
-        automatic_marks(rec)
         for leg in inst.legs.values():
             if teardown and leg.live:
                 try:
@@ -518,6 +527,7 @@ class Runner(Sending):
     def _answer_refresh(self, inst: CallInstance, leg: Leg, ev: Event, now: float) -> None:
         req = ev.request
         assert req is not None
+        queued = self.ua.queued()
         try:
             resp = self.ua.call_build_answer(ev.tid, 200)
             if req.body:
@@ -531,7 +541,7 @@ class Runner(Sending):
         except (LocalProtocolError, ParseError, sdp.SdpError):
             return
         inst.record.messages.append((now, "in", f"{req.method} (session refresh)"))
-        inst.record.messages.append((now, "out", f"200 {req.method}"))
+        self._log_out(inst, f"200 {req.method}", now, queued)
 
     def _released(self, inst: CallInstance, leg: Leg, reason: str, now: float) -> None:
         leg.released = True
@@ -796,12 +806,13 @@ class Runner(Sending):
         leg = inst.leg(step.leg)
         if not leg.live:
             return False
+        queued = self.ua.queued()
         try:
             self.ua.call_terminate(leg.cid, leg.did, now)
         except LocalProtocolError as e:
             self._fail(inst, Failure.CANNOT_SEND, f"terminate: {e}", now)
             return True
-        inst.record.messages.append((now, "out", "terminate"))
+        self._log_out(inst, "terminate", now, queued)
         if step.wait and not inst.done:
             inst.waiting = "terminate"
             self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)

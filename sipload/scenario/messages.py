@@ -190,7 +190,10 @@ _FIRST_PROVISIONAL = re.compile(r"^1[0-9][0-9] INVITE$")
 
 
 def automatic_marks(rec: CallRecord) -> None:
-    """Marks every call gets from its message log (seconds).
+    """Marks every call gets from its message log (seconds, never negative).
+
+    The log's times are the socket stamps the shell gave (see
+    :meth:`Sending.stamp_sent`), so a mark is what the wire saw.
 
     ``first_provisional``: first INVITE to its first 1xx; ``pdd``: to 180/183;
     ``answer``: to its 2xx; ``bye``: first BYE to its final answer; ``call``:
@@ -210,13 +213,13 @@ def automatic_marks(rec: CallRecord) -> None:
             continue
         if invite_at is not None:
             if "first_provisional" not in marks and _FIRST_PROVISIONAL.match(label):
-                marks["first_provisional"] = t - invite_at
+                marks["first_provisional"] = max(0.0, t - invite_at)
             if "pdd" not in marks and label in ("180 INVITE", "183 INVITE"):
-                marks["pdd"] = t - invite_at
+                marks["pdd"] = max(0.0, t - invite_at)
             if "answer" not in marks and label.startswith("2") and label.endswith(" INVITE"):
-                marks["answer"] = t - invite_at
+                marks["answer"] = max(0.0, t - invite_at)
         if bye_at is not None and "bye" not in marks and label.endswith(" BYE") \
                 and label[0] in "23456":
-            marks["bye"] = t - bye_at
+            marks["bye"] = max(0.0, t - bye_at)
     if rec.result == Result.SUCCESS:
-        marks["call"] = rec.end - rec.actual_start
+        marks["call"] = max(0.0, rec.end - rec.actual_start)

@@ -8,6 +8,8 @@ overrides, sends it, and records it on the call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sipload.scenario.calls import CallInstance, Leg, Rng, RunContext, Values
 from sipload.scenario.messages import apply_overrides, body_bytes
 from sipload.scenario.model import (
@@ -31,8 +33,23 @@ _UA_ANSWERS = frozenset({"BYE", "CANCEL"})
 487 after CANCEL: the UA answered the INVITE 487 when the CANCEL came)."""
 
 
+Unstamped = tuple[CallInstance, tuple[float, str, str], int, SendStep | ReplyStep | None]
+"""A message logged as sent whose bytes the shell has not written yet: (call, its entry in
+the call's message log, its index in the UA's send queue, the step that sent it)."""
+
+
 class Sending:
-    """Steps that send; state and ``_fail``/``_set_deadline`` come from the Runner."""
+    """Steps that send; state and ``_fail``/``_set_deadline`` come from the Runner.
+
+    Send stamps: a step logs its message at the ``now`` it ran, but the time that
+    counts is when the bytes were written.  With :attr:`stamp_sends` set, the shell
+    calls :meth:`stamp_sent` after writing the UA's queue, with one stamp per
+    datagram; each message logged since then gets its datagram's stamp (found by
+    its index in the queue), and so do the timers its step started or stopped.
+    """
+
+    stamp_sends: bool
+    _unstamped: list[Unstamped]
 
     program: Program
     ua: UserAgent
@@ -55,6 +72,40 @@ class Sending:
         return Values(inst.vars, leg, self.ua)
 
 
+    def _log_out(self, inst: CallInstance, label: str, now: float, queued_before: int,
+                 step: SendStep | ReplyStep | None = None) -> None:
+        """Log a message sent; if it was queued, its send stamp comes in :meth:`stamp_sent`."""
+        entry = (now, "out", label)
+        if self.stamp_sends and self.ua.queued() > queued_before:
+            self._unstamped.append((inst, entry, queued_before, step))
+        inst.record.messages.append(entry)
+
+    def stamp_sent(self, stamps: Sequence[float]) -> None:
+        """The shell wrote the UA's queue: its message ``i`` at ``stamps[i]`` (see the class)."""
+        for inst, entry, q, step in self._unstamped:
+            if q >= len(stamps):
+                continue
+            rec = inst.record
+            msgs = rec.messages
+            i = len(msgs) - 1  # found by identity: retransmissions may have been sorted in
+            while i >= 0 and msgs[i] is not entry:
+                i -= 1
+            if i < 0:
+                continue
+            t, direction, label = entry
+            s = stamps[q]
+            msgs[i] = (s, direction, label)
+            if i == 0 and rec.actual_start == t:
+                rec.actual_start = s  # a call starts when its first message is written
+            if step is None:
+                continue
+            if step.start_timer and inst.timers.get(step.start_timer) == t:
+                inst.timers[step.start_timer] = s
+            started = inst.timers.get(step.stop_timer) if step.stop_timer else None
+            if started is not None and step.stop_timer in rec.marks:
+                rec.marks[step.stop_timer] = max(0.0, s - started)
+        self._unstamped.clear()
+
     def _timers(self, inst: CallInstance, step: SendStep | ReplyStep | RecvStep | NopStep,
                 now: float) -> None:
         if step.start_timer:
@@ -62,7 +113,7 @@ class Sending:
         if step.stop_timer:
             started = inst.timers.get(step.stop_timer)
             if started is not None:
-                inst.record.marks[step.stop_timer] = now - started
+                inst.record.marks[step.stop_timer] = max(0.0, now - started)
 
     # ------------------------------------------------------------------ sending
 
@@ -82,17 +133,19 @@ class Sending:
         self._by_tid[tid] = (inst.iid, leg.name)
         inst.tids.append(tid)
 
-    def _sent(self, inst: CallInstance, req: Request, now: float) -> None:
+    def _sent(self, inst: CallInstance, req: Request, now: float, queued_before: int,
+              step: SendStep | None = None) -> None:
         v = inst.vars
         try:
             v["branch"] = req.via.branch or ""
             v["cseq"] = str(req.cseq.seq)
         except ParseError:
             pass
-        inst.record.messages.append((now, "out", req.method))
+        self._log_out(inst, req.method, now, queued_before, step)
 
     def _send(self, inst: CallInstance, step: SendStep, now: float) -> bool:
         ua = self.ua
+        queued = ua.queued()
         leg = inst.leg(step.leg)
         values = self._values(inst, leg)
         m = step.method
@@ -134,7 +187,7 @@ class Sending:
                 if not leg.cid:
                     raise LocalProtocolError("CANCEL with no call")
                 ua.call_terminate(leg.cid, 0, now)
-                inst.record.messages.append((now, "out", m))
+                self._log_out(inst, m, now, queued, step)
                 self._timers(inst, step, now)
                 return True
             elif m == "REGISTER":
@@ -181,7 +234,7 @@ class Sending:
         except (LocalProtocolError, ParseError, sdp.SdpError) as e:
             self._fail(inst, Failure.CANNOT_SEND, f"{m}: {e}", now)
             return False
-        self._sent(inst, req, now)
+        self._sent(inst, req, now, queued, step)
         self._timers(inst, step, now)
         return True
 
@@ -206,6 +259,7 @@ class Sending:
                        now)
             return False
         values = self._values(inst, leg)
+        queued = self.ua.queued()
         try:
             resp = self.ua.call_build_answer(leg.last_tid, step.code)
             if step.reason:
@@ -219,13 +273,14 @@ class Sending:
         except (LocalProtocolError, ParseError, sdp.SdpError, DigestError) as e:
             self._fail(inst, Failure.CANNOT_SEND, f"reply {step.code}: {e}", now)
             return False
-        inst.record.messages.append((now, "out", f"{step.code} {leg.last_method}"))
+        self._log_out(inst, f"{step.code} {leg.last_method}", now, queued, step)
         self._timers(inst, step, now)
         return True
 
     def _dtmf(self, inst: CallInstance, step: DtmfStep, now: float) -> None:
         leg = inst.leg(step.leg)
         digit = step.digits[inst.sub]
+        queued = self.ua.queued()
         try:
             if not leg.live:
                 raise LocalProtocolError(f"no call on leg {leg.name}")
@@ -237,7 +292,7 @@ class Sending:
             self._fail(inst, Failure.CANNOT_SEND, f"INFO: {e}", now)
             return
         self._track(inst, leg, tid)
-        self._sent(inst, info, now)
+        self._sent(inst, info, now, queued)
         inst.waiting = "dtmf"
         inst.wait_tid = tid
         inst.sent_at = now

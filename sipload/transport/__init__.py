@@ -22,8 +22,12 @@ Theory of operation
    from inside :meth:`send`, with the peer as it was given to :meth:`send`
    where it can be known (see :mod:`sipload.transport.udp` for the UDP
    caveat).
-4. Messages from the network come to ``on_message(data, peer)`` with the
-   peer's address literal and port.
+4. Messages from the network come to ``on_message(data, peer, stamp)`` with
+   the peer's address literal and port, and the receive stamp
+   (``time.monotonic()`` seconds: the kernel's receive timestamp for UDP,
+   the read for TCP/TLS).  :meth:`TransportSet.send` returns the send stamp,
+   read just before the bytes are written.  Measurements use these stamps,
+   never the loop's clock.
 """
 
 from __future__ import annotations
@@ -33,14 +37,15 @@ import functools
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sipload.transport.stream import CONNECT_TIMEOUT, StreamLimits, StreamTransport, describe
 from sipload.transport.tls import client_context
-from sipload.transport.udp import Peer, UdpEndpoint, open_udp
+from sipload.transport.udp import OnMessage, Peer, UdpEndpoint, open_udp
 
-__all__ = ["Peer", "StreamLimits", "TransportSet"]
+__all__ = ["OnMessage", "Peer", "StreamLimits", "TransportSet"]
 
 TRANSPORTS = ("udp", "tcp", "tls")
 
@@ -67,7 +72,7 @@ class TransportSet:
     """The UDP, TCP and TLS endpoints of one user agent (see the module docstring).
 
     Args:
-        on_message: called with each received message and its peer.
+        on_message: called with each received message, its peer and its receive stamp.
         on_error: called with a peer and a reason when sending to it failed.
         tls_client_context: the context for outgoing TLS; by default
             :func:`sipload.transport.tls.client_context` (verification on).
@@ -80,7 +85,7 @@ class TransportSet:
 
     def __init__(
         self,
-        on_message: Callable[[bytes, Peer], None],
+        on_message: OnMessage,
         on_error: Callable[[Peer, str], None],
         *,
         tls_client_context: ssl.SSLContext | None = None,
@@ -179,40 +184,44 @@ class TransportSet:
 
     # ---------------------------------------------------------------- sending
 
-    def send(self, data: bytes, peer: Peer) -> None:
+    def send(self, data: bytes, peer: Peer) -> float:
         """Send ``data`` to ``peer``; failures come later to ``on_error``.
 
         Never blocks and never raises for a network error (an unknown transport
         in ``peer[0]`` is reported through ``on_error`` too).
+
+        Returns:
+            The send stamp: ``time.monotonic()`` read just before the bytes were
+            handed to the socket (or queued, while a name resolves or a
+            connection opens).
         """
         if self._closed:
-            return
+            return time.monotonic()
         kind, host, port = peer
         if kind not in TRANSPORTS:
             self._error(peer, f"unsupported transport {kind!r}")
-            return
+            return time.monotonic()
         if kind != "udp":
-            self._stream(kind).send(data, address_literal(host) or host, port)
-            return
+            return self._stream(kind).send(data, address_literal(host) or host, port)
         addr = address_literal(host) or self._dns.get(host)
         if addr is not None:
             if addr != host:
                 self._udp_names[(addr, port)] = peer
-            self._send_udp(data, addr, peer)
-        else:
-            waiting = self._dns_waiting.setdefault(host, [])
-            waiting.append((data, peer))
-            if len(waiting) == 1:
-                self._spawn(self._resolve_udp(host))
+            return self._send_udp(data, addr, peer)
+        waiting = self._dns_waiting.setdefault(host, [])
+        waiting.append((data, peer))
+        if len(waiting) == 1:
+            self._spawn(self._resolve_udp(host))
+        return time.monotonic()
 
-    def _send_udp(self, data: bytes, addr: str, peer: Peer) -> None:
+    def _send_udp(self, data: bytes, addr: str, peer: Peer) -> float:
         family = _family(addr)
         for ep in self._udp:
             if ep.family == family and not ep.closing:
-                ep.sendto(data, addr, peer[2])
-                return
+                return ep.sendto(data, addr, peer[2])
         version = "IPv6" if family == socket.AF_INET6 else "IPv4"
         self._error(peer, f"udp: no {version} socket to send from")
+        return time.monotonic()
 
     async def _resolve_udp(self, host: str) -> None:
         try:

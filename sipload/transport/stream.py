@@ -35,12 +35,18 @@ Theory of operation
    once for every name the connection had — from the loop, never from inside
    :meth:`send`.  A clean close by the peer is not an error; the next send
    opens a new connection.
+6. Stamps: every message framed from one read goes up with ``time.monotonic()``
+   read when the bytes came out of the socket (asyncio's stream transports
+   hide the kernel's timestamps); :meth:`StreamTransport.send` returns
+   ``time.monotonic()`` read just before the write (for a connection still
+   opening, the time it was queued).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,7 +56,7 @@ from sipload.sip.build import salvage_response
 from sipload.sip.errors import ParseError
 from sipload.sip.parser import MAX_STREAM_MESSAGE, StreamFramer
 from sipload.transport.exhaustion import guard_accept
-from sipload.transport.udp import Peer
+from sipload.transport.udp import OnMessage, Peer
 
 HIGH_WATER = 256 * 1024
 """asyncio's write buffer size at which a connection pauses writing."""
@@ -136,6 +142,7 @@ class StreamConnection(asyncio.Protocol):
         self._drain()
 
     def data_received(self, data: bytes) -> None:
+        stamp = time.monotonic()
         self.last_active = self._owner.clock()
         try:
             messages = self._framer.feed(data)
@@ -153,7 +160,7 @@ class StreamConnection(asyncio.Protocol):
         for message in messages:
             if self.dead:
                 break
-            self._owner.on_message(message, self.peer)
+            self._owner.on_message(message, self.peer, stamp)
 
     def eof_received(self) -> bool | None:
         return None  # half-closed by the peer: close our side too
@@ -260,7 +267,7 @@ class StreamTransport:
 
     Args:
         kind: ``"tcp"`` or ``"tls"``.
-        on_message: called with each framed message and its peer.
+        on_message: called with each framed message, its peer and its receive stamp.
         on_error: called with a peer and a reason when a connection fails.
         resolve: turns a host name into an address literal (cached by the caller).
         client_context: makes the SSL context for outgoing TLS (called once per
@@ -273,7 +280,7 @@ class StreamTransport:
     def __init__(
         self,
         kind: str,
-        on_message: Callable[[bytes, Peer], None],
+        on_message: OnMessage,
         on_error: Callable[[Peer, str], None],
         resolve: Callable[[str], Awaitable[str]],
         *,
@@ -363,8 +370,12 @@ class StreamTransport:
         sockname = server.sockets[0].getsockname()
         return (sockname[0], sockname[1])
 
-    def send(self, data: bytes, host: str, port: int) -> None:
-        """Write on the connection to (host, port), opening one if there is none."""
+    def send(self, data: bytes, host: str, port: int) -> float:
+        """Write on the connection to (host, port), opening one if there is none.
+
+        Returns:
+            The send stamp (``time.monotonic()`` just before the write).
+        """
         conn = self._conns.get((host, port))
         if conn is None:
             conn = StreamConnection(self)
@@ -372,7 +383,9 @@ class StreamTransport:
             task = self._loop.create_task(self._connect(conn, host, port))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        stamp = time.monotonic()
         conn.write(data)
+        return stamp
 
     async def _connect(self, conn: StreamConnection, host: str, port: int) -> None:
         try:

@@ -29,12 +29,22 @@ Theory of operation
    destination this endpoint sent to: exact for errors raised by ``sendto``,
    a best guess for an asynchronous ICMP error.
 6. The endpoint never raises for a network error: errors go to ``on_error``,
-   always from a later loop callback, never from inside ``error_received``.
-   uvloop calls ``error_received`` synchronously from inside ``sendto``; an
-   ``on_error`` that sends again from there (the UA answering a failure by
-   sending elsewhere) re-enters uvloop's UDP transport, which crashes the
-   process (a segfault, with uvloop 0.23: a target that went away killed every
-   worker calling it).
+   always from a later loop callback, never from inside :meth:`UdpEndpoint.sendto`
+   (an ``on_error`` that sends again from there would re-enter the send; with
+   uvloop's datagram transport that crashed the process).
+7. Stamps.  Measurements are taken at the socket, not from the loop's clock
+   (uvloop's is 1 ms and cached per iteration).  Each received datagram goes
+   up with the kernel's receive timestamp (``SO_TIMESTAMPNS``, read with
+   ``recvmsg``): the time it reached the socket, before any wait in the
+   receive buffer behind the generator's own work — what a capture shows.
+   The kernel stamps with ``CLOCK_REALTIME``; it is turned into
+   ``time.monotonic()`` seconds with an offset read once per wake-up.  Where
+   there is no kernel stamp, ``time.monotonic()`` at the read is used.  Each
+   :meth:`UdpEndpoint.sendto` returns ``time.monotonic()`` read just before
+   the datagram is handed to the kernel, so an answer's receive stamp is
+   never earlier than its request's send stamp.  Reading the socket ourselves
+   (``loop.add_reader`` + ``recvmsg`` in a loop) costs no more CPU than
+   asyncio's datagram transport: see bench/README.md.
 """
 
 from __future__ import annotations
@@ -44,11 +54,15 @@ import os
 import socket
 import struct
 import sys
+import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
 
 Peer = tuple[str, str, int]
 """(transport, host, port) — the same shape as :data:`sipload.ua.state.Peer`."""
+
+OnMessage = Callable[[bytes, Peer, float], None]
+"""Called with a message, its peer and its receive stamp (``time.monotonic()`` seconds)."""
 
 SOCKET_BUFFER = 4 * 1024 * 1024
 """Requested SO_RCVBUF and SO_SNDBUF, in bytes (a burst of 2,000 INVITEs fits)."""
@@ -64,6 +78,14 @@ _RECVERR = {
 }
 _EE = struct.Struct("=IB")  # struct sock_extended_err: ee_errno, ee_origin, ...
 _DRAIN_MAX = 256  # error-queue entries read per error_received call
+_READ_MAX = 256  # datagrams read per wake-up before the loop runs other callbacks
+_RECV_SIZE = 65535
+# <asm-generic/socket.h>: SO_TIMESTAMPNS (= SCM_TIMESTAMPNS), a struct timespec of
+# CLOCK_REALTIME (Linux); Python's socket module does not export the constant.
+_SO_TIMESTAMPNS = 35
+_SCM_TIMESTAMPNS = _SO_TIMESTAMPNS
+_TIMESPEC = struct.Struct("@ll")
+_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 def set_socket_buffers(sock: socket.socket, size: int = SOCKET_BUFFER) -> None:
@@ -87,10 +109,23 @@ def enable_icmp_errors(sock: socket.socket) -> bool:
     return True
 
 
-class UdpEndpoint(asyncio.DatagramProtocol):
+def enable_rx_timestamps(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp each received datagram (``SO_TIMESTAMPNS``, Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:  # pragma: no cover
+        return False
+    return True
+
+
+class UdpEndpoint:
     """A bound UDP socket moving datagrams between the network and two callbacks.
 
-    Use :func:`open_udp` to make one.
+    The endpoint reads and writes the socket itself (``loop.add_reader`` and
+    ``recvmsg``, not an asyncio transport), so each datagram can carry the
+    kernel's receive timestamp (rule 7).  Use :func:`open_udp` to make one.
 
     Attributes:
         address: the bound (host, port), with the real port when 0 was asked.
@@ -100,33 +135,53 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def __init__(
         self,
         sock: socket.socket,
-        on_message: Callable[[bytes, Peer], None],
+        on_message: OnMessage,
         on_error: Callable[[Peer, str], None],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._sock = sock
+        self._loop = loop
         self._errqueue = enable_icmp_errors(sock)
+        self._kernel_stamps = enable_rx_timestamps(sock)
         self._on_message = on_message
         self._on_error = on_error
-        self._transport: asyncio.DatagramTransport | None = None
         self._last_dest: tuple[str, int] | None = None
         self._in_send = False
         self._resend = False
-        self._closed: asyncio.Future[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._backlog: deque[tuple[bytes, tuple[str, int]]] = deque()
         name = sock.getsockname()
         self.address: tuple[str, int] = (name[0], name[1])
         self.family: int = sock.family
+        loop.add_reader(sock.fileno(), self._readable)
 
-    # ---------------------------------------------------------------- asyncio callbacks
+    # ---------------------------------------------------------------- reading
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # asyncio's own datagram transport does not subclass DatagramTransport.
-        self._transport = cast(asyncio.DatagramTransport, transport)
-        self._loop = asyncio.get_running_loop()
-        self._closed = self._loop.create_future()
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self._on_message(data, ("udp", addr[0], addr[1]))
+    def _readable(self) -> None:
+        sock = self._sock
+        on_message = self._on_message
+        # One offset per wake-up converts the kernel's CLOCK_REALTIME stamps to
+        # CLOCK_MONOTONIC; the clocks drift apart by at most NTP's slew (500 ppm).
+        offset = time.time_ns() - time.monotonic_ns()
+        for _ in range(_READ_MAX):
+            if self._closed:
+                return
+            try:
+                data, ancdata, _, addr = sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # a queued ICMP error (IP_RECVERR): ECONNREFUSED ...
+                self.error_received(exc)
+                continue
+            stamp = 0
+            for level, kind, value in ancdata:
+                if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS \
+                        and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    stamp = sec * 1_000_000_000 + nsec - offset
+            if stamp <= 0:
+                stamp = time.monotonic_ns()
+            on_message(data, ("udp", addr[0], addr[1]), stamp / 1e9)
 
     def error_received(self, exc: Exception) -> None:
         queued = self._drain_error_queue()
@@ -140,21 +195,13 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._report(("udp", *self._last_dest), f"udp: {reason}")
 
     def _report(self, peer: Peer, reason: str) -> None:
-        """``on_error`` from the loop, never from inside uvloop's sendto (rule 6)."""
-        if self._loop is not None:
-            self._loop.call_soon(self._on_error, peer, reason)
-        else:
-            self._on_error(peer, reason)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
+        """``on_error`` from the loop, never from inside :meth:`sendto` (rule 6)."""
+        self._loop.call_soon(self._on_error, peer, reason)
 
     def _drain_error_queue(self) -> list[tuple[str, int, int, int]]:
         """(host, port, errno, origin) of each queued error: where the failed datagram went."""
         out: list[tuple[str, int, int, int]] = []
-        if not self._errqueue or self._transport is None:
+        if not self._errqueue or self._closed:
             return out
         for _ in range(_DRAIN_MAX):
             try:
@@ -169,37 +216,74 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     # ---------------------------------------------------------------- used by the shell
 
-    def sendto(self, data: bytes, host: str, port: int) -> None:
-        """Send one datagram to an address literal; errors come to ``on_error``."""
-        transport = self._transport
-        if transport is None:
-            return
+    def sendto(self, data: bytes, host: str, port: int) -> float:
+        """Send one datagram to an address literal; errors come to ``on_error``.
+
+        Returns:
+            The send stamp: ``time.monotonic()`` read just before the datagram
+            was handed to the kernel (never after the peer could have answered).
+        """
+        stamp = time.monotonic()
+        if self._closed:
+            return stamp
+        if self._backlog:  # the socket was full: keep the order
+            self._backlog.append((data, (host, port)))
+            return stamp
         self._last_dest = (host, port)
         self._in_send, self._resend = True, False
         try:
-            transport.sendto(data, (host, port))  # errors: error_received, synchronously
+            self._write(data, (host, port))
         finally:
             self._in_send = False
-        if self._resend and self._transport is not None:
+        if self._resend and not self._closed:
             self._resend = False
-            self._transport.sendto(data, (host, port))
+            self._write(data, (host, port))
+        return stamp
+
+    def _write(self, data: bytes, dest: tuple[str, int]) -> None:
+        try:
+            self._sock.sendto(data, dest)
+        except (BlockingIOError, InterruptedError):
+            self._backlog.append((data, dest))
+            self._loop.add_writer(self._sock.fileno(), self._writable)
+        except OSError as exc:
+            self.error_received(exc)
+
+    def _writable(self) -> None:
+        backlog = self._backlog
+        while backlog and not self._closed:
+            data, dest = backlog[0]
+            try:
+                self._sock.sendto(data, dest)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._last_dest = dest
+                self.error_received(exc)
+            backlog.popleft()
+        if not self._closed:
+            self._loop.remove_writer(self._sock.fileno())
 
     @property
     def closing(self) -> bool:
-        return self._transport is None or self._transport.is_closing()
+        return self._closed
 
     async def close(self) -> None:
-        """Close the socket and wait until asyncio has let go of it."""
-        if self._transport is not None:
-            self._transport.close()
-        if self._closed is not None:
-            await self._closed
+        """Stop reading and writing, and close the socket (queued datagrams are dropped)."""
+        if self._closed:
+            return
+        self._closed = True
+        fd = self._sock.fileno()
+        self._loop.remove_reader(fd)
+        self._loop.remove_writer(fd)
+        self._backlog.clear()
+        self._sock.close()
 
 
 async def open_udp(
     host: str,
     port: int,
-    on_message: Callable[[bytes, Peer], None],
+    on_message: OnMessage,
     on_error: Callable[[Peer, str], None],
     *,
     reuse_port: bool = False,
@@ -210,7 +294,7 @@ async def open_udp(
     Args:
         host: an address literal (IPv4 or IPv6) or a name to bind to.
         port: the port, 0 for an ephemeral one (see ``endpoint.address``).
-        on_message: called with each datagram and its peer.
+        on_message: called with each datagram, its peer and its receive stamp.
         on_error: called with a peer and a reason on ICMP or send errors.
         reuse_port: set ``SO_REUSEPORT`` (Linux, BSD) before binding.
         buffer_size: requested socket buffer sizes.
@@ -235,8 +319,7 @@ async def open_udp(
         set_socket_buffers(sock, buffer_size)
         sock.setblocking(False)
         sock.bind(sockaddr)
-        endpoint = UdpEndpoint(sock, on_message, on_error)
-        await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+        endpoint = UdpEndpoint(sock, on_message, on_error, loop)
     except BaseException:
         sock.close()
         raise

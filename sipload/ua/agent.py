@@ -119,6 +119,10 @@ class UserAgent:
         s.out = []
         return out
 
+    def queued(self) -> int:
+        """How many messages wait for :meth:`outgoing` (the next one queued gets this index)."""
+        return len(self.state.out)
+
     def next_event(self) -> Event | None:
         """The oldest event not yet taken, or None."""
         events = self.state.events

@@ -1,0 +1,148 @@
+"""A one-shot timer with microsecond precision on the event loop (Linux ``timerfd``).
+
+The loop's own timers are too coarse to release call starts on time: uvloop's
+``call_at`` has 1 ms resolution and its clock is cached per iteration, so
+starts leave on the loop's millisecond tick (a Poisson schedule's short gaps
+collapse to 0 or 1 ms on the wire).  A ``timerfd`` armed with an absolute
+``CLOCK_MONOTONIC`` deadline (the clock of ``time.monotonic()``) is an
+``hrtimer`` in the kernel, free of timer slack, and wakes the loop's poll
+through an ordinary readable file descriptor.
+
+It costs two system calls per expiry (``timerfd_settime`` to arm, ``read`` to
+acknowledge) and no CPU while waiting; a busy wait before each due start would
+burn up to the loop's 1 ms tick of CPU per start (see bench/README.md).
+
+Python 3.13 has ``os.timerfd_create``; before that the libc functions are
+called through ``ctypes``.  Where neither exists (not Linux),
+:func:`precise_timer` returns None and the caller keeps the loop's timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import math
+import os
+import sys
+from collections.abc import Callable
+
+_CLOCK_MONOTONIC = 1
+_TFD_NONBLOCK = os.O_NONBLOCK
+_TFD_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
+_TFD_TIMER_ABSTIME = 1
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class _Libc:
+    """``timerfd_create``/``timerfd_settime`` from the C library."""
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        self.create = lib.timerfd_create
+        self.create.argtypes = [ctypes.c_int, ctypes.c_int]
+        self.create.restype = ctypes.c_int
+        self.settime = lib.timerfd_settime
+        self.settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
+                                 ctypes.c_void_p]
+        self.settime.restype = ctypes.c_int
+        self.spec = _Itimerspec()
+
+
+_LIBC: _Libc | None = None
+
+
+def _libc() -> _Libc | None:
+    global _LIBC
+    if _LIBC is None and sys.platform.startswith("linux"):
+        try:
+            _LIBC = _Libc()
+        except (OSError, AttributeError):  # pragma: no cover - no libc timerfd
+            return None
+    return _LIBC
+
+
+class PreciseTimer:
+    """One re-armable deadline on ``time.monotonic()``'s clock; calls ``callback`` at it.
+
+    Use :func:`precise_timer` to make one.  :meth:`arm` replaces the deadline
+    (the callback runs once per expiry, never before the deadline);
+    :meth:`disarm` cancels it; :meth:`close` releases the descriptor.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, libc: _Libc | None,
+                 callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._fd = fd
+        self._libc = libc
+        self._callback = callback
+        self._closed = False
+        self.armed: float | None = None  #: the deadline armed, or None
+        loop.add_reader(fd, self._fired)
+
+    def arm(self, when: float) -> None:
+        """Run the callback at ``when`` (``time.monotonic()`` seconds; past: at once)."""
+        if self._closed:
+            return
+        self.armed = when
+        self._set(max(when, 1e-9))
+
+    def disarm(self) -> None:
+        if self.armed is not None and not self._closed:
+            self.armed = None
+            self._set(0.0)
+
+    def _set(self, when: float) -> None:
+        frac, whole = math.modf(when)
+        sec, nsec = int(whole), int(frac * 1e9)
+        libc = self._libc
+        if libc is None:
+            os.timerfd_settime_ns(  # type: ignore[attr-defined,unused-ignore]
+                self._fd, flags=_TFD_TIMER_ABSTIME, initial=sec * 1_000_000_000 + nsec)
+            return
+        spec = libc.spec
+        spec.it_value.tv_sec = sec
+        spec.it_value.tv_nsec = nsec
+        if libc.settime(self._fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+            err = ctypes.get_errno()  # pragma: no cover - only with a bad descriptor
+            raise OSError(err, os.strerror(err))
+
+    def _fired(self) -> None:
+        try:
+            os.read(self._fd, 8)
+        except (BlockingIOError, InterruptedError):
+            return  # re-armed after it expired: nothing to acknowledge
+        if self.armed is None:
+            return
+        self.armed = None
+        self._callback()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+
+
+def precise_timer(loop: asyncio.AbstractEventLoop,
+                  callback: Callable[[], None]) -> PreciseTimer | None:
+    """A :class:`PreciseTimer` on ``loop``, or None where the platform has no timerfd."""
+    flags = _TFD_NONBLOCK | _TFD_CLOEXEC
+    create = getattr(os, "timerfd_create", None)
+    if create is not None:
+        return PreciseTimer(loop, create(_CLOCK_MONOTONIC, flags=flags), None, callback)
+    libc = _libc()
+    if libc is None:
+        return None
+    fd = libc.create(_CLOCK_MONOTONIC, flags)
+    if fd < 0:  # pragma: no cover - out of descriptors
+        return None
+    return PreciseTimer(loop, fd, libc, callback)
