@@ -44,6 +44,9 @@ def test_udp_receive_stamp_is_the_kernels_and_send_stamp_comes_first() -> None:
         b = TransportSet(lambda d, p, s: None, lambda p, r: None)
         _, port = await a.listen("udp", "127.0.0.1", 0)
         await b.listen("udp", "127.0.0.1", 0)
+        # The kernel turns receive stamping on for the system a moment after the first
+        # socket asks (a deferred static key): until then a datagram is stamped when read.
+        await asyncio.sleep(0.05)
         sent = b.send(b"hello", ("udp", "127.0.0.1", port))
         time.sleep(0.05)  # the loop is blocked: the datagram waits in the receive buffer
         read_after = time.monotonic()

@@ -39,7 +39,9 @@ Theory of operation
    receive buffer behind the generator's own work — what a capture shows.
    The kernel stamps with ``CLOCK_REALTIME``; it is turned into
    ``time.monotonic()`` seconds with an offset read once per wake-up.  Where
-   there is no kernel stamp, ``time.monotonic()`` at the read is used.  Each
+   there is no kernel stamp, ``time.monotonic()`` at the read is used (Linux
+   itself stamps at the read for a moment after the first socket of the system
+   asks for stamps: it turns stamping on a little later).  Each
    :meth:`UdpEndpoint.sendto` returns ``time.monotonic()`` read just before
    the datagram is handed to the kernel, so an answer's receive stamp is
    never earlier than its request's send stamp.  Reading the socket ourselves
