@@ -106,8 +106,30 @@ def test_thresholds_from_options_and_plan(summary: dict[str, Any]) -> None:
     verdicts = {v["threshold"]: v for v in summary["thresholds"]}
     assert set(verdicts) == {"asr>=0.5", "answer.p95<500ms"}
     assert all(v["passed"] for v in verdicts.values())
-    assert summary["passed"] is True
     assert verdicts["answer.p95<500ms"]["measured"] == summary["latency"]["answer"]["p95"]
+    # every threshold met, but 3.5% of the calls failed and none may by default
+    gate = summary["gate"]
+    assert gate["verdict"] == "failures" and gate["allow_failures"] == 0.0
+    assert gate["failed"] == summary["calls"]["failed"]
+    assert (summary["exit_code"], summary["passed"]) == (1, False)
+
+
+def test_the_run_gate_allows_what_the_plan_allows(run: tuple[Path, Truth],
+                                                  tmp_path: Path) -> None:
+    import shutil
+
+    path = tmp_path / "allowed"
+    shutil.copytree(run[0], path)
+    plan = json.loads((path / "plan.json").read_text())
+    failed_rate = build_summary(path, write=False)["failed"]["rate"]
+    for allow, code in ((failed_rate + 0.001, 0), (failed_rate - 0.001, 1)):
+        plan["allow_failures"] = allow
+        (path / "plan.json").write_text(json.dumps(plan))
+        summary = build_summary(path, write=False)
+        validate_summary(summary)
+        assert summary["exit_code"] == code
+        assert summary["passed"] is (code == 0)
+        assert summary["gate"]["verdict"] == ("passed" if code == 0 else "failures")
 
 
 def test_generator_health(summary: dict[str, Any], tmp_path: Path) -> None:

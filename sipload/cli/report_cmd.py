@@ -2,8 +2,11 @@
 
 ``sipload report RUN_DIR [--threshold T ...]`` rebuilds ``summary.json``,
 ``report.html`` and ``junit.xml`` from the run's files; thresholds given here are
-checked with the scenario's own (from plan.json).  Exit 0 when every threshold is
-met, 1 when one failed, 2 on a usage error (a bad threshold, not a run directory).
+checked with the scenario's own (from plan.json).  It exits as ``sipload run`` did
+(summary.json's ``exit_code``): 0 when the run's gate passed and every threshold is
+met, 1 when calls failed beyond ``--allow-failures`` or a threshold failed, 3 when no
+call got any answer or the run could not complete; 2 on a usage error (a bad
+threshold, not a run directory).
 
 ``sipload compare RUN_A RUN_B [--tolerance 10%] [--out DIR]`` compares run B
 against baseline run A, prints the table, writes ``compare.json`` and
@@ -79,7 +82,10 @@ def run_report(args: argparse.Namespace) -> int:
         print(("PASS " if v["passed"] else "FAIL ") + v["threshold"] + ": " + v["message"])
     if not summary.get("complete", True):
         print("INCOMPLETE: " + str(summary.get("incomplete_reason", "")))
-    return EXIT_OK if summary["passed"] else EXIT_FAILED
+    gate = summary["gate"]
+    print(("PASS " if gate["verdict"] == "passed" else "FAIL ") + "run: " + gate["message"])
+    code: int = summary["exit_code"]
+    return code
 
 
 def run_compare(args: argparse.Namespace) -> int:

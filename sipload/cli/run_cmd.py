@@ -24,6 +24,7 @@ from sipload import __version__
 from sipload.cli import flags
 from sipload.cluster.channel import ChannelError, Keys, is_loopback_url
 from sipload.cluster.run import run_load, start_embedded_uas, stop_process
+from sipload.report.summary import parse_allowance
 from sipload.scenario.inject import Injection, load_injection
 from sipload.scenario.loader import ScenarioError, load_file
 from sipload.scenario.model import Program
@@ -70,6 +71,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", help="run directory (default reports/<timestamp>-<scenario>/)")
     p.add_argument("--threshold", action="append", default=[], metavar="EXPR",
                    help="e.g. 'answer.p95<200ms', 'asr>=0.99', 'failed.rate<0.5%%'")
+    p.add_argument("--allow-failures", type=_share, default=0.0, metavar="SHARE",
+                   help="share of attempted calls that may fail before the run fails "
+                        "(exit 1), e.g. 1%% or 0.01 (default 0: any failed call)")
     p.add_argument("--abort-on-fail", action="store_true",
                    help="stop early once a threshold is already lost")
     p.add_argument("--bind", default="tcp://127.0.0.1:0",
@@ -89,7 +93,37 @@ def register(sub: Any) -> None:
                    help="accept a self-signed TLS target")
     p.add_argument("--quiet", action="store_true")
     flags.add_limits(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, plan_defaults={d: p.get_default(d) for d in _PLAN_KEYS})
+
+
+def _share(text: str) -> float:
+    try:
+        return parse_allowance(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+_PLAN_KEYS = {"transport": "transport", "rate": "rate", "calls": "calls",
+              "duration": "duration", "concurrent": "concurrent", "workers": "workers",
+              "users": "users", "arrival": "arrival", "rate_increase": "rate_increase",
+              "rate_interval": "rate_interval", "rate_max": "rate_max", "seed": "seed",
+              "t1": "timers", "grace": "stop_grace", "tls_insecure": "tls_insecure",
+              "allow_failures": "allow_failures", "threshold": "thresholds",
+              "inject": "inject_path"}
+"""Flag (argparse dest) -> the plan key its value goes to."""
+
+
+def _defaulted(args: argparse.Namespace, program: Program) -> list[str]:
+    """The plan keys whose value the user did not choose (flag left at its default;
+    the report marks them as defaults)."""
+    defaults: dict[str, Any] = getattr(args, "plan_defaults", {}) or {}
+    out = [key for dest, key in _PLAN_KEYS.items()
+           if dest in defaults and getattr(args, dest, None) == defaults[dest]]
+    if "thresholds" in out and program.thresholds:
+        out.remove("thresholds")  # the scenario's own
+    if "inject_path" in out and program.inject:
+        out.remove("inject_path")
+    return out
 
 
 def parse_target(text: str, flag: str = "--target") -> tuple[str, int]:
@@ -205,6 +239,8 @@ def build_plan(args: argparse.Namespace, program: Program, injection: Injection 
         "workers": workers, "stop_grace": args.grace,
         "start_timeout": args.wait_workers,
         "thresholds": list(program.thresholds) + list(args.threshold),
+        "allow_failures": args.allow_failures,
+        "defaults": _defaulted(args, program),
         "tls_insecure": bool(args.tls_insecure),
         "trace": args.trace, "trace_limit": args.trace_limit,
         # a loopback target is called from loopback; any other from the address each
@@ -327,10 +363,14 @@ def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = Fal
     print(f"run directory: {run_dir}")
     print(f"junit: {junit}")
     print(f"report: {html}")
+    gate = summary["gate"]
     if ended:
         print(f"sipload run: the run could not complete: {ended}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    verdicts = summary.get("thresholds", [])
-    if any(not v.get("passed", True) for v in verdicts):
-        return EXIT_THRESHOLD
-    return EXIT_OK
+    for v in summary.get("thresholds", []):
+        if not v.get("passed", True):
+            print(f"sipload run: threshold FAILED: {v['message']}", file=sys.stderr)
+    if gate["verdict"] != "passed":
+        print(f"sipload run: {gate['message']}", file=sys.stderr)
+    code: int = summary["exit_code"]
+    return code

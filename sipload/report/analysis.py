@@ -10,7 +10,10 @@ Theory of operation
 2. Only the sampled failed calls (at most :data:`LADDER_SAMPLE`, one per failure
    reason first) have their ``messages`` and ``marks`` JSON parsed, for the ladders.
 3. Latency percentiles come from the histograms in ``intervals.jsonl``
-   (:mod:`sipload.report.hist`), never from the rows.
+   (:mod:`sipload.report.hist`), never from the rows; each mark counts every call
+   that reached it, whether the call then succeeded or failed.  Retransmissions are
+   counted once, by the user agents, in the same snapshots (what the live panel
+   shows); the rows' own counts are each call's share, drawn in its ladder.
 4. The per-second series add the snapshots of all workers for each whole second
    (the snapshot at t=3.0004 counts for second 3; a last, partial snapshot joins
    its second).
@@ -84,8 +87,10 @@ class Analysis:
     codes: dict[str, int]  #: every response code received, all calls
     responses: dict[str, dict[str, dict[str, int]]]
     #: "received"/"sent" -> method -> code -> count
-    retransmissions: int
+    retransmissions: int  #: every retransmission the UAs made (intervals; rows without them)
+    retransmissions_in_records: int  #: the sum of the rows' counts (each in a ladder)
     calls_with_retransmissions: int
+    answered: int  #: calls that received at least one response
     starts: int  #: rows with a start time
     rate_achieved: float | None
     rate_intended: float | None
@@ -306,6 +311,7 @@ def analyse(files: RunFiles) -> Analysis:
                    {"p50": 0.0, "p99": 0.0, "max": 0.0})
 
     retrans = calls.column("retransmissions")
+    in_records = int(pc.sum(retrans).as_py() or 0)
     per_second, per_worker, codes_ps, seconds = _interval_frames(files)
     if len(files.intervals):
         late_starts = int(per_second["late"].sum())
@@ -335,7 +341,11 @@ def analyse(files: RunFiles) -> Analysis:
         lost_with_worker=_lost(files, rows_lost), failures=failures, failed_steps=steps,
         codes=_code_counts(calls.column("codes")),
         responses=responses_by_method(_signature_counts(calls.column("messages"))),
-        retransmissions=int(pc.sum(retrans).as_py() or 0),
+        retransmissions=int(per_second["retransmissions"].sum()) if len(files.intervals)
+        else in_records,
+        retransmissions_in_records=in_records,
+        answered=int(pc.sum(pc.not_equal(calls.column("codes"), "")).as_py() or 0)
+        if len(calls) else 0,
         calls_with_retransmissions=int(pc.sum(pc.greater(retrans, 0)).as_py() or 0),
         starts=len(s), rate_achieved=_rate(s), rate_intended=_rate(i),
         concurrency_max=conc_max, concurrency_mean=conc_mean, duration=duration,

@@ -51,11 +51,18 @@ def _num(value: Any, digits: int = 1) -> str:
     return f"{float(value):,.{digits}f}"
 
 
-def _plan_rows(plan: dict[str, Any]) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = []
+def _plan_rows(plan: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(key, value, is a default) for each plan entry: what the user set first, then
+    the values the run took by default (the plan's ``defaults`` names them)."""
+    raw = plan.get("defaults")
+    defaults = {str(k) for k in raw} if isinstance(raw, list) else set()
+    rows: list[tuple[str, str, bool]] = []
     for key, value in plan.items():
+        if key == "defaults":
+            continue
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        rows.append((str(key), text))
+        rows.append((str(key), text, key in defaults))
+    rows.sort(key=lambda r: r[2])  # stable: the plan's order within each group
     return rows
 
 

@@ -23,6 +23,19 @@ summary against it.  The definitions that matter most:
   ``events.jsonl``) but never wrote ``run_end`` (it was killed or crashed), or
   ``run_end`` says the run could not complete or was aborted.  An incomplete run
   never has ``passed: true``, whatever its thresholds say.
+* ``gate`` is the run's own verdict before any threshold, and ``exit_code`` what
+  ``sipload run`` and ``sipload report`` exit with: 3 when the run is incomplete
+  (it could not complete, or its coordinator died) or no call got any answer (the
+  target is unreachable: every call a transport error or a timeout); 1 when it was
+  aborted (second Ctrl-C), when failed calls (but those the user aborted) exceed
+  the plan's ``allow_failures`` share of attempted calls (0 by default: any failed
+  call fails the run, as in SIPp), or when a threshold failed; else 0.  ``passed``
+  is ``exit_code == 0``.
+* ``retransmissions.count`` counts every retransmission the user agents made (the
+  interval snapshots, as the live panel shows); ``retransmissions.in_records`` the
+  part that is in the calls' records and ladders.
+* ``latency``: each mark counts every call that reached it, whether the call then
+  succeeded or failed.
 * ``generator.limited`` is true when the generator, not the system under test,
   may have set the pace: late starts > 1% of attempted, or a loop lag above
   100 ms in any snapshot, or a worker with CPU >= 0.95 in >= 20% of its
@@ -76,6 +89,57 @@ def validate_summary(summary: Mapping[str, Any]) -> None:
 
 def _ratio(n: float, d: float) -> float | None:
     return n / d if d else None
+
+
+DEFAULT_ALLOW_FAILURES = 0.0
+"""The share of attempted calls that may fail before the run fails (exit 1)."""
+
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 3
+
+
+def parse_allowance(text: str) -> float:
+    """``1%`` or ``0.01`` as a fraction of attempted calls.
+
+    Raises:
+        ValueError: not a number, or outside 0..1 (0%..100%).
+    """
+    t = text.strip()
+    value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{text!r} is not a share of calls (write 1% or 0.01)")
+    return value
+
+
+def _gate(a: Analysis, attempted: int, failed: int) -> dict[str, Any]:
+    """The run's own verdict (see the module docstring)."""
+    plan = a.files.plan
+    raw = plan.get("allow_failures")
+    allow = float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) \
+        else DEFAULT_ALLOW_FAILURES
+    counted = failed - int(a.failures.get("aborted", 0))
+    rate = _ratio(counted, attempted)
+    complete, why = completeness(a.files.events)
+    aborted = any(ev.get("event") == "run_end" and ev.get("aborted") and not ev.get("ended")
+                  for ev in a.files.events)
+    if aborted:
+        verdict, message = "aborted", "the run was aborted (second Ctrl-C): no verdict"
+    elif not complete:
+        verdict, message = "incomplete", why
+    elif attempted == 0:
+        verdict, message = "no_answer", "no call was attempted"
+    elif a.answered == 0:
+        reasons = ", ".join(f"{n} {k}" for k, n in a.failures.items()) or "none failed"
+        verdict, message = "no_answer", (f"no call got any answer: the target did not "
+                                         f"respond ({reasons})")
+    elif rate is not None and rate > allow:
+        verdict, message = "failures", (f"{counted} of {attempted} calls failed "
+                                        f"({rate:.3%}), more than the {allow:.3%} allowed "
+                                        "(--allow-failures)")
+    else:
+        verdict, message = "passed", (f"{counted} of {attempted} calls failed "
+                                      f"({(rate or 0.0):.3%}; {allow:.3%} allowed)")
+    return {"allow_failures": allow, "failed": counted, "failed_rate": rate,
+            "answered": a.answered, "verdict": verdict, "message": message}
 
 
 def _generator(a: Analysis, attempted: int) -> dict[str, Any]:
@@ -198,13 +262,16 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
         "concurrency": {"max": a.concurrency_max, "mean": a.concurrency_mean},
         "retransmissions": {"count": a.retransmissions,
                             "rate": _ratio(a.retransmissions, rows),
-                            "calls_with": a.calls_with_retransmissions},
+                            "calls_with": a.calls_with_retransmissions,
+                            "in_records": a.retransmissions_in_records},
         "codes": a.codes,
         "responses": a.responses,
         "marks": a.marks,
         "latency": a.latency.summary(),
         "generator": _generator(a, attempted),
         "thresholds": [],
+        "gate": _gate(a, attempted, calls["failed"]),
+        "exit_code": EXIT_OK,
         "passed": True,
         "complete": True,
         "incomplete_reason": "",
@@ -220,7 +287,12 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
     parsed = [t if isinstance(t, Threshold) else parse_threshold(t, a.marks) for t in texts]
     verdicts = evaluate(parsed, summary)
     summary["thresholds"] = [v.to_dict() for v in verdicts]
-    summary["passed"] = summary["complete"] and all(v.passed for v in verdicts)
+    verdict = summary["gate"]["verdict"]
+    if verdict in ("no_answer", "incomplete"):
+        summary["exit_code"] = EXIT_CANNOT_RUN
+    elif verdict in ("failures", "aborted") or not all(v.passed for v in verdicts):
+        summary["exit_code"] = EXIT_FAILED
+    summary["passed"] = summary["exit_code"] == EXIT_OK
     result: dict[str, Any] = _finite(summary)
     return result
 

@@ -85,13 +85,14 @@ def make_run(path: Path, *, calls: int = 1000, rate: float = 100.0, workers: int
              lost: Mapping[int, int] | None = None, seed: int = 1, hostile: bool = False,
              batch: int = 50_000, retransmit_share: float = 0.01,
              thresholds: list[str] | None = None, cpu: float = 0.3,
-             loop_lag_ms: float = 2.0) -> Truth:
+             loop_lag_ms: float = 2.0, allow_failures: float = 0.0) -> Truth:
     """Write a synthetic run directory at ``path`` (see the module docstring).
 
     Args:
         calls: rows written (lost calls come on top, as worker_lost events).
         failures: reason -> share of calls, default 1% timeout and 0.5% call_rejected.
         lost: worker -> calls lost with it (worker_lost events).
+        allow_failures: the plan's ``--allow-failures`` share (the run's gate).
         hostile: put ``<script>`` in failed calls' detail, call-id and a label.
         batch: rows per RunWriter.append_records call.
     """
@@ -142,6 +143,7 @@ def make_run(path: Path, *, calls: int = 1000, rate: float = 100.0, workers: int
         "target": "127.0.0.1:5060", "rate": rate, "calls": n, "workers": workers,
         "versions": {"sipload": "0.1.0", "python": "3.11"},
         "started_at": "2024-01-01T00:00:00Z", "thresholds": list(thresholds or []),
+        "allow_failures": allow_failures,
     })
     w.write_text("scenario.yaml", SCENARIO_TEXT)
     lists = [a.tolist() for a in (intended, start, end, first, pdd, answer, bye)]
