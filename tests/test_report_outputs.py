@@ -13,7 +13,15 @@ import pytest
 
 from sipload.cli import main
 from sipload.report import build_summary, write_junit, write_report
-from sipload.report.compare import compare_runs, parse_tolerance, write_comparison
+from sipload.report.compare import (
+    CompareError,
+    compare_runs,
+    format_comparison,
+    min_samples,
+    parse_min_delta,
+    parse_tolerance,
+    write_comparison,
+)
 from sipload.report.junit import JUnitCase, junit_xml
 from sipload.report.synthetic import HOSTILE, make_run
 
@@ -120,7 +128,8 @@ def test_compare_directions(base_summary: dict[str, Any]) -> None:
     b = copy.deepcopy(base_summary)
     b["latency"]["answer"]["p95"] *= 1.25
     b["latency"]["pdd"]["p50"] *= 1.05  # within tolerance
-    b["latency"]["call"]["p99"] *= 0.5  # better
+    b["latency"]["call"]["p90"] *= 0.5  # better
+    b["latency"]["call"]["p99_9"] *= 2.0  # worse, but too few calls to judge a p99.9
     b["asr"] *= 0.8
     b["rate"]["achieved"] *= 1.5  # better: higher rate
     b["latency"]["bye"]["max"] *= 10  # max is shown, not judged
@@ -128,7 +137,8 @@ def test_compare_directions(base_summary: dict[str, Any]) -> None:
     assert r["regressed"]
     assert set(r["regressions"]) == {"answer.p95", "asr"}
     assert _status(r, "pdd.p50") == "same"
-    assert _status(r, "call.p99") == "improvement"
+    assert _status(r, "call.p90") == "improvement"
+    assert _status(r, "call.p99_9") == "too_few_samples"
     assert _status(r, "rate.achieved") == "improvement"
     assert _status(r, "bye.max") == "info"
     assert compare_runs(base_summary, b, tolerance=0.30)["regressions"] == []
@@ -148,6 +158,53 @@ def test_compare_noise_floor_and_missing(base_summary: dict[str, Any]) -> None:
     r = compare_runs(a, b)
     assert _status(r, "failed.rate") == "same"
     assert _status(r, "setup.p95") == "missing"
+
+
+def test_compare_floors_metrics_and_sample_sizes(base_summary: dict[str, Any]) -> None:
+    a = copy.deepcopy(base_summary)
+    b = copy.deepcopy(base_summary)
+    a["latency"]["answer"]["p95"] = 4.999
+    b["latency"]["answer"]["p95"] = 5.999  # +20%, but one millisecond: noise
+    assert _status(compare_runs(a, b), "answer.p95") == "same"
+    b["latency"]["answer"]["p95"] = 7.5
+    assert _status(compare_runs(a, b), "answer.p95") == "regression"
+    r = compare_runs(a, b, floors={"latency": 5.0})
+    assert _status(r, "answer.p95") == "same" and r["floors"]["latency"] == 5.0
+    # only what is asked is judged
+    b["asr"] = (a["asr"] or 1.0) * 0.5
+    r = compare_runs(a, b, metrics=["asr"])
+    assert r["regressions"] == ["asr"] and _status(r, "answer.p95") == "info"
+    with pytest.raises(CompareError, match=r"answr\.p95"):
+        compare_runs(a, b, metrics=["answr.p95"])
+    # sample sizes: p50 needs 20, p99 1,000, p99.9 10,000 (10 beyond the percentile)
+    assert [min_samples(s) for s in ("p50", "p90", "p95", "p99", "p99_9")] == \
+        [20, 100, 200, 1000, 10000]
+    count = a["latency"]["answer"]["count"]
+    r = compare_runs(a, b, tail_samples=count)  # p95 now needs 20x the calls
+    assert _status(r, "answer.p95") == "too_few_samples"
+    assert "answer.p95" not in r["regressions"]
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("2ms", ("latency", 2.0)), ("0.5s", ("latency", 500.0)), ("0.5%", ("ratio", 0.005)),
+    ("5/s", ("rate", 5.0)), ("3", ("count", 3.0))])
+def test_parse_min_delta(text: str, parsed: tuple[str, float]) -> None:
+    kind, value = parse_min_delta(text)
+    assert kind == parsed[0] and value == pytest.approx(parsed[1])
+
+
+def test_parse_min_delta_errors() -> None:
+    for bad in ("fast", "-1ms", "ms", "1h"):
+        with pytest.raises(CompareError):
+            parse_min_delta(bad)
+
+
+def test_compare_output_has_units(base_summary: dict[str, Any]) -> None:
+    text = format_comparison(compare_runs(base_summary, base_summary))
+    line = next(x for x in text.splitlines() if x.startswith("answer.p95 "))
+    assert line.count(" ms") == 2
+    assert next(x for x in text.splitlines() if x.startswith("asr ")).count(" %") == 2
+    assert "calls/s" in next(x for x in text.splitlines() if x.startswith("rate.achieved"))
 
 
 def test_compare_writes_files(base_summary: dict[str, Any], tmp_path: Path) -> None:

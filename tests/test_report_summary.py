@@ -195,7 +195,15 @@ def test_empty_and_missing_runs(tmp_path: Path) -> None:
 def test_load_run_frames(run: tuple[Path, Truth]) -> None:
     data = load_run(run[0])
     assert len(data.calls) == 3000
-    assert {"call_number", "result", "marks", "messages"} <= set(data.calls.columns)
+    calls = data.calls
+    assert {"call_number", "result", "codes", "mark_ms.answer"} <= set(calls.columns)
+    assert not {"marks", "messages"} & set(calls.columns)  # no JSON text in a cell
+    assert calls["mark_ms.answer"].dtype == "float64"
+    assert all(isinstance(c, int) for c in calls["codes"].iloc[0])
+    # marks in ms like the summary: the median of the rows is the summary's p50
+    summary = build_summary(run[0], write=False)
+    assert calls["mark_ms.answer"].median() == pytest.approx(
+        summary["latency"]["answer"]["p50"], rel=0.01)
     msgs = data.messages
     assert list(msgs.columns) == ["call_number", "t", "direction", "label"]
     first = msgs[msgs["call_number"] == 0]
@@ -205,6 +213,8 @@ def test_load_run_frames(run: tuple[Path, Truth]) -> None:
     assert data.intervals["started"].sum() == 3000
     assert data.plan["rate"] == 300.0 and data.events[0]["event"] == "worker_lost"
     assert "answer" in data.marks.columns
+    assert data.marks["answer"].equals(calls.set_index("call_number")["mark_ms.answer"]
+                                       .rename("answer"))
 
 
 def test_analysis_is_cached_until_files_change(run: tuple[Path, Truth], tmp_path: Path

@@ -8,10 +8,12 @@ met, 1 when calls failed beyond ``--allow-failures`` or a threshold failed, 3 wh
 call got any answer or the run could not complete; 2 on a usage error (a bad
 threshold, not a run directory).
 
-``sipload compare RUN_A RUN_B [--tolerance 10%] [--out DIR]`` compares run B
-against baseline run A, prints the table, writes ``compare.json`` and
-``compare.html`` into DIR (default: RUN_B), and exits 1 when a metric regressed
-beyond the tolerance, 0 otherwise, 2 on a usage error.
+``sipload compare RUN_A RUN_B [--tolerance 10%] [--min-delta 1ms ...] [--metric M ...]
+[--tail-samples 10] [--out DIR]`` compares run B against baseline run A, prints
+the table (every value with its unit), writes ``compare.json`` and
+``compare.html`` into DIR when ``--out`` is given (never into either run), and
+exits 1 when a judged metric regressed beyond both the tolerance and its floor, 0
+otherwise, 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -41,8 +43,18 @@ def register(sub: Any) -> None:
     c.add_argument("run_b", metavar="RUN_B", help="the candidate run directory")
     c.add_argument("--tolerance", default="10%",
                    help="relative change allowed before a regression (default 10%%)")
-    c.add_argument("--out", metavar="DIR", help="where compare.html and compare.json go "
-                                                "(default: RUN_B)")
+    c.add_argument("--min-delta", action="append", default=[], metavar="FLOOR",
+                   help="an absolute floor below which no change counts: 2ms (latencies), "
+                        "0.5%% (ratios, in points), 5/s (rates), 3 (counts); repeatable "
+                        "(defaults 1ms, 0.1%%, 1/s, 1)")
+    c.add_argument("--metric", action="append", default=[], metavar="METRIC",
+                   help="judge only this metric (repeatable), e.g. answer.p95, asr, "
+                        "failed.rate; the others are shown")
+    c.add_argument("--tail-samples", type=int, default=10, metavar="N",
+                   help="a percentile is judged only when both runs have N samples beyond "
+                        "it (default 10: p99 needs 1,000 calls)")
+    c.add_argument("--out", metavar="DIR", help="write compare.json and compare.html here "
+                                                "(nothing is written into either run)")
     c.set_defaults(func=run_compare)
 
 
@@ -90,8 +102,10 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     from sipload.report.compare import (
+        CompareError,
         compare_runs,
         format_comparison,
+        parse_min_delta,
         parse_tolerance,
         write_comparison,
     )
@@ -102,12 +116,16 @@ def run_compare(args: argparse.Namespace) -> int:
         tolerance = parse_tolerance(args.tolerance)
     except ValueError:
         return _error("compare", f"bad --tolerance {args.tolerance!r} (e.g. 10% or 0.1)")
+    if args.tail_samples < 1:
+        return _error("compare", "--tail-samples: must be 1 or more")
     try:
-        result = compare_runs(Path(args.run_a), Path(args.run_b), tolerance)
-    except (RunDirError, ThresholdError) as e:
+        floors = dict(parse_min_delta(t) for t in args.min_delta)
+        result = compare_runs(Path(args.run_a), Path(args.run_b), tolerance, floors=floors,
+                              metrics=args.metric, tail_samples=args.tail_samples)
+    except (RunDirError, ThresholdError, CompareError) as e:
         return _error("compare", str(e))
-    out = Path(args.out) if args.out else Path(args.run_b)
-    j, h = write_comparison(result, out)
     print(format_comparison(result), end="")
-    print(f"wrote {j}, {h}")
+    if args.out:
+        j, h = write_comparison(result, Path(args.out))
+        print(f"wrote {j}, {h}")
     return EXIT_FAILED if result["regressed"] else EXIT_OK

@@ -4,8 +4,8 @@ The report layer reads the files a run leaves and nothing else (see
 :mod:`sipload.stats.rundir` for the format).  Two views of the same files:
 
 * :func:`load_run` gives :class:`RunData`, pandas DataFrames for a notebook:
-  ``calls`` (one row per call), ``messages`` (one row per message of each call,
-  built on first use because it is the largest), ``intervals`` (one row per worker
+  ``calls`` (one row per call, typed columns: marks in ms), ``messages`` (one row
+  per message of each call, built on first use because it is the largest), ``intervals`` (one row per worker
   per second, histograms left encoded), plus ``plan`` and ``events``.
 * :func:`read_run_files` gives :class:`RunFiles`, the raw arrow table and the JSON
   lines, which the summary and the HTML report work on with vectorised
@@ -176,7 +176,7 @@ class RunData:
     """A run directory as pandas DataFrames (see :func:`load_run`)."""
 
     path: Path
-    calls: pd.DataFrame  #: one row per call (the columns of CALL_SCHEMA)
+    calls: pd.DataFrame  #: one row per call, typed (see :func:`typed_calls`)
     intervals: pd.DataFrame  #: one row per worker per second (see :func:`intervals_frame`)
     plan: dict[str, Any]  #: plan.json
     events: list[dict[str, Any]]  #: events.jsonl, in order
@@ -185,17 +185,54 @@ class RunData:
 
     @cached_property
     def messages(self) -> pd.DataFrame:
-        """One row per message of each call: call_number, t, direction, label."""
-        table = self._table if self._table is not None else pa.Table.from_pandas(
-            self.calls[["call_number", "messages"]], preserve_index=False)
-        return messages_frame(table)
+        """One row per message of each call: call_number, t (seconds since the run
+        started), direction (out, in, or re: a retransmission), label."""
+        if self._table is None:
+            return messages_frame(pa.table({"call_number": pa.array([], pa.int64()),
+                                            "messages": pa.array([], pa.string())}))
+        return messages_frame(self._table)
 
-    @cached_property
+    @property
     def marks(self) -> pd.DataFrame:
-        """One row per call, one column per timing mark (seconds; NaN where absent)."""
-        parsed = [json.loads(m) if m else {} for m in self.calls["marks"]]
-        frame = pd.DataFrame.from_records(parsed, index=self.calls["call_number"])
-        return frame.astype("float64")
+        """One row per call (indexed by call_number), one column per timing mark, in
+        milliseconds like summary.json (NaN where the call did not reach it)."""
+        cols = [c for c in self.calls.columns if c.startswith(MARK_PREFIX)]
+        frame = self.calls[cols].set_axis([c[len(MARK_PREFIX):] for c in cols], axis=1)
+        return frame.set_axis(self.calls["call_number"], axis=0)
+
+
+MARK_PREFIX = "mark_ms."
+"""``calls`` has one column per timing mark: ``mark_ms.answer`` ... (milliseconds)."""
+
+
+def typed_calls(table: pa.Table) -> pd.DataFrame:
+    """The calls table as typed pandas columns: no JSON text left in a cell.
+
+    ``codes`` becomes a list of ints per call; ``marks`` becomes one float64 column
+    per timing mark, ``mark_ms.<name>``, in milliseconds as in summary.json (NaN
+    where the call did not reach it); ``messages`` is left out (one row per message
+    is :attr:`RunData.messages`).  Start and end times stay in seconds since the run
+    started, as their names in the run files say.
+    """
+    frame = table.drop_columns([c for c in ("marks", "messages", "codes")
+                                if c in table.column_names]).to_pandas()
+    frame["codes"] = pd.Series(
+        [[int(c) for c in str(text).split(",") if c] for text in table.column("codes").to_pylist()]
+        if "codes" in table.column_names else [[] for _ in range(len(frame))],
+        dtype="object", index=frame.index)
+    parsed: list[dict[str, float]] = []
+    for text in table.column("marks").to_pylist() if "marks" in table.column_names else []:
+        try:
+            raw = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            raw = {}
+        parsed.append({str(k): float(v) * 1000.0 for k, v in raw.items()
+                       if isinstance(v, int | float)} if isinstance(raw, dict) else {})
+    names = sorted({k for row in parsed for k in row})
+    for name in names:
+        frame[MARK_PREFIX + name] = pd.Series([row.get(name, float("nan")) for row in parsed],
+                                              dtype="float64", index=frame.index)
+    return frame
 
 
 def load_run(path: Path | str) -> RunData:
@@ -205,15 +242,17 @@ def load_run(path: Path | str) -> RunData:
         path: the run directory.
 
     Returns:
-        :class:`RunData` with ``calls``, ``intervals``, ``plan``, ``events``; its
-        ``messages`` (one row per message) and ``marks`` (one column per timing mark)
-        frames are built on first access.
+        :class:`RunData` with ``calls`` (typed columns, see :func:`typed_calls`:
+        marks as ``mark_ms.<name>`` in ms, ``codes`` as lists of ints),
+        ``intervals``, ``plan``, ``events``; its ``messages`` frame (one row per
+        message, ``t`` in seconds since the run started) is built on first access,
+        and ``marks`` is the mark columns alone, by call number.
 
     Raises:
         RunDirError: ``path`` is not a run directory.
     """
     files = read_run_files(path)
-    calls = files.calls.to_pandas()
+    calls = typed_calls(files.calls)
     return RunData(path=files.path, calls=calls, intervals=intervals_frame(files.intervals),
                    plan=files.plan, events=files.events, scenario_text=files.scenario_text,
                    _table=files.calls.select(["call_number", "messages"]))
