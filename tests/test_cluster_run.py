@@ -318,7 +318,7 @@ def test_ctrl_c_twice_aborts_at_once(runs: Callable[..., Run], tmp_path: Path) -
     run.ctrl_c()
     run.wait_event("stop", 5)
     run.ctrl_c()
-    assert run.wait(20) == 0, run.describe()
+    assert run.wait(20) == 1, run.describe()  # aborted: no verdict
     assert time.monotonic() - t0 < 8, "the second Ctrl-C did not abort at once (grace 20 s)"
 
     events = run.events()
@@ -330,6 +330,9 @@ def test_ctrl_c_twice_aborts_at_once(runs: Callable[..., Run], tmp_path: Path) -
     calls, table = check_accounting(run)
     assert calls["attempted"] >= 50 and calls["in_flight_at_stop"] == calls["attempted"]
     assert set(table.column("failure").to_pylist()) == {"aborted"}
+    summary = run.summary()
+    assert (summary["gate"]["verdict"], summary["exit_code"], summary["passed"]) == (
+        "aborted", 1, False)
     assert (run.dir / "report.html").exists()
 
 

@@ -101,7 +101,10 @@ def test_killing_the_coordinator_leaves_nothing_of_the_run(tmp_path: Path) -> No
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["complete"] is False and summary["passed"] is False
     assert "run_end" in summary["incomplete_reason"]
-    assert r.returncode == 1 and "INCOMPLETE: " in r.stdout
+    # incomplete: the run could not run to its end (exit 3, as sipload run says when a
+    # run cannot complete), and the gate says so
+    assert r.returncode == 3 and "INCOMPLETE: " in r.stdout
+    assert (summary["exit_code"], summary["gate"]["verdict"]) == (3, "incomplete")
 
 
 def test_a_worker_stops_when_its_coordinator_is_killed(tmp_path: Path) -> None:

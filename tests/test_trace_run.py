@@ -46,7 +46,9 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = d / "run"
     done = run(sipload("run", d / "uac.yaml", "--calls", 6, "--rate", 50, "--workers", 1,
                        "--trace-limit", 4, "--out", out, "--quiet"), timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # every call fails on purpose: the run gate says so (exit 1)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "6 of 6 calls failed" in done.stderr
     return out
 
 
@@ -144,7 +146,8 @@ def test_trace_none_keeps_nothing(tmp_path: Path) -> None:
     (tmp_path / "uac.yaml").write_text(UAC)
     (tmp_path / "uas.yaml").write_text(UAS)
     done = run(sipload("run", tmp_path / "uac.yaml", "--calls", 2, "--rate", 50,
-                       "--workers", 1, "--trace", "none", "--out", out, "--quiet"), timeout=120)
+                       "--workers", 1, "--trace", "none", "--out", out, "--quiet",
+                       "--allow-failures", "100%"), timeout=120)
     assert done.returncode == 0, done.stderr
     assert not (out / TRACES).exists() and not (out / PCAP).exists()
     assert 'class="msgtext"' not in (out / "report.html").read_text(encoding="utf-8")
