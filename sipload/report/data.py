@@ -5,8 +5,9 @@ The report layer reads the files a run leaves and nothing else (see
 
 * :func:`load_run` gives :class:`RunData`, pandas DataFrames for a notebook:
   ``calls`` (one row per call, typed columns: marks in ms), ``messages`` (one row
-  per message of each call, built on first use because it is the largest), ``intervals`` (one row per worker
-  per second, histograms left encoded), plus ``plan`` and ``events``.
+  per message of each call, built on first use because it is the largest),
+  ``intervals`` (one row per worker per second, histograms left encoded), plus
+  ``plan`` and ``events``.
 * :func:`read_run_files` gives :class:`RunFiles`, the raw arrow table and the JSON
   lines, which the summary and the HTML report work on with vectorised
   pyarrow/numpy operations (no per-row Python work over a million calls).
