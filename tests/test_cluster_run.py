@@ -279,10 +279,8 @@ def test_ctrl_c_once_stops_new_calls_and_ends_after_grace(
     run.wait_event("go", 30)
     run.wait_calls(0, 30, 15)
     run.wait_calls(1, 30, 15)
-    t0 = time.monotonic()
     run.ctrl_c() if group else os.kill(run.pid, signal.SIGINT)
     assert run.wait(20) == 0, run.describe()
-    assert time.monotonic() - t0 < grace + 8, "the run did not end after the grace period"
     assert f"calls in flight get {grace:g} s" in run.stdout + run.stderr
 
     events = run.events()
@@ -293,6 +291,8 @@ def test_ctrl_c_once_stops_new_calls_and_ends_after_grace(
     assert stop["grace"] == grace and stop["abort"] is False
     end = next(e for e in events if e["event"] == "run_end")
     assert end["interrupted"] is True and end["aborted"] is False and not end["ended"]
+    # by the coordinator's own clock (report rendering after run_end does not count)
+    assert grace - 0.1 <= end["t"] - stop["t"] < grace + 2.0, (stop, end)
 
     calls, table = check_accounting(run)
     assert calls["lost_with_worker"] == 0
@@ -314,16 +314,17 @@ def test_ctrl_c_twice_aborts_at_once(runs: Callable[..., Run], tmp_path: Path) -
     run.wait_event("go", 30)
     run.wait_calls(0, 25, 15)
     run.wait_calls(1, 25, 15)
-    t0 = time.monotonic()
     run.ctrl_c()
     run.wait_event("stop", 5)
     run.ctrl_c()
     assert run.wait(20) == 1, run.describe()  # aborted: no verdict
-    assert time.monotonic() - t0 < 8, "the second Ctrl-C did not abort at once (grace 20 s)"
 
     events = run.events()
     stops = [e for e in events if e["event"] == "stop"]
     assert [s["abort"] for s in stops] == [False, True]
+    end_t = next(e for e in events if e["event"] == "run_end")["t"]
+    # by the coordinator's clock (not the report's rendering): at once, not after grace 20 s
+    assert end_t - stops[1]["t"] < 2.0, "the second Ctrl-C did not abort at once"
     assert not [e for e in events if e["event"] == "worker_lost"]
     end = next(e for e in events if e["event"] == "run_end")
     assert end["interrupted"] is True and end["aborted"] is True
