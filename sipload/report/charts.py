@@ -127,7 +127,7 @@ def codes_chart(a: Analysis, top: int = 8) -> str | None:
         ax.plot(codes.index, codes[code], label=str(code))
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("responses / s")
-    ax.set_title("Response codes received per second")
+    ax.set_title("Response codes received per second (by arrival)")
     ax.legend(loc="upper left", fontsize="small", ncols=4)
     return _png(fig)
 
