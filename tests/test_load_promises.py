@@ -151,3 +151,20 @@ def test_summary_percentiles_are_the_records_marks(tmp_path: Path) -> None:
             rank = max(int(p * len(values) / 100 + 0.5), 1) - 1
             assert row[stat] == pytest.approx(values[rank], rel=1e-3, abs=1e-3), (mark, stat)
         assert row["max"] == pytest.approx(values[-1], rel=1e-3, abs=1e-3)
+
+
+def test_codes_per_second_count_responses_when_they_arrive(tmp_path: Path) -> None:
+    """Calls held 2 s: their 180s arrive in the first second, long before the calls end,
+    and the snapshots (the per-second chart) count them there."""
+    out, _ = _run(tmp_path, _long(tmp_path, "2s"), "--calls", 5, "--rate", 50, "--quiet")
+    intervals = load_run(out).intervals.sort_values("t")
+    first = intervals.iloc[0]
+    assert first["t"] < 1.9, intervals[["t", "codes"]]
+    assert first["codes"].get("180") == 5 and first["succeeded"] == 0
+    calls = load_run(out).calls
+    assert (calls["end"] > first["t"]).all()  # no call had ended by then
+    total: dict[str, int] = {}
+    for codes in intervals["codes"]:
+        for code, n in codes.items():
+            total[code] = total.get(code, 0) + int(n)
+    assert total == summary(out)["codes"]
