@@ -64,6 +64,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.ua.uas",
     "sipload.scenario.calls",
     "sipload.scenario.interpreter",
+    "sipload.scenario.matching",
     "sipload.scenario.messages",
     "sipload.scenario.model",
     "sipload.scenario.sending",

@@ -24,11 +24,7 @@ from sipload.cli import (
     uas_cmd,
     worker_cmd,
 )
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CANNOT_RUN = 3
+from sipload.exitcodes import EXIT_OK, EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,6 +25,7 @@ from sipload.conformance.runner import (
     run,
     select,
 )
+from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_USAGE
 from sipload.transport.loop import new_event_loop
 
 _MARK = {Verdict.PASS: "PASS", Verdict.WARN: "WARN", Verdict.FAIL: "FAIL", Verdict.ERROR: "ERROR",
@@ -67,7 +68,7 @@ def _list(profile: Profile | None, packs: list[str], only: list[str]) -> int:
         slow = " (slow)" if c.slow else ""
         print(f"{c.id:<18} {c.reference:<20} {c.pack:<11} {c.purpose}{slow}")
     print(f"{len(cases)} cases")
-    return 0
+    return EXIT_OK
 
 
 def main(args: argparse.Namespace) -> int:
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         profile = load_profile(args.profile) if args.profile else Profile(file="<default>")
     except ProfileError as e:
         print(f"sipload conformance: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.list:
         return _list(profile, args.pack, args.only)
     try:
@@ -88,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
         listen = (lhost.strip("[]"), int(lport))
     except UsageError as e:
         print(f"sipload conformance: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     profile.target = target
     transport = args.transport or profile.transport
     profile.transport = transport
@@ -97,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
         if not args.cert:
             print("sipload conformance: --transport tls needs --cert (and --key): the tester "
                   "listens for TLS too", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         from sipload.transport.tls import server_context
 
         tls_server = server_context(args.cert, args.key)
@@ -105,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     cases = select(all_cases(), packs=packs, only=args.only, slow=args.slow or profile.slow)
     if not cases:
         print("sipload conformance: no case matches --pack/--only", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
     from sipload.conformance.evidence import default_out_dir, run_document, write_evidence
 
@@ -126,10 +127,10 @@ def main(args: argparse.Namespace) -> int:
                                          tls_server), show))
     except Unreachable as e:
         print(f"sipload conformance: target unreachable: {e}", file=sys.stderr)
-        return 3
+        return EXIT_CANNOT_RUN
     except OSError as e:
         print(f"sipload conformance: cannot bind the tester's sockets: {e}", file=sys.stderr)
-        return 3
+        return EXIT_CANNOT_RUN
     finally:
         loop.close()
     document = run_document(results, profile, target=f"{target[0]}:{target[1]}",

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sipload.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sipload.sip.errors import ParseError
 from sipload.sip.lint import lint
 from sipload.sip.message import Request
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
         except OSError as e:
             print(f"sipload parse: {file}: {e.strerror}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         for i, (part, datagram) in enumerate(split_messages(data, stream=args.stream)):
             info = describe(part, file, i, datagram=datagram)
             any_invalid |= not info["valid"]
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(info, ensure_ascii=False))
             else:
                 print(_line(info))
-    return 1 if any_invalid else 0
+    return EXIT_FAILED if any_invalid else EXIT_OK
 
 
 def _line(info: dict[str, Any]) -> str:

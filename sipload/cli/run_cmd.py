@@ -24,14 +24,13 @@ from sipload import __version__
 from sipload.cli import flags
 from sipload.cluster.channel import ChannelError, Keys, is_loopback_url
 from sipload.cluster.run import run_load, start_embedded_uas, stop_process
+from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_USAGE
 from sipload.report.summary import parse_allowance
 from sipload.scenario.inject import Injection, load_injection
 from sipload.scenario.loader import ScenarioError, load_file
 from sipload.scenario.model import Program
 from sipload.stats.rundir import RunWriter
 from sipload.stats.traces import DEFAULT_LIMIT, MODES
-
-EXIT_OK, EXIT_THRESHOLD, EXIT_USAGE, EXIT_CANNOT_RUN = 0, 1, 2, 3
 
 
 class UsageError(Exception):

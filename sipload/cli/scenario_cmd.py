@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sipload.exitcodes import EXIT_OK, EXIT_USAGE
 from sipload.scenario.loader import ScenarioError, load_file, load_text
 from sipload.scenario.schema import SCHEMA
 from sipload.scenario.sipp_import import import_sipp
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def register(sub: Any) -> None:

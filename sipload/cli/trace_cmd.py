@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from sipload.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sipload.report.wire import CallTrace, Key, cause, iter_traces, show, why
 from sipload.sip.peek import call_id_of
 from sipload.stats.rundir import CALLS, TRACES, read_calls
-
-EXIT_OK, EXIT_NONE, EXIT_USAGE = 0, 1, 2
 
 
 def register(sub: Any) -> None:
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if not (path / TRACES).exists():
         print(f"sipload trace: {path}: the run kept no traces (it ran with --trace none, or "
               "before sipload traced)", file=sys.stderr)
-        return EXIT_NONE
+        return EXIT_FAILED
     try:
         shown = _print_matching(path, args)
     except BrokenPipeError:  # the reader (head, less) went away: not an error
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         what = (f"with Call-ID {args.call_id!r}" if args.call_id is not None
                 else "that failed" if args.failed else "at all")
         print(f"sipload trace: {path}: no traced call {what}", file=sys.stderr)
-        return EXIT_NONE
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from sipload.cli import flags
 from sipload.cli.run_cmd import UsageError, parse_target
 from sipload.cluster.worker import engine_limits
 from sipload.engine import Engine, EngineConfig
+from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_USAGE
 from sipload.scenario.loader import ScenarioError, load_file
 from sipload.stats.records import Result
 from sipload.transport.loop import new_event_loop, tune_gc
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         duration = args.duration
     except (ScenarioError, UsageError) as e:
         print(f"sipload uas: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     records: list[dict[str, Any]] = []
     engine = Engine(EngineConfig(program=program, transport=transport, local_host=host,
                                  local_port=port, tls_server=tls, reuse_port=args.reuse_port,
@@ -68,13 +69,13 @@ def run(args: argparse.Namespace) -> int:
             bound = await engine.start()
         except OSError as e:
             print(f"sipload uas: cannot listen on {args.listen}: {e.strerror}", file=sys.stderr)
-            return 3
+            return EXIT_CANNOT_RUN
         print(f"sipload uas: listening on {transport}:{bound[0]}:{bound[1]}"
               f" ({program.name if program else 'default UAS'}); Ctrl-C stops", flush=True)
         loop.add_signal_handler(signal.SIGINT, engine.abort)
         loop.add_signal_handler(signal.SIGTERM, engine.abort)
         await engine.run()
-        return 0
+        return EXIT_OK
 
     try:
         code = loop.run_until_complete(main())

@@ -10,6 +10,7 @@ from typing import Any
 from sipload.cli import flags
 from sipload.cluster.channel import KeysExist, make_keys
 from sipload.cluster.worker import worker_main
+from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_USAGE
 
 
 def register(sub: Any) -> None:
@@ -35,7 +36,7 @@ def register(sub: Any) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     if args.keys and not (Path(args.keys) / "worker.key_secret").exists():
         print(f"sipload worker: --keys: {args.keys} has no worker.key_secret", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return worker_main(args.connect, args.keys, wait=args.wait)
 
 
@@ -44,16 +45,16 @@ def run_keys(args: argparse.Namespace) -> int:
     if args.if_missing and all((folder / f).exists() for f in (
             "server.key", "server.key_secret", "worker.key", "worker.key_secret")):
         print(f"sipload keys: {folder} has its key pairs already; kept")
-        return 0
+        return EXIT_OK
     try:
         keys = make_keys(Path(args.folder), force=args.force)
     except KeysExist as e:
         print(f"sipload keys: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except OSError as e:
         print(f"sipload keys: cannot write {args.folder}: {e.strerror}", file=sys.stderr)
-        return 3
+        return EXIT_CANNOT_RUN
     print(f"server key pair: {keys.server_public} (+ _secret), keep on the coordinator")
     print(f"worker key pair: {keys.worker_secret} and worker.key, copy to each worker host")
     print(f"authorized workers: {keys.authorized}/ (add more *.key files to allow more)")
-    return 0
+    return EXIT_OK

@@ -54,6 +54,7 @@ from typing import Any
 
 import jsonschema
 
+from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_OK
 from sipload.report.analysis import Analysis, analyse_path
 from sipload.report.thresholds import Threshold, evaluate, parse_threshold
 
@@ -94,7 +95,6 @@ def _ratio(n: float, d: float) -> float | None:
 DEFAULT_ALLOW_FAILURES = 0.0
 """The share of attempted calls that may fail before the run fails (exit 1)."""
 
-EXIT_OK, EXIT_FAILED, EXIT_CANNOT_RUN = 0, 1, 3
 
 
 def parse_allowance(text: str) -> float:

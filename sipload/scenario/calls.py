@@ -187,6 +187,55 @@ class CallInstance:
         return leg
 
 
+class CallIndex:
+    """Which call instance (and leg) a UA id or a Call-ID belongs to: ``(iid, leg name)``.
+
+    Written by the sender when it starts calls and transactions, and by the runner
+    when the UA reports new ones; read when routing UA events (the runner's rule 4).
+    """
+
+    def __init__(self) -> None:
+        self.by_cid: dict[int, tuple[int, str]] = {}
+        self.by_tid: dict[int, tuple[int, str]] = {}
+        self.by_rid: dict[int, tuple[int, str]] = {}
+        self.by_callid: dict[str, tuple[int, str]] = {}
+
+    def track_tid(self, inst: CallInstance, leg: Leg, tid: int) -> None:
+        self.by_tid[tid] = (inst.iid, leg.name)
+        inst.tids.append(tid)
+
+    def own_call_id(self, inst: CallInstance, leg: Leg, call_id: str,
+                    main_too: bool = True) -> None:
+        """``call_id`` is the leg's: route requests of it here, and name the call by it."""
+        leg.call_id = call_id
+        if call_id and call_id not in self.by_callid:
+            self.by_callid[call_id] = (inst.iid, leg.name)
+            inst.call_ids.append(call_id)
+        if (leg.name == "main" and main_too) or not inst.vars.get("call_id"):
+            inst.vars["call_id"] = call_id
+
+    def forget(self, inst: CallInstance) -> None:
+        """The call ended: nothing routes to it any more."""
+        for leg in inst.legs.values():
+            self.by_cid.pop(leg.cid, None)
+            self.by_rid.pop(leg.rid, None)
+        for tid in inst.tids:
+            self.by_tid.pop(tid, None)
+        for call_id in inst.call_ids:
+            if self.by_callid.get(call_id, (0, ""))[0] == inst.iid:
+                del self.by_callid[call_id]
+
+
+def mark_timers(inst: CallInstance, start_timer: str, stop_timer: str, now: float) -> None:
+    """A step's ``start_timer``/``stop_timer``: a stopped timer becomes a mark of the record."""
+    if start_timer:
+        inst.timers[start_timer] = now
+    if stop_timer:
+        started = inst.timers.get(stop_timer)
+        if started is not None:
+            inst.record.marks[stop_timer] = max(0.0, now - started)
+
+
 class Values(Mapping[str, str]):
     """A call's variables, plus keywords computed from its leg when a template asks."""
 

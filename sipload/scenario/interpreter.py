@@ -27,16 +27,35 @@ Theory of operation
 5. A call that fails (timeout, unexpected message, rejection, transport
    error, a check) is torn down with ``call_terminate`` on every leg (CANCEL,
    a negative answer or BYE by state) and its record says why.
-6. Loops are bounded twice: a backward ``goto`` needs ``max`` (the loader
+6. Where things live: which step a message is for (rules 3, 4) is decided by pure
+   functions in :mod:`sipload.scenario.matching`; sending steps are the
+   :class:`~sipload.scenario.sending.Sender`'s, which answers None or why it could
+   not send; which call owns which UA id is the :class:`CallIndex`; the calls'
+   deadlines sit on one :class:`~sipload.sip.timerheap.TimerHeap`, as the UA's do.
+7. Loops are bounded twice: a backward ``goto`` needs ``max`` (the loader
    enforces it), and one call may execute at most :data:`MAX_STEPS` steps.
 """
 
 from __future__ import annotations
 
-import heapq
+from collections.abc import Sequence
 
-from sipload.scenario.calls import INF, CallInstance, Leg, Rng, RunContext
+from sipload.scenario.calls import INF, CallIndex, CallInstance, Leg, Rng, RunContext, mark_timers
 from sipload.scenario.inject import Injection
+from sipload.scenario.matching import (
+    FATAL,
+    IN_DIALOG_ONLY,
+    REQUEST_EVENTS,
+    branch_target,
+    classify,
+    describe,
+    entry_steps,
+    find_taker,
+    label,
+    recv_owner,
+    skip_optional,
+    unexpected_refresh,
+)
 from sipload.scenario.messages import automatic_marks, failed_check, run_captures, sample_pause
 from sipload.scenario.model import (
     Body,
@@ -53,12 +72,11 @@ from sipload.scenario.model import (
     SetStep,
     TerminateStep,
 )
-from sipload.scenario.sending import Sending
+from sipload.scenario.sending import Sender
 from sipload.sip import sdp
-from sipload.sip.digest import DigestServer
 from sipload.sip.errors import LocalProtocolError, ParseError
-from sipload.sip.headers import CANONICAL
-from sipload.sip.message import Message, Request, Response
+from sipload.sip.message import Message, Request
+from sipload.sip.timerheap import TimerHeap
 from sipload.stats.records import CallRecord, Failure, Result
 from sipload.ua.agent import UserAgent
 from sipload.ua.events import Event, EventType
@@ -69,26 +87,10 @@ MAX_STEPS = 10_000
 INBOX = 16
 
 E = EventType
-_REQUEST_EVENTS = {E.CALL_INVITE, E.CALL_REINVITE, E.CALL_MESSAGE_NEW, E.CALL_ACK,
-                   E.CALL_CLOSED, E.CALL_CANCELLED, E.MESSAGE_NEW}
-_FATAL = {E.CALL_NOANSWER: Failure.MAX_RETRANSMISSIONS, E.TRANSPORT_ERROR: Failure.TRANSPORT}
-_IN_DIALOG_ONLY = frozenset({"ACK", "BYE", "CANCEL", "PRACK", "INFO", "UPDATE"})
-"""Methods that never open a call or stand alone: no new request of these is routed (rule 4)."""
 
 
 def _time_of(message: tuple[float, str, str]) -> float:
     return message[0]
-
-
-def _label(ev: Event) -> str:
-    if ev.type in _REQUEST_EVENTS and ev.request is not None:
-        return ev.request.method
-    if ev.response is not None:
-        try:
-            return f"{ev.response.status} {ev.response.cseq.method}"
-        except ParseError:
-            return str(ev.response.status)
-    return ev.type.value
 
 
 def hostport(host: str, port: int) -> str:
@@ -96,20 +98,7 @@ def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-_WHY_HEADERS = ("warning", "reason", "retry-after")
-"""Headers that say why a peer refused: they join the failure detail."""
-
-
-def _describe(resp: Response) -> str:
-    """``503 Service Unavailable; Warning: 399 pbx "Overloaded"`` (wire text, cut short)."""
-    out = f"{resp.status} {resp.reason}".rstrip()[:80]
-    for name in _WHY_HEADERS:
-        for value in resp.get_all(name)[:2]:
-            out += f"; {CANONICAL.get(name, name)}: {value[:120]}"
-    return "".join(c if c.isprintable() else "?" for c in out)
-
-
-class Runner(Sending):
+class Runner:
     """Runs a :class:`Program` for many calls on one :class:`UserAgent`."""
 
     def __init__(self, program: Program, ua: UserAgent, ctx: RunContext, rng: Rng,
@@ -120,43 +109,19 @@ class Runner(Sending):
         self.rng = rng
         self.injection = injection if injection is not None else program.injection
         self._instances: dict[int, CallInstance] = {}
-        self._by_cid: dict[int, tuple[int, str]] = {}
-        self._by_tid: dict[int, tuple[int, str]] = {}
-        self._by_rid: dict[int, tuple[int, str]] = {}
-        self._by_callid: dict[str, tuple[int, str]] = {}
-        self._heap: list[tuple[float, int, int]] = []
-        self._seq = 0
+        self.index = CallIndex()
+        self.sender = Sender(program, ua, ctx, rng, self.index)
+        self._timers = TimerHeap[int]()  #: instance deadlines, by iid
         self._next_iid = 0
         self._finished: list[CallRecord] = []
         self._creds: set[tuple[str, str, str]] = set()
-        self._digest: dict[tuple[str, str, tuple[str, ...]], DigestServer] = {}
-        self._nonces = 0
-        self.stamp_sends = False  #: the shell calls stamp_sent after each write (see Sending)
-        self._unstamped = []
         self.started = 0
         self.call_number_base = 0
         #: responses received by calls, by code, since the engine last took them
         #: (the per-second chart counts them when they arrive, not when calls end)
         self.codes_received: dict[str, int] = {}
         steps = program.steps
-        k = 0  # a UAS call starts at its first recv: steps before it do not wait
-        while k < len(steps) and isinstance(steps[k], NopStep | SetStep):
-            k += 1
-        first = steps[k] if k < len(steps) else None
-        self._first: RecvStep | None = (
-            first if isinstance(first, RecvStep) and program.role == "uas" else None)
-        # rule 4 (b): which steps may take a new request, by method
-        self._takers: dict[str, list[int]] = {}
-        for j, s in enumerate(steps):
-            if not isinstance(s, RecvStep) or (j == k and self._first is not None):
-                continue
-            for m in s.matchers:
-                if not m.method or m.method in _IN_DIALOG_ONLY:
-                    continue
-                if self._first is not None and self._first.accepts_request(m.method) \
-                        and not s.match:
-                    continue
-                self._takers.setdefault(m.method, []).append(j)
+        self._first, self._takers = entry_steps(program)  # rule 4 (b), (c)
         cfg = ua.config  # the UA accepts what the scenario means to receive
         recv_methods = [m.method for s in steps if isinstance(s, RecvStep)
                         for m in s.matchers if m.method and m.method not in ("ACK", "CANCEL")]
@@ -180,11 +145,24 @@ class Runner(Sending):
         return out
     def call_number_of(self, call_id: str) -> int | None:
         """The number of the call in progress that uses ``call_id`` (any of its legs)."""
-        hit = self._by_callid.get(call_id)
+        hit = self.index.by_callid.get(call_id)
         if hit is None:
             return None
         inst = self._instances.get(hit[0])
         return inst.record.call_number if inst is not None else None
+
+    @property
+    def stamp_sends(self) -> bool:
+        """The shell stamps what it writes (see :class:`Sender`)."""
+        return self.sender.stamp_sends
+
+    @stamp_sends.setter
+    def stamp_sends(self, value: bool) -> None:
+        self.sender.stamp_sends = value
+
+    def stamp_sent(self, stamps: Sequence[float]) -> None:
+        """The shell wrote the UA's queue: its message ``i`` at ``stamps[i]``."""
+        self.sender.stamp_sent(stamps)
 
     def finished(self) -> list[CallRecord]:
         """Records of the calls that ended since the last call, with their marks.
@@ -201,14 +179,7 @@ class Runner(Sending):
         return out
 
     def next_deadline(self) -> float | None:
-        heap = self._heap
-        while heap:
-            d, _, iid = heap[0]
-            inst = self._instances.get(iid)
-            if inst is not None and inst.deadline == d:
-                return d
-            heapq.heappop(heap)
-        return None
+        return self._timers.peek()
 
     def start_call(self, call_number: int, intended: float, now: float,
                    user: int | None = None) -> CallInstance:
@@ -219,14 +190,15 @@ class Runner(Sending):
         return inst
 
     def handle_timers(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            d, _, iid = heapq.heappop(heap)
-            inst = self._instances.get(iid)
-            if inst is None or inst.deadline != d:
-                continue
-            inst.deadline = INF
-            self._on_deadline(inst, now)
+        while True:
+            due = self._timers.pop_due(now)
+            if not due:
+                return
+            for iid in due:
+                inst = self._instances.get(iid)
+                if inst is not None and inst.deadline <= now:  # INF: the wait ended already
+                    inst.deadline = INF
+                    self._on_deadline(inst, now)
 
     def on_event(self, ev: Event, now: float) -> None:
         """Route one UA event to the call it belongs to (or start a UAS call)."""
@@ -234,11 +206,11 @@ class Runner(Sending):
             return
         target: tuple[int, str] | None = None
         if ev.cid:
-            target = self._by_cid.get(ev.cid)
+            target = self.index.by_cid.get(ev.cid)
         if target is None and ev.rid:
-            target = self._by_rid.get(ev.rid)
-        if target is None and ev.tid and ev.type not in _REQUEST_EVENTS:
-            target = self._by_tid.get(ev.tid)
+            target = self.index.by_rid.get(ev.rid)
+        if target is None and ev.tid and ev.type not in REQUEST_EVENTS:
+            target = self.index.by_tid.get(ev.tid)
         if target is None:
             if ev.type == E.CALL_INVITE or ev.type == E.MESSAGE_NEW:
                 self._incoming(ev, now)
@@ -312,14 +284,15 @@ class Runner(Sending):
             call_id = req.call_id
         except ParseError:
             call_id = ""
-        hit = self._by_callid.get(call_id)
+        hit = self.index.by_callid.get(call_id)
         if hit is not None:
             inst = self._instances.get(hit[0])
             if inst is not None and not inst.done:
                 self._deliver_new(inst, hit[1], ev, now)
                 return
         if method in self._takers:
-            found = self._find_taker(method, req)
+            found = find_taker(self.program.steps, self._takers[method],
+                               self._instances.values(), req, self.ua)
             if found is not None:
                 self._deliver_new(found[0], found[1], ev, now)
                 return
@@ -346,27 +319,10 @@ class Runner(Sending):
         except LocalProtocolError:
             pass
 
-    def _find_taker(self, method: str, req: Request) -> tuple[CallInstance, str] | None:
-        steps = self.program.steps
-        for inst in self._instances.values():
-            if inst.done:
-                continue
-            for j in self._takers[method]:
-                s = steps[j]
-                if j < inst.pc or not isinstance(s, RecvStep):
-                    continue
-                leg = inst.legs.get(s.leg)
-                if method == "INVITE" and leg is not None and leg.live:
-                    continue
-                if s.match and failed_check(s.match, req, self._values(inst, leg)) is not None:
-                    continue
-                return inst, s.leg
-        return None
-
     def _deliver_new(self, inst: CallInstance, leg_name: str, ev: Event, now: float) -> None:
         leg = inst.leg(leg_name)
         if ev.type == E.CALL_INVITE and ev.cid and leg.cid and leg.cid != ev.cid:
-            self._by_cid.pop(leg.cid, None)
+            self.index.by_cid.pop(leg.cid, None)
             leg.reset_call()
         req = ev.request
         if req is not None:
@@ -374,8 +330,8 @@ class Runner(Sending):
                 call_id = req.call_id
             except ParseError:
                 call_id = ""
-            if call_id and call_id not in self._by_callid:
-                self._by_callid[call_id] = (inst.iid, leg_name)
+            if call_id and call_id not in self.index.by_callid:
+                self.index.by_callid[call_id] = (inst.iid, leg_name)
                 inst.call_ids.append(call_id)
             leg.call_id = call_id
             if leg_name == "main" or not inst.vars.get("call_id"):
@@ -384,9 +340,7 @@ class Runner(Sending):
 
     def _set_deadline(self, inst: CallInstance, deadline: float) -> None:
         inst.deadline = deadline
-        if deadline != INF:
-            self._seq += 1
-            heapq.heappush(self._heap, (deadline, self._seq, inst.iid))
+        self._timers.schedule(inst.iid, None if deadline == INF else deadline)
 
     def _finish(self, inst: CallInstance, now: float, teardown: bool) -> None:
         if inst.done:
@@ -407,13 +361,8 @@ class Runner(Sending):
                     self.ua.call_terminate(leg.cid, leg.did, now)
                 except LocalProtocolError:
                     pass
-            self._by_cid.pop(leg.cid, None)
-            self._by_rid.pop(leg.rid, None)
-        for tid in inst.tids:
-            self._by_tid.pop(tid, None)
-        for call_id in inst.call_ids:
-            if self._by_callid.get(call_id, (0, ""))[0] == inst.iid:
-                del self._by_callid[call_id]
+        self.index.forget(inst)
+        self._timers.discard(inst.iid)
         del self._instances[inst.iid]
         self._finished.append(rec)
 
@@ -425,8 +374,8 @@ class Runner(Sending):
             return
         rec.retransmissions += len(items)
         msgs = rec.messages
-        for t, label in items:
-            msgs.append((t, "re", label))
+        for t, what in items:
+            msgs.append((t, "re", what))
         if len(msgs) > len(items) and msgs[-len(items) - 1][0] > items[0][0]:
             msgs.sort(key=_time_of)
 
@@ -439,7 +388,7 @@ class Runner(Sending):
     def _bind(self, inst: CallInstance, leg: Leg, ev: Event) -> None:
         if ev.cid and not leg.cid:
             leg.cid = ev.cid
-            self._by_cid[ev.cid] = (inst.iid, leg.name)
+            self.index.by_cid[ev.cid] = (inst.iid, leg.name)
             try:
                 self.ua.call_set_reference(ev.cid, inst.iid)
             except LocalProtocolError:
@@ -458,12 +407,12 @@ class Runner(Sending):
                 self._released(inst, leg, ev.reason, now)
             return
         self._bind(inst, leg, ev)
-        if etype in _FATAL:
+        if etype in FATAL:
             if inst.waiting != "terminate":
-                self._fail(inst, _FATAL[etype], ev.reason or etype.value, now)
+                self._fail(inst, FATAL[etype], ev.reason or etype.value, now)
             return
-        is_request = etype in _REQUEST_EVENTS
-        if is_request and self._unexpected_refresh(inst, leg_name, ev):
+        is_request = etype in REQUEST_EVENTS
+        if is_request and unexpected_refresh(self.program.steps, inst, leg_name, ev, self.ua):
             self._answer_refresh(inst, leg, ev, now)
             return
         if is_request and ev.request is not None:
@@ -488,7 +437,7 @@ class Runner(Sending):
                     resp.status < 300:
                 leg.remote_sdp = resp.body
             if resp.status >= 200 and cmethod != "INVITE":
-                self._by_tid.pop(ev.tid, None)
+                self.index.by_tid.pop(ev.tid, None)
         else:
             # a request of ours failed without an answer (timer F, transport)
             if ev.reason and inst.waiting != "terminate":
@@ -497,7 +446,7 @@ class Runner(Sending):
                 what = ev.request.method if ev.request is not None else etype.value
                 self._fail(inst, failure, f"{what}: {ev.reason}", now)
             return
-        rec.messages.append((now, "in", _label(ev)))
+        rec.messages.append((now, "in", label(ev)))
         w = inst.waiting
         if w == "terminate":
             return
@@ -512,17 +461,7 @@ class Runner(Sending):
         elif len(inst.inbox) < INBOX:
             inst.inbox.append((leg_name, ev))
         else:
-            self._fail(inst, Failure.UNEXPECTED, f"{_label(ev)} while not waiting", now)
-
-    def _unexpected_refresh(self, inst: CallInstance, leg_name: str, ev: Event) -> bool:
-        """A session refresh (RFC 4028: re-INVITE or UPDATE with Session-Expires) that no
-        step waits for now: the peer's session timer, answered without the scenario."""
-        req = ev.request
-        if req is None or not req.has("session-expires") or not (
-                ev.type == E.CALL_REINVITE or (ev.type == E.CALL_MESSAGE_NEW
-                                               and req.method == "UPDATE")):
-            return False
-        return inst.waiting != "recv" or self._classify(inst, leg_name, ev)[0] != "accept"
+            self._fail(inst, Failure.UNEXPECTED, f"{label(ev)} while not waiting", now)
 
     def _answer_refresh(self, inst: CallInstance, leg: Leg, ev: Event, now: float) -> None:
         req = ev.request
@@ -532,8 +471,8 @@ class Runner(Sending):
             resp = self.ua.call_build_answer(ev.tid, 200)
             if req.body:
                 saved, leg.remote_sdp = leg.remote_sdp, req.body
-                data, ct = self._body(inst, leg, Body(None, "answer"), None,
-                                      self._values(inst, leg))
+                data, ct = self.sender.body(inst, leg, Body(None, "answer"), None,
+                                      self.sender.values(inst, leg))
                 leg.remote_sdp = saved
                 if data is not None:
                     resp.set_body(data, ct)
@@ -541,12 +480,12 @@ class Runner(Sending):
         except (LocalProtocolError, ParseError, sdp.SdpError):
             return
         inst.record.messages.append((now, "in", f"{req.method} (session refresh)"))
-        self._log_out(inst, f"200 {req.method}", now, queued)
+        self.sender.log_out(inst, f"200 {req.method}", now, queued)
 
     def _released(self, inst: CallInstance, leg: Leg, reason: str, now: float) -> None:
         leg.released = True
         leg.release_reason = reason
-        self._by_cid.pop(leg.cid, None)
+        self.index.by_cid.pop(leg.cid, None)
         steps = self.program.steps
         if inst.pc >= len(steps):
             return
@@ -561,7 +500,7 @@ class Runner(Sending):
         elif inst.waiting == "dtmf":
             self._fail(inst, Failure.UNEXPECTED, f"call ended ({reason})", now)
         elif inst.waiting == "recv" and isinstance(step, RecvStep) and not any(
-                m.method and m.method not in _IN_DIALOG_ONLY for m in step.matchers):
+                m.method and m.method not in IN_DIALOG_ONLY for m in step.matchers):
             self._fail(inst, Failure.UNEXPECTED,
                        f"call ended ({reason}) while waiting for {step.expected}", now)
 
@@ -583,45 +522,15 @@ class Runner(Sending):
             return
         self._run(inst, now)
 
-    def _classify(self, inst: CallInstance, leg_name: str, ev: Event) -> tuple[str, int]:
-        """Rule 3: ("accept", step), ("defer", 0), ("ignore", 0) or ("fail", 0)."""
-        steps = self.program.steps
-        is_request = ev.type in _REQUEST_EVENTS
-        msg: Message | None = ev.request if is_request else ev.response
-        method = ev.request.method if (is_request and ev.request is not None) else ""
-        status = ev.response.status if (not is_request and ev.response is not None) else 0
-        own_leg = False
-        j = inst.pc
-        while j < len(steps):
-            s = steps[j]
-            if not isinstance(s, RecvStep):
-                break
-            if s.leg == leg_name:
-                own_leg = True
-                took = s.accepts_request(method) if is_request else s.accepts_response(status)
-                if took and (not s.match or msg is None or failed_check(
-                        s.match, msg, self._values(inst, inst.legs.get(leg_name))) is None):
-                    return "accept", j
-                if not s.optional:
-                    break
-            elif not s.optional:
-                return "defer", 0
-            j += 1
-        if not is_request and status < 200:
-            return "ignore", 0
-        if not own_leg:
-            return "defer", 0
-        return "fail", 0
-
     def _match(self, inst: CallInstance, leg_name: str, ev: Event, now: float) -> None:
-        kind, j = self._classify(inst, leg_name, ev)
+        kind, j = classify(self.program.steps, inst, leg_name, ev, self.ua)
         if kind == "accept":
             self._accept(inst, j, ev, now)
         elif kind == "defer":
             if len(inst.inbox) < INBOX:
                 inst.inbox.append((leg_name, ev))
             else:
-                self._fail(inst, Failure.UNEXPECTED, f"{_label(ev)} on leg {leg_name}", now)
+                self._fail(inst, Failure.UNEXPECTED, f"{label(ev)} on leg {leg_name}", now)
         elif kind == "fail":
             self._unexpected(inst, ev, now)
 
@@ -629,10 +538,10 @@ class Runner(Sending):
         want = self.program.steps[inst.pc]
         expected = want.expected if isinstance(want, RecvStep) else "?"
         status = ev.response.status if ev.response is not None and \
-            ev.type not in _REQUEST_EVENTS else 0
+            ev.type not in REQUEST_EVENTS else 0
         if status >= 300:
             assert ev.response is not None
-            self._fail(inst, Failure.REJECTED, f"{_describe(ev.response)} (expected {expected})",
+            self._fail(inst, Failure.REJECTED, f"{describe(ev.response)} (expected {expected})",
                        now)
         else:
             got = ev.request.method if ev.request is not None and not status else str(status)
@@ -644,29 +553,23 @@ class Runner(Sending):
         inst.pc = j
         inst.waiting = ""
         inst.deadline = INF
-        is_request = ev.type in _REQUEST_EVENTS
+        is_request = ev.type in REQUEST_EVENTS
         msg: Message | None = ev.request if is_request else ev.response
         leg = inst.legs.get(s.leg)
         if msg is not None:
             if s.authenticate and isinstance(msg, Request):
-                why = self._authenticate(inst, msg, now)
+                why = self.sender.authenticate(inst, msg, now)
                 if why:
                     self._fail(inst, Failure.CHECK_FAILED, f"authenticate: {why}", now)
                     return
             bad = run_captures(s.captures, msg, inst.vars)
             if bad is None:
-                bad = failed_check(s.checks, msg, self._values(inst, leg))
+                bad = failed_check(s.checks, msg, self.sender.values(inst, leg))
             if bad is not None:
                 self._fail(inst, Failure.CHECK_FAILED, bad, now)
                 return
-        self._timers(inst, s, now)
-        target = j + 1
-        method = ev.request.method if is_request and ev.request is not None else ""
-        status = ev.response.status if not is_request and ev.response is not None else 0
-        for m, t in s.on:
-            if (status and m.matches_response(status)) or (method and m.matches_request(method)):
-                target = t
-                break
+        mark_timers(inst, s.start_timer, s.stop_timer, now)
+        target = branch_target(s, j, ev)
         inst.pc = target
         self._run(inst, now)
 
@@ -681,17 +584,12 @@ class Runner(Sending):
         elif w == "recv":
             owner = steps[inst.wait_owner] if inst.wait_owner >= 0 else steps[inst.pc]
             if isinstance(owner, RecvStep) and owner.on_timeout >= 0:
-                self._timers(inst, owner, now)
+                mark_timers(inst, owner.start_timer, owner.stop_timer, now)
                 inst.pc = owner.on_timeout
                 self._run(inst, now)
                 return
-            j = inst.pc
-            while j < len(steps):
-                sj = steps[j]
-                if not (isinstance(sj, RecvStep) and sj.optional):
-                    break
-                j += 1
-            if j > inst.pc and (j >= len(steps) or not isinstance(steps[j], RecvStep)):
+            j = skip_optional(steps, inst.pc)
+            if j > inst.pc:
                 inst.pc = j
                 self._run(inst, now)
                 return
@@ -709,18 +607,7 @@ class Runner(Sending):
     def _wait_recv(self, inst: CallInstance, now: float) -> None:
         """Wait at the recv chain starting at ``pc``; take what the inbox holds for it."""
         steps = self.program.steps
-        owner = inst.pc
-        j = inst.pc
-        while j < len(steps):
-            sj = steps[j]
-            if not isinstance(sj, RecvStep):
-                break
-            if sj.timeout is not None:
-                owner = j
-                break
-            if not sj.optional:
-                break
-            j += 1
+        owner = recv_owner(steps, inst.pc)
         step = steps[owner]
         assert isinstance(step, RecvStep)
         timeout = step.timeout if step.timeout is not None else self.program.recv_timeout
@@ -730,7 +617,7 @@ class Runner(Sending):
         i = 0
         while i < len(inst.inbox):
             leg_name, ev = inst.inbox[i]
-            kind, k = self._classify(inst, leg_name, ev)
+            kind, k = classify(self.program.steps, inst, leg_name, ev, self.ua)
             if kind == "defer":
                 i += 1
                 continue
@@ -757,11 +644,11 @@ class Runner(Sending):
             if isinstance(step, RecvStep):
                 self._wait_recv(inst, now)
                 return
-            if isinstance(step, SendStep):
-                if not self._send(inst, step, now):
-                    return
-            elif isinstance(step, ReplyStep):
-                if not self._reply(inst, step, now):
+            if isinstance(step, SendStep | ReplyStep):
+                failed = self.sender.send(inst, step, now) if isinstance(step, SendStep) \
+                    else self.sender.reply(inst, step, now)
+                if failed is not None:
+                    self._fail(inst, failed[0], failed[1], now)
                     return
             elif isinstance(step, PauseStep):
                 inst.waiting = "pause"
@@ -771,7 +658,11 @@ class Runner(Sending):
                 if inst.sub >= len(step.digits):
                     inst.sub = 0
                 else:
-                    self._dtmf(inst, step, now)
+                    failed = self.sender.dtmf(inst, step, now)
+                    if failed is not None:
+                        self._fail(inst, failed[0], failed[1], now)
+                    else:
+                        self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)
                     return
             elif isinstance(step, TerminateStep):
                 if self._terminate(inst, step, now):
@@ -781,24 +672,24 @@ class Runner(Sending):
                     continue
             elif isinstance(step, SetStep):
                 for name, tmpl in step.values:
-                    inst.vars[name] = tmpl.render(self._values(inst, inst.legs.get(step.leg)))
+                    inst.vars[name] = tmpl.render(self.sender.values(inst, inst.legs.get(step.leg)))
             elif isinstance(step, CheckStep):
                 last = inst.leg(step.leg).last
                 if last is None:
                     self._fail(inst, Failure.CHECK_FAILED, "nothing received to check", now)
                     return
-                bad = failed_check(step.checks, last, self._values(inst, inst.legs[step.leg]))
+                bad = failed_check(step.checks, last, self.sender.values(inst, inst.legs[step.leg]))
                 if bad is not None:
                     self._fail(inst, Failure.CHECK_FAILED, bad, now)
                     return
             elif isinstance(step, FailStep):
-                detail = step.detail.render(self._values(inst, inst.legs.get(step.leg))) \
+                detail = step.detail.render(self.sender.values(inst, inst.legs.get(step.leg))) \
                     if step.detail is not None else f"fail: {step.reason}"
                 inst.record.fail(step.reason, detail, now, inst.pc + 1)
                 self._finish(inst, now, teardown=True)
                 return
             elif isinstance(step, NopStep):
-                self._timers(inst, step, now)
+                mark_timers(inst, step.start_timer, step.stop_timer, now)
             inst.pc += 1
 
     def _terminate(self, inst: CallInstance, step: TerminateStep, now: float) -> bool:
@@ -812,7 +703,7 @@ class Runner(Sending):
         except LocalProtocolError as e:
             self._fail(inst, Failure.CANNOT_SEND, f"terminate: {e}", now)
             return True
-        self._log_out(inst, "terminate", now, queued)
+        self.sender.log_out(inst, "terminate", now, queued)
         if step.wait and not inst.done:
             inst.waiting = "terminate"
             self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)
@@ -823,7 +714,7 @@ class Runner(Sending):
         if step.when_var:
             value = inst.vars.get(step.when_var, "")
             if step.when_equals is not None and \
-                    value != step.when_equals.render(self._values(inst, None)):
+                    value != step.when_equals.render(self.sender.values(inst, None)):
                 return False
             if step.when_matches is not None and not step.when_matches.search(value):
                 return False

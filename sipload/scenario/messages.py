@@ -193,7 +193,7 @@ def automatic_marks(rec: CallRecord) -> None:
     """Marks every call gets from its message log (seconds, never negative).
 
     The log's times are the socket stamps the shell gave (see
-    :meth:`Sending.stamp_sent`), so a mark is what the wire saw.
+    :meth:`Sender.stamp_sent`), so a mark is what the wire saw.
 
     ``first_provisional``: first INVITE to its first 1xx; ``pdd``: to 180/183;
     ``answer``: to its 2xx; ``bye``: first BYE to its final answer; ``call``:

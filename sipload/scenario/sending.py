@@ -1,23 +1,29 @@
 """Sending steps of a scenario: requests, replies, DTMF, and the UAS's digest side.
 
-A mixin of :class:`sipload.scenario.interpreter.Runner`, which holds the
-state declared here and provides :meth:`Sending._fail`.  Each method builds
-the user agent's default message (eXosip style), applies the step's
-overrides, sends it, and records it on the call.
+:class:`Sender` is its own object, which the runner holds.  Each method builds
+the user agent's default message (eXosip style), applies the step's overrides,
+sends it, records it on the call, and answers None or why it could not send
+(:data:`Failed`): failing the call is the runner's job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sipload.scenario.calls import CallInstance, Leg, Rng, RunContext, Values
+from sipload.scenario.calls import (
+    CallIndex,
+    CallInstance,
+    Leg,
+    Rng,
+    RunContext,
+    Values,
+    mark_timers,
+)
 from sipload.scenario.messages import apply_overrides, body_bytes
 from sipload.scenario.model import (
     Body,
     DtmfStep,
-    NopStep,
     Program,
-    RecvStep,
     ReplyStep,
     SendStep,
 )
@@ -37,9 +43,16 @@ Unstamped = tuple[CallInstance, tuple[float, str, str], int, SendStep | ReplySte
 """A message logged as sent whose bytes the shell has not written yet: (call, its entry in
 the call's message log, its index in the UA's send queue, the step that sent it)."""
 
+Failed = tuple[Failure, str]
+"""Why a step could not send: the call fails with it (None: sent)."""
 
-class Sending:
-    """Steps that send; state and ``_fail``/``_set_deadline`` come from the Runner.
+
+class Sender:
+    """Sends what the steps of a scenario say, on one user agent, for many calls.
+
+    It records what it sent on the call (ladder, ``branch``/``cseq`` variables,
+    timers) and indexes what it started (:class:`CallIndex`); it never fails a
+    call itself: each step answers None or why it could not send.
 
     Send stamps: a step logs its message at the ``now`` it ran, but the time that
     counts is when the bytes were written.  With :attr:`stamp_sends` set, the shell
@@ -48,32 +61,23 @@ class Sending:
     its index in the queue), and so do the timers its step started or stopped.
     """
 
-    stamp_sends: bool
-    _unstamped: list[Unstamped]
+    def __init__(self, program: Program, ua: UserAgent, ctx: RunContext, rng: Rng,
+                 index: CallIndex) -> None:
+        self.program = program
+        self.ua = ua
+        self.ctx = ctx
+        self.rng = rng
+        self.index = index
+        self._digest: dict[tuple[str, str, tuple[str, ...]], DigestServer] = {}
+        self._nonces = 0
+        self.stamp_sends = False  #: the shell calls stamp_sent after each write
+        self._unstamped: list[Unstamped] = []
 
-    program: Program
-    ua: UserAgent
-    ctx: RunContext
-    rng: Rng
-    _by_cid: dict[int, tuple[int, str]]
-    _by_tid: dict[int, tuple[int, str]]
-    _by_rid: dict[int, tuple[int, str]]
-    _by_callid: dict[str, tuple[int, str]]
-    _digest: dict[tuple[str, str, tuple[str, ...]], DigestServer]
-    _nonces: int
-
-    def _fail(self, inst: CallInstance, failure: Failure, detail: str, now: float) -> None:
-        raise NotImplementedError
-
-    def _set_deadline(self, inst: CallInstance, deadline: float) -> None:
-        raise NotImplementedError
-
-    def _values(self, inst: CallInstance, leg: Leg | None) -> Values:
+    def values(self, inst: CallInstance, leg: Leg | None) -> Values:
         return Values(inst.vars, leg, self.ua)
 
-
-    def _log_out(self, inst: CallInstance, label: str, now: float, queued_before: int,
-                 step: SendStep | ReplyStep | None = None) -> None:
+    def log_out(self, inst: CallInstance, label: str, now: float, queued_before: int,
+                step: SendStep | ReplyStep | None = None) -> None:
         """Log a message sent; if it was queued, its send stamp comes in :meth:`stamp_sent`."""
         entry = (now, "out", label)
         if self.stamp_sends and self.ua.queued() > queued_before:
@@ -106,18 +110,9 @@ class Sending:
                 rec.marks[step.stop_timer] = max(0.0, s - started)
         self._unstamped.clear()
 
-    def _timers(self, inst: CallInstance, step: SendStep | ReplyStep | RecvStep | NopStep,
-                now: float) -> None:
-        if step.start_timer:
-            inst.timers[step.start_timer] = now
-        if step.stop_timer:
-            started = inst.timers.get(step.stop_timer)
-            if started is not None:
-                inst.record.marks[step.stop_timer] = max(0.0, now - started)
-
     # ------------------------------------------------------------------ sending
 
-    def _body(self, inst: CallInstance, leg: Leg, body: Body | None,
+    def body(self, inst: CallInstance, leg: Leg, body: Body | None,
               ctype: str | None, values: Values) -> tuple[bytes | None, str | None]:
         if body is None:
             return None, ctype
@@ -129,10 +124,6 @@ class Sending:
     def _address(self, text: str) -> str:
         return text if "<" in text else f"<{text}>"
 
-    def _track(self, inst: CallInstance, leg: Leg, tid: int) -> None:
-        self._by_tid[tid] = (inst.iid, leg.name)
-        inst.tids.append(tid)
-
     def _sent(self, inst: CallInstance, req: Request, now: float, queued_before: int,
               step: SendStep | None = None) -> None:
         v = inst.vars
@@ -141,22 +132,21 @@ class Sending:
             v["cseq"] = str(req.cseq.seq)
         except ParseError:
             pass
-        self._log_out(inst, req.method, now, queued_before, step)
+        self.log_out(inst, req.method, now, queued_before, step)
 
-    def _send(self, inst: CallInstance, step: SendStep, now: float) -> bool:
+    def send(self, inst: CallInstance, step: SendStep, now: float) -> Failed | None:
+        """Build the UA's default request for ``step``, apply its overrides, send it."""
         ua = self.ua
         queued = ua.queued()
         leg = inst.leg(step.leg)
-        values = self._values(inst, leg)
+        values = self.values(inst, leg)
         m = step.method
         prog = self.program
         ctype = step.content_type.render(values) if step.content_type is not None else None
         if leg.cid and m not in ("INVITE", "REGISTER") and not step.out_of_dialog and (
                 leg.released or ua.call_state(leg.cid) is None):
-            self._fail(inst, Failure.UNEXPECTED,
-                       f"{m}: the call already ended ({leg.release_reason or 'released'})",
-                       now)
-            return False
+            return (Failure.UNEXPECTED,
+                    f"{m}: the call already ended ({leg.release_reason or 'released'})")
         try:
             route = step.route.render(values) if step.route is not None else None
             req: Request
@@ -169,27 +159,27 @@ class Sending:
                     to, from_, route, step.subject.render(values) if step.subject else None)
                 if step.request_uri is not None:
                     req.uri_text = step.request_uri.render(values)
-                body, ct = self._body(inst, leg, step.body, ctype, values)
+                body, ct = self.body(inst, leg, step.body, ctype, values)
                 apply_overrides(req, step.headers, body, ct, values)
                 cid = ua.call_send_initial_invite(req, now)
                 ua.call_set_reference(cid, inst.iid)
                 leg.cid = cid
-                self._by_cid[cid] = (inst.iid, leg.name)
-                self._own_call_id(inst, leg, req.call_id)
+                self.index.by_cid[cid] = (inst.iid, leg.name)
+                self.index.own_call_id(inst, leg, req.call_id)
             elif m == "ACK":
                 if not leg.did:
                     raise LocalProtocolError("ACK before any 2xx")
                 req = ua.call_build_ack(leg.did)
-                body, ct = self._body(inst, leg, step.body, ctype, values)
+                body, ct = self.body(inst, leg, step.body, ctype, values)
                 apply_overrides(req, step.headers, body, ct, values)
                 ua.call_send_ack(leg.did, req, now)
             elif m == "CANCEL":
                 if not leg.cid:
                     raise LocalProtocolError("CANCEL with no call")
                 ua.call_terminate(leg.cid, 0, now)
-                self._log_out(inst, m, now, queued, step)
-                self._timers(inst, step, now)
-                return True
+                self.log_out(inst, m, now, queued, step)
+                mark_timers(inst, step.start_timer, step.stop_timer, now)
+                return None
             elif m == "REGISTER":
                 expires = step.expires if step.expires is not None else 3600
                 if not leg.rid:
@@ -199,8 +189,8 @@ class Sending:
                     rid, req = ua.register_build_initial_register(from_, registrar,
                                                                    expires=expires)
                     leg.rid = rid
-                    self._by_rid[rid] = (inst.iid, leg.name)
-                    self._own_call_id(inst, leg, req.call_id, main_too=False)
+                    self.index.by_rid[rid] = (inst.iid, leg.name)
+                    self.index.own_call_id(inst, leg, req.call_id, main_too=False)
                 else:
                     req = ua.register_build_register(leg.rid, expires)
                 if step.request_uri is not None:
@@ -209,15 +199,15 @@ class Sending:
                     req.set_header("To", self._address(step.to.render(values)))
                 if route is not None:
                     req.set_header("Route", route)
-                body, ct = self._body(inst, leg, step.body, ctype, values)
+                body, ct = self.body(inst, leg, step.body, ctype, values)
                 apply_overrides(req, step.headers, body, ct, values)
                 ua.register_send_register(leg.rid, req, now)
             elif leg.did and not step.out_of_dialog and leg.live:
                 req = ua.call_build_request(leg.did, m)
-                body, ct = self._body(inst, leg, step.body, ctype, values)
+                body, ct = self.body(inst, leg, step.body, ctype, values)
                 apply_overrides(req, step.headers, body, ct, values)
                 tid = ua.call_send_request(leg.did, req, now)
-                self._track(inst, leg, tid)
+                self.index.track_tid(inst, leg, tid)
             else:
                 to = self._address((step.to or prog.to).render(values))
                 from_ = self._address((step.from_ or prog.from_).render(values))
@@ -226,39 +216,28 @@ class Sending:
                     req.uri_text = step.request_uri.render(values)
                 if step.subject is not None:
                     req.set_header("Subject", step.subject.render(values))
-                body, ct = self._body(inst, leg, step.body, ctype, values)
+                body, ct = self.body(inst, leg, step.body, ctype, values)
                 apply_overrides(req, step.headers, body, ct, values)
                 tid = ua.message_send_request(req, now)
-                self._track(inst, leg, tid)
-                self._own_call_id(inst, leg, req.call_id, main_too=False)
+                self.index.track_tid(inst, leg, tid)
+                self.index.own_call_id(inst, leg, req.call_id, main_too=False)
         except (LocalProtocolError, ParseError, sdp.SdpError) as e:
-            self._fail(inst, Failure.CANNOT_SEND, f"{m}: {e}", now)
-            return False
+            return Failure.CANNOT_SEND, f"{m}: {e}"
         self._sent(inst, req, now, queued, step)
-        self._timers(inst, step, now)
-        return True
+        mark_timers(inst, step.start_timer, step.stop_timer, now)
+        return None
 
-    def _own_call_id(self, inst: CallInstance, leg: Leg, call_id: str,
-                     main_too: bool = True) -> None:
-        leg.call_id = call_id
-        if call_id and call_id not in self._by_callid:
-            self._by_callid[call_id] = (inst.iid, leg.name)
-            inst.call_ids.append(call_id)
-        if (leg.name == "main" and main_too) or not inst.vars.get("call_id"):
-            inst.vars["call_id"] = call_id
-
-    def _reply(self, inst: CallInstance, step: ReplyStep, now: float) -> bool:
+    def reply(self, inst: CallInstance, step: ReplyStep, now: float) -> Failed | None:
+        """Answer the leg's last request as ``step`` says."""
         leg = inst.leg(step.leg)
         if (step.code < 300 and (leg.last_method in _UA_ANSWERS or (
                 leg.last_method == "OPTIONS" and self.ua.config.answer_options))) or (
                 leg.last_method == "CANCEL" and step.code == 487):
-            self._timers(inst, step, now)
-            return True  # the UA answered these itself
+            mark_timers(inst, step.start_timer, step.stop_timer, now)
+            return None  # the UA answered these itself
         if not leg.last_tid:
-            self._fail(inst, Failure.CANNOT_SEND, f"reply {step.code}: no request to answer",
-                       now)
-            return False
-        values = self._values(inst, leg)
+            return Failure.CANNOT_SEND, f"reply {step.code}: no request to answer"
+        values = self.values(inst, leg)
         queued = self.ua.queued()
         try:
             resp = self.ua.call_build_answer(leg.last_tid, step.code)
@@ -267,17 +246,17 @@ class Sending:
             if step.challenge is not None:
                 self._challenge(inst, step, resp, values, now)
             ctype = step.content_type.render(values) if step.content_type else None
-            body, ct = self._body(inst, leg, step.body, ctype, values)
+            body, ct = self.body(inst, leg, step.body, ctype, values)
             apply_overrides(resp, step.headers, body, ct, values)
             self.ua.call_send_answer(leg.last_tid, step.code, resp, now)
         except (LocalProtocolError, ParseError, sdp.SdpError, DigestError) as e:
-            self._fail(inst, Failure.CANNOT_SEND, f"reply {step.code}: {e}", now)
-            return False
-        self._log_out(inst, f"{step.code} {leg.last_method}", now, queued, step)
-        self._timers(inst, step, now)
-        return True
+            return Failure.CANNOT_SEND, f"reply {step.code}: {e}"
+        self.log_out(inst, f"{step.code} {leg.last_method}", now, queued, step)
+        mark_timers(inst, step.start_timer, step.stop_timer, now)
+        return None
 
-    def _dtmf(self, inst: CallInstance, step: DtmfStep, now: float) -> None:
+    def dtmf(self, inst: CallInstance, step: DtmfStep, now: float) -> Failed | None:
+        """Send the next digit of ``step`` as an INFO; the call then waits for its answer."""
         leg = inst.leg(step.leg)
         digit = step.digits[inst.sub]
         queued = self.ua.queued()
@@ -289,14 +268,13 @@ class Sending:
                           "application/dtmf-relay")
             tid = self.ua.call_send_request(leg.did, info, now)
         except LocalProtocolError as e:
-            self._fail(inst, Failure.CANNOT_SEND, f"INFO: {e}", now)
-            return
-        self._track(inst, leg, tid)
+            return Failure.CANNOT_SEND, f"INFO: {e}"
+        self.index.track_tid(inst, leg, tid)
         self._sent(inst, info, now, queued)
         inst.waiting = "dtmf"
         inst.wait_tid = tid
         inst.sent_at = now
-        self._set_deadline(inst, now + 64 * self.ua.config.timers.t1 + 1)
+        return None
 
     # ------------------------------------------------------------------ digest (UAS side)
 
@@ -320,7 +298,7 @@ class Sending:
         name = "Proxy-Authenticate" if step.code == 407 else "WWW-Authenticate"
         resp.add_header(name, server.challenge(spec.stale, now=now).to_header())
 
-    def _authenticate(self, inst: CallInstance, req: Request, now: float) -> str:
+    def authenticate(self, inst: CallInstance, req: Request, now: float) -> str:
         """Why ``req``'s digest credentials are not good ("" when they are)."""
         value = req.get("authorization") or req.get("proxy-authorization")
         if value is None:
