@@ -168,3 +168,22 @@ def test_codes_per_second_count_responses_when_they_arrive(tmp_path: Path) -> No
         for code, n in codes.items():
             total[code] = total.get(code, 0) + int(n)
     assert total == summary(out)["codes"]
+
+
+def test_inject_from_the_command_line(tmp_path: Path) -> None:
+    """Each call carries its CSV row (SEQUENTIAL): the callee checks the header and
+    declines a call without it, so every call succeeding proves the rows went out."""
+    uas = ANSWER.format(pause="").replace(
+        "  - recv: INVITE\n",
+        "  - recv: INVITE\n    check: [{name: csv-user, header: X-User, matches: '^u[0-9]$'}]\n")
+    scenario = pair(tmp_path, "inject", uas)
+    scenario.write_text(scenario.read_text().replace(
+        "  - send: INVITE\n", "  - send: INVITE\n    headers: {X-User: '${field0}'}\n", 1))
+    csv = tmp_path / "users.csv"
+    csv.write_text("SEQUENTIAL\nu1;x\nu2;y\nu3;z\n")
+    out, _ = _run(tmp_path, scenario, "--calls", 6, "--rate", 30, "--inject", csv, "--quiet")
+    assert summary(out)["calls"]["succeeded"] == 6
+    # a template naming a field the CSV lacks is refused before anything is sent
+    scenario.write_text(scenario.read_text().replace("${field0}", "${field5}"))
+    r = sipload("run", scenario, "--calls", 1, "--inject", csv, "--out", tmp_path / "no")
+    assert r.returncode == 2 and "field5" in r.stderr and not (tmp_path / "no").exists()
