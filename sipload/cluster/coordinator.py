@@ -142,6 +142,7 @@ class Coordinator:
     rate_increase: float = 0.0
     rate_interval: float = 0.0
     _hello_of: dict[bytes, Hello] = field(default_factory=dict)  #: joiners not yet welcomed
+    _strangers: int = 0  #: messages from peers that never said Hello
 
     # ------------------------------------------------------------------ shares
 
@@ -186,6 +187,10 @@ class Coordinator:
         if w is not None:
             w.rejected += n
             if w.rejected - n >= REJECT_EVENTS:
+                return
+        else:
+            self._strangers += n
+            if self._strangers - n >= REJECT_EVENTS:
                 return
         self.events.append({"t": now, "event": "message_rejected", "type": kind,
                             "worker": w.worker if w is not None else None,
