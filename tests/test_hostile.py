@@ -48,6 +48,7 @@ from sipload.sip.parser import StreamFramer
 from sipload.stats.rundir import EVENTS, read_calls, read_jsonl
 from sipload.ua.agent import UAConfig, UserAgent
 from tests.peers import free_port
+from tests.test_transport import pki  # noqa: F401  (the test PKI fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 BASIC = REPO / "scenarios" / "basic_call.yaml"
@@ -518,3 +519,33 @@ def test_out_of_descriptors_the_listener_stays_quiet_and_recovers(tmp_path: Path
     assert connects > 100
     assert len(log.splitlines()) <= 2, log[:2000]  # one line per 10 s at most
     assert "Traceback" not in log
+
+
+def test_tls_stream_past_the_size_limit_gets_413(pki: Path) -> None:
+    """The same limit on TLS (in process: a listener and a raw TLS client)."""
+    import asyncio
+    import ssl
+
+    from sipload.transport import StreamLimits, TransportSet
+    from sipload.transport.tls import server_context
+
+    async def main() -> bytes:
+        got: list[bytes] = []
+        t = TransportSet(lambda data, peer: got.append(data), lambda peer, why: None,
+                         stream_limits=StreamLimits(max_message=4096))
+        _, port = await t.listen("tls", "127.0.0.1", 0, ssl_context=server_context(
+            pki / "server.crt", pki / "server.key"))
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                       server_hostname="localhost")
+        writer.write(HEAD + b"Content-Length: 100000\r\n\r\n" + b"x" * 8192)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(4096), 5)
+        rest = await asyncio.wait_for(reader.read(4096), 5)  # closed after it
+        writer.close()
+        await t.close()
+        assert not got and rest == b""
+        return answer
+
+    answer = asyncio.run(main())
+    assert answer.startswith(b"SIP/2.0 413 ")
