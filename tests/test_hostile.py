@@ -521,7 +521,7 @@ def test_out_of_descriptors_the_listener_stays_quiet_and_recovers(tmp_path: Path
     assert "Traceback" not in log
 
 
-def test_tls_stream_past_the_size_limit_gets_413(pki: Path) -> None:
+def test_tls_stream_past_the_size_limit_gets_413(pki: Path) -> None:  # noqa: F811
     """The same limit on TLS (in process: a listener and a raw TLS client)."""
     import asyncio
     import ssl
