@@ -216,7 +216,9 @@ class Coordinator:
         if isinstance(msg, Heartbeat | Records | Done) and not 0 <= msg.started <= limit:
             self._reject(w, kind, f"started {msg.started} is beyond the worker's share "
                          f"({limit:g})", now)
-            return None
+            if not isinstance(msg, Records):
+                return None
+            msg = replace(msg, started=0)  # its records are judged one by one below
         if isinstance(msg, Heartbeat | Done) and any(v < 0 for v in (
                 msg.active if isinstance(msg, Heartbeat) else msg.in_flight,
                 msg.cpu if isinstance(msg, Heartbeat) else msg.succeeded,
