@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sipload.media.table import MediaTable
+from sipload.mediapump import MediaPump, write_recordings
 from sipload.pacing import Pacer
 from sipload.scenario.inject import Injection
 from sipload.scenario.interpreter import RunContext, Runner
@@ -40,6 +42,7 @@ from sipload.stats.records import CallRecord, Failure, Result
 from sipload.stats.traces import DEFAULT_LIMIT, TraceKeeper, Tracer
 from sipload.transport import StreamLimits, TransportSet
 from sipload.transport.hrtimer import PreciseTimer, precise_timer
+from sipload.transport.rtp import bind_pair
 from sipload.transport.tls import client_context
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.ids import IdGenerator
@@ -150,6 +153,8 @@ class Engine:
         self.ua: UserAgent | None = None
         self.runner: Runner | None = None
         self.responder: DefaultUAS | None = None
+        self.media: MediaPump | None = None
+        self.media_port = 6000
         self.pacer: Pacer | None = None
         self.address: tuple[str, int] = (config.local_host, config.local_port)
         self._handle: asyncio.TimerHandle | None = None
@@ -188,6 +193,19 @@ class Engine:
         """Seconds since the engine started, on ``time.monotonic()`` (not the loop's clock)."""
         return time.monotonic() - self.t0
 
+    def _start_media(self, host: str, echo_all: bool) -> None:
+        """Bind the worker's RTP/RTCP pair and start its media shell."""
+        assert self.loop is not None
+        rtp, rtcp = bind_pair(host)
+        self.media_port = rtp.address[1]
+        mono0 = time.monotonic() - (self.loop.time() - self.t0)
+        table = MediaTable(time.monotonic() - mono0, time.time() - time.monotonic(),
+                           lambda: self.rng.getrandbits(32),
+                           f"sipload-{self.config.worker}@{host}")
+        table.echo_all = echo_all
+        self.media = MediaPump(table, rtp, rtcp, mono0)
+        self.media.start()
+
     async def start(self) -> tuple[str, int]:
         """Bind the socket, build the UA; returns the bound address."""
         cfg = self.config
@@ -203,6 +221,8 @@ class Engine:
             reuse_port=cfg.reuse_port)
         self.address = (host, port)
         prog = cfg.program
+        if prog is None or prog.media:
+            self._start_media(host, echo_all=prog is None)
         ua_cfg = UAConfig(host=host, port=port, transport=cfg.transport, timers=cfg.timers,
                           user_agent="sipload", max_calls=cfg.max_dialogs)
         if prog is not None and prog.allow:
@@ -211,12 +231,14 @@ class Engine:
             ua_cfg.supported = prog.supported
         self.ua = UserAgent(ua_cfg, IdGenerator(f"w{cfg.worker}{os.getpid():x}x"))
         if prog is None:
-            self.responder = DefaultUAS(self.ua, media_ip=host)
+            self.responder = DefaultUAS(self.ua, media_ip=host, media_port=self.media_port)
         else:
             target = cfg.target or ("127.0.0.1", 5060)
             ctx = RunContext(host, port, target[0], target[1], cfg.transport,
-                             worker=cfg.worker, media_ip=host)
+                             worker=cfg.worker, media_ip=host, media_port=self.media_port)
             self.runner = Runner(prog, self.ua, ctx, self.rng, cfg.injection)
+            if self.media is not None:
+                self.runner.media.attach(self.media.table)
             self.runner.call_number_base = cfg.first_call
             if prog.role == "uac":
                 self.pacer = Pacer(
@@ -255,6 +277,8 @@ class Engine:
             if self._starter is not None:
                 self._starter.close()
             self._flush(final=True)
+            if self.media is not None:
+                self.media.close()
             if self.transports is not None:
                 await self.transports.close()
 
@@ -366,8 +390,16 @@ class Engine:
             if not out and not n:
                 break
         if runner is not None:
+            if self.media is not None:
+                runner.media_flush(self.now())
+                self.media.rearm()
+                if runner.media.recordings:
+                    write_recordings(runner.media.recordings, self.config.worker)
+                    runner.media.recordings.clear()
             for rec in runner.finished():
                 self._account(rec)
+        if self.media is not None:
+            self.media.flush_rtcp()
         self._rearm()
 
     def _account(self, rec: CallRecord) -> None:

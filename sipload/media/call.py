@@ -69,6 +69,7 @@ class CallMedia:
         self.stats = ReceiveStats(8000, event_pt)
         self.recorder: Recorder | None = Recorder(codec) if record else None
         self.echoed = 0
+        self.remote_ssrc = -1
         self.rtcp_sent = 0
         self.rtcp_received = 0
         self.rtcp_malformed = 0

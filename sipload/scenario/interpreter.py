@@ -120,6 +120,7 @@ class Runner:
         #: responses received by calls, by code, since the engine last took them
         #: (the per-second chart counts them when they arrive, not when calls end)
         self.codes_received: dict[str, int] = {}
+        self.media = self.sender.media
         steps = program.steps
         self._first, self._takers = entry_steps(program)  # rule 4 (b), (c)
         cfg = ua.config  # the UA accepts what the scenario means to receive
@@ -163,6 +164,20 @@ class Runner:
     def stamp_sent(self, stamps: Sequence[float]) -> None:
         """The shell wrote the UA's queue: its message ``i`` at ``stamps[i]``."""
         self.sender.stamp_sent(stamps)
+
+    def media_flush(self, now: float) -> None:
+        """Start or update the RTP of the offer/answer exchanges completed since the last
+        call (the engine calls this after each batch of events); a leg that needs media
+        and got none fails its call."""
+        media = self.media
+        while media.pending:
+            pending = media.pending
+            media.pending = []
+            for inst, leg, remote_is_answer in pending:
+                if not inst.done:
+                    detail = media.completed(inst, leg, remote_is_answer, now)
+                    if detail is not None:
+                        self._fail(inst, Failure.MEDIA, detail, now)
 
     def finished(self) -> list[CallRecord]:
         """Records of the calls that ended since the last call, with their marks.
@@ -364,7 +379,40 @@ class Runner:
         self.index.forget(inst)
         self._timers.discard(inst.iid)
         del self._instances[inst.iid]
+        self.media.finish(inst, now)
         self._finished.append(rec)
+
+    def _check_step(self, inst: CallInstance, step: CheckStep, now: float) -> bool:
+        """Run a check step's conditions; False when one failed (the call failed)."""
+        leg = inst.leg(step.leg)
+        for c in step.checks:
+            why = self.media.check(inst, leg, c.media) if c.media is not None else None
+            if why is not None:
+                self._fail(inst, Failure.MEDIA, f"{c.name}: {why}", now)
+                return False
+        on_message = tuple(c for c in step.checks if c.media is None)
+        if not on_message:
+            return True
+        if leg.last is None:
+            self._fail(inst, Failure.CHECK_FAILED, "nothing received to check", now)
+            return False
+        bad = failed_check(on_message, leg.last, self.sender.values(inst, leg))
+        if bad is not None:
+            self._fail(inst, Failure.CHECK_FAILED, bad, now)
+            return False
+        return True
+
+    def _dtmf_rtp(self, inst: CallInstance, step: DtmfStep, now: float) -> None:
+        """RFC 4733: queue the digits on the leg's RTP stream and wait while they play."""
+        duration = step.duration_ms / 1000.0
+        gap = max(step.gap - duration, 0.02)  # step.gap: from one digit's start to the next's
+        why = self.media.dtmf(inst, inst.leg(step.leg), step.digits, duration, gap)
+        if why is not None:
+            self._fail(inst, Failure.CANNOT_SEND, why, now)
+            return
+        inst.sub = len(step.digits)
+        inst.waiting = "pause"
+        self._set_deadline(inst, now + len(step.digits) * (duration + gap))
 
     @staticmethod
     def _retransmitted(rec: CallRecord, items: list[tuple[float, str]]) -> None:
@@ -423,6 +471,8 @@ class Runner:
                 leg.last_tid = ev.tid
             if req.body and req.method in ("INVITE", "UPDATE", "ACK", "PRACK"):
                 leg.remote_sdp = req.body
+                if req.method in ("ACK", "PRACK") and leg.local_sdp is not None:
+                    self.media.pending.append((inst, leg, True))  # the answer to our offer
         elif ev.response is not None:
             resp = ev.response
             rec.codes.append(resp.status)
@@ -436,6 +486,8 @@ class Runner:
             if resp.body and cmethod in ("INVITE", "UPDATE", "PRACK") and \
                     resp.status < 300:
                 leg.remote_sdp = resp.body
+                if leg.local_sdp is not None:
+                    self.media.pending.append((inst, leg, True))
             if resp.status >= 200 and cmethod != "INVITE":
                 self.index.by_tid.pop(ev.tid, None)
         else:
@@ -483,6 +535,7 @@ class Runner:
         self.sender.log_out(inst, f"200 {req.method}", now, queued)
 
     def _released(self, inst: CallInstance, leg: Leg, reason: str, now: float) -> None:
+        self.media.stop_leg(inst, leg, now)
         leg.released = True
         leg.release_reason = reason
         self.index.by_cid.pop(leg.cid, None)
@@ -657,6 +710,9 @@ class Runner:
             elif isinstance(step, DtmfStep):
                 if inst.sub >= len(step.digits):
                     inst.sub = 0
+                elif step.mode == "rfc4733":
+                    self._dtmf_rtp(inst, step, now)
+                    return
                 else:
                     failed = self.sender.dtmf(inst, step, now)
                     if failed is not None:
@@ -674,13 +730,7 @@ class Runner:
                 for name, tmpl in step.values:
                     inst.vars[name] = tmpl.render(self.sender.values(inst, inst.legs.get(step.leg)))
             elif isinstance(step, CheckStep):
-                last = inst.leg(step.leg).last
-                if last is None:
-                    self._fail(inst, Failure.CHECK_FAILED, "nothing received to check", now)
-                    return
-                bad = failed_check(step.checks, last, self.sender.values(inst, inst.legs[step.leg]))
-                if bad is not None:
-                    self._fail(inst, Failure.CHECK_FAILED, bad, now)
+                if not self._check_step(inst, step, now):
                     return
             elif isinstance(step, FailStep):
                 detail = step.detail.render(self.sender.values(inst, inst.legs.get(step.leg))) \

@@ -30,6 +30,9 @@ from typing import Any
 
 import jsonschema
 
+from sipload.media import source
+from sipload.media.errors import MediaConfigError
+from sipload.media.table import MediaSpec
 from sipload.scenario.errors import ScenarioError
 from sipload.scenario.inject import Injection, load_injection
 from sipload.scenario.model import (
@@ -44,6 +47,7 @@ from sipload.scenario.model import (
     GotoStep,
     HeaderSpec,
     Matcher,
+    MediaCheck,
     NopStep,
     PauseStep,
     Program,
@@ -282,10 +286,19 @@ class _Compiler:
             raise self.err(path, f"regular expression {text!r}: {e}") from e
         return compiled
 
-    def checks(self, items: list[dict[str, Any]], path: Path_) -> tuple[Check, ...]:
+    def checks(self, items: list[dict[str, Any]], path: Path_,
+               media_ok: bool = False) -> tuple[Check, ...]:
         out: list[Check] = []
         for j, c in enumerate(items):
             p = (*path, j)
+            if "media" in c:
+                if not media_ok:
+                    raise self.err((*p, "media"), "a media condition belongs in a 'check' step",
+                                   key=True)
+                if len(c) > 1 + ("name" in c):
+                    raise self.err(p, "a media check has only 'media' (and a 'name')")
+                out.append(self.media_check(c["media"], (*p, "media"), str(c.get("name", ""))))
+                continue
             if sum(1 for k in _SOURCES if c.get(k)) != 1:
                 raise self.err(p, "a check names one 'header', or sets one of 'body', "
                                   "'uri' or 'message' to true")
@@ -298,6 +311,73 @@ class _Compiler:
                 bool(c.get("uri")), bool(c.get("message")),
             ))
         return tuple(out)
+
+    def media_check(self, m: dict[str, Any], path: Path_, name: str) -> Check:
+        loss = m.get("max_loss", -1.0)
+        if isinstance(loss, str):
+            loss = float(loss.rstrip("%")) / 100.0
+        cond = MediaCheck(
+            min_packets=int(m.get("min_packets", -1)), max_loss=float(loss),
+            max_jitter=parse_duration(m["max_jitter"]) if "max_jitter" in m else -1.0,
+            min_mos=float(m.get("min_mos", -1.0)))
+        if not self.data.get("media"):
+            raise self.err(path, "a media check needs RTP: give the scenario a 'media:' section")
+        return Check(name or "media", media=cond)
+
+    def media_specs(self) -> tuple[tuple[str, MediaSpec], ...]:
+        """``media:`` compiled: the scenario's spec, then each leg's (WAV files read now)."""
+        top = self.data.get("media")
+        if not top:
+            return ()
+        out = [("", self.media_spec(top, ("media",), {}))]
+        for leg, own in (top.get("legs") or {}).items():
+            out.append((str(leg), self.media_spec(own or {}, ("media", "legs", leg), top)))
+        return tuple(out)
+
+    def media_spec(self, m: dict[str, Any], path: Path_, base: dict[str, Any]) -> MediaSpec:
+        def get(key: str, default: Any) -> Any:
+            return m[key] if key in m else base.get(key, default)
+
+        codec = get("codec", ["PCMU", "PCMA"])
+        codecs = tuple(str(c) for c in (codec if isinstance(codec, list) else [codec]))
+        ptime = parse_duration(get("ptime", 0.02))
+        ptime_ms = round(ptime * 1000)
+        if ptime_ms not in (10, 20, 30, 40, 50, 60) or abs(ptime * 1000 - ptime_ms) > 1e-6:
+            where = (*path, "ptime") if "ptime" in m else ("media", "ptime")
+            raise self.err(where, "ptime must be 10, 20, 30, 40, 50 or 60 ms")
+        echo = bool(get("echo", False))
+        play_text = str(get("play", "silence" if echo else "tone"))
+        if echo and "play" in m:
+            raise self.err((*path, "play"), "echo returns what arrives: remove 'play'")
+        play, samples, label = "tone", None, ""
+        frequency = source.TONE_HZ
+        if play_text == "silence":
+            play = "silence"
+        elif play_text == "tone" or play_text.startswith("tone:"):
+            if play_text.startswith("tone:"):
+                freq = play_text[5:]
+                if not freq.isdigit() or not 0 < int(freq) < 4000:
+                    raise self.err((*path, "play"), "tone:FREQ takes a frequency 1-3999 Hz")
+                frequency = int(freq)
+        else:
+            play = "file"
+            wav = Path(play_text)
+            file = self.marks.file
+            if not wav.is_absolute() and not file.startswith("<"):
+                wav = Path(file).parent / wav
+            where = (*path, "play") if "play" in m else ("media", "play")
+            try:
+                data = wav.read_bytes()
+            except OSError as e:
+                raise self.err(where, f"cannot read WAV file '{wav}': {e.strerror}") from e
+            try:
+                samples = source.wav_samples(data, str(wav))
+            except MediaConfigError as e:
+                raise self.err(where, str(e)) from e
+            label = str(wav)
+        return MediaSpec(codecs=codecs, ptime_ms=ptime_ms, play=play, echo=echo,
+                         record=str(get("record", "")), dtmf=bool(get("dtmf", True)),
+                         samples=samples, label=label, frequency=frequency)
 
     def collect_names(self) -> None:
         """First pass: labels and every variable a step defines."""
@@ -428,8 +508,12 @@ class _Compiler:
         if "dtmf" in s:
             dur = self.duration(s.get("duration", 0.25), (*path, "duration"))
             gap = self.duration(s["gap"], (*path, "gap")) if "gap" in s else dur + DTMF_PAUSE
+            mode = str(s.get("mode", "info"))
+            if mode == "rfc4733" and not self.data.get("media"):
+                raise self.err((*path, "mode"), "mode rfc4733 sends the digits in the RTP "
+                                                "stream: give the scenario a 'media:' section")
             return DtmfStep(**common, digits=str(s["dtmf"]), duration_ms=int(dur * 1000),
-                            gap=gap)
+                            gap=gap, mode=mode)
         if "fail" in s:
             return FailStep(**common, reason=str(s["fail"]),
                             detail=t(s["detail"], (*path, "detail")) if "detail" in s else None)
@@ -456,7 +540,8 @@ class _Compiler:
             return SetStep(**common, values=tuple(
                 (str(k), t(v, (*path, "set", k))) for k, v in (s["set"] or {}).items()))
         if "check" in s:
-            return CheckStep(**common, checks=self.checks(s["check"], (*path, "check")))
+            return CheckStep(**common, checks=self.checks(s["check"], (*path, "check"),
+                                                          media_ok=True))
         return NopStep(**common)
 
     def check_timers(self, steps: tuple[AnyStep, ...]) -> None:
@@ -526,7 +611,7 @@ class _Compiler:
             supported=tuple(str(x) for x in d.get("supported", []) or []),
             thresholds=tuple(str(x) for x in d.get("thresholds", []) or []),
             methods=tuple(sorted(self.methods)), warnings=tuple(self.warnings),
-            digest=digest, injection=injection, **extra,
+            digest=digest, injection=injection, media=self.media_specs(), **extra,
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sipload.scenario.calls import Leg, Rng
 from sipload.scenario.model import Body, Capture, Check, HeaderSpec, PauseStep
@@ -36,9 +36,13 @@ def apply_overrides(msg: Message, headers: tuple[HeaderSpec, ...], body: bytes |
 
 
 def body_bytes(body: Body, leg: Leg, values: Mapping[str, str], ip: str, port: int,
-               session_id: int, content_type: str | None) -> tuple[bytes, str]:
+               session_id: int, content_type: str | None,
+               media: MediaSdp | None = None) -> tuple[bytes, str]:
     """The bytes and Content-Type of a step's body (an SDP by name, or text)."""
     if body.sdp:
+        if media is not None:
+            return media_sdp_body(leg, body.sdp, ip, port, session_id, media), \
+                content_type or "application/sdp"
         return sdp_body(leg, body.sdp, ip, port, session_id), content_type or "application/sdp"
     text = body.text.render(values) if body.text is not None else ""
     ctype = content_type or ("application/sdp" if text.startswith("v=0") else "text/plain")
@@ -66,6 +70,42 @@ def sdp_body(leg: Leg, kind: str, ip: str, port: int, session_id: int) -> bytes:
         desc, data = default_offer(ip, port, session_id)
         leg.local_sdp = desc
         return data
+    leg.local_sdp = desc
+    return desc.to_bytes()
+
+
+class MediaSdp:
+    """What a leg with RTP puts in its SDP: codecs, ptime and the SSRC announcement."""
+
+    __slots__ = ("announce", "codecs", "ptime_ms")
+
+    def __init__(self, codecs: tuple[str, ...], ptime_ms: int,
+                 announce: Callable[[sdp.SessionDescription], sdp.SessionDescription]) -> None:
+        self.codecs = codecs
+        self.ptime_ms = ptime_ms
+        self.announce = announce
+
+
+def media_sdp_body(leg: Leg, kind: str, ip: str, port: int, session_id: int,
+                   media: MediaSdp) -> bytes:
+    """Like :func:`sdp_body` for a leg with RTP: its codecs and ptime, and its SSRC."""
+    current = leg.local_sdp
+    desc: sdp.SessionDescription
+    if kind == "answer" and leg.remote_sdp:
+        desc = sdp.build_answer(sdp.parse_sdp(leg.remote_sdp), address=ip, port=port,
+                                session_id=session_id, supported=media.codecs,
+                                ptime=media.ptime_ms,
+                                version=current.origin.sess_version + 1 if current else 0)
+    elif kind in ("hold", "inactive") and current is not None:
+        desc = sdp.hold(current, inactive=kind == "inactive")
+    elif kind == "resume" and current is not None:
+        desc = sdp.resume(current)
+    elif kind == "offer" and current is not None:
+        desc = sdp.bump_version(current)
+    else:
+        desc = sdp.build_audio_offer(ip, port, session_id=session_id, codecs=media.codecs,
+                                     ptime=media.ptime_ms)
+    desc = media.announce(desc)
     leg.local_sdp = desc
     return desc.to_bytes()
 

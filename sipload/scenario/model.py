@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sipload.media.table import MediaSpec
 from sipload.scenario.inject import Injection
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
@@ -77,6 +78,16 @@ class Capture:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaCheck:
+    """Conditions on the call's received RTP so far (-1: not checked)."""
+
+    min_packets: int = -1
+    max_loss: float = -1.0  #: fraction of expected packets
+    max_jitter: float = -1.0  #: seconds (RFC 3550 A.8 jitter now)
+    min_mos: float = -1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     """One condition on a received message; a failed check names the call's failure."""
 
@@ -88,6 +99,7 @@ class Check:
     equals: Template | None = None
     uri: bool = False  #: test the Request-URI (requests) instead
     message: bool = False  #: test the whole message
+    media: MediaCheck | None = None  #: a condition on the call's media instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +197,7 @@ class DtmfStep(Step):
     digits: str = ""
     duration_ms: int = 250
     gap: float = 0.3  #: from one digit's INFO to the next's (default: duration + 50 ms)
+    mode: str = "info"  #: info (SIP INFO per digit) or rfc4733 (events in the RTP stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +264,18 @@ class Program:
     warnings: tuple[str, ...] = ()  #: ``file:line:col: warning: ...`` found when loaded
     digest: str = ""  #: SHA-256 of the source text
     injection: Injection | None = None  #: the rows of ``inject:``, read when loaded
+    media: tuple[tuple[str, MediaSpec], ...] = ()
+    #: RTP per leg name ("" = every leg without its own), from ``media:``; () = no media
+
+    def media_for(self, leg: str) -> MediaSpec | None:
+        """The media spec of a leg (its own, else the scenario's), or None: no RTP."""
+        default: MediaSpec | None = None
+        for name, spec in self.media:
+            if name == leg:
+                return spec
+            if name == "":
+                default = spec
+        return default
 
     @property
     def timer_names(self) -> tuple[str, ...]:

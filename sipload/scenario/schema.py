@@ -51,6 +51,42 @@ CODE_SPEC: dict[str, Any] = {
         {"type": "string", "pattern": r"^[A-Z][A-Z0-9_\-]*$"},
     ],
 }
+PERCENT: dict[str, Any] = {
+    "description": "a fraction (0.01) or a percentage ('1%')",
+    "oneOf": [{"type": "number", "minimum": 0},
+              {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$"}],
+}
+MEDIA_CHECK: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "minProperties": 1,
+    "description": "conditions on the call's received RTP so far",
+    "properties": {
+        "min_packets": {"type": "integer", "minimum": 0},
+        "max_loss": PERCENT,
+        "max_jitter": DURATION,
+        "min_mos": {"type": "number", "minimum": 1, "maximum": 4.5},
+    },
+}
+MEDIA_PROPS: dict[str, Any] = {
+    "codec": {"description": "PCMU, PCMA, or a list in order of preference",
+              "oneOf": [{"enum": ["PCMU", "PCMA"]},
+                        {"type": "array", "minItems": 1, "items": {"enum": ["PCMU", "PCMA"]}}]},
+    "ptime": DURATION,
+    "play": {"type": "string",
+             "description": "tone, tone:FREQ (Hz), silence, or a WAV file (relative to the "
+                            "scenario)"},
+    "echo": {"type": "boolean", "description": "return the RTP that arrives (UAS)"},
+    "record": {"type": "string", "description": "directory for received audio, a WAV per call"},
+    "dtmf": {"type": "boolean", "description": "offer telephone-event (RFC 4733); default true"},
+}
+MEDIA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "description": "RTP audio for the calls; `legs` gives a leg its own",
+    "properties": {
+        **MEDIA_PROPS,
+        "legs": {"type": "object", "additionalProperties": {
+            "type": "object", "additionalProperties": False, "properties": MEDIA_PROPS}},
+    },
+}
 CAPTURE: dict[str, Any] = {
     "type": "object", "additionalProperties": False, "required": ["var", "regex"],
     "properties": {
@@ -77,6 +113,7 @@ CHECK: dict[str, Any] = {
         "message": {"type": "boolean", "description": "test the whole message"},
         "matches": {"type": "string"},
         "equals": TEMPLATE,
+        "media": MEDIA_CHECK,
     },
 }
 CHALLENGE: dict[str, Any] = {
@@ -157,11 +194,13 @@ STEP_KINDS: dict[str, dict[str, Any]] = {
         },
     },
     "dtmf": {
-        "description": "send digits as INFO application/dtmf-relay, one per digit",
+        "description": "send digits: as INFO application/dtmf-relay (mode: info, one INFO per "
+                       "digit) or as RFC 4733 events in the call's RTP (mode: rfc4733)",
         "properties": {
             "dtmf": {"oneOf": [{"type": "string", "pattern": r"^[0-9*#A-Da-d]+$"},
                                {"type": "integer", "minimum": 0}]},
             "duration": DURATION, "gap": DURATION, "leg": LEG,
+            "mode": {"enum": ["info", "rfc4733"]},
         },
     },
     "terminate": {
@@ -238,6 +277,7 @@ SCHEMA: dict[str, Any] = {
                     "description": "private request methods the scenario sends on purpose"},
         "supported": {"type": "array", "items": {"type": "string"}},
         "thresholds": {"type": "array", "items": THRESHOLD},
+        "media": MEDIA,
         "steps": {"type": "array", "minItems": 1,
                   "items": {"oneOf": list(STEP_KINDS.values())}},
     },

@@ -1,4 +1,6 @@
-"""Sending steps of a scenario: requests, replies, DTMF, and the UAS's digest side.
+"""Sending steps of a scenario: requests, replies, DTMF, the UAS's digest side, SDP with RTP.
+
+SDP bodies of legs with RTP carry its codecs, ptime and SSRC (:mod:`scenario.mediacalls`).
 
 :class:`Sender` is its own object, which the runner holds.  Each method builds
 the user agent's default message (eXosip style), applies the step's overrides,
@@ -19,7 +21,8 @@ from sipload.scenario.calls import (
     Values,
     mark_timers,
 )
-from sipload.scenario.messages import apply_overrides, body_bytes
+from sipload.scenario.mediacalls import MediaCalls
+from sipload.scenario.messages import MediaSdp, apply_overrides, body_bytes
 from sipload.scenario.model import (
     Body,
     DtmfStep,
@@ -72,6 +75,7 @@ class Sender:
         self._nonces = 0
         self.stamp_sends = False  #: the shell calls stamp_sent after each write
         self._unstamped: list[Unstamped] = []
+        self.media = MediaCalls(program)  #: RTP of the calls (once the engine attaches a table)
 
     def values(self, inst: CallInstance, leg: Leg | None) -> Values:
         return Values(inst.vars, leg, self.ua)
@@ -117,8 +121,16 @@ class Sender:
         if body is None:
             return None, ctype
         ip = inst.vars.get("media_ip") or self.ctx.local_host
+        spec = self.media.spec(leg) if body.sdp else None
+        media: MediaSdp | None = None
+        if spec is not None:
+            calls = self.media
+            media = MediaSdp(spec.offer_codecs, spec.ptime_ms,
+                             lambda desc: calls.announce(inst, leg, desc))
         data, ct = body_bytes(body, leg, values, ip, self.ctx.media_port,
-                              inst.record.call_number + 1, ctype)
+                              inst.record.call_number + 1, ctype, media)
+        if spec is not None and body.sdp == "answer":
+            self.media.pending.append((inst, leg, False))  # RTP starts with our answer
         return data, ct
 
     def _address(self, text: str) -> str:

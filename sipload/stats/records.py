@@ -32,6 +32,7 @@ class Failure(StrEnum):
     CANNOT_SEND = "cannot_send"  #: the scenario asked for a message the call state forbids
     ABORTED = "aborted"  #: stopped by the user (Ctrl-C) after the grace period
     OVERLOAD = "generator_overload"  #: dropped at the concurrency cap / started too late
+    MEDIA = "media_failed"  #: no usable media in the SDP, or a media check failed
     IN_FLIGHT = "in_flight_at_stop"
 
 
@@ -54,6 +55,8 @@ class CallRecord:
     marks: dict[str, float] = field(default_factory=dict)  #: timing mark name -> seconds
     worker: int = 0
     call_id: str = ""
+    media: dict[str, float] = field(default_factory=dict)
+    #: the call's RTP figures (sipload.media.call.FIELDS), empty for a call without media
 
     def __init__(
         self,
@@ -71,6 +74,7 @@ class CallRecord:
         marks: dict[str, float] | None = None,
         worker: int = 0,
         call_id: str = "",
+        media: dict[str, float] | None = None,
     ) -> None:
         self.call_number = call_number
         self.intended_start = intended_start
@@ -86,6 +90,7 @@ class CallRecord:
         self.marks = {} if marks is None else marks
         self.worker = worker
         self.call_id = call_id
+        self.media = {} if media is None else media
 
     @property
     def duration(self) -> float:
@@ -113,7 +118,7 @@ class CallRecord:
             "failure": self.failure, "detail": self.detail, "step": self.step,
             "codes": list(self.codes), "messages": [list(m) for m in self.messages],
             "retransmissions": self.retransmissions, "marks": dict(self.marks),
-            "worker": self.worker, "call_id": self.call_id,
+            "worker": self.worker, "call_id": self.call_id, "media": dict(self.media),
         }
 
     @classmethod
@@ -127,4 +132,5 @@ class CallRecord:
             retransmissions=int(d["retransmissions"]),
             marks={str(k): float(v) for k, v in d["marks"].items()},
             worker=int(d.get("worker", 0)), call_id=str(d.get("call_id", "")),
+            media={str(k): float(v) for k, v in (d.get("media") or {}).items()},
         )

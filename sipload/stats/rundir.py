@@ -39,12 +39,23 @@ SUMMARY = "summary.json"
 TRACES = "traces.arrows"
 PCAP = "messages.pcap"
 
+#: The per-call media figures, one float64 column each (``media_<name>``; null for a
+#: call without media).  The same names as ``sipload.media.call.FIELDS``.
+MEDIA_FIELDS: tuple[str, ...] = (
+    "sent", "received", "expected", "lost", "loss_rate", "duplicates", "out_of_order",
+    "jitter_ms", "max_jitter_ms", "longest_gap_ms", "ssrc_changes", "pt_changes", "malformed",
+    "foreign", "events", "r_factor", "mos", "remote_lost", "remote_fraction_lost",
+    "remote_jitter_ms", "rtt_ms",
+)
+MEDIA_COLUMNS: tuple[str, ...] = tuple(f"media_{name}" for name in MEDIA_FIELDS)
+
 CALL_SCHEMA = pa.schema([
     ("worker", pa.int32()), ("call_number", pa.int64()), ("intended_start", pa.float64()),
     ("actual_start", pa.float64()), ("end", pa.float64()), ("result", pa.string()),
     ("failure", pa.string()), ("detail", pa.string()), ("step", pa.int32()),
     ("codes", pa.string()), ("retransmissions", pa.int32()), ("call_id", pa.string()),
     ("marks", pa.string()), ("messages", pa.string()),
+    *[(column, pa.float64()) for column in MEDIA_COLUMNS],
 ])
 
 
@@ -96,7 +107,13 @@ def record_row(r: dict[str, Any]) -> dict[str, Any]:
         "retransmissions": int(r["retransmissions"]), "call_id": str(r.get("call_id", "")),
         "marks": json.dumps(r["marks"], separators=(",", ":")),
         "messages": json.dumps(r["messages"], separators=(",", ":")),
+        **_media_cells(r.get("media") or {}),
     }
+
+
+def _media_cells(media: dict[str, float]) -> dict[str, float | None]:
+    return {column: (float(media[name]) if name in media else None)
+            for name, column in zip(MEDIA_FIELDS, MEDIA_COLUMNS, strict=True)}
 
 
 class RunWriter:
@@ -204,6 +221,7 @@ def _read_stream(f: Path, schema: pa.Schema) -> pa.Table:
                         break
             except (pa.ArrowInvalid, OSError):
                 pass
+    batches = [_with_all_columns(b, schema) for b in batches]
     return pa.Table.from_batches(batches, schema=schema)
 
 
@@ -215,6 +233,17 @@ def read_calls(path: Path) -> pa.Table:
 def read_traces(path: Path) -> pa.Table:
     """Every whole batch of ``traces.arrows``; an empty table if the run kept none."""
     return _read_stream(path / TRACES, TRACE_SCHEMA)
+
+
+def _with_all_columns(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch written before a column existed gets it, all null."""
+    if batch.schema.equals(schema):
+        return batch
+    columns = []
+    for f in schema:
+        index = batch.schema.get_field_index(f.name)
+        columns.append(batch.column(index) if index >= 0 else pa.nulls(batch.num_rows, f.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:
@@ -233,8 +262,12 @@ def read_jsonl(path: Path, name: str) -> list[dict[str, Any]]:
 def records_from_table(table: pa.Table) -> list[CallRecord]:
     out: list[CallRecord] = []
     for row in table.to_pylist():
+        media = {name: row[column] for name, column in zip(MEDIA_FIELDS, MEDIA_COLUMNS,
+                                                            strict=True)
+                 if row.get(column) is not None}
         out.append(CallRecord.from_dict({
             **row, "codes": [int(c) for c in row["codes"].split(",") if c],
             "marks": json.loads(row["marks"]), "messages": json.loads(row["messages"]),
+            "media": media,
         }))
     return out

@@ -1,0 +1,148 @@
+"""The media of a scenario's calls: when RTP starts, changes and stops, and its checks.
+
+Theory of operation (the interpreter calls these; :class:`MediaTable` does the RTP):
+
+1. Each leg with a media spec (``media:`` of the scenario, or of the leg) gets a
+   stream key and an SSRC when its first SDP is built; our SDP offers the spec's
+   codecs and ptime, our worker's RTP port, and announces the SSRC (RFC 5576).
+2. An offer/answer completes when (a) an answer arrives: SDP in a response to our
+   INVITE/UPDATE/PRACK (183 early media included) or in an ACK/PRACK after our
+   offer; or (b) we send an answer.  Then the stream starts, or, if it runs
+   already, follows the new SDP: hold, resume, a moved address (re-INVITE/UPDATE).
+3. A leg's RTP stops when its call is released (BYE, CANCEL, failure) and when the
+   call ends; the figures of the scenario's first leg with media go into the
+   record.
+4. An SDP exchange that leaves no usable stream fails the call (``media_failed``)
+   when the leg asked for media.
+"""
+
+from __future__ import annotations
+
+from sipload.media import g711
+from sipload.media.negotiate import MediaPlanError, plan_stream, with_ssrc
+from sipload.media.table import MediaSpec, MediaTable
+from sipload.scenario.calls import CallInstance, Leg
+from sipload.scenario.model import MediaCheck, Program
+from sipload.sip import sdp
+
+
+class MediaCalls:
+    """RTP for the calls of one :class:`Runner` (inactive until a table is attached)."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.table: MediaTable | None = None
+        self._keys: dict[tuple[int, str], int] = {}
+        self._next_key = 0
+        self._figures: dict[int, dict[str, float]] = {}
+        self.recordings: list[tuple[str, int, g711.Samples]] = []
+        #: offer/answer exchanges completed since the last flush: (call, leg, remote is
+        #: the answer); the runner starts their RTP with ``now`` in :meth:`Runner.media_flush`
+        self.pending: list[tuple[CallInstance, Leg, bool]] = []
+
+    def attach(self, table: MediaTable) -> None:
+        self.table = table
+
+    def spec(self, leg: Leg) -> MediaSpec | None:
+        if self.table is None:
+            return None
+        return self.program.media_for(leg.name)
+
+    def key(self, inst: CallInstance, leg: Leg) -> int:
+        k = self._keys.get((inst.iid, leg.name))
+        if k is None:
+            self._next_key += 1
+            k = self._next_key
+            self._keys[(inst.iid, leg.name)] = k
+        return k
+
+    # -- SDP -----------------------------------------------------------------------
+
+    def announce(self, inst: CallInstance, leg: Leg,
+                 desc: sdp.SessionDescription) -> sdp.SessionDescription:
+        """Our SDP for a leg with media, announcing its SSRC."""
+        table = self.table
+        assert table is not None
+        ssrc = table.reserve_ssrc(self.key(inst, leg))
+        return with_ssrc(desc, ssrc, table.cname)
+
+    def completed(self, inst: CallInstance, leg: Leg, remote_is_answer: bool,
+                  now: float) -> str | None:
+        """An offer/answer on ``leg`` completed; start or update its RTP.
+
+        Returns:
+            The failure detail when the leg needs media and the SDP gives none, else None.
+        """
+        spec = self.spec(leg)
+        table = self.table
+        if spec is None or table is None or leg.local_sdp is None or not leg.remote_sdp:
+            return None
+        try:
+            remote = sdp.parse_sdp(leg.remote_sdp)
+            plan = plan_stream(leg.local_sdp, remote, remote_is_answer)
+        except sdp.SdpError as e:
+            return f"media: the far end's SDP does not parse ({e})"
+        except MediaPlanError as e:
+            return f"media: {e}"
+        table.start(self.key(inst, leg), spec, plan, now)
+        return None
+
+    # -- the end -------------------------------------------------------------------
+
+    def stop_leg(self, inst: CallInstance, leg: Leg, now: float) -> None:
+        """The leg's call is gone: stop its RTP and keep its figures."""
+        k = self._keys.pop((inst.iid, leg.name), None)
+        if k is None or self.table is None:
+            return
+        media = self.table.get(k)
+        if media is not None and media.recorder is not None:
+            spec = self.spec(leg)
+            if spec is not None and spec.record:
+                self.recordings.append((spec.record, inst.record.call_number,
+                                        media.recorder.samples()))
+        figures = self.table.stop(k, now)
+        self.table.forget(k)
+        if figures is not None and inst.iid not in self._figures:
+            self._figures[inst.iid] = figures
+
+    def finish(self, inst: CallInstance, now: float) -> None:
+        """The call ends: stop every leg's RTP; its figures join the record."""
+        for leg in inst.legs.values():
+            self.stop_leg(inst, leg, now)
+        figures = self._figures.pop(inst.iid, None)
+        if figures is not None:
+            inst.record.media = figures
+
+    # -- steps ---------------------------------------------------------------------
+
+    def check(self, inst: CallInstance, leg: Leg, cond: MediaCheck) -> str | None:
+        """Why the leg's media fails ``cond``, or None when it passes."""
+        table = self.table
+        k = self._keys.get((inst.iid, leg.name))
+        media = table.get(k) if table is not None and k is not None else None
+        if media is None:
+            return "media: no RTP stream on this leg"
+        fig = media.figures()
+        if cond.min_packets >= 0 and fig["received"] < cond.min_packets:
+            return f"media: {fig['received']:.0f} packets received < {cond.min_packets}"
+        if cond.max_loss >= 0 and fig["loss_rate"] > cond.max_loss:
+            return f"media: loss {fig['loss_rate']:.2%} > {cond.max_loss:.2%}"
+        if cond.max_jitter >= 0 and fig["jitter_ms"] > cond.max_jitter * 1000:
+            return f"media: jitter {fig['jitter_ms']:.1f} ms > {cond.max_jitter * 1000:g} ms"
+        if cond.min_mos >= 0 and fig["mos"] < cond.min_mos:
+            return f"media: MOS {fig['mos']:.2f} < {cond.min_mos:g}"
+        return None
+
+    def dtmf(self, inst: CallInstance, leg: Leg, digits: str, duration: float,
+             gap: float) -> str | None:
+        """Queue RFC 4733 events on the leg's stream; the failure detail, or None."""
+        table = self.table
+        k = self._keys.get((inst.iid, leg.name))
+        media = table.get(k) if table is not None and k is not None else None
+        if media is None or media.out is None:
+            return "dtmf rfc4733: no RTP stream on this leg"
+        try:
+            media.out.queue_dtmf(digits, duration, gap)
+        except ValueError as e:
+            return f"dtmf rfc4733: {e}"
+        return None
