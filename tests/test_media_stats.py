@@ -164,6 +164,7 @@ def test_emodel_defaults() -> None:
     assert r0 == pytest.approx(93.2, abs=0.02)
     assert emodel.mos_from_r(r0) == pytest.approx(4.41, abs=0.01)
     assert emodel.mos_from_r(-5) == 1.0 and emodel.mos_from_r(120) == 4.5
+    assert min(emodel.mos_from_r(r / 10) for r in range(0, 1000)) == 1.0
 
 
 def test_emodel_delay_impairment() -> None:

@@ -96,7 +96,8 @@ def mos_from_r(r: float) -> float:
         return 1.0
     if r >= 100.0:
         return 4.5
-    return 1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
+    # the cubic dips just below 1 for R under ~6.5: MOS is 1 at worst
+    return max(1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6, 1.0)
 
 
 def call_mos(codec: str, loss_rate: float, burst_ratio: float, ptime_s: float,
