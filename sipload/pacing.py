@@ -43,6 +43,13 @@ class Pacer:
         self.scheduled = 0
         self._next = start
 
+    def begin(self, at: float) -> None:
+        """Move the whole schedule to start at ``at`` (before the first :meth:`take`)."""
+        if self.scheduled:
+            raise ValueError("the schedule has started")
+        self.start = at
+        self._next = at
+
     def rate_at(self, t: float) -> float:
         rate = self.base_rate
         if self.increase and self.interval > 0:
