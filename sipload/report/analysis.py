@@ -360,7 +360,7 @@ _cache: dict[str, tuple[tuple[Any, ...], Analysis]] = {}
 def _stamp(path: Path) -> tuple[Any, ...]:
     out: list[Any] = []
     for name in ("calls.arrows", "intervals.jsonl", "events.jsonl", "plan.json",
-                 "scenario.yaml"):
+                 "scenario.yaml", "traces.arrows"):
         try:
             st = (path / name).stat()
             out.append((name, st.st_size, st.st_mtime_ns))
