@@ -95,8 +95,10 @@ class Sender:
                 continue
             rec = inst.record
             msgs = rec.messages
-            i = len(msgs) - 1  # found by identity: retransmissions may have been sorted in
-            while i >= 0 and msgs[i] is not entry:
+            # Found by value, from the end (retransmissions may have been sorted in);
+            # not by identity: compiled by mypyc, a tuple is boxed anew when stored.
+            i = len(msgs) - 1
+            while i >= 0 and msgs[i] != entry:
                 i -= 1
             if i < 0:
                 continue
