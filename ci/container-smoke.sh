@@ -130,7 +130,7 @@ run sipload keys keys --if-missing >/dev/null
 run sipload keys keys --if-missing | grep -q kept || fail "sipload keys --if-missing replaced keys"
 run sipload uas --listen "127.0.0.1:$sip_port" --duration 90s >"$work/uas.txt" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/uas.txt" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q listening "$work/uas.txt" && break; sleep 0.1; done
 grep -q listening "$work/uas.txt" || { cat "$work/uas.txt"; fail "sipload uas did not start"; }
 run sipload run scenarios/basic_call.yaml --target "127.0.0.1:$sip_port" --calls 60 \
     --rate 30 --workers 1 --local-workers 0 --bind "tcp://127.0.0.1:$control_port" \
