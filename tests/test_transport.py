@@ -184,6 +184,36 @@ def test_udp_icmp_error_names_its_peer_and_drops_no_datagram(run: Runner) -> Non
     run(main())
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_RECVERR is Linux's")
+def test_udp_error_without_address_is_not_blamed_on_a_live_peer(run: Runner) -> None:
+    """An error read from the socket with no queued entry names no peer: the last peer
+    sent to is alive, and failing its calls would turn one dead worker into many."""
+    from sipload.transport.udp import open_udp
+
+    async def main() -> None:
+        errors: list[tuple[Peer, str]] = []
+        got: list[bytes] = []
+        ep = await open_udp("127.0.0.1", 0, lambda d, p, s: None,
+                            lambda p, r: errors.append((p, r)))
+        live = await open_udp("127.0.0.1", 0, lambda d, p, s: got.append(d),
+                              lambda p, r: None)
+        try:
+            ep.sendto(sip(1), *live.address)
+            for _ in range(100):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            assert got
+            ep.error_received(ConnectionRefusedError(111, "Connection refused"))
+            await asyncio.sleep(0.05)
+            assert errors == []
+        finally:
+            await ep.close()
+            await live.close()
+
+    run(main())
+
+
 def test_udp_no_socket_for_family_and_bad_transport(run: Runner) -> None:
     async def main() -> None:
         async with Sink() as a:

@@ -23,11 +23,13 @@ Theory of operation
    ``sendto`` fail, to whatever destination, and that datagram is not sent.
    When :meth:`UdpEndpoint.sendto` sees that happen (the error queue held an
    ICMP entry), it reports the entry and sends the datagram once more.
-5. Elsewhere (no ``IP_RECVERR``: macOS, Windows), or when the error queue is
-   empty (a local error such as "network unreachable" or "message too long"
-   raised by ``sendto`` itself), the error is attributed to the last
-   destination this endpoint sent to: exact for errors raised by ``sendto``,
-   a best guess for an asynchronous ICMP error.
+5. An error raised by ``sendto`` itself with nothing queued (a local error such
+   as "network unreachable" or "message too long") goes to that datagram's
+   destination.  An error read from the socket with nothing queued has no
+   address: where errors can be queued it is dropped (blaming the last
+   destination would fail a live peer's calls: with several peers, the last
+   one sent to is rarely the one that vanished); elsewhere (no ``IP_RECVERR``:
+   macOS, Windows) it goes to the last destination, a best guess.
 6. The endpoint never raises for a network error: errors go to ``on_error``,
    always from a later loop callback, never from inside :meth:`UdpEndpoint.sendto`
    (an ``on_error`` that sends again from there would re-enter the send; with
@@ -185,16 +187,28 @@ class UdpEndpoint:
                 stamp = time.monotonic_ns()
             on_message(data, ("udp", addr[0], addr[1]), stamp / 1e9)
 
-    def error_received(self, exc: Exception) -> None:
+    def error_received(self, exc: Exception, dest: tuple[str, int] | None = None) -> None:
+        """A socket error: ``dest`` is where the failing ``sendto`` went, if it was one.
+
+        Queued ICMP errors go to their exact destinations.  Otherwise a ``sendto``'s
+        own error goes to its destination; an error read from the socket with nothing
+        queued is blamed on the last destination only where the platform cannot queue
+        errors (rule 5): with an error queue, it has no address, and blaming the last
+        destination would fail calls of a peer that is alive.
+        """
         queued = self._drain_error_queue()
         for host, port, errno, origin in queued:
             self._report(("udp", host, port), f"udp: {os.strerror(errno)}")
             if self._in_send and origin in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6):
                 self._resend = True  # the datagram being sent was dropped for this
-        if queued or self._last_dest is None:
+        if queued:
+            return
+        if dest is None and not self._errqueue:
+            dest = self._last_dest
+        if dest is None:
             return
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        self._report(("udp", *self._last_dest), f"udp: {reason}")
+        self._report(("udp", *dest), f"udp: {reason}")
 
     def _report(self, peer: Peer, reason: str) -> None:
         """``on_error`` from the loop, never from inside :meth:`sendto` (rule 6)."""
@@ -249,7 +263,7 @@ class UdpEndpoint:
             self._backlog.append((data, dest))
             self._loop.add_writer(self._sock.fileno(), self._writable)
         except OSError as exc:
-            self.error_received(exc)
+            self.error_received(exc, dest)
 
     def _writable(self) -> None:
         backlog = self._backlog
@@ -261,7 +275,7 @@ class UdpEndpoint:
                 return
             except OSError as exc:
                 self._last_dest = dest
-                self.error_received(exc)
+                self.error_received(exc, dest)
             backlog.popleft()
         if not self._closed:
             self._loop.remove_writer(self._sock.fileno())
