@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from sipload.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sipload.report.wire import CallTrace, Key, cause, iter_traces, show, why
 from sipload.sip.peek import call_id_of
+from sipload.stats.msround import fmt_ms
 from sipload.stats.rundir import CALLS, TRACES, read_calls
 
 
@@ -70,7 +71,7 @@ def print_call(key: Key, trace: CallTrace, rec: dict[str, Any] | None, out: Text
         arrow = f"-- {m.label} -->"
         src, dst = (f"sipload {m.local}", f"{m.remote}") if m.outgoing else \
             (f"{m.remote}", f"sipload {m.local}")
-        out.write(f"  +{(m.t - start) * 1000.0:10.3f} ms  {src} {arrow} {dst}  "
+        out.write(f"  +{fmt_ms((m.t - start) * 1000.0):>10} ms  {src} {arrow} {dst}  "
                   f"{m.transport.upper()} ({m.length} bytes)\n")
         for line in m.text.rstrip("\n").split("\n"):
             out.write(f"      {line}\n")

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from sipload.stats.histograms import MarkHistograms
+from sipload.stats.msround import fmt_ms
 
 PLAIN_EVERY = 5.0
 
@@ -123,7 +124,8 @@ class LiveView:
         if mark is None:
             return "-"
         r = summary[mark]
-        return f"{mark} p50 {r['p50']:.1f} ms  p95 {r['p95']:.1f} ms  p99 {r['p99']:.1f} ms"
+        return (f"{mark} p50 {fmt_ms(r['p50'])} ms  p95 {fmt_ms(r['p95'])} ms  "
+                f"p99 {fmt_ms(r['p99'])} ms")
 
     def _plain(self, force: bool = False) -> None:
         now = time.monotonic()

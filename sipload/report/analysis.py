@@ -42,6 +42,7 @@ from sipload.report.data import (
 )
 from sipload.report.hist import LatencyAnalysis, analyse_latency
 from sipload.report.wire import CallTrace, load_traces, traced_keys
+from sipload.stats.msround import ms
 
 LADDER_SAMPLE = 10
 """How many failed calls get a ladder diagram (one per failure reason first)."""
@@ -305,9 +306,9 @@ def analyse(files: RunFiles) -> Analysis:
     s, e, i = starts[started], ends[started], intended[started]
     conc_max, conc_mean = _concurrency(s, e)
     lateness = np.maximum(s - i, 0.0) * 1000.0
-    lateness_ms = ({"p50": float(np.percentile(lateness, 50)),
-                    "p99": float(np.percentile(lateness, 99)),
-                    "max": float(lateness.max())} if len(lateness) else
+    lateness_ms = ({"p50": ms(float(np.percentile(lateness, 50))),
+                    "p99": ms(float(np.percentile(lateness, 99))),
+                    "max": ms(float(lateness.max()))} if len(lateness) else
                    {"p50": 0.0, "p99": 0.0, "max": 0.0})
 
     retrans = calls.column("retransmissions")

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from sipload.report.html import environment
 from sipload.report.summary import build_summary, read_summary
 from sipload.report.thresholds import lookup
+from sipload.stats.msround import fmt_ms
 
 Direction = Literal["higher_is_worse", "lower_is_worse", "info"]
 
@@ -227,7 +228,7 @@ def with_unit(v: Any, kind: str) -> str:
         return f"{float(v):,.0f} calls"
     if kind == "rate":
         return f"{float(v):,.2f} calls/s"
-    return f"{float(v):,.3f} ms"
+    return f"{fmt_ms(float(v), grouped=True)} ms"
 
 
 def format_comparison(result: Mapping[str, Any]) -> str:

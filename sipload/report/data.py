@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from sipload.stats.msround import seconds_to_ms
 from sipload.stats.rundir import EVENTS, INTERVALS, PLAN, read_calls, read_jsonl
 
 STANDARD_MARKS = ("first_provisional", "pdd", "answer", "bye", "call")
@@ -227,7 +228,7 @@ def typed_calls(table: pa.Table) -> pd.DataFrame:
             raw = json.loads(text) if text else {}
         except json.JSONDecodeError:
             raw = {}
-        parsed.append({str(k): float(v) * 1000.0 for k, v in raw.items()
+        parsed.append({str(k): seconds_to_ms(float(v)) for k, v in raw.items()
                        if isinstance(v, int | float)} if isinstance(raw, dict) else {})
     names = sorted({k for row in parsed for k in row})
     for name in names:

@@ -19,6 +19,7 @@ from sipload.report.analysis import analyse_path
 from sipload.report.charts import all_charts
 from sipload.report.ladder import ladders
 from sipload.report.summary import build_summary, read_summary
+from sipload.stats.msround import fmt_ms
 
 REPORT = "report.html"
 
@@ -36,7 +37,7 @@ def environment() -> Environment:
 
 
 def _ms(value: Any) -> str:
-    return "–" if value is None else f"{float(value):,.3f}"
+    return "–" if value is None else fmt_ms(float(value), grouped=True)
 
 
 def _pct(value: Any) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sipload.report.analysis import CallSample
 from sipload.report.wire import cause, why
+from sipload.stats.msround import fmt_ms
 
 LEFT_X = 150
 RIGHT_X = 590
@@ -83,7 +84,7 @@ def ladder(call: CallSample) -> Ladder:
         key = ("out" if out else direction, label)
         arrows.append(Arrow(
             y=TOP + i * STEP, x1=LEFT_X if out else RIGHT_X, x2=RIGHT_X if out else LEFT_X,
-            label=label, time=f"+{t * 1000.0:.3f} ms", outgoing=out,
+            label=label, time=f"+{fmt_ms(t * 1000.0)} ms", outgoing=out,
             repeat=direction == "re" or key in seen))
         seen.add(key)
     height = TOP + max(len(arrows), 1) * STEP + 10
@@ -107,7 +108,7 @@ def _wire_ladder(call: CallSample) -> Ladder:
     for i, m in enumerate(msgs):
         label = m.label
         key = (m.outgoing, label)
-        time = f"+{(m.t - call.start) * 1000.0:.3f} ms"
+        time = f"+{fmt_ms((m.t - call.start) * 1000.0)} ms"
         anchor = f"{prefix}{i}"
         is_cause = m is culprit
         if i < MAX_MESSAGES:

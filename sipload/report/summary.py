@@ -57,6 +57,7 @@ import jsonschema
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_OK
 from sipload.report.analysis import Analysis, analyse_path
 from sipload.report.thresholds import Threshold, evaluate, parse_threshold
+from sipload.stats.msround import ms
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
@@ -156,9 +157,9 @@ def _generator(a: Analysis, attempted: int) -> dict[str, Any]:
                 "dropped": int(g["dropped"].sum()),
                 "cpu_mean": float(cpu.mean()), "cpu_max": float(cpu.max()),
                 "cpu_busy_share": float((cpu >= CPU_BUSY).mean()),
-                "loop_lag_max_ms": float(lag.max()),
+                "loop_lag_max_ms": ms(float(lag.max())),
             })
-        max_lag = float(frame["loop_lag_ms"].max())
+        max_lag = ms(float(frame["loop_lag_ms"].max()))
     late_rate = _ratio(a.late_starts, attempted)
     reasons: list[str] = []
     if late_rate is not None and late_rate > LATE_LIMIT:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from sipload.report.data import STANDARD_MARKS
+from sipload.stats.msround import fmt_ms
 
 Kind = Literal["latency", "ratio", "count", "rate"]
 
@@ -201,7 +202,7 @@ def lookup(summary: Mapping[str, Any], path: Sequence[str]) -> float | None:
 
 def _fmt(value: float, kind: Kind) -> str:
     if kind == "latency":
-        return f"{value:.3f} ms"
+        return f"{fmt_ms(value)} ms"
     if kind == "ratio":
         return f"{value:.6g} ({value * 100:.4g}%)"
     if kind == "count":

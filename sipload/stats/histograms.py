@@ -12,6 +12,8 @@ import base64
 
 from hdrh.histogram import HdrHistogram
 
+from sipload.stats.msround import ms
+
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
 DIGITS = 3
@@ -35,7 +37,7 @@ class MarkHistograms:
         if h is None:
             h = new_histogram()
             self.by_mark[mark] = h
-        us = int(seconds * 1_000_000)
+        us = round(seconds * 1_000_000)  # int() would make 283.99999 µs 283
         h.record_value(min(max(us, LOWEST_US), HIGHEST_US))
 
     def merge(self, other: MarkHistograms) -> None:
@@ -62,17 +64,17 @@ class MarkHistograms:
         return out
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Per mark: count, min, mean, p50 ... p99.9, max, in milliseconds."""
+        """Per mark: count, min, mean, p50 ... p99.9, max, in milliseconds (µs resolution)."""
         out: dict[str, dict[str, float]] = {}
         for mark, h in sorted(self.by_mark.items()):
             n = h.get_total_count()
             if not n:
                 continue
-            row: dict[str, float] = {"count": float(n), "min": h.get_min_value() / 1000.0,
-                                     "mean": h.get_mean_value() / 1000.0}
+            row: dict[str, float] = {"count": float(n), "min": ms(h.get_min_value() / 1000.0),
+                                     "mean": ms(h.get_mean_value() / 1000.0)}
             for p in PERCENTILES:
                 key = f"p{p:g}".replace(".", "_")
-                row[key] = h.get_value_at_percentile(p) / 1000.0
-            row["max"] = h.get_max_value() / 1000.0
+                row[key] = ms(h.get_value_at_percentile(p) / 1000.0)
+            row["max"] = ms(h.get_max_value() / 1000.0)
             out[mark] = row
         return out
