@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from sipload.cli import flags
@@ -19,6 +20,7 @@ from sipload.engine import Engine, EngineConfig
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_USAGE
 from sipload.scenario.loader import ScenarioError, load_file
 from sipload.stats.records import Result
+from sipload.stats.rundir import RunWriter
 from sipload.transport.loop import new_event_loop, tune_gc
 from sipload.transport.tls import server_context
 
@@ -33,6 +35,8 @@ def register(sub: Any) -> None:
     p.add_argument("--duration", type=flags.duration,
                    help="stop after this long (e.g. 60s); default: until Ctrl-C")
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT on the socket")
+    p.add_argument("--out", help="write each call's record (with its media figures) to "
+                                 "DIR/calls.arrows as calls end (a UAS scenario only)")
     flags.add_limits(p)
     p.set_defaults(func=run)
 
@@ -52,14 +56,23 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError("--transport tls needs --cert (and --key)")
             tls = server_context(args.cert, args.key)
         duration = args.duration
+        if args.out and program is None:
+            raise UsageError("--out needs a UAS scenario (the default UAS keeps no records)")
     except (ScenarioError, UsageError) as e:
         print(f"sipload uas: {e}", file=sys.stderr)
         return EXIT_USAGE
     records: list[dict[str, Any]] = []
+    writer = RunWriter(Path(args.out)) if args.out else None
+
+    def on_records(batch: list[dict[str, Any]]) -> None:
+        records.extend(batch)
+        if writer is not None:
+            writer.append_records(batch)
+
     engine = Engine(EngineConfig(program=program, transport=transport, local_host=host,
                                  local_port=port, tls_server=tls, reuse_port=args.reuse_port,
                                  duration=duration, **engine_limits(flags.limits(args))),
-                    on_records=records.extend)
+                    on_records=on_records)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     tune_gc()
@@ -82,9 +95,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         loop.close()
         asyncio.set_event_loop(None)
+        if writer is not None:
+            writer.close()
     if program is not None:
         ok = sum(1 for r in records if r["result"] == Result.SUCCESS.value)
-        print(f"sipload uas: {len(records)} calls, {ok} succeeded")
+        media = [r["media"] for r in records if r.get("media")]
+        received = sum(int(m.get("received", 0)) for m in media)
+        print(f"sipload uas: {len(records)} calls, {ok} succeeded"
+              + (f"; media: {len(media)} streams, {received} packets received" if media else ""))
     elif engine.responder is not None:
         r = engine.responder
         print(f"sipload uas: {r.calls} calls answered, {r.closed} ended by BYE, "

@@ -7,9 +7,16 @@ Theory of operation:
    RFC 5576).  Received datagrams are matched to a call by, in order: an SSRC of
    ours (an echo: SIPp's -rtp_echo returns every call's packets from one port, so
    only the SSRC tells them apart); an SSRC the far end announced in its SDP; the
-   source address, when it is the SDP address of exactly one call.  A datagram
-   from an address shared by echo calls is echoed without attribution (counted);
-   anything else is counted as foreign at the worker level and dropped.
+   source address, when it is the SDP address of exactly one call.  The first
+   valid packet a call gets by its address binds the packet's SSRC to that call
+   (latching), so that it stays attributed when another call shares the address
+   later.  A far end that sends every call's stream from one port without a=ssrc
+   (SIPp's rtp_stream does) is told apart by that binding: a new SSRC from an
+   address several calls share goes to the oldest of them that has none bound
+   yet (the far end starts its streams in the order the calls were set up).  A
+   datagram from an address shared by echo calls that fits no call is echoed
+   without attribution (counted); anything else is counted as foreign at the
+   worker level and dropped.
 2. :meth:`MediaTable.start` is called when a call's offer/answer completes (an
    answer received, 183 early media included, or one we sent), :meth:`update`
    when a re-INVITE or UPDATE completes (hold, resume, a moved address),
@@ -28,6 +35,7 @@ from collections.abc import Callable
 from sipload.media import g711, source
 from sipload.media.call import CallMedia
 from sipload.media.negotiate import StreamPlan
+from sipload.media.rtp import is_rtcp
 from sipload.media.schedule import Address, OutStream, SendSchedule, Tick
 
 RTCP_POLL = 0.5
@@ -112,6 +120,8 @@ class MediaTable:
         self._by_addr: dict[Address, int] = {}
         self._by_rtcp: dict[Address, int] = {}
         self._shared: set[Address] = set()
+        #: calls (in start order) at each far-end address with no far-end SSRC bound yet
+        self._unlatched: dict[Address, dict[int, None]] = {}
         self.foreign = 0
         self._next_rtcp_poll = now + RTCP_POLL
         self.streams_started = 0
@@ -142,8 +152,8 @@ class MediaTable:
                           spec.echo, ptime, self.wall_offset, self.cname, bool(spec.record), now)
         self.calls[key] = media
         self._by_ssrc[ssrc] = key
-        self._index(key, plan.remote)
         self._remote_ssrc(key, -1, plan.remote_ssrc)
+        self._index(key, plan.remote)
         if spec.echo and plan.remote is not None:
             self._echo_shared[plan.remote] = self._echo_shared.get(plan.remote, 0) + 1
         if out is not None:
@@ -241,6 +251,9 @@ class MediaTable:
     def _index(self, key: int, remote: Address | None) -> None:
         if remote is None:
             return
+        media = self.calls.get(key)
+        if media is not None and media.remote_ssrc < 0:
+            self._unlatched.setdefault(remote, {})[key] = None
         rtcp_addr = (remote[0], remote[1] + 1)
         if remote in self._shared:
             return
@@ -256,6 +269,11 @@ class MediaTable:
     def _unindex(self, key: int, remote: Address | None) -> None:
         if remote is None:
             return
+        waiting = self._unlatched.get(remote)
+        if waiting is not None:
+            waiting.pop(key, None)
+            if not waiting:
+                del self._unlatched[remote]
         if self._by_addr.get(remote) == key:
             del self._by_addr[remote]
             self._by_rtcp.pop((remote[0], remote[1] + 1), None)
@@ -265,13 +283,16 @@ class MediaTable:
     def on_rtp(self, data: bytes, source_addr: Address, stamp: float) -> bytes | None:
         """Route one datagram read from the RTP port; returns a packet to echo, or None."""
         key = -1
-        if len(data) >= 12:
+        ssrc = -1
+        if len(data) >= 12 and data[0] >> 6 == 2:
             ssrc = int.from_bytes(data[8:12], "big")
             key = self._by_ssrc.get(ssrc, -1)
             if key < 0:
                 key = self._by_remote_ssrc.get(ssrc, -1)
         if key < 0:
             key = self._by_addr.get(source_addr, -1)
+            if ssrc >= 0 and not is_rtcp(data):
+                key = self._latch(key, source_addr, ssrc)
         media = self.calls.get(key) if key >= 0 else None
         if media is None:
             if (self.echo_all or source_addr in self._echo_shared) and len(data) >= 12 \
@@ -283,6 +304,25 @@ class MediaTable:
             self.foreign += 1
             return None
         return media.on_rtp(data, source_addr, stamp)
+
+    def _latch(self, key: int, source_addr: Address, ssrc: int) -> int:
+        """Bind an unknown far-end SSRC from ``source_addr`` to a call; returns its key.
+
+        ``key`` is the call the address alone names (-1: none, or shared): it takes the
+        SSRC if it has none yet; otherwise the oldest call at that address without one.
+        """
+        waiting = self._unlatched.get(source_addr)
+        if not waiting:
+            return key
+        if key < 0:
+            key = next(iter(waiting))
+        elif key not in waiting:
+            return key
+        del waiting[key]
+        if not waiting:
+            del self._unlatched[source_addr]
+        self._remote_ssrc(key, -1, ssrc)
+        return key
 
     def on_rtcp(self, data: bytes, source_addr: Address, stamp: float) -> None:
         """Route one datagram read from the RTCP port."""

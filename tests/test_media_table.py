@@ -1,0 +1,62 @@
+"""The worker's media table, sans-IO: which call a received datagram belongs to."""
+
+from __future__ import annotations
+
+import itertools
+
+from sipload.media.negotiate import StreamPlan
+from sipload.media.rtp import build_rtp
+from sipload.media.table import MediaSpec, MediaTable
+
+FAR = ("127.0.0.1", 40000)
+
+
+def _table() -> MediaTable:
+    bits = itertools.count(1000)
+    return MediaTable(0.0, 0.0, lambda: next(bits), "t@test")
+
+
+def _plan(remote: tuple[str, int] = FAR, remote_ssrc: int = -1) -> StreamPlan:
+    return StreamPlan("PCMU", 0, -1, remote, True, True, 20, remote_ssrc)
+
+
+def _packet(ssrc: int, seq: int) -> bytes:
+    return build_rtp(0, seq, seq * 160, ssrc, bytes(160))
+
+
+def test_one_far_port_for_every_call_is_told_apart_by_latched_ssrc() -> None:
+    """SIPp's rtp_stream sends every call from one port and announces no SSRC: each new
+    SSRC binds to the oldest call at that address that has none yet."""
+    table = _table()
+    spec = MediaSpec(echo=True)
+    table.start(1, spec, _plan(), 0.0)
+    for seq in range(5):  # call 1 alone at the address: latched by address
+        assert table.on_rtp(_packet(0xCA110000, seq), FAR, seq * 0.02) is not None
+    table.start(2, spec, _plan(), 0.1)
+    table.start(3, spec, _plan(), 0.2)
+    for seq in range(5, 10):
+        for n, ssrc in enumerate((0xCA110000, 0xCA110001, 0xCA110002)):
+            if ssrc == 0xCA110000 or seq >= 5 + n:  # streams start in call order
+                table.on_rtp(_packet(ssrc, seq), FAR, seq * 0.02)
+    got = {key: table.calls[key].stats.received for key in (1, 2, 3)}
+    assert got == {1: 10, 2: 4, 3: 3}
+    assert table.foreign == 0 and table.echoed_unattributed == 0
+    # a fourth SSRC fits no call: echoed (the address is an echo call's) but not counted
+    table.on_rtp(_packet(0xCA110003, 1), FAR, 1.0)
+    assert table.echoed_unattributed == 1
+    assert [table.calls[k].stats.received for k in (1, 2, 3)] == [10, 4, 3]
+
+
+def test_announced_ssrc_is_not_replaced_and_stop_forgets_latches() -> None:
+    table = _table()
+    spec = MediaSpec(play="silence")
+    table.start(1, spec, _plan(remote_ssrc=77), 0.0)
+    table.start(2, spec, _plan(), 0.0)
+    table.on_rtp(_packet(77, 1), FAR, 0.0)
+    table.on_rtp(_packet(88, 1), FAR, 0.0)  # unknown: the call without an SSRC takes it
+    assert table.calls[1].stats.received == 1 and table.calls[2].stats.received == 1
+    assert table.calls[2].remote_ssrc == 88
+    table.stop(2, 1.0)
+    table.on_rtp(_packet(88, 2), FAR, 1.0)
+    assert table.foreign == 1  # its stream ended with the call: no one to bind it to
+    assert table.calls[1].stats.received == 1
