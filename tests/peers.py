@@ -988,19 +988,23 @@ BARESIP_DIR = REPO_ROOT / "ci" / "baresip"
 class BaresipProcess(_PeerProcess):
     """baresip 1.0 auto-answering on 127.0.0.1:``port`` (UDP and TCP), no sound device.
 
-    The config is ``ci/baresip`` with its ``SIP_PORT`` and ``RTP_PORTS`` filled in,
-    written to the work dir; ``start()`` returns once baresip prints ``baresip is
-    ready.``.  It answers every call to ``sip:uas@127.0.0.1:PORT`` with G.711 and a
-    440 Hz tone (rings first, then auto-answers).
+    The config is ``ci/baresip`` with its ``SIP_PORT``, ``RTP_PORTS`` and
+    ``AUDIO_SOURCE`` filled in, written to the work dir; ``start()`` returns once
+    baresip prints ``baresip is ready.``.  It answers every call to
+    ``sip:uas@127.0.0.1:PORT`` with G.711 and a 440 Hz tone (rings first, then
+    auto-answers), or with ``audio_file`` (a 16-bit PCM WAV, looped by baresip's
+    ``aufile`` module) as its source.
     """
 
     name = "baresip"
 
     def __init__(self, *, port: int | None = None, limit: float = 300.0,
-                 start_timeout: float = 15.0, workdir: Path | None = None) -> None:
+                 start_timeout: float = 15.0, workdir: Path | None = None,
+                 audio_file: Path | None = None) -> None:
         super().__init__(limit=limit, workdir=workdir)
         self.port = port if port is not None else free_port("both")
         self.start_timeout = start_timeout
+        self.audio_file = audio_file
 
     def _argv(self) -> list[str]:
         conf = self.workdir / "conf"
@@ -1011,6 +1015,8 @@ class BaresipProcess(_PeerProcess):
             text = (BARESIP_DIR / name).read_text()
             text = text.replace("SIP_PORT", str(self.port))
             text = text.replace("RTP_PORTS", f"{rtp}-{rtp + 19}")
+            text = text.replace("AUDIO_SOURCE", "ausine,440" if self.audio_file is None
+                                else f"aufile,{Path(self.audio_file).resolve()}")
             (conf / name).write_text(text)
         return [require("baresip"), "-f", str(conf)]
 

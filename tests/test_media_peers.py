@@ -8,15 +8,17 @@ loss 0 on loopback, a high MOS), not merely that the SIP dialogue succeeded.
 from __future__ import annotations
 
 import struct
+import wave
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.ipc as ipc
 import pytest
 
 from sipload.media import g711, source
-from tests.bgproc import Background, sipload
-from tests.peers import free_port, sipp_uac
+from tests.bgproc import Background, run, sipload
+from tests.peers import BaresipProcess, free_port, require, sipp_uac
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_UAS = ROOT / "scenarios" / "media_call_uas.yaml"
@@ -68,3 +70,78 @@ def test_sipp_rtp_stream_reaches_sipload_uas(tmp_path: Path) -> None:
         assert row["media_ssrc_changes"] == 0 and row["media_foreign"] == 0
         assert row["media_sent"] == row["media_received"]  # every packet echoed
         assert row["media_mos"] > 4.3
+
+
+BARESIP_CALL = """
+name: media-vs-baresip
+role: uac
+to: "sip:uas@${remote_host}:${remote_port}"
+media: {codec: PCMU, play: tone, record: RECORD}
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 100
+    optional: true
+  - recv: 180
+    optional: true
+  - recv: 200
+  - send: ACK
+  - pause: 1500ms
+  - check:
+      - media: {min_packets: 60, max_loss: 0, min_mos: 4.3}
+  - send: BYE
+  - recv: 200
+"""
+
+
+def pcm_wav(path: Path, frequency: int, seconds: int, rate: int = 48000,
+            channels: int = 2) -> None:
+    """A 16-bit PCM WAV of a sine (baresip's aufile wants its own rate and channels)."""
+    t = np.arange(rate * seconds) / rate
+    samples = np.round(8000 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.repeat(samples, channels).tobytes())
+
+
+def dominant_hz(path: Path) -> float:
+    """The strongest frequency of a recorded call (8 kHz mono WAV)."""
+    with wave.open(str(path), "rb") as w:
+        rate = w.getframerate()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float)
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1.0 / rate)[int(np.argmax(spectrum))])
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(120)
+def test_baresip_file_source_reaches_sipload(tmp_path: Path) -> None:
+    """baresip auto-answers playing a 600 Hz WAV (aufile); sipload calls it playing its
+    1004 Hz tone: every packet arrives (loss 0, MOS > 4.3), and the audio sipload
+    recorded is baresip's 600 Hz, not an echo of its own tone."""
+    require("baresip")
+    wav = tmp_path / "source.wav"
+    pcm_wav(wav, 600, seconds=4)  # aufile ends the call at the end of the file
+    record = tmp_path / "rec"
+    scenario = tmp_path / "call.yaml"
+    scenario.write_text(BARESIP_CALL.replace("RECORD", str(record)))
+    out = tmp_path / "run"
+    with BaresipProcess(audio_file=wav) as b:
+        done = run(sipload("run", scenario, "--target", f"127.0.0.1:{b.port}", "--calls", 2,
+                           "--rate", 2, "--out", out, "--quiet"), timeout=90)
+        log = b.describe()
+    assert done.returncode == 0, done.stdout + done.stderr + log
+    rows = read_records(out)
+    assert len(rows) == 2
+    for row in rows:
+        assert row["result"] == "success", row["detail"]
+        assert row["media_received"] >= 70, row  # 1.5 s of 20 ms packets
+        assert row["media_lost"] == 0 and row["media_malformed"] == 0
+        assert row["media_foreign"] == 0 and row["media_ssrc_changes"] == 0
+        assert row["media_mos"] > 4.3
+    recordings = sorted(record.glob("*.wav"))
+    assert len(recordings) == 2, recordings
+    for path in recordings:
+        assert abs(dominant_hz(path) - 600) < 5, path
