@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from sipload.sip.transaction import TimerConfig
+from sipload.stats.interval import LATE_AFTER
 from sipload.transport import Peer, TransportSet
 from sipload.transport.loop import loop_name, new_event_loop, tune_gc
 from sipload.ua.agent import UAConfig, UserAgent
@@ -55,7 +56,6 @@ from sipload.ua.ids import IdGenerator
 E = EventType
 HERE = Path(__file__).resolve().parent
 NOPAUSE = HERE / "basic_call_nopause.yaml"
-LATE_AFTER = 0.010
 
 OFFER = (b"v=0\r\no=sipload 1 1 IN IP4 127.0.0.1\r\ns=sipload\r\nc=IN IP4 127.0.0.1\r\n"
          b"t=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"

@@ -70,6 +70,8 @@ COMPILED: tuple[str, ...] = (
     "sipload.scenario.sending",
     "sipload.engine",
     "sipload.pacing",
+    "sipload.pump",
+    "sipload.stats.interval",
     "sipload.stats.records",
     "sipload.transport.udp",
 )

@@ -1,4 +1,4 @@
-"""When calls should start: the open model's intended start times.
+"""When calls should start, and which: intended start times, admission, call numbers.
 
 A :class:`Pacer` yields intended start times (seconds since the run began)
 for a rate that may ramp up (``--rate-increase D --rate-interval T
@@ -6,11 +6,33 @@ for a rate that may ramp up (``--rate-increase D --rate-interval T
 worker's share to the others).  Arrivals are evenly spaced or Poisson.  The
 engine starts each call at its intended time and measures lateness from it; it
 never shifts the schedule to hide a slow generator.
+
+An :class:`Admission` stands between the pacer and the engine (pure: fed ``now``):
+
+1. A call is released :attr:`Admission.lead` seconds before its intended time, to cover
+   waking up and building its first message.  The lead follows the wire: after each
+   start the engine reports when its first message was written, and the lead moves by
+   a fifth of how late (or early) that was, kept within ``[0, LEAD_MAX]``, so starts
+   leave at their intended time on average.
+2. In the closed model (``users``) a call needs a free user; the user returns when its
+   call ends (not once the run is stopping).
+3. Calls are numbered from the worker's ``first_call``; calls taken over from a lost
+   worker (:meth:`Admission.add_calls`) are numbered from their own block, so numbers
+   stay unique across the run.  Calls given away (:meth:`Admission.release_calls`) are
+   never started here.
+4. Once stopping, nothing more is released.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
+
+LEAD_MAX = 0.002
+"""The most a call is released before its intended time (rule 1)."""
+
+LEAD_GAIN = 0.2
+"""How much of a start's error (written minus intended) moves the lead (rule 1)."""
 
 
 class _Rng(Protocol):
@@ -85,3 +107,99 @@ class Pacer:
         else:
             self._next = t + 1.0 / rate
         return t
+
+
+class CallStart:
+    """One call to start now: its intended time, its number, its user (closed model)."""
+
+    __slots__ = ("intended", "number", "user")
+
+    def __init__(self, intended: float, number: int, user: int | None) -> None:
+        self.intended = intended
+        self.number = number
+        self.user = user
+
+
+class Admission:
+    """Which call starts when, numbered how, placed by which user (module docstring)."""
+
+    def __init__(self, pacer: Pacer, *, first_call: int = 0, users: int | None = None,
+                 first_user: int = 0) -> None:
+        self.pacer = pacer
+        self.first_call = first_call
+        self.closed_model = bool(users)
+        self.lead = 0.0
+        self.stopping = False
+        self._free_users: deque[int] = deque()  #: closed model: users between calls
+        if users:
+            self._free_users.extend(range(first_user, first_user + users))
+        self._user_of: dict[int, int] = {}  #: call number -> the user placing it
+        self._blocks: list[tuple[int, int]] = []  #: (first call index, its number)
+
+    def next_release(self) -> float | None:
+        """When the next call is to be released (its intended time less the lead)."""
+        if self.stopping:
+            return None
+        nxt = self.pacer.peek()
+        if nxt is None or (self.closed_model and not self._free_users):
+            return None
+        return nxt - self.lead
+
+    def take(self, now: float) -> CallStart | None:
+        """The next call, when its release is due at ``now`` (else None)."""
+        if self.stopping:
+            return None
+        pacer = self.pacer
+        nxt = pacer.peek()
+        if nxt is None or nxt - self.lead > now:
+            return None
+        user: int | None = None
+        if self.closed_model:
+            if not self._free_users:
+                return None
+            user = self._free_users.popleft()
+        intended = pacer.take()
+        number = self.call_number(pacer.scheduled - 1)
+        if user is not None:
+            self._user_of[number] = user
+        return CallStart(intended, number, user)
+
+    def follow_wire(self, intended: float, written: float) -> None:
+        """A call's first message was written at ``written`` for ``intended`` (rule 1)."""
+        lead = self.lead + LEAD_GAIN * (written - intended)
+        self.lead = min(max(lead, 0.0), LEAD_MAX)
+
+    def ended(self, number: int) -> None:
+        """Call ``number`` ended: its user is free again (rule 2)."""
+        user = self._user_of.pop(number, None)
+        if user is not None and not self.stopping:
+            self._free_users.append(user)
+
+    def scheduling(self) -> bool:
+        """Whether calls are still to be started."""
+        return not self.stopping and self.pacer.peek() is not None
+
+    def add_calls(self, n: int, first_number: int) -> None:
+        """``n`` more calls to start (a lost worker's), numbered from ``first_number``."""
+        pacer = self.pacer
+        if pacer.calls is None or n <= 0:
+            return
+        self._blocks.append((pacer.calls, first_number))
+        pacer.calls += n
+
+    def release_calls(self, n: int) -> int:
+        """Give up to ``n`` calls not yet started to another worker; returns how many."""
+        pacer = self.pacer
+        if pacer.calls is None or n <= 0:
+            return 0
+        given = min(n, max(0, pacer.calls - pacer.scheduled))
+        pacer.calls -= given
+        return given
+
+    def call_number(self, index: int) -> int:
+        """The number of the ``index``-th call started here (from 0) (rule 3)."""
+        number, at = self.first_call, 0
+        for start, first in self._blocks:
+            if index >= start:
+                number, at = first, start
+        return number + index - at

@@ -16,21 +16,20 @@ two ways:
 Theory of operation
 ===================
 
-1. The shell only moves bytes and re-arms one timer.  :meth:`UARuntime.flush`
-   is the whole pump: hand ``ua.outgoing()`` to the transports, re-arm the one
-   ``loop.call_at`` at ``ua.next_deadline()`` (only when the deadline moved),
-   and move the UA's events to the runtime's queue, waking a waiter.
-2. It runs after every received message, every timer and every transport
+1. The shell only moves bytes and re-arms one timer, through the one
+   :class:`~sipload.pump.Pump` the engine uses too: it writes ``ua.outgoing()``,
+   re-arms one ``loop.call_at`` at ``ua.next_deadline()``, and moves the UA's events
+   to the runtime's queue, waking a waiter (read the pump's rules there).
+2. The pump runs after every received message, every timer and every transport
    error, and at the start of :meth:`event_wait`/:meth:`next_event` — so API
    calls made between two waits are flushed by the next wait.  Async programs
    that do not wait right away call :meth:`flush` themselves.
-3. Time is ``time.monotonic()`` seconds (the epoch of ``loop.time()``).  A
-   received message goes into the UA with its receive stamp from the
-   transports (the kernel's, for UDP), so its event's ``time`` is when it
-   reached the socket, not when the loop got to it.  A timer fires with
-   ``now = max(deadline, time.monotonic())`` so the UA never sees a deadline
-   as not yet due.  ``ua.now`` is set to ``time.monotonic()`` when control
-   returns to the program, so API calls made without ``now`` use a fresh time.
+3. Time is ``time.monotonic()`` seconds (the epoch of ``loop.time()``; the pump's
+   ``t0`` is 0).  A received message goes into the UA with its receive stamp from
+   the transports (the kernel's, for UDP), so its event's ``time`` is when it
+   reached the socket, not when the loop got to it.  ``ua.now`` is set to
+   ``time.monotonic()`` when control returns to the program, so API calls made
+   without ``now`` use a fresh time.
 4. The UA is created after the socket is bound, with ``config.port`` set to
    the bound port (port 0 asks for an ephemeral one): the UA writes it into
    Via and Contact.
@@ -49,6 +48,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
+from sipload.pump import Pump
 from sipload.transport import Peer, TransportSet
 from sipload.transport.loop import new_event_loop
 from sipload.ua.agent import UAConfig, UserAgent
@@ -83,8 +83,7 @@ class UARuntime:
         self._ua: UserAgent | None = None
         self._events: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._pump: Pump | None = None
         self._closed = False
         self.address: Peer = ("", "", 0)
 
@@ -165,6 +164,8 @@ class UARuntime:
         config = dataclasses.replace(config, port=port)
         self._ua = ua_factory(config, ids or IdGenerator(secrets.token_hex(4)))
         self._ua.now = time.monotonic()
+        self._pump = Pump(self._loop, self.transports, self._ua, self._events.append,
+                          after=self._wake_if_events)
         self.address = (config.transport, host, port)
 
     # ================================================================ the program's side
@@ -237,53 +238,29 @@ class UARuntime:
             if event is not None:
                 yield event
 
+    @property
+    def timer_at(self) -> float | None:
+        """When the one timer is armed for (monotonic seconds), or None."""
+        return self._pump.armed if self._pump is not None else None
+
     def flush(self) -> None:
         """Send what the UA queued, re-arm its timer, collect its events."""
-        ua = self._ua
-        if ua is None or self._closed:
-            return
-        send = self.transports.send
-        for data, peer in ua.outgoing():
-            send(data, peer)
-        self._arm(ua.next_deadline())
-        event = ua.next_event()
-        while event is not None:
-            self._events.append(event)
-            event = ua.next_event()
-        if self._events:
-            self._wake()
+        if self._pump is not None and not self._closed:
+            self._pump.flush()
 
     # ================================================================ the network's side
 
     def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
-        if self._ua is None:
-            return  # before the UA exists (just bound): the sender retransmits
-        self._ua.receive(data, peer, stamp)
-        self.flush()
+        if self._pump is not None:  # else just bound, no UA yet: the sender retransmits
+            self._pump.receive(data, peer, stamp)
 
     def _on_error(self, peer: Peer, reason: str) -> None:
-        if self._ua is None:
-            return
-        self._ua.transport_error(peer, time.monotonic(), reason)
-        self.flush()
+        if self._pump is not None:
+            self._pump.error(peer, reason)
 
-    def _arm(self, deadline: float | None) -> None:
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        assert self._timer_at is not None and self._ua is not None
-        now = max(self._timer_at, time.monotonic())
-        self._timer = None
-        self._timer_at = None
-        self._ua.handle_timers(now)
-        self.flush()
+    def _wake_if_events(self) -> None:
+        if self._events:
+            self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -297,9 +274,8 @@ class UARuntime:
         if self._closed:
             return
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._pump is not None:
+            self._pump.close()
         self._wake()
         await self.transports.close()
 

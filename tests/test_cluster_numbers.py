@@ -1,7 +1,7 @@
 """Call numbers stay unique when lost workers' calls are handed to the others.
 
 Pure: the Coordinator is driven by messages and a fake clock; each worker's
-numbers are those its Engine would give (its own range, then the calls it took
+numbers are those its engine's Admission would give (its own range, then the calls it took
 over, numbered from ``extra_numbers``), without sockets.
 """
 
@@ -12,13 +12,11 @@ from hypothesis import strategies as st
 
 from sipload.cluster.coordinator import Coordinator, extra_numbers
 from sipload.cluster.messages import Heartbeat, Hello, Ready, SetShare, Welcome
-from sipload.engine import Engine, EngineConfig
-from sipload.pacing import Pacer
+from sipload.pacing import Admission, Pacer
 
 
 def test_engine_numbers_taken_over_calls_from_their_own_block() -> None:
-    e = Engine(EngineConfig(program=None, first_call=100, calls=50))
-    e.pacer = Pacer(10.0, calls=50)
+    e = Admission(Pacer(10.0, calls=50), first_call=100)
     e.add_calls(20, extra_numbers(200, 1))
     e.add_calls(5, extra_numbers(200, 1) + 20)
     assert e.pacer.calls == 75
@@ -39,11 +37,10 @@ def test_numbers_never_collide_when_workers_are_lost(calls: int, n: int,
     for ident, w in welcome.items():
         c.on_message(ident, Ready(w.worker, "127.0.0.1", 5000), 0.0)
     # each worker's engine: own range, then blocks of taken-over calls
-    engines: dict[bytes, Engine] = {}
+    engines: dict[bytes, Admission] = {}
     extra_next: dict[bytes, int] = {}
     for ident, w in welcome.items():
-        e = Engine(EngineConfig(program=None, first_call=w.first_call, calls=w.calls))
-        e.pacer = Pacer(10.0, calls=w.calls)
+        e = Admission(Pacer(10.0, calls=w.calls), first_call=w.first_call)
         engines[ident] = e
         extra_next[ident] = extra_numbers(calls, w.worker)
     started = {ident: 0 for ident in welcome}
@@ -69,7 +66,7 @@ def test_numbers_never_collide_when_workers_are_lost(calls: int, n: int,
         assert c.workers[victim].lost
     seen: set[int] = set()
     for e in engines.values():
-        assert e.pacer is not None and e.pacer.calls is not None
+        assert e.pacer.calls is not None
         # every number this worker could ever use (a lost one may have started more
         # calls than its last heartbeat said)
         count = e.pacer.calls

@@ -105,14 +105,14 @@ def test_one_timer_rearmed_and_fired_not_early() -> None:
         now = rt.loop.time()
         ua.deadlines = [now + 0.2, now + 0.05]
         rt.flush()
-        assert rt._timer_at == pytest.approx(now + 0.05)
+        assert rt.timer_at == pytest.approx(now + 0.05)
         ev = rt.event_wait(2.0)
         assert ev is not None and ev.type is EventType.CALL_NOANSWER
         assert ua.fired[0] >= now + 0.05
-        assert rt._timer_at == pytest.approx(now + 0.2)  # re-armed at the next deadline
+        assert rt.timer_at == pytest.approx(now + 0.2)  # re-armed at the next deadline
         ev = rt.event_wait(2.0)
         assert ev is not None and ua.fired[1] >= now + 0.2
-        assert rt._timer is None and rt._timer_at is None
+        assert rt.timer_at is None
         assert ua.now >= now + 0.2  # fresh after the wait
 
 

@@ -46,10 +46,10 @@ from sipload.cluster.messages import (
     Welcome,
 )
 from sipload.engine import Engine, EngineConfig
-from sipload.engine import Snapshot as EngineSnapshot
 from sipload.scenario.inject import parse_injection
 from sipload.scenario.loader import ScenarioError, load_text
 from sipload.sip.transaction import TimerConfig
+from sipload.stats.interval import Snapshot as EngineSnapshot
 from sipload.stats.traces import DEFAULT_LIMIT
 from sipload.transport.loop import new_event_loop, tune_gc
 from sipload.transport.stream import IDLE_TIMEOUT, MAX_MESSAGE, StreamLimits

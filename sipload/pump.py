@@ -1,0 +1,233 @@
+"""The one pump between sockets and a sans-IO user agent, and its one loop timer.
+
+Both shells of the UA are built on :class:`Pump`: :class:`~sipload.runtime.UARuntime`
+(a program drives the UA's eXosip-like API) and :class:`~sipload.engine.Engine` (a
+scenario drives many calls).  What differs between them is passed in as hooks.
+
+Theory of operation
+===================
+
+1. The pump only moves bytes and re-arms one timer.  :meth:`Pump.flush` is the whole
+   pump: write ``ua.outgoing()`` to the transports (each write returns its socket
+   stamp; :attr:`on_sent` gets them, run-relative, per batch), hand every UA event to
+   :attr:`deliver`, and repeat while either produced something (a delivered event may
+   make the owner queue more messages: an ACK, a BYE).  Then :attr:`after` runs once,
+   and the timer is re-armed.
+2. It runs after every received message (:meth:`receive`), every transport error
+   (:meth:`error`), every timer, and whenever the owner calls it after API calls.
+3. Times given to the UA are seconds on ``time.monotonic()`` less :attr:`t0` (the
+   runtime uses 0: absolute monotonic seconds; the engine its start).  A received
+   message goes in with its receive stamp (the kernel's, for UDP), never the loop's
+   clock.  ``loop.time()`` shares ``CLOCK_MONOTONIC``'s epoch (asyncio and uvloop), so
+   ``loop.call_at(t0 + when)`` arms a run-relative deadline.
+4. One ``loop.call_at`` is armed at the earliest of ``ua.next_deadline()`` and the
+   owner's :attr:`deadline` hook; it is replaced only when that instant moved.  A
+   handle replaced after the loop had queued it is recognised by its token and ignored.
+5. The loop's clock is coarse (uvloop: 1 ms), so a timer may fire a hair before its
+   deadline.  It fires with ``now = max(armed, clock)``: what it was armed for is due
+   (without this it would find nothing due, re-arm for the same instant, and spin).
+   How late it fired is kept in :attr:`lag` (the owner reads and resets it).
+6. On a timer the UA's timers run, then :attr:`tick` (the owner's timers; it calls
+   :meth:`flush` itself) or, without one, :meth:`flush`.
+7. Transport failures become ``ua.transport_error(peer, now, reason)``; the UA turns
+   them into events.  Nothing here raises for the network.
+
+Compiled by mypyc (sipload/_native.py): typed, no dataclass tricks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from sipload.transport import Peer, TransportSet
+from sipload.ua.events import Event
+
+INF = float("inf")
+
+
+class SansIOAgent(Protocol):
+    """What the pump needs of a user agent (:class:`~sipload.ua.agent.UserAgent`)."""
+
+    def receive(self, data: bytes, peer: Peer, now: float) -> None: ...
+    def transport_error(self, peer: Peer, now: float, reason: str) -> None: ...
+    def handle_timers(self, now: float) -> None: ...
+    def outgoing(self) -> list[tuple[bytes, Peer]]: ...
+    def next_event(self) -> Event | None: ...
+    def next_deadline(self) -> float | None: ...
+
+
+#: ``(now, "in" | "out", peer, data)``: every message read or written, with its stamp.
+WireTap = Callable[[float, str, Peer, bytes], None]
+
+
+class Pump:
+    """Transports ↔ one UA, one loop timer (see the module docstring).
+
+    Attributes:
+        t0: ``time.monotonic()`` at the clock's zero (times given to the UA are relative).
+        deliver: gets every UA event, in order.
+        on_sent: gets the run-relative send stamps of each batch written (or None).
+        tap: sees every message read or written (a wire trace), or None.
+        after: runs once after each flush, before the timer is re-armed (or None).
+        deadline: the owner's earliest deadline besides the UA's (or None).
+        tick: runs the owner's timers on a timer, then flushes (or None: just flush).
+        closed: nothing is pumped any more (:meth:`close`).
+        timer_off: the timer is not armed any more (:meth:`stop_timer`, :meth:`close`).
+        lag: the most a timer fired after its deadline since the owner reset it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transports: TransportSet,
+                 ua: SansIOAgent, deliver: Callable[[Event], None], *, t0: float = 0.0,
+                 on_sent: Callable[[list[float]], None] | None = None,
+                 tap: WireTap | None = None, after: Callable[[], None] | None = None,
+                 deadline: Callable[[], float | None] | None = None,
+                 tick: Callable[[float], None] | None = None) -> None:
+        self.loop = loop
+        self.transports = transports
+        self.ua = ua
+        self.deliver = deliver
+        self.t0 = t0
+        self.on_sent = on_sent
+        self.tap = tap
+        self.after = after
+        self.deadline = deadline
+        self.tick = tick
+        self.lag = 0.0
+        self.closed = False
+        self.timer_off = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed = INF
+        self._token = 0
+
+    def now(self) -> float:
+        """Seconds since :attr:`t0` on ``time.monotonic()`` (not the loop's cached clock)."""
+        return time.monotonic() - self.t0
+
+    # ------------------------------------------------------------------ the network's side
+
+    def receive(self, data: bytes, peer: Peer, stamp: float) -> None:
+        """A message read at monotonic ``stamp`` (the transports' callback)."""
+        now = stamp - self.t0
+        tap = self.tap
+        if tap is not None:
+            tap(now, "in", peer, data)
+        self.ua.receive(data, peer, now)
+        self.flush()
+
+    def error(self, peer: Peer, reason: str) -> None:
+        """A transport failure towards ``peer`` (the transports' callback)."""
+        self.ua.transport_error(peer, self.now(), reason)
+        self.flush()
+
+    # ------------------------------------------------------------------ the pump
+
+    def flush(self) -> None:
+        """Write what the UA queued, deliver its events, run :attr:`after`, re-arm (rule 1)."""
+        if self.closed:
+            return
+        ua = self.ua
+        send = self.transports.send
+        deliver = self.deliver
+        on_sent = self.on_sent
+        tap = self.tap
+        t0 = self.t0
+        for _ in range(1000):
+            out = ua.outgoing()
+            if out:
+                stamps: list[float] = []
+                for data, peer in out:
+                    sent = send(data, peer) - t0  # the stamp taken when it was written
+                    stamps.append(sent)
+                    if tap is not None:
+                        tap(sent, "out", peer, data)
+                if on_sent is not None:
+                    on_sent(stamps)
+            n = 0
+            ev = ua.next_event()
+            while ev is not None:
+                n += 1
+                deliver(ev)
+                ev = ua.next_event()
+            if not out and not n:
+                break
+        after = self.after
+        if after is not None:
+            after()
+        self.rearm()
+
+    # ------------------------------------------------------------------ the one timer
+
+    @property
+    def armed(self) -> float | None:
+        """The instant the loop's timer is armed for (run-relative), or None."""
+        return None if self._armed == INF else self._armed
+
+    def rearm(self) -> None:
+        """Arm the loop's timer at the earliest deadline, when that instant moved (rule 4)."""
+        if self.timer_off:
+            return
+        when = INF
+        d = self.ua.next_deadline()
+        if d is not None:
+            when = d
+        hook = self.deadline
+        if hook is not None:
+            d = hook()
+            if d is not None and d < when:
+                when = d
+        if when == self._armed and (self._handle is not None or when == INF):
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._armed = when
+        if when != INF:
+            self._token += 1
+            self._handle = self.loop.call_at(self.t0 + when, self._fire, self._token)
+
+    def _fire(self, token: int) -> None:
+        if token != self._token or self.timer_off:
+            return  # a handle replaced after it was queued to run: not ours any more
+        self._handle = None
+        armed = self._armed
+        self._armed = INF
+        now = self.now()
+        if now > armed:
+            self.lag = max(self.lag, now - armed)
+        self._run(max(now, armed))  # rule 5
+
+    def fire_now(self) -> None:
+        """Run the timers at the clock's ``now`` (the owner kicking the loop)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._armed = INF
+        self._run(self.now())
+
+    def _run(self, now: float) -> None:
+        self.ua.handle_timers(now)
+        tick = self.tick
+        if tick is not None:
+            tick(now)
+        else:
+            self.flush()
+
+    def stop_timer(self) -> None:
+        """Disarm the timer for good (messages are still pumped)."""
+        self.timer_off = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._armed = INF
+
+    def close(self) -> None:
+        """Disarm the timer; nothing is written or delivered any more."""
+        self.closed = True
+        self.timer_off = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._armed = INF

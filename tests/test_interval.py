@@ -1,0 +1,161 @@
+"""The run counters (stats/interval.py) and admission (pacing.Admission), on a fake clock.
+
+Both are pure: the accountant is fed starts, ends, CPU seconds and monotonic stamps;
+admission is fed ``now``.  Nothing here sleeps or opens a socket.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sipload.pacing import LEAD_MAX, Admission, Pacer
+from sipload.stats.histograms import MarkHistograms
+from sipload.stats.interval import LATE_AFTER, IntervalAccountant
+from sipload.stats.records import CallRecord, Failure, Result
+
+
+def record(number: int, result: Result, failure: str = "", **marks: float) -> CallRecord:
+    rec = CallRecord(number, 0.0, 0.0, 0.0)
+    rec.result = result
+    rec.failure = failure
+    rec.marks.update(marks)
+    return rec
+
+
+# ================================================================ the accountant
+
+
+def test_interval_counts_reset_and_totals_do_not() -> None:
+    acc = IntervalAccountant(3, cpu=10.0, wall=100.0)
+    acc.call_started(1.0, 1.0)
+    acc.call_started(2.0, 2.0 + LATE_AFTER + 0.001)  # late
+    acc.call_started(3.0, 3.0 + LATE_AFTER)  # exactly LATE_AFTER: on time
+    acc.call_ended(record(0, Result.SUCCESS, answer=0.010))
+    acc.call_ended(record(1, Result.FAILED, "timeout", answer=0.020))
+    snap = acc.snapshot(4.0, active=1, retransmissions=7, cpu=10.5, wall=101.0,
+                        loop_lag=0.002, target_rate=3.0, codes={"200": 1})
+    assert (snap.started, snap.succeeded, snap.failed, snap.late) == (3, 1, 1, 1)
+    assert snap.worker == 3 and snap.active == 1 and snap.retransmissions == 7
+    assert snap.failures == {"timeout": 1} and snap.codes == {"200": 1}
+    assert snap.cpu == 0.5 and snap.loop_lag_ms == 2.0 and snap.target_rate == 3.0
+    hist = MarkHistograms.decode(snap.histograms)
+    assert set(hist.by_mark) == {"answer"} and hist.by_mark["answer"].get_total_count() == 2
+    assert [r["call_number"] for r in acc.take_batch()] == [0, 1]
+    assert acc.take_batch() == []
+    # the next interval starts from zero; the totals keep counting
+    acc.call_ended(record(2, Result.IN_FLIGHT))
+    snap2 = acc.snapshot(5.0, active=0, retransmissions=9, cpu=11.5, wall=103.0,
+                         loop_lag=0.0, target_rate=0.0, codes={})
+    assert (snap2.started, snap2.succeeded, snap2.failed, snap2.late) == (0, 0, 0, 0)
+    assert snap2.retransmissions == 2 and snap2.cpu == 0.5 and snap2.histograms == {}
+    assert snap2.failures == {}
+    assert (acc.started, acc.succeeded, acc.failed, acc.in_flight_at_stop, acc.late) == (
+        3, 1, 1, 1, 1)
+
+
+def test_overload_is_started_dropped_and_failed() -> None:
+    acc = IntervalAccountant(0)
+    acc.call_started(0.5, 0.5)
+    rec = acc.overload(42, 0.5, 0.5, 10)
+    assert rec.result == Result.FAILED and rec.failure == Failure.OVERLOAD
+    assert "10 calls" in rec.detail
+    acc.call_ended(rec)
+    snap = acc.snapshot(1.0, active=0, retransmissions=0, cpu=0.0, wall=1.0, loop_lag=0.0,
+                        target_rate=1.0, codes={})
+    assert (snap.started, snap.dropped, snap.failed) == (1, 1, 1)
+    assert snap.failures == {Failure.OVERLOAD: 1}
+    assert acc.dropped == 1 and acc.failed == 1
+
+
+def test_owes_a_last_snapshot() -> None:
+    acc = IntervalAccountant(0)
+    assert not acc.owes(0)
+    assert acc.owes(1)  # a retransmission since the last snapshot
+    acc.snapshot(1.0, active=0, retransmissions=1, cpu=0.0, wall=1.0, loop_lag=0.0,
+                 target_rate=0.0, codes={})
+    assert not acc.owes(1)
+    acc.call_started(1.0, 1.0)
+    assert acc.owes(1)
+
+
+@given(st.lists(st.sampled_from([Result.SUCCESS, Result.FAILED, Result.IN_FLIGHT]),
+                max_size=60), st.integers(1, 7))
+def test_counts_add_up_over_any_intervals(results: list[Result], every: int) -> None:
+    acc = IntervalAccountant(0)
+    started = succeeded = failed = 0
+    for i, res in enumerate(results):
+        acc.call_started(float(i), float(i))
+        acc.call_ended(record(i, res, "x" if res == Result.FAILED else ""))
+        if i % every == 0:
+            snap = acc.snapshot(float(i), active=0, retransmissions=0, cpu=0.0,
+                                wall=float(i), loop_lag=0.0, target_rate=1.0, codes={})
+            started += snap.started
+            succeeded += snap.succeeded
+            failed += snap.failed
+    last = acc.snapshot(99.0, active=0, retransmissions=0, cpu=0.0, wall=99.0,
+                        loop_lag=0.0, target_rate=0.0, codes={})
+    started += last.started
+    succeeded += last.succeeded
+    failed += last.failed
+    assert started == acc.started == len(results)
+    assert succeeded == acc.succeeded and failed == acc.failed
+    assert acc.started == acc.succeeded + acc.failed + acc.in_flight_at_stop
+
+
+# ================================================================ admission
+
+
+def test_admission_releases_at_intended_less_the_lead() -> None:
+    adm = Admission(Pacer(10.0, calls=3), first_call=100)
+    assert adm.next_release() == 0.0
+    start = adm.take(0.0)
+    assert start is not None and (start.intended, start.number, start.user) == (0.0, 100, None)
+    assert adm.take(0.05) is None  # the next is due at 0.1
+    adm.follow_wire(0.0, 0.001)  # written 1 ms late: release a fifth of that earlier
+    assert adm.lead == 0.0002
+    assert adm.next_release() == 0.1 - 0.0002
+    assert adm.take(0.1 - 0.0002) is not None
+    adm.follow_wire(0.1, 0.2)  # far too late: the lead is capped
+    assert adm.lead == LEAD_MAX
+    adm.follow_wire(0.1, 0.0)  # early: never a negative lead
+    assert adm.lead == 0.0
+    assert adm.take(1.0) is not None and adm.take(2.0) is None and adm.next_release() is None
+
+
+def test_admission_closed_model_waits_for_a_free_user() -> None:
+    adm = Admission(Pacer(100.0, calls=5), users=2, first_user=7)
+    a, b = adm.take(1.0), adm.take(1.0)
+    assert a is not None and b is not None and (a.user, b.user) == (7, 8)
+    assert adm.take(1.0) is None and adm.next_release() is None
+    adm.ended(a.number)
+    c = adm.take(1.0)
+    assert c is not None and c.user == 7
+    adm.stopping = True
+    adm.ended(b.number)  # stopping: the user is not handed out again
+    assert adm.take(9.0) is None and adm.next_release() is None and not adm.scheduling()
+
+
+def test_admission_numbers_and_gives_calls_away() -> None:
+    adm = Admission(Pacer(1000.0, calls=4), first_call=10)
+    assert adm.release_calls(3) == 3 and adm.pacer.calls == 1
+    adm.add_calls(2, 500)
+    numbers = []
+    while (s := adm.take(100.0)) is not None:
+        numbers.append(s.number)
+    assert numbers == [10, 500, 501]
+    assert adm.release_calls(5) == 0
+
+
+def test_admission_poisson_takes_the_pacers_times() -> None:
+    adm = Admission(Pacer(50.0, calls=20, arrival="poisson", rng=random.Random(1)))
+    ref = Pacer(50.0, calls=20, arrival="poisson", rng=random.Random(1))
+    got = []
+    while (s := adm.take(1e9)) is not None:
+        got.append(s.intended)
+    want = []
+    while ref.peek() is not None:
+        want.append(ref.take())
+    assert got == want
