@@ -1,11 +1,13 @@
 #!/bin/sh
-# Install the real SIP peers the tests run against (SIPp, Kamailio, sipsak, baresip), tshark
+# Install the real SIP peers the tests run against (SIPp, Kamailio, sipsak, baresip, and
+# rtpengine, the media relay Kamailio drives in tests/test_media_peers.py), tshark
 # (reads the run directory's messages.pcap) and tcpdump (the capture tests' reference
 # clock), if missing.
 #
-# Idempotent and quiet on success: does nothing when sipp, kamailio, sipsak, baresip, tshark and tcpdump are all on
+# Idempotent and quiet on success: does nothing when sipp, kamailio, sipsak, baresip, rtpengine, tshark and tcpdump are all on
 # PATH; otherwise, as root with apt-get, installs the Debian packages sip-tester,
-# kamailio, sipsak, baresip, tshark and tcpdump. Without root or apt-get it prints what to install and exits 0:
+# kamailio, sipsak, baresip, rtpengine-daemon (userspace forwarding: no kernel module is
+# needed or loaded), tshark and tcpdump. Without root or apt-get it prints what to install and exits 0:
 # the peer tests then fail under CI=true and skip elsewhere (see tests/peers.py).
 set -eu
 
@@ -13,7 +15,7 @@ set -eu
 PATH="$PATH:/usr/sbin:/sbin"
 
 missing=""
-for pair in sipp:sip-tester kamailio:kamailio sipsak:sipsak tshark:tshark baresip:baresip tcpdump:tcpdump; do
+for pair in sipp:sip-tester kamailio:kamailio sipsak:sipsak tshark:tshark baresip:baresip rtpengine:rtpengine-daemon tcpdump:tcpdump; do
     binary=${pair%%:*}
     package=${pair#*:}
     if ! command -v "$binary" >/dev/null 2>&1; then
@@ -28,7 +30,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log=$(mktemp)
     # the full set, so a partial install is completed too
     if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-            sip-tester kamailio sipsak tshark baresip tcpdump; } >"$log" 2>&1; then
+            sip-tester kamailio sipsak tshark baresip rtpengine-daemon tcpdump; } >"$log" 2>&1; then
         cat "$log" >&2
         rm -f "$log"
         echo "install-peers: apt-get failed installing:$missing" >&2
@@ -39,5 +41,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 echo "install-peers: missing SIP peers; install the Debian packages:$missing" >&2
-echo "install-peers:   sudo apt-get install -y sip-tester kamailio sipsak tshark baresip tcpdump" >&2
+echo "install-peers:   sudo apt-get install -y sip-tester kamailio sipsak tshark baresip rtpengine-daemon tcpdump" >&2
 exit 0

@@ -82,6 +82,8 @@ PROXY_CFG = KAMAILIO_DIR / "proxy.cfg"
 """Record-routing stateful proxy; defines LISTEN_PORT, UAS_ADDR, CHILDREN."""
 REGISTRAR_CFG = KAMAILIO_DIR / "registrar.cfg"
 """Digest-authenticating in-memory registrar and location proxy."""
+RTPENGINE_CFG = KAMAILIO_DIR / "rtpengine.cfg"
+"""Record-routing proxy that anchors the media in rtpengine (rtpengine_manage)."""
 SIPP_DIR = REPO_ROOT / "tests" / "sipp"
 """SIPp XML scenarios used by the tests."""
 
@@ -91,7 +93,8 @@ REGISTRAR_USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 REGISTRAR_MIN_EXPIRES = 60
 
 DEBIAN_PACKAGES = {"sipp": "sip-tester", "kamailio": "kamailio", "sipsak": "sipsak",
-                   "tshark": "tshark", "tcpdump": "tcpdump"}
+                   "tshark": "tshark", "tcpdump": "tcpdump", "baresip": "baresip",
+                   "rtpengine": "rtpengine-daemon"}
 """Debian package that provides each peer binary (installed by ci/install-peers.sh)."""
 
 SIPP_BUFF_SIZE = 4194304
@@ -980,6 +983,131 @@ def kamailio_registrar(
     if not qop:
         defines["WITH_NO_QOP"] = True
     return KamailioProcess(REGISTRAR_CFG, port=port, defines=defines, **kwargs)
+
+
+def kamailio_rtpengine(
+    uas_port: int,
+    rtpengine: RtpengineProcess,
+    *,
+    port: int | None = None,
+    **kwargs: Any,
+) -> KamailioProcess:
+    """``ci/kamailio/rtpengine.cfg``: a proxy to 127.0.0.1:``uas_port`` whose calls' media
+    ``rtpengine`` relays (every SDP rewritten to rtpengine's address and ports).
+
+    Args:
+        uas_port: the UAS listens on 127.0.0.1:``uas_port``.
+        rtpengine: a started :class:`RtpengineProcess` (its ng control socket).
+        port: the proxy's own port (default: a free one).
+        kwargs: passed to ``KamailioProcess``.
+    """
+    defines: dict[str, str | int | bool] = dict(kwargs.pop("defines", None) or {})
+    defines["UAS_ADDR"] = f"{LOOPBACK}:{uas_port}"
+    defines["RTPENGINE_SOCK"] = f'"udp:{LOOPBACK}:{rtpengine.ng_port}"'
+    return KamailioProcess(RTPENGINE_CFG, port=port, defines=defines, **kwargs)
+
+
+class RtpengineProcess(_PeerProcess):
+    """rtpengine (Debian ``rtpengine-daemon``) relaying RTP in userspace on 127.0.0.1.
+
+    Runs ``rtpengine --foreground --table=-1 --interface=127.0.0.1
+    --listen-ng=127.0.0.1:NG --port-min=LOW --port-max=HIGH --log-stderr`` (no kernel
+    module, no systemd); ``start()`` returns once the ng control protocol answers a
+    ``ping`` with ``pong``.  :meth:`ng` sends any ng command (bencoded dictionary).
+
+    Args:
+        ports: how many media ports it may use (from a free base port upwards).
+        limit: seconds before ``timeout`` ends it.
+        start_timeout: seconds to wait for the pong.
+        workdir: where logs go (default: a temporary dir).
+    """
+
+    name = "rtpengine"
+
+    def __init__(self, *, ports: int = 64, limit: float = 300.0, start_timeout: float = 15.0,
+                 workdir: Path | None = None) -> None:
+        super().__init__(limit=limit, workdir=workdir)
+        self.ng_port = free_port("udp")
+        low = free_port("udp")
+        self.port_min = low - low % 2
+        self.port_max = self.port_min + ports - 1
+        self.start_timeout = start_timeout
+
+    def _argv(self) -> list[str]:
+        return [require("rtpengine"), "--foreground", "--table=-1",
+                f"--interface={LOOPBACK}", f"--listen-ng={LOOPBACK}:{self.ng_port}",
+                f"--port-min={self.port_min}", f"--port-max={self.port_max}",
+                "--log-stderr", "--log-level=5", f"--pidfile={self.workdir / 'rtpengine.pid'}"]
+
+    def ng(self, command: dict[str, Any], timeout: float = 1.0) -> dict[str, Any]:
+        """Send one ng command (e.g. ``{"command": "ping"}``); returns the decoded reply.
+
+        Raises:
+            PeerError: no reply within ``timeout``.
+        """
+        cookie = secrets.token_hex(6).encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.sendto(cookie + b" " + _bencode(command), (LOOPBACK, self.ng_port))
+            try:
+                data = s.recv(65535)
+            except OSError as e:
+                raise PeerError(f"rtpengine ng: no answer to {command}: {e}") from None
+        head, _, body = data.partition(b" ")
+        if head != cookie:
+            raise PeerError(f"rtpengine ng: reply for another cookie: {data[:80]!r}")
+        reply, _ = _bdecode(body, 0)
+        if not isinstance(reply, dict):
+            raise PeerError(f"rtpengine ng: not a dictionary: {data[:80]!r}")
+        return reply
+
+    def _after_start(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise PeerError(f"rtpengine exited during start-up\n{self.describe()}")
+            with contextlib.suppress(PeerError):
+                if self.ng({"command": "ping"}, timeout=0.25).get("result") == "pong":
+                    return
+            time.sleep(0.05)
+        raise PeerError(f"rtpengine did not answer ping on {LOOPBACK}:{self.ng_port} within "
+                        f"{self.start_timeout} s\n{self.describe()}")
+
+    def owns(self, port: int) -> bool:
+        """True when ``port`` is one of rtpengine's media ports."""
+        return self.port_min <= port <= self.port_max
+
+
+def _bencode(value: Any) -> bytes:
+    if isinstance(value, dict):
+        return b"d" + b"".join(_bencode(str(k)) + _bencode(v) for k, v in sorted(value.items())) \
+            + b"e"
+    if isinstance(value, list):
+        return b"l" + b"".join(_bencode(v) for v in value) + b"e"
+    if isinstance(value, int):
+        return b"i%de" % value
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return b"%d:%s" % (len(raw), raw)
+
+
+def _bdecode(data: bytes, i: int) -> tuple[Any, int]:
+    """One bencoded value at ``data[i:]`` (strings as text); returns it and where it ends."""
+    kind = data[i:i + 1]
+    if kind == b"i":
+        end = data.index(b"e", i)
+        return int(data[i + 1:end]), end + 1
+    if kind in (b"l", b"d"):
+        items: list[Any] = []
+        i += 1
+        while data[i:i + 1] != b"e":
+            item, i = _bdecode(data, i)
+            items.append(item)
+        if kind == b"l":
+            return items, i + 1
+        return dict(zip(items[::2], items[1::2], strict=True)), i + 1
+    colon = data.index(b":", i)
+    size = int(data[i:colon])
+    return data[colon + 1:colon + 1 + size].decode(errors="replace"), colon + 1 + size
 
 
 BARESIP_DIR = REPO_ROOT / "ci" / "baresip"

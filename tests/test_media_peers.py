@@ -18,7 +18,14 @@ import pytest
 
 from sipload.media import g711, source
 from tests.bgproc import Background, run, sipload
-from tests.peers import BaresipProcess, free_port, require, sipp_uac
+from tests.peers import (
+    BaresipProcess,
+    RtpengineProcess,
+    free_port,
+    kamailio_rtpengine,
+    require,
+    sipp_uac,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_UAS = ROOT / "scenarios" / "media_call_uas.yaml"
@@ -145,3 +152,86 @@ def test_baresip_file_source_reaches_sipload(tmp_path: Path) -> None:
     assert len(recordings) == 2, recordings
     for path in recordings:
         assert abs(dominant_hz(path) - 600) < 5, path
+
+
+RTPENGINE_CALL = """
+name: media-via-rtpengine
+role: uac
+media: {codec: PCMU, play: tone}
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 100
+    optional: true
+  - recv: 180
+    optional: true
+  - recv: 200
+  - send: ACK
+  - pause: 1500ms
+  - check:
+      - media: {min_packets: 60, max_loss: 0, min_mos: 4.3}
+  - send: BYE
+  - recv: 200
+"""
+
+
+def _sdp_audio(body: str) -> tuple[str, int]:
+    """The connection address and audio port of an SDP body."""
+    address = ""
+    port = -1
+    for line in body.splitlines():
+        if line.startswith("c=IN IP4 "):
+            address = line.split()[2]
+        elif line.startswith("m=audio "):
+            port = int(line.split()[1])
+    return address, port
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(120)
+def test_media_anchored_by_kamailio_and_rtpengine(tmp_path: Path) -> None:
+    """sipload -> Kamailio (rtpengine_manage) -> sipload uas (echo): the SDP answer the
+    caller sees carries rtpengine's address and port, not the callee's; every packet
+    goes through rtpengine both ways (its relayed-packet count is the sum of what
+    both sipload sides received), with loss 0 and a MOS above 4.3 on both sides."""
+    require("kamailio")
+    uas_port = free_port("udp")
+    uas_out = tmp_path / "uas"
+    scenario = tmp_path / "call.yaml"
+    scenario.write_text(RTPENGINE_CALL)
+    out = tmp_path / "run"
+    with (
+        RtpengineProcess() as relay,
+        Background(sipload("uas", ECHO_UAS, "--listen", f"127.0.0.1:{uas_port}", "--out",
+                           uas_out), ready="listening on") as uas,
+        kamailio_rtpengine(uas_port, relay) as proxy,
+    ):
+        done = run(sipload("run", scenario, "--target", proxy.address, "--calls", 3,
+                           "--rate", 5, "--trace", "all", "--out", out, "--quiet"), timeout=90)
+        totals = relay.ng({"command": "statistics"})["statistics"]["totalstatistics"]
+        uas.stop()
+        log = relay.describe() + proxy.describe()
+    assert done.returncode == 0, done.stdout + done.stderr + log
+    calls = read_records(out)
+    answered = read_records(uas_out)
+    assert len(calls) == 3 and len(answered) == 3
+    # the answers the caller got point at rtpengine; the offers the callee got too
+    with (out / "traces.arrows").open("rb") as f:
+        traces = ipc.open_stream(f).read_all().to_pylist()
+    answers = [_sdp_audio(bytes(t["data"]).decode().split("\r\n\r\n", 1)[1]) for t in traces
+               if t["direction"] == "in" and bytes(t["data"]).startswith(b"SIP/2.0 200")
+               and b"application/sdp" in bytes(t["data"])]
+    assert len(answers) == 3
+    for address, port in answers:
+        assert address == "127.0.0.1" and relay.owns(port), (address, port, relay.port_min)
+    for row in calls + answered:
+        assert row["result"] == "success", row["detail"]
+        assert row["media_received"] >= 70, row
+        assert row["media_lost"] == 0 and row["media_malformed"] == 0
+        assert row["media_foreign"] == 0
+        assert row["media_mos"] > 4.3
+    relayed = int(totals["relayedpackets_user"]) + int(totals["relayedpackets_kernel"])
+    received = sum(int(r["media_received"]) for r in calls + answered)
+    # rtpengine relayed what both sides received (RTCP BYEs and in-flight packets aside)
+    assert received <= relayed <= received + 20, (relayed, received)
+    print(f"rtpengine relayed {relayed} packets; sipload received {received}")
