@@ -466,6 +466,9 @@ class Engine:
             now, active=self.active, retransmissions=ua.retransmissions, cpu=_cpu(),
             wall=wall, loop_lag=pump.lag, target_rate=rate,
             codes=self.runner.take_codes() if self.runner is not None else {})
+        if self.runner is not None and self.media is not None:
+            totals, streams = self.runner.media.packet_totals()
+            snap.media = self.counts.media.snapshot(totals, streams)
         pump.lag = 0.0
         self._next_snapshot = now + self.config.snapshot_every
         self._flush()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sipload.stats.histograms import MarkHistograms
+from sipload.stats.mediaintervals import COUNTERS, MediaHistograms
 from sipload.stats.records import Result
 
 _RESULTS = frozenset(r.value for r in Result)
@@ -103,4 +104,28 @@ def check_snapshot(s: Any) -> str | None:
         MarkHistograms.decode(dict(hist))
     except Exception:  # base64, zlib, HdrHistogram: each raises its own kind for garbage
         return "snapshot histograms: not HdrHistogram encodings"
+    return _check_media(s.get("media"))
+
+
+def _check_media(m: Any) -> str | None:
+    """None when a snapshot's optional ``media`` map fits (stats.mediaintervals)."""
+    if m is None:
+        return None
+    if not isinstance(m, Mapping):
+        return "snapshot media: not a map"
+    for key in ("streams", "calls"):
+        if not _count(m.get(key)):
+            return f"snapshot media {key}: bad value {str(m.get(key))[:40]!r}"
+    for key in COUNTERS:  # differences of running totals: may be negative
+        v = m.get(key)
+        if not isinstance(v, int) or isinstance(v, bool):
+            return f"snapshot media {key}: bad value {str(v)[:40]!r}"
+    hist = m.get("histograms")
+    if not isinstance(hist, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in hist.items()):
+        return "snapshot media histograms: not a map of text to text"
+    try:
+        MediaHistograms.decode(dict(hist))
+    except Exception:  # base64, zlib, HdrHistogram: each raises its own kind for garbage
+        return "snapshot media histograms: not HdrHistogram encodings"
     return None

@@ -2,8 +2,10 @@
 
 On a terminal: a rich live panel (elapsed, target and actual rate, calls in
 progress, succeeded and failed, latency percentiles, retransmissions, one row
-per worker with its CPU, loop lag and late starts).  Elsewhere (CI logs): one
-plain progress line every few seconds.
+per worker with its CPU, loop lag and late starts; with RTP, a media row: packets
+per second sent and received, streams running, loss so far, MOS p50/p5 of the calls
+ended so far).  Elsewhere (CI logs): one plain progress line every few seconds,
+with the same media figures when calls carry RTP.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.table import Table
 
 from sipload.stats.histograms import MarkHistograms
 from sipload.stats.msround import fmt_ms
+from sipload.stats.mediaintervals import MediaHistograms
 
 PLAIN_EVERY = 5.0
 
@@ -43,6 +46,11 @@ class LiveView:
         self.hist = MarkHistograms()
         self.notes: list[str] = []
         self.target_rate: dict[int, float] = {}
+        self.media_seen = False
+        self.media_totals = {"sent": 0, "received": 0, "expected": 0, "lost": 0}
+        self.media_streams: dict[int, int] = {}
+        self.media_hist = MediaHistograms()
+        self.media_recent: list[tuple[float, int, int]] = []  # (wall, sent, received)
         self._live: Live | None = None
         self._last_plain = 0.0
         self._workers_line = ""
@@ -101,12 +109,51 @@ class LiveView:
         if hist:
             self.hist.merge(MarkHistograms.decode(hist))
         now = time.monotonic()
+        self._media(w, s.get("media"), now)
         self.recent.append((now, self.started))
         self.recent = [r for r in self.recent if now - r[0] <= 5.0]
         if self._live is not None:
             self._live.update(self._render())
         elif not self.quiet:
             self._plain()
+
+    def _media(self, worker: int, m: Any, now: float) -> None:
+        if not isinstance(m, dict):
+            return
+        self.media_seen = True
+        for key in self.media_totals:
+            v = m.get(key)
+            if isinstance(v, int) and not isinstance(v, bool):
+                self.media_totals[key] += v
+        streams = m.get("streams")
+        if isinstance(streams, int):
+            self.media_streams[worker] = streams
+        hist = m.get("histograms")
+        if isinstance(hist, dict) and hist:
+            try:
+                self.media_hist.merge(MediaHistograms.decode(hist))
+            except Exception:  # the coordinator checked it; a view never dies of it
+                pass
+        self.media_recent.append((now, self.media_totals["sent"], self.media_totals["received"]))
+        self.media_recent = [r for r in self.media_recent if now - r[0] <= 5.0]
+
+    def _media_line(self) -> str:
+        """Packets/s sent and received, streams, loss and MOS so far ("" without RTP)."""
+        if not self.media_seen:
+            return ""
+        sent_ps = recv_ps = 0.0
+        if len(self.media_recent) >= 2:
+            (t1, s1, r1), (t2, s2, r2) = self.media_recent[0], self.media_recent[-1]
+            span = max(t2 - t1, 1e-6)
+            sent_ps, recv_ps = (s2 - s1) / span, (r2 - r1) / span
+        tot = self.media_totals
+        loss = f"{max(tot['lost'], 0) / tot['expected']:.2%}" if tot["expected"] > 0 else "-"
+        p50, p5 = self.media_hist.mos_at(50), self.media_hist.mos_at(5)
+        mos = f"MOS p50 {p50:.2f} p5 {p5:.2f}" if p50 is not None and p5 is not None \
+            else "MOS -"
+        return (f"rtp {sent_ps:.0f}/s out, {recv_ps:.0f}/s in, "
+                f"{sum(self.media_streams.values())} streams, loss {loss} "
+                f"({max(tot['lost'], 0)} of {tot['expected']}), {mos}")
 
     def workers(self, coord: Any) -> None:
         live = len([w for w in coord.workers.values() if not w.lost])
@@ -136,7 +183,8 @@ class LiveView:
         print(f"sipload: {elapsed:6.1f}s started {self.started} ok {self.succeeded} "
               f"failed {self.failed} active {sum(self.active.values())} "
               f"rate {self._rate():.1f}/s target {sum(self.target_rate.values()):.1f}/s "
-              f"retrans {self.retransmissions} late {self.late} | {self._percentiles()}",
+              f"retrans {self.retransmissions} late {self.late} | {self._percentiles()}"
+              + (f" | {media}" if (media := self._media_line()) else ""),
               flush=True)
 
     def _render(self) -> Group:
@@ -149,6 +197,9 @@ class LiveView:
         head.add_row("retransmissions", str(self.retransmissions), "late starts",
                      str(self.late), "workers", self._workers_line)
         head.add_row("latency", self._percentiles(), "", "", "", "")
+        media = self._media_line()
+        if media:
+            head.add_row("media", media, "", "", "", "")
         table = Table(title="workers", show_edge=False)
         for col in ("worker", "cpu", "loop lag ms", "late", "in progress"):
             table.add_column(col, justify="right")

@@ -41,6 +41,7 @@ from sipload.report.data import (
     scenario_marks,
 )
 from sipload.report.hist import LatencyAnalysis, analyse_latency
+from sipload.report.media import MediaAnalysis, analyse_media
 from sipload.report.wire import CallTrace, load_traces, traced_keys
 from sipload.stats.msround import ms
 
@@ -107,6 +108,7 @@ class Analysis:
     latency: LatencyAnalysis
     marks: list[str]  #: standard and scenario marks seen or named
     samples: list[CallSample] = field(default_factory=list)
+    media: MediaAnalysis = field(default_factory=MediaAnalysis)  #: RTP figures (report.media)
 
 
 def _np(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
@@ -335,6 +337,7 @@ def analyse(files: RunFiles) -> Analysis:
     samples = _sample(files, failed_idx,
                       failed.column("failure").to_numpy(zero_copy_only=False))
 
+    media = analyse_media(calls, files.intervals, seconds)
     # the rows are no longer needed (the samples are parsed): free them
     files.calls = files.calls.schema.empty_table()
     return Analysis(
@@ -352,7 +355,7 @@ def analyse(files: RunFiles) -> Analysis:
         concurrency_max=conc_max, concurrency_mean=conc_mean, duration=duration,
         lateness_ms=lateness_ms, late_starts=late_starts, dropped=dropped,
         per_second=per_second, per_worker=per_worker, codes_per_second=codes_ps,
-        latency=latency, marks=marks, samples=samples)
+        latency=latency, marks=marks, samples=samples, media=media)
 
 
 _cache: dict[str, tuple[tuple[Any, ...], Analysis]] = {}

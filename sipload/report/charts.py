@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from sipload.report.analysis import Analysis
 from sipload.report.hist import SERIES_PERCENTILES, distribution_ms
+from sipload.report.media import MediaAnalysis
 
 DPI = 80
 WIDTH = 9.0
@@ -191,6 +192,58 @@ def all_charts(a: Analysis, target: float | None) -> list[tuple[str, str]]:
         ("Workers", lambda: workers_chart(a)),
     ]
     out: list[tuple[str, str]] = []
+    for title, make in makers:
+        uri = make()
+        if uri is not None:
+            out.append((title, uri))
+    return out
+
+
+def mos_chart(m: MediaAnalysis) -> str | None:
+    """How many calls had each MOS (per-call records), with the p5 and p50 marked."""
+    if not len(m.mos):
+        return None
+    fig, (ax,) = _figure()
+    low = min(float(m.mos.min()), 4.0)
+    bins = [float(b) for b in np.linspace(np.floor(low * 10) / 10, 4.5, 31)]
+    ax.hist(m.mos, bins=bins, color=PALETTE[2])
+    for p, style in ((5, ":"), (50, "--")):
+        v = float(np.percentile(m.mos, p))
+        ax.axvline(v, linestyle=style, color="#444", label=f"p{p} {v:.2f}")
+    ax.set_xlabel("MOS (G.107 E-model, per call)")
+    ax.set_ylabel("calls")
+    ax.set_title("MOS distribution")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def media_series_chart(m: MediaAnalysis) -> str | None:
+    """Packets per second and loss over time; jitter percentiles per second."""
+    ps = m.per_second
+    if not len(ps):
+        return None
+    fig, axes = _figure(rows=3, height=2.2)
+    axes[0].plot(ps["second"], ps["sent"], label="sent")
+    axes[0].plot(ps["second"], ps["received"], label="received")
+    axes[0].set_ylabel("RTP packets / s", fontsize="small")
+    axes[0].legend(loc="upper left", fontsize="small")
+    axes[1].plot(ps["second"], ps["loss_rate"] * 100.0, color=PALETTE[1])
+    axes[1].set_ylabel("loss (%)", fontsize="small")
+    axes[2].plot(ps["second"], ps["jitter_p50"], "o-", label="p50")
+    axes[2].plot(ps["second"], ps["jitter_p95"], "o-", label="p95")
+    axes[2].set_ylabel("jitter (ms)", fontsize="small")
+    axes[2].legend(loc="upper left", fontsize="small")
+    axes[0].set_title("Media over time (all workers; jitter of the calls ended each second)")
+    axes[-1].set_xlabel("seconds since start")
+    return _png(fig)
+
+
+def media_charts(m: MediaAnalysis) -> list[tuple[str, str]]:
+    """(title, data URI) of the media charts that have data (none without media)."""
+    out: list[tuple[str, str]] = []
+    makers: list[tuple[str, Callable[[], str | None]]] = [
+        ("MOS distribution", lambda: mos_chart(m)),
+        ("Media over time", lambda: media_series_chart(m))]
     for title, make in makers:
         uri = make()
         if uri is not None:

@@ -6,7 +6,8 @@ The report layer reads the files a run leaves and nothing else (see
 * :func:`load_run` gives :class:`RunData`, pandas DataFrames for a notebook:
   ``calls`` (one row per call, typed columns: marks in ms), ``messages`` (one row
   per message of each call, built on first use because it is the largest),
-  ``intervals`` (one row per worker per second, histograms left encoded), plus
+  ``intervals`` (one row per worker per second, histograms left encoded; media
+  packets and histograms in ``media_*`` columns), ``media`` (RTP per second), plus
   ``plan`` and ``events``.
 * :func:`read_run_files` gives :class:`RunFiles`, the raw arrow table and the JSON
   lines, which the summary and the HTML report work on with vectorised
@@ -21,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +39,13 @@ SCENARIO = "scenario.yaml"
 
 INTERVAL_SCALARS = ("t", "worker", "started", "succeeded", "failed", "active", "late",
                     "dropped", "retransmissions", "loop_lag_ms", "cpu", "target_rate")
+
+
+INTERVAL_MEDIA = ("media_streams", "media_calls", "media_sent", "media_received",
+                  "media_expected", "media_lost")
+"""The interval frame's media columns (0 in a snapshot without media; see
+:mod:`sipload.stats.mediaintervals`); ``media_histograms`` holds the snapshot's
+encoded jitter and MOS histograms."""
 
 
 class RunDirError(ValueError):
@@ -125,16 +134,29 @@ def scenario_thresholds(plan: dict[str, Any], scenario_text: str) -> list[str]:
 
 def intervals_frame(intervals: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per snapshot: the scalar columns, then ``failures``, ``codes`` and
-    ``histograms`` (dicts, histograms still base64-encoded)."""
+    ``histograms`` (dicts, histograms still base64-encoded), then the media columns
+    (:data:`INTERVAL_MEDIA`: packets and streams of the interval) and
+    ``media_histograms`` (jitter_ms and mos, encoded; ``MediaHistograms.decode``)."""
     cols: dict[str, list[Any]] = {c: [] for c in INTERVAL_SCALARS}
     extra: dict[str, list[Any]] = {"failures": [], "codes": [], "histograms": []}
+    media: dict[str, list[Any]] = {c: [] for c in INTERVAL_MEDIA}
+    media_hist: list[dict[str, Any]] = []
     for snap in intervals:
         for c in INTERVAL_SCALARS:
             cols[c].append(snap.get(c, 0))
         for c, values in extra.items():
             v = snap.get(c)
             values.append(v if isinstance(v, dict) else {})
-    frame = pd.DataFrame({**cols, **extra})
+        m = snap.get("media")
+        m = m if isinstance(m, dict) else {}
+        for c, values in media.items():
+            v = m.get(c[len("media_"):], 0)
+            values.append(v if isinstance(v, int) and not isinstance(v, bool) else 0)
+        h = m.get("histograms")
+        media_hist.append(h if isinstance(h, dict) else {})
+    frame = pd.DataFrame({**cols, **extra,
+                          **{c: pd.Series(v, dtype="int64") for c, v in media.items()},
+                          "media_histograms": media_hist})
     if len(frame):
         for c in INTERVAL_SCALARS:
             frame[c] = pd.to_numeric(frame[c], errors="coerce").fillna(0)
@@ -194,6 +216,20 @@ class RunData:
                                             "messages": pa.array([], pa.string())}))
         return messages_frame(self._table)
 
+    @cached_property
+    def media(self) -> pd.DataFrame:
+        """Media per second over all workers (empty when no call carried RTP): second,
+        streams, sent, received, expected, lost, loss_rate (packets, from the workers'
+        running totals), jitter_p50, jitter_p95 (ms), mos_p50, mos_p5 (of the calls
+        that ended that second, from the merged interval histograms).  The per-call
+        figures are the ``media_*`` columns of :attr:`calls`."""
+        from sipload.report.media import media_per_second
+        frame = self.intervals
+        if not len(frame):
+            return pd.DataFrame()
+        seconds = [int(s) for s in np.rint(frame["t"].to_numpy(dtype=np.float64))]
+        return media_per_second(_snapshots(frame), seconds)
+
     @property
     def marks(self) -> pd.DataFrame:
         """One row per call (indexed by call_number), one column per timing mark, in
@@ -201,6 +237,18 @@ class RunData:
         cols = [c for c in self.calls.columns if c.startswith(MARK_PREFIX)]
         frame = self.calls[cols].set_axis([c[len(MARK_PREFIX):] for c in cols], axis=1)
         return frame.set_axis(self.calls["call_number"], axis=0)
+
+
+def _snapshots(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The worker and media map of each row of an intervals frame, as snapshots."""
+    out: list[dict[str, Any]] = []
+    for row in frame[["worker", *INTERVAL_MEDIA, "media_histograms"]].itertuples(index=False):
+        counts = row[1:-1]
+        m: dict[str, Any] = {c[len("media_"):]: int(v)
+                             for c, v in zip(INTERVAL_MEDIA, counts, strict=True)}
+        m["histograms"] = row[-1]
+        out.append({"worker": int(row[0]), "media": m} if any(counts) or row[-1] else {})
+    return out
 
 
 MARK_PREFIX = "mark_ms."
@@ -245,7 +293,8 @@ def load_run(path: Path | str) -> RunData:
 
     Returns:
         :class:`RunData` with ``calls`` (typed columns, see :func:`typed_calls`:
-        marks as ``mark_ms.<name>`` in ms, ``codes`` as lists of ints),
+        marks as ``mark_ms.<name>`` in ms, ``codes`` as lists of ints, the RTP
+        figures as ``media_<name>`` float columns, NaN for a call without media),
         ``intervals``, ``plan``, ``events``; its ``messages`` frame (one row per
         message, ``t`` in seconds since the run started) is built on first access,
         and ``marks`` is the mark columns alone, by call number.

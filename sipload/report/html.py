@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from sipload.report.analysis import analyse_path
-from sipload.report.charts import all_charts
+from sipload.report.charts import all_charts, media_charts
 from sipload.report.ladder import ladders
 from sipload.report.summary import build_summary, read_summary
 from sipload.stats.msround import fmt_ms
@@ -67,6 +67,14 @@ def _plan_rows(plan: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return rows
 
 
+def _media_shown(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary's media object when media flowed (a stream sent or received)."""
+    m = summary.get("media")
+    if not isinstance(m, dict) or not (m.get("sent") or m.get("received")):
+        return None
+    return m
+
+
 def render_report(path: Path | str, summary: dict[str, Any] | None = None) -> str:
     """The report page of a run directory as a string (see :func:`write_report`)."""
     a = analyse_path(path)
@@ -77,7 +85,8 @@ def render_report(path: Path | str, summary: dict[str, Any] | None = None) -> st
         headline = list(summary["latency"].items())[:2]
     return environment().get_template("report.html.j2").render(
         s=summary, headline=headline, charts=all_charts(a, summary["rate"]["target"]),
-        ladders=ladders(a.samples), plan_rows=_plan_rows(a.files.plan),
+        ladders=ladders(a.samples), media=_media_shown(summary), media_charts=media_charts(a.media),
+        worst=a.media.worst, plan_rows=_plan_rows(a.files.plan),
         scenario_text=a.files.scenario_text, events=a.files.events[:200],
         events_more=max(0, len(a.files.events) - 200))
 

@@ -36,6 +36,10 @@ summary against it.  The definitions that matter most:
   part that is in the calls' records and ladders.
 * ``latency``: each mark counts every call that reached it, whether the call then
   succeeded or failed.
+* ``media`` (null when no call carried RTP): streams, packets sent, received,
+  expected and lost, ``loss_rate`` (lost / expected packets), per-call jitter and
+  MOS percentiles, the far end's view from RTCP; every figure from the calls'
+  records (see :mod:`sipload.report.media`).
 * ``generator.limited`` is true when the generator, not the system under test,
   may have set the pace: late starts > 1% of attempted, or a loop lag above
   100 ms in any snapshot, or a worker with CPU >= 0.95 in >= 20% of its
@@ -269,6 +273,7 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
         "responses": a.responses,
         "marks": a.marks,
         "latency": a.latency.summary(),
+        "media": a.media.summary,
         "generator": _generator(a, attempted),
         "thresholds": [],
         "gate": _gate(a, attempted, calls["failed"]),

@@ -18,6 +18,13 @@ Grammar: ``METRIC OP VALUE[UNIT]`` with optional spaces.
     ``retransmissions.count``, ``late.count``; no unit.
   - rates (calls per second): ``rate.achieved``, ``rate.target``, ``rate.peak``; and
     ``concurrency.max``, ``concurrency.mean`` (calls in progress); no unit.
+  - media (:data:`MEDIA_METRICS`, the summary's ``media`` object): ``media.loss_rate``
+    (a ratio: ``media.loss_rate<1%``), ``media.jitter_ms.p50|p95|max``,
+    ``media.max_jitter_ms``, ``media.longest_gap_ms``, ``media.rtt_ms.p95`` and
+    ``media.remote.jitter_ms.p95`` (milliseconds, like latencies), scores without a
+    unit ``media.mos.min|p5|p50|mean`` and ``media.r_factor.min|p50``
+    (``media.mos.p5>=4.0``), ``media.remote.fraction_lost.p95`` (a ratio), counts
+    ``media.streams``, ``media.lost``, ``media.sent`` ...
 
 An unknown metric, operator or unit is a :class:`ThresholdError` when the
 threshold is parsed, which the CLI does before a run starts (given the
@@ -27,6 +34,7 @@ in the summary (no call reached that mark) fails its threshold.
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import re
@@ -37,7 +45,7 @@ from typing import Any, Literal
 from sipload.report.data import STANDARD_MARKS
 from sipload.stats.msround import fmt_ms
 
-Kind = Literal["latency", "ratio", "count", "rate"]
+Kind = Literal["latency", "ratio", "count", "rate", "score"]
 
 LATENCY_STATS = ("p50", "p90", "p95", "p99", "p99_9", "max", "mean", "min")
 
@@ -58,6 +66,29 @@ METRICS: dict[str, tuple[Kind, tuple[str, ...]]] = {
         "attempted", "succeeded", "failed", "in_flight_at_stop", "lost_with_worker")},
 }
 """Fixed metrics: name -> (kind, path of keys into summary.json)."""
+
+MEDIA_METRICS: dict[str, tuple[Kind, tuple[str, ...]]] = {
+    "media.loss_rate": ("ratio", ("media", "loss_rate")),
+    **{f"media.{k}": ("count", ("media", k)) for k in (
+        "streams", "receiving", "sent", "received", "expected", "lost", "duplicates",
+        "out_of_order", "malformed", "foreign", "ssrc_changes", "pt_changes", "events")},
+    **{f"media.jitter_ms.{k}": ("latency", ("media", "jitter_ms", k))
+       for k in ("p50", "p95", "max")},
+    "media.max_jitter_ms": ("latency", ("media", "max_jitter_ms")),
+    "media.longest_gap_ms": ("latency", ("media", "longest_gap_ms")),
+    **{f"media.mos.{k}": ("score", ("media", "mos", k)) for k in ("min", "p5", "p50", "mean")},
+    **{f"media.r_factor.{k}": ("score", ("media", "r_factor", k)) for k in ("min", "p50")},
+    "media.remote.streams": ("count", ("media", "remote", "streams")),
+    "media.remote.lost": ("count", ("media", "remote", "lost")),
+    **{f"media.remote.fraction_lost.{k}": ("ratio", ("media", "remote", "fraction_lost", k))
+       for k in ("p50", "p95", "max")},
+    **{f"media.remote.jitter_ms.{k}": ("latency", ("media", "remote", "jitter_ms", k))
+       for k in ("p50", "p95", "max")},
+    **{f"media.rtt_ms.{k}": ("latency", ("media", "rtt_ms", k)) for k in ("p50", "p95", "max")},
+}
+"""Media metrics (summary.json's ``media`` object); all fail with no data when no call
+carried media."""
+METRICS.update(MEDIA_METRICS)
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": lambda a, b: math.isclose(a, b, rel_tol=1e-9),
@@ -104,7 +135,7 @@ class Verdict:
 
 
 UNIT_NAMES: dict[Kind, str] = {"latency": "ms", "ratio": "ratio", "count": "count",
-                               "rate": "calls/s"}
+                               "rate": "calls/s", "score": "score"}
 
 
 def _metric(name: str, marks: Sequence[str]) -> tuple[str, Kind, tuple[str, ...]]:
@@ -123,9 +154,13 @@ def _metric(name: str, marks: Sequence[str]) -> tuple[str, Kind, tuple[str, ...]
             raise ThresholdError(
                 f"unknown statistic {stat!r} for mark {mark!r} "
                 f"(use {', '.join((*LATENCY_STATS, 'count'))})")
-    known = ", ".join([*METRICS, *(f"{m}.p95" for m in marks)])
-    raise ThresholdError(f"unknown metric {name!r} (known: {known}; any mark takes "
-                         f"{', '.join(LATENCY_STATS)})")
+    close = difflib.get_close_matches(name, [*METRICS, *(f"{m}.p95" for m in marks)], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    known = ", ".join([*(m for m in METRICS if m not in MEDIA_METRICS),
+                       *(f"{m}.p95" for m in marks)])
+    raise ThresholdError(f"unknown metric {name!r} ({hint}known: {known}; media.loss_rate, "
+                         f"media.jitter_ms.p95, media.mos.p5 and the other media.* figures; "
+                         f"any mark takes {', '.join(LATENCY_STATS)})")
 
 
 def parse_threshold(text: str, marks: Iterable[str] | None = None) -> Threshold:
@@ -207,6 +242,8 @@ def _fmt(value: float, kind: Kind) -> str:
         return f"{value:.6g} ({value * 100:.4g}%)"
     if kind == "count":
         return f"{value:.0f}" if value == int(value) else f"{value:.6g}"
+    if kind == "score":
+        return f"{value:.3f}"
     return f"{value:.6g}/s"
 
 

@@ -35,6 +35,8 @@ class MediaCalls:
         self._keys: dict[tuple[int, str], int] = {}
         self._next_key = 0
         self._figures: dict[int, dict[str, float]] = {}
+        #: (sent, received, expected, lost) packets of every stream stopped so far
+        self._stopped: tuple[int, int, int, int] = (0, 0, 0, 0)
         self.recordings: list[tuple[str, int, g711.Samples]] = []
         #: offer/answer exchanges completed since the last flush: (call, leg, remote is
         #: the answer); the runner starts their RTP with ``now`` in :meth:`Runner.media_flush`
@@ -102,6 +104,10 @@ class MediaCalls:
                                         media.recorder.samples()))
         figures = self.table.stop(k, now)
         self.table.forget(k)
+        if figures is not None:
+            s, r, e, lost = self._stopped
+            self._stopped = (s + int(figures["sent"]), r + int(figures["received"]),
+                             e + int(figures["expected"]), lost + int(figures["lost"]))
         if figures is not None and inst.iid not in self._figures:
             self._figures[inst.iid] = figures
 
@@ -112,6 +118,22 @@ class MediaCalls:
         figures = self._figures.pop(inst.iid, None)
         if figures is not None:
             inst.record.media = figures
+
+    def packet_totals(self) -> tuple[tuple[int, int, int, int], int]:
+        """(sent, received, expected, lost) packets of every stream so far, stopped
+        or running, and the number running (read for the interval snapshots)."""
+        sent, received, expected, lost = self._stopped
+        table = self.table
+        running = 0
+        if table is not None:
+            for media in table.calls.values():
+                running += 1
+                stats = media.stats
+                sent += media.out.packets_sent if media.out is not None else media.echoed
+                received += stats.received
+                expected += stats.expected
+                lost += stats.lost
+        return (sent, received, expected, lost), running
 
     # -- steps ---------------------------------------------------------------------
 

@@ -17,7 +17,9 @@ Rules
 3. Every mark a call reached counts, whatever the call's end (a call that failed at its
    BYE was still answered); the report says so.
 4. A start more than :data:`LATE_AFTER` after its intended time counts as late.
-5. CPU is a share of one core over the interval: CPU seconds spent / wall seconds
+5. A call's media figures go into the interval's jitter and MOS histograms
+   (:class:`MediaIntervals`); the shell adds the packet totals at the snapshot.
+6. CPU is a share of one core over the interval: CPU seconds spent / wall seconds
    passed, both as the shell measured them at this and the previous snapshot.
 """
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sipload.stats.histograms import MarkHistograms
+from sipload.stats.mediaintervals import MediaIntervals
 from sipload.stats.records import CallRecord, Failure, Result
 
 LATE_AFTER = 0.010
@@ -52,9 +55,10 @@ class Snapshot:
     histograms: dict[str, str]
     failures: dict[str, int]
     codes: dict[str, int]
+    media: dict[str, Any] | None = None  #: stats.mediaintervals (workers with RTP only)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "t": round(self.t, 6), "worker": self.worker, "started": self.started,
             "succeeded": self.succeeded, "failed": self.failed, "active": self.active,
             "late": self.late, "dropped": self.dropped,
@@ -62,6 +66,9 @@ class Snapshot:
             "cpu": round(self.cpu, 4), "target_rate": self.target_rate,
             "histograms": self.histograms, "failures": self.failures, "codes": self.codes,
         }
+        if self.media is not None:
+            out["media"] = self.media
+        return out
 
 
 class IntervalAccountant:
@@ -89,6 +96,8 @@ class IntervalAccountant:
         self._i_failures: dict[str, int] = {}
         self._retrans_base = 0
         self._hist = MarkHistograms()
+        #: the interval's RTP: the shell adds the packet totals at each snapshot
+        self.media = MediaIntervals()
         self._cpu_base = cpu
         self._wall_base = wall
 
@@ -115,6 +124,8 @@ class IntervalAccountant:
         hist = self._hist
         for mark, value in rec.marks.items():
             hist.record(mark, value)
+        if rec.media:
+            self.media.call(rec.media)
         if rec.result == Result.SUCCESS:
             self.succeeded += 1
             self._i_succeeded += 1
@@ -149,7 +160,7 @@ class IntervalAccountant:
     def snapshot(self, now: float, *, active: int, retransmissions: int, cpu: float,
                  wall: float, loop_lag: float, target_rate: float,
                  codes: dict[str, int]) -> Snapshot:
-        """Close the interval at ``now`` and start the next (rules 2, 5).
+        """Close the interval at ``now`` and start the next (rules 2, 6).
 
         Args:
             now: the run-relative time of the snapshot.
