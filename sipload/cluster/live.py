@@ -19,8 +19,8 @@ from rich.live import Live
 from rich.table import Table
 
 from sipload.stats.histograms import MarkHistograms
-from sipload.stats.msround import fmt_ms
 from sipload.stats.mediaintervals import MediaHistograms
+from sipload.stats.msround import fmt_ms
 
 PLAIN_EVERY = 5.0
 

@@ -8,7 +8,8 @@ Theory of operation
    for jitter, MOS, R, the far end's loss and jitter and the round-trip time.
    Percentiles are numpy's default (linear interpolation between the closest
    ranks), so ``numpy.percentile`` over the same ``load_run`` columns gives the
-   same numbers.
+   same numbers (values in milliseconds are then rounded to the microsecond, as
+   every time sipload shows: :mod:`sipload.stats.msround`).
 2. Which calls count for what:
 
    * a *stream* is a call whose record has media figures (``media_sent`` not null);
@@ -41,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sipload.stats.mediaintervals import COUNTERS, MediaHistograms
+from sipload.stats.msround import ms
 
 WORST_CALLS = 10
 """How many of the worst calls the report lists."""
@@ -81,9 +83,15 @@ def _pct(values: Floats, p: float) -> float | None:
     return float(np.percentile(values, p)) if len(values) else None
 
 
-def _spread(values: Floats) -> dict[str, float | None]:
-    return {"p50": _pct(values, 50), "p95": _pct(values, 95),
-            "max": float(values.max()) if len(values) else None}
+def _spread(values: Floats, *, in_ms: bool = True) -> dict[str, float | None]:
+    """p50, p95 and max; milliseconds rounded to the microsecond (stats.msround)."""
+    out = {"p50": _pct(values, 50), "p95": _pct(values, 95),
+           "max": float(values.max()) if len(values) else None}
+    return {k: (ms(v) if in_ms and v is not None else v) for k, v in out.items()}
+
+
+def _max_ms(values: Floats) -> float | None:
+    return ms(float(values.max())) if len(values) else None
 
 
 def media_summary(calls: pa.Table) -> tuple[dict[str, Any] | None, Floats]:
@@ -103,10 +111,8 @@ def media_summary(calls: pa.Table) -> tuple[dict[str, Any] | None, Floats]:
     receiving = col["expected"] > 0
     out["receiving"] = int(receiving.sum())
     out["jitter_ms"] = _spread(col["jitter_ms"][receiving])
-    gaps = col["max_jitter_ms"][receiving]
-    out["max_jitter_ms"] = float(gaps.max()) if len(gaps) else None
-    gaps = col["longest_gap_ms"][receiving]
-    out["longest_gap_ms"] = float(gaps.max()) if len(gaps) else None
+    out["max_jitter_ms"] = _max_ms(col["max_jitter_ms"][receiving])
+    out["longest_gap_ms"] = _max_ms(col["longest_gap_ms"][receiving])
     known = col["mos"] >= 1.0
     mos = col["mos"][known]
     r = col["r_factor"][known]
@@ -120,7 +126,7 @@ def media_summary(calls: pa.Table) -> tuple[dict[str, Any] | None, Floats]:
     rtt = col["rtt_ms"][col["rtt_ms"] >= 0]
     out["remote"] = {"streams": int(reported.sum()),
                      "lost": int(col["remote_lost"][reported].sum()),
-                     "fraction_lost": _spread(fraction), "jitter_ms": _spread(rjitter)}
+                     "fraction_lost": _spread(fraction, in_ms=False), "jitter_ms": _spread(rjitter)}
     out["rtt_ms"] = _spread(rtt)
     return out, mos
 
