@@ -7,6 +7,7 @@ loss 0 on loopback, a high MOS), not merely that the SIP dialogue succeeded.
 
 from __future__ import annotations
 
+import json
 import struct
 import wave
 from pathlib import Path
@@ -230,6 +231,11 @@ def test_media_anchored_by_kamailio_and_rtpengine(tmp_path: Path) -> None:
         assert row["media_lost"] == 0 and row["media_malformed"] == 0
         assert row["media_foreign"] == 0
         assert row["media_mos"] > 4.3
+    # the run's summary says the same: 3 streams, every packet received, a clean MOS
+    media = json.loads((out / "summary.json").read_text())["media"]
+    assert media["streams"] == 3 and media["lost"] == 0 and media["loss_rate"] == 0
+    assert media["received"] == sum(int(r["media_received"]) for r in calls)
+    assert media["mos"]["p5"] > 4.3
     relayed = int(totals["relayedpackets_user"]) + int(totals["relayedpackets_kernel"])
     received = sum(int(r["media_received"]) for r in calls + answered)
     # rtpengine relayed what both sides received (RTCP BYEs and in-flight packets aside)
