@@ -160,10 +160,10 @@ def _count_registers(rt: UARuntime) -> list[bytes]:
     sent: list[bytes] = []
     real_send = rt.transports.send
 
-    def send(data: bytes, peer: Peer) -> None:
+    def send(data: bytes, peer: Peer) -> float:
         if data.startswith(b"REGISTER "):
             sent.append(data)
-        real_send(data, peer)
+        return real_send(data, peer)  # the send stamp, as TransportSet.send returns it
 
     rt.transports.send = send  # type: ignore[method-assign]
     return sent
