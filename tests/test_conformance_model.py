@@ -16,13 +16,13 @@ import pytest
 
 from sipload.cli import main as cli_main
 from sipload.conformance.cases_robust import in_pack, index, parse_expect, rewrite_via
+from sipload.conformance.evidence import junit_cases
 from sipload.conformance.judge import (
     earlier_step,
     expected_intervals,
     intervals_to_observe,
     judge_schedule,
 )
-from sipload.conformance.junit import build_junit
 from sipload.conformance.model import (
     Case,
     CaseResult,
@@ -36,6 +36,7 @@ from sipload.conformance.model import (
 from sipload.conformance.profile import ProfileError, load_profile, load_profile_text
 from sipload.conformance.runner import all_cases, default_packs, exit_status, select
 from sipload.report.conformance_html import render
+from sipload.report.junit import junit_element
 from sipload.scenario.loader import load_text
 from sipload.sip.message import Request
 from tests.peers import REPO_ROOT
@@ -158,7 +159,7 @@ def test_verdicts_by_level_and_strict_exit() -> None:
     doc = warned.to_dict()
     assert doc["verdict"] == "warn" and doc["level"] == "SHOULD"
     assert doc["rule"]["text"].startswith("it SHOULD")
-    junit = ET.tostring(build_junit([warned]), encoding="unicode")
+    junit = ET.tostring(junit_element(junit_cases([warned])), encoding="unicode")
     assert "<failure" not in junit and "WARNING: r" in junit and "SHOULD" in junit
 
 
@@ -260,7 +261,7 @@ def _result(verdict: Verdict, text: str = "<script>alert(1)</script>\x00") -> Ca
 
 def test_junit_maps_verdicts_and_escapes() -> None:
     results = [_result(v) for v in Verdict]
-    root = build_junit(results)
+    root = junit_element(junit_cases(results))
     xml = ET.tostring(root, encoding="unicode")
     back = ET.fromstring(xml)
     cases = back.findall(".//testcase")

@@ -15,7 +15,7 @@ from sipload.conformance.profile import Profile
 from sipload.sip import sdp
 from sipload.sip.build import make_response
 from sipload.sip.dialog import Dialog
-from sipload.sip.digest import DigestError, build_credentials, choose_challenge, parse_challenges
+from sipload.sip.digest import answerable_challenge, build_credentials
 from sipload.sip.errors import ParseError
 from sipload.sip.message import Request, Response
 
@@ -60,13 +60,7 @@ def authorize(probe: Probe, req: Request, resp: Response, username: str, passwor
               cseq: int) -> Request | None:
     """``req`` again (new branch, CSeq ``cseq``) with credentials for ``resp``'s challenge."""
     name = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
-    challenges = []
-    for value in resp.get_all(name):
-        try:
-            challenges.extend(parse_challenges(value))
-        except DigestError:
-            continue
-    challenge = choose_challenge(challenges)
+    challenge = answerable_challenge(resp.get_all(name))  # as the UA answers (ua/auth.py)
     if challenge is None:
         return None
     new = req.copy()
