@@ -71,7 +71,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -82,24 +81,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sipp_stats import (
-    children_cpu,
-    free_udp_port,
-    read_stat,
-    rss_kib,
-    stat_int,
-    stat_time,
-    udp_bound,
-)
+from common import Step, children_cpu, rss_kib
+from common import rate_search as search_rate
 
 from sipload._native import describe as describe_build
+from tests.peers import (
+    LOOPBACK,
+    SIPP_BUFF_SIZE,
+    KamailioProcess,
+    SippProcess,
+    free_udp_port,
+    kamailio_proxy,
+    sipp_uac,
+    sipp_uas,
+    stat_int,
+    which,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 UA_DRIVER = HERE / "ua_uac.py"
-KAMAILIO_CFG = REPO / "ci" / "kamailio" / "proxy.cfg"
-LOOPBACK = "127.0.0.1"
-BUFF = "4194304"
+BUFF = str(SIPP_BUFF_SIZE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PEERS_PROXY_RATE = 2300.0
 """PEERS.md: SIPp uac -> Kamailio -> SIPp uas peaks near 2,300 calls/s."""
@@ -187,143 +189,18 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
         proc.wait(10)
 
 
-class SippUas:
-    """``sipp -sn uas`` on 127.0.0.1 with a per-second stat file."""
-
-    def __init__(self, workdir: Path, name: str, limit: float,
-                 scenario: Path | None = None) -> None:
-        self.port = free_udp_port()
-        self.stat = workdir / f"{name}_uas_stat.csv"
-        self.limit = limit
-        self.scenario = scenario
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SippUas:
-        which = ["-sf", str(self.scenario)] if self.scenario else ["-sn", "uas"]
-        argv = ["timeout", "-k", "5", f"{self.limit:.0f}", "sipp", *which,
-                "-i", LOOPBACK, "-p", str(self.port), "-buff_size", BUFF, "-nostdin",
-                "-cp", str(free_udp_port()), "-trace_stat", "-stf", str(self.stat), "-fd", "1"]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        end = time.monotonic() + 10
-        while not udp_bound(self.port):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                self.stop()
-                raise RuntimeError(f"sipp -sn uas did not bind port {self.port}")
-            time.sleep(0.02)
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc is not None else 0
-
-    def retransmissions_after(self, t_end: float, wait: float = 2.5) -> int:
-        """The UAS's cumulative retransmissions on a stat line written after ``t_end``."""
-        deadline = time.monotonic() + wait
-        while True:
-            stat = read_stat(self.stat)
-            if stat_time(stat) >= t_end or time.monotonic() > deadline:
-                return stat_int(stat, "Retransmissions(C)")
-            time.sleep(0.1)
-
-    def quiesce(self, max_wait: float) -> None:
-        """Until the UAS stops retransmitting (its counter still for 2 s)."""
-        deadline = time.monotonic() + max_wait
-        last = self.retransmissions_after(time.time())
-        since = time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            value = self.retransmissions_after(time.time())
-            if value != last:
-                last, since = value, time.monotonic()
-            elif time.monotonic() - since >= 2.0:
-                return
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # timeout passes it on to sipp
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                kill_group(self.proc)
-
-    def __enter__(self) -> SippUas:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def uas_for(workdir: Path, name: str, limit: float,
+            scenario: Path | None = None) -> SippProcess:
+    """``sipp -sn uas`` (or ``-sf scenario``) on a free port with a per-second stat file;
+    tests/peers.py starts it, waits until it holds its port, and ends it."""
+    return sipp_uas(free_udp_port(), scenario, limit=limit, workdir=workdir / name, stat=True)
 
 
-def _options_ok(port: int) -> bool:
-    branch = f"z9hG4bK{time.monotonic_ns()}"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((LOOPBACK, 0))
-        s.settimeout(0.3)
-        me = s.getsockname()[1]
-        msg = (f"OPTIONS sip:{LOOPBACK}:{port} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {LOOPBACK}:{me};branch={branch};rport\r\n"
-               f"Max-Forwards: 70\r\nFrom: <sip:bench@{LOOPBACK}>;tag=b{me}\r\n"
-               f"To: <sip:{LOOPBACK}:{port}>\r\nCall-ID: {branch}@bench\r\n"
-               f"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        s.sendto(msg.encode(), (LOOPBACK, port))
-        try:
-            data = s.recv(65535)
-        except OSError:
-            return False
-    return data.startswith(b"SIP/2.0 200")
-
-
-class Kamailio:
+def kamailio_for(workdir: Path, uas_port: int, *, shm_mb: int, children: int | None,
+                 limit: float) -> KamailioProcess:
     """Kamailio with ``ci/kamailio/proxy.cfg`` on 127.0.0.1 in front of a UAS."""
-
-    def __init__(self, workdir: Path, uas_port: int, *, shm_mb: int, children: int | None,
-                 limit: float) -> None:
-        self.port = free_udp_port()
-        self.uas_port = uas_port
-        self.shm_mb = shm_mb
-        self.children = children
-        self.limit = limit
-        self.run = workdir / "kamailio-run"
-        self.log = workdir / "kamailio.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Kamailio:
-        binary = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin:/sbin")
-        if binary is None:
-            raise RuntimeError("kamailio not found (Debian package kamailio)")
-        self.run.mkdir(exist_ok=True)
-        argv = ["timeout", "-k", "5", f"{self.limit:.0f}", binary, "-f", str(KAMAILIO_CFG),
-                "-DD", "-E", "-m", str(self.shm_mb), "-M", "16", "-Y", str(self.run),
-                "-A", f"LISTEN_PORT={self.port}", "-A", f"UAS_ADDR={LOOPBACK}:{self.uas_port}"]
-        if self.children:
-            argv += ["-A", f"CHILDREN={self.children}"]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        end = time.monotonic() + 15
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                break
-            if _options_ok(self.port):
-                return self
-            time.sleep(0.1)
-        tail = self.log.read_text(errors="replace")[-2000:]
-        self.stop()
-        raise RuntimeError(f"kamailio did not answer OPTIONS on {self.port}\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                kill_group(self.proc)
-
-    def __enter__(self) -> Kamailio:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    return kamailio_proxy(uas_port, shm_mb=shm_mb, children=children, limit=limit,
+                          workdir=workdir / "kamailio")
 
 
 # =============================================================================== runs
@@ -377,21 +254,18 @@ class Run:
         return d
 
 
-def run_sipp_uac(target: str, uas: SippUas, workdir: Path, calls: int, rate: float) -> Run:
-    stat = workdir / f"uac_{time.monotonic_ns()}.csv"
+def run_sipp_uac(target: str, uas: SippProcess, workdir: Path, calls: int, rate: float) -> Run:
     limit = calls / rate + 60
-    argv = ["timeout", "-k", "5", f"{limit:.0f}", "sipp", "-sn", "uac", target,
-            "-i", LOOPBACK, "-p", str(free_udp_port()), "-cp", str(free_udp_port()),
-            "-m", str(calls), "-r", f"{rate:g}", "-buff_size", BUFF, "-nostdin",
-            "-trace_stat", "-stf", str(stat), "-fd", "1"]
+    uac = sipp_uac(target, calls=calls, rate=rate, limit=limit, stat=True,
+                   workdir=workdir / f"uac_{time.monotonic_ns()}")
     before = uas.retransmissions_after(0)
     cpu0 = children_cpu()
     t0 = time.monotonic()
-    code = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          timeout=limit + 15, check=False).returncode
-    wall = time.monotonic() - t0
-    cpu = children_cpu() - cpu0
-    st = read_stat(stat)
+    with uac:
+        code = uac.wait(limit + 15)
+        wall = time.monotonic() - t0
+        cpu = children_cpu() - cpu0
+        st = uac.stat()
     run = Run("SIPp uac", calls, rate, completed=stat_int(st, "SuccessfulCall(C)"),
               failed=stat_int(st, "FailedCall(C)"),
               retrans_uac=stat_int(st, "Retransmissions(C)"),
@@ -403,7 +277,8 @@ def run_sipp_uac(target: str, uas: SippUas, workdir: Path, calls: int, rate: flo
     return run
 
 
-def run_ua_driver(mode: str, uas: SippUas, calls: int, rate: float, scenario: Path) -> Run | None:
+def run_ua_driver(mode: str, uas: SippProcess, calls: int, rate: float,
+                  scenario: Path) -> Run | None:
     """``bench/ua_uac.py`` (another bench's driver) when present: None otherwise."""
     if not UA_DRIVER.exists():
         return None
@@ -561,7 +436,7 @@ def throughput(out: Path) -> float:
     return total
 
 
-def run_sipload(workers: int, target: str, uas: SippUas, workdir: Path, calls: int,
+def run_sipload(workers: int, target: str, uas: SippProcess, workdir: Path, calls: int,
                 rate: float, scenario: Path, *, search: bool = False) -> Run:
     out = workdir / f"run_{workers}w_{time.monotonic_ns()}"
     who = f"sipload run -w {workers}"
@@ -606,7 +481,7 @@ def run_sipload(workers: int, target: str, uas: SippUas, workdir: Path, calls: i
 # =============================================================================== phases
 
 
-def phase_load(args: argparse.Namespace, uas: SippUas, wd: Path, scenario: Path) -> list[Run]:
+def phase_load(args: argparse.Namespace, uas: SippProcess, wd: Path, scenario: Path) -> list[Run]:
     runs: list[Run] = []
     target = f"{LOOPBACK}:{uas.port}"
     plan: list[tuple[str, Callable[[], Run | None]]] = [
@@ -626,44 +501,25 @@ def phase_load(args: argparse.Namespace, uas: SippUas, wd: Path, scenario: Path)
     return runs
 
 
-def rate_search(args: argparse.Namespace, label: str, uas: SippUas,
+def rate_search(args: argparse.Namespace, label: str, uas: SippProcess,
                 step: Callable[[float, int], Run], tolerance: float = 0.0) -> dict[str, Any]:
-    good = 0.0
-    good_run: Run | None = None
-    bad: float | None = None
-    bad_run: Run | None = None
-    rate = float(args.search_start)
-    steps: list[dict[str, Any]] = []
-    end = time.monotonic() + args.search_budget
-    while time.monotonic() < end:
-        calls = max(args.search_calls, int(rate * args.step_seconds))
+    """The one rate search (bench/common.py) against one UAS, left to stop retransmitting
+    after a failed step."""
+
+    def one(rate: float, calls: int) -> Step:
         run = step(rate, calls)
-        ok = run.sustained(tolerance)
-        steps.append({"rate": rate, "calls": calls, "ok": ok, "failed": run.failed,
-                      "retransmissions": run.retransmissions,
-                      "throughput": round(run.throughput, 1),
-                      "generator_limited": run.generator_limited,
-                      "loop_lag_max_ms": run.loop_lag_max_ms, "late": run.late})
-        note(f"search {label}: {rate:.0f}/s x {calls} -> {'ok' if ok else 'no'} (failed "
-             f"{run.failed}, retrans {run.retransmissions}, throughput {run.throughput:.0f}/s"
-             + (", generator-limited" if run.generator_limited else "") + ")")
-        if ok:
-            good, good_run = rate, run
-        else:
-            bad, bad_run = rate, run
-            uas.quiesce(min(40.0, max(5.0, end - time.monotonic())))
-        if bad is None:
-            if rate >= args.search_max:
-                break
-            rate = min(rate * 2, args.search_max)
-        else:
-            if bad - good <= max(0.1 * good, 25.0):
-                break
-            rate = (good + bad) / 2
-        time.sleep(min(args.gap, 1.0))
+        return Step(run.sustained(tolerance), {
+            "failed": run.failed, "retransmissions": run.retransmissions,
+            "throughput": round(run.throughput, 1), "generator_limited": run.generator_limited,
+            "loop_lag_max_ms": run.loop_lag_max_ms, "late": run.late}, run)
+
+    summary, good_run, bad_run = search_rate(
+        one, label=label, start=args.search_start, maximum=args.search_max,
+        calls=args.search_calls, step_seconds=args.step_seconds, budget=args.search_budget,
+        after_failure=lambda left: uas.quiesce(min(40.0, max(5.0, left))),
+        pause=min(args.gap, 1.0), note=note)
     return {
-        "max_rate": good, "first_failing": bad, "steps": steps,
-        "budget_spent": time.monotonic() >= end, "failed_tolerated": tolerance,
+        **summary, "failed_tolerated": tolerance,
         "us_per_call_total_at_max": good_run.per_call(good_run.cpu_total_s) if good_run else None,
         "us_per_call_loop_at_max": good_run.per_call(good_run.cpu_loop_s) if good_run else None,
         "failing_generator_limited": bad_run.generator_limited if bad_run else None,
@@ -671,7 +527,7 @@ def rate_search(args: argparse.Namespace, label: str, uas: SippUas,
     }
 
 
-def phase_search(args: argparse.Namespace, uas: SippUas, wd: Path,
+def phase_search(args: argparse.Namespace, uas: SippProcess, wd: Path,
                  scenario: Path) -> dict[str, Any]:
     target = f"{LOOPBACK}:{uas.port}"
     out: dict[str, Any] = {}
@@ -691,7 +547,7 @@ def phase_search(args: argparse.Namespace, uas: SippUas, wd: Path,
 def hold_step(args: argparse.Namespace, wd: Path, scenario: Path, n: int) -> dict[str, Any]:
     t1 = 0.1
     fill = n / args.hold_rate
-    with SippUas(wd, f"hold{n}", fill + 300) as uas:
+    with uas_for(wd, f"hold{n}", fill + 300) as uas:
         out = wd / f"hold_{n}"
         sr = SiploadRun(scenario, f"{LOOPBACK}:{uas.port}", n, args.hold_rate, 1, out,
                         ["--t1", f"{t1 * 1000:g}ms", "--grace", "0s"]).start()
@@ -786,7 +642,7 @@ def phase_proxy(args: argparse.Namespace, wd: Path, scenario: Path) -> dict[str,
                            "uas": "sipp -sf (sipp -sd uas + [last_Record-Route:])",
                            "tolerance": args.proxy_tolerance}
     uas_xml = uas_with_record_route(wd)
-    with SippUas(wd, "proxy", 3600, uas_xml) as uas, Kamailio(
+    with uas_for(wd, "proxy", 3600, uas_xml) as uas, kamailio_for(
             wd, uas.port, shm_mb=4096, children=args.kamailio_children, limit=3600) as kam:
         target = f"{LOOPBACK}:{kam.port}"
         w = args.proxy_workers
@@ -929,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = phases - {"load", "search", "hold", "proxy"}
     if unknown:
         p.error(f"--only: unknown phase(s) {sorted(unknown)}")
-    if shutil.which("sipp") is None:
+    if which("sipp") is None:
         print("cluster_bench: sipp not found: install the Debian package sip-tester",
               file=sys.stderr)
         return 3
@@ -944,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
             hold_scenario = wd / "long_call_hold.yaml"
             hold_scenario.write_text(HOLD)
             if phases & {"load", "search"}:
-                with SippUas(wd, "shared", 7200) as uas:
+                with uas_for(wd, "shared", 7200) as uas:
                     if "load" in phases:
                         runs = phase_load(args, uas, wd, scenario)
                         result["load"] = [r.to_dict() for r in runs]

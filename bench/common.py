@@ -1,44 +1,36 @@
-"""Helpers the SIPp-based benchmarks share: free ports, /proc readings, SIPp stat files.
+"""What the SIPp benchmarks share besides the peers: CPU and memory readings, the one
+rate search.
 
-Used by ``ua_bench.py`` and ``cluster_bench.py`` (run as scripts from the repository
-root: ``python3 bench/ua_bench.py``).
+Used by ``ua_bench.py`` and ``cluster_bench.py``, which run as scripts from the
+repository root (``python3 bench/ua_bench.py``).  Their peers (SIPp, Kamailio) come
+from ``tests/peers.py``, the one module that starts, waits for and ends them for the
+tests too; importing this module puts the repository root on ``sys.path`` so that
+``from tests.peers import ...`` works from a script.
 """
 
 from __future__ import annotations
 
 import resource
-import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-LOOPBACK = "127.0.0.1"
-
-
-def free_udp_port() -> int:
-    """A UDP port free on loopback right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def udp_bound(port: int) -> bool:
-    """True when some socket is bound to UDP ``port`` (read from /proc/net/udp)."""
-    try:
-        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
-    except OSError:
-        return False
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 3 and fields[3] == "07" and int(fields[1].split(":")[1], 16) == port:
-            return True
-    return False
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: bench/ is on sys.path, the root is not
+    sys.path.insert(0, str(REPO))
 
 
 def children_cpu() -> float:
+    """User + system CPU seconds of the children waited for so far."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
 
 
 def rss_kib(pid: int) -> int:
+    """The resident set of process ``pid`` in KiB (0 when it cannot be read)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -48,27 +40,71 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def read_stat(path: Path) -> dict[str, str]:
-    """The last line of a SIPp ``-trace_stat`` file as {column: value} ({} if none)."""
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return {}
-    if len(lines) < 2:
-        return {}
-    return dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
+@dataclass
+class Step:
+    """One step of a rate search: did the rate hold, what to show, and the step's run."""
+
+    ok: bool
+    shown: dict[str, Any] = field(default_factory=dict)  #: extra fields of the step's row
+    run: Any = None  #: the caller's object for the step (kept for the best and first bad)
 
 
-def stat_int(stat: dict[str, str], key: str) -> int:
-    try:
-        return int(float(stat.get(key, "0") or 0))
-    except ValueError:
-        return 0
+def rate_search(step: Callable[[float, int], Step], *, label: str, start: float,
+                maximum: float, calls: int, step_seconds: float, budget: float,
+                after_failure: Callable[[float], None] | None = None, pause: float = 0.0,
+                note: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Any, Any]:
+    """The highest rate at which ``step`` holds: double from ``start`` until a step
+    fails (or ``maximum``), then bisect until the bounds are within 10% (or 25 calls/s),
+    within ``budget`` seconds.
 
+    Args:
+        step: runs ``calls`` calls at a rate; says whether the rate held.
+        label: names the search in the notes.
+        start, maximum: the first rate, and the most tried.
+        calls, step_seconds: a step places at least ``calls`` calls and at least
+            ``step_seconds`` seconds of them.
+        budget: seconds for the whole search (a step started goes to its end).
+        after_failure: called after a failed step with the seconds left (to let the
+            peers settle: a failed step leaves 2xx retransmitted for up to 32 s).
+        pause: seconds between steps.
+        note: where a line per step goes.
 
-def stat_time(stat: dict[str, str]) -> float:
-    """CurrentTime of a stat line as epoch seconds (its third tab-separated field)."""
-    try:
-        return float(stat.get("CurrentTime", "").split("\t")[-1])
-    except ValueError:
-        return 0.0
+    Returns:
+        A summary for JSON: ``max_rate`` (0: none held), ``first_failing`` (None: none
+        failed), ``steps`` (rate, calls, ok and the step's shown fields) and
+        ``budget_spent``; then the ``run`` of the best step and of the lowest failing one
+        (None when there is none).
+    """
+    good, bad = 0.0, None
+    best: Any = None
+    failing: Any = None
+    rate = float(start)
+    steps: list[dict[str, Any]] = []
+    end = time.monotonic() + budget
+    while time.monotonic() < end:
+        n = max(calls, int(rate * step_seconds))
+        result = step(rate, n)
+        steps.append({"rate": rate, "calls": n, "ok": result.ok, **result.shown})
+        if note is not None:
+            shown = ", ".join(f"{k} {v}" for k, v in result.shown.items() if v is not None)
+            note(f"search {label}: {rate:.0f}/s x {n} -> {'ok' if result.ok else 'no'}"
+                 + (f" ({shown})" if shown else ""))
+        if result.ok:
+            good, best = rate, result.run
+        else:
+            bad, failing = rate, result.run  # bisecting: each failure is below the last
+            if after_failure is not None:
+                after_failure(max(0.0, end - time.monotonic()))
+        if bad is None:
+            if rate >= maximum:
+                break
+            rate = min(rate * 2, maximum)
+        else:
+            if bad - good <= max(0.1 * good, 25.0):
+                break
+            rate = (good + bad) / 2
+        if pause:
+            time.sleep(pause)
+    summary = {"max_rate": good, "first_failing": bad, "steps": steps,
+               "budget_spent": time.monotonic() >= end}
+    return summary, best, failing

@@ -60,8 +60,6 @@ import io
 import json
 import os
 import pstats
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -71,22 +69,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sipp_stats import (
-    children_cpu,
-    free_udp_port,
-    read_stat,
-    rss_kib,
-    stat_int,
-    stat_time,
-    udp_bound,
-)
+from common import Step, children_cpu, rss_kib
+from common import rate_search as search_rate
 
 from sipload._native import describe as describe_build
+from tests.peers import (
+    LOOPBACK,
+    SIPP_BUFF_SIZE,
+    SippProcess,
+    free_udp_port,
+    sipp_uac,
+    sipp_uas,
+    stat_int,
+    which,
+)
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ua_uac.py"
-LOOPBACK = "127.0.0.1"
-BUFF = "4194304"
+BUFF = str(SIPP_BUFF_SIZE)
 
 SIPP_US_PER_CALL_NOTE = 80.0
 """PEERS.md: SIPp's uac spends about 80 µs of CPU per basic call at 800 calls/s."""
@@ -95,52 +95,9 @@ SIPP_US_PER_CALL_NOTE = 80.0
 # =============================================================================== helpers
 
 
-class SippUas:
-    """A ``sipp -sn uas`` on 127.0.0.1 with a stat file; ended by its PID."""
-
-    def __init__(self, workdir: Path, name: str, limit: float) -> None:
-        self.port = free_udp_port()
-        self.stat = workdir / f"{name}_stat.csv"
-        self.limit = limit
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SippUas:
-        argv = ["timeout", "-k", "5", f"{self.limit:.0f}", "sipp", "-sn", "uas",
-                "-i", LOOPBACK, "-p", str(self.port), "-buff_size", BUFF, "-nostdin",
-                "-cp", str(free_udp_port()),
-                "-trace_stat", "-stf", str(self.stat), "-fd", "1"]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        end = time.monotonic() + 10
-        while not udp_bound(self.port):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"sipp -sn uas did not bind port {self.port}")
-            time.sleep(0.02)
-        return self
-
-    def retransmissions_after(self, t_end: float, wait: float = 2.5) -> int:
-        """The UAS's cumulative retransmissions on a stat line written after ``t_end``."""
-        deadline = time.monotonic() + wait
-        while True:
-            stat = read_stat(self.stat)
-            if stat_time(stat) >= t_end or time.monotonic() > deadline:
-                return stat_int(stat, "Retransmissions(C)")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # timeout passes it on to sipp
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-    def __enter__(self) -> SippUas:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def uas_for(workdir: Path, name: str, limit: float) -> SippProcess:
+    """A ``sipp -sn uas`` on a free port with a stat file (tests/peers.py starts and ends it)."""
+    return sipp_uas(free_udp_port(), limit=limit, workdir=workdir / name, stat=True)
 
 
 @dataclass
@@ -191,7 +148,7 @@ class Run:
 # =============================================================================== the UACs
 
 
-def run_sipload(mode: str, uas: SippUas, calls: int, rate: float,
+def run_sipload(mode: str, uas: SippProcess, calls: int, rate: float,
                 extra: list[str] | None = None) -> tuple[Run, dict[str, Any]]:
     who = "sipload UA" if mode == "ua" else "sipload engine"
     argv = [sys.executable, str(DRIVER), "--target", f"{LOOPBACK}:{uas.port}",
@@ -222,21 +179,18 @@ def run_sipload(mode: str, uas: SippUas, calls: int, rate: float,
     return run, res
 
 
-def run_sipp_uac(uas: SippUas, workdir: Path, calls: int, rate: float) -> Run:
-    stat = workdir / f"uac_{calls}_{rate:g}_{time.monotonic_ns()}.csv"
+def run_sipp_uac(uas: SippProcess, workdir: Path, calls: int, rate: float) -> Run:
     limit = calls / rate + 60
-    argv = ["timeout", "-k", "5", f"{limit:.0f}", "sipp", "-sn", "uac", f"{LOOPBACK}:{uas.port}",
-            "-i", LOOPBACK, "-p", str(free_udp_port()), "-cp", str(free_udp_port()),
-            "-m", str(calls), "-r", f"{rate:g}", "-buff_size", BUFF, "-nostdin",
-            "-trace_stat", "-stf", str(stat), "-fd", "1"]
+    uac = sipp_uac(f"{LOOPBACK}:{uas.port}", calls=calls, rate=rate, limit=limit, stat=True,
+                   workdir=workdir / f"uac_{calls}_{rate:g}_{time.monotonic_ns()}")
     before_uas = uas.retransmissions_after(0)
     cpu0 = children_cpu()
     t0 = time.monotonic()
-    code = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          timeout=limit + 15, check=False).returncode
-    wall = time.monotonic() - t0
-    cpu = children_cpu() - cpu0
-    st = read_stat(stat)
+    with uac:
+        code = uac.wait(limit + 15)
+        wall = time.monotonic() - t0
+        cpu = children_cpu() - cpu0
+        st = uac.stat()
     run = Run("SIPp", calls, rate, completed=stat_int(st, "SuccessfulCall(C)"),
               failed=stat_int(st, "FailedCall(C)"),
               retrans_uac=stat_int(st, "Retransmissions(C)"),
@@ -251,7 +205,7 @@ def run_sipp_uac(uas: SippUas, workdir: Path, calls: int, rate: float) -> Run:
 # =============================================================================== phases
 
 
-def same_load(args: argparse.Namespace, uas: SippUas, workdir: Path) -> list[Run]:
+def same_load(args: argparse.Namespace, uas: SippProcess, workdir: Path) -> list[Run]:
     runs: list[Run] = []
     order = ["ua", "sipp"] + ([] if args.no_engine else ["engine"])
     for i, who in enumerate(order):
@@ -266,45 +220,30 @@ def same_load(args: argparse.Namespace, uas: SippUas, workdir: Path) -> list[Run
 
 
 def rate_search(args: argparse.Namespace, who: str, workdir: Path) -> dict[str, Any]:
-    """Double, then bisect; every step against a fresh ``sipp -sn uas`` (so a failed
-    step's leftovers, 2xx retransmissions for up to 32 s, cannot spoil the next)."""
-    good = 0.0
-    bad: float | None = None
-    rate = float(args.search_start)
-    steps: list[dict[str, Any]] = []
-    end = time.monotonic() + args.search_budget
-    while time.monotonic() < end:
-        calls = max(args.search_calls, int(rate * args.step_seconds))
-        with SippUas(workdir, f"search_{who}_{len(steps)}", calls / rate + 120) as uas:
+    """The one rate search (bench/common.py); every step against a fresh ``sipp -sn uas``
+    (so a failed step's leftovers, 2xx retransmissions for up to 32 s, cannot spoil the
+    next)."""
+
+    def step(rate: float, calls: int) -> Step:
+        with uas_for(workdir, f"search_{who}_{rate:.0f}_{calls}_{time.monotonic_ns()}",
+                     calls / rate + 120) as uas:
             if who == "sipp":
                 run = run_sipp_uac(uas, workdir, calls, rate)
             else:
                 run = run_sipload(who, uas, calls, rate)[0]
-        ok = run.sustained()
-        steps.append({"rate": rate, "calls": calls, "ok": ok, "failed": run.failed,
-                      "retransmissions": run.retransmissions,
-                      "throughput": round(run.throughput, 1)})
-        note(f"rate search {who}: {rate:.0f}/s x {calls} -> "
-             f"{'ok' if ok else 'no'} (failed {run.failed}, retrans {run.retransmissions}, "
-             f"throughput {run.throughput:.0f}/s)")
-        if ok:
-            good = rate
-        else:
-            bad = rate
-        if bad is None:
-            if rate >= args.search_max:
-                break
-            rate = min(rate * 2, args.search_max)
-        else:
-            if bad - good <= max(0.1 * good, 50.0):
-                break
-            rate = (good + bad) / 2
-    return {"max_rate": good, "first_failing": bad, "steps": steps,
-            "budget_ran_out": time.monotonic() >= end}
+        return Step(run.sustained(), {"failed": run.failed,
+                                      "retransmissions": run.retransmissions,
+                                      "throughput": round(run.throughput, 1)}, run)
+
+    summary, _, _ = search_rate(step, label=who, start=args.search_start,
+                                maximum=args.search_max, calls=args.search_calls,
+                                step_seconds=args.step_seconds, budget=args.search_budget,
+                                note=note)
+    return summary
 
 
 def memory_sipload(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    with SippUas(workdir, "mem_sipload", 2 * args.mem_calls / args.mem_rate + 300) as uas:
+    with uas_for(workdir, "mem_sipload", 2 * args.mem_calls / args.mem_rate + 300) as uas:
         _, res = run_sipload("ua", uas, args.mem_calls, args.mem_rate,
                              ["--hold", "--t1", f"{args.mem_t1:g}",
                               "--settle", f"{64 * args.mem_t1 + 1:g}",
@@ -317,20 +256,16 @@ def memory_sipload(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             **{k: res.get(k) for k in keep}}
 
 
-def _sipp_hold_rss(uas: SippUas, workdir: Path, calls: int, rate: float) -> tuple[int, int]:
+def _sipp_hold_rss(uas: SippProcess, workdir: Path, calls: int, rate: float) -> tuple[int, int]:
     """RSS (KiB) of a ``sipp -sn uac -d 600000`` once ``calls`` calls are answered."""
-    stat = workdir / f"hold_{calls}_{time.monotonic_ns()}.csv"
-    argv = ["sipp", "-sn", "uac", f"{LOOPBACK}:{uas.port}", "-i", LOOPBACK,
-            "-p", str(free_udp_port()), "-cp", str(free_udp_port()), "-m", str(calls),
-            "-l", str(calls), "-r", f"{rate:g}", "-d", "600000", "-buff_size", BUFF,
-            "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
+    uac = sipp_uac(f"{LOOPBACK}:{uas.port}", calls=calls, rate=rate, stat=True,
+                   extra_args=["-l", str(calls), "-d", "600000"],
+                   limit=calls / rate + 120, workdir=workdir / f"hold_{calls}")
+    with uac:
         deadline = time.monotonic() + calls / rate + 30
         held = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            st = read_stat(stat)
+        while time.monotonic() < deadline and uac.running():
+            st = uac.stat()
             # every call created, none failed, all in their pause (answered and ACKed)
             if (stat_int(st, "OutgoingCall(C)") >= calls
                     and stat_int(st, "CurrentCall") >= calls):
@@ -338,17 +273,14 @@ def _sipp_hold_rss(uas: SippUas, workdir: Path, calls: int, rate: float) -> tupl
                 time.sleep(1.5)  # a stat line is one second old at most; let it settle
                 break
             time.sleep(0.2)
-        return held, rss_kib(proc.pid)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)  # our own sipp, by its PID
-        proc.wait(10)
+        pid = uac.program_pid()
+        return held, rss_kib(pid) if pid is not None else 0
 
 
 def memory_sipp(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    with SippUas(workdir, "mem_sipp1", 120) as uas:
+    with uas_for(workdir, "mem_sipp1", 120) as uas:
         held1, rss1 = _sipp_hold_rss(uas, workdir, 1, args.mem_rate)
-    with SippUas(workdir, "mem_sippn", args.mem_calls / args.mem_rate + 120) as uas:
+    with uas_for(workdir, "mem_sippn", args.mem_calls / args.mem_rate + 120) as uas:
         heldn, rssn = _sipp_hold_rss(uas, workdir, args.mem_calls, args.mem_rate)
     return {
         "calls": args.mem_calls, "held": heldn, "rss_1_call_kib": rss1,
@@ -359,7 +291,7 @@ def memory_sipp(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def profile(args: argparse.Namespace, workdir: Path) -> str:
     out = workdir / "ua_uac.prof"
-    with SippUas(workdir, "profile", args.profile_calls / args.profile_rate + 120) as uas:
+    with uas_for(workdir, "profile", args.profile_calls / args.profile_rate + 120) as uas:
         run, _ = run_sipload(args.profile_mode, uas, args.profile_calls, args.profile_rate,
                              ["--profile-out", str(out)])
     buf = io.StringIO()
@@ -509,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-sort", choices=("tottime", "cumulative"), default="tottime")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = p.parse_args(argv)
-    if shutil.which("sipp") is None:
+    if which("sipp") is None:
         print("ua_bench: sipp not found: install the Debian package sip-tester", file=sys.stderr)
         return 3
     result: dict[str, Any] = {"calls": args.calls, "rate": args.rate,
@@ -520,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 result["profile"] = profile(args, wd)
             else:
-                with SippUas(wd, "shared", 3600) as uas:
+                with uas_for(wd, "shared", 3600) as uas:
                     runs = same_load(args, uas, wd)
                 result["same_load"] = [r.to_dict() for r in runs]
                 search: dict[str, Any] = {}

@@ -1,14 +1,17 @@
-"""Real SIP peers for the tests: SIPp and Kamailio processes on 127.0.0.1.
+"""Real SIP peers for the tests and the benchmarks: SIPp, Kamailio, baresip on 127.0.0.1.
 
 Test infrastructure, not a test module: it defines no tests and no pytest fixtures
-(those live in conftest). Import it as ``from tests.peers import ...``, like the other
+(those live in conftest).  The benchmarks in ``bench/`` start their peers with it too
+(one place that knows how to start, wait for and end each peer; ``bench/common.py``
+puts the repository root on ``sys.path`` for them, since they run as scripts).
+Import it as ``from tests.peers import ...``, like the other
 test helpers. With ``tests/__init__.py`` present, pytest's default ``prepend`` import
 mode puts the repository root on ``sys.path`` (the first directory above the package),
 so this works with ``pytest`` and ``python -m pytest`` from any directory. Without
 ``tests/__init__.py`` it still works under ``python -m pytest`` run from the repository
 root (the current directory is on ``sys.path`` and ``tests`` is a namespace package);
-plain ``pytest`` would then only find the bare ``peers`` module. Nothing hacks
-``sys.path``.
+plain ``pytest`` would then only find the bare ``peers`` module. Nothing in the tests
+hacks ``sys.path``.
 
 Theory of operation
 -------------------
@@ -133,6 +136,12 @@ def tshark_fields(pcap: Path, fields: list[str], display_filter: str = "",
     return [line.split("\t") for line in done.stdout.splitlines()]
 
 
+def which(binary: str) -> str | None:
+    """The path of a peer binary, or None (``/usr/sbin`` is searched too: Debian installs
+    kamailio there, which a non-root PATH may lack)."""
+    return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+
+
 def require(binary: str) -> str:
     """Return the path of a peer binary, or end the test when it is missing.
 
@@ -148,8 +157,7 @@ def require(binary: str) -> str:
         pytest.skip.Exception: the program is missing elsewhere; the message names the
             Debian package to install.
     """
-    # Debian installs kamailio in /usr/sbin, which a non-root PATH may lack
-    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    path = which(binary)
     if path is not None:
         return path
     package = DEBIAN_PACKAGES.get(binary, binary)
@@ -518,6 +526,11 @@ class _PeerProcess:
             raise PeerError(f"{self.name} not started")
         return self._proc.pid
 
+    def program_pid(self) -> int | None:
+        """PID of the peer program itself (the ``timeout`` wrapper's child), or None."""
+        below = sorted(_descendants(self.pid) - {self.pid})
+        return below[0] if below else None
+
     @property
     def returncode(self) -> int | None:
         """Exit code once ended (124: hit ``limit``; 137: killed), else None."""
@@ -638,6 +651,8 @@ class SippProcess(_PeerProcess):
         ready_timeout: seconds ``start()`` waits for ``ready_port``.
         buff_size: ``-buff_size`` value, None to leave SIPp's default.
         trace_msg: also pass ``-trace_msg`` (every message, see ``messages``).
+        stat: also pass ``-trace_stat -stf WORKDIR/stat.csv -fd 1`` (one line of counters
+            a second, see ``stat()``; the benchmarks read retransmissions from it).
     """
 
     name = "sipp"
@@ -659,8 +674,11 @@ class SippProcess(_PeerProcess):
         ready_timeout: float = 10.0,
         buff_size: int | None = SIPP_BUFF_SIZE,
         trace_msg: bool = False,
+        stat: bool = False,
     ) -> None:
         super().__init__(limit=limit, workdir=workdir)
+        self.stat_enabled = stat
+        self.port = ready_port  #: the SIP port a server listens on (None for a client)
         self.args = [str(a) for a in args]
         self.ready_port = ready_port
         self.ready_transport: Literal["udp", "tcp"] = ready_transport
@@ -684,7 +702,42 @@ class SippProcess(_PeerProcess):
             argv += ["-trace_err", "-error_file", str(self.workdir / "errors.log")]
         if self.trace_msg and "-message_file" not in have:
             argv += ["-trace_msg", "-message_file", str(self.workdir / "messages.log")]
+        if self.stat_enabled and "-stf" not in have:
+            argv += ["-trace_stat", "-stf", str(self.stat_file), "-fd", "1"]
         return argv
+
+    @property
+    def stat_file(self) -> Path:
+        """Where ``stat=True`` makes SIPp write its counters."""
+        return self.workdir / "stat.csv"
+
+    def stat(self) -> dict[str, str]:
+        """SIPp's latest counters ({} before the first line; see ``read_stat``)."""
+        return read_stat(self.stat_file)
+
+    def retransmissions_after(self, t_end: float, wait: float = 2.5) -> int:
+        """The cumulative ``Retransmissions(C)`` on a stat line written at or after Unix
+        time ``t_end`` (or the latest line, after ``wait`` seconds)."""
+        deadline = time.monotonic() + wait
+        while True:
+            stat = self.stat()
+            if stat_time(stat) >= t_end or time.monotonic() > deadline:
+                return stat_int(stat, "Retransmissions(C)")
+            time.sleep(0.1)
+
+    def quiesce(self, max_wait: float, still: float = 2.0) -> None:
+        """Return once SIPp has stopped retransmitting (its counter still for ``still``
+        seconds), or after ``max_wait`` seconds."""
+        deadline = time.monotonic() + max_wait
+        last = self.retransmissions_after(time.time())
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            value = self.retransmissions_after(time.time())
+            if value != last:
+                last, since = value, time.monotonic()
+            elif time.monotonic() - since >= still:
+                return
 
     def _after_start(self) -> None:
         if self.ready_port is None:
@@ -712,6 +765,33 @@ class SippProcess(_PeerProcess):
     def messages(self) -> str:
         """Text of the ``-trace_msg`` message log (empty unless ``trace_msg``)."""
         return self._log("messages")
+
+
+def read_stat(path: Path) -> dict[str, str]:
+    """The last line of a SIPp ``-trace_stat`` file as {column: value} ({} if none)."""
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    return dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
+
+
+def stat_int(stat: Mapping[str, str], key: str) -> int:
+    """A counter of a stat line (0 when absent or not a number)."""
+    try:
+        return int(float(stat.get(key, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def stat_time(stat: Mapping[str, str]) -> float:
+    """CurrentTime of a stat line as Unix seconds (its third tab-separated field)."""
+    try:
+        return float(stat.get("CurrentTime", "").split("\t")[-1])
+    except ValueError:
+        return 0.0
 
 
 def _scenario_args(scenario_file: str | Path | None, builtin: str) -> list[str]:

@@ -19,10 +19,13 @@ from tests.peers import (
     free_port,
     kamailio_proxy,
     kamailio_registrar,
+    read_stat,
     require,
     sip_request,
     sipp_uac,
     sipp_uas,
+    stat_int,
+    stat_time,
 )
 
 ALICE = REGISTRAR_USERS["alice"]
@@ -78,6 +81,33 @@ def test_sipp_uac_through_kamailio_proxy_to_sipp_uas(transport: str) -> None:
         code = uac.wait(60)
         assert code == 0, f"{uac.describe()}\n{uas.describe()}\n{proxy.describe()}"
     assert "Successful call" in uac.stdout
+
+
+@pytest.mark.peer
+def test_sipp_stat_files_count_calls_and_retransmissions() -> None:
+    """What the benchmarks read (bench/ua_bench.py, bench/cluster_bench.py)."""
+    require("sipp")
+    with sipp_uas(free_port("udp"), stat=True) as uas:
+        uac = sipp_uac(f"127.0.0.1:{uas.port}", calls=5, rate=50, stat=True)
+        with uac:
+            assert uac.wait(60) == 0, uac.describe()
+            stat = uac.stat()
+            pid = uac.program_pid()
+        assert stat_int(stat, "SuccessfulCall(C)") == 5, stat
+        assert stat_int(stat, "FailedCall(C)") == 0 and pid is None  # ended: no child left
+        assert uas.retransmissions_after(0) == 0
+        assert uas.program_pid() is not None
+
+
+def test_read_stat_takes_the_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    assert read_stat(path) == {}
+    path.write_text("CurrentTime;SuccessfulCall(C);\n"
+                    "2026-12-05\t12:00:00.000\t1780000000.5;3;\n"
+                    "2026-12-05\t12:00:01.000\t1780000001.5;7;\n")
+    stat = read_stat(path)
+    assert stat_int(stat, "SuccessfulCall(C)") == 7 and stat_int(stat, "nothing") == 0
+    assert stat_time(stat) == 1780000001.5
 
 
 @pytest.mark.peer
