@@ -24,6 +24,7 @@ from sipload.conformance.judge import (
     judge_schedule,
 )
 from sipload.conformance.model import (
+    PACKS,
     Case,
     CaseResult,
     LadderEntry,
@@ -118,7 +119,7 @@ def test_profile_claims_and_uris() -> None:
     assert p.claims("ext:timer") and not p.claims("ext:100rel")
     assert p.claims("set:uas.ringing_uri") and not p.claims("set:uas.busy_uri")
     assert p.uri(p.uas.ringing_uri) == "sip:ring@127.0.0.1:5099"
-    assert default_packs(p) == ["uas", "sdp", "robustness", "registrar"]
+    assert default_packs(p) == ["uas", "sdp", "prack", "robustness", "registrar"]
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -129,7 +130,7 @@ def test_case_ids_are_unique_and_cite_a_section() -> None:
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids))
     assert all(c.rfc and c.section and c.purpose for c in cases)
-    assert {c.pack for c in cases} == {"uas", "sdp", "robustness", "registrar", "proxy", "uac"}
+    assert {c.pack for c in cases} == set(PACKS)
     assert all(c.run is not None or c.scenario for c in cases)
 
 

@@ -176,7 +176,7 @@ async def _reliable_provisional(probe: Probe, profile: Profile
     return ex, prov, at
 
 
-async def _finish_reliable(probe: Probe, profile: Profile, ex: Exchange,
+async def finish_reliable(probe: Probe, profile: Profile, ex: Exchange,
                            early: Dialog | None) -> None:
     invite = ex.request
     if ex.final is None:
@@ -194,35 +194,39 @@ async def _finish_reliable(probe: Probe, profile: Profile, ex: Exchange,
         await probe.hang_up(dialog)
 
 
-def _prack(probe: Probe, invite: Request, prov: Response) -> tuple[Request, Dialog] | None:
+def prack_for(probe: Probe, invite: Request, prov: Response, early: Dialog | None = None,
+              rseq: int | None = None) -> tuple[Request, Dialog] | None:
+    """A PRACK for ``prov`` in its early dialog (``early``, or one made from ``prov``),
+    naming ``rseq`` (default: ``prov``'s RSeq); None when ``prov`` cannot be PRACKed."""
     try:
-        early = uac_dialog(invite, prov)
-        rseq = prov.rseq
+        if early is None:
+            early = uac_dialog(invite, prov)
+        named = prov.rseq if rseq is None else rseq
     except ParseError:
         return None
-    if rseq is None:
+    if named is None:
         return None
     prack = probe.in_dialog(early, "PRACK")
-    prack.add_header("RAck", f"{rseq} {invite.cseq.seq} INVITE")
+    prack.add_header("RAck", f"{named} {invite.cseq.seq} INVITE")
     return prack, early
 
 
 async def reliable_provisional(probe: Probe, profile: Profile) -> Outcome:
     ex, prov, _ = await _reliable_provisional(probe, profile)
     if prov is None:
-        await _finish_reliable(probe, profile, ex, None)
+        await finish_reliable(probe, profile, ex, None)
         return inconclusive(f"no provisional response above 100 (final: {status_text(ex)})")
     if "100rel" not in prov.require or prov.rseq is None:
-        await _finish_reliable(probe, profile, ex, None)
+        await finish_reliable(probe, profile, ex, None)
         return broke(RELIABLE, f"{prov.status} to an INVITE with Require: 100rel lacks "
                      "Require: 100rel and RSeq")
-    made = _prack(probe, ex.request, prov)
+    made = prack_for(probe, ex.request, prov)
     if made is None:
-        await _finish_reliable(probe, profile, ex, None)
+        await finish_reliable(probe, profile, ex, None)
         return broke(RELIABLE, f"cannot PRACK the {prov.status} (no To tag, Contact or RSeq)")
     prack, early = made
     pex = await probe.transact(prack, timeout=profile.response_timeout)
-    await _finish_reliable(probe, profile, ex, early)
+    await finish_reliable(probe, profile, ex, early)
     if not 200 <= pex.status < 300:
         return broke(PRACK_2XX, f"PRACK answered {status_text(pex)}, not 2xx")
     return passed(f"{prov.status} with Require: 100rel, RSeq: {prov.rseq}; PRACK answered 200")
@@ -231,7 +235,7 @@ async def reliable_provisional(probe: Probe, profile: Profile) -> Outcome:
 async def reliable_retransmission(probe: Probe, profile: Profile) -> Outcome:
     ex, prov, at = await _reliable_provisional(probe, profile)
     if prov is None or "100rel" not in prov.require or prov.rseq is None:
-        await _finish_reliable(probe, profile, ex, None)
+        await finish_reliable(probe, profile, ex, None)
         return inconclusive("no reliable provisional response to watch")
     invite = ex.request
     times = [at]
@@ -247,12 +251,12 @@ async def reliable_retransmission(probe: Probe, profile: Profile) -> Outcome:
             break
         if got.msg.rseq == prov.rseq:
             times.append(got.at)
-    made = _prack(probe, invite, prov)
+    made = prack_for(probe, invite, prov)
     early = None
     if made is not None:
         early = made[1]
         await probe.transact(made[0], timeout=profile.response_timeout)
-    await _finish_reliable(probe, profile, ex, early)
+    await finish_reliable(probe, profile, ex, early)
     ok, table = judge_schedule(times, expected)
     if len(times) == 1:
         if final is not None:

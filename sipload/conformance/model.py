@@ -37,7 +37,7 @@ from sipload.conformance.ladder import LadderEntry
 from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
 
-PACKS = ("uas", "sdp", "robustness", "registrar", "proxy", "uac")
+PACKS = ("uas", "sdp", "prack", "robustness", "registrar", "proxy", "uac")
 """Every pack, in the order cases run."""
 
 DEFAULT_PACKS = PACKS
@@ -133,7 +133,7 @@ class Case:
         rfc: the RFC number, e.g. ``"3261"``.
         section: the section, e.g. ``"13.3.1.4"``.
         purpose: one line saying what is checked (and, where it matters, for which role).
-        pack: ``uas``, ``robustness``, ``registrar``, ``proxy`` or ``uac``.
+        pack: one of :data:`PACKS`.
         requires: what the profile must claim: a role (``role:uas``), an extension
             (``ext:100rel``) or a profile setting (``set:uas.ringing_uri``).
         run: the case function (Python cases) -- None for scenario cases.

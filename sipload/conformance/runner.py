@@ -3,8 +3,8 @@
 Theory of operation
 ===================
 
-1. :func:`all_cases` is the catalogue, in pack order (uas, sdp, robustness,
-   registrar, proxy, uac); :func:`select` filters it by ``--pack``/``--only``
+1. :func:`all_cases` is the catalogue, in pack order (``model.PACKS``);
+   :func:`select` filters it by ``--pack``/``--only``
    and drops slow cases unless the profile says ``slow: true`` (or ``--only``
    names them).
 2. Before any case, :func:`run` checks the target answers: an OPTIONS, then
@@ -42,6 +42,9 @@ from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
 from sipload.transport import Peer
 
+UAS_PACKS = ("sdp", "prack", "robustness")
+"""Packs judging the target as a UAS, run when the profile claims ``uas``."""
+
 
 class Unreachable(Exception):
     """The target answered neither OPTIONS nor INVITE."""
@@ -51,6 +54,7 @@ def all_cases() -> list[Case]:
     """Every case, in pack order."""
     from sipload.conformance import (
         cases_dialog,
+        cases_prack,
         cases_proxy,
         cases_registrar,
         cases_robust,
@@ -59,7 +63,8 @@ def all_cases() -> list[Case]:
         cases_uas,
     )
 
-    cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_sdp.CASES, *cases_robust.cases(),
+    cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_sdp.CASES,
+             *cases_prack.CASES, *cases_robust.cases(),
              *cases_registrar.CASES, *cases_proxy.CASES, *cases_uac.CASES]
     order = {p: i for i, p in enumerate(PACKS)}
     return sorted(cases, key=lambda c: order[c.pack])
@@ -88,9 +93,9 @@ def select(cases: Iterable[Case], *, packs: Iterable[str] = (), only: Iterable[s
 
 
 def default_packs(profile: Profile) -> list[str]:
-    """The packs of the roles the profile claims (robustness and sdp go with ``uas``)."""
+    """The packs of the roles the profile claims (the UAS's own packs go with ``uas``)."""
     roles = set(profile.roles)
-    return [p for p in PACKS if p in roles or (p in ("robustness", "sdp") and "uas" in roles)]
+    return [p for p in PACKS if p in roles or (p in UAS_PACKS and "uas" in roles)]
 
 
 def missing_requirement(case: Case, profile: Profile) -> str | None:

@@ -1,0 +1,143 @@
+"""The prack, timer, transport and rtp packs, each case against a target that breaks it
+and one that keeps it.
+
+Breaking targets are SIPp XML scenarios under ``tests/sipp/`` (``conf_*.xml``; each
+file's comment says which rules it breaks) or SIPp's built-in uas; keeping targets
+are sipload's own UAS (in-process, T1 = 100 ms so timer windows are short, given a
+scenario from ``tests/data/conformance/`` where a case needs a UAS that waits) and
+SIPp's built-in uas where it keeps a rule.  Each expected verdict names the rule it
+rests on: the quoted RFC sentence in the case module.  In CI a missing peer fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from sipload.conformance import cases_prack as prack
+from sipload.conformance.model import CaseResult, Rule
+from sipload.conformance.profile import load_profile_text
+from sipload.conformance.runner import RunSetup, all_cases, run, select
+from sipload.engine import Engine, EngineConfig
+from sipload.scenario.loader import load_file
+from sipload.sip.transaction import TimerConfig
+from tests.peers import REPO_ROOT, free_port, require, sipp_uas
+
+DATA = REPO_ROOT / "tests" / "data" / "conformance"
+
+Expected = dict[str, tuple[str, Rule | None]]
+
+
+def _profile(extensions: str, t1: str = "500ms", transport: str = "udp") -> str:
+    return f"""
+roles: [uas]
+transport: {transport}
+extensions: [{extensions}]
+timers: {{t1: {t1}, t2: 4s}}
+response_timeout: 1s
+uas: {{uri: "sip:service@{{target}}"}}
+"""
+
+
+def _run(profile_text: str, port: int, packs: list[str], *, transport: str = "udp",
+         slow: bool = False, ids: list[str] | None = None) -> dict[str, CaseResult]:
+    profile = load_profile_text(profile_text, "test-profile")
+    profile.target = ("127.0.0.1", port)
+    cases = select(all_cases(), packs=packs, only=ids or [], slow=slow)
+    results = asyncio.run(asyncio.wait_for(
+        run(cases, profile, RunSetup((transport, "127.0.0.1", port))), 300))
+    return {r.case.id: r for r in results}
+
+
+async def _sipload(work: Callable[[int], Awaitable[list[CaseResult]]], *,
+                   scenario: str | None = None, transport: str = "udp") -> list[CaseResult]:
+    program = load_file(DATA / scenario) if scenario else None
+    engine = Engine(EngineConfig(program=program, local_port=0, transport=transport,
+                                 timers=TimerConfig(t1=0.1, t2=0.4)))
+    _, port = await engine.start()
+    task = asyncio.create_task(engine.run())
+    try:
+        return await work(port)
+    finally:
+        engine.abort()
+        await asyncio.wait_for(task, 10)
+
+
+def _run_sipload(profile_text: str, packs: list[str], *, scenario: str | None = None,
+                 transport: str = "udp", slow: bool = False, ids: list[str] | None = None
+                 ) -> dict[str, CaseResult]:
+    profile = load_profile_text(profile_text, "test-profile")
+    cases = select(all_cases(), packs=packs, only=ids or [], slow=slow)
+
+    async def work(port: int) -> list[CaseResult]:
+        profile.target = ("127.0.0.1", port)
+        return await run(cases, profile, RunSetup((transport, "127.0.0.1", port)))
+
+    results = asyncio.run(asyncio.wait_for(
+        _sipload(work, scenario=scenario, transport=transport), 300))
+    return {r.case.id: r for r in results}
+
+
+def check(results: dict[str, CaseResult], expected: Expected) -> None:
+    got = {k: (r.verdict.value, r.rule if r.verdict.value in ("fail", "warn") else None)
+           for k, r in results.items()}
+    why = "\n".join(f"{k}: {r.verdict.value} {r.reason}" for k, r in results.items())
+    assert got == expected, why
+
+
+# --------------------------------------------------------------------------- prack
+
+
+def test_prack_pack_breaking_sipp_target() -> None:
+    # tests/sipp/conf_prack_bad.xml: a "reliable" 183 with SDP and RSeq 0, at once a
+    # "reliable" 180 with RSeq 2, then the 200 without waiting for any PRACK; every PRACK
+    # answered 200
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, scenario_file="conf_prack_bad.xml", limit=120):
+        results = _run(_profile("100rel"), port, ["prack"])
+    check(results, {
+        "PRACK-001": ("pass", None),  # it does send its provisionals with Require + RSeq
+        # §3 "the UAS MUST NOT send the provisional response reliably" without 100rel
+        "PRACK-002": ("fail", prack.NOT_ASKED),
+        # §3 "MUST be between 1 and 2**31 - 1": RSeq 0
+        "PRACK-003": ("fail", prack.FIRST_RSEQ),
+        # §3 "the PRACK MUST be responded to with a 481 response": it says 200
+        "PRACK-004": ("fail", prack.NO_MATCH_481),
+        "PRACK-005": ("fail", prack.NO_MATCH_481),
+        # §3 "it MUST NOT send a final response until those provisional responses are
+        # acknowledged": its 200 follows the 183 with SDP at once
+        "PRACK-006": ("fail", prack.HOLD_2XX),
+        # §7.1 "MUST be greater by exactly one": RSeq 0 then 2
+        "PRACK-007": ("fail", prack.RSEQ_PLUS_ONE),
+        # §3 "MUST NOT send a second reliable provisional response until the first is
+        # acknowledged": its 180 follows the 183 at once
+        "PRACK-008": ("fail", prack.ONE_AT_A_TIME),
+    })
+
+
+def test_prack_pack_sipp_builtin_uas() -> None:
+    # SIPp's built-in uas ignores Require: 100rel and rings unreliably: §3 "The UAS MUST
+    # send any non-100 provisional response reliably if the initial request contained a
+    # Require header field with the option tag 100rel"; it never claims 100rel, and keeps
+    # §3's MUST NOT (nothing reliable when not asked)
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, limit=60):
+        results = _run(_profile(""), port, ["prack"])
+    check(results, {
+        "PRACK-001": ("fail", prack.WILLING_OR_420),
+        "PRACK-002": ("pass", None),
+        **{f"PRACK-00{i}": ("not_applicable", None) for i in range(3, 9)},
+    })
+
+
+def test_prack_pack_keeping_sipload_uas() -> None:
+    # sipload's UAS given tests/data/conformance/prack_uas.yaml: a reliable 183 with the
+    # answer (RSeq 1), the 180 (RSeq 2) only after its PRACK, the 200 only after the
+    # 180's; its UA core answers an unknown or repeated RAck 481 and, with no PRACK for
+    # 64*T1 (6.4 s at T1 = 100 ms), ends the INVITE with 504
+    results = _run_sipload(_profile("100rel", t1="100ms"), ["prack"],
+                           scenario="prack_uas.yaml", slow=True)
+    check(results, {f"PRACK-00{i}": ("pass", None) for i in range(1, 10)})
+    assert "504" in results["PRACK-009"].reason
