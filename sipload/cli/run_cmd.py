@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import re
 import shlex
@@ -22,7 +21,7 @@ from typing import Any
 
 from sipload import __version__
 from sipload.cli import flags
-from sipload.cluster.channel import ChannelError, Keys, is_loopback_url
+from sipload.cluster.channel import ChannelError, Keys, is_loopback_host, is_loopback_url
 from sipload.cluster.run import run_load, start_embedded_uas, stop_process
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_USAGE
 from sipload.report.summary import parse_allowance
@@ -137,15 +136,6 @@ def parse_target(text: str, flag: str = "--target") -> tuple[str, int]:
     return host, port
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _loopback_of(host: str) -> str:
     """The loopback address of ``host``'s family (an IPv6 target is called from ::1)."""
     return "::1" if ":" in host else "127.0.0.1"
@@ -245,7 +235,7 @@ def build_plan(args: argparse.Namespace, program: Program, injection: Injection 
         # a loopback target is called from loopback; any other from the address each
         # worker's host routes to it by (the worker picks it: "" here)
         "local_host": _loopback_of(target[0] if target else "127.0.0.1")
-        if target is None or _is_loopback_host(target[0]) else "",
+        if target is None or is_loopback_host(target[0]) else "",
         "embedded_uas": target is None,
         "limits": flags.limits(args),
     }

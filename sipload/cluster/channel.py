@@ -120,7 +120,11 @@ def is_loopback_url(url: str) -> bool:
     parsed = urlparse(url)
     if parsed.scheme in ("ipc", "inproc"):
         return True
-    host = parsed.hostname or ""
+    return is_loopback_host(parsed.hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and any loopback address (127.0.0.0/8, ``::1``)."""
     if host == "localhost":
         return True
     try:

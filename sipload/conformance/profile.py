@@ -33,7 +33,13 @@ from typing import Any
 
 import yaml
 
-from sipload.scenario.yamlsource import compose, parse_duration, position, read_source
+from sipload.scenario.yamlsource import (
+    SourceError,
+    compose,
+    parse_duration,
+    position,
+    read_source,
+)
 
 ROLES = ("uas", "proxy", "registrar", "uac")
 EXTENSIONS = ("100rel", "update", "refer", "timer", "digest")
@@ -41,15 +47,8 @@ ALGORITHMS = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256", "SHA-
 TRANSPORTS = ("udp", "tcp", "tls")
 
 
-class ProfileError(Exception):
+class ProfileError(SourceError):
     """A profile that cannot be used, with where the problem is (1-based line, column)."""
-
-    def __init__(self, file: str, line: int, column: int, message: str) -> None:
-        super().__init__(f"{file}:{line}:{column}: {message}")
-        self.file = file
-        self.line = line
-        self.column = column
-        self.message = message
 
 
 @dataclass(slots=True)

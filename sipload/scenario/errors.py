@@ -6,13 +6,8 @@ importer can raise it without importing the loader; the loader re-exports it.
 
 from __future__ import annotations
 
+from sipload.scenario.yamlsource import SourceError
 
-class ScenarioError(Exception):
+
+class ScenarioError(SourceError):
     """A scenario that cannot be run, with where the problem is (1-based line, column)."""
-
-    def __init__(self, file: str, line: int, column: int, message: str) -> None:
-        super().__init__(f"{file}:{line}:{column}: {message}")
-        self.file = file
-        self.line = line
-        self.column = column
-        self.message = message

@@ -16,6 +16,8 @@ A duration is seconds as a number, or a string: a number followed by ``ms``
 
 A YAML syntax error says what to fix first (:data:`YAML_HINTS`: an indentation, a
 value that needs quotes, a tab ...), then the parser's own words.
+
+:class:`SourceError` is what both loaders' errors are: ``file:line:col: message``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ MAX_DEPTH = 64
 
 MAX_NODES = 100_000
 """The most nodes a document may have with every alias expanded."""
+
+
+
+class SourceError(Exception):
+    """A file that cannot be used, with where the problem is (1-based line, column).
+
+    The base of :class:`~sipload.scenario.errors.ScenarioError` and the conformance
+    ``ProfileError``: both print as ``file:line:col: message``.
+    """
+
+    def __init__(self, file: str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}")
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
+
 
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m)?$"
 """The grammar of a duration string (also the scenario schema's pattern)."""
