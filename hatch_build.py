@@ -1,6 +1,7 @@
 """Build hook: compiles sipload's hot path to C with mypyc when it can.
 
-Which modules are compiled is decided in ``sipload/_native.py`` (``COMPILED``).
+Which modules are compiled is decided in ``sipload/_native.py`` (``COMPILED``, and
+the small C helpers in ``C_EXTENSIONS``, built in the same step).
 ``SIPLOAD_COMPILE`` chooses what happens when building or installing:
 
 * ``auto`` (the default): compile when mypyc and a C compiler work, otherwise warn
@@ -140,7 +141,7 @@ def _setuptools_build(argv: list[str]) -> None:
     import argparse
 
     from mypyc.build import mypycify
-    from setuptools import setup
+    from setuptools import Extension, setup
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", action="store_true")
@@ -155,6 +156,12 @@ def _setuptools_build(argv: list[str]) -> None:
     extensions = mypycify(
         paths, opt_level="3", group_name=native.GROUP, target_dir=str(temp / "c")
     )
+    # The C helpers (plain CPython extensions, no mypyc): sendmmsg/recvmmsg batches.
+    if sys.platform.startswith("linux"):  # sendmmsg/recvmmsg are Linux's
+        extensions += [
+            Extension(name, [source], extra_compile_args=["-O2"])
+            for name, source in native.C_EXTENSIONS
+        ]
     script = ["build_ext", "--build-temp", str(temp / "obj")]
     script += ["--build-lib", str(args.build_lib or temp / "lib")]
     script += ["--inplace"] if args.inplace else []

@@ -76,6 +76,13 @@ COMPILED: tuple[str, ...] = (
     "sipload.transport.udp",
 )
 
+#: Hand-written C extensions built with the compiled modules: (module, source file).
+#: Each has a pure-Python twin selected automatically when it is missing (a pure
+#: build) and checks its own API version, so a stale build is never used.
+C_EXTENSIONS: tuple[tuple[str, str], ...] = (
+    ("sipload.transport._mmsg", "sipload/transport/_mmsg.c"),
+)
+
 #: The C extension that holds the code of every compiled module (mypyc's group).
 GROUP = "sipload"
 #: Written by the build next to this file: how the build was made and, for an

@@ -8,12 +8,13 @@ Theory of operation
    :class:`sipload.media.table.MediaTable` demultiplexes.  Buffers are
    :data:`SOCKET_BUFFER` bytes (a 20 ms tick of 1,000 calls is ~200 KB).
 2. Reads drain the socket in one go (:meth:`MediaSocket.read`, up to ``limit``
-   datagrams).  Each datagram carries the kernel's receive time
-   (``SO_TIMESTAMPNS``, CLOCK_REALTIME), converted to the monotonic clock with
-   an offset measured at each read: the stamp is when the packet reached the
-   socket, not when the event loop got round to it.  Where the kernel gives no
-   stamp the monotonic clock is read after each datagram.
-3. :meth:`MediaSocket.send_many` sends a tick's packets back to back; a full
+   datagrams, with ``recvmmsg`` through :mod:`sipload.transport.batch`).  Each
+   datagram carries the kernel's receive time (``SO_TIMESTAMPNS``), moved onto the
+   monotonic clock with an offset measured at each read: the stamp is when the
+   packet reached the socket, not when the event loop got round to it.  Where the
+   kernel gives no stamp the monotonic clock is read at the read.
+3. :meth:`MediaSocket.send_many` sends a tick's packets back to back (``sendmmsg``
+   through :mod:`sipload.transport.batch`, or a ``sendto`` loop); a full
    send buffer drops the rest of the batch and counts it (UDP has no backlog to
    wait on and a late RTP packet is worth nothing).
 4. Nothing here parses RTP: datagrams go to the caller as bytes.
@@ -21,19 +22,12 @@ Theory of operation
 
 from __future__ import annotations
 
-import errno
 import socket
-import struct
-import sys
-import time
+from collections.abc import Sequence
 
+from sipload.transport.batch import Address, Datagram, enable_stamps, recv_batch, send_batch
 from sipload.transport.udp import SOCKET_BUFFER, set_socket_buffers
 
-Address = tuple[str, int]
-#: <asm-generic/socket.h>: SO_TIMESTAMPNS (SCM_TIMESTAMPNS is the same number).
-_SO_TIMESTAMPNS = 35
-_TIMESPEC = struct.Struct("=qq")
-_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
 RECV_SIZE = 2048
 
 
@@ -41,8 +35,9 @@ class MediaSocket:
     """One bound, non-blocking UDP socket for RTP or RTCP.
 
     Attributes:
-        sent, send_dropped: datagrams sent, and ones the kernel refused (buffer full).
-        received: datagrams read.
+        sent, send_dropped: datagrams sent, and ones not sent (the send buffer was full).
+        send_errors: datagrams the kernel refused one by one (an ICMP error, too large).
+        received: datagrams read; read_errors: reads ended by a queued socket error.
         kernel_stamps: reads take the kernel's receive time.
     """
 
@@ -50,17 +45,12 @@ class MediaSocket:
         self.sock = sock
         sock.setblocking(False)
         set_socket_buffers(sock, SOCKET_BUFFER)
-        self.kernel_stamps = False
-        if sys.platform.startswith("linux"):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-                self.kernel_stamps = True
-            except OSError:  # pragma: no cover - very old kernels
-                pass
+        self.kernel_stamps = enable_stamps(sock)
         self.sent = 0
         self.send_dropped = 0
         self.send_errors = 0
         self.received = 0
+        self.read_errors = 0
 
     @property
     def address(self) -> Address:
@@ -70,58 +60,21 @@ class MediaSocket:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self, limit: int = 512) -> list[tuple[bytes, Address, float]]:
+    def read(self, limit: int = 512) -> list[Datagram]:
         """Every datagram waiting (at most ``limit``), each with its receive stamp."""
-        out: list[tuple[bytes, Address, float]] = []
-        sock = self.sock
-        if self.kernel_stamps:
-            offset = time.time() - time.monotonic()
-            unpack = _TIMESPEC.unpack
-            for _ in range(limit):
-                try:
-                    data, anc, _flags, addr = sock.recvmsg(RECV_SIZE, _ANC_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:  # an ICMP error queued for this socket: skip it
-                    continue
-                stamp = 0.0
-                for level, kind, payload in anc:
-                    if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and \
-                            len(payload) >= _TIMESPEC.size:
-                        sec, nsec = unpack(payload[:_TIMESPEC.size])
-                        stamp = sec + nsec * 1e-9 - offset
-                if stamp == 0.0:
-                    stamp = time.monotonic()
-                out.append((data, (addr[0], addr[1]), stamp))
-        else:
-            for _ in range(limit):
-                try:
-                    data, addr = sock.recvfrom(RECV_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:
-                    continue
-                out.append((data, (addr[0], addr[1]), time.monotonic()))
+        out, err = recv_batch(self.sock, limit, RECV_SIZE, self.kernel_stamps)
+        if err:
+            self.read_errors += 1
         self.received += len(out)
         return out
 
-    def send_many(self, packets: list[bytes], dests: list[Address]) -> int:
+    def send_many(self, packets: Sequence[bytes], dests: Sequence[Address]) -> int:
         """Send each packet to its destination; returns how many the kernel took."""
-        sendto = self.sock.sendto
-        n = 0
-        for packet, dest in zip(packets, dests, strict=True):
-            try:
-                sendto(packet, dest)
-                n += 1
-            except (BlockingIOError, InterruptedError):
-                self.send_dropped += len(packets) - n
-                break
-            except OSError as exc:
-                if exc.errno == errno.EMSGSIZE:
-                    raise
-                self.send_errors += 1
-        self.sent += n
-        return n
+        result = send_batch(self.sock, packets, dests)
+        self.sent += result.sent
+        self.send_dropped += result.unsent
+        self.send_errors += result.failed
+        return result.sent
 
     def send(self, packet: bytes, dest: Address) -> bool:
         return self.send_many([packet], [dest]) == 1
