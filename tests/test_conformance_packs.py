@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from sipload.conformance import cases_prack as prack
+from sipload.conformance import cases_timer as timer
 from sipload.conformance.model import CaseResult, Rule
 from sipload.conformance.profile import load_profile_text
 from sipload.conformance.runner import RunSetup, all_cases, run, select
@@ -141,3 +144,57 @@ def test_prack_pack_keeping_sipload_uas() -> None:
                            scenario="prack_uas.yaml", slow=True)
     check(results, {f"PRACK-00{i}": ("pass", None) for i in range(1, 10)})
     assert "504" in results["PRACK-009"].reason
+
+
+# --------------------------------------------------------------------------- timer
+
+
+@pytest.mark.parametrize(("xml", "expected"), [
+    # "Session-Expires: 3600" with no refresher whatever was asked, refreshes answered
+    # without Session-Expires
+    ("conf_timer_bad.xml", {
+        # §9 "The UAS MUST set the value of the refresher parameter ... in the 2xx"
+        "TIMER-001": ("fail", timer.REFRESHER),
+        # §9 "The UAS MUST NOT increase the value of the Session-Expires header field":
+        # 1800 asked, 3600 answered
+        "TIMER-002": ("fail", timer.NO_INCREASE),
+        "TIMER-003": ("pass", None),  # 3600 is above the Min-SE of 1200
+        # Table 2: the refresher the UAC names comes back; here none does
+        "TIMER-004": ("fail", timer.REFRESHER_TABLE),
+        "TIMER-005": ("inconclusive", None),  # no refresher=uac to judge Require by
+        "TIMER-006": ("fail", timer.REFRESHER_TABLE),  # no refresher=uas either
+        "TIMER-007": ("fail", timer.REFRESHER),  # the refresh re-INVITE's 200 has none
+        "TIMER-008": ("fail", timer.REFRESHER),  # nor the refresh UPDATE's
+    }),
+    # "Session-Expires: 100;refresher=uac" without Require: timer
+    ("conf_timer_uac.xml", {
+        "TIMER-001": ("pass", None),
+        "TIMER-002": ("pass", None),  # 100 <= 1800
+        # §9 "MUST NOT set it to a duration lower than the value in the Min-SE header
+        # field in the request": Min-SE 1200, 100 answered
+        "TIMER-003": ("fail", timer.ABOVE_MIN_SE),
+        # refresher=uas asked, uac answered (Table 2)
+        "TIMER-004": ("fail", timer.REFRESHER_TABLE),
+        # §9 "has a value of 'uac', the UAS MUST place a Require header field into the
+        # response with the value 'timer'"
+        "TIMER-005": ("fail", timer.REQUIRE_TIMER),
+        # a UAC without Supported: timer made the refresher (Table 2: uas)
+        "TIMER-006": ("fail", timer.REFRESHER_TABLE),
+        "TIMER-007": ("fail", timer.REFRESHER),  # its refreshes' 200 have no Session-Expires
+        "TIMER-008": ("fail", timer.REFRESHER),
+    }),
+])
+def test_timer_pack_breaking_sipp_targets(xml: str, expected: Expected) -> None:
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, scenario_file=xml, limit=120):
+        results = _run(_profile("timer, update"), port, ["timer"])
+    check(results, expected)
+
+
+def test_timer_pack_keeping_sipload_uas() -> None:
+    # sipload's default UAS (sipload/ua/session_timer.py): the interval asked for, never
+    # more; the UAC's refresher kept, else uac when it supports timers (with Require:
+    # timer), uas when it does not; the same in the 2xx to a refresh re-INVITE or UPDATE
+    results = _run_sipload(_profile("timer, update", t1="100ms"), ["timer"])
+    check(results, {f"TIMER-00{i}": ("pass", None) for i in range(1, 9)})

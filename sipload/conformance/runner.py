@@ -42,7 +42,7 @@ from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
 from sipload.transport import Peer
 
-UAS_PACKS = ("sdp", "prack", "robustness")
+UAS_PACKS = ("sdp", "prack", "timer", "robustness")
 """Packs judging the target as a UAS, run when the profile claims ``uas``."""
 
 
@@ -59,12 +59,13 @@ def all_cases() -> list[Case]:
         cases_registrar,
         cases_robust,
         cases_sdp,
+        cases_timer,
         cases_uac,
         cases_uas,
     )
 
     cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_sdp.CASES,
-             *cases_prack.CASES, *cases_robust.cases(),
+             *cases_prack.CASES, *cases_timer.CASES, *cases_robust.cases(),
              *cases_registrar.CASES, *cases_proxy.CASES, *cases_uac.CASES]
     order = {p: i for i, p in enumerate(PACKS)}
     return sorted(cases, key=lambda c: order[c.pack])
