@@ -170,6 +170,22 @@ def require(binary: str) -> str:
     pytest.skip(message)
 
 
+SIPP_SHARE = Path("/usr/share/sip-tester")
+"""Where the Debian package sip-tester puts SIPp's captures (g711a.pcap, dtmf_2833_*.pcap)."""
+
+
+def sipp_capture(name: str) -> Path:
+    """One of the RTP captures SIPp ships for ``play_pcap_audio`` (fails in CI if missing)."""
+    require("sipp")
+    path = SIPP_SHARE / name
+    if not path.is_file():
+        message = f"{path} is missing: install the Debian package 'sip-tester'"
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(message + " [CI=true: missing peers fail instead of skipping]")
+        pytest.skip(message)
+    return path
+
+
 # --------------------------------------------------------------------------- ports
 
 _handed_out: set[int] = set()

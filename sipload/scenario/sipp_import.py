@@ -18,6 +18,8 @@ Theory of operation
    ``next`` or ``<jump>``); ``<label>`` a ``label``.
 4. What cannot be translated is left out and named, with its XML line, in
    :attr:`Imported.warnings`.  Nothing in the XML is ever executed.
+5. RTP (``rtp_stream``, ``play_pcap_audio``, ``-rtp_echo``) becomes ``media:``
+   and built SDP bodies (:mod:`sipload.scenario.sipp_media`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from xml.parsers import expat
 
 from sipload.scenario.errors import ScenarioError
+from sipload.scenario.sipp_media import Resolver, SippMedia
 from sipload.scenario.yamlout import dump_scenario
 from sipload.sip.message import REASONS
 
@@ -153,10 +156,13 @@ class Imported:
 
 
 class _Translator:
-    def __init__(self, root: Node, file: str) -> None:
+    def __init__(self, root: Node, file: str, resolve: Resolver | None = None,
+                 rtp_echo: bool = False) -> None:
         self.root = root
         self.file = file
         self.warnings: list[tuple[int, str]] = []
+        self.media = SippMedia(self.warn, resolve, rtp_echo)
+        self.pending: list[tuple[dict[str, Any], int]] = []  # steps an action adds after
         self.steps: list[dict[str, Any]] = []
         self.lines: list[int] = []  # XML line of each step
         self.used_vars: set[str] = set()
@@ -175,6 +181,9 @@ class _Translator:
     def add(self, step: dict[str, Any], line: int) -> None:
         self.steps.append(step)
         self.lines.append(line)
+        pending, self.pending = self.pending, []
+        for extra, at in pending:  # what the element's actions add comes after it
+            self.add(extra, at)
 
     # ------------------------------------------------------------------ text
 
@@ -341,6 +350,10 @@ class _Translator:
     def action(self, act: Node, captures: list[dict[str, Any]] | None) -> None:
         if act.tag == "ereg" and captures is not None:
             self.ereg(act, captures)
+        elif act.tag == "exec" and SippMedia.handles(act.attrs):
+            step = self.media.action(act.attrs, act.line)
+            if step is not None:
+                self.pending.append((step, act.line))
         elif act.tag == "exec":
             self.warn(act.line, "<exec> is not translated (nothing is ever executed)")
         elif act.tag == "log":
@@ -619,6 +632,7 @@ class _Translator:
             self.warn(0, f"uses [field0]..[field{self.fields - 1}]: empty until the CSV is "
                          "given with inject: (CSV fields win over variables:)")
         data["steps"] = self.steps or [{"nop": None}]
+        self.media.finish(data, self.steps, data["role"])
         return data
 
     def check_jump(self, i: int, step: dict[str, Any], positions: dict[str, int]) -> None:
@@ -650,14 +664,24 @@ def _num(text: str) -> str:
     return t if re.fullmatch(r"[0-9]+(\.[0-9]+)?", t) else "0"
 
 
-def import_sipp(data: bytes, file: str = "<sipp>") -> Imported:
+def import_sipp(data: bytes, file: str = "<sipp>", *, resolve: Resolver | None = None,
+                rtp_echo: bool = False) -> Imported:
     """Translate a SIPp XML scenario.
+
+    Args:
+        data: the XML.
+        file: its name, for messages.
+        resolve: turns the audio files of ``rtp_stream``/``play_pcap_audio`` into
+            what ``media: {play: ...}`` can play (the command line reads and writes
+            the files); without it an ``rtp_stream`` file is played as named and a
+            capture is left out (see :mod:`sipload.scenario.sipp_media`).
+        rtp_echo: the scenario ran with SIPp's ``-rtp_echo``: ``media: {echo: true}``.
 
     Raises:
         ScenarioError: the XML is not well-formed (file:line:col), or not a scenario.
     """
     root = parse_xml(data, file)
-    t = _Translator(root, file)
+    t = _Translator(root, file, resolve, rtp_echo)
     out = t.run()
     header = [f"Imported from {file} by sipload import-sipp."]
     header += [f"XML line {ln}: {msg}" if ln else msg for ln, msg in t.warnings]

@@ -1,4 +1,5 @@
-"""``messages.pcap``: traced SIP messages as the packets that carried them.
+"""``messages.pcap``: traced SIP messages as the packets that carried them; and reading
+the UDP datagrams of a capture (``sipload import-sipp``'s ``play_pcap_audio``).
 
 A classic libpcap file (what Wireshark, tshark, tcpdump and sngrep read) with
 link type ``LINKTYPE_RAW`` (101): each record is an IPv4 or IPv6 packet, told
@@ -23,13 +24,22 @@ Theory of operation
 5. Addresses are the real ones of the socket; a host that is not an address
    literal (never expected: the shell resolves names) skips the message, which
    is counted in :attr:`PcapWriter.skipped`.
+
+Reading (:func:`read_udp`) takes a capture's bytes -- classic libpcap in either
+byte order, microsecond or nanosecond stamps, or pcapng (section header,
+interface description, enhanced and simple packet blocks) -- with link type
+Ethernet (802.1Q/802.1ad tags skipped), Linux cooked v1/v2, BSD loopback or raw
+IP, and gives each UDP datagram over IPv4 or IPv6 (no IP fragments, no IPv6
+extension headers: those are counted as skipped).  Every length is checked; a
+file that is not a capture, or is cut inside a header, raises :class:`PcapError`
+naming the offset.  Nothing else is raised for any input.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 LINKTYPE_RAW = 101
 SNAPLEN = 262144
@@ -139,3 +149,180 @@ class PcapWriter:
         self._out.write(_RECORD.pack(sec, usec, len(packet), total))
         self._out.write(packet)
         self.packets += 1
+
+
+# -------------------------------------------------------------------- reading
+
+MAX_PACKETS = 5_000_000
+"""Packets read from one capture at most (a bound on a hostile file's cost)."""
+
+
+class PcapError(ValueError):
+    """The bytes are not a capture :func:`read_udp` can read; the message says where."""
+
+
+class Datagram(NamedTuple):
+    """One UDP datagram of a capture."""
+
+    ts: float  #: capture time, Unix seconds
+    src: str  #: source address
+    sport: int
+    dst: str
+    dport: int
+    payload: bytes
+
+
+class Capture(NamedTuple):
+    """What :func:`read_udp` found."""
+
+    datagrams: list[Datagram]
+    packets: int  #: packets in the file
+    skipped: int  #: packets that were not whole UDP over IPv4/IPv6 on a known link
+
+
+_ETHERNET, _NULL, _RAW, _LOOP, _SLL, _SLL2, _IPV4, _IPV6 = 1, 0, 101, 108, 113, 276, 228, 229
+_LINKS = frozenset({_ETHERNET, _NULL, _RAW, 12, 14, _LOOP, _SLL, _SLL2, _IPV4, _IPV6})
+
+
+def read_udp(data: bytes) -> Capture:
+    """The UDP datagrams of a pcap or pcapng capture, in file order.
+
+    Raises:
+        PcapError: not a capture, an unknown link type, or a header cut short.
+    """
+    if len(data) < 4:
+        raise PcapError("not a capture: shorter than a file header")
+    frames = _pcapng(data) if data[:4] == b"\x0a\x0d\x0d\x0a" else _classic(data)
+    out: list[Datagram] = []
+    packets = skipped = 0
+    for ts, link, frame in frames:
+        packets += 1
+        got = _udp_of(link, frame, ts)
+        if got is None:
+            skipped += 1
+        else:
+            out.append(got)
+    return Capture(out, packets, skipped)
+
+
+Frame = tuple[float, int, bytes]
+
+
+def _classic(data: bytes) -> list[Frame]:
+    magic = data[:4]
+    order = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">", b"\x4d\x3c\xb2\xa1": "<",
+             b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+    if order is None:
+        raise PcapError("not a capture: no pcap or pcapng magic number at offset 0")
+    if len(data) < 24:
+        raise PcapError("the pcap file header is cut short")
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    link = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
+    if link not in _LINKS:
+        raise PcapError(f"link type {link} is not one sipload reads (Ethernet, Linux cooked, "
+                        "loopback or raw IP)")
+    record = struct.Struct(order + "IIII")
+    scale = 1e-9 if nano else 1e-6
+    out: list[Frame] = []
+    at = 24
+    while at < len(data) and len(out) < MAX_PACKETS:
+        if at + 16 > len(data):
+            raise PcapError(f"a packet record header is cut short at offset {at}")
+        sec, frac, caplen, _ = record.unpack_from(data, at)
+        at += 16
+        if at + caplen > len(data):
+            raise PcapError(f"a packet is cut short at offset {at}")
+        out.append((sec + frac * scale, link, data[at:at + caplen]))
+        at += caplen
+    return out
+
+
+def _pcapng(data: bytes) -> list[Frame]:
+    out: list[Frame] = []
+    links: list[tuple[int, float]] = []  # per interface: link type, seconds per tick
+    order = "<"
+    at = 0
+    while at < len(data) and len(out) < MAX_PACKETS:
+        if at + 12 > len(data):
+            raise PcapError(f"a pcapng block header is cut short at offset {at}")
+        if data[at:at + 4] == b"\x0a\x0d\x0d\x0a":
+            bom = data[at + 8:at + 12]
+            order = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}.get(bom, "")
+            if not order:
+                raise PcapError(f"a pcapng section at offset {at} has no byte-order magic")
+            links = []
+        kind, length = struct.unpack_from(order + "II", data, at)
+        if length < 12 or length % 4 or at + length > len(data):
+            raise PcapError(f"a pcapng block at offset {at} has a bad length {length}")
+        body = data[at + 8:at + length - 4]
+        if kind == 1 and len(body) >= 8:  # interface description
+            links.append((struct.unpack_from(order + "H", body, 0)[0], _tick(body[8:], order)))
+        elif kind == 6 and len(body) >= 20:  # enhanced packet
+            iface, high, low, caplen = struct.unpack_from(order + "IIII", body, 0)
+            if iface < len(links) and 20 + caplen <= len(body):
+                link, tick = links[iface]
+                out.append((((high << 32) | low) * tick, link, body[20:20 + caplen]))
+        elif kind == 3 and len(body) >= 4 and links:  # simple packet
+            out.append((0.0, links[0][0], body[4:]))
+        at += length
+    return out
+
+
+def _tick(options: bytes, order: str) -> float:
+    """Seconds per timestamp unit from an interface's if_tsresol option (default µs)."""
+    at = 0
+    while at + 4 <= len(options):
+        code, size = struct.unpack_from(order + "HH", options, at)
+        if code == 0:
+            break
+        if code == 9 and size >= 1 and at + 5 <= len(options):
+            v = options[at + 4]
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -(v & 0x7F)
+        at += 4 + size + (-size % 4)
+    return 1e-6
+
+
+def _udp_of(link: int, frame: bytes, ts: float) -> Datagram | None:
+    ip = _ip_of(link, frame)
+    if ip is None or len(ip) < 1:
+        return None
+    version = ip[0] >> 4
+    if version == 4:
+        ihl = (ip[0] & 0x0F) * 4
+        if ihl < 20 or len(ip) < ihl + 8 or ip[9] != 17:
+            return None
+        if struct.unpack_from("!H", ip, 6)[0] & 0x3FFF:  # a fragment (MF or an offset)
+            return None
+        src, dst, udp = str(ipaddress.IPv4Address(ip[12:16])), \
+            str(ipaddress.IPv4Address(ip[16:20])), ip[ihl:]
+    elif version == 6:
+        if len(ip) < 48 or ip[6] != 17:
+            return None
+        src, dst, udp = str(ipaddress.IPv6Address(ip[8:24])), \
+            str(ipaddress.IPv6Address(ip[24:40])), ip[40:]
+    else:
+        return None
+    sport, dport, ulen = struct.unpack_from("!HHH", udp, 0)
+    if ulen < 8 or ulen > len(udp):
+        return None
+    return Datagram(ts, src, sport, dst, dport, bytes(udp[8:ulen]))
+
+
+def _ip_of(link: int, frame: bytes) -> bytes | None:
+    """The IP packet a link-layer frame carries, or None."""
+    if link == _ETHERNET:
+        at = 12
+        while at + 2 <= len(frame) and frame[at:at + 2] in (b"\x81\x00", b"\x88\xa8"):
+            at += 4
+        if at + 2 > len(frame) or frame[at:at + 2] not in (b"\x08\x00", b"\x86\xdd"):
+            return None
+        return frame[at + 2:]
+    if link in (_NULL, _LOOP):
+        return frame[4:]
+    if link == _SLL:
+        return frame[16:] if len(frame) >= 16 and frame[14:16] in (b"\x08\x00",
+                                                                   b"\x86\xdd") else None
+    if link == _SLL2:
+        return frame[20:] if len(frame) >= 20 and frame[0:2] in (b"\x08\x00",
+                                                                 b"\x86\xdd") else None
+    return frame  # raw IP (101, 12, 14, 228, 229)
