@@ -60,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -67,6 +68,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -1258,3 +1260,76 @@ class BaresipProcess(_PeerProcess):
     @property
     def uri(self) -> str:
         return f"sip:uas@{LOOPBACK}:{self.port}"
+
+
+class NaiveTcpUas:
+    """A deliberately wrong SIP-over-TCP server on 127.0.0.1 (a breaking target).
+
+    It has the classic stream bugs the conformance ``transport`` pack catches: each
+    ``recv()`` is taken as exactly one message (a read that does not start with a
+    request line is dropped, a second message in the same read is ignored, a body
+    still on its way is never waited for), its 200 answers carry no Content-Length,
+    and a request whose Via names another port than the connection's is answered on
+    a new connection to that port, as over UDP.  It answers every request 200 OK.
+    Runs in a thread; use ``with``.
+    """
+
+    _REQUEST = re.compile(rb"^([A-Z]+) \S+ SIP/2\.0\r\n")
+    _ECHO = re.compile(rb"(?im)^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:.*$")
+    _SENT_BY = re.compile(rb"(?im)^(?:via|v)[ \t]*:[ \t]*SIP/2\.0/TCP[ \t]+([^;:\s]+):(\d+)")
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port if port is not None else free_port("tcp")
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._sock.bind((LOOPBACK, self.port))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn, peer), daemon=True).start()
+
+    def _connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        conn.settimeout(0.1)
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                if self._REQUEST.match(chunk) is None:
+                    continue  # "not a message": dropped
+                head = chunk.split(b"\r\n\r\n", 1)[0]
+                echoed = b"\r\n".join(m.group(0).rstrip(b"\r") for m in
+                                      self._ECHO.finditer(head))
+                answer = b"SIP/2.0 200 OK\r\n" + echoed + b"\r\n\r\n"
+                sent_by = self._SENT_BY.search(head)
+                if sent_by is not None and int(sent_by.group(2)) != peer[1]:
+                    with contextlib.suppress(OSError), socket.create_connection(
+                            (sent_by.group(1).decode(), int(sent_by.group(2))), 1.0) as out:
+                        out.sendall(answer)
+                    continue
+                with contextlib.suppress(OSError):
+                    conn.sendall(answer)

@@ -18,13 +18,21 @@ import pytest
 
 from sipload.conformance import cases_prack as prack
 from sipload.conformance import cases_timer as timer
+from sipload.conformance import cases_transport as transport
 from sipload.conformance.model import CaseResult, Rule
 from sipload.conformance.profile import load_profile_text
 from sipload.conformance.runner import RunSetup, all_cases, run, select
 from sipload.engine import Engine, EngineConfig
 from sipload.scenario.loader import load_file
 from sipload.sip.transaction import TimerConfig
-from tests.peers import REPO_ROOT, free_port, require, sipp_uas
+from tests.peers import (
+    REPO_ROOT,
+    BaresipProcess,
+    NaiveTcpUas,
+    free_port,
+    require,
+    sipp_uas,
+)
 
 DATA = REPO_ROOT / "tests" / "data" / "conformance"
 
@@ -198,3 +206,43 @@ def test_timer_pack_keeping_sipload_uas() -> None:
     # timer), uas when it does not; the same in the 2xx to a refresh re-INVITE or UPDATE
     results = _run_sipload(_profile("timer, update", t1="100ms"), ["timer"])
     check(results, {f"TIMER-00{i}": ("pass", None) for i in range(1, 9)})
+
+
+# --------------------------------------------------------------------------- transport
+
+
+def test_transport_pack_breaking_naive_tcp_server() -> None:
+    # tests/peers.NaiveTcpUas takes each TCP read for one message: every framing rule
+    # broken.  §18.3 "The Content-Length header field MUST be used with stream oriented
+    # transports" (its answers have none; it frames by reads, not by Content-Length);
+    # §7.5 "MUST ignore any CRLF appearing before the start-line"; §18.2.2 "the response
+    # MUST be sent using the existing connection"
+    with NaiveTcpUas() as naive:
+        results = _run(_profile("", transport="tcp"), naive.port, ["transport"],
+                       transport="tcp", ids=[f"TP-00{i}" for i in range(1, 8)])
+    check(results, {
+        "TP-001": ("fail", transport.CONTENT_LENGTH),
+        "TP-002": ("fail", transport.FRAMING),  # the second OPTIONS of a segment ignored
+        "TP-003": ("fail", transport.FRAMING),  # a request over 4 segments never whole
+        "TP-004": ("fail", transport.FRAMING),  # the request after a split body dropped
+        "TP-005": ("fail", transport.FRAMING),  # answered before the body arrived
+        "TP-006": ("fail", transport.LEADING_CRLF),
+        "TP-007": ("fail", transport.SAME_CONNECTION),  # answered to Via port 9 instead
+    })
+
+
+def test_transport_pack_keeping_sipload_uas() -> None:
+    # sipload's UAS over TCP frames by Content-Length (sip/parser.StreamFramer), skips
+    # CRLFs before a start line, and answers on the request's connection
+    results = _run_sipload(_profile("", t1="100ms", transport="tcp"), ["transport"],
+                           transport="tcp")
+    check(results, {f"TP-00{i}": ("pass", None) for i in range(1, 8)})
+
+
+def test_transport_pack_keeping_baresip() -> None:
+    # baresip (libre's SIP stack, no one here wrote it) keeps every framing rule over TCP
+    require("baresip")
+    with BaresipProcess() as b:
+        profile = _profile("", transport="tcp").replace("sip:service@", "sip:uas@")
+        results = _run(profile, b.port, ["transport"], transport="tcp")
+    check(results, {f"TP-00{i}": ("pass", None) for i in range(1, 8)})

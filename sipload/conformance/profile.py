@@ -1,7 +1,9 @@
 """Conformance profiles: what the target claims to do, in the spirit of ETSI PICS.
 
 A profile is a YAML file.  It says which roles the target plays (``uas``,
-``proxy``, ``registrar``, ``uac``), which extensions it implements (``100rel``,
+``proxy``, ``registrar``, ``uac``), the transport to test it over (and
+``transports`` it also listens on at the same address: the transport pack
+needs ``tcp``), which extensions it implements (``100rel``,
 ``update``, ``refer``, ``timer``, ``digest``), its digest algorithms and the
 credentials to use, the URIs to call, and its own timers (to judge
 retransmission schedules).  A case whose requirement the profile does not claim
@@ -87,6 +89,7 @@ class Profile:
     file: str = "<defaults>"
     roles: tuple[str, ...] = ("uas",)
     transport: str = "udp"
+    transports: tuple[str, ...] = ()  #: more transports the target listens on (same address)
     extensions: tuple[str, ...] = ()
     digest_algorithms: tuple[str, ...] = ("MD5",)
     username: str = ""
@@ -108,10 +111,13 @@ class Profile:
         return template.replace("{target}", f"{host}:{port}")
 
     def claims(self, requirement: str) -> bool:
-        """Whether the profile claims ``role:X``, ``ext:X`` or ``set:section.key``."""
+        """Whether the profile claims ``role:X``, ``ext:X``, ``transport:X`` (the
+        tester's transport or one in ``transports``) or ``set:section.key``."""
         kind, _, what = requirement.partition(":")
         if kind == "role":
             return what in self.roles
+        if kind == "transport":
+            return what == self.transport or what in self.transports
         if kind == "ext":
             return what in self.extensions
         if kind == "set":
@@ -235,9 +241,10 @@ def load_profile_text(text: str, file: str = "<profile>") -> Profile:
     w = _Walker(file)
     if root is None:
         raise ProfileError(file, 1, 1, "the profile is empty; it needs at least 'roles'")
-    top = w.mapping(root, ("name", "roles", "transport", "extensions", "digest_algorithms",
-                           "credentials", "timers", "slow", "response_timeout", "uas",
-                           "registrar", "proxy", "uac"), "the profile")
+    top = w.mapping(root, ("name", "roles", "transport", "transports", "extensions",
+                           "digest_algorithms", "credentials", "timers", "slow",
+                           "response_timeout", "uas", "registrar", "proxy", "uac"),
+                    "the profile")
     if "roles" not in top:
         raise w.err(root, "the profile must name its 'roles' (uas, proxy, registrar, uac)")
     p = Profile(file=file)
@@ -245,6 +252,7 @@ def load_profile_text(text: str, file: str = "<profile>") -> Profile:
         "name": lambda n: setattr(p, "name", w.string(n, "name")),
         "roles": lambda n: setattr(p, "roles", w.choices(n, "roles", ROLES)),
         "transport": lambda n: setattr(p, "transport", w.choice(n, "transport", TRANSPORTS)),
+        "transports": lambda n: setattr(p, "transports", w.choices(n, "transports", TRANSPORTS)),
         "extensions": lambda n: setattr(p, "extensions", w.choices(n, "extensions", EXTENSIONS)),
         "digest_algorithms": lambda n: setattr(
             p, "digest_algorithms", w.choices(n, "digest_algorithms", ALGORITHMS)),
@@ -317,6 +325,7 @@ def profile_summary(p: Profile) -> dict[str, Any]:
     """The profile as plain data, for the evidence files."""
     return {
         "name": p.name, "file": p.file, "roles": list(p.roles), "transport": p.transport,
+        "transports": list(p.transports),
         "extensions": list(p.extensions), "digest_algorithms": list(p.digest_algorithms),
         "username": p.username, "t1": p.t1, "t2": p.t2, "slow": p.slow,
     }

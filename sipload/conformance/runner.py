@@ -10,7 +10,8 @@ Theory of operation
 2. Before any case, :func:`run` checks the target answers: an OPTIONS, then
    (if that gets nothing) an INVITE, which is cancelled or hung up at once.
    No answer at all is :class:`Unreachable` (exit status 3).  A profile whose
-   only role is ``uac`` skips this: its target calls the tester.
+   only role is ``uac`` skips this: its target calls the tester; so does a run of
+   transport cases alone (each opens its own connection and judges silence itself).
 3. Each case first has its requirements checked against the profile (a
    requirement not claimed: ``not_applicable``, with the requirement named),
    then runs with its own ladder and a time budget scaled by the target's T1.
@@ -42,7 +43,7 @@ from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
 from sipload.transport import Peer
 
-UAS_PACKS = ("sdp", "prack", "timer", "robustness")
+UAS_PACKS = ("sdp", "prack", "timer", "robustness", "transport")
 """Packs judging the target as a UAS, run when the profile claims ``uas``."""
 
 
@@ -60,12 +61,14 @@ def all_cases() -> list[Case]:
         cases_robust,
         cases_sdp,
         cases_timer,
+        cases_transport,
         cases_uac,
         cases_uas,
     )
 
     cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_sdp.CASES,
              *cases_prack.CASES, *cases_timer.CASES, *cases_robust.cases(),
+             *cases_transport.CASES,
              *cases_registrar.CASES, *cases_proxy.CASES, *cases_uac.CASES]
     order = {p: i for i, p in enumerate(PACKS)}
     return sorted(cases, key=lambda c: order[c.pack])
@@ -103,7 +106,8 @@ def missing_requirement(case: Case, profile: Profile) -> str | None:
     for req in case.requires:
         if not profile.claims(req):
             kind, _, what = req.partition(":")
-            words = {"role": "the role", "ext": "the extension", "set": "the setting"}[kind]
+            words = {"role": "the role", "ext": "the extension", "set": "the setting",
+                     "transport": "the transport"}[kind]
             return f"the profile does not claim {words} '{what}'"
     return None
 
@@ -204,7 +208,8 @@ async def run(cases: list[Case], profile: Profile, setup: RunSetup,
             await probe.listen(*uac_listen)
         if any(c.pack == "proxy" and missing_requirement(c, profile) is None for c in cases):
             await probe.listen(*profile.proxy.callee)
-        if any(c.pack != "uac" and missing_requirement(c, profile) is None for c in cases):
+        if any(c.pack not in ("uac", "transport") and missing_requirement(c, profile) is None
+               for c in cases):
             probe.alive_method = await check_reachable(probe, profile)
         for case in cases:
             result = await run_case(case, probe, profile)
