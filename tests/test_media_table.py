@@ -60,3 +60,15 @@ def test_announced_ssrc_is_not_replaced_and_stop_forgets_latches() -> None:
     table.on_rtp(_packet(88, 2), FAR, 1.0)
     assert table.foreign == 1  # its stream ended with the call: no one to bind it to
     assert table.calls[1].stats.received == 1
+
+
+def test_a_malformed_packet_binds_no_ssrc() -> None:
+    table = _table()
+    table.start(1, MediaSpec(play="silence"), _plan(), 0.0)
+    table.start(2, MediaSpec(play="silence"), _plan(), 0.0)
+    lie = bytearray(_packet(0x5555, 1))
+    lie[0] |= 0x20  # padding bit, last byte 0: a padding lie
+    table.on_rtp(bytes(lie), FAR, 0.0)
+    assert table.calls[1].remote_ssrc == -1 and table.calls[2].remote_ssrc == -1
+    table.on_rtp(_packet(0x6666, 1), FAR, 0.0)
+    assert table.calls[1].remote_ssrc == 0x6666

@@ -64,10 +64,19 @@ def plan_stream(local: sdp.SessionDescription, remote: sdp.SessionDescription,
         MediaPlanError: no usable audio stream or no codec sipload can encode.
     """
     answer = remote if remote_is_answer else local
+    why: list[str] = []
     for index, md in enumerate(remote.media):
-        if md.media != "audio" or md.port == 0 or md.proto != "RTP/AVP":
+        if md.media != "audio":
+            why.append(f"m={md.media} is not audio")
+            continue
+        if md.port == 0:
+            why.append("its audio stream is rejected (port 0)")
+            continue
+        if md.proto != "RTP/AVP":
+            why.append(f"its audio stream is {md.proto}, sipload sends RTP/AVP")
             continue
         if index >= len(local.media) or local.media[index].port == 0:
+            why.append("it has an audio stream where ours has none")
             continue
         if index >= len(answer.media):
             continue
@@ -102,7 +111,9 @@ def plan_stream(local: sdp.SessionDescription, remote: sdp.SessionDescription,
         ptime = md.ptime or 0
         return StreamPlan(codec, payload_type, event_pt, address, send, receive, ptime,
                           announced_ssrc(md))
-    raise MediaPlanError("no usable audio stream in the SDP (none, rejected, or not RTP/AVP)")
+    if not remote.media:
+        why.append("it has no m= line")
+    raise MediaPlanError("no usable audio stream in the far end's SDP: " + "; ".join(why))
 
 
 def announced_ssrc(md: sdp.MediaDescription) -> int:

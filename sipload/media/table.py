@@ -34,8 +34,9 @@ from collections.abc import Callable
 
 from sipload.media import g711, source
 from sipload.media.call import CallMedia
+from sipload.media.errors import MediaParseError
 from sipload.media.negotiate import StreamPlan
-from sipload.media.rtp import is_rtcp
+from sipload.media.rtp import is_rtcp, parse_rtp
 from sipload.media.schedule import Address, OutStream, SendSchedule, Tick
 
 RTCP_POLL = 0.5
@@ -291,8 +292,8 @@ class MediaTable:
                 key = self._by_remote_ssrc.get(ssrc, -1)
         if key < 0:
             key = self._by_addr.get(source_addr, -1)
-            if ssrc >= 0 and not is_rtcp(data):
-                key = self._latch(key, source_addr, ssrc)
+            if ssrc >= 0 and source_addr in self._unlatched and not is_rtcp(data):
+                key = self._latch(key, source_addr, ssrc, data)
         media = self.calls.get(key) if key >= 0 else None
         if media is None:
             if (self.echo_all or source_addr in self._echo_shared) and len(data) >= 12 \
@@ -305,14 +306,19 @@ class MediaTable:
             return None
         return media.on_rtp(data, source_addr, stamp)
 
-    def _latch(self, key: int, source_addr: Address, ssrc: int) -> int:
+    def _latch(self, key: int, source_addr: Address, ssrc: int, data: bytes) -> int:
         """Bind an unknown far-end SSRC from ``source_addr`` to a call; returns its key.
 
         ``key`` is the call the address alone names (-1: none, or shared): it takes the
         SSRC if it has none yet; otherwise the oldest call at that address without one.
+        Only a packet that parses binds (a malformed one's SSRC may be anything).
         """
         waiting = self._unlatched.get(source_addr)
         if not waiting:
+            return key
+        try:
+            parse_rtp(data)
+        except MediaParseError:
             return key
         if key < 0:
             key = next(iter(waiting))

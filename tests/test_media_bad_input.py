@@ -1,0 +1,193 @@
+"""Bad media input from a peer, end to end: counted in the call's record, never a crash.
+
+A sipload UAS answers with an SDP written by the test.  In the first test it points
+the caller's RTP at a socket of the test that plays a hostile far end: a valid stream
+interleaved with malformed RTP (short, wrong version, padding lies, a CSRC count or
+header extension beyond the packet) and malformed RTCP, plus packets of the same
+stream from an address the SDP never named.  In the second, the answers leave no
+usable stream (no m= line, a rejected or non-audio one, SRTP, only unknown codecs),
+and a caller that asked for media fails with ``media_failed`` and a clear reason.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sipload.media.rtp import build_rtp
+from tests.bgproc import Background, run, sipload
+from tests.impairment import _even_pair
+from tests.peers import LOOPBACK, free_port
+from tests.test_media_peers import read_records
+
+ANSWER_UAS = """
+name: answer-as-told
+role: uas
+steps:
+  - recv: INVITE
+  - reply: 200
+    content_type: application/sdp
+    body: |
+      ANSWER
+  - recv: ACK
+  - recv: BYE
+  - reply: 200
+"""
+
+CALLER = """
+name: caller-with-media
+role: uac
+media: {codec: PCMU, play: tone}
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 200
+  - send: ACK
+  - pause: PAUSE
+  - check:
+      - media: {min_packets: 40}
+  - send: BYE
+  - recv: 200
+"""
+
+
+def _answer(port: int, mline: str = "m=audio {port} RTP/AVP 0\na=rtpmap:0 PCMU/8000") -> str:
+    return ("v=0\no=peer 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+            + mline.format(port=port)).replace("\n", "\n      ")
+
+
+def _malformed_rtp(seq: int) -> list[bytes]:
+    good = build_rtp(0, seq, seq * 160, 0xBADBAD, bytes(160))
+    wrong_version = bytes([0x40]) + good[1:]
+    padding_lie = bytes([good[0] | 0x20]) + good[1:-1] + bytes([200])
+    csrc_beyond = bytes([0x8F]) + good[1:12] + bytes(8)  # 15 CSRCs announced, 2 present
+    extension_beyond = bytes([0x90]) + good[1:12] + b"\xbe\xde\x00\x40" + bytes(8)
+    return [b"\x80\x00\x01", wrong_version, padding_lie, csrc_beyond, extension_beyond]
+
+
+def _malformed_rtcp() -> list[bytes]:
+    receiver_report = struct.pack("!BBHI", 0x80, 201, 1, 0xBADBAD)
+    return [b"\x81\xc9", bytes([0x40]) + receiver_report[1:],
+            struct.pack("!BBHI", 0x80, 201, 40, 0xBADBAD)]  # length beyond the datagram
+
+
+@pytest.mark.timeout(120)
+def test_malformed_media_and_strangers_are_counted_in_the_record(tmp_path: Path) -> None:
+    peer, peer_rtcp = _even_pair()
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind((LOOPBACK, 0))
+    uas_port = free_port("udp")
+    (tmp_path / "uas.yaml").write_text(ANSWER_UAS.replace("ANSWER",
+                                                          _answer(peer.getsockname()[1])))
+    (tmp_path / "uac.yaml").write_text(CALLER.replace("PAUSE", "2s"))
+    out = tmp_path / "run"
+    valid = malformed = foreign = unattributable = 0
+    try:
+        with Background(sipload("uas", tmp_path / "uas.yaml", "--listen",
+                                f"127.0.0.1:{uas_port}"), ready="listening on"):
+            caller = subprocess.Popen(sipload(
+                "run", tmp_path / "uac.yaml", "--target", f"127.0.0.1:{uas_port}",
+                "--calls", 1, "--workers", 1, "--out", out, "--quiet"),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                peer.settimeout(15)
+                _, worker = peer.recvfrom(2048)  # sipload's RTP: where to send ours
+                worker_rtcp = (worker[0], worker[1] + 1)
+                bad_rtcp = _malformed_rtcp()
+                for seq in range(60):
+                    peer.sendto(build_rtp(0, seq, seq * 160, 0xBADBAD, bytes(160)), worker)
+                    valid += 1
+                    if seq % 5 == 4:
+                        for packet in _malformed_rtp(seq):
+                            peer.sendto(packet, worker)
+                            malformed += 1
+                    if seq % 10 == 9:
+                        peer_rtcp.sendto(bad_rtcp[(seq // 10) % len(bad_rtcp)], worker_rtcp)
+                        malformed += 1
+                        # the call's stream from an address its SDP never named
+                        stranger.sendto(build_rtp(0, 1000 + seq, 0, 0xBADBAD, bytes(160)),
+                                        worker)
+                        foreign += 1
+                        # and a stream nobody announced: no call's, dropped by the worker
+                        stranger.sendto(build_rtp(0, seq, 0, 0x5757, bytes(160)), worker)
+                        unattributable += 1
+                    time.sleep(0.02)
+                output, _ = caller.communicate(timeout=60)
+            finally:
+                if caller.poll() is None:
+                    caller.kill()
+                    caller.wait(5)
+    finally:
+        for s in (peer, peer_rtcp, stranger):
+            s.close()
+    assert caller.returncode == 0, output
+    (row,) = read_records(out)
+    assert row["result"] == "success", row["detail"]
+    assert row["media_received"] == valid
+    assert row["media_lost"] == 0
+    assert row["media_malformed"] == malformed == 66
+    assert row["media_foreign"] == foreign == 6
+    assert row["media_ssrc_changes"] == 0
+    assert unattributable == 6
+
+
+SDP_ANSWERS = {
+    "no m= line": "",
+    "rejected": "m=audio 0 RTP/AVP 0",
+    "video only": "m=video {port} RTP/AVP 96\na=rtpmap:96 VP8/90000",
+    "SRTP": "m=audio {port} RTP/SAVP 0\na=rtpmap:0 PCMU/8000",
+    "unknown codecs": "m=audio {port} RTP/AVP 18 98\na=rtpmap:18 G729/8000\n"
+                      "a=rtpmap:98 opus/48000/2",
+}
+
+
+def _answer_per_call(port: int) -> str:
+    """A UAS that answers call N (its X-Case header) with the N-th of SDP_ANSWERS."""
+    steps = ["name: bad-answers", "role: uas", "steps:", "  - recv: INVITE",
+             "    capture: [{var: case, header: X-Case, regex: '(\\d+)'}]"]
+    for n in range(len(SDP_ANSWERS)):
+        steps += [f"  - goto: case{n}", f"    when: {{var: case, equals: '{n}'}}"]
+    steps.append("  - fail: unknown_case")
+    for n, mline in enumerate(SDP_ANSWERS.values()):
+        steps += [f"  - label: case{n}", "  - reply: 200", "    content_type: application/sdp",
+                  "    body: |", "      " + _answer(port, mline), "  - goto: answered"]
+    steps += ["  - label: answered", "  - recv: ACK", "  - recv: BYE", "  - reply: 200"]
+    return "\n".join(steps) + "\n"
+
+
+@pytest.mark.timeout(120)
+def test_an_answer_without_a_usable_stream_fails_the_call(tmp_path: Path) -> None:
+    uas_port = free_port("udp")
+    uas_out = tmp_path / "uas"
+    (tmp_path / "uas.yaml").write_text(_answer_per_call(free_port("udp")))
+    caller = CALLER.replace("PAUSE", "200ms").replace(
+        "    body: {sdp: offer}", "    body: {sdp: offer}\n    headers: {X-Case: '${call_number}'}")
+    (tmp_path / "uac.yaml").write_text(caller)
+    out = tmp_path / "run"
+    with Background(sipload("uas", tmp_path / "uas.yaml", "--listen", f"127.0.0.1:{uas_port}",
+                            "--out", uas_out), ready="listening on") as uas:
+        done = run(sipload("run", tmp_path / "uac.yaml", "--target", f"127.0.0.1:{uas_port}",
+                           "--calls", len(SDP_ANSWERS), "--rate", 10, "--workers", 1,
+                           "--out", out, "--quiet"), timeout=60)
+        uas.stop()
+    assert done.returncode == 1, done.stdout + done.stderr  # failed calls fail the run
+    rows = sorted(read_records(out), key=lambda r: r["call_number"])
+    assert len(rows) == len(SDP_ANSWERS)
+    for case, row in zip(SDP_ANSWERS, rows, strict=True):
+        assert row["result"] == "failed" and row["failure"] == "media_failed", (case, row)
+        assert row["detail"].startswith("media: "), (case, row["detail"])
+        print(f"{case}: {row['detail']}")
+    # each names what is wrong with the answer
+    reasons = ["no m= line", "rejected (port 0)", "m=video is not audio",
+               "RTP/SAVP, sipload sends RTP/AVP", "offered: G729, opus"]
+    for reason, row in zip(reasons, rows, strict=True):
+        assert reason in row["detail"], row["detail"]
+    # every call was torn down properly: the callee got its ACK and BYE
+    answered = read_records(uas_out)
+    assert len(answered) == len(SDP_ANSWERS)
+    assert all(r["result"] == "success" for r in answered), [r["detail"] for r in answered]
