@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from sipload.cluster.checks import check_snapshot
+from sipload.cluster.live import LiveView
 from sipload.report import load_run
 from sipload.report.html import write_report
 from sipload.report.summary import build_summary, validate_summary
@@ -21,6 +24,8 @@ from sipload.report.thresholds import ThresholdError, evaluate, parse_threshold
 from sipload.stats.mediaintervals import MediaHistograms, MediaIntervals
 from sipload.stats.rundir import RunWriter
 from tests.test_run_gate import sipload, summary
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CALLS = 4
 
@@ -235,3 +240,47 @@ _SNAP: dict[str, Any] = {
     "t": 1.0, "worker": 0, "started": 1, "succeeded": 1, "failed": 0, "active": 0, "late": 0,
     "dropped": 0, "retransmissions": 0, "loop_lag_ms": 0.1, "cpu": 0.1, "target_rate": 1.0,
     "histograms": {}, "failures": {}, "codes": {}}
+
+
+@pytest.mark.timeout(120)
+def test_far_end_figures_from_rtcp_are_the_records(tmp_path: Path) -> None:
+    """Calls of 6 s against the media_call pair's UAS (echo with its own RTCP): the far
+    end's reports (every ~5 s) give the summary's remote figures and round trips."""
+    scen = (ROOT / "scenarios" / "media_call.yaml").read_text().replace("pause: 3s",
+                                                                          "pause: 6s")
+    (tmp_path / "uac.yaml").write_text(scen)
+    shutil.copy(ROOT / "scenarios" / "media_call_uas.yaml", tmp_path)
+    out = tmp_path / "run"
+    r = sipload("run", tmp_path / "uac.yaml", "--calls", 2, "--rate", 5, "--out", out,
+                "--quiet", "--threshold", "media.remote.fraction_lost.max<1%",
+                "--threshold", "media.rtt_ms.p95<50ms")
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = summary(out)
+    validate_summary(s)
+    calls = load_run(out).calls
+    remote = s["media"]["remote"]
+    assert remote["streams"] == 2 == int((calls["media_remote_lost"] >= 0).sum())
+    assert remote["lost"] == int(calls["media_remote_lost"].sum())
+    rj = calls["media_remote_jitter_ms"].to_numpy()
+    assert remote["jitter_ms"]["p95"] == round(float(np.percentile(rj, 95)), 3)
+    rtt = calls["media_rtt_ms"].to_numpy()
+    rtt = rtt[rtt >= 0]  # -1: no report answered one of our sender reports in time
+    assert len(rtt) >= 1
+    assert s["media"]["rtt_ms"]["max"] == round(float(rtt.max()), 3)
+    assert s["media"]["rtt_ms"]["p50"] == round(float(np.percentile(rtt, 50)), 3)
+    assert [v["passed"] for v in s["thresholds"]] == [True, True]
+
+
+def test_rich_panel_shows_media(media_run: tuple[Path, str]) -> None:
+    """The terminal panel, fed the run's own snapshots, has a media row."""
+    out, _ = media_run
+    view = LiveView({"scenario_name": "media"}, tty=True)
+    for line in (out / "intervals.jsonl").read_text().splitlines():
+        view.snapshot(json.loads(line))
+    console = Console(record=True, width=200)
+    console.print(view._render())
+    text = console.export_text()
+    m = summary(out)["media"]
+    assert "media" in text and re.search(r"rtp \d+/s out, \d+/s in", text), text
+    assert f"loss 0.00% (0 of {m['expected']})" in text or m["lost"] > 0, text
+    assert re.search(r"MOS p50 4\.\d\d p5 4\.\d\d", text), text
