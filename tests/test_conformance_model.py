@@ -119,7 +119,7 @@ def test_profile_claims_and_uris() -> None:
     assert p.claims("ext:timer") and not p.claims("ext:100rel")
     assert p.claims("set:uas.ringing_uri") and not p.claims("set:uas.busy_uri")
     assert p.uri(p.uas.ringing_uri) == "sip:ring@127.0.0.1:5099"
-    assert default_packs(p) == ["uas", "sdp", "prack", "timer", "robustness", "transport",
+    assert default_packs(p) == ["uas", "sdp", "prack", "timer", "rtp", "robustness", "transport",
                                 "registrar"]
 
 

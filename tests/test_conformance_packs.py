@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from sipload.conformance import cases_prack as prack
+from sipload.conformance import cases_rtp as rtp
 from sipload.conformance import cases_timer as timer
 from sipload.conformance import cases_transport as transport
 from sipload.conformance.model import CaseResult, Rule
@@ -33,6 +35,7 @@ from tests.peers import (
     require,
     sipp_uas,
 )
+from tests.test_media_peers import ulaw_wav
 
 DATA = REPO_ROOT / "tests" / "data" / "conformance"
 
@@ -246,3 +249,54 @@ def test_transport_pack_keeping_baresip() -> None:
         profile = _profile("", transport="tcp").replace("sip:service@", "sip:uas@")
         results = _run(profile, b.port, ["transport"], transport="tcp")
     check(results, {f"TP-00{i}": ("pass", None) for i in range(1, 8)})
+
+
+# --------------------------------------------------------------------------- rtp
+
+MEDIA = _profile("").replace('uas: {uri: "sip:service@{target}"}',
+                             'uas: {uri: "sip:service@{target}", media: true}')
+
+
+def test_rtp_pack_breaking_sipp_target(tmp_path: Path) -> None:
+    # tests/sipp/conf_rtp_bad.xml answers PCMU (0) and streams payload type 8, and keeps
+    # streaming 3 s past its 200 to the BYE
+    require("sipp")
+    port = free_port("udp")
+    ulaw_wav(tmp_path / "tone.ulaw.wav")
+    with sipp_uas(port, scenario_file="conf_rtp_bad.xml", workdir=tmp_path, limit=60,
+                  extra_args=["-mp", str(free_port("udp"))]):
+        results = _run(MEDIA, port, ["rtp"])
+    check(results, {
+        "RTP-001": ("pass", None),  # its RTP does reach the offer's port
+        # §6.1 "The answerer MUST send using a media format in the offer that is also
+        # listed in the answer": 8 is offered, but its answer lists 0 only
+        "RTP-002": ("fail", rtp.FORMATS),
+        # RFC 3261 §15.1.2 "the UAS SHOULD terminate the session (and therefore stop
+        # sending and listening for media)": RTP for 3 s after the BYE
+        "RTP-003": ("warn", rtp.STOPS),
+    })
+
+
+def test_rtp_pack_sipp_builtin_uas_sends_nothing() -> None:
+    # told (wrongly) that SIPp's built-in uas sends media: it answers, and no RTP comes
+    # (§6.1 read with §5.1: a target that sends media sends it to the offer's port)
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, limit=60):
+        results = _run(MEDIA, port, ["rtp"])
+    check(results, {"RTP-001": ("fail", rtp.SENDS_MEDIA), "RTP-002": ("inconclusive", None),
+                    "RTP-003": ("inconclusive", None)})
+
+
+def test_rtp_pack_keeping_targets(tmp_path: Path) -> None:
+    # sipload's default UAS echoes the tester's PCMU (payload type 0, offered and
+    # answered) to the offer's port, and stops with the call; SIPp's -rtp_echo likewise
+    results = _run_sipload(MEDIA, ["rtp"])
+    check(results, {"RTP-001": ("pass", None), "RTP-002": ("pass", None),
+                    "RTP-003": ("pass", None)})
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, limit=60, extra_args=["-rtp_echo", "-mp", str(free_port("udp"))]):
+        echo = _run(MEDIA, port, ["rtp"])
+    check(echo, {"RTP-001": ("pass", None), "RTP-002": ("pass", None),
+                 "RTP-003": ("pass", None)})

@@ -37,7 +37,8 @@ from sipload.conformance.ladder import LadderEntry
 from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
 
-PACKS = ("uas", "sdp", "prack", "timer", "robustness", "transport", "registrar", "proxy", "uac")
+PACKS = ("uas", "sdp", "prack", "timer", "rtp", "robustness", "transport", "registrar", "proxy",
+         "uac")
 """Every pack, in the order cases run."""
 
 DEFAULT_PACKS = PACKS

@@ -59,6 +59,7 @@ class UasSettings:
     ringing_uri: str = ""  #: calls to it ring and are not answered (CANCEL cases)
     busy_uri: str = ""  #: calls to it are refused 486
     rings: bool = False  #: the target sends 180/183 before it answers
+    media: bool = False  #: the target sends RTP once it answers (the rtp pack)
 
 
 @dataclass(slots=True)
@@ -292,12 +293,15 @@ def load_profile_text(text: str, file: str = "<profile>") -> Profile:
 
 def _sections(w: _Walker, top: dict[str, tuple[yaml.Node, yaml.Node]], p: Profile) -> None:
     if "uas" in top:
-        s = w.mapping(top["uas"][1], ("uri", "ringing_uri", "busy_uri", "rings"), "uas")
+        s = w.mapping(top["uas"][1], ("uri", "ringing_uri", "busy_uri", "rings", "media"),
+                      "uas")
         for key in ("uri", "ringing_uri", "busy_uri"):
             if key in s:
                 setattr(p.uas, key, w.uri(s[key][1], f"uas.{key}"))
         if "rings" in s:
             p.uas.rings = w.boolean(s["rings"][1], "uas.rings")
+        if "media" in s:
+            p.uas.media = w.boolean(s["media"][1], "uas.media")
     if "registrar" in top:
         s = w.mapping(top["registrar"][1], ("aor", "min_expires"), "registrar")
         if "aor" in s:

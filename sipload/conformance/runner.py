@@ -43,7 +43,7 @@ from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
 from sipload.transport import Peer
 
-UAS_PACKS = ("sdp", "prack", "timer", "robustness", "transport")
+UAS_PACKS = ("sdp", "prack", "timer", "rtp", "robustness", "transport")
 """Packs judging the target as a UAS, run when the profile claims ``uas``."""
 
 
@@ -59,6 +59,7 @@ def all_cases() -> list[Case]:
         cases_proxy,
         cases_registrar,
         cases_robust,
+        cases_rtp,
         cases_sdp,
         cases_timer,
         cases_transport,
@@ -67,7 +68,8 @@ def all_cases() -> list[Case]:
     )
 
     cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_sdp.CASES,
-             *cases_prack.CASES, *cases_timer.CASES, *cases_robust.cases(),
+             *cases_prack.CASES, *cases_timer.CASES, *cases_rtp.CASES,
+             *cases_robust.cases(),
              *cases_transport.CASES,
              *cases_registrar.CASES, *cases_proxy.CASES, *cases_uac.CASES]
     order = {p: i for i, p in enumerate(PACKS)}
