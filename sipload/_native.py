@@ -41,6 +41,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.sip.headers",
     "sipload.sip.message",
     "sipload.sip.parser",
+    "sipload.sip.peek",
     "sipload.sip.sdp",
     "sipload.sip.timerheap",
     "sipload.sip.transaction",
@@ -73,6 +74,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.pump",
     "sipload.stats.interval",
     "sipload.stats.records",
+    "sipload.stats.traces",
     "sipload.transport.udp",
 )
 

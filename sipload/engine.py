@@ -46,6 +46,7 @@ from sipload.transport import StreamLimits, TransportSet
 from sipload.transport.hrtimer import PreciseTimer, precise_timer
 from sipload.transport.loop import collect_owed
 from sipload.transport.rtp import bind_pair
+from sipload.transport.selfsigned import loopback_certificate, server_context_from_pem
 from sipload.transport.tls import client_context
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.events import Event
@@ -90,6 +91,7 @@ class EngineConfig:
     timers: TimerConfig = field(default_factory=TimerConfig)
     reuse_port: bool = False
     tls_insecure: bool = False
+    tls_cadata: str | None = None  #: trust only these PEM certificates (the embedded UAS's)
     tls_server: ssl.SSLContext | None = None
     snapshot_every: float = 1.0
     stop_grace: float = 5.0
@@ -153,12 +155,17 @@ class Engine:
         cfg = self.config
         loop = self.loop = asyncio.get_running_loop()
         self.t0 = time.monotonic()  # loop.time() shares its epoch: see sipload.pump
-        tls = client_context(insecure=cfg.tls_insecure) if cfg.transport == "tls" else None
+        tls = client_context(insecure=cfg.tls_insecure, cadata=cfg.tls_cadata) \
+            if cfg.transport == "tls" else None
         tp = self.transports = TransportSet(self._on_message, self._on_error,
                                             tls_client_context=tls,
                                             stream_limits=cfg.stream_limits)
+        server_tls = cfg.tls_server
+        if cfg.transport == "tls" and server_tls is None:
+            # a UAC over TLS still listens (its Contact): with a throwaway certificate
+            server_tls = server_context_from_pem(*loopback_certificate())
         host, port = await tp.listen(cfg.transport, cfg.local_host, cfg.local_port,
-                                     ssl_context=cfg.tls_server, reuse_port=cfg.reuse_port)
+                                     ssl_context=server_tls, reuse_port=cfg.reuse_port)
         self.address = (host, port)
         prog = cfg.program
         if prog is None or prog.media:

@@ -280,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     run_dir = _run_dir(args, program)
     uas_proc = None
+    cert = key = ""
     if target is None:
         counterpart = None
         if program.counterpart:
@@ -290,24 +291,30 @@ def run(args: argparse.Namespace) -> int:
                 print(f"sipload run: counterpart: {e}", file=sys.stderr)
                 return EXIT_USAGE
         transport = args.transport or program.transport
+        if transport == "tls":  # a throwaway certificate the workers are told to trust
+            from sipload.transport.selfsigned import loopback_certificate
+            cert, key = loopback_certificate()
         try:
             uas_proc, port = start_embedded_uas({
                 "scenario_text": Path(counterpart.path).read_text(encoding="utf-8")
                 if counterpart else None,
                 "scenario_path": counterpart.path if counterpart else None,
-                "transport": transport, "host": "127.0.0.1", "limits": flags.limits(args)})
+                "transport": transport, "host": "127.0.0.1", "limits": flags.limits(args),
+                "tls_cert": cert, "tls_key": key})
         except RuntimeError as e:
             print(f"sipload run: {e}", file=sys.stderr)
             return EXIT_CANNOT_RUN
         target = ("127.0.0.1", port)
     plan = build_plan(args, program, injection, target, workers)
     plan["embedded_uas"] = uas_proc is not None
+    if cert:
+        plan["tls_cadata"] = cert  # public: the workers check the UAS against it
     writer = RunWriter(run_dir)
     if args.trace != "none":
         writer.open_traces()
     writer.write_text("scenario.yaml", plan["scenario_text"])
     writer.write_json("plan.json", {k: v for k, v in plan.items()
-                                    if k not in ("scenario_text", "inject_text")})
+                                    if k not in ("scenario_text", "inject_text", "tls_cadata")})
     try:
         outcome = asyncio.run(run_load(
             plan, writer, workers=workers, local_workers=args.local_workers, bind=args.bind,

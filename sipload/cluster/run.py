@@ -243,7 +243,12 @@ def _uas_main(plan_uas: dict[str, Any], q: Any, parent: int) -> None:
     try:
         text = plan_uas.get("scenario_text")
         program = load_text(str(text), str(plan_uas.get("scenario_path"))) if text else None
+        tls = None
+        if plan_uas.get("tls_cert") and plan_uas.get("tls_key"):
+            from sipload.transport.selfsigned import server_context_from_pem
+            tls = server_context_from_pem(str(plan_uas["tls_cert"]), str(plan_uas["tls_key"]))
         engine = Engine(EngineConfig(program=program, transport=str(plan_uas["transport"]),
+                                     tls_server=tls,
                                      local_host=str(plan_uas.get("host", "127.0.0.1")),
                                      local_port=0, reuse_port=False,
                                      **engine_limits(plan_uas.get("limits"))))

@@ -18,6 +18,7 @@ def client_context(
     *,
     insecure: bool = False,
     cafile: StrPath | None = None,
+    cadata: str | None = None,
     certfile: StrPath | None = None,
     keyfile: StrPath | None = None,
 ) -> ssl.SSLContext:
@@ -26,6 +27,7 @@ def client_context(
     Args:
         insecure: accept any certificate and any host name (self-signed targets).
         cafile: trust only the CAs in this PEM file instead of the system's.
+        cadata: trust only these PEM certificates (text) instead of the system's.
         certfile: our client certificate chain (PEM), for mutual TLS.
         keyfile: its private key, when not inside ``certfile``.
 
@@ -35,7 +37,7 @@ def client_context(
     Raises:
         OSError, ssl.SSLError: a file is missing or not valid PEM.
     """
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile, cadata=cadata)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if insecure:
         ctx.check_hostname = False
