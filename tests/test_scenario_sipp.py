@@ -71,6 +71,24 @@ def test_library_scenario_against_sipp(scenario: str, peer: str | None) -> None:
         _assert_success(records, 3, uas.describe() + uas.errors)
 
 
+def test_refer_against_sipp() -> None:
+    """scenarios/refer.yaml (the transferor) against SIPp as the transferee: SIPp checks
+    the REFER's Refer-To and that each NOTIFY got its 200; sipload checks the 202 and the
+    two NOTIFYs' sipfrag bodies, Event and Subscription-State.  Both sides must succeed
+    for every call (SIPp exits 0 after its 3 calls only if all of them passed)."""
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, scenario_file="uas_refer.xml", extra_args=["-m", "3"],
+                  trace_msg=True, limit=120) as uas:
+        records = _place_calls(load_file(SCENARIOS / "refer.yaml"), port)
+        sipp_code = uas.wait(60)
+        why = uas.describe() + uas.errors + uas.messages
+    _assert_success(records, 3, why)
+    assert sipp_code == 0, why
+    assert all(r["marks"].get("refer", -1.0) >= 0.0 for r in records), records
+    assert "REFER sip:sipp@" in uas.messages and "SIP/2.0 202 Accepted" in uas.messages
+
+
 @pytest.mark.parametrize("name", ["uac", "regexp"])
 def test_imported_sipp_uac_against_sipp_uas(name: str) -> None:
     require("sipp")
