@@ -476,6 +476,7 @@ class Engine:
         if self.runner is not None and self.media is not None:
             totals, streams = self.runner.media.packet_totals()
             snap.media = self.counts.media.snapshot(totals, streams)
+            snap.media["send"] = self.media.take_send_figures()
         pump.lag = 0.0
         self._next_snapshot = now + self.config.snapshot_every
         self._flush()

@@ -3,11 +3,13 @@
 It moves datagrams and re-arms one timer, nothing else:
 
 * the RTP and RTCP sockets are watched with ``loop.add_reader``; when readable,
-  they are drained in one go, each datagram with its kernel receive stamp, into
-  the table; echoes go back in one batch;
-* one timer fires at the table's next deadline (the next 20 ms tick); each due
-  tick's packets are sent as one batch, and the delay between the tick's due time
-  and the moment its batch starts going out is recorded (send-interval error);
+  they are drained in batches (``recvmmsg`` through
+  :mod:`sipload.transport.batch`), each datagram with its kernel receive stamp,
+  and each batch goes into the table in one call; echoes go back in one batch;
+* one timer (a ``timerfd`` where there is one: the loop's own timers are
+  millisecond-grained) fires at the table's next pacing tick; each due tick's
+  packets are sent as one batch (``sendmmsg``), and how late each packet left
+  against its tick's due time is recorded (the send-interval error);
 * RTCP reports and the final RTCP BYEs are sent as the table hands them out.
 
 Times are ``time.monotonic() − t0`` where ``t0`` is the engine's start on the
@@ -17,18 +19,31 @@ same clock, so the engine's ``now`` and the stamps given here agree.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 from sipload.media import g711
 from sipload.media.table import MediaTable
-from sipload.stats.histograms import new_histogram
+from sipload.stats.histograms import HIGHEST_US, new_histogram
+from sipload.transport.batch import Address
+from sipload.transport.hrtimer import PreciseTimer, precise_timer
 from sipload.transport.rtp import MediaSocket
+
+#: Datagrams read per batch; a readable socket is drained batch after batch.
+READ_BATCH = 256
 
 
 class MediaPump:
-    """Drives one :class:`MediaTable` with a pair of media sockets."""
+    """Drives one :class:`MediaTable` with a pair of media sockets.
+
+    Attributes:
+        send_late: HdrHistogram of each packet's lateness against its tick (µs, at
+            least 1), since the last :meth:`take_send_figures`.
+        ticks: batches sent.
+    """
 
     def __init__(self, table: MediaTable, rtp: MediaSocket, rtcp: MediaSocket, t0: float) -> None:
         self.table = table
@@ -37,10 +52,12 @@ class MediaPump:
         self.t0 = t0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
+        self._timer: PreciseTimer | None = None
         self._armed = float("inf")
-        self.send_error = new_histogram()  #: µs from a tick's due time to its first send
+        self.send_late = new_histogram()
         self.ticks = 0
         self.closed = False
+        self._base = (0, 0, 0)  # sent, unsent, skipped at the last take_send_figures
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -49,6 +66,7 @@ class MediaPump:
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(self.rtp.fileno(), self._read_rtp)
         self.loop.add_reader(self.rtcp.fileno(), self._read_rtcp)
+        self._timer = precise_timer(self.loop, self._on_timer)
         self.rearm()
 
     def close(self) -> None:
@@ -58,6 +76,8 @@ class MediaPump:
         self.closed = True
         if self._handle is not None:
             self._handle.cancel()
+        if self._timer is not None:
+            self._timer.close()
         if self.loop is not None:
             self.loop.remove_reader(self.rtp.fileno())
             self.loop.remove_reader(self.rtcp.fileno())
@@ -68,20 +88,18 @@ class MediaPump:
 
     def _read_rtp(self) -> None:
         table = self.table
-        t0 = self.t0
+        rtp = self.rtp
         echoes: list[bytes] = []
-        dests: list[tuple[str, int]] = []
+        dests: list[Address] = []
         while True:
-            batch = self.rtp.read()
-            for data, addr, stamp in batch:
-                back = table.on_rtp(data, addr, stamp - t0)
-                if back is not None:
-                    echoes.append(back)
-                    dests.append(addr)
-            if len(batch) < 512:
+            batch = rtp.read(READ_BATCH)
+            table.on_rtp_batch(batch, self.t0, echoes, dests)
+            if echoes:
+                rtp.send_many(echoes, dests)
+                echoes.clear()
+                dests.clear()
+            if len(batch) < READ_BATCH:
                 break
-        if echoes:
-            self.rtp.send_many(echoes, dests)
 
     def _read_rtcp(self) -> None:
         for data, addr, stamp in self.rtcp.read():
@@ -96,33 +114,40 @@ class MediaPump:
             return
         deadline = self.table.next_deadline()
         if deadline is None:
-            if self._handle is not None:
-                self._handle.cancel()
-                self._handle = None
+            self._disarm()
             self._armed = float("inf")
             return
-        if deadline >= self._armed and self._handle is not None:
+        if deadline >= self._armed and (self._handle is not None or self._timer is not None):
+            return
+        self._armed = deadline
+        if self._timer is not None:
+            self._timer.arm(self.t0 + deadline)
             return
         if self._handle is not None:
             self._handle.cancel()
-        self._armed = deadline
         self._handle = loop.call_later(max(deadline - self.now(), 0.0), self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._timer is not None:
+            self._timer.disarm()
 
     def _on_timer(self) -> None:
         self._handle = None
         self._armed = float("inf")
         if self.closed:
             return
-        now = self.now()
+        t0 = self.t0
         rtp = self.rtp
-        hist = self.send_error
-        for tick in self.table.due(now):
-            if tick.packets:
-                late = time.monotonic() - self.t0 - tick.due
-                hist.record_value(max(int(late * 1_000_000), 1))
-                rtp.send_many(tick.packets, tick.dests)
-                self.ticks += 1
-        self.flush_rtcp(now)
+        hist = self.send_late
+        for tick in self.table.due(time.monotonic() - t0):
+            late = time.monotonic() - t0 - tick.due
+            hist.record_value(min(max(int(late * 1_000_000), 1), HIGHEST_US), len(tick.packets))
+            rtp.send_many(tick.packets, tick.dests)
+            self.ticks += 1
+        self.flush_rtcp(self.now())
         self.rearm()
 
     def flush_rtcp(self, now: float | None = None) -> None:
@@ -132,6 +157,24 @@ class MediaPump:
         out.extend(table.take_rtcp_outbox())
         if out:
             self.rtcp.send_many([p for p, _ in out], [d for _, d in out])
+
+    def take_send_figures(self) -> dict[str, Any]:
+        """The sending figures since the last call, for an interval snapshot.
+
+        Returns:
+            ``sent`` (packets the kernel took), ``unsent`` (dropped: send buffer
+            full), ``skipped`` (not sent: their tick was over ``max_late`` late) and
+            ``late_us`` (the lateness histogram, base64 of its HdrHistogram
+            encoding; absent when nothing was sent).
+        """
+        now = (self.rtp.sent, self.rtp.send_dropped, self.table.packets_skipped())
+        out: dict[str, Any] = {name: int(b - a) for name, a, b in
+                               zip(("sent", "unsent", "skipped"), self._base, now, strict=True)}
+        self._base = now
+        if self.send_late.get_total_count():
+            out["late_us"] = base64.b64encode(self.send_late.encode()).decode("ascii")
+            self.send_late = new_histogram()
+        return out
 
 
 def write_recordings(recordings: list[tuple[str, int, g711.Samples]], worker: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import wave
 
 import numpy as np
@@ -56,9 +57,59 @@ def test_longer_ptime_sends_every_other_tick() -> None:
     sched = SendSchedule(T0)
     s = stream(ptime_ticks=2)
     sched.add(1, s)
-    ticks = sched.due(T0 + 0.09)
-    assert [len(t.packets) for t in ticks] == [1, 0, 1, 0, 1]
-    assert [parse_rtp(t.packets[0]).timestamp for t in ticks if t.packets] == [1000, 1320, 1640]
+    ticks = sched.due(T0 + 0.09)  # only the ticks with packets come back
+    assert [t.due for t in ticks] == pytest.approx([T0, T0 + 0.04, T0 + 0.08])
+    assert [parse_rtp(t.packets[0]).timestamp for t in ticks] == [1000, 1320, 1640]
+
+
+def test_streams_spread_over_the_fine_grid() -> None:
+    """100 streams of 20 ms on a 1 ms grid: 5 packets a tick, each stream every 20 ticks."""
+    sched = SendSchedule(T0, grid=0.001)
+    for key in range(100):
+        sched.add(key, stream(ptime_ticks=20, ssrc=key))
+    ticks = sched.due(T0 + 0.0995)  # 100 ticks: 0..99
+    assert len(ticks) == 100 and {len(t.packets) for t in ticks} == {5}
+    sent: dict[int, list[float]] = {}
+    for t in ticks:
+        for p in t.packets:
+            sent.setdefault(parse_rtp(p).ssrc, []).append(t.due)
+    assert len(sent) == 100
+    for times in sent.values():
+        gaps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
+        assert gaps == {0.02}
+    # a stream that stops frees its slot: the next one takes it
+    sched.remove(7)
+    phase = sched.streams[8].phase
+    sched.due(T0 + 0.1195)
+    late = stream(ptime_ticks=20, ssrc=999)
+    sched.add(1000, late)
+    assert late.phase == 7 % 20 and phase == 8 % 20
+
+
+def test_removed_then_added_again_sends_once_a_ptime() -> None:
+    sched = SendSchedule(T0)
+    s = stream()
+    sched.add(1, s)
+    sched.due(T0)
+    sched.remove(1)
+    sched.add(1, s)
+    ticks = sched.due(T0 + 0.0999)
+    assert [len(t.packets) for t in ticks] == [1, 1, 1, 1]
+
+
+def test_catching_up_keeps_the_grid() -> None:
+    """Late calls send every due tick once, with its own due time: no drift."""
+    sched = SendSchedule(T0, grid=0.001)
+    s = stream(ptime_ticks=20)
+    sched.add(1, s)
+    dues: list[float] = []
+    now = T0
+    for step in (0.0, 0.013, 0.047, 0.05, 0.0999, 0.1999):  # the last: 100 ms late
+        now = T0 + step
+        dues += [t.due for t in sched.due(now)]
+    assert dues == pytest.approx([T0 + 0.02 * k for k in range(10)], abs=1e-9)
+    assert sched.next_deadline() == pytest.approx(T0 + 0.2)
+    assert sched.skipped_ticks == 0
 
 
 def test_hold_keeps_time_and_resume_marks() -> None:
@@ -85,7 +136,7 @@ def test_stream_without_destination_sends_nothing() -> None:
 
 
 def test_a_stalled_shell_skips_old_ticks() -> None:
-    sched = SendSchedule(T0, max_catch_up=5)
+    sched = SendSchedule(T0, max_late=0.1)
     s = stream()
     sched.add(1, s)
     ticks = sched.due(T0 + 1.0)  # 51 ticks due

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import time
 
+from sipload.cluster.checks import check_snapshot
 from sipload.media.negotiate import StreamPlan
 from sipload.media.table import MediaSpec, MediaTable
 from sipload.mediapump import MediaPump
@@ -57,5 +58,18 @@ def test_tone_echoed_over_loopback() -> None:
         assert fig["mos"] > 4.3
         assert back["received"] == back["sent"]  # an echo sends back all it received
     assert a.table.foreign == 0 and b.table.foreign == 0
-    assert a.send_error.get_total_count() >= 45
+    assert a.send_late.get_total_count() >= 45 * 20  # one entry per packet
+    figures = a.take_send_figures()
+    assert figures["sent"] >= 45 * 20 and figures["unsent"] == figures["skipped"] == 0
+    assert "late_us" in figures and a.send_late.get_total_count() == 0
+    # the map travels in interval snapshots: the coordinator's checks accept it ...
+    media = {"streams": 0, "calls": 0, "sent": 0, "received": 0, "expected": 0, "lost": 0,
+             "histograms": {}}
+    snap = {"t": 1.0, "worker": 0, "started": 1, "succeeded": 1, "failed": 0, "active": 0,
+            "late": 0, "dropped": 0, "retransmissions": 0, "loop_lag_ms": 0.1, "cpu": 0.1,
+            "target_rate": 1.0, "histograms": {}, "failures": {}, "codes": {}}
+    assert check_snapshot({**snap, "media": {**media, "send": figures}}) is None
+    # ... and refuse a broken one
+    for bad in ({**figures, "sent": -1}, {**figures, "late_us": "garbage"}, [1]):
+        assert check_snapshot({**snap, "media": {**media, "send": bad}}) is not None, bad
     assert b.table.echoed_unattributed == 0

@@ -72,3 +72,25 @@ def test_a_malformed_packet_binds_no_ssrc() -> None:
     assert table.calls[1].remote_ssrc == -1 and table.calls[2].remote_ssrc == -1
     table.on_rtp(_packet(0x6666, 1), FAR, 0.0)
     assert table.calls[1].remote_ssrc == 0x6666
+
+
+def test_a_batch_is_routed_with_its_stamps_and_echoes_collected() -> None:
+    """on_rtp_batch: each datagram as on_rtp would take it, stamps moved by the offset;
+    the fast header path and the full parser agree on what they count."""
+    table = _table()
+    table.start(1, MediaSpec(echo=True), _plan(remote_ssrc=5), 0.0)
+    table.start(2, MediaSpec(play="silence"), _plan(("127.0.0.1", 40002), remote_ssrc=6), 0.0)
+    odd = build_rtp(0, 3, 480, 5, bytes(160), csrcs=(9,), padding=4)  # the parser's path
+    batch = [(_packet(5, 1), FAR, 100.02), (_packet(5, 2), FAR, 100.04), (odd, FAR, 100.06),
+             (_packet(6, 1), ("127.0.0.1", 40002), 100.05), (b"\x80\x00", FAR, 100.07),
+             (_packet(5, 4), ("127.0.0.9", 1), 100.08)]
+    echoes: list[bytes] = []
+    dests: list[tuple[str, int]] = []
+    table.on_rtp_batch(batch, 100.0, echoes, dests)
+    echo_call, player = table.calls[1].stats, table.calls[2].stats
+    assert echo_call.received == 3 and echo_call.lost == 0 and echo_call.payload_bytes == 480
+    assert abs(echo_call.last_arrival - 0.06) < 1e-9 and abs(echo_call.longest_gap - 0.02) < 1e-9
+    assert player.received == 1
+    assert echoes == [batch[0][0], batch[1][0], odd] and dests == [FAR] * 3
+    assert echo_call.foreign == 1  # its SSRC from another address
+    assert echo_call.malformed == 1  # too short for RTP, from the call's address

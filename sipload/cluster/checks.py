@@ -9,9 +9,12 @@ and counts it (see :meth:`Coordinator.admit`), and the run goes on.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Mapping
 from typing import Any
+
+from hdrh.histogram import HdrHistogram
 
 from sipload.stats.histograms import MarkHistograms
 from sipload.stats.mediaintervals import COUNTERS, MediaHistograms
@@ -128,4 +131,25 @@ def _check_media(m: Any) -> str | None:
         MediaHistograms.decode(dict(hist))
     except Exception:  # base64, zlib, HdrHistogram: each raises its own kind for garbage
         return "snapshot media histograms: not HdrHistogram encodings"
+    return _check_media_send(m.get("send"))
+
+
+def _check_media_send(send: Any) -> str | None:
+    """None when the optional ``media.send`` map fits (mediapump.take_send_figures)."""
+    if send is None:
+        return None
+    if not isinstance(send, Mapping):
+        return "snapshot media send: not a map"
+    for key in ("sent", "unsent", "skipped"):
+        if not _count(send.get(key)):
+            return f"snapshot media send {key}: bad value {str(send.get(key))[:40]!r}"
+    late = send.get("late_us")
+    if late is None:
+        return None
+    try:
+        if not isinstance(late, str):
+            raise TypeError
+        HdrHistogram.decode(base64.b64decode(late))
+    except Exception:  # base64, zlib, HdrHistogram: each raises its own kind for garbage
+        return "snapshot media send late_us: not an HdrHistogram encoding"
     return None

@@ -18,6 +18,8 @@ Theory of operation:
 
 from __future__ import annotations
 
+import struct
+
 from sipload.media import emodel, rtcp
 from sipload.media.dtmf import parse_event
 from sipload.media.errors import MediaParseError
@@ -25,6 +27,9 @@ from sipload.media.receive import ReceiveStats
 from sipload.media.record import Recorder
 from sipload.media.rtp import is_rtcp, parse_rtp
 from sipload.media.schedule import Address, OutStream
+
+#: The fixed RTP header after its first byte: M/PT, sequence number, timestamp, SSRC.
+_FIXED = struct.Struct("!BHII")
 
 #: The per-call media figures, in record column order (see :meth:`CallMedia.figures`).
 FIELDS: tuple[str, ...] = (
@@ -105,6 +110,19 @@ class CallMedia:
         if source != self.remote:
             stats.count_foreign()
             return None
+        size = len(data)
+        if size >= 12 and data[0] == 0x80 and not 192 <= data[1] <= 223:
+            # the common case: version 2, no padding, extension or CSRC; not RTCP
+            second, seq, timestamp, ssrc = _FIXED.unpack_from(data, 1)
+            pt = second & 0x7F
+            if pt != self.event_pt:
+                stats.on_packet(seq, timestamp, ssrc, pt, size - 12, stamp)
+                if self.recorder is not None and pt == self.payload_type:
+                    self.recorder.add(ssrc, timestamp, data[12:])
+                if self.echo:
+                    self.echoed += 1
+                    return data
+                return None
         if is_rtcp(data):
             self.on_rtcp(data, stamp)
             return None

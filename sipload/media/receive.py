@@ -149,16 +149,23 @@ class ReceiveStats:
         self.received += 1
         self._seg_received += 1
         slot = ext & _MASK
-        if self._seen[slot] == ext:
+        seen = self._seen
+        if seen[slot] == ext:
             self.duplicates += 1
             self._seg_duplicates += 1
             self._gap(arrival)
             return
-        self._seen[slot] = ext
+        seen[slot] = ext
         if late:
             self.out_of_order += 1
         self.payload_bytes += payload_size
-        self._gap(arrival)
+        last = self.last_arrival  # _gap, inlined: this runs for every packet
+        if last >= 0:
+            if arrival - last > self.longest_gap:
+                self.longest_gap = arrival - last
+        else:
+            self.first_arrival = arrival
+        self.last_arrival = arrival
         if payload_type == self.event_pt:
             self.events += 1
             if event_end and timestamp != self._last_event_ts:

@@ -22,14 +22,18 @@ Theory of operation:
    when a re-INVITE or UPDATE completes (hold, resume, a moved address),
    :meth:`stop` at BYE/CANCEL/failure: it returns the call's figures and the
    RTCP BYE to send.
-3. Outgoing audio is on one :class:`SendSchedule`; :meth:`due` gives each tick's
-   packets for the shell to send in a batch.  RTCP reports are polled at most
-   every :data:`RTCP_POLL` seconds.
+3. Outgoing audio is on one :class:`SendSchedule` with a 1 ms pacing tick
+   (:data:`GRID`), streams spread over it; :meth:`due` gives each tick's packets
+   for the shell to send in a batch.  RTCP reports are polled at most every
+   :data:`RTCP_POLL` seconds.
+5. Received RTP comes in batches (:meth:`on_rtp_batch`), as the shell read them,
+   each datagram with its socket stamp; the per-packet statistics stay here.
 4. The payloads a spec plays are computed once per (codec, packet size) and shared.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from sipload.media import g711, source
@@ -39,7 +43,11 @@ from sipload.media.negotiate import StreamPlan
 from sipload.media.rtp import is_rtcp, parse_rtp
 from sipload.media.schedule import Address, OutStream, SendSchedule, Tick
 
+_SSRC = struct.Struct("!I")
 RTCP_POLL = 0.5
+#: The pacing tick of a worker's streams, seconds: 20 ms streams are spread over 20
+#: ticks (see :class:`SendSchedule`).
+GRID = 0.001
 CLOCK_RATE = 8000
 
 
@@ -100,11 +108,11 @@ class MediaTable:
         random_bits: a source of random 32-bit numbers (SSRCs, first sequence
             numbers and timestamps, RFC 3550 §5.1), from the shell.
         cname: the RTCP CNAME of this worker.
-        grid: the send grid, seconds.
+        grid: the pacing tick, seconds.
     """
 
     def __init__(self, now: float, wall_offset: float, random_bits: Callable[[], int],
-                 cname: str, grid: float = 0.02) -> None:
+                 cname: str, grid: float = GRID) -> None:
         self.schedule = SendSchedule(now, grid)
         self.wall_offset = wall_offset
         self.random_bits = random_bits
@@ -281,12 +289,28 @@ class MediaTable:
 
     # -- receiving --------------------------------------------------------------
 
+    def on_rtp_batch(self, datagrams: list[tuple[bytes, Address, float]], offset: float,
+                     echoes: list[bytes], dests: list[Address]) -> None:
+        """Route a batch of datagrams read from the RTP port, in arrival order.
+
+        Args:
+            datagrams: ``(data, source, stamp)`` as read, stamps on the shell's clock.
+            offset: subtracted from each stamp to give the table's time.
+            echoes, dests: the packets to send back and where are appended here.
+        """
+        on_rtp = self.on_rtp
+        for data, source_addr, stamp in datagrams:
+            back = on_rtp(data, source_addr, stamp - offset)
+            if back is not None:
+                echoes.append(back)
+                dests.append(source_addr)
+
     def on_rtp(self, data: bytes, source_addr: Address, stamp: float) -> bytes | None:
         """Route one datagram read from the RTP port; returns a packet to echo, or None."""
         key = -1
         ssrc = -1
         if len(data) >= 12 and data[0] >> 6 == 2:
-            ssrc = int.from_bytes(data[8:12], "big")
+            ssrc = _SSRC.unpack_from(data, 8)[0]
             key = self._by_ssrc.get(ssrc, -1)
             if key < 0:
                 key = self._by_remote_ssrc.get(ssrc, -1)
@@ -346,6 +370,10 @@ class MediaTable:
     def due(self, now: float) -> list[Tick]:
         """The RTP ticks due at ``now``."""
         return self.schedule.due(now)
+
+    def packets_skipped(self) -> int:
+        """Packets not sent over the table's life because their tick came too late."""
+        return self.schedule.skipped_packets
 
     def rtcp_due(self, now: float) -> list[tuple[bytes, Address]]:
         """The RTCP reports due at ``now`` (polled at most every RTCP_POLL seconds)."""
