@@ -94,3 +94,20 @@ def test_a_batch_is_routed_with_its_stamps_and_echoes_collected() -> None:
     assert echoes == [batch[0][0], batch[1][0], odd] and dests == [FAR] * 3
     assert echo_call.foreign == 1  # its SSRC from another address
     assert echo_call.malformed == 1  # too short for RTP, from the call's address
+
+
+def test_an_echo_after_the_call_stopped_is_latched_by_no_other_call() -> None:
+    """SIPp -rtp_echo returns every call's packets from one port and announces no SSRC:
+    a packet of a stopped call still in flight must not bind to a running call."""
+    table = _table()
+    spec = MediaSpec(play="silence")
+    table.start(1, spec, _plan(), 0.0)
+    table.start(2, spec, _plan(), 0.0)
+    own1, own2 = table.calls[1].ssrc, table.calls[2].ssrc
+    table.on_rtp(_packet(own1, 1), FAR, 0.02)  # our own SSRC comes back: call 1's
+    table.stop(1, 0.03)
+    table.on_rtp(_packet(own1, 2), FAR, 0.04)  # in flight at the stop
+    table.on_rtp(_packet(own2, 1), FAR, 0.05)
+    stats = table.calls[2].stats
+    assert stats.received == 1 and stats.ssrc_changes == 0 and stats.ssrc == own2
+    assert table.after_stop == 1 and table.foreign == 0

@@ -45,6 +45,8 @@ from sipload.media.schedule import Address, OutStream, SendSchedule, Tick
 
 _SSRC = struct.Struct("!I")
 RTCP_POLL = 0.5
+#: How many SSRCs of stopped calls are remembered (see MediaTable.after_stop).
+RETIRED = 4096
 #: The pacing tick of a worker's streams, seconds: 20 ms streams are spread over 20
 #: ticks (see :class:`SendSchedule`).
 GRID = 0.001
@@ -132,6 +134,10 @@ class MediaTable:
         #: calls (in start order) at each far-end address with no far-end SSRC bound yet
         self._unlatched: dict[Address, dict[int, None]] = {}
         self.foreign = 0
+        #: our SSRCs of calls that stopped (the last RETIRED of them): their echoes still
+        #: in flight are not a new far-end stream for another call to latch
+        self._retired: dict[int, None] = {}
+        self.after_stop = 0
         self._next_rtcp_poll = now + RTCP_POLL
         self.streams_started = 0
         self._rtcp_outbox: list[tuple[bytes, Address]] = []
@@ -205,6 +211,9 @@ class MediaTable:
             return None
         self.schedule.remove(key)
         self._by_ssrc.pop(media.ssrc, None)
+        self._retired[media.ssrc] = None
+        if len(self._retired) > RETIRED:  # oldest first: dicts keep insertion order
+            del self._retired[next(iter(self._retired))]
         self._unindex(key, media.remote)
         self._remote_ssrc(key, media.remote_ssrc, -1)
         self._echo_release(media)
@@ -232,7 +241,8 @@ class MediaTable:
             return media.ssrc
         while True:
             ssrc = self.random_bits() & 0xFFFFFFFF
-            if ssrc not in self._by_ssrc and ssrc not in self._reserved.values():
+            if ssrc not in self._by_ssrc and ssrc not in self._retired and \
+                    ssrc not in self._reserved.values():
                 self._reserved[key] = ssrc
                 return ssrc
 
@@ -314,6 +324,9 @@ class MediaTable:
             key = self._by_ssrc.get(ssrc, -1)
             if key < 0:
                 key = self._by_remote_ssrc.get(ssrc, -1)
+            if key < 0 and ssrc in self._retired:
+                self.after_stop += 1  # an echo of a call that has ended
+                return None
         if key < 0:
             key = self._by_addr.get(source_addr, -1)
             if ssrc >= 0 and source_addr in self._unlatched and not is_rtcp(data):
