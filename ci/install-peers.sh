@@ -1,6 +1,7 @@
 #!/bin/sh
-# Install the real SIP peers the tests run against (SIPp, Kamailio, sipsak, baresip, and
-# rtpengine, the media relay Kamailio drives in tests/test_media_peers.py), tshark
+# Install the real SIP peers the tests run against (SIPp, Kamailio with its WebSocket
+# module, sipsak, baresip, and rtpengine, the media relay Kamailio drives in
+# tests/test_media_peers.py), tshark
 # (reads the run directory's messages.pcap) and tcpdump (the capture tests' reference
 # clock), if missing.
 #
@@ -23,6 +24,11 @@ for pair in sipp:sip-tester kamailio:kamailio sipsak:sipsak tshark:tshark baresi
     fi
 done
 
+# Kamailio's WebSocket module (SIP over WebSocket, RFC 7118) is a package of its own
+if ! ls /usr/lib/*/kamailio/modules/websocket.so >/dev/null 2>&1; then
+    missing="$missing kamailio-websocket-modules"
+fi
+
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -30,7 +36,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log=$(mktemp)
     # the full set, so a partial install is completed too
     if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-            sip-tester kamailio sipsak tshark baresip rtpengine-daemon tcpdump; } >"$log" 2>&1; then
+            sip-tester kamailio kamailio-websocket-modules sipsak tshark baresip \
+            rtpengine-daemon tcpdump; } >"$log" 2>&1; then
         cat "$log" >&2
         rm -f "$log"
         echo "install-peers: apt-get failed installing:$missing" >&2
@@ -41,5 +48,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 echo "install-peers: missing SIP peers; install the Debian packages:$missing" >&2
-echo "install-peers:   sudo apt-get install -y sip-tester kamailio sipsak tshark baresip rtpengine-daemon tcpdump" >&2
+echo "install-peers:   sudo apt-get install -y sip-tester kamailio kamailio-websocket-modules sipsak tshark baresip rtpengine-daemon tcpdump" >&2
 exit 0

@@ -99,6 +99,7 @@ class EngineConfig:
     max_dialogs: int = 0  #: calls answered at once before a new INVITE gets 503 (0: no cap)
     trace: str = "none"  #: keep the wire messages of "failed", "all" or "none" of the calls
     trace_limit: int = DEFAULT_LIMIT  #: traced calls per failure reason ("failed")
+    ws_path: str = "/"  #: the request path of WebSocket upgrades (ws, wss)
 
 
 RecordSink = Callable[[list[dict[str, Any]]], None]
@@ -155,14 +156,15 @@ class Engine:
         cfg = self.config
         loop = self.loop = asyncio.get_running_loop()
         self.t0 = time.monotonic()  # loop.time() shares its epoch: see sipload.pump
+        secure = cfg.transport in ("tls", "wss")
         tls = client_context(insecure=cfg.tls_insecure, cadata=cfg.tls_cadata) \
-            if cfg.transport == "tls" else None
+            if secure else None
         tp = self.transports = TransportSet(self._on_message, self._on_error,
                                             tls_client_context=tls,
-                                            stream_limits=cfg.stream_limits)
+                                            stream_limits=cfg.stream_limits, ws_path=cfg.ws_path)
         server_tls = cfg.tls_server
-        if cfg.transport == "tls" and server_tls is None:
-            # a UAC over TLS still listens (its Contact): with a throwaway certificate
+        if secure and server_tls is None:
+            # a UAC over TLS or WSS still listens (its Contact): with a throwaway certificate
             server_tls = server_context_from_pem(*loopback_certificate())
         host, port = await tp.listen(cfg.transport, cfg.local_host, cfg.local_port,
                                      ssl_context=server_tls, reuse_port=cfg.reuse_port)

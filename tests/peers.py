@@ -89,6 +89,9 @@ REGISTRAR_CFG = KAMAILIO_DIR / "registrar.cfg"
 """Digest-authenticating in-memory registrar and location proxy."""
 RTPENGINE_CFG = KAMAILIO_DIR / "rtpengine.cfg"
 """Record-routing proxy that anchors the media in rtpengine (rtpengine_manage)."""
+WEBSOCKET_CFG = KAMAILIO_DIR / "websocket.cfg"
+"""SIP over WebSocket in front of a UDP UAS; defines LISTEN_PORT, WS_PORT, UAS_ADDR."""
+KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 SIPP_DIR = REPO_ROOT / "tests" / "sipp"
 """SIPp XML scenarios used by the tests."""
 
@@ -943,6 +946,7 @@ class KamailioProcess(_PeerProcess):
     """
 
     name = "kamailio"
+    ws_port = 0  #: the WebSocket port (kamailio_websocket() only)
 
     def __init__(
         self,
@@ -1039,6 +1043,32 @@ def kamailio_proxy(
     defines: dict[str, str | int | bool] = dict(kwargs.pop("defines", None) or {})
     defines["UAS_ADDR"] = uas_addr
     return KamailioProcess(PROXY_CFG, port=port, defines=defines, **kwargs)
+
+
+def kamailio_websocket(uas_port: int, *, ws_port: int | None = None,
+                       **kwargs: Any) -> KamailioProcess:
+    """``ci/kamailio/websocket.cfg``: SIP over WebSocket on ``ws_port`` relayed to a UDP
+    UAS on 127.0.0.1:``uas_port`` (the ``.ws_port`` attribute of the result).
+
+    Needs Kamailio's websocket module (Debian ``kamailio-websocket-modules``): missing,
+    the test fails under CI=true and skips elsewhere, like a missing binary.
+    """
+    require("kamailio")
+    modules = [KAMAILIO_MODULES, *Path("/usr/lib").glob("*/kamailio/modules")]
+    if not any((d / "websocket.so").exists() for d in modules):
+        message = ("Kamailio's websocket.so not found: install the Debian package "
+                   "'kamailio-websocket-modules' (or run ci/install-peers.sh)")
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(message + " [CI=true: missing peers fail instead of skipping]")
+        pytest.skip(message)
+    ws = ws_port if ws_port is not None else free_port("tcp")
+    defines: dict[str, str | int | bool] = dict(kwargs.pop("defines", None) or {})
+    defines["UAS_ADDR"] = f"{LOOPBACK}:{uas_port}"
+    defines["WS_PORT"] = ws
+    proc = KamailioProcess(WEBSOCKET_CFG, port=kwargs.pop("port", None) or free_port("udp"),
+                           defines=defines, **kwargs)
+    proc.ws_port = ws
+    return proc
 
 
 def kamailio_registrar(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sipload import __version__
-from sipload.cli import flags
+from sipload.cli import flags, targets
 from sipload.cluster.channel import ChannelError, Keys, is_loopback_host, is_loopback_url
 from sipload.cluster.run import run_load, start_embedded_uas, stop_process
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_USAGE
@@ -36,11 +36,16 @@ class UsageError(Exception):
     """A bad flag value; the message names the flag."""
 
 
+TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a load test (UAC scenario) and write a report")
     p.add_argument("scenario", help="the scenario file (YAML)")
-    p.add_argument("--target", help="HOST[:PORT] to call; without it an embedded UAS answers")
-    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default=None)
+    p.add_argument("--target", help="HOST[:PORT], or ws://HOST[:PORT][/PATH] or wss://... "
+                                     "(SIP over WebSocket) to call; without it an embedded "
+                                     "UAS answers")
+    p.add_argument("--transport", choices=TRANSPORTS, default=None)
     p.add_argument("--rate", type=flags.positive_float, default=10.0,
                    help="calls per second (default 10)")
     limit = p.add_mutually_exclusive_group()
@@ -126,14 +131,10 @@ def _defaulted(args: argparse.Namespace, program: Program) -> list[str]:
 
 def parse_target(text: str, flag: str = "--target") -> tuple[str, int]:
     """HOST[:PORT] (``[v6]:PORT`` too; the port 5060 by default) of ``flag``."""
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]+))?|([^:\[\]]+)(?::([0-9]+))?", text)
-    if m is None:
-        raise UsageError(f"{flag}: expected HOST[:PORT], got {text!r}")
-    host = m.group(1) or m.group(3)
-    port = int(m.group(2) or m.group(4) or 5060)
-    if not 0 < port < 65536:
-        raise UsageError(f"{flag}: bad port {port}")
-    return host, port
+    try:
+        return targets.parse_hostport(text, flag)
+    except targets.TargetError as e:
+        raise UsageError(str(e)) from e
 
 
 def _loopback_of(host: str) -> str:
@@ -256,7 +257,12 @@ def run(args: argparse.Namespace) -> int:
                              "'sipload uas'")
         if injection is not None and injection.order == "USER":
             _check_user_rows(args.users, injection)
-        target = parse_target(args.target) if args.target else None
+        ws_path = "/"
+        target = None
+        if args.target:
+            parsed = targets.parse(args.target)
+            args.transport = targets.transport_for(parsed, args.transport)
+            target, ws_path = parsed.hostport, parsed.path
         workers = args.workers or os.cpu_count() or 1
         if args.calls is not None:
             workers = min(workers, args.calls)
@@ -275,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as e:
+    except (UsageError, targets.TargetError) as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_USAGE
     run_dir = _run_dir(args, program)
@@ -291,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"sipload run: counterpart: {e}", file=sys.stderr)
                 return EXIT_USAGE
         transport = args.transport or program.transport
-        if transport == "tls":  # a throwaway certificate the workers are told to trust
+        if transport in ("tls", "wss"):  # a throwaway certificate the workers are told to trust
             from sipload.transport.selfsigned import loopback_certificate
             cert, key = loopback_certificate()
         try:
@@ -309,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
     plan["embedded_uas"] = uas_proc is not None
     if cert:
         plan["tls_cadata"] = cert  # public: the workers check the UAS against it
+    plan["ws_path"] = ws_path
     writer = RunWriter(run_dir)
     if args.trace != "none":
         writer.open_traces()

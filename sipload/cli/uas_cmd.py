@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sipload.cli import flags
-from sipload.cli.run_cmd import UsageError, parse_target
+from sipload.cli import flags, targets
+from sipload.cli.run_cmd import TRANSPORTS, UsageError
 from sipload.cluster.worker import engine_limits
 from sipload.engine import Engine, EngineConfig
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_USAGE
@@ -28,9 +28,11 @@ from sipload.transport.tls import server_context
 def register(sub: Any) -> None:
     p = sub.add_parser("uas", help="answer calls: a UAS scenario, or the default UAS")
     p.add_argument("scenario", nargs="?", help="a UAS scenario (default: the default UAS)")
-    p.add_argument("--listen", default="127.0.0.1:5060", help="HOST:PORT (default 127.0.0.1:5060)")
-    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default=None)
-    p.add_argument("--cert", help="TLS certificate (PEM, with --transport tls)")
+    p.add_argument("--listen", default="127.0.0.1:5060",
+                   help="HOST:PORT (default 127.0.0.1:5060), or ws://HOST:PORT/ or "
+                        "wss://HOST:PORT/ for SIP over WebSocket")
+    p.add_argument("--transport", choices=TRANSPORTS, default=None)
+    p.add_argument("--cert", help="TLS certificate (PEM, with --transport tls or wss)")
     p.add_argument("--key", help="TLS private key (PEM)")
     p.add_argument("--duration", type=flags.duration,
                    help="stop after this long (e.g. 60s); default: until Ctrl-C")
@@ -43,22 +45,24 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        host, port = parse_target(args.listen, "--listen")
+        listen = targets.parse(args.listen, "--listen")
+        host, port = listen.hostport
+        chosen = targets.transport_for(listen, args.transport, "--listen")
         program = load_file(args.scenario) if args.scenario else None
         for w in program.warnings if program is not None else ():
             print(w, file=sys.stderr)
         if program is not None and program.role != "uas":
             raise UsageError(f"{args.scenario}: a {program.role} scenario; use 'sipload run'")
-        transport = args.transport or (program.transport if program else "udp")
+        transport = chosen or (program.transport if program else "udp")
         tls = None
-        if transport == "tls":
+        if transport in ("tls", "wss"):
             if not args.cert:
-                raise UsageError("--transport tls needs --cert (and --key)")
+                raise UsageError(f"--transport {transport} needs --cert (and --key)")
             tls = server_context(args.cert, args.key)
         duration = args.duration
         if args.out and program is None:
             raise UsageError("--out needs a UAS scenario (the default UAS keeps no records)")
-    except (ScenarioError, UsageError) as e:
+    except (ScenarioError, UsageError, targets.TargetError) as e:
         print(f"sipload uas: {e}", file=sys.stderr)
         return EXIT_USAGE
     records: list[dict[str, Any]] = []

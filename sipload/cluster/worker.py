@@ -115,6 +115,7 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         stop_grace=float(plan.get("stop_grace", 5.0)),
         **engine_limits(plan.get("limits")),
         trace=str(plan.get("trace", "none")),
+        ws_path=str(plan.get("ws_path", "/")),
         trace_limit=int(plan.get("trace_limit", DEFAULT_LIMIT)),
     )
 

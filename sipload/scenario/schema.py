@@ -260,7 +260,7 @@ SCHEMA: dict[str, Any] = {
         "name": {"type": "string"},
         "description": {"type": "string"},
         "role": {"enum": ["uac", "uas"]},
-        "transport": {"enum": ["udp", "tcp", "tls"]},
+        "transport": {"enum": ["udp", "tcp", "tls", "ws", "wss"]},
         "counterpart": {"type": "string", "description": "the UAS scenario to test against"},
         "to": TEMPLATE,
         "from": TEMPLATE,

@@ -1,4 +1,4 @@
-"""Sockets for the SIP shell: UDP, TCP and TLS endpoints behind one :class:`TransportSet`.
+"""Sockets for the SIP shell: UDP, TCP, TLS, WS and WSS endpoints behind one :class:`TransportSet`.
 
 The transports move bytes and nothing else: a datagram or a framed stream
 message goes up with its peer ``(transport, host, port)``; bytes for a peer go
@@ -44,10 +44,11 @@ from typing import Any
 from sipload.transport.stream import CONNECT_TIMEOUT, StreamLimits, StreamTransport, describe
 from sipload.transport.tls import client_context
 from sipload.transport.udp import OnMessage, Peer, UdpEndpoint, open_udp
+from sipload.transport.websocket import DEFAULT_PATH, PING_INTERVAL, WsTransport
 
 __all__ = ["OnMessage", "Peer", "StreamLimits", "TransportSet"]
 
-TRANSPORTS = ("udp", "tcp", "tls")
+TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -81,6 +82,8 @@ class TransportSet:
             (pass it when :meth:`send` will be called while the loop is not running).
         stream_limits: what one TCP/TLS peer may take (message size, connections,
             idle time); by default 64 KiB, no connection cap, 300 s.
+        ws_path: the path of the WebSocket upgrades we send (``ws``/``wss``).
+        ws_ping: seconds of silence before a WebSocket ping (0: none).
     """
 
     def __init__(
@@ -92,8 +95,12 @@ class TransportSet:
         connect_timeout: float = CONNECT_TIMEOUT,
         loop: asyncio.AbstractEventLoop | None = None,
         stream_limits: StreamLimits | None = None,
+        ws_path: str = DEFAULT_PATH,
+        ws_ping: float = PING_INTERVAL,
     ) -> None:
         self._stream_limits = stream_limits
+        self._ws_path = ws_path
+        self._ws_ping = ws_ping
         self._on_message = on_message
         self._on_error = on_error
         self._tls_client_context = tls_client_context
@@ -128,10 +135,10 @@ class TransportSet:
         """Bind a listening endpoint.
 
         Args:
-            transport: ``"udp"``, ``"tcp"`` or ``"tls"``.
+            transport: ``"udp"``, ``"tcp"``, ``"tls"``, ``"ws"`` or ``"wss"``.
             host: the address to bind (IPv4 or IPv6 literal, or a name).
             port: the port; 0 for an ephemeral one.
-            ssl_context: the server context, required for ``"tls"``
+            ssl_context: the server context, required for ``"tls"`` and ``"wss"``
                 (:func:`sipload.transport.tls.server_context`).
             reuse_port: set ``SO_REUSEPORT`` so several processes share the port.
 
@@ -139,7 +146,7 @@ class TransportSet:
             The bound (host, port).
 
         Raises:
-            ValueError: an unknown transport, or TLS without ``ssl_context``.
+            ValueError: an unknown transport, or TLS/WSS without ``ssl_context``.
             OSError: the address cannot be bound.
         """
         self.loop  # noqa: B018 - remember the running loop
@@ -287,8 +294,16 @@ class TransportSet:
     def _stream(self, kind: str) -> StreamTransport:
         st = self._streams.get(kind)
         if st is None:
+            if kind in ("ws", "wss"):
+                st = WsTransport(
+                    kind, self._on_message, self._report, self.resolve, path=self._ws_path,
+                    ping_interval=self._ws_ping, client_context=self._client_context,
+                    connect_timeout=self._connect_timeout, loop=self.loop,
+                    limits=self._stream_limits)
+                self._streams[kind] = st
+                return st
             if kind not in ("tcp", "tls"):
-                raise ValueError(f"unknown transport {kind!r}: use udp, tcp or tls")
+                raise ValueError(f"unknown transport {kind!r}: use udp, tcp, tls, ws or wss")
             st = StreamTransport(
                 kind, self._on_message, self._report, self.resolve,
                 client_context=self._client_context, connect_timeout=self._connect_timeout,

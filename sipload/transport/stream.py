@@ -81,6 +81,12 @@ RETRY_AFTER = 5
 
 Address = tuple[str, int]
 
+STREAM_KINDS = ("tcp", "tls", "ws", "wss")
+"""The connection-oriented transports (WebSocket ones in :mod:`sipload.transport.websocket`)."""
+
+SECURE_KINDS = ("tls", "wss")
+"""The stream transports that run over TLS."""
+
 
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
@@ -116,6 +122,7 @@ class StreamConnection(asyncio.Protocol):
         self.names: set[Address] = set()  #: the keys it has in the owner's table
         self.peer: Peer = (owner.kind, "", 0)  #: the remote address, once connected
         self.local: tuple[str, int] = ("", 0)  #: the local address, once connected
+        self.asked: Address = ("", 0)  #: opened by us: the (host, port) it was asked for
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -289,7 +296,7 @@ class StreamTransport:
         loop: asyncio.AbstractEventLoop | None = None,
         limits: StreamLimits | None = None,
     ) -> None:
-        if kind not in ("tcp", "tls"):
+        if kind not in STREAM_KINDS:
             raise ValueError(f"not a stream transport: {kind!r}")
         self.kind = kind
         self.on_message = on_message
@@ -311,6 +318,10 @@ class StreamTransport:
         self.refused_oversize = 0  #: messages refused for their size (413/513)
         self.refused_busy = 0  #: connections answered 503 past max_connections
         self.idle_closed = 0  #: connections closed for idleness
+
+    def new_connection(self, *, accepted: bool = False) -> StreamConnection:
+        """A connection of this transport's kind (a subclass frames WebSocket)."""
+        return StreamConnection(self, accepted=accepted)
 
     def over_capacity(self) -> bool:
         """Whether max_connections accepted connections are open already."""
@@ -354,14 +365,15 @@ class StreamTransport:
             ValueError: a TLS listener without ``ssl_context``.
             OSError: the address cannot be bound.
         """
-        if self.kind == "tls" and ssl_context is None:
-            raise ValueError("a TLS listener needs a server ssl_context (see transport.tls)")
+        if self.kind in SECURE_KINDS and ssl_context is None:
+            raise ValueError(f"a {self.kind.upper()} listener needs a server ssl_context "
+                             "(see transport.tls)")
         guard_accept(self._loop)  # out of descriptors: refuse politely, log once a while
         server = await self._loop.create_server(
-            lambda: StreamConnection(self, accepted=True),
+            lambda: self.new_connection(accepted=True),
             host,
             port,
-            ssl=ssl_context if self.kind == "tls" else None,
+            ssl=ssl_context if self.kind in SECURE_KINDS else None,
             reuse_address=True,
             reuse_port=reuse_port or None,
             backlog=1024,
@@ -378,7 +390,8 @@ class StreamTransport:
         """
         conn = self._conns.get((host, port))
         if conn is None:
-            conn = StreamConnection(self)
+            conn = self.new_connection()
+            conn.asked = (host, port)
             self.attach(conn, (host, port))
             task = self._loop.create_task(self._connect(conn, host, port))
             self._tasks.add(task)
@@ -400,7 +413,7 @@ class StreamTransport:
                     return
                 self.attach(conn, (addr, port))
                 context = None
-                if self.kind == "tls":
+                if self.kind in SECURE_KINDS:
                     assert self._client_context is not None, "TLS without a client context"
                     context = self._client_context()
                 await self._loop.create_connection(

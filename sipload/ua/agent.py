@@ -74,6 +74,9 @@ from sipload.ua.state import (
     UAState,
 )
 
+_WHOLE = frozenset({"udp", "ws", "wss"})
+"""Transports whose every read is one whole message (Content-Length may be absent)."""
+
 _TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
 
@@ -141,7 +144,8 @@ class UserAgent:
         s = self.state
         s.now = now
         try:
-            msg = parse_message(data, datagram=peer[0] == "udp")
+            # a datagram or a WebSocket message is one whole message (RFC 7118 §5.1)
+            msg = parse_message(data, datagram=peer[0] in _WHOLE)
         except ParseError as e:
             uas.bad(s, data, peer, e, now)
             return

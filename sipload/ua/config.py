@@ -16,7 +16,7 @@ class UAConfig:
 
     host: str = "127.0.0.1"  #: the address written in Via and Contact
     port: int = 5060
-    transport: str = "udp"  #: default transport for requests: udp, tcp or tls
+    transport: str = "udp"  #: default transport for requests: udp, tcp, tls, ws or wss
     user: str = "sipload"  #: user part of our Contact
     user_agent: str = "sipload"
     timers: TimerConfig = field(default_factory=TimerConfig)

@@ -6,8 +6,9 @@
 2. Every request we send gets a Via of our own with a fresh branch and ``rport``
    (RFC 3581).
 3. The next hop is the first Route if there is one, else the Request-URI (RFC 3261
-   §8.1.2): its transport (``transport=``, ``sips`` → tls, else ours), ``maddr`` or
-   host, and port (5060, 5061 for tls).  Resolved once per distinct Route or
+   §8.1.2): its transport (``transport=``, ``sips`` → tls, else ours; ``transport=ws``
+   is WSS under ``sips`` or when ours is WSS, RFC 7118 §5.2), ``maddr`` or host, and
+   port (5060; 5061 for tls, 80 for ws, 443 for wss).  Resolved once per distinct Route or
    Request-URI text.
 """
 
@@ -41,6 +42,10 @@ def build_initial(
         req.add_header("Route", route)
     req.add_header("User-Agent", s.config.user_agent)
     return req
+
+
+_DEFAULT_PORTS = {"tls": 5061, "ws": 80, "wss": 443}
+"""The port of a hop whose URI names none (RFC 3261 §19.1.2, RFC 7118 §5.3 via RFC 6455)."""
 
 
 def address(s: UAState, text: str) -> tuple[str, str]:
@@ -93,6 +98,8 @@ def _resolve_hop(s: UAState, req: Request, first_route: str | None) -> Peer | No
     if not isinstance(uri, SipUri):
         return None
     transport = uri.transport or ("tls" if uri.scheme == "sips" else s.config.transport)
-    port = uri.port or (5061 if transport == "tls" else 5060)
+    if transport == "ws" and (uri.scheme == "sips" or s.config.transport == "wss"):
+        transport = "wss"  # RFC 7118 §5.2: transport=ws names WSS too
+    port = uri.port or _DEFAULT_PORTS.get(transport, 5060)
     maddr = uri.params.get("maddr")
     return (transport, maddr or uri.host_plain, port)

@@ -238,7 +238,9 @@ class UAState:
         self.refused_busy = 0  #: new INVITEs answered 503 at max_calls
         c = config
         self.hostport = f"{c.host}:{c.port}" if ":" not in c.host else f"[{c.host}]:{c.port}"
-        tp = "" if c.transport == "udp" else f";transport={c.transport}"
+        # RFC 7118 §5.2: the URI parameter is transport=ws for WS and WSS alike
+        param = "ws" if c.transport == "wss" else c.transport
+        tp = "" if param == "udp" else f";transport={param}"
         scheme = "sips" if c.transport == "tls" else "sip"
         self.contact = f"<{scheme}:{c.user}@{self.hostport}{tp}>"
         self.allow = ", ".join(c.allow)
