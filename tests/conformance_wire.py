@@ -28,7 +28,7 @@ from sipload.conformance.model import CaseResult
 from tests.capture import Packet
 
 _CALL_ID = re.compile(rb"(?im)^(?:call-id|i)[ \t]*:[ \t]*(\S+)")
-_CSEQ = re.compile(rb"(?im)^cseq[ \t]*:[ \t]*(\d+)[ \t]+(\S+)")
+_CSEQ = re.compile(rb"(?im)^cseq[ \t]*:[ \t]*(\d+)[ \t]*(?:\r?\n)?[ \t]+(\S+)")
 _BRANCH = re.compile(rb"(?i)branch[ \t]*=[ \t]*([^;,\s]+)")
 TOLERANCE, SLACK = 0.30, 0.08
 RACE = 0.005

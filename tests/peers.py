@@ -1363,3 +1363,42 @@ class NaiveTcpUas:
                     continue
                 with contextlib.suppress(OSError):
                     conn.sendall(answer)
+
+
+class NaiveUdpUas:
+    """A deliberately wrong SIP-over-UDP endpoint on 127.0.0.1 (a breaking target): it
+    answers every datagram 200 OK with the datagram's Via, From, To, Call-ID and CSeq
+    copied, requests and responses alike (RFC 3261 §18.1.2: a response whose Via is not
+    the receiver's MUST be discarded).  Runs in a thread; use ``with``."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port if port is not None else free_port("udp")
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._sock.bind((LOOPBACK, self.port))
+        self._sock.settimeout(0.1)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            head = data.split(b"\r\n\r\n", 1)[0]
+            echoed = b"\r\n".join(m.group(0).rstrip(b"\r") for m in
+                                  NaiveTcpUas._ECHO.finditer(head))
+            with contextlib.suppress(OSError):
+                self._sock.sendto(b"SIP/2.0 200 OK\r\n" + echoed
+                                  + b"\r\nContent-Length: 0\r\n\r\n", peer)

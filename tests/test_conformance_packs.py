@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from sipload.conformance import cases_prack as prack
+from sipload.conformance import cases_robust as robust
 from sipload.conformance import cases_rtp as rtp
 from sipload.conformance import cases_timer as timer
 from sipload.conformance import cases_transport as transport
+from sipload.conformance import cases_uas as uas
 from sipload.conformance.model import CaseResult, Rule
 from sipload.conformance.profile import load_profile_text
 from sipload.conformance.runner import RunSetup, all_cases, run, select
@@ -31,6 +33,7 @@ from tests.peers import (
     REPO_ROOT,
     BaresipProcess,
     NaiveTcpUas,
+    NaiveUdpUas,
     free_port,
     require,
     sipp_uas,
@@ -300,3 +303,54 @@ def test_rtp_pack_keeping_targets(tmp_path: Path) -> None:
         echo = _run(MEDIA, port, ["rtp"])
     check(echo, {"RTP-001": ("pass", None), "RTP-002": ("pass", None),
                  "RTP-003": ("pass", None)})
+
+
+# --------------------------------------------------------------------------- robustness: valid
+
+VALID_IDS = [f"ROB-{n}" for n in ("wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp",
+                                  "longreq", "dblreq", "semiuri", "transports", "mpart01",
+                                  "unreason", "noreason", "invut")]
+
+
+def test_valid_torture_messages_against_breaking_targets() -> None:
+    require("sipp")
+    # SIPp's built-in uas drops everything but INVITE, ACK and BYE, and accepts any INVITE
+    port = free_port("udp")
+    with sipp_uas(port, limit=120):
+        builtin = _run(_profile(""), port, [], ids=VALID_IDS)
+    silent = ("wsinv", "intmeth", "escnull", "esc02", "lwsdisp", "dblreq", "semiuri",
+              "transports", "mpart01")
+    # silence to a valid request fails the MUST to answer it: §17.2.1 for INVITE, §11.2 for
+    # OPTIONS, §8.2.1 (405/501) for a method it does not serve
+    assert {k for k, r in builtin.items() if r.verdict.value == "fail"} == {
+        f"ROB-{n}" for n in (*silent, "invut")}, _why(builtin)
+    # §8.2.3 "the UAS MUST reject the request with a 415": it says 200 to application/unknown
+    assert builtin["ROB-invut"].rule is robust.CONTENT_415
+    assert builtin["ROB-wsinv"].rule is uas.ANSWER_INVITE
+    assert builtin["ROB-intmeth"].rule is uas.METHOD
+    # tests/sipp/conf_reject_400.xml refuses every new INVITE 400: RFC 4475's "A parser
+    # must accept this as a well-formed message" (advice: warn)
+    port = free_port("udp")
+    with sipp_uas(port, scenario_file="conf_reject_400.xml", limit=120):
+        rejecting = _run(_profile(""), port, [], ids=["ROB-esc01", "ROB-longreq"])
+    assert {k: r.verdict.value for k, r in rejecting.items()} == {
+        "ROB-esc01": "warn", "ROB-longreq": "warn"}, _why(rejecting)
+    assert "well-formed" in str(rejecting["ROB-esc01"].rule)
+    # tests/peers.NaiveUdpUas answers responses too: §18.1.2 "the response MUST be silently
+    # discarded"
+    with NaiveUdpUas() as naive:
+        answering = _run(_profile(""), naive.port, [], ids=["ROB-unreason", "ROB-noreason"])
+    check(answering, {"ROB-unreason": ("fail", robust.DISCARD),
+                      "ROB-noreason": ("fail", robust.DISCARD)})
+
+
+def test_valid_torture_messages_kept_by_sipload() -> None:
+    # sipload's default UAS answers each: 481 to wsinv (its To tag names no dialog, §12.2.2),
+    # 501 to the unknown methods, 405 to REGISTER, 415 to invut, and drops the responses
+    results = _run_sipload(_profile(""), [], ids=VALID_IDS)
+    check(results, {i: ("pass", None) for i in VALID_IDS})
+    assert "415" in results["ROB-invut"].reason and "501" in results["ROB-intmeth"].reason
+
+
+def _why(results: dict[str, CaseResult]) -> str:
+    return "\n".join(f"{k}: {r.verdict.value} {r.reason}" for k, r in results.items())

@@ -338,6 +338,25 @@ EXPECTED_BARESIP: dict[str, tuple[str, Rule | None]] = {
     "ROB-mcl01": ("warn", _rob("mcl01")),  # 200 despite two Content-Lengths
     "ROB-bcast": ("pass", None),
     "ROB-sdp01": ("warn", _rob("sdp01")),  # 500, not 406/400
+    # RFC 4475's valid messages: each must be answered (silence fails the MUST to answer)
+    # and not refused as malformed
+    "ROB-wsinv": ("pass", None),
+    "ROB-intmeth": ("pass", None),  # 501
+    "ROB-esc01": ("pass", None),  # 404: it serves no such user (§8.2.2.1, before the body)
+    "ROB-escnull": ("pass", None),  # 501 to REGISTER
+    "ROB-esc02": ("pass", None),  # 501
+    "ROB-lwsdisp": ("pass", None),
+    # its long INVITE (top Via without a branch) gets no answer: §17.2.1's MUST to answer
+    "ROB-longreq": ("fail", uas.ANSWER_INVITE),
+    "ROB-dblreq": ("pass", None),
+    "ROB-semiuri": ("pass", None),  # 404
+    "ROB-transports": ("pass", None),
+    "ROB-mpart01": ("pass", None),  # 415 for multipart/mixed: allowed, not a 400
+    "ROB-unreason": ("pass", None),  # responses discarded (§18.1.2)
+    "ROB-noreason": ("pass", None),
+    # §8.2.3 "the UAS MUST reject the request with a 415 (Unsupported Media Type)": it says
+    # 500 to a body of type application/unknownformat
+    "ROB-invut": ("fail", _rob("invut")),
 }
 
 

@@ -118,7 +118,7 @@ def test_sipload_uas_verdicts_per_case() -> None:
     assert {k: r.verdict.value for k, r in results.items() if k.startswith("SDP-")} == {
         "SDP-001": "pass", "SDP-002": "pass", "SDP-003": "pass"}, _table(results)
     robust = {k: r for k, r in results.items() if k.startswith("ROB-")}
-    assert len(robust) == 28
+    assert len(robust) == 42
     assert all(r.verdict.value == "pass" for r in robust.values()), _table(robust)
     assert time.monotonic() - t0 < 90
     # the 2xx schedule at T1 = 100 ms, T2 = 400 ms: 100, 200, 400, 400 ... ms

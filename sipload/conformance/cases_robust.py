@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from sipload.conformance.cases_uas import ANSWER_INVITE, OPTIONS_CODE, REQUIRE, SCHEME
+from sipload.conformance.cases_uas import ANSWER_INVITE, METHOD, OPTIONS_CODE, REQUIRE, SCHEME
 from sipload.conformance.judge import earlier_step
 from sipload.conformance.ladder import call_id_of
 from sipload.conformance.model import Case, Outcome, Rule, broke, must, passed, should
@@ -57,8 +57,10 @@ from sipload.sip.message import Message, Request, Response
 from sipload.sip.parser import parse_message
 
 _ROLE_SPECIFIC = ("uas-", "proxy-", "registrar-", "non-registrar-")
-_VIA = re.compile(rb"(?im)^((?:via|v)[ \t]*:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*)"
-                  rb"([A-Za-z]+)([ \t]+)([^;,\s]+)")
+_LWS = rb"[ \t]*(?:\r?\n[ \t]+)?"
+_VIA = re.compile(rb"(?im)^((?:via|v)" + _LWS + rb":" + _LWS + rb"SIP" + _LWS + rb"/" + _LWS
+                  + rb"2\.0" + _LWS + rb"/" + _LWS + rb")([A-Za-z]+)(" + _LWS
+                  + rb")([^;,\s]+)")
 _BRANCH = re.compile(rb"(?i)branch[ \t]*=[ \t]*z9hG4bK[^;,\s]+")
 
 
@@ -75,6 +77,8 @@ def index() -> list[dict[str, Any]]:
 def in_pack(entry: dict[str, Any]) -> bool:
     """Invalid messages, and wrong ones whose handling does not depend on the role."""
     expect = str(entry["expect"])
+    if entry["name"] in VALID:
+        return True
     if any(part.strip().startswith(_ROLE_SPECIFIC) for part in expect.split(";")):
         return False
     if not entry["valid"]:
@@ -97,8 +101,21 @@ class Expectation:
         return self.any_answer or status in self.statuses
 
 
+def uas_expect(entry: dict[str, Any]) -> str:
+    """What ``expect`` asks of a UAS: its ``uas-`` part when it has one (``uas-501`` is
+    ``reject-501``), else the whole."""
+    for part in str(entry["expect"]).split(";"):
+        part = part.strip()
+        if part.startswith("uas-"):
+            return "reject-" + part.removeprefix("uas-")
+    return str(entry["expect"])
+
+
 def parse_expect(text: str) -> Expectation:
     """``reject-400-or-liberal-accept`` and its kin, as an :class:`Expectation`."""
+    if text.strip() == "accept":  # a valid message: any answer but a parse error
+        return Expectation(False, False, frozenset(s for s in range(100, 700) if s != 400),
+                           text)
     if text.strip() == "discard":
         return Expectation(True, False, frozenset(), text)
     statuses: set[int] = set()
@@ -139,11 +156,87 @@ def rewrite_via(data: bytes, probe: Probe) -> bytes:
     return data[:m.start()] + m.group(1) + transport + m.group(3) + sent_by + rest + data[end:]
 
 
-RURI_TESTED = frozenset({"ltgtruri", "lwsruri", "escruri", "unkscm", "novelsc"})
+
+RFC4475_SAYS: dict[str, str] = {
+    "wsinv": "All elements should treat this as a well-formed request.",
+    "esc01": "A parser must accept this as a well-formed message.",
+    "escnull": "The message is well formed - parsers must accept this message.",
+    "lwsdisp": "Elements should accept this request as well formed.",
+    "longreq": "This well-formed request contains header fields with many values and values "
+               "that are very long.",
+    "dblreq": "A SIP element receiving this datagram would handle the REGISTER request "
+              "normally and ignore the extra bits that look like an INVITE request.",
+    "semiuri": "Receiving elements will accept this as a well-formed message.",
+    "transports": "Parsers must accept this message as well formed.",
+    "mpart01": "Parsers must accept this message as well formed, even if the application "
+               "above the parser does not support multipart/signed.",
+    "badinv01": "This message is syntactically invalid.  An element receiving this request "
+                "should respond with a 400 Bad Request error.",
+    "ncl": "An element receiving this message should respond with an error.",
+    "scalar02": "An element receiving this request should respond with a 400 Bad Request due "
+                "to the CSeq error.",
+    "quotbal": "An element receiving this request should return a 400 Bad Request error.  An "
+               "element could attempt to infer a terminating quote and accept the message.",
+    "ltgtruri": "It is reasonable always to reject a request with this error with a 400 Bad "
+                "Request.  Elements attempting to be liberal with what they accept may choose "
+                "to ignore the brackets.",
+    "lwsruri": "An element receiving this request should respond with a 400 Bad Request.  An "
+               "element could attempt to ignore the embedded LWS for those schemes (like SIP) "
+               "where doing so would not introduce ambiguity.",
+    "lwsstart": "It is acceptable to reject this request as malformed.  An element that is "
+                "liberal in what it accepts may ignore these extra SP characters when "
+                "processing the request.",
+    "trws": "It is acceptable to reject this request as malformed.  An element that is "
+            "liberal in what it accepts may ignore these extra SP characters when processing "
+            "the request.",
+    "escruri": "It is acceptable for an element to reject this request with a 400 Bad "
+               "Request.  An element could choose to be liberal in what it accepts and ignore "
+               "the escaped headers.",
+    "baddate": "It is acceptable to reject this request as malformed (though an element "
+               "shouldn't do that unless the contents of the Date header field were actually "
+               "important to its processing).",
+    "regbadct": "It is reasonable for an element receiving this request to respond with a 400 "
+                "Bad Request.  An element choosing to be liberal in what it accepts could infer "
+                "the angle brackets since there is no ambiguity in this example.",
+    "badaspec": "Parsers receiving this request must not break.  It is reasonable to reject "
+                "this request with a 400 Bad Request response.  Elements attempting to be "
+                "liberal may ignore the spaces.",
+    "baddn": "It is reasonable always to reject this kind of error with a 400 Bad Request "
+             "response.  An element may attempt to be liberal in what it receives and infer "
+             "the missing quotes.",
+    "badvers": "The element should respond to the request with a 505 Version Not Supported "
+               "error.",
+    "mismatch01": "Any element receiving this request will respond with a 400 Bad Request.",
+    "mismatch02": "Any element receiving this response should respond with a 501 Not "
+                  "Implemented.  A 400 Bad Request is also acceptable",
+    "badbranch": "A parser must not break when receiving this message.  An element receiving "
+                 "this request could reject the request with a 400 Response [...] or it could "
+                 "fall back to the RFC 2543-style transaction identifier.",
+}
+"""RFC 4475's own sentence for each message, quoted from the RFC's text (as carried in
+reSIProcate's ``resip/stack/test/RFC4475TortureTests.cxx``, which embeds each section).
+RFC 4475 is informational: its "should" and "must" are advice, judged as a SHOULD."""
+
+VALID = frozenset({"wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq",
+                   "dblreq", "semiuri", "transports", "mpart01", "unreason", "noreason",
+                   "invut"})
+"""RFC 4475's valid messages (§3.1.1) and the semantically wrong ones whose UAS answer it
+names (§3.3.6), in the pack besides every invalid one; registrar-only and role-split
+ones (``cparam01``, ``regaut01``, ``zeromf`` ...) stay out."""
+
+
+RURI_TESTED = frozenset({"ltgtruri", "lwsruri", "escruri", "unkscm", "novelsc", "semiuri",
+                         "esc01"})
 """Messages whose Request-URI is the defect: sent with it as it is."""
 
-MUST_ANSWER = frozenset({"badbranch", "unkscm", "novelsc", "bext01", "sdp01"})
+MUST_ANSWER = frozenset({"badbranch", "unkscm", "novelsc", "bext01", "sdp01"}) | (
+    VALID - {"unreason", "noreason"})
 """Valid requests a UAS can process: silence is not allowed."""
+CONTENT_415 = must("RFC 3261 §8.2.3", "If there are any bodies whose type (indicated by the "
+                   "Content-Type), language (indicated by the Content-Language) or encoding "
+                   "(indicated by the Content-Encoding) are not understood, and that body part "
+                   "is not optional (as indicated by the Content-Disposition header field), the "
+                   "UAS MUST reject the request with a 415 (Unsupported Media Type) response.")
 
 DISCARD = must("RFC 3261 §18.1.2", "If the value of the \"sent-by\" parameter in that header "
                "field does not correspond to a value that the client transport is configured "
@@ -155,7 +248,8 @@ FRAMING = should("RFC 3261 §18.3", "If the transport packet ends before the end
                  "body, this is considered an error. [...] If the message is a request, the "
                  "element SHOULD generate a 400 (Bad Request) response.")
 _RULES: dict[str, Rule] = {"bext01": REQUIRE, "unkscm": SCHEME, "novelsc": SCHEME,
-                           "clerr": FRAMING}
+                           "clerr": FRAMING, "intmeth": METHOD, "esc02": METHOD,
+                           "invut": CONTENT_415}
 _REQUEST_LINE = re.compile(rb"^([A-Za-z0-9!%*_+`'~.\-]+)([ \t]+)(\S+)([ \t]+SIP/)")
 
 
@@ -164,8 +258,11 @@ def rule_for(entry: dict[str, Any]) -> Rule:
     name = str(entry["name"])
     if name in _RULES:
         return _RULES[name]
+    if name in RFC4475_SAYS:
+        return should(f"RFC 4475 §{entry['section']}", f"(informational) {RFC4475_SAYS[name]}")
     what = str(entry.get("what", "")).split(";")[0]
-    return should(f"RFC 4475 §{entry['section']}", f"(informational) {what}; expected: "
+    return should(f"RFC 4475 §{entry['section']}", f"(informational) (a summary: the RFC's "
+                  f"words were not at hand) {what}; expected: "
                   f"{entry['expect']}")
 
 
@@ -200,7 +297,9 @@ async def _finish_raw(probe: Probe, data: bytes, method: str, ex: Exchange) -> N
 
 def _case_for(entry: dict[str, Any]) -> Case:
     name = str(entry["name"])
-    expectation = parse_expect(str(entry["expect"]))
+    expectation = parse_expect(uas_expect(entry))
+    if rule_for(entry) is METHOD:  # an unknown method: 405 or 501 (§8.2.1, §21.5.2)
+        expectation = Expectation(False, False, frozenset({405, 501}), expectation.text)
     rule = rule_for(entry)
 
     async def run(probe: Probe, profile: Profile) -> Outcome:
@@ -245,12 +344,14 @@ def _case_for(entry: dict[str, Any]) -> Case:
             return passed("discarded; still alive")
         if final is None:
             if name in MUST_ANSWER:
-                return broke(ANSWER_INVITE if method == "INVITE" else OPTIONS_CODE,
-                             f"no final response to a valid {method} within {window:g} s")
+                silent = {"INVITE": ANSWER_INVITE, "OPTIONS": OPTIONS_CODE}.get(method, METHOD)
+                return broke(silent, f"no final response to a valid {method} within "
+                             f"{window:g} s")
             return passed("dropped (allowed for a malformed message); still alive")
         if expectation.allows(final.status):
             return passed(f"{said} (expected {expectation.text}); still alive")
-        step = "uri" if rule is SCHEME else "content"  # 404 is no answer to a scheme
+        # 404 is no answer to a scheme; before the method only authentication comes
+        step = "uri" if rule is SCHEME else "method" if rule is METHOD else "content"
         earlier = earlier_step(final.status, step) if (
             entry["valid"] or expectation.any_answer or name in RURI_TESTED) else None
         if earlier is not None:
@@ -260,10 +361,11 @@ def _case_for(entry: dict[str, Any]) -> Case:
     what = str(entry.get("what", ""))
     if len(what) > 110:
         what = what[:107].rsplit(" ", 1)[0] + "..."
+    response = _data(str(entry["file"])).lstrip(b"\r\n").upper().startswith(b"SIP/")
     return Case(f"ROB-{name}", "4475", str(entry["section"]),
-                f"{what} — expect {entry['expect']}, and the target survives",
+                f"{what} — expect {uas_expect(entry)}, and the target survives",
                 "robustness", ("role:uas",), run, budget=15.0,
-                rules=(ALIVE, DISCARD if entry["expect"] == "discard" else rule))
+                rules=(ALIVE, DISCARD if entry["expect"] == "discard" or response else rule))
 
 
 def cases() -> list[Case]:
