@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sipload.conformance import cases_prack as prack
+from sipload.conformance import cases_registrar as registrar
 from sipload.conformance import cases_robust as robust
 from sipload.conformance import cases_rtp as rtp
 from sipload.conformance import cases_timer as timer
@@ -354,3 +355,28 @@ def test_valid_torture_messages_kept_by_sipload() -> None:
 
 def _why(results: dict[str, CaseResult]) -> str:
     return "\n".join(f"{k}: {r.verdict.value} {r.reason}" for k, r in results.items())
+
+
+# --------------------------------------------------------------------------- registrar
+
+REGISTRAR = "roles: [registrar]\nresponse_timeout: 1s\nregistrar: {aor: 'sip:alice@{target}'}\n"
+
+
+def test_registrar_cases_against_a_breaking_registrar() -> None:
+    # tests/sipp/conf_registrar_bad.xml answers every REGISTER 200 without Contact, whatever
+    # its CSeq (Kamailio keeps these rules: tests/test_conformance_peers.py)
+    require("sipp")
+    port = free_port("udp")
+    with sipp_uas(port, scenario_file="conf_registrar_bad.xml", limit=60):
+        results = _run(REGISTRAR, port, [], ids=["REG-001", "REG-006", "REG-007", "REG-008"])
+    check(results, {
+        # §10.3 step 8 "The response MUST contain Contact header field values enumerating
+        # all current bindings"
+        "REG-001": ("fail", registrar.LISTS_BINDINGS),
+        # step 6 "the server MUST return a 400 (Invalid Request)"
+        "REG-006": ("fail", registrar.STAR_INVALID),
+        "REG-007": ("fail", registrar.LISTS_BINDINGS),  # the query lists nothing
+        # step 7 "If not, the update MUST be aborted and the request fails": 200 to a lower
+        # CSeq
+        "REG-008": ("fail", registrar.STALE),
+    })

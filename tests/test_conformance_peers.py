@@ -18,6 +18,7 @@ import pytest
 
 from sipload.cli import main as cli_main
 from sipload.conformance import cases_dialog as dialog
+from sipload.conformance import cases_requests as requests
 from sipload.conformance import cases_sdp as sdp_cases
 from sipload.conformance import cases_uas as uas
 from sipload.conformance.cases_robust import index, rule_for
@@ -107,6 +108,13 @@ EXPECTED_SIPP_UAS: dict[str, tuple[str, Rule | None]] = {
     "UAS-TIMER-001": ("not_applicable", None),
     "UAS-AUTH-001": ("not_applicable", None),
     "UAS-AUTH-002": ("not_applicable", None),
+    # §12.1.1 "the UAS MUST copy all Record-Route header field values from the request into
+    # the response": its 200 has none
+    "UAS-INV-008": ("fail", requests.RECORD_ROUTE),
+    # §8.2.3 "the UAS MUST reject the request with a 415": 200 to an unknown body type
+    "UAS-REQ-006": ("fail", requests.UNKNOWN_BODY),
+    # §9.2 "it SHOULD respond to the CANCEL with a 481": it says 200
+    "UAS-CAN-001": ("warn", requests.CANCEL_481),
 }
 
 
@@ -151,6 +159,9 @@ def test_kamailio_registrar() -> None:
     assert _verdicts(results) == {
         "REG-001": "pass", "REG-002": "pass", "REG-003": "pass", "REG-004": "pass",
         "REG-005": "pass", "REG-006": "pass", "REG-AUTH-001": "pass",
+        # a query lists the binding; a lower CSeq in the same Call-ID gets 400 and the
+        # binding stays (§10.3 step 7 "the update MUST be aborted and the request fails")
+        "REG-007": "pass", "REG-008": "pass",
         "REG-AUTH-002": "pass"}, _why(results)
     assert "realm='sipload.test'" in results["REG-AUTH-001"].reason
 
@@ -304,6 +315,10 @@ EXPECTED_BARESIP: dict[str, tuple[str, Rule | None]] = {
     "UAS-TIMER-001": ("not_applicable", None),
     "UAS-AUTH-001": ("not_applicable", None),
     "UAS-AUTH-002": ("not_applicable", None),
+    "UAS-INV-008": ("pass", None),  # both Record-Route values copied, in order
+    # §8.2.3 "the UAS MUST reject the request with a 415": 500 to an unknown body type
+    "UAS-REQ-006": ("fail", requests.UNKNOWN_BODY),
+    "UAS-CAN-001": ("pass", None),
     # robustness: dropping a malformed request is allowed (§18.3) as long as it still
     # answers afterwards; RFC 4475's "400" is advice (a SHOULD at most: RFC 3261 §18.3
     # for a short body), so another error code or a liberal 200 is a warn

@@ -60,10 +60,13 @@ CHALLENGE = must("RFC 3261 §22.2, §22.4", "The WWW-Authenticate response-heade
                  "included in 401 (Unauthorized) response messages. [...] servers MUST always "
                  "send a \"qop\" parameter in WWW-Authenticate and Proxy-Authenticate header "
                  "field values.")
-REFUSE_WRONG = must("RFC 3261 §22.2; RFC 7616 §3.4.1", "the UAS MAY authenticate the "
-                    "originator before the request is processed -- and a target whose profile "
-                    "claims digest does: a response computed with the wrong password does not "
-                    "match the one the server computes, so the credentials are not valid")
+REFUSE_WRONG = must("RFC 3261 §22.2, §22.1", "When a UAS receives a request from a UAC, the "
+                    "UAS MAY authenticate the originator before the request is processed. "
+                    "[...] (§22.1) the potential exists that these credentials may no longer be "
+                    "valid or that the challenging server will not accept these credentials "
+                    "[...] In this instance a server may repeat its challenge, or it may "
+                    "respond with a 403 Forbidden.  (The profile claims digest: the target "
+                    "authenticates, and credentials made with a wrong password are not valid.)")
 
 
 async def bye(probe: Probe, profile: Profile) -> Outcome:

@@ -77,14 +77,21 @@ MIN_EXPIRES = must("RFC 3261 §10.3 step 7", "the registrar MAY reject the regis
                    "response of 423 (Interval Too Brief).  This response MUST contain a "
                    "Min-Expires header field that states the minimum expiration interval the "
                    "registrar is willing to honor.")
+STALE = must("RFC 3261 §10.3 step 7", "If they are the same, the registrar compares the CSeq "
+             "value.  If the value is higher than that of the existing binding, it MUST update "
+             "or remove the binding as above.  If not, the update MUST be aborted and the "
+             "request fails.")
 AUTHENTICATES = should("RFC 3261 §10.3 step 3", "A registrar SHOULD authenticate the UAC.")
 CHALLENGE = must("RFC 3261 §22.2, §22.4", "The WWW-Authenticate response-header field MUST be "
                  "included in 401 (Unauthorized) response messages. [...] servers MUST always "
                  "send a \"qop\" parameter in WWW-Authenticate and Proxy-Authenticate header "
                  "field values.")
-REFUSE_WRONG = must("RFC 3261 §10.3 step 3-4; RFC 7616 §3.4.1", "a registrar that "
-                    "authenticates (the profile claims digest) does not bind for credentials "
-                    "whose response, computed with a wrong password, does not match its own")
+REFUSE_WRONG = must("RFC 3261 §10.3 step 3-4, §22.1", "A registrar SHOULD authenticate the "
+                    "UAC. [...] If the authenticated user is not authorized to modify bindings, "
+                    "the registrar MUST return a 403 (Forbidden) and skip the remaining steps. "
+                    "[...] (§22.1) a server may repeat its challenge, or it may respond with a "
+                    "403 Forbidden.  (The profile claims digest: credentials made with a wrong "
+                    "password authenticate no one.)")
 
 
 def bound(resp: Response | None, contact: str) -> int | None:
@@ -217,6 +224,48 @@ async def wrong_password(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"refused with {status_text(ex)}")
 
 
+async def query(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    c1 = b.contact(1)
+    first = await b.register([c1], 300)
+    if first.status != 200:
+        await b.clear()
+        return inconclusive(f"the REGISTER adding a binding got {status_text(first)}")
+    asked = await b.register([], None)
+    await b.clear()
+    if asked.status != 200:
+        return broke(LISTS_BINDINGS, f"a REGISTER without Contact (a query) got "
+                     f"{status_text(asked)}, not 200")
+    exp = bound(asked.final, c1)
+    if exp is None:
+        return broke(LISTS_BINDINGS, "the 200 to a query does not list the current binding")
+    return passed(f"the query's 200 lists the binding (expires={exp})")
+
+
+async def stale_cseq(probe: Probe, profile: Profile) -> Outcome:
+    b = _Binding(probe, profile)
+    c1 = b.contact(1)
+    b.cseq = 10
+    first = await b.register([c1], 300)
+    if first.status != 200:
+        await b.clear()
+        return inconclusive(f"the REGISTER adding a binding got {status_text(first)}")
+    kept = b.cseq
+    b.cseq = 1  # same Call-ID, a CSeq below the binding's: out of order
+    stale = await b.register([c1], 0)
+    b.cseq = kept + 10
+    after = await b.register([], None)
+    await b.clear()
+    if bound(after.final, c1) is None and after.status == 200:
+        return broke(STALE, f"a REGISTER with a lower CSeq (Expires: 0) removed the binding "
+                     f"(it got {status_text(stale)})")
+    if stale.final is not None and 200 <= stale.status < 300:
+        return broke(STALE, f"a REGISTER with a lower CSeq got {status_text(stale)}: the "
+                     "request must fail")
+    return passed(f"the out-of-order REGISTER failed ({status_text(stale)}); the binding "
+                  "stays")
+
+
 CASES = [
     Case("REG-001", "3261", "10.3", "REGISTER with an expiry: 200 lists the binding with "
          "its expires", "registrar", ("role:registrar",), add_binding, rules=(LISTS_BINDINGS,)),
@@ -232,6 +281,12 @@ CASES = [
          ("role:registrar", "set:registrar.min_expires"), too_brief, rules=(MIN_EXPIRES,)),
     Case("REG-006", "3261", "10.3", "Contact: * with a non-zero expiry gets 400",
          "registrar", ("role:registrar",), star_with_expiry, rules=(STAR_INVALID,)),
+    Case("REG-007", "3261", "10.2.3", "a REGISTER without Contact (a query) gets 200 listing "
+         "the current bindings", "registrar", ("role:registrar",), query,
+         rules=(LISTS_BINDINGS,)),
+    Case("REG-008", "3261", "10.3", "a REGISTER with a lower CSeq in the same Call-ID fails "
+         "and leaves the binding", "registrar", ("role:registrar",), stale_cseq,
+         rules=(STALE,)),
     Case("REG-AUTH-001", "3261", "22.4", "REGISTER is challenged with a well-formed digest "
          "challenge (realm, nonce, algorithm, qop)", "registrar",
          ("role:registrar", "ext:digest"), challenge, rules=(CHALLENGE, AUTHENTICATES)),

@@ -83,9 +83,12 @@ METHOD = must("RFC 3261 §8.2.1", "If the UAS recognizes but does not support th
               "MUST also add an Allow header field to the 405 (Method Not Allowed) response. "
               "(§21.5.2: 501 is the appropriate response when a UAS does not recognize the "
               "request method)")
-MAX_FORWARDS_ZERO = should("RFC 4475 §3.3.11", "(informational) a proxy answers Max-Forwards: "
-                           "0 with 483; an endpoint processes the request normally (483 is a "
-                           "proxy's answer, RFC 3261 §16.3 step 3)")
+MAX_FORWARDS_ZERO = should("RFC 3261 §16.3 step 3", "(informational) (a proxy's check, which a "
+                           "UAS's §8.2 does not have) If the request contains a Max-Forwards "
+                           "header field with a field value of zero (0), the element MUST NOT "
+                           "forward the request.  If the request was for OPTIONS, the element "
+                           "MAY act as the final recipient and respond per Section 11.  "
+                           "Otherwise, the element MUST return a 483 (Too many hops) response.")
 REQUIRE = must("RFC 3261 §8.2.2.3", "If a UAS does not understand an option-tag listed in a "
                "Require header field, it MUST respond by generating a response with status "
                "code 420 (Bad Extension).  The UAS MUST add an Unsupported header field, and "
@@ -93,9 +96,12 @@ REQUIRE = must("RFC 3261 §8.2.2.3", "If a UAS does not understand an option-tag
 SCHEME = should("RFC 3261 §8.2.2.1", "If the Request-URI uses a scheme not supported by the "
                 "UAS, it SHOULD reject the request with a 416 (Unsupported URI Scheme) "
                 "response.")
-MISSING_TO = should("RFC 4475 §3.3.1", "(informational) a request missing mandatory header "
-                    "fields (To) cannot be processed: respond 400 Bad Request, or drop it "
-                    "(RFC 3261 §18.3 lets a malformed message be discarded)")
+MISSING_TO = should("RFC 3261 §8.1.1, §21.4.1", "A valid SIP request formulated by a UAC "
+                    "MUST, at a minimum, contain the following header fields: To, From, CSeq, "
+                    "Call-ID, Max-Forwards, and Via [...] (§21.4.1, 400 Bad Request) The request "
+                    "could not be understood due to malformed syntax.  The Reason-Phrase SHOULD "
+                    "identify the syntax problem in more detail, for example, \"Missing Call-ID "
+                    "header field\".")
 
 
 async def _final_for(probe: Probe, profile: Profile, ex: Exchange,

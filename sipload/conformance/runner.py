@@ -58,6 +58,7 @@ def all_cases() -> list[Case]:
         cases_prack,
         cases_proxy,
         cases_registrar,
+        cases_requests,
         cases_robust,
         cases_rtp,
         cases_sdp,
@@ -67,7 +68,7 @@ def all_cases() -> list[Case]:
         cases_uas,
     )
 
-    cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_sdp.CASES,
+    cases = [*cases_uas.CASES, *cases_dialog.CASES, *cases_requests.CASES, *cases_sdp.CASES,
              *cases_prack.CASES, *cases_timer.CASES, *cases_rtp.CASES,
              *cases_robust.cases(),
              *cases_transport.CASES,
