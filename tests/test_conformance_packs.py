@@ -257,6 +257,7 @@ def test_transport_pack_keeping_baresip() -> None:
 
 # --------------------------------------------------------------------------- rtp
 
+RTP_IDS = ["RTP-001", "RTP-002", "RTP-003"]
 MEDIA = _profile("").replace('uas: {uri: "sip:service@{target}"}',
                              'uas: {uri: "sip:service@{target}", media: true}')
 
@@ -269,7 +270,7 @@ def test_rtp_pack_breaking_sipp_target(tmp_path: Path) -> None:
     ulaw_wav(tmp_path / "tone.ulaw.wav")
     with sipp_uas(port, scenario_file="conf_rtp_bad.xml", workdir=tmp_path, limit=60,
                   extra_args=["-mp", str(free_port("udp"))]):
-        results = _run(MEDIA, port, ["rtp"])
+        results = _run(MEDIA, port, [], ids=RTP_IDS)
     check(results, {
         "RTP-001": ("pass", None),  # its RTP does reach the offer's port
         # §6.1 "The answerer MUST send using a media format in the offer that is also
@@ -287,23 +288,34 @@ def test_rtp_pack_sipp_builtin_uas_sends_nothing() -> None:
     require("sipp")
     port = free_port("udp")
     with sipp_uas(port, limit=60):
-        results = _run(MEDIA, port, ["rtp"])
+        results = _run(MEDIA, port, [], ids=RTP_IDS)
     check(results, {"RTP-001": ("fail", rtp.SENDS_MEDIA), "RTP-002": ("inconclusive", None),
                     "RTP-003": ("inconclusive", None)})
 
 
-def test_rtp_pack_keeping_targets(tmp_path: Path) -> None:
+def test_rtp_pack_echoing_targets() -> None:
     # sipload's default UAS echoes the tester's PCMU (payload type 0, offered and
-    # answered) to the offer's port, and stops with the call; SIPp's -rtp_echo likewise
+    # answered) to the offer's port, and stops with the call; SIPp's -rtp_echo likewise.
+    # Neither sends RTCP of its own: RFC 3550 §6 "Functions 1-3 SHOULD be used in all
+    # environments" (the first is feedback in reports): a warn for both
     results = _run_sipload(MEDIA, ["rtp"])
     check(results, {"RTP-001": ("pass", None), "RTP-002": ("pass", None),
-                    "RTP-003": ("pass", None)})
+                    "RTP-003": ("pass", None), "RTP-004": ("warn", rtp.RTCP)})
     require("sipp")
     port = free_port("udp")
     with sipp_uas(port, limit=60, extra_args=["-rtp_echo", "-mp", str(free_port("udp"))]):
         echo = _run(MEDIA, port, ["rtp"])
     check(echo, {"RTP-001": ("pass", None), "RTP-002": ("pass", None),
-                 "RTP-003": ("pass", None)})
+                 "RTP-003": ("pass", None), "RTP-004": ("warn", rtp.RTCP)})
+
+
+def test_rtp_pack_keeping_baresip() -> None:
+    # baresip plays its tone as PCMU to the offer's port, stops at the BYE, and sends
+    # RTCP reports to the port above it
+    require("baresip")
+    with BaresipProcess() as b:
+        results = _run(MEDIA.replace("sip:service@", "sip:uas@"), b.port, ["rtp"])
+    check(results, {f"RTP-00{i}": ("pass", None) for i in range(1, 5)})
 
 
 # --------------------------------------------------------------------------- robustness: valid

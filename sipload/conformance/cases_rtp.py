@@ -38,6 +38,9 @@ FORMATS = must("RFC 3264 §6.1", "The answerer MUST send using a media format in
                "media format in the offer that is also listed in the answer.  In the case of "
                "RTP, it MUST use the payload type numbers from the offer, even if they differ "
                "from those in the answer.")
+RTCP = should("RFC 3550 §6", "The primary function is to provide feedback on the quality of "
+              "the data distribution. [...] Functions 1-3 SHOULD be used in all environments, "
+              "but particularly in the IP multicast environment.")
 STOPS = should("RFC 3261 §15.1.2", "A UAS core receiving a BYE request for an existing dialog "
                "MUST follow the procedures of Section 12.2.2 to process the request.  Once "
                "done, the UAS SHOULD terminate the session (and therefore stop sending and "
@@ -49,6 +52,9 @@ AFTER_BYE = 1.0
 """Seconds listened to after the BYE's answer (the first ``BYE_GRACE`` of them forgiven:
 packets already on their way)."""
 BYE_GRACE = 0.3
+RTCP_CALL = 7.0
+"""Seconds the RTCP case's call stays up: above RFC 3550's 5 s minimum report interval
+(§6.2), its first report randomized over [0.5, 1.5] times half of it."""
 OFFERED = ("0", "8", "101")
 
 
@@ -95,8 +101,8 @@ def _audio_target(answer: sdp.SessionDescription) -> tuple[str, int] | None:
     return conn.address.split("/")[0], audio.port
 
 
-async def media_call(probe: Probe, profile: Profile) -> Media:
-    """A call with RTP both ways (see the module docstring)."""
+async def media_call(probe: Probe, profile: Profile, seconds: float = 0.0) -> Media:
+    """A call with RTP both ways, up for ``seconds`` (default :data:`CALL_TIME`)."""
     loop = asyncio.get_running_loop()
     got = Media()
     rtp_sock, rtcp_sock = _pair(probe.local[0])
@@ -134,7 +140,7 @@ async def media_call(probe: Probe, profile: Profile) -> Media:
         ssrc = int.from_bytes(os.urandom(4), "big")
         start = loop.time()
         seq = 0
-        while loop.time() - start < CALL_TIME:
+        while loop.time() - start < (seconds or CALL_TIME):
             if dest is not None:
                 with contextlib.suppress(OSError):
                     rtp_sock.sendto(build_rtp(0, seq, seq * 160, ssrc, b"\xff" * 160), dest)
@@ -212,6 +218,22 @@ async def stops_after_bye(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"no RTP from {BYE_GRACE * 1000:.0f} ms to {AFTER_BYE:g} s after the BYE")
 
 
+async def sends_rtcp(probe: Probe, profile: Profile) -> Outcome:
+    media = await media_call(probe, profile, RTCP_CALL)
+    if media.outcome is not None:
+        return media.outcome
+    if not _packets(media, before=media.bye_at):
+        return inconclusive("no RTP during the call: a target that sends no media owes no "
+                            "sender reports")
+    reports = [d for _, d, _ in media.rtcp if is_rtcp(d)]
+    muxed = [d for _, d, _ in media.rtp if is_rtcp(d)]
+    if not reports and not muxed:
+        return broke(RTCP, f"no RTCP at the port after the offer's RTP port in a "
+                     f"{RTCP_CALL:g} s call (nor multiplexed on the RTP port)")
+    where = "the RTCP port" if reports else "the RTP port (multiplexed)"
+    return passed(f"{len(reports) or len(muxed)} RTCP packets at {where}")
+
+
 _M = ("role:uas", "set:uas.media")
 
 CASES = [
@@ -222,4 +244,7 @@ CASES = [
          "lists", "rtp", _M, payload_types, rules=(FORMATS, ANSWER_INVITE)),
     Case("RTP-003", "3261", "15.1.2", "RTP stops once the BYE is answered", "rtp", _M,
          stops_after_bye, rules=(STOPS, ANSWER_INVITE)),
+    Case("RTP-004", "3550", "6", "a target sending RTP sends RTCP reports to the port after "
+         "the offer's RTP port", "rtp", _M, sends_rtcp, budget=25.0,
+         rules=(RTCP, ANSWER_INVITE)),
 ]
