@@ -357,3 +357,20 @@ def test_echo_allows_received_and_rport_but_nothing_else_in_the_top_via() -> Non
     dropped = make_response(req, 200, to_tag="t")
     dropped.set_header("Via", "SIP/2.0/UDP 10.0.0.1:5071;branch=z9hG4bKe1;rport")
     assert echo_problems(req, dropped) == ["Via not copied unchanged"]
+
+
+def test_catalogue_size_and_document() -> None:
+    # issue 16 §5: at least 120 cases; docs/conformance-catalogue.md is the generated
+    # catalogue (`sipload conformance --list --markdown`), kept in step with the code
+    from collections import Counter
+
+    from sipload.conformance.catalogue import markdown
+
+    cases = all_cases()
+    assert len(cases) >= 120
+    assert Counter(c.pack for c in cases) == {
+        "uas": 27, "sdp": 3, "prack": 9, "timer": 8, "rtp": 4, "robustness": 42,
+        "transport": 7, "registrar": 10, "proxy": 5, "uac": 5}
+    doc = (REPO_ROOT / "docs" / "conformance-catalogue.md").read_text()
+    assert doc == markdown(cases), ("docs/conformance-catalogue.md is stale: regenerate it "
+                                    "with `sipload conformance --list --markdown`")

@@ -58,12 +58,20 @@ def register(sub: Any) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 on a warning too (a SHOULD not followed), not only on a "
                         "broken MUST")
+    p.add_argument("--markdown", action="store_true",
+                   help="with --list: the catalogue in Markdown, with every rule quoted")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=main)
 
 
-def _list(profile: Profile | None, packs: list[str], only: list[str]) -> int:
+def _list(profile: Profile | None, packs: list[str], only: list[str],
+          as_markdown: bool = False) -> int:
     cases = select(all_cases(), packs=packs, only=only, slow=True)
+    if as_markdown:
+        from sipload.conformance.catalogue import markdown
+
+        print(markdown(cases), end="")
+        return EXIT_OK
     for c in cases:
         slow = " (slow)" if c.slow else ""
         print(f"{c.id:<18} {c.reference:<20} {c.pack:<11} {c.purpose}{slow}")
@@ -78,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"sipload conformance: {e}", file=sys.stderr)
         return EXIT_USAGE
     if args.list:
-        return _list(profile, args.pack, args.only)
+        return _list(profile, args.pack, args.only, args.markdown)
     try:
         if not args.target and set(profile.roles) != {"uac"}:
             raise UsageError("--target HOST[:PORT] is required (or --list)")
