@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sipload.conformance import cases_prack as prack
+from sipload.conformance import cases_proxy as proxy
 from sipload.conformance import cases_registrar as registrar
 from sipload.conformance import cases_robust as robust
 from sipload.conformance import cases_rtp as rtp
@@ -392,3 +393,18 @@ def test_registrar_cases_against_a_breaking_registrar() -> None:
         # CSeq
         "REG-008": ("fail", registrar.STALE),
     })
+
+
+# --------------------------------------------------------------------------- proxy
+
+
+def test_proxy_require_against_a_target_that_accepts_anything() -> None:
+    # tests/peers.NaiveUdpUas answers 200 to an INVITE whatever its Proxy-Require: §16.3
+    # step 5 "the element MUST return a 420 (Bad Extension) response" (Kamailio with
+    # sanity_check keeps it: tests/test_conformance_peers.py)
+    with NaiveUdpUas() as naive:
+        profile = ("roles: [proxy]\nresponse_timeout: 1s\n"
+                   f"proxy: {{uri: 'sip:callee@{{target}}', callee: '127.0.0.1:"
+                   f"{free_port('udp')}'}}\n")
+        results = _run(profile, naive.port, [], ids=["PRX-006"])
+    check(results, {"PRX-006": ("fail", proxy.PROXY_REQUIRE)})

@@ -40,6 +40,11 @@ MF_DECREMENTED = must("RFC 3261 §16.6 step 3", "If the copy contains a Max-Forw
                       "field, the proxy MUST decrement its value by one (1).")
 ROUTE_REMOVED = must("RFC 3261 §16.4", "If the first value in the Route header field "
                      "indicates this proxy, the proxy MUST remove that value from the request.")
+PROXY_REQUIRE = must("RFC 3261 §16.3 step 5", "If the request contains a Proxy-Require header "
+                     "field (Section 20.29) with one or more option-tags this element does not "
+                     "understand, the element MUST return a 420 (Bad Extension) response.  The "
+                     "response MUST include an Unsupported (Section 20.40) header field listing "
+                     "those option-tags the element did not understand.")
 TOO_MANY_HOPS = must("RFC 3261 §16.3 step 3", "If the request contains a Max-Forwards header "
                      "field with a field value of zero (0), the element MUST NOT forward the "
                      "request. [...] Otherwise, the element MUST return a 483 (Too many hops) "
@@ -64,11 +69,14 @@ def _answer(probe: Probe, profile: Profile, got: Incoming, status: int) -> None:
 
 
 async def call_through(probe: Probe, profile: Profile, *, max_forwards: int = 70,
-                       uri: str | None = None, complete: bool = True) -> Call:
+                       uri: str | None = None, complete: bool = True,
+                       headers: tuple[tuple[str, str], ...] = ()) -> Call:
     """INVITE through the proxy, 200 from the callee, ACK, BYE (when ``complete``)."""
     rt = profile.response_timeout
     req = probe.request("INVITE", uri or profile.uri(profile.proxy.uri),
                         max_forwards=max_forwards)
+    for name, value in headers:
+        req.add_header(name, value)
     req.set_body(sdp.build_audio_offer(probe.local[0], 6000, session_id=1).to_bytes(),
                  "application/sdp")
     call = Call(req)
@@ -202,6 +210,24 @@ async def loop_detected(probe: Probe, profile: Profile) -> Outcome:
     return passed("482 Loop Detected")
 
 
+UNKNOWN_TAG = "x-sipload-proxy-feature"
+
+
+async def proxy_require(probe: Probe, profile: Profile) -> Outcome:
+    call = await call_through(probe, profile, headers=(("Proxy-Require", UNKNOWN_TAG),))
+    if call.at_callee is not None:
+        return broke(PROXY_REQUIRE, f"an INVITE with Proxy-Require: {UNKNOWN_TAG} was "
+                     "forwarded")
+    if call.final is None:
+        return broke(PROXY_REQUIRE, f"no answer to an INVITE with Proxy-Require: {UNKNOWN_TAG}")
+    if call.final.status != 420:
+        return broke(PROXY_REQUIRE, f"Proxy-Require: {UNKNOWN_TAG} got {call.final.status}, "
+                     "not 420")
+    if UNKNOWN_TAG not in call.final.unsupported:
+        return broke(PROXY_REQUIRE, f"420 without Unsupported: {UNKNOWN_TAG}")
+    return passed(f"420 with Unsupported: {UNKNOWN_TAG}, not forwarded")
+
+
 CASES = [
     Case("PRX-001", "3261", "16.6", "the proxy adds its own Via (with a magic-cookie branch) "
          "above the caller's", "proxy", ("role:proxy",), via_added, rules=(VIA_ADDED,)),
@@ -216,4 +242,7 @@ CASES = [
     Case("PRX-005", "3261", "16.3", "Max-Forwards: 0 gets 483 and is not forwarded (the "
          "proxy's rule; a UAS processes it, see UAS-REQ-002)", "proxy", ("role:proxy",),
          too_many_hops, rules=(TOO_MANY_HOPS,)),
+    Case("PRX-006", "3261", "16.3", "an unknown option in Proxy-Require gets 420 with "
+         "Unsupported naming it, and is not forwarded", "proxy", ("role:proxy",),
+         proxy_require, rules=(PROXY_REQUIRE,)),
 ]
