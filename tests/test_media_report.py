@@ -135,6 +135,9 @@ def test_report_media_section_and_live_line(media_run: tuple[Path, str]) -> None
     mos = summary(out)["media"]["mos"]["min"]
     assert f"{mos:.2f}" in worst
     # the plain live line (not a terminal) shows packets per second, loss and MOS
+    m = summary(out)["media"]
+    assert (f"media: {CALLS} streams, RTP sent {m['sent']} received {m['received']} lost "
+            f"{m['lost']}") in stdout
     lines = [ln for ln in stdout.splitlines() if ln.startswith("sipload:") and "rtp " in ln]
     assert lines, stdout
     last = lines[-1]

@@ -65,6 +65,7 @@ def run_report(args: argparse.Namespace) -> int:
     from sipload.report import build_summary, write_junit, write_report
     from sipload.report.analysis import analyse_path
     from sipload.report.data import RunDirError
+    from sipload.report.media import media_line
     from sipload.report.thresholds import ThresholdError, parse_threshold
 
     run_dir = Path(args.run_dir)
@@ -85,6 +86,9 @@ def run_report(args: argparse.Namespace) -> int:
               f"{c['failed']} failed, {c['in_flight_at_stop']} in flight at stop, "
               f"{c['lost_with_worker']} lost with a worker; ASR "
               + ("-" if asr is None else f"{asr:.4%}"))
+        media = media_line(summary)
+        if media:
+            print(media)
         if summary["generator"]["limited"]:
             print("generator-limited: " + "; ".join(summary["generator"]["limited_reasons"]))
         print(f"wrote {run_dir / 'summary.json'}, {report}, {junit}")

@@ -218,11 +218,11 @@ def mos_chart(m: MediaAnalysis) -> str | None:
 
 
 def media_series_chart(m: MediaAnalysis) -> str | None:
-    """Packets per second and loss over time; jitter percentiles per second."""
+    """Packets per second and loss over time; jitter and MOS percentiles per second."""
     ps = m.per_second
     if not len(ps):
         return None
-    fig, axes = _figure(rows=3, height=2.2)
+    fig, axes = _figure(rows=4, height=2.2)
     axes[0].plot(ps["second"], ps["sent"], label="sent")
     axes[0].plot(ps["second"], ps["received"], label="received")
     axes[0].set_ylabel("RTP packets / s", fontsize="small")
@@ -233,7 +233,12 @@ def media_series_chart(m: MediaAnalysis) -> str | None:
     axes[2].plot(ps["second"], ps["jitter_p95"], "o-", label="p95")
     axes[2].set_ylabel("jitter (ms)", fontsize="small")
     axes[2].legend(loc="upper left", fontsize="small")
-    axes[0].set_title("Media over time (all workers; jitter of the calls ended each second)")
+    axes[3].plot(ps["second"], ps["mos_p50"], "o-", label="p50")
+    axes[3].plot(ps["second"], ps["mos_p5"], "o-", label="p5")
+    axes[3].set_ylabel("MOS", fontsize="small")
+    axes[3].legend(loc="lower left", fontsize="small")
+    axes[0].set_title("Media over time (all workers; jitter and MOS of the calls ended each "
+                      "second)")
     axes[-1].set_xlabel("seconds since start")
     return _png(fig)
 

@@ -213,3 +213,18 @@ def analyse_media(calls: pa.Table, intervals: list[dict[str, Any]],
         return MediaAnalysis()
     return MediaAnalysis(summary=summary, mos=mos,
                          per_second=media_per_second(intervals, seconds), worst=_worst(calls))
+
+
+def media_line(summary: dict[str, Any]) -> str:
+    """One line of the summary's media figures ("" when no call carried media)."""
+    m = summary.get("media")
+    if not isinstance(m, dict):
+        return ""
+    loss = "-" if m.get("loss_rate") is None else f"{m['loss_rate']:.3%}"
+    jitter = m.get("jitter_ms", {}).get("p95")
+    mos = m.get("mos", {})
+    return (f"media: {m['streams']} streams, RTP sent {m['sent']} received {m['received']} "
+            f"lost {m['lost']} ({loss}), jitter p95 "
+            + ("-" if jitter is None else f"{jitter:.3f} ms")
+            + ", MOS " + ("-" if mos.get("p5") is None else
+                          f"p5 {mos['p5']:.2f} p50 {mos['p50']:.2f} min {mos['min']:.2f}"))
