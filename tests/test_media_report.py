@@ -17,6 +17,7 @@ from rich.console import Console
 from sipload.cluster.checks import check_snapshot
 from sipload.cluster.live import LiveView
 from sipload.report import load_run
+from sipload.report.compare import compare_runs, format_comparison, parse_min_delta
 from sipload.report.html import write_report
 from sipload.report.summary import build_summary, validate_summary
 from sipload.report.synthetic import HOSTILE, make_run
@@ -287,3 +288,28 @@ def test_rich_panel_shows_media(media_run: tuple[Path, str]) -> None:
     assert "media" in text and re.search(r"rtp \d+/s out, \d+/s in", text), text
     assert f"loss 0.00% (0 of {m['expected']})" in text or m["lost"] > 0, text
     assert re.search(r"MOS p50 4\.\d\d p5 4\.\d\d", text), text
+
+
+def test_compare_judges_media(media_run: tuple[Path, str]) -> None:
+    out, _ = media_run
+    a = summary(out)
+    b = json.loads(json.dumps(a))
+    b["media"]["loss_rate"] = 0.05
+    b["media"]["mos"]["p5"] = a["media"]["mos"]["p5"] - 0.5
+    r = compare_runs(a, b)
+    rows = {m["metric"]: m for m in r["metrics"]}
+    assert rows["media.loss_rate"]["status"] == "regression"
+    assert rows["media.mos.p5"]["status"] == "too_few_samples"  # 4 calls, p5 needs 200
+    assert rows["media.mos.p5"]["samples"] == CALLS
+    r = compare_runs(a, b, tail_samples=0)
+    rows = {m["metric"]: m for m in r["metrics"]}
+    assert rows["media.mos.p5"]["status"] == "regression"
+    assert rows["media.mos.p50"]["status"] == "same"
+    assert "media.mos.p5" in r["regressions"] and r["regressed"]
+    assert "MOS" in format_comparison(r)
+    assert parse_min_delta("0.1mos") == ("score", 0.1)
+    same = compare_runs(a, a)
+    assert not same["regressed"]
+    # runs without media compare as before: no media rows
+    assert not any(m["metric"].startswith("media.")
+                   for m in compare_runs({**a, "media": None}, {**a, "media": None})["metrics"])

@@ -14,7 +14,11 @@ never counts:
   p99: 1,000, p99.9: 10,000 with the default 10); below that it is shown as
   ``too_few_samples``, never a regression;
 * higher is worse: every mark's p50, p90, p95, p99, p99.9; ``failed.rate``;
-  ``retransmissions.rate``; lower is worse: ``asr``, ``rate.achieved``.
+  ``retransmissions.rate``; lower is worse: ``asr``, ``rate.achieved``;
+* when either run carried RTP (its summary has a ``media`` object): higher is worse
+  for ``media.loss_rate`` and ``media.jitter_ms.p50``/``p95`` (judged with the
+  streams that received, like a percentile), lower is worse for ``media.mos.p5`` and
+  ``media.mos.p50`` (a MOS score: floor 0.05; p5 is a tail like p95).
 
 ``metrics`` (``--metric``) limits what is judged; the other metrics are shown as
 ``info``.  Maxima, counts and the failure mix are shown but not judged.  A metric
@@ -37,13 +41,16 @@ from sipload.stats.msround import fmt_ms
 
 Direction = Literal["higher_is_worse", "lower_is_worse", "info"]
 
-FLOORS = {"latency": 1.0, "ratio": 0.001, "rate": 1.0, "count": 1.0}
-"""Default absolute floors by kind: ms, a fraction (0.001 = 0.1 point), calls/s, count."""
+FLOORS = {"latency": 1.0, "ratio": 0.001, "rate": 1.0, "count": 1.0, "score": 0.05}
+"""Default absolute floors by kind: ms, a fraction (0.001 = 0.1 point), calls/s, count,
+MOS."""
 PERCENTILE_STATS = ("p50", "p90", "p95", "p99", "p99_9")
-PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p99_9": 0.999}
+PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p99_9": 0.999,
+               "p5": 0.95}
+"""How far into its tail each percentile lies (p5, a low tail, as far as p95)."""
 TAIL_SAMPLES = 10
 """A percentile p is judged when both runs have at least TAIL_SAMPLES / (1 - p) samples."""
-UNITS = {"latency": "ms", "ratio": "%", "rate": "calls/s", "count": "calls"}
+UNITS = {"latency": "ms", "ratio": "%", "rate": "calls/s", "count": "calls", "score": "MOS"}
 
 
 class CompareError(ValueError):
@@ -59,7 +66,7 @@ def parse_min_delta(text: str) -> tuple[str, float]:
     """
     t = text.strip()
     units = (("ms", "latency", 1.0), ("s", "latency", 1000.0), ("%", "ratio", 0.01),
-             ("/s", "rate", 1.0), ("", "count", 1.0))
+             ("/s", "rate", 1.0), ("mos", "score", 1.0), ("", "count", 1.0))
     for suffix, kind, scale in sorted(units, key=lambda u: -len(u[0])):
         if t.endswith(suffix):
             number = t[:len(t) - len(suffix)] if suffix else t
@@ -71,7 +78,7 @@ def parse_min_delta(text: str) -> tuple[str, float]:
                 break
             return kind, value
     raise CompareError(f"--min-delta {text!r}: expected 2ms or 0.5s (latencies), 0.5% "
-                       "(ratios, in points), 5/s (rates) or 3 (counts)")
+                       "(ratios, in points), 5/s (rates), 0.1mos (MOS) or 3 (counts)")
 
 
 def min_samples(stat: str, tail: int = TAIL_SAMPLES) -> int:
@@ -121,6 +128,17 @@ def _metrics(a: Mapping[str, Any], b: Mapping[str, Any]
             out.append((f"{mark}.{stat}", "latency", ("latency", mark, stat),
                         "higher_is_worse"))
         out.append((f"{mark}.max", "latency", ("latency", mark, "max"), "info"))
+    if isinstance(a.get("media"), Mapping) or isinstance(b.get("media"), Mapping):
+        out += [
+            ("media.loss_rate", "ratio", ("media", "loss_rate"), "higher_is_worse"),
+            ("media.jitter_ms.p50", "latency", ("media", "jitter_ms", "p50"),
+             "higher_is_worse"),
+            ("media.jitter_ms.p95", "latency", ("media", "jitter_ms", "p95"),
+             "higher_is_worse"),
+            ("media.mos.p5", "score", ("media", "mos", "p5"), "lower_is_worse"),
+            ("media.mos.p50", "score", ("media", "mos", "p50"), "lower_is_worse"),
+            ("media.streams", "count", ("media", "streams"), "info"),
+        ]
     return out
 
 
@@ -139,8 +157,14 @@ def _judge(va: float | None, vb: float | None, direction: Direction, tolerance: 
 
 
 def _count(s: Mapping[str, Any], path: tuple[str, ...]) -> int:
+    """The samples behind a percentile: calls that reached the mark, streams that
+    received, calls with a MOS."""
     if len(path) == 3 and path[0] == "latency":
         return int(lookup(s, ("latency", path[1], "count")) or 0)
+    if path[:2] == ("media", "jitter_ms"):
+        return int(lookup(s, ("media", "receiving")) or 0)
+    if path[:2] == ("media", "mos"):
+        return int(lookup(s, ("media", "mos", "count")) or 0)
     return 0
 
 
@@ -184,7 +208,7 @@ def compare_runs(a: Path | str | Mapping[str, Any], b: Path | str | Mapping[str,
         va, vb = lookup(sa, path), lookup(sb, path)
         if wanted and name not in wanted and direction != "info":
             direction = "info"
-        need = min_samples(path[-1], tail_samples) if kind == "latency" else 0
+        need = min_samples(path[-1], tail_samples) if kind in ("latency", "score") else 0
         samples = min(_count(sa, path), _count(sb, path)) if need else None
         change, status = _judge(va, vb, direction, tolerance, floor_of[kind])
         if need and status in ("regression", "improvement", "same") and \
@@ -228,6 +252,8 @@ def with_unit(v: Any, kind: str) -> str:
         return f"{float(v):,.0f} calls"
     if kind == "rate":
         return f"{float(v):,.2f} calls/s"
+    if kind == "score":
+        return f"{float(v):.2f} MOS"
     return f"{fmt_ms(float(v), grouped=True)} ms"
 
 
