@@ -33,8 +33,9 @@ its threads; memory from ``VmRSS``):
   late), unsent (send buffer full), and each packet's lateness against its
   tick's due time (the send-interval error, p50/p99/max); whether the run says
   it was generator-limited, and the kernel's UDP receive-buffer drops over the
-  run (``/proc/net/snmp`` ``RcvbufErrors``, every socket on the host: the echo's
-  and sipload's).
+  run (``/proc/net/snmp`` ``RcvbufErrors``, every socket on the host), and of
+  those, the drops of the worker's sockets and of the echo's media socket
+  (``/proc/net/udp``).
 
 The machine is shared: the figures of one command are comparable with each other
 (the ratio), less so across commands.  Always exits 0.
@@ -112,6 +113,28 @@ def descendants(pid: int) -> list[int]:
     return seen
 
 
+def udp_drops(pid: int | None = None, port: int | None = None) -> int:
+    """Datagrams dropped by the UDP sockets of process ``pid`` or bound to ``port``
+    (``/proc/net/udp`` ``drops``; a full receive buffer)."""
+    inodes: set[str] = set()
+    if pid is not None:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            pass
+    total = 0
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(name).read_text().splitlines()[1:]:
+            f = line.split()
+            if (port is not None and int(f[1].rsplit(":", 1)[1], 16) == port) or \
+                    f[9] in inodes:
+                total += int(f[12])
+    return total
+
+
 def rcvbuf_errors() -> int:
     lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
              if ln.startswith("Udp:")]
@@ -135,6 +158,7 @@ def _percentiles(h: HdrHistogram) -> dict[str, float]:
 
 
 def run_sipload(n: int, ramp: float, steady: float, work: Path) -> dict[str, Any]:
+    """sipload against SIPp -rtp_echo; the run directory stays in ``work``."""
     hold = ramp + steady + 3.0
     scenario = work / "media_load.yaml"
     scenario.write_text(SCENARIO.format(hold_ms=int(hold * 1000)))
@@ -181,6 +205,9 @@ def run_sipload(n: int, ramp: float, steady: float, work: Path) -> dict[str, Any
                     time.monotonic() - window["t0"] >= steady:
                 window.update(t1=time.monotonic(), cpu1=cpu_seconds(int(window["worker"])),
                               echo1=cpu_seconds(echo.program_pid() or 0))
+            if "worker" in window:  # the sockets' drops so far (they close at the end)
+                res["drops_sipload"] = udp_drops(pid=int(window["worker"]))
+                res["drops_echo"] = udp_drops(port=media_port)
         output, _ = proc.communicate(timeout=hold + 120)
     res["drops"] = rcvbuf_errors() - drops0
     if "t1" not in window:
@@ -259,7 +286,7 @@ def show(rows: list[dict[str, Any]]) -> None:
     print()
     print("| calls | tool | CPU µs/stream-s | CPU share | mem KiB/call | ok/failed | loss | "
           "jitter p95 ms | MOS p5 | send late p50/p99/max ms | skipped | limited | "
-          "rcvbuf drops | echo CPU |")
+          "drops: all/sipload/echo | echo CPU |")
     print("|" + "---|" * 14)
     for r in rows:
         if "error" in r:
@@ -273,7 +300,8 @@ def show(rows: list[dict[str, Any]]) -> None:
               f"{_num(r.get('mos_p5'))} | "
               + ("/".join(f"{late[k]:.2f}" for k in ("p50", "p99", "max")) if late else "-")
               + f" | {r.get('skipped', '-')} | {r.get('limited', '-')} | "
-              f"{r.get('drops', '-')} | {r['echo_cpu_share']:.2f} |")
+              f"{r.get('drops', '-')}/{r.get('drops_sipload', '-')}/{r.get('drops_echo', '-')}"
+              f" | {r['echo_cpu_share']:.2f} |")
     by = {(r["calls"], r["tool"]): r for r in rows if "error" not in r}
     for n in sorted({r["calls"] for r in rows}):
         a, b = by.get((n, "sipload")), by.get((n, "sipp rtp_stream"))
@@ -297,10 +325,12 @@ def main() -> None:
     ap.add_argument("--steady", type=float, default=10.0, help="seconds measured at full load")
     ap.add_argument("--no-sipp", action="store_true", help="skip SIPp's rtp_stream run")
     ap.add_argument("--json", type=Path, help="write the rows here too")
+    ap.add_argument("--keep", type=Path, help="keep the run directories here")
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="media-bench-") as tmp:
-        work = Path(tmp)
+        work = Path(tmp) if args.keep is None else args.keep
+        work.mkdir(parents=True, exist_ok=True)
         for n in args.calls:
             rows.append(run_sipload(n, args.ramp, args.steady, work))
             if not args.no_sipp:

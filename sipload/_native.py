@@ -76,6 +76,14 @@ COMPILED: tuple[str, ...] = (
     "sipload.stats.records",
     "sipload.stats.traces",
     "sipload.transport.udp",
+    "sipload.media.call",
+    "sipload.media.dtmf",
+    "sipload.media.emodel",
+    "sipload.media.receive",
+    "sipload.media.rtcp",
+    "sipload.media.rtp",
+    "sipload.media.schedule",
+    "sipload.media.table",
 )
 
 #: Hand-written C extensions built with the compiled modules: (module, source file).

@@ -36,7 +36,7 @@ SEQ_MOD = 1 << 16
 MAX_DROPOUT = 3000
 MAX_MISORDER = 100
 #: Extended sequence numbers remembered for duplicate detection (> MAX_MISORDER).
-WINDOW = 256
+WINDOW = 128
 _MASK = WINDOW - 1
 #: How many received DTMF keys a stream keeps.
 MAX_DIGITS = 64
