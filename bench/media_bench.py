@@ -190,7 +190,8 @@ def run_sipload(n: int, ramp: float, steady: float, work: Path) -> dict[str, Any
                 continue
             seen = len(lines)
             snap = json.loads(lines[-1])
-            streams = int((snap.get("media") or {}).get("streams", 0))
+            # RTP streams running (a build without media snapshots: calls in progress)
+            streams = int((snap.get("media") or {}).get("streams", snap.get("active", 0)))
             kids = [p for p in descendants(proc.pid) if cpu_seconds(p) > 0]
             if not kids:
                 continue
