@@ -40,7 +40,11 @@ async def _talk(seconds: float, calls: int) -> tuple[MediaPump, MediaPump, list[
     a.rearm()
     b.rearm()
     await asyncio.sleep(seconds)
+    # the player reads at its ticks, the echo (no stream of its own) as packets come
+    assert a.reads_at_ticks and not b.reads_at_ticks
     a_figs = [f for k in range(calls) if (f := a.table.stop(k, a.now())) is not None]
+    a.rearm()
+    assert not a.reads_at_ticks  # nothing to send: watched again
     b_figs = [f for k in range(calls) if (f := b.table.stop(k, b.now())) is not None]
     a.close()
     b.close()

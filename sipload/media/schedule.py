@@ -68,7 +68,8 @@ class OutStream:
         self.octets_sent = 0
         self.skipped = 0
         self.phase = 0
-        self.next_tick = 0
+        self.next_tick = -1  #: the tick it sends on next (-1: never on a grid)
+        self.on_grid = False
         self._frame = 0
         self._marker = True
         # Queued DTMF: (payload or None for an audio gap tick, marker, starts an event).
@@ -194,13 +195,17 @@ class SendSchedule:
         self.tick = 0
         self.skipped_ticks = 0
         self.skipped_packets = 0  #: packets not sent because their tick was too late
-        self._wheel: dict[int, list[int]] = {}
+        self._wheel: dict[int, list[OutStream]] = {}
 
     def tick_time(self, k: int) -> float:
         return self.origin + k * self.grid
 
     def add(self, key: int, stream: OutStream) -> None:
         """Start ``stream`` on the least busy of the next ``ptime`` ticks."""
+        self.streams[key] = stream
+        stream.on_grid = True
+        if stream.next_tick >= self.tick:
+            return  # taken off and put back before its tick came: its entry still waits
         wheel = self._wheel
         start = self.tick
         best = -1
@@ -214,12 +219,14 @@ class SendSchedule:
                     break
         stream.phase = start % stream.ptime_ticks
         stream.next_tick = start
-        self.streams[key] = stream
-        wheel.setdefault(start, []).append(key)
+        wheel.setdefault(start, []).append(stream)
 
     def remove(self, key: int) -> OutStream | None:
         """Take a stream off the grid (its wheel entry is dropped when its tick comes)."""
-        return self.streams.pop(key, None)
+        stream = self.streams.pop(key, None)
+        if stream is not None:
+            stream.on_grid = False
+        return stream
 
     def next_deadline(self) -> float | None:
         """When the next tick with a stream on it is due, or None with no stream."""
@@ -264,16 +271,14 @@ class SendSchedule:
 
     def _run_tick(self, k: int, tick: Tick | None) -> None:
         """The streams due at tick ``k`` send into ``tick`` (None: skip them, too late)."""
-        keys = self._wheel.pop(k, None)
-        if keys is None:
+        due = self._wheel.pop(k, None)
+        if due is None:
             return
-        streams = self.streams
         wheel = self._wheel
         packets = tick.packets if tick is not None else None
         dests = tick.dests if tick is not None else None
-        for key in keys:
-            stream = streams.get(key)
-            if stream is None or stream.next_tick != k:
+        for stream in due:
+            if not stream.on_grid or stream.next_tick != k:
                 continue  # removed, or re-added on another tick
             dest = stream.dest
             if stream.sending and dest is not None:
@@ -290,6 +295,6 @@ class SendSchedule:
             stream.next_tick = nxt
             bucket = wheel.get(nxt)
             if bucket is None:
-                wheel[nxt] = [key]
+                wheel[nxt] = [stream]
             else:
-                bucket.append(key)
+                bucket.append(stream)

@@ -121,6 +121,8 @@ class MediaTable:
         self.cname = cname
         self.calls: dict[int, CallMedia] = {}
         self._by_ssrc: dict[int, int] = {}
+        #: our SSRC -> its call's media: one lookup routes an echoed packet
+        self._own: dict[int, CallMedia] = {}
         self._by_remote_ssrc: dict[int, int] = {}
         self._reserved: dict[int, int] = {}
         self._echo_shared: dict[Address, int] = {}
@@ -167,6 +169,7 @@ class MediaTable:
                           spec.echo, ptime, self.wall_offset, self.cname, bool(spec.record), now)
         self.calls[key] = media
         self._by_ssrc[ssrc] = key
+        self._own[ssrc] = media
         self._remote_ssrc(key, -1, plan.remote_ssrc)
         self._index(key, plan.remote)
         if spec.echo and plan.remote is not None:
@@ -211,6 +214,7 @@ class MediaTable:
             return None
         self.schedule.remove(key)
         self._by_ssrc.pop(media.ssrc, None)
+        self._own.pop(media.ssrc, None)
         self._retired[media.ssrc] = None
         if len(self._retired) > RETIRED:  # oldest first: dicts keep insertion order
             del self._retired[next(iter(self._retired))]
@@ -308,9 +312,15 @@ class MediaTable:
             offset: subtracted from each stamp to give the table's time.
             echoes, dests: the packets to send back and where are appended here.
         """
-        on_rtp = self.on_rtp
+        own = self._own
         for data, source_addr, stamp in datagrams:
-            back = on_rtp(data, source_addr, stamp - offset)
+            # the common case first: our own stream echoed back, found by its SSRC
+            media = own.get(_SSRC.unpack_from(data, 8)[0]) if len(data) >= 12 and \
+                data[0] >> 6 == 2 else None
+            if media is not None:
+                back = media.on_rtp(data, source_addr, stamp - offset)
+            else:
+                back = self.on_rtp(data, source_addr, stamp - offset)
             if back is not None:
                 echoes.append(back)
                 dests.append(source_addr)
@@ -383,6 +393,10 @@ class MediaTable:
     def due(self, now: float) -> list[Tick]:
         """The RTP ticks due at ``now``."""
         return self.schedule.due(now)
+
+    def sending(self) -> bool:
+        """True while any outgoing stream is on the grid (the shell then reads at each tick)."""
+        return bool(self.schedule.streams)
 
     def packets_skipped(self) -> int:
         """Packets not sent over the table's life because their tick came too late."""
