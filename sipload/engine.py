@@ -477,7 +477,8 @@ class Engine:
             codes=self.runner.take_codes() if self.runner is not None else {})
         if self.runner is not None and self.media is not None:
             totals, streams = self.runner.media.packet_totals()
-            snap.media = self.counts.media.snapshot(totals, streams)
+            snap.media = self.counts.media.snapshot(totals, streams,
+                                                    stray=self.media.table.foreign)
             snap.media["send"] = self.media.take_send_figures()
         pump.lag = 0.0
         self._next_snapshot = now + self.config.snapshot_every

@@ -22,6 +22,9 @@ Theory of operation
    * ``remote`` counts calls that got an RTCP report about our stream
      (``media_remote_lost`` >= 0); ``rtt_ms`` calls that could compute one.
 
+   ``stray`` is the exception: datagrams that belonged to no call (an unknown SSRC
+   from an address no call's SDP named) have no record, so the workers count them
+   in their interval snapshots and the summary adds those up.
 3. Over time (the report's charts) comes from the interval snapshots' ``media``
    maps (:mod:`sipload.stats.mediaintervals`): packets sent, received and lost
    per second from the workers' running totals (every stream), and jitter and
@@ -199,6 +202,18 @@ def media_per_second(intervals: list[dict[str, Any]], seconds: list[int]) -> pd.
     return pd.DataFrame(out)
 
 
+def stray_packets(intervals: list[dict[str, Any]]) -> int:
+    """Datagrams the workers' RTP/RTCP ports got that belonged to no call (the
+    snapshots' ``media.stray``, summed)."""
+    total = 0
+    for snap in intervals:
+        m = snap.get("media")
+        v = m.get("stray") if isinstance(m, dict) else None
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            total += v
+    return total
+
+
 def analyse_media(calls: pa.Table, intervals: list[dict[str, Any]],
                   seconds: list[int]) -> MediaAnalysis:
     """The media of a run (see the module docstring).
@@ -211,6 +226,7 @@ def analyse_media(calls: pa.Table, intervals: list[dict[str, Any]],
     summary, mos = media_summary(calls)
     if summary is None:
         return MediaAnalysis()
+    summary["stray"] = stray_packets(intervals)
     return MediaAnalysis(summary=summary, mos=mos,
                          per_second=media_per_second(intervals, seconds), worst=_worst(calls))
 

@@ -10,6 +10,9 @@ Each interval snapshot of a worker whose calls carry RTP holds a ``media`` map
   the shell passes them in), so the intervals of a run add up to its totals.
   ``lost`` may be negative in an interval where late packets filled an earlier
   gap (RFC 3550 A.3 counts loss as expected minus received);
+* ``stray``: datagrams that arrived on the worker's RTP/RTCP ports in the interval and
+  belonged to no call (an unknown SSRC from an address no call's SDP named): dropped,
+  counted here since no call's record can hold them;
 * ``histograms``: ``jitter_ms`` and ``mos`` of the calls ended in the interval,
   as HdrHistograms (base64 of the compressed encoding, as the latency ones).
 
@@ -113,10 +116,11 @@ class MediaHistograms:
 class MediaIntervals:
     """The ``media`` map of each snapshot of one worker (see the module docstring)."""
 
-    __slots__ = ("_base", "_calls", "_hist")
+    __slots__ = ("_base", "_calls", "_hist", "_stray")
 
     def __init__(self) -> None:
         self._base: tuple[int, ...] = (0,) * len(COUNTERS)
+        self._stray = 0
         self._calls = 0
         self._hist = MediaHistograms()
 
@@ -127,16 +131,20 @@ class MediaIntervals:
         self._calls += 1
         self._hist.record(figures)
 
-    def snapshot(self, totals: tuple[int, int, int, int], streams: int) -> dict[str, Any]:
+    def snapshot(self, totals: tuple[int, int, int, int], streams: int,
+                 stray: int = 0) -> dict[str, Any]:
         """The interval's map; starts the next interval.
 
         Args:
             totals: the worker's running (sent, received, expected, lost) packets.
             streams: RTP streams running now.
+            stray: the worker's running count of datagrams that belonged to no call.
         """
         out: dict[str, Any] = {"streams": streams, "calls": self._calls}
         for name, now, base in zip(COUNTERS, totals, self._base, strict=True):
             out[name] = int(now) - base
+        out["stray"] = int(stray) - self._stray
+        self._stray = int(stray)
         out["histograms"] = self._hist.encode()
         self._base = tuple(int(v) for v in totals)
         self._calls = 0
