@@ -45,7 +45,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from sipload.conformance.cases_uas import ANSWER_INVITE, METHOD, OPTIONS_CODE, REQUIRE, SCHEME
+from sipload.conformance.cases_uas import (
+    ANSWER_INVITE,
+    METHOD,
+    MISSING_TO,
+    OPTIONS_CODE,
+    REQUIRE,
+    SCHEME,
+)
 from sipload.conformance.judge import earlier_step
 from sipload.conformance.ladder import call_id_of
 from sipload.conformance.model import Case, Outcome, Rule, broke, must, passed, should
@@ -247,9 +254,20 @@ ALIVE = must("RFC 3261 §17.2.1", "The server transaction MUST generate a 100 (T
 FRAMING = should("RFC 3261 §18.3", "If the transport packet ends before the end of the message "
                  "body, this is considered an error. [...] If the message is a request, the "
                  "element SHOULD generate a 400 (Bad Request) response.")
+SINGLE_VALUED = should("RFC 3261 §7.3.1, §21.4.1", "(informational) Multiple header field "
+                       "rows with the same field-name MAY be present in a message if and only "
+                       "if the entire field-value for that header field is defined as a "
+                       "comma-separated list [...] (§21.4.1, 400 Bad Request) The request could "
+                       "not be understood due to malformed syntax.")
+NOT_ACCEPTABLE = should("RFC 3261 §21.4.7", "(informational) 406 Not Acceptable: The resource "
+                        "identified by the request is only capable of generating response "
+                        "entities that have content characteristics not acceptable according "
+                        "to the Accept header field sent in the request.")
 _RULES: dict[str, Rule] = {"bext01": REQUIRE, "unkscm": SCHEME, "novelsc": SCHEME,
                            "clerr": FRAMING, "intmeth": METHOD, "esc02": METHOD,
-                           "invut": CONTENT_415}
+                           "invut": CONTENT_415, "insuf": MISSING_TO,
+                           "multi01": SINGLE_VALUED, "mcl01": SINGLE_VALUED,
+                           "sdp01": NOT_ACCEPTABLE}
 _REQUEST_LINE = re.compile(rb"^([A-Za-z0-9!%*_+`'~.\-]+)([ \t]+)(\S+)([ \t]+SIP/)")
 
 
