@@ -160,7 +160,8 @@ def test_cli_end_to_end_against_sipload_uas_subprocess(tmp_path: Path) -> None:
     verdicts = {c["id"]: c["verdict"] for c in doc["cases"]}
     assert verdicts == {"UAS-CALL-001": "pass", "UAS-REQ-001": "pass", "UAS-REQ-002": "pass",
                         "UAS-REQ-003": "pass", "UAS-REQ-004": "pass", "UAS-REQ-005": "pass",
-                        "ROB-badinv01": "pass", "UAS-AUTH-001": "not_applicable"}
+                        "UAS-REQ-006": "pass", "ROB-badinv01": "pass",
+                        "UAS-AUTH-001": "not_applicable"}
     case = doc["cases"][0]
     assert {"id", "section", "purpose", "pack", "verdict", "reason", "duration",
             "ladder"} <= set(case)
@@ -199,7 +200,7 @@ def test_tls_transport(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from sipload.transport.tls import server_context
-    from tests.test_transport import _cert, _write
+    from tests.certs import _cert, _write
 
     key = ec.generate_private_key(ec.SECP256R1())
     _write(tmp_path / "self", _cert("localhost", key, "localhost", key, ca=False), key)
