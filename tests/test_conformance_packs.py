@@ -227,7 +227,7 @@ def test_transport_pack_breaking_naive_tcp_server() -> None:
     # MUST be sent using the existing connection"
     with NaiveTcpUas() as naive:
         results = _run(_profile("", transport="tcp"), naive.port, ["transport"],
-                       transport="tcp", ids=[f"TP-00{i}" for i in range(1, 8)])
+                       transport="tcp", ids=[f"TP-00{i}" for i in range(1, 9)])
     check(results, {
         "TP-001": ("fail", transport.CONTENT_LENGTH),
         "TP-002": ("fail", transport.FRAMING),  # the second OPTIONS of a segment ignored
@@ -236,24 +236,31 @@ def test_transport_pack_breaking_naive_tcp_server() -> None:
         "TP-005": ("fail", transport.FRAMING),  # answered before the body arrived
         "TP-006": ("fail", transport.LEADING_CRLF),
         "TP-007": ("fail", transport.SAME_CONNECTION),  # answered to Via port 9 instead
+        # RFC 4475 §3.1.2.3 "the framing error is not recoverable, and the connection should
+        # be closed" (advice: warn): it keeps the connection after Content-Length: -999
+        "TP-008": ("warn", transport.UNRECOVERABLE),
     })
 
 
 def test_transport_pack_keeping_sipload_uas() -> None:
     # sipload's UAS over TCP frames by Content-Length (sip/parser.StreamFramer), skips
-    # CRLFs before a start line, and answers on the request's connection
+    # CRLFs before a start line, answers on the request's connection, and answers a
+    # negative Content-Length 400 and closes the connection
     results = _run_sipload(_profile("", t1="100ms", transport="tcp"), ["transport"],
                            transport="tcp")
-    check(results, {f"TP-00{i}": ("pass", None) for i in range(1, 8)})
+    check(results, {f"TP-00{i}": ("pass", None) for i in range(1, 9)})
 
 
 def test_transport_pack_keeping_baresip() -> None:
-    # baresip (libre's SIP stack, no one here wrote it) keeps every framing rule over TCP
+    # baresip (libre's SIP stack, no one here wrote it) keeps every framing rule over TCP;
+    # a negative Content-Length gets 200 and the connection stays open (RFC 4475's advice
+    # to close it not followed: warn)
     require("baresip")
     with BaresipProcess() as b:
         profile = _profile("", transport="tcp").replace("sip:service@", "sip:uas@")
         results = _run(profile, b.port, ["transport"], transport="tcp")
-    check(results, {f"TP-00{i}": ("pass", None) for i in range(1, 8)})
+    check(results, {**{f"TP-00{i}": ("pass", None) for i in range(1, 8)},
+                    "TP-008": ("warn", transport.UNRECOVERABLE)})
 
 
 # --------------------------------------------------------------------------- rtp

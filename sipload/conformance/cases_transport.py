@@ -22,7 +22,15 @@ import contextlib
 import itertools
 import re
 
-from sipload.conformance.model import Case, Outcome, broke, inconclusive, must, passed
+from sipload.conformance.model import (
+    Case,
+    Outcome,
+    broke,
+    inconclusive,
+    must,
+    passed,
+    should,
+)
 from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
 from sipload.conformance.steps import uas_uri
@@ -46,6 +54,10 @@ SAME_CONNECTION = must("RFC 3261 §18.2.2", "If the \"sent-protocol\" is a relia
                        "sent using the existing connection to the source of the original "
                        "request that created the transaction, if that connection is still "
                        "open.")
+
+UNRECOVERABLE = should("RFC 4475 §3.1.2.3", "(informational) If a request like this arrives "
+                       "over TCP, the framing error is not recoverable, and the connection "
+                       "should be closed.")
 
 PAUSE = 0.05
 """Seconds between the writes of one cut message (each write its own TCP segment)."""
@@ -322,6 +334,25 @@ async def same_connection(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"answered {got[call_id].status} on the request's own connection")
 
 
+async def negative_length(probe: Probe, profile: Profile) -> Outcome:
+    stream = await _opened(probe, profile)
+    if isinstance(stream, Outcome):
+        return stream
+    data, call_id = options(probe, profile, stream)
+    data = data.replace(b"Content-Length: 0\r\n", b"Content-Length: -999\r\n", 1)
+    await stream.write(data + BODY)
+    got = await _answers(stream, [call_id], profile.response_timeout)
+    if not stream.closed:  # still open: does it end once more time has passed?
+        await stream.read(profile.response_timeout)
+    closed = stream.closed
+    await stream.close()
+    said = f"{got[call_id].status} {got[call_id].reason}" if call_id in got else "no answer"
+    if not closed:
+        return broke(UNRECOVERABLE, f"a negative Content-Length on the stream got {said}, and "
+                     f"the connection stayed open {2 * profile.response_timeout:g} s")
+    return passed(f"{said}, and the connection closed")
+
+
 _TCP = ("role:uas", "transport:tcp")
 
 CASES = [
@@ -343,4 +374,7 @@ CASES = [
     Case("TP-007", "3261", "18.2.2", "the response comes on the request's connection, "
          "whatever the Via's sent-by", "transport", _TCP, same_connection, budget=10.0,
          rules=(SAME_CONNECTION,)),
+    Case("TP-008", "4475", "3.1.2.3", "a negative Content-Length on a stream cannot be framed: "
+         "the connection is closed (a 400 first is allowed)", "transport", _TCP,
+         negative_length, budget=10.0, rules=(UNRECOVERABLE,)),
 ]
