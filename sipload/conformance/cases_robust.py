@@ -2,8 +2,9 @@
 
 The messages and their index ship in ``sipload/conformance/data/`` (byte-exact
 copies of ``tests/data/rfc4475/``).  The pack sends every message RFC 4475
-calls invalid (§3.1.2) and every semantically wrong one whose expected handling
-does not depend on the element's role (§3.2, §3.3), as bytes: a request as a
+calls invalid (§3.1.2), every semantically wrong one whose expected handling
+does not depend on the element's role (§3.2, §3.3), and its valid ones (§3.1.1,
+plus §3.3.6's body of unknown type, judged by what a UAS answers), as bytes: a request as a
 client transaction does (retransmitted over UDP on the §17.1 schedule until a
 final response or the profile's ``response_timeout``), a response once.
 
@@ -13,9 +14,11 @@ RFC 4475 is informational):
 1. A response must get no answer at all: the target must discard it (RFC 3261
    §18.1.2: its top Via is not the target's) -- a MUST.
 2. A malformed request may be dropped (RFC 3261 §18.3, RFC 4475); a valid one
-   (``badbranch``, ``unkscm``, ``novelsc``, ``bext01``, ``sdp01``) must be
-   answered: silence fails the MUST to answer (§17.2.1 for INVITE, §11.2 for
-   OPTIONS).
+   (``badbranch``, ``unkscm``, ``novelsc``, ``bext01``, ``sdp01`` and the
+   :data:`VALID` requests) must be answered: silence fails the MUST to answer
+   (§17.2.1 for INVITE, §11.2 for OPTIONS, §8.2.1 for any other method).  A valid
+   message refused 400 breaks RFC 4475's own sentence (:data:`RFC4475_SAYS`),
+   advice: ``warn``.
 3. An answer the entry names (``reject-400``, ``reject-416-or-404``,
    ``reject-error`` = any 4xx-6xx, ``liberal-accept`` = any) passes; so does an
    answer right at an earlier step of the §8.2 order (authentication, then the
