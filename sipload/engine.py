@@ -38,6 +38,7 @@ from sipload.pump import Pump
 from sipload.scenario.inject import Injection
 from sipload.scenario.interpreter import RunContext, Runner
 from sipload.scenario.model import Program
+from sipload.sip.servers import Server, ServerSet
 from sipload.sip.transaction import TimerConfig
 from sipload.stats.interval import IntervalAccountant, Snapshot
 from sipload.stats.records import CallRecord, Failure, Result
@@ -100,6 +101,8 @@ class EngineConfig:
     trace: str = "none"  #: keep the wire messages of "failed", "all" or "none" of the calls
     trace_limit: int = DEFAULT_LIMIT  #: traced calls per failure reason ("failed")
     ws_path: str = "/"  #: the request path of WebSocket upgrades (ws, wss)
+    located: str = ""  #: the target name located by DNS (RFC 3263), "" for none
+    servers: tuple[Server, ...] = ()  #: what DNS found for it (sipload.transport.dns)
 
 
 RecordSink = Callable[[list[dict[str, Any]]], None]
@@ -179,6 +182,8 @@ class Engine:
         if prog is not None and prog.supported:
             ua_cfg.supported = prog.supported
         ua = self.ua = UserAgent(ua_cfg, IdGenerator(f"w{cfg.worker}{os.getpid():x}x"))
+        if cfg.servers:
+            ua.set_servers(ServerSet(cfg.located, list(cfg.servers), self.rng.random))
         runner: Runner | None = None
         if prog is None:
             self.responder = DefaultUAS(ua, media_ip=host, media_port=self.media_port)

@@ -514,3 +514,22 @@ def test_tls_listener_needs_a_context(run: Runner) -> None:
                 await a.t.listen("tls", "127.0.0.1", 0)
 
     run(main())
+
+
+def test_udp_still_reads_after_an_icmp_error(run: Runner) -> None:
+    """uvloop (libuv) stops watching a socket whose epoll says EPOLLERR, as a queued ICMP
+    error does: the endpoint must watch it again, or no answer is ever read."""
+    async def main() -> None:
+        async with Sink() as a, Sink() as b:
+            _, port = await b.t.listen("udp", "127.0.0.1", 0)
+            _, aport = await a.t.listen("udp", "127.0.0.1", 0)
+            dead = closed_port()
+            for round_ in range(3):
+                a.t.send(sip(round_), ("udp", "127.0.0.1", dead))
+                peer, reason = await a.error()
+                assert peer == ("udp", "127.0.0.1", dead) and "refused" in reason.lower()
+                await asyncio.sleep(0.05)
+                b.t.send(sip(10 + round_), ("udp", "127.0.0.1", aport))
+                assert await a.message() == (sip(10 + round_), ("udp", "127.0.0.1", port))
+
+    run(main())

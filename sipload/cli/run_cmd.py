@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import re
 import shlex
@@ -30,6 +31,7 @@ from sipload.scenario.loader import ScenarioError, load_file
 from sipload.scenario.model import Program
 from sipload.stats.rundir import RunWriter
 from sipload.stats.traces import DEFAULT_LIMIT, MODES
+from sipload.transport.dns import Located, LocateError, locate, make_resolver, parse_wanted
 
 
 class UsageError(Exception):
@@ -46,6 +48,9 @@ def register(sub: Any) -> None:
                                      "(SIP over WebSocket) to call; without it an embedded "
                                      "UAS answers")
     p.add_argument("--transport", choices=TRANSPORTS, default=None)
+    p.add_argument("--dns-server", type=_dns_server, default=None, metavar="ADDRESS[:PORT]",
+                   help="locate --target (RFC 3263 NAPTR/SRV/A) with this DNS server "
+                        "instead of the system's")
     p.add_argument("--rate", type=flags.positive_float, default=10.0,
                    help="calls per second (default 10)")
     limit = p.add_mutually_exclusive_group()
@@ -135,6 +140,42 @@ def parse_target(text: str, flag: str = "--target") -> tuple[str, int]:
         return targets.parse_hostport(text, flag)
     except targets.TargetError as e:
         raise UsageError(str(e)) from e
+
+
+def needs_locating(target: str, dns_server: tuple[str, int] | None) -> bool:
+    """Whether ``--target`` is found through DNS (RFC 3263): a sip:/sips: URI, a host name
+    without a port, or any host name when ``--dns-server`` is given."""
+    low = target.lower()
+    if low.startswith(("sip:", "sips:")):
+        return True
+    if "://" in target:
+        return False
+    host, _ = targets.parse_hostport(target, "--target")
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        pass
+    return dns_server is not None or ":" not in target
+
+
+def _locate(args: argparse.Namespace) -> Located:
+    """RFC 3263 for ``--target`` (with ``--dns-server``); raises LocateError or UsageError."""
+    try:
+        wanted = parse_wanted(args.target, args.transport)
+    except ValueError as e:
+        raise UsageError(f"--target: {e}") from e
+    return locate(wanted, make_resolver(args.dns_server))
+
+
+def _dns_server(text: str) -> tuple[str, int]:
+    try:
+        host, port = targets.parse_hostport(text, "--dns-server", 53)
+        ipaddress.ip_address(host)
+    except (targets.TargetError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"expected ADDRESS[:PORT] (an IP address), "
+                                         f"got {text!r}") from e
+    return host, port
 
 
 def _loopback_of(host: str) -> str:
@@ -259,7 +300,13 @@ def run(args: argparse.Namespace) -> int:
             _check_user_rows(args.users, injection)
         ws_path = "/"
         target = None
-        if args.target:
+        located: Located | None = None
+        if args.target and needs_locating(args.target, args.dns_server):
+            located = _locate(args)
+            first = located.servers[0]
+            args.transport = args.transport or first.transport
+            target = (first.address, first.port)  # for the plan's local address; see below
+        elif args.target:
             parsed = targets.parse(args.target)
             args.transport = targets.transport_for(parsed, args.transport)
             target, ws_path = parsed.hostport, parsed.path
@@ -284,6 +331,9 @@ def run(args: argparse.Namespace) -> int:
     except (UsageError, targets.TargetError) as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except LocateError as e:
+        print(f"sipload run: --target {args.target}: {e} (nothing was sent)", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     run_dir = _run_dir(args, program)
     uas_proc = None
     cert = key = ""
@@ -316,6 +366,18 @@ def run(args: argparse.Namespace) -> int:
     if cert:
         plan["tls_cadata"] = cert  # public: the workers check the UAS against it
     plan["ws_path"] = ws_path
+    if located is not None:
+        name = parse_wanted(args.target).host
+        plan["target"] = [name, 0]  # the Request-URI names the host; the UA picks servers
+        plan["target_text"] = args.target
+        plan["located"] = {
+            "name": name, "steps": located.steps, "skipped": located.skipped,
+            "servers": [[s.transport, s.address, s.port, s.priority, s.weight, s.name, s.rank]
+                        for s in located.servers]}
+        if not args.quiet:
+            print(f"sipload run: {args.target} located: " + ", ".join(
+                f"{s.label()} (priority {s.priority}, weight {s.weight})"
+                for s in located.servers), file=sys.stderr)
     writer = RunWriter(run_dir)
     if args.trace != "none":
         writer.open_traces()

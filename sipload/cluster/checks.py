@@ -74,6 +74,8 @@ def check_record(r: Any) -> str | None:
         return "record marks: not a map of name to seconds"
     if not _count(r.get("worker", 0)) or not _text(r.get("call_id", "")):
         return "record worker or call_id: bad value"
+    if not _text(r.get("server", "")) or not _count(r.get("failovers", 0)):
+        return "record server or failovers: bad value"
     return None
 
 

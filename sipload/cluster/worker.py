@@ -48,6 +48,7 @@ from sipload.cluster.messages import (
 from sipload.engine import Engine, EngineConfig
 from sipload.scenario.inject import parse_injection
 from sipload.scenario.loader import ScenarioError, load_text
+from sipload.sip.servers import Server
 from sipload.sip.transaction import TimerConfig
 from sipload.stats.interval import Snapshot as EngineSnapshot
 from sipload.stats.traces import DEFAULT_LIMIT
@@ -88,12 +89,15 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         program = load_text(str(text), str(plan.get("scenario_path", "<scenario>")),
                             csv_fields=injection.fields if injection else 0)
     target = plan.get("target")
+    rows = (plan.get("located") or {}).get("servers") or []
+    first = (str(rows[0][1]), int(rows[0][2])) if rows else None  # where calls go first
     t = plan.get("timers") or {}
     return EngineConfig(
         program=program,
         target=(str(target[0]), int(target[1])) if target else None,
         transport=str(plan.get("transport", "udp")),
         local_host=str(plan.get("local_host", "127.0.0.1")) or (
+            source_address(*first) if first else
             source_address(str(target[0]), int(target[1])) if target else "127.0.0.1"),
         local_port=int(plan.get("local_port", 0)),
         rate=max(welcome.rate, 1e-9), calls=welcome.calls,
@@ -116,6 +120,10 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         **engine_limits(plan.get("limits")),
         trace=str(plan.get("trace", "none")),
         ws_path=str(plan.get("ws_path", "/")),
+        located=str((plan.get("located") or {}).get("name", "")),
+        servers=tuple(Server(str(r[0]), str(r[1]), int(r[2]), int(r[3]), int(r[4]), str(r[5]),
+                             int(r[6]))
+                      for r in (plan.get("located") or {}).get("servers", [])),
         trace_limit=int(plan.get("trace_limit", DEFAULT_LIMIT)),
     )
 

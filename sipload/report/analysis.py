@@ -109,6 +109,10 @@ class Analysis:
     marks: list[str]  #: standard and scenario marks seen or named
     samples: list[CallSample] = field(default_factory=list)
     media: MediaAnalysis = field(default_factory=MediaAnalysis)  #: RTP figures (report.media)
+    servers: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: located target (RFC 3263): server label -> calls, succeeded, failovers (its calls')
+    failovers: int = 0  #: INVITEs sent anew to the next server, all calls
+    calls_failed_over: int = 0  #: calls whose INVITE moved on at least once
 
 
 def _np(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
@@ -338,6 +342,7 @@ def analyse(files: RunFiles) -> Analysis:
                       failed.column("failure").to_numpy(zero_copy_only=False))
 
     media = analyse_media(calls, files.intervals, seconds)
+    servers, failovers, failed_over = _servers(calls)
     # the rows are no longer needed (the samples are parsed): free them
     files.calls = files.calls.schema.empty_table()
     return Analysis(
@@ -355,7 +360,29 @@ def analyse(files: RunFiles) -> Analysis:
         concurrency_max=conc_max, concurrency_mean=conc_mean, duration=duration,
         lateness_ms=lateness_ms, late_starts=late_starts, dropped=dropped,
         per_second=per_second, per_worker=per_worker, codes_per_second=codes_ps,
-        latency=latency, marks=marks, samples=samples, media=media)
+        latency=latency, marks=marks, samples=samples, media=media, servers=servers,
+        failovers=failovers, calls_failed_over=failed_over)
+
+
+def _servers(calls: pa.Table) -> tuple[dict[str, dict[str, int]], int, int]:
+    """Calls per located server (where each call's INVITE last went) and the failovers."""
+    if "server" not in calls.column_names or not len(calls):
+        return {}, 0, 0
+    out: dict[str, dict[str, int]] = {}
+    total = moved = 0
+    for server, result, failovers in zip(calls.column("server").to_pylist(),
+                                         calls.column("result").to_pylist(),
+                                         calls.column("failovers").to_pylist(), strict=True):
+        if not server:
+            continue
+        row = out.setdefault(str(server), {"calls": 0, "succeeded": 0, "failovers": 0})
+        row["calls"] += 1
+        row["succeeded"] += int(result == "success")
+        n = int(failovers or 0)
+        row["failovers"] += n
+        total += n
+        moved += int(n > 0)
+    return dict(sorted(out.items())), total, moved
 
 
 _cache: dict[str, tuple[tuple[Any, ...], Analysis]] = {}

@@ -274,6 +274,9 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
         "marks": a.marks,
         "latency": a.latency.summary(),
         "media": a.media.summary,
+        **({"servers": a.servers, "failovers": {"count": a.failovers,
+                                                 "calls_with": a.calls_failed_over}}
+           if a.servers else {}),
         "generator": _generator(a, attempted),
         "thresholds": [],
         "gate": _gate(a, attempted, calls["failed"]),

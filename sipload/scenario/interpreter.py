@@ -94,8 +94,10 @@ def _time_of(message: tuple[float, str, str]) -> float:
 
 
 def hostport(host: str, port: int) -> str:
-    """``host:port``, with an IPv6 address in brackets (RFC 3261 §25.1 hostport)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """``host:port``, with an IPv6 address in brackets (RFC 3261 §25.1 hostport); the
+    host alone for port 0 (a name located by DNS, RFC 3263)."""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port else host
 
 
 class Runner:
@@ -370,6 +372,10 @@ class Runner:
         for leg in inst.legs.values():
             if leg.cid:
                 self._retransmitted(rec, self.ua.call_take_retransmissions(leg.cid))
+                located = self.ua.call_take_server(leg.cid)
+                if located is not None:
+                    rec.server, moved = located
+                    rec.failovers += moved
         for leg in inst.legs.values():
             if teardown and leg.live:
                 try:

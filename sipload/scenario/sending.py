@@ -198,7 +198,8 @@ class Sender:
                 expires = step.expires if step.expires is not None else 3600
                 if not leg.rid:
                     host, port = self.ctx.remote_host, self.ctx.remote_port
-                    registrar = f"sip:[{host}]:{port}" if ":" in host else f"sip:{host}:{port}"
+                    host = f"[{host}]" if ":" in host else host
+                    registrar = f"sip:{host}:{port}" if port else f"sip:{host}"
                     from_ = self._address((step.from_ or prog.from_).render(values))
                     rid, req = ua.register_build_initial_register(from_, registrar,
                                                                    expires=expires)

@@ -57,6 +57,8 @@ class CallRecord:
     call_id: str = ""
     media: dict[str, float] = field(default_factory=dict)
     #: the call's RTP figures (sipload.media.call.FIELDS), empty for a call without media
+    server: str = ""  #: located target (RFC 3263): the server its INVITE last went to
+    failovers: int = 0  #: how many times its INVITE moved on to the next server
 
     def __init__(
         self,
@@ -75,6 +77,8 @@ class CallRecord:
         worker: int = 0,
         call_id: str = "",
         media: dict[str, float] | None = None,
+        server: str = "",
+        failovers: int = 0,
     ) -> None:
         self.call_number = call_number
         self.intended_start = intended_start
@@ -91,6 +95,8 @@ class CallRecord:
         self.worker = worker
         self.call_id = call_id
         self.media = {} if media is None else media
+        self.server = server
+        self.failovers = failovers
 
     @property
     def duration(self) -> float:
@@ -119,6 +125,7 @@ class CallRecord:
             "codes": list(self.codes), "messages": [list(m) for m in self.messages],
             "retransmissions": self.retransmissions, "marks": dict(self.marks),
             "worker": self.worker, "call_id": self.call_id, "media": dict(self.media),
+            "server": self.server, "failovers": self.failovers,
         }
 
     @classmethod
@@ -133,4 +140,5 @@ class CallRecord:
             marks={str(k): float(v) for k, v in d["marks"].items()},
             worker=int(d.get("worker", 0)), call_id=str(d.get("call_id", "")),
             media={str(k): float(v) for k, v in (d.get("media") or {}).items()},
+            server=str(d.get("server", "")), failovers=int(d.get("failovers", 0)),
         )

@@ -197,6 +197,8 @@ class UdpEndpoint:
         destination would fail calls of a peer that is alive.
         """
         queued = self._drain_error_queue()
+        if queued:
+            self._rearm_reader()
         for host, port, errno, origin in queued:
             self._report(("udp", host, port), f"udp: {os.strerror(errno)}")
             if self._in_send and origin in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6):
@@ -209,6 +211,16 @@ class UdpEndpoint:
             return
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         self._report(("udp", *dest), f"udp: {reason}")
+
+    def _rearm_reader(self) -> None:
+        """Watch the socket again: libuv (uvloop) stops a poll handle for good when epoll
+        reports EPOLLERR, which a queued ICMP error does, and the socket would never be
+        read again (rule 3)."""
+        if self._closed:
+            return
+        fd = self._sock.fileno()
+        self._loop.remove_reader(fd)
+        self._loop.add_reader(fd, self._readable)
 
     def _report(self, peer: Peer, reason: str) -> None:
         """``on_error`` from the loop, never from inside :meth:`sendto` (rule 6)."""

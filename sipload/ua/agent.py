@@ -48,6 +48,7 @@ from sipload.sip.errors import LocalProtocolError, ParseError
 from sipload.sip.headers import NameAddress
 from sipload.sip.message import Request, Response
 from sipload.sip.parser import parse_message
+from sipload.sip.servers import ServerSet
 from sipload.ua import registration, session_timer, uac, uas
 from sipload.ua.callstate import CallAction, CallInput, public_state, step
 from sipload.ua.config import DEFAULT_ALLOW, UAConfig
@@ -61,6 +62,7 @@ from sipload.ua.core import (
     tx_label,
 )
 from sipload.ua.events import Event, EventType
+from sipload.ua.failover import first_hops, label
 from sipload.ua.ids import IdGenerator
 from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel
 from sipload.ua.routing import build_initial, next_hop
@@ -226,11 +228,31 @@ class UserAgent:
         now = self._now(now)
         s = self.state
         cid = s.new_id()
-        peer = next_hop(s, invite)
+        hops = first_hops(s, invite)
+        peer = hops[0] if hops else next_hop(s, invite)
         call = Call(cid, True, CallState.CALLING, invite, 0, peer)
         s.calls[cid] = call
         call.invite_tid = send_request(s, invite, Purpose.INVITE, now, cid=cid, peer=peer)
+        if hops:
+            s.tx[call.invite_tid].alternates = tuple(hops[1:])
+            if len(s.located) < 1_000_000:
+                s.located[cid] = (label(peer), 0)
         return cid
+
+    def set_servers(self, servers: ServerSet) -> None:
+        """Requests whose Request-URI host is ``servers.name`` go to those servers, in
+        the order :meth:`ServerSet.pick` gives per call, the next on failure (RFC 3263)."""
+        self.state.servers[servers.name] = servers
+
+    def call_take_server(self, cid: int) -> tuple[str, int] | None:
+        """(the server call ``cid``'s INVITE last went to, how many times it moved on),
+        for a call placed to a located name; None otherwise.  Forgotten once taken."""
+        return self.state.located.pop(cid, None)
+
+    @property
+    def failovers(self) -> int:
+        """INVITEs sent anew to the next server (RFC 3263 §4.3), in all."""
+        return self.state.failovers
 
     def call_set_reference(self, cid: int, reference: object) -> None:
         self.state.call(cid).reference = reference

@@ -29,9 +29,9 @@ def send_request(
     rid: int = 0, peer: Peer | None = None, auth_realms: tuple[str, ...] = (),
 ) -> int:
     """Send ``req`` in a new client transaction (rule 1); returns its tid."""
-    add_via(s, req)
     if peer is None:
         peer = next_hop(s, req)
+    add_via(s, req, peer[0])
     return start_client_tx(s, req, peer, purpose, now, cid, did, rid, auth_realms)
 
 

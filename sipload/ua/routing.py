@@ -61,10 +61,11 @@ def address(s: UAState, text: str) -> tuple[str, str]:
     return hit
 
 
-def add_via(s: UAState, req: Request) -> str:
-    """Put our Via with a fresh branch on top of ``req`` (rule 2); returns the branch."""
+def add_via(s: UAState, req: Request, transport: str = "") -> str:
+    """Put our Via with a fresh branch on top of ``req`` (rule 2); returns the branch.
+    ``transport``: the one the request goes over, when not the UA's own."""
     branch = s.ids.branch()
-    tp = s.config.transport.upper()
+    tp = (transport or s.config.transport).upper()
     req.prepend_header("Via", f"SIP/2.0/{tp} {s.hostport};branch={branch};rport")
     return branch
 

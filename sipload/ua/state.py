@@ -17,6 +17,7 @@ from sipload.sip.dialog import Dialog, DialogState
 from sipload.sip.digest import ClientNonceCounter
 from sipload.sip.errors import LocalProtocolError
 from sipload.sip.message import Request
+from sipload.sip.servers import ServerSet
 from sipload.sip.timerheap import TimerHeap
 from sipload.sip.transaction import ClientTransaction, ServerTransaction
 from sipload.ua.config import UAConfig
@@ -161,6 +162,7 @@ class TxRecord:
     did: int = 0
     rid: int = 0
     auth_realms: tuple[str, ...] = ()  #: realms we already answered on this request chain
+    alternates: tuple[Peer, ...] = ()  #: servers to try next on failure (RFC 3263 §4.3)
 
     def __init__(
         self,
@@ -181,6 +183,7 @@ class TxRecord:
         self.did = did
         self.rid = rid
         self.auth_realms = auth_realms
+        self.alternates = ()
 
 
 @dataclass(slots=True)
@@ -231,6 +234,9 @@ class UAState:
         self.creds: list[Credential] = []
         self.reinvite_cseq: dict[int, int] = {}  #: did -> CSeq of our last re-INVITE
         self.nc = ClientNonceCounter()
+        self.servers: dict[str, ServerSet] = {}  #: located name -> its servers (RFC 3263)
+        self.located: dict[int, tuple[str, int]] = {}  #: cid -> (server label, failovers)
+        self.failovers = 0  #: requests sent anew to the next server
         self.addresses: dict[str, tuple[str, str]] = {}  #: name-addr text -> (URI, header)
         self.hops: dict[str, Peer] = {}  #: Route or Request-URI text -> next hop
         self.retransmissions = 0

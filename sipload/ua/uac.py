@@ -29,6 +29,7 @@ from sipload.ua.callstate import CallAction, CallInput, step
 from sipload.ua.core import add_dialog, arm_dialog, dlg_request, drop_tx, emit, flush, release
 from sipload.ua.eventmap import call_failure_event, message_event
 from sipload.ua.events import EventType
+from sipload.ua.failover import fail_over
 from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel, send_prack
 from sipload.ua.registration import on_register_response
 from sipload.ua.state import Call, CallDialog, Peer, Purpose, TxRecord, UAState
@@ -136,6 +137,8 @@ def _on_invite_response(s: UAState, rec: TxRecord, resp: Response, now: float) -
     if status in (401, 407) and auth_retry(s, rec, resp, now):
         return
     if status == 422 and interval_retry(s, rec, resp, now):
+        return
+    if status == 503 and fail_over(s, rec, now):
         return
     emit(s, call_failure_event(status), now, cid=call.cid, tid=rec.tid,
          request=rec.tx.request, response=resp)
@@ -260,6 +263,8 @@ def tx_failed(s: UAState, rec: TxRecord, reason: str, now: float) -> None:
     elif call is None:
         return
     elif purpose == Purpose.INVITE:
+        if fail_over(s, rec, now):
+            return
         if step(call, CallInput.NO_ANSWER) == CallAction.REPORT_NO_ANSWER:
             emit(s, EventType.CALL_NOANSWER, now, cid=call.cid, tid=rec.tid, request=req,
                  reason=reason)
@@ -282,6 +287,8 @@ def transport_error(s: UAState, peer: Peer, now: float, reason: str) -> None:
         flush(s, rec)
         drop_tx(s, rec)
         if isinstance(rec.tx, ClientTransaction):
+            if fail_over(s, rec, now):
+                continue
             emit(s, EventType.TRANSPORT_ERROR, now, cid=rec.cid, did=rec.did, tid=rec.tid,
                  request=rec.tx.request, reason=reason)
             tx_failed(s, rec, reason, now)
