@@ -19,7 +19,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is installed in CI
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    # Typed here, not by uvloop: an isolated build (the container's) compiles this
+    # module with mypyc where uvloop is not installed.
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
