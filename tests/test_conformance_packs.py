@@ -121,13 +121,13 @@ def test_prack_pack_breaking_sipp_target() -> None:
         "PRACK-002": ("fail", prack.NOT_ASKED),
         # §3 "MUST be between 1 and 2**31 - 1": RSeq 0
         "PRACK-003": ("fail", prack.FIRST_RSEQ),
-        # §3 "the PRACK MUST be responded to with a 481 response": it says 200
+        # §3 "the UAS MUST respond to the PRACK with a 481 response": it says 200
         "PRACK-004": ("fail", prack.NO_MATCH_481),
         "PRACK-005": ("fail", prack.NO_MATCH_481),
         # §3 "it MUST NOT send a final response until those provisional responses are
         # acknowledged": its 200 follows the 183 with SDP at once
         "PRACK-006": ("fail", prack.HOLD_2XX),
-        # §7.1 "MUST be greater by exactly one": RSeq 0 then 2
+        # §3 "MUST be greater by exactly one": RSeq 0 then 2
         "PRACK-007": ("fail", prack.RSEQ_PLUS_ONE),
         # §3 "MUST NOT send a second reliable provisional response until the first is
         # acknowledged": its 180 follows the 183 at once

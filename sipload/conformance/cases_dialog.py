@@ -51,8 +51,9 @@ PRACK_2XX = must("RFC 3262 §3", "If the PRACK does match an unacknowledged reli
                  "provisional response, it MUST be responded to with a 2xx response.")
 RELIABLE_RETRANSMITTED = must("RFC 3262 §3", "The reliable provisional response is passed to "
                               "the transaction layer periodically with an interval that starts "
-                              "at T1 seconds and doubles for each retransmission [...] until a "
-                              "matching PRACK is received")
+                              "at T1 seconds and doubles for each retransmission [...] "
+                              "Retransmissions of the reliable provisional response cease when "
+                              "a matching PRACK is received by the UA core.")
 MIN_SE = must("RFC 4028 §9", "When sending the 422 response, the UAS MUST include a Min-SE "
               "header field with the value of its minimum interval.  This minimum interval "
               "MUST NOT be lower than 90 seconds.")

@@ -36,15 +36,15 @@ NOT_ASKED = must("RFC 3262 §3", "If the request did not include either a Suppor
 FIRST_RSEQ = must("RFC 3262 §3", "The value of the header field for the first reliable "
                   "provisional response in a transaction MUST be between 1 and 2**31 - 1.")
 NO_MATCH_481 = must("RFC 3262 §3", "If a PRACK request is received by the UA core that does "
-                    "not match any unacknowledged reliable provisional response, the PRACK "
-                    "MUST be responded to with a 481 response.")
+                    "not match any unacknowledged reliable provisional response, the UAS MUST "
+                    "respond to the PRACK with a 481 response.")
 HOLD_2XX = must("RFC 3262 §3", "The UAS MAY send a final response to the initial request "
                 "before having received PRACKs for all unacknowledged reliable provisional "
                 "responses, unless the final response is 2xx and any of the unacknowledged "
                 "reliable provisional responses contained a session description.  In that "
                 "case, it MUST NOT send a final response until those provisional responses "
                 "are acknowledged.")
-RSEQ_PLUS_ONE = must("RFC 3262 §7.1", "The value of the RSeq in each subsequent reliable "
+RSEQ_PLUS_ONE = must("RFC 3262 §3", "The value of the RSeq in each subsequent reliable "
                      "provisional response for the same request MUST be greater by exactly "
                      "one.")
 ONE_AT_A_TIME = must("RFC 3262 §3", "The UAS MUST NOT send a second reliable provisional "
@@ -371,7 +371,7 @@ CASES = [
          rules=(PRACK_2XX, NO_MATCH_481)),
     Case("PRACK-006", "3262", "3", "no 2xx to the INVITE while a reliable provisional with SDP "
          "awaits its PRACK", "prack", _REL, hold_2xx, rules=(HOLD_2XX,)),
-    Case("PRACK-007", "3262", "7.1", "each further reliable provisional's RSeq is one more "
+    Case("PRACK-007", "3262", "3", "each further reliable provisional's RSeq is one more "
          "than the last", "prack", _REL, rseq_plus_one, rules=(RSEQ_PLUS_ONE,)),
     Case("PRACK-008", "3262", "3", "no second reliable provisional before the first is "
          "PRACKed", "prack", _REL, one_at_a_time, rules=(ONE_AT_A_TIME,)),

@@ -32,7 +32,7 @@ SENDS_MEDIA = must("RFC 3264 §6.1, §5.1", "It MUST be prepared to send and rec
                    "any sendrecv streams in the answer, and it MAY send media immediately. "
                    "[...] (§5.1) For recvonly and sendrecv streams, the port number and "
                    "address in the offer indicate where the offerer would like to receive the "
-                   "media stream.  (A target whose profile says it sends media sends it there.)")
+                   "media stream.")
 FORMATS = must("RFC 3264 §6.1", "The answerer MUST send using a media format in the offer "
                "that is also listed in the answer, and SHOULD send using the most preferred "
                "media format in the offer that is also listed in the answer.  In the case of "

@@ -24,9 +24,12 @@ SAME_M_LINES = must("RFC 3264 §6", "For each \"m=\" line in the offer, there MU
 COMMON_CODEC = must("RFC 3264 §6.1", "For streams marked as sendrecv in the answer, the \"m=\" "
                     "line MUST contain at least one codec the answerer is willing to both send "
                     "and receive, from amongst those listed in the offer.")
-ORIGIN_VERSION = must("RFC 3264 §8", "the \"o=\" line of the new SDP MUST be identical to that "
-                      "in the previous SDP, except that the version in the origin field MUST "
-                      "increment by one from the previous SDP.")
+ORIGIN_VERSION = must("RFC 3264 §8", "When issuing an offer that modifies the session, the "
+                      "\"o=\" line of the new SDP MUST be identical to that in the previous "
+                      "SDP, except that the version in the origin field MUST increment by one "
+                      "from the previous SDP.  If the version in the origin line does not "
+                      "increment, the SDP MUST be identical to the SDP with that version "
+                      "number.")
 
 
 def offer(probe: Probe, version: int = 0) -> sdp.SessionDescription:

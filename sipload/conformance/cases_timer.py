@@ -27,11 +27,12 @@ REFRESHER = must("RFC 4028 §9", "The UAS MUST set the value of the refresher pa
                  "the Session-Expires header field in the 2xx response.  This value specifies "
                  "who will perform refreshes for the dialog.")
 REFRESHER_TABLE = must("RFC 4028 §9", "The UAS MUST set the value of the refresher parameter "
-                       "in the Session-Expires header field in the 2xx response. [...] The "
-                       "value is based on the value of this parameter in the request, and on "
-                       "whether the UAC supports the session timer extension (Table 2: a UAC "
-                       "that supports it and names the refresher gets that refresher back; a "
-                       "UAC that does not support it gets refresher=uas)")
+                       "in the Session-Expires header field in the 2xx response.  This value "
+                       "specifies who will perform refreshes for the dialog.  The value is "
+                       "based on the value of this parameter in the request, and on whether "
+                       "the UAC supports the session timer extension")
+"""Table 2 of §9, which the sentence goes on to: a UAC that supports the extension and names
+the refresher gets that refresher back; a UAC that does not support it gets refresher=uas."""
 NO_INCREASE = must("RFC 4028 §9", "The UAS MUST NOT increase the value of the Session-Expires "
                    "header field.")
 ABOVE_MIN_SE = must("RFC 4028 §9", "The UAS response MAY reduce its value but MUST NOT set it "
