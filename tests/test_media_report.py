@@ -248,10 +248,13 @@ _SNAP: dict[str, Any] = {
 
 @pytest.mark.timeout(120)
 def test_far_end_figures_from_rtcp_are_the_records(tmp_path: Path) -> None:
-    """Calls of 6 s against the media_call pair's UAS (echo with its own RTCP): the far
-    end's reports (every ~5 s) give the summary's remote figures and round trips."""
+    """Calls of 11 s against the media_call pair's UAS (echo with its own RTCP): the far
+    end's reports (every 5 s) give the summary's remote figures and round trips.  Both
+    ends send their first report 5 s after the answer, so the far end's first one may
+    leave before our first SR reaches it (no round trip in it); its second, at 10 s,
+    answers our SR of 5 s: 11 s calls always measure one."""
     scen = (ROOT / "scenarios" / "media_call.yaml").read_text().replace("pause: 3s",
-                                                                          "pause: 6s")
+                                                                          "pause: 11s")
     (tmp_path / "uac.yaml").write_text(scen)
     shutil.copy(ROOT / "scenarios" / "media_call_uas.yaml", tmp_path)
     out = tmp_path / "run"
