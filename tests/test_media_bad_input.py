@@ -138,6 +138,8 @@ def test_malformed_media_and_strangers_are_counted_in_the_record(tmp_path: Path)
     media = json.loads((out / "summary.json").read_text())["media"]
     assert media["stray"] == unattributable == 6
     assert media["malformed"] == malformed and media["foreign"] == foreign
+    page = (out / "report.html").read_text()
+    assert '<th>stray (no call)</th><td class="n">6</td>' in page
 
 
 SDP_ANSWERS = {
