@@ -40,6 +40,7 @@ from sipload.scenario.interpreter import RunContext, Runner
 from sipload.scenario.model import Program
 from sipload.sip.servers import Server, ServerSet
 from sipload.sip.transaction import TimerConfig
+from sipload.stats.connintervals import connection_snapshot
 from sipload.stats.interval import IntervalAccountant, Snapshot
 from sipload.stats.records import CallRecord, Failure, Result
 from sipload.stats.traces import DEFAULT_LIMIT, TraceKeeper, Tracer
@@ -48,7 +49,7 @@ from sipload.transport.hrtimer import PreciseTimer, precise_timer
 from sipload.transport.loop import collect_owed
 from sipload.transport.rtp import bind_pair
 from sipload.transport.selfsigned import loopback_certificate, server_context_from_pem
-from sipload.transport.tls import client_context
+from sipload.transport.tlsclient import load_context
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.events import Event
 from sipload.ua.ids import IdGenerator
@@ -92,6 +93,8 @@ class EngineConfig:
     timers: TimerConfig = field(default_factory=TimerConfig)
     reuse_port: bool = False
     tls_insecure: bool = False
+    tls_resume: bool = True  #: offer the last TLS session again (per-call connections)
+    connections: str = "shared"  #: TCP/TLS: "shared" (one per target) or "per-call"
     tls_cadata: str | None = None  #: trust only these PEM certificates (the embedded UAS's)
     tls_server: ssl.SSLContext | None = None
     snapshot_every: float = 1.0
@@ -160,11 +163,13 @@ class Engine:
         loop = self.loop = asyncio.get_running_loop()
         self.t0 = time.monotonic()  # loop.time() shares its epoch: see sipload.pump
         secure = cfg.transport in ("tls", "wss")
-        tls = client_context(insecure=cfg.tls_insecure, cadata=cfg.tls_cadata) \
-            if secure else None
+        tls = load_context(insecure=cfg.tls_insecure, cadata=cfg.tls_cadata,
+                           resume=cfg.tls_resume) if secure else None
         tp = self.transports = TransportSet(self._on_message, self._on_error,
                                             tls_client_context=tls,
-                                            stream_limits=cfg.stream_limits, ws_path=cfg.ws_path)
+                                            stream_limits=cfg.stream_limits, ws_path=cfg.ws_path,
+                                            connections=cfg.connections,
+                                            on_call_error=self._on_call_error)
         server_tls = cfg.tls_server
         if secure and server_tls is None:
             # a UAC over TLS or WSS still listens (its Contact): with a throwaway certificate
@@ -340,6 +345,10 @@ class Engine:
         if self.pump is not None:
             self.pump.error(peer, reason)
 
+    def _on_call_error(self, peer: Peer, call_id: str, reason: str) -> None:
+        if self.pump is not None:
+            self.pump.call_error(peer, call_id, reason)
+
     def _deliver(self, ev: Event) -> None:
         # ev.time: the stamp of the message that caused it, or the timer's now
         if self.runner is not None:
@@ -375,6 +384,8 @@ class Engine:
                 self._traces.append(kept)
         if self.admission is not None:
             self.admission.ended(rec.call_number)
+        if self.transports is not None:
+            self.transports.end_call(rec.call_id)  # per-call TCP/TLS: close its connection
 
     def _deadline(self) -> float | None:
         """The engine's earliest deadline besides the UA's; arms the start timer too."""
@@ -485,6 +496,10 @@ class Engine:
             snap.media = self.counts.media.snapshot(totals, streams,
                                                     stray=self.media.table.foreign)
             snap.media["send"] = self.media.take_send_figures()
+        conns = self.transports.take_connection_figures() if self.transports else None
+        if conns is not None:
+            snap.connections = connection_snapshot(conns.counts(), conns.durations_us,
+                                                   conns.failures)
         pump.lag = 0.0
         self._next_snapshot = now + self.config.snapshot_every
         self._flush()

@@ -29,8 +29,9 @@ Theory of operation
    How late it fired is kept in :attr:`lag` (the owner reads and resets it).
 6. On a timer the UA's timers run, then :attr:`tick` (the owner's timers; it calls
    :meth:`flush` itself) or, without one, :meth:`flush`.
-7. Transport failures become ``ua.transport_error(peer, now, reason)``; the UA turns
-   them into events.  Nothing here raises for the network.
+7. Transport failures become ``ua.transport_error(peer, now, reason)`` (with the
+   Call-ID when only one call's connection failed); the UA turns them into events.
+   Nothing here raises for the network.
 
 Compiled by mypyc (sipload/_native.py): typed, no dataclass tricks.
 """
@@ -52,7 +53,8 @@ class SansIOAgent(Protocol):
     """What the pump needs of a user agent (:class:`~sipload.ua.agent.UserAgent`)."""
 
     def receive(self, data: bytes, peer: Peer, now: float) -> None: ...
-    def transport_error(self, peer: Peer, now: float, reason: str) -> None: ...
+    def transport_error(self, peer: Peer, now: float, reason: str,
+                        call_id: str = "") -> None: ...
     def handle_timers(self, now: float) -> None: ...
     def outgoing(self) -> list[tuple[bytes, Peer]]: ...
     def next_event(self) -> Event | None: ...
@@ -120,6 +122,11 @@ class Pump:
     def error(self, peer: Peer, reason: str) -> None:
         """A transport failure towards ``peer`` (the transports' callback)."""
         self.ua.transport_error(peer, self.now(), reason)
+        self.flush()
+
+    def call_error(self, peer: Peer, call_id: str, reason: str) -> None:
+        """A failure of the connection of one call towards ``peer`` (per-call TCP/TLS)."""
+        self.ua.transport_error(peer, self.now(), reason, call_id)
         self.flush()
 
     # ------------------------------------------------------------------ the pump

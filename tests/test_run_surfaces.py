@@ -120,8 +120,17 @@ def test_tls_against_a_self_signed_uas_needs_tls_insecure(tmp_path: Path) -> Non
     # verification is on by default: nothing is answered over an unverified connection
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert summary(tmp_path / "refused")["failed"]["by_reason"] == {"transport_error": 2}
+    conns = summary(tmp_path / "refused")["connections"]
+    tls = conns["tls"]  # shared: calls that start while the connection opens ride on it
+    assert tls["failures"]["count"] == conns["opened"] >= 1
+    assert set(tls["failures"]["by_reason"]) == {"cert_verify_failed"}
+    assert tls["verified"] is True and tls["handshakes"] == 0
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert summary(tmp_path / "ok")["calls"]["succeeded"] == 3
+    # skipping verification is said in the output, the summary and the report
+    assert "warning: --tls-insecure" in ok.stderr
+    assert summary(tmp_path / "ok")["connections"]["tls"]["verified"] is False
+    assert 'id="tls-insecure"' in (tmp_path / "ok" / "report.html").read_text()
 
 
 # --------------------------------------------------------------------------- live view

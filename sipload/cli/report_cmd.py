@@ -64,6 +64,7 @@ def _error(command: str, message: str) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from sipload.report import build_summary, write_junit, write_report
     from sipload.report.analysis import analyse_path
+    from sipload.report.connections import connections_line
     from sipload.report.data import RunDirError
     from sipload.report.media import media_line
     from sipload.report.thresholds import ThresholdError, parse_threshold
@@ -89,6 +90,9 @@ def run_report(args: argparse.Namespace) -> int:
         media = media_line(summary)
         if media:
             print(media)
+        conns = connections_line(summary)
+        if conns:
+            print(conns)
         if summary["generator"]["limited"]:
             print("generator-limited: " + "; ".join(summary["generator"]["limited_reasons"]))
         print(f"wrote {run_dir / 'summary.json'}, {report}, {junit}")

@@ -31,6 +31,7 @@ from sipload.scenario.loader import ScenarioError, load_file
 from sipload.scenario.model import Program
 from sipload.stats.rundir import RunWriter
 from sipload.stats.traces import DEFAULT_LIMIT, MODES
+from sipload.transport import CONNECTIONS
 from sipload.transport.dns import Located, LocateError, locate, make_resolver, parse_wanted
 
 
@@ -98,7 +99,14 @@ def register(sub: Any) -> None:
                    help="how long calls in flight get on stop")
     p.add_argument("--seed", type=flags.seed, default=None)
     p.add_argument("--tls-insecure", action="store_true",
-                   help="accept a self-signed TLS target")
+                   help="do not verify the TLS target's certificate or name (a warning in "
+                        "the output and summary.json says so)")
+    p.add_argument("--connections", choices=CONNECTIONS, default="shared",
+                   help="TCP/TLS: one connection per worker and target, shared by its calls "
+                        "(default), or one per call, closed when the call ends")
+    p.add_argument("--tls-resumption", choices=("on", "off"), default="on",
+                   help="TLS: offer the last session again on new connections (TLS 1.2 "
+                        "tickets, TLS 1.3 PSK; default on)")
     p.add_argument("--quiet", action="store_true")
     flags.add_limits(p)
     p.set_defaults(func=run, plan_defaults={d: p.get_default(d) for d in _PLAN_KEYS})
@@ -116,6 +124,7 @@ _PLAN_KEYS = {"transport": "transport", "rate": "rate", "calls": "calls",
               "users": "users", "arrival": "arrival", "rate_increase": "rate_increase",
               "rate_interval": "rate_interval", "rate_max": "rate_max", "seed": "seed",
               "t1": "timers", "grace": "stop_grace", "tls_insecure": "tls_insecure",
+              "connections": "connections", "tls_resumption": "tls_resumption",
               "allow_failures": "allow_failures", "threshold": "thresholds",
               "inject": "inject_path"}
 """Flag (argparse dest) -> the plan key its value goes to."""
@@ -209,6 +218,15 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UsageError("--bind beyond loopback needs --keys (CurveZMQ); see sipload keys")
 
 
+def _check_connections(args: argparse.Namespace, transport: str) -> None:
+    """``--connections per-call`` needs TCP or TLS; ``--tls-insecure`` is said out loud."""
+    if args.connections == "per-call" and transport not in ("tcp", "tls"):
+        raise UsageError(f"--connections per-call: for tcp or tls, not {transport}")
+    if args.tls_insecure and transport in ("tls", "wss"):  # even with --quiet
+        print(f"sipload run: warning: --tls-insecure: the {transport} target's certificate "
+              "and name are not verified", file=sys.stderr)
+
+
 def _check_user_rows(users: int | None, injection: Injection) -> None:
     """USER order is SIPp's ``-users`` file: one row per user of the closed model."""
     rows = len(injection.rows)
@@ -273,6 +291,7 @@ def build_plan(args: argparse.Namespace, program: Program, injection: Injection 
         "allow_failures": args.allow_failures,
         "defaults": _defaulted(args, program),
         "tls_insecure": bool(args.tls_insecure),
+        "connections": args.connections, "tls_resumption": args.tls_resumption,
         "trace": args.trace, "trace_limit": args.trace_limit,
         # a loopback target is called from loopback; any other from the address each
         # worker's host routes to it by (the worker picks it: "" here)
@@ -325,6 +344,7 @@ def run(args: argparse.Namespace) -> int:
             except ThresholdError as e:
                 raise UsageError(f"--threshold {t!r}: {e}") from e
         keys = Keys(Path(args.keys)) if args.keys else None
+        _check_connections(args, args.transport or program.transport)
     except ScenarioError as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -413,6 +433,7 @@ def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = Fal
 
     ``sigint``: the SIGINT handler to restore once summary.json is written."""
     from sipload.report import build_summary, write_junit, write_report
+    from sipload.report.connections import connections_line
     from sipload.report.media import media_line
 
     summary = build_summary(run_dir, thresholds=list(plan.get("thresholds") or []),
@@ -429,6 +450,9 @@ def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = Fal
         media = media_line(summary)
         if media:
             print(media)
+        conns = connections_line(summary)
+        if conns:
+            print(conns)
     print(f"run directory: {run_dir}")
     print(f"junit: {junit}")
     print(f"report: {html}")

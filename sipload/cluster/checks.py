@@ -109,7 +109,29 @@ def check_snapshot(s: Any) -> str | None:
         MarkHistograms.decode(dict(hist))
     except Exception:  # base64, zlib, HdrHistogram: each raises its own kind for garbage
         return "snapshot histograms: not HdrHistogram encodings"
-    return _check_media(s.get("media"))
+    return _check_media(s.get("media")) or _check_connections(s.get("connections"))
+
+
+def _check_connections(c: Any) -> str | None:
+    """None when a snapshot's optional ``connections`` map fits (stats.connintervals)."""
+    if c is None:
+        return None
+    if not isinstance(c, Mapping):
+        return "snapshot connections: not a map"
+    for key in ("opened", "handshakes", "offered", "resumed"):
+        if not _count(c.get(key, 0)):
+            return f"snapshot connections {key}: bad value {str(c.get(key))[:40]!r}"
+    f = c.get("failures")
+    if not isinstance(f, Mapping) or len(f) > MAX_ITEMS or not all(
+            _text(k) and _count(v) for k, v in f.items()):
+        return "snapshot connections failures: not a map of text to counts"
+    h = c.get("histogram")
+    if h is not None:
+        try:
+            HdrHistogram.decode(base64.b64decode(h))
+        except Exception:  # base64, zlib, HdrHistogram: each raises its own kind
+            return "snapshot connections histogram: not an HdrHistogram encoding"
+    return None
 
 
 def _check_media(m: Any) -> str | None:

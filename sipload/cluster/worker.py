@@ -116,6 +116,8 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         reuse_port=bool(plan.get("reuse_port", False)),
         tls_insecure=bool(plan.get("tls_insecure", False)),
         tls_cadata=str(plan["tls_cadata"]) if plan.get("tls_cadata") else None,
+        tls_resume=plan.get("tls_resumption", "on") != "off",
+        connections=str(plan.get("connections") or "shared"),
         stop_grace=float(plan.get("stop_grace", 5.0)),
         **engine_limits(plan.get("limits")),
         trace=str(plan.get("trace", "none")),

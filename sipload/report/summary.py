@@ -40,6 +40,11 @@ summary against it.  The definitions that matter most:
   expected and lost, ``loss_rate`` (lost / expected packets), per-call jitter and
   MOS percentiles, the far end's view from RTCP; every figure from the calls'
   records (see :mod:`sipload.report.media`).
+* ``connections`` (null without TCP/TLS/WS): the mode (``--connections``), client
+  connections opened, and for TLS whether certificates were verified (false under
+  ``--tls-insecure``: a warning), handshakes, resumed ones, handshake time percentiles
+  (stamped at the socket) and TLS failures by reason (see
+  :mod:`sipload.report.connections`).
 * ``generator.limited`` is true when the generator, not the system under test,
   may have set the pace: late starts > 1% of attempted, or a loop lag above
   100 ms in any snapshot, or a worker with CPU >= 0.95 in >= 20% of its
@@ -60,6 +65,7 @@ import jsonschema
 
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_OK
 from sipload.report.analysis import Analysis, analyse_path
+from sipload.report.connections import connections_summary
 from sipload.report.thresholds import Threshold, evaluate, parse_threshold
 from sipload.stats.msround import ms
 
@@ -274,6 +280,7 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
         "marks": a.marks,
         "latency": a.latency.summary(),
         "media": a.media.summary,
+        "connections": connections_summary(a.files.intervals, plan),
         **({"servers": a.servers, "failovers": {"count": a.failovers,
                                                  "calls_with": a.calls_failed_over}}
            if a.servers else {}),

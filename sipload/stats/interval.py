@@ -56,6 +56,7 @@ class Snapshot:
     failures: dict[str, int]
     codes: dict[str, int]
     media: dict[str, Any] | None = None  #: stats.mediaintervals (workers with RTP only)
+    connections: dict[str, Any] | None = None  #: stats.connintervals (TCP/TLS workers only)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -68,6 +69,8 @@ class Snapshot:
         }
         if self.media is not None:
             out["media"] = self.media
+        if self.connections is not None:
+            out["connections"] = self.connections
         return out
 
 

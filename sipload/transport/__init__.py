@@ -42,13 +42,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sipload.transport.stream import CONNECT_TIMEOUT, StreamLimits, StreamTransport, describe
-from sipload.transport.tls import client_context
+from sipload.transport.tlsclient import TlsFigures, load_context
 from sipload.transport.udp import OnMessage, Peer, UdpEndpoint, open_udp
 from sipload.transport.websocket import DEFAULT_PATH, PING_INTERVAL, WsTransport
 
-__all__ = ["OnMessage", "Peer", "StreamLimits", "TransportSet"]
+__all__ = ["OnMessage", "Peer", "StreamLimits", "TlsFigures", "TransportSet"]
 
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
+
+CONNECTIONS = ("shared", "per-call")
+"""How TCP and TLS connections are used: one per remote (shared by the calls), or one
+per call (see :mod:`sipload.transport.stream`, rule 7)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -84,6 +88,9 @@ class TransportSet:
             idle time); by default 64 KiB, no connection cap, 300 s.
         ws_path: the path of the WebSocket upgrades we send (``ws``/``wss``).
         ws_ping: seconds of silence before a WebSocket ping (0: none).
+        connections: ``"shared"`` or ``"per-call"`` (:data:`CONNECTIONS`), for TCP and TLS.
+        on_call_error: called with a peer, a Call-ID and a reason when a per-call
+            connection fails (default: ``on_error``, without the Call-ID).
     """
 
     def __init__(
@@ -97,7 +104,13 @@ class TransportSet:
         stream_limits: StreamLimits | None = None,
         ws_path: str = DEFAULT_PATH,
         ws_ping: float = PING_INTERVAL,
+        connections: str = "shared",
+        on_call_error: Callable[[Peer, str, str], None] | None = None,
     ) -> None:
+        if connections not in CONNECTIONS:
+            raise ValueError(f"connections: {connections!r} is not shared or per-call")
+        self.per_call = connections == "per-call"
+        self._on_call_error = on_call_error
         self._stream_limits = stream_limits
         self._ws_path = ws_path
         self._ws_ping = ws_ping
@@ -286,6 +299,14 @@ class TransportSet:
         if not self._closed:
             self._on_error(peer, reason)
 
+    def _report_call(self, peer: Peer, call: str, reason: str) -> None:
+        if self._closed:
+            return
+        if self._on_call_error is not None:
+            self._on_call_error(peer, call, reason)
+        else:
+            self._on_error(peer, reason)
+
     def _udp_error(self, peer: Peer, reason: str) -> None:
         self._report(self._udp_names.get((peer[1], peer[2]), peer), reason)
 
@@ -307,15 +328,42 @@ class TransportSet:
             st = StreamTransport(
                 kind, self._on_message, self._report, self.resolve,
                 client_context=self._client_context, connect_timeout=self._connect_timeout,
-                loop=self.loop, limits=self._stream_limits,
+                loop=self.loop, limits=self._stream_limits, per_call=self.per_call,
+                on_call_error=self._report_call,
             )
             self._streams[kind] = st
         return st
 
     def _client_context(self) -> ssl.SSLContext:
         if self._tls_client_context is None:
-            self._tls_client_context = client_context()
+            self._tls_client_context = load_context()
         return self._tls_client_context
+
+    # ---------------------------------------------------------------- per call, figures
+
+    def end_call(self, call_id: str) -> None:
+        """The call with ``call_id`` is over: in per-call mode, close its TCP/TLS
+        connections (what is queued on them is written first)."""
+        if self.per_call and call_id:
+            for kind in ("tcp", "tls"):
+                st = self._streams.get(kind)
+                if st is not None:
+                    st.end_call(call_id)
+
+    def connection_counts(self, kind: str) -> tuple[int, int]:
+        """(connections accepted so far, connections open now) of the ``kind`` transport."""
+        st = self._streams.get(kind)
+        return (st.accepted_total, st.open_connections) if st is not None else (0, 0)
+
+    def take_connection_figures(self) -> TlsFigures | None:
+        """Client connections opened, TLS handshakes and failures since the last call
+        (of every stream transport), or None when no stream transport is in use."""
+        if not self._streams:
+            return None
+        out = TlsFigures()
+        for st in self._streams.values():
+            out.add(st.figures.take())
+        return out
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)

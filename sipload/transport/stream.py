@@ -35,7 +35,17 @@ Theory of operation
    once for every name the connection had — from the loop, never from inside
    :meth:`send`.  A clean close by the peer is not an error; the next send
    opens a new connection.
-6. Stamps: every message framed from one read goes up with ``time.monotonic()``
+7. Per-call mode (``per_call=True``, ``--connections per-call``): a message we send
+   to a peer that has no accepted connection of ours goes on a connection of its own
+   call, keyed by (Call-ID, host, port) — the Call-ID read from the bytes
+   (:func:`~sipload.sip.peek.call_id_of`) — and :meth:`StreamTransport.end_call` closes
+   them when the call is over.  Failures of such a connection go to ``on_call_error``
+   with the Call-ID, so they fail that call's transactions only.  Shared mode (the
+   default) keeps the one connection per remote of rule 1.
+8. TLS client handshakes are counted in :attr:`StreamTransport.figures`
+   (:mod:`sipload.transport.tlsclient`): time at the socket, resumed or not, failures
+   by reason; the context resumes sessions where it is a ``LoadContext``.
+9. Stamps: every message framed from one read goes up with ``time.monotonic()``
    read when the bytes came out of the socket (asyncio's stream transports
    hide the kernel's timestamps); :meth:`StreamTransport.send` returns
    ``time.monotonic()`` read just before the write (for a connection still
@@ -55,7 +65,9 @@ from typing import cast
 from sipload.sip.build import salvage_response
 from sipload.sip.errors import ParseError
 from sipload.sip.parser import MAX_STREAM_MESSAGE, StreamFramer
+from sipload.sip.peek import call_id_of
 from sipload.transport.exhaustion import guard_accept
+from sipload.transport.tlsclient import LoadContext, TlsFigures, failure_reason, handshake_done
 from sipload.transport.udp import OnMessage, Peer
 
 HIGH_WATER = 256 * 1024
@@ -123,6 +135,8 @@ class StreamConnection(asyncio.Protocol):
         self.peer: Peer = (owner.kind, "", 0)  #: the remote address, once connected
         self.local: tuple[str, int] = ("", 0)  #: the local address, once connected
         self.asked: Address = ("", 0)  #: opened by us: the (host, port) it was asked for
+        self.call = ""  #: per-call mode: the Call-ID it carries ("" for a shared one)
+        self._tls: ssl.SSLObject | None = None  #: a TLS client's, until its session is kept
 
     # ---------------------------------------------------------------- asyncio callbacks
 
@@ -137,9 +151,18 @@ class StreamConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         if local:
             self.local = (local[0], local[1])
+        if not self.accepted and self._owner.kind in SECURE_KINDS:
+            took, offered, resumed, self._tls = handshake_done(transport)
+            self._owner.figures.handshake(took, offered, resumed)
         if self.dead:  # closed while the handshake ran
             transport.abort()
             return
+        if self.call:
+            self._owner.track(self)  # in the per-call table since its first send
+            self._drain()
+            return
+        if self.accepted:
+            self._owner.accepted_total += 1
         if self.accepted and self._owner.over_capacity():
             self.busy = True
             self._owner.refused_busy += 1
@@ -151,6 +174,11 @@ class StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         stamp = time.monotonic()
         self.last_active = self._owner.clock()
+        if self._tls is not None:  # a TLS 1.3 server's tickets have come with the first read
+            ctx = self._tls.context
+            if isinstance(ctx, LoadContext):
+                ctx.keep_session(self._tls)
+            self._tls = None
         try:
             messages = self._framer.feed(data)
         except ParseError as e:
@@ -187,6 +215,8 @@ class StreamConnection(asyncio.Protocol):
             self.dead = True
             kind = self._owner.kind
             reason = None if exc is None else f"{kind}: connection lost ({describe(exc)})"
+            if exc is not None and not self.accepted and kind in SECURE_KINDS:
+                self._owner.figures.failed(failure_reason(exc))
             self._owner.detach(self, reason)
         self._owner.forget(self)
 
@@ -282,6 +312,9 @@ class StreamTransport:
         connect_timeout: seconds allowed for resolve + connect + handshake.
         loop: the loop (default: the running one), for use before it runs.
         limits: the largest message, most accepted connections, idle timeout.
+        per_call: open a connection per call (rule 7) instead of one per remote.
+        on_call_error: called with a peer, a Call-ID and a reason when a per-call
+            connection fails (default: ``on_error`` without the Call-ID).
     """
 
     def __init__(
@@ -295,6 +328,8 @@ class StreamTransport:
         connect_timeout: float = CONNECT_TIMEOUT,
         loop: asyncio.AbstractEventLoop | None = None,
         limits: StreamLimits | None = None,
+        per_call: bool = False,
+        on_call_error: Callable[[Peer, str, str], None] | None = None,
     ) -> None:
         if kind not in STREAM_KINDS:
             raise ValueError(f"not a stream transport: {kind!r}")
@@ -318,6 +353,11 @@ class StreamTransport:
         self.refused_oversize = 0  #: messages refused for their size (413/513)
         self.refused_busy = 0  #: connections answered 503 past max_connections
         self.idle_closed = 0  #: connections closed for idleness
+        self.accepted_total = 0  #: connections accepted by the listeners (TLS: handshake done)
+        self.per_call = per_call
+        self._on_call_error = on_call_error
+        self._calls: dict[str, dict[Address, StreamConnection]] = {}
+        self.figures = TlsFigures()  #: client connections, handshakes, failures (rule 8)
 
     def new_connection(self, *, accepted: bool = False) -> StreamConnection:
         """A connection of this transport's kind (a subclass frames WebSocket)."""
@@ -389,6 +429,10 @@ class StreamTransport:
             The send stamp (``time.monotonic()`` just before the write).
         """
         conn = self._conns.get((host, port))
+        if self.per_call and (conn is None or not conn.accepted):
+            call = call_id_of(data)
+            if call is not None:
+                return self._send_call(data, host, port, call)
         if conn is None:
             conn = self.new_connection()
             conn.asked = (host, port)
@@ -400,34 +444,68 @@ class StreamTransport:
         conn.write(data)
         return stamp
 
+    def _send_call(self, data: bytes, host: str, port: int, call: str) -> float:
+        """Per-call mode: write on the call's own connection to (host, port) (rule 7)."""
+        conns = self._calls.get(call)
+        conn = conns.get((host, port)) if conns is not None else None
+        if conn is None:
+            conn = self.new_connection()
+            conn.asked = (host, port)
+            conn.call = call
+            if conns is None:
+                conns = self._calls[call] = {}
+            conns[(host, port)] = conn
+            self._live.add(conn)
+            self.arm_idle()
+            task = self._loop.create_task(self._connect(conn, host, port))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        stamp = time.monotonic()
+        conn.write(data)
+        return stamp
+
+    def end_call(self, call: str) -> None:
+        """Per-call mode: the call is over; close its connections (queued writes go first)."""
+        conns = self._calls.pop(call, None)
+        if conns:
+            for conn in conns.values():
+                conn.close()
+
     async def _connect(self, conn: StreamConnection, host: str, port: int) -> None:
+        self.figures.opened += 1
+        secure = self.kind in SECURE_KINDS
+        # the handshake has its own timeout (the loop's): the outer one is resolve + TCP
+        outer = self._connect_timeout * (2 if secure else 1)
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(outer):
                 addr = await self._resolve(host)
                 if conn.dead:
                     return  # failed (buffer full) or closed while resolving
-                other = self._conns.get((addr, port))
-                if other is not None and other is not conn:
-                    # Already connected to that address (under another name): use it.
-                    self._merge(conn, other)
-                    return
-                self.attach(conn, (addr, port))
-                context = None
-                if self.kind in SECURE_KINDS:
+                if not conn.call:
+                    other = self._conns.get((addr, port))
+                    if other is not None and other is not conn:
+                        # Already connected to that address (under another name): use it.
+                        self._merge(conn, other)
+                        return
+                    self.attach(conn, (addr, port))
+                if secure:
                     assert self._client_context is not None, "TLS without a client context"
-                    context = self._client_context()
-                await self._loop.create_connection(
-                    lambda: conn,
-                    addr,
-                    port,
-                    ssl=context,
-                    server_hostname=host if context is not None else None,
-                )
+                    await self._loop.create_connection(
+                        lambda: conn, addr, port, ssl=self._client_context(),
+                        server_hostname=host, ssl_handshake_timeout=self._connect_timeout)
+                else:
+                    await self._loop.create_connection(lambda: conn, addr, port)
         except asyncio.CancelledError:
             conn.close()
             raise
         except Exception as exc:  # refused, unreachable, timeout, handshake, resolution
-            conn.fail(f"{self.kind}: cannot connect to {host}:{port} ({describe(exc)})")
+            why = failure_reason(exc)
+            if secure:
+                self.figures.failed(why)
+                conn.fail(f"{self.kind}: {why.replace('_', ' ')}: cannot connect to "
+                          f"{host}:{port} ({describe(exc)})")
+            else:
+                conn.fail(f"{self.kind}: cannot connect to {host}:{port} ({describe(exc)})")
 
     def _merge(self, conn: StreamConnection, other: StreamConnection) -> None:
         pending = conn.take_pending()
@@ -450,7 +528,11 @@ class StreamTransport:
         self.arm_idle()
 
     def detach(self, conn: StreamConnection, reason: str | None) -> None:
-        """Remove ``conn`` from the table; report ``reason`` for each of its names."""
+        """Remove ``conn`` from the table; report ``reason`` for each of its names
+        (a per-call connection: for its call only)."""
+        if conn.call:
+            self._detach_call(conn, reason)
+            return
         for name in conn.names:
             if self._conns.get(name) is conn:
                 del self._conns[name]
@@ -462,9 +544,29 @@ class StreamTransport:
         if not conn.connected:
             self._live.discard(conn)
 
+    def _detach_call(self, conn: StreamConnection, reason: str | None) -> None:
+        conns = self._calls.get(conn.call)
+        if conns is not None and conns.get(conn.asked) is conn:
+            del conns[conn.asked]
+            if not conns:
+                del self._calls[conn.call]
+        if reason is not None:
+            peer = (self.kind, conn.asked[0], conn.asked[1])
+            if self._on_call_error is not None:
+                self._loop.call_soon(self._on_call_error, peer, conn.call, reason)
+            else:
+                self._loop.call_soon(self._on_error, peer, reason)
+        if not conn.connected:
+            self._live.discard(conn)
+
     def forget(self, conn: StreamConnection) -> None:
         """``conn`` is closed for good: nothing left to wait for at :meth:`close`."""
         self._live.discard(conn)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (accepted and opened, connected or connecting)."""
+        return sum(1 for c in self._live if not c.dead)
 
     def connection_to(self, host: str, port: int) -> StreamConnection | None:
         """The live connection entered under (host, port), if any."""

@@ -191,10 +191,12 @@ class UserAgent:
                 if reg is not None:
                     registration.refresh(s, reg, now)
 
-    def transport_error(self, peer: Peer, now: float, reason: str = "transport error") -> None:
-        """The shell could not reach ``peer`` (ICMP, refused connection, TLS failure)."""
+    def transport_error(self, peer: Peer, now: float, reason: str = "transport error",
+                        call_id: str = "") -> None:
+        """The shell could not reach ``peer`` (ICMP, refused connection, TLS failure);
+        with ``call_id``, only that call's connection failed (per-call TCP/TLS)."""
         self.state.now = now
-        uac.transport_error(self.state, peer, now, reason)
+        uac.transport_error(self.state, peer, now, reason, call_id)
 
     # ================================================================ the eXosip API: calls
 

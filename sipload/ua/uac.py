@@ -280,9 +280,11 @@ def tx_failed(s: UAState, rec: TxRecord, reason: str, now: float) -> None:
                 cd.dialog.invite_client_pending = False
 
 
-def transport_error(s: UAState, peer: Peer, now: float, reason: str) -> None:
-    """Every transaction towards ``peer`` fails at once (rule 4)."""
-    for rec in [r for r in s.tx.values() if r.peer == peer]:
+def transport_error(s: UAState, peer: Peer, now: float, reason: str, call_id: str = "") -> None:
+    """Every transaction towards ``peer`` (of the call ``call_id``, if given) fails at once
+    (rule 4)."""
+    for rec in [r for r in s.tx.values()
+                if r.peer == peer and (not call_id or r.tx.request.call_id == call_id)]:
         rec.tx.transport_error(now)
         flush(s, rec)
         drop_tx(s, rec)
