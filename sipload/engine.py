@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sipload.media.table import MediaTable
-from sipload.mediapump import MediaPump, write_recordings
+from sipload.mediapump import MediaPump, merge_send_figures, write_recordings
 from sipload.pacing import Admission, Pacer
 from sipload.pump import Pump
 from sipload.scenario.inject import Injection
@@ -49,6 +49,7 @@ from sipload.transport.hrtimer import PreciseTimer, precise_timer
 from sipload.transport.loop import collect_owed
 from sipload.transport.rtp import bind_pair
 from sipload.transport.selfsigned import loopback_certificate, server_context_from_pem
+from sipload.transport.sources import SourceSockets
 from sipload.transport.tlsclient import load_context
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.events import Event
@@ -106,6 +107,9 @@ class EngineConfig:
     ws_path: str = "/"  #: the request path of WebSocket upgrades (ws, wss)
     located: str = ""  #: the target name located by DNS (RFC 3263), "" for none
     servers: tuple[Server, ...] = ()  #: what DNS found for it (sipload.transport.dns)
+    #: this worker's share of --source-addresses: calls spread over them in turn
+    #: (local_host is the first; none or one: every call from local_host)
+    sources: tuple[str, ...] = ()
 
 
 RecordSink = Callable[[list[dict[str, Any]]], None]
@@ -138,6 +142,9 @@ class Engine:
         self.responder: DefaultUAS | None = None
         self.media: MediaPump | None = None
         self.media_port = 6000
+        self.sources: SourceSockets | None = None  #: the sockets of sources beyond the first
+        #: the RTP of sources beyond the first (media on each source address): (pump, port)
+        self.media_more: list[tuple[MediaPump, int]] = []
         self.pacer: Pacer | None = None
         self.admission: Admission | None = None
         self.tracer: Tracer | None = None  #: wire traces of a UAC run (stats.traces)
@@ -189,6 +196,8 @@ class Engine:
         ua = self.ua = UserAgent(ua_cfg, IdGenerator(f"w{cfg.worker}{os.getpid():x}x"))
         if cfg.servers:
             ua.set_servers(ServerSet(cfg.located, list(cfg.servers), self.rng.random))
+        if len(cfg.sources) > 1:
+            await self._bind_sources(tls, server_tls)
         runner: Runner | None = None
         if prog is None:
             self.responder = DefaultUAS(ua, media_ip=host, media_port=self.media_port)
@@ -196,34 +205,61 @@ class Engine:
             target = cfg.target or ("127.0.0.1", 5060)
             ctx = RunContext(host, port, target[0], target[1], cfg.transport,
                              worker=cfg.worker, media_ip=host, media_port=self.media_port)
+            if cfg.sources:  # calls take the source addresses in turn (RunContext.locals)
+                extra = self.sources.addresses if self.sources is not None else []
+                media = [m[1] for m in self.media_more] or [self.media_port] * len(extra)
+                ctx.locals = ((host, port, host, self.media_port), *(
+                    (h, p, h, mp) for (h, p), mp in zip(extra, media, strict=True)))
             runner = self.runner = Runner(prog, ua, ctx, self.rng, cfg.injection)
             if self.media is not None:
-                runner.media.attach(self.media.table)
+                runner.media.attach(self.media.table, [m.table for m, _ in self.media_more])
             runner.call_number_base = cfg.first_call
             if prog.role == "uac":
                 self._start_calling(runner)
         self.pump = Pump(loop, tp, ua, self._deliver, t0=self.t0,
                          on_sent=runner.stamp_sent if runner is not None else None,
                          tap=self._tap if self.tracer is not None else None,
-                         after=self._after, deadline=self._deadline, tick=self._tick)
+                         after=self._after, deadline=self._deadline, tick=self._tick,
+                         send_from=self.sources.send if self.sources is not None else None,
+                         outgoing_from=ua.outgoing_from if self.sources is not None else None)
         self.counts.begin(_cpu(), time.monotonic())
         self._next_snapshot = cfg.snapshot_every
         self._done = loop.create_future()
         self.pump.rearm()
         return self.address
 
+    async def _bind_sources(self, tls: ssl.SSLContext | None,
+                            server_tls: ssl.SSLContext | None) -> None:
+        """Sockets on each source address beyond the first; the UA numbers them."""
+        cfg, ua, tp = self.config, self.ua, self.transports
+        assert ua is not None and tp is not None
+        self.sources = SourceSockets(tp)
+        for host in cfg.sources[1:]:
+            h, p = await self.sources.add(
+                host, cfg.local_port, cfg.transport, self._on_message_at, self._on_error,
+                tls_client_context=tls, ssl_context=server_tls,
+                stream_limits=cfg.stream_limits, ws_path=cfg.ws_path,
+                reuse_port=cfg.reuse_port)
+            ua.add_local(h, p)
+            if self.media is not None:  # RTP from the call's own address too
+                self.media_more.append(self._media_pump(h, self.media.table.echo_all))
+
     def _start_media(self, host: str, echo_all: bool) -> None:
         """Bind the worker's RTP/RTCP pair and start its media shell."""
+        self.media, self.media_port = self._media_pump(host, echo_all)
+
+    def _media_pump(self, host: str, echo_all: bool) -> tuple[MediaPump, int]:
+        """An RTP/RTCP pair bound on ``host``, its table and running shell; its RTP port."""
         assert self.loop is not None
         rtp, rtcp = bind_pair(host)
-        self.media_port = rtp.address[1]
         mono0 = time.monotonic() - (self.loop.time() - self.t0)
         table = MediaTable(time.monotonic() - mono0, time.time() - time.monotonic(),
                            lambda: self.rng.getrandbits(32),
                            f"sipload-{self.config.worker}@{host}")
         table.echo_all = echo_all
-        self.media = MediaPump(table, rtp, rtcp, mono0)
-        self.media.start()
+        pump = MediaPump(table, rtp, rtcp, mono0)
+        pump.start()
+        return pump, rtp.address[1]
 
     def _start_calling(self, runner: Runner) -> None:
         """A UAC: the pacer and admission, traces, the precise start timer, paced GC."""
@@ -266,6 +302,10 @@ class Engine:
             self._flush(final=True)
             if self.media is not None:
                 self.media.close()
+            for more, _ in self.media_more:
+                more.close()
+            if self.sources is not None:
+                await self.sources.close()
             if self.transports is not None:
                 await self.transports.close()
 
@@ -341,6 +381,10 @@ class Engine:
         if self.pump is not None:
             self.pump.receive(data, peer, stamp)
 
+    def _on_message_at(self, data: bytes, peer: Peer, stamp: float, local: int) -> None:
+        if self.pump is not None:
+            self.pump.receive(data, peer, stamp, local)
+
     def _on_error(self, peer: Peer, reason: str) -> None:
         if self.pump is not None:
             self.pump.error(peer, reason)
@@ -356,9 +400,11 @@ class Engine:
         elif self.responder is not None:
             self.responder.on_event(ev, ev.time)
 
-    def _tap(self, now: float, direction: str, peer: Peer, data: bytes) -> None:
+    def _tap(self, now: float, direction: str, peer: Peer, data: bytes, local: int) -> None:
         tracer, tp = self.tracer, self.transports
         assert tracer is not None and tp is not None
+        if local and self.sources is not None:
+            tp = self.sources.sets[local]
         host = peer[1] if direction == "in" else tp.literal(peer[1])
         tracer.message(now, direction, peer[0], tp.local_address(peer), (host, peer[2]), data)
 
@@ -368,6 +414,8 @@ class Engine:
             if media is not None:
                 runner.media_flush(self.now())
                 media.rearm()
+                for more, _ in self.media_more:
+                    more.rearm()
                 if runner.media.recordings:
                     write_recordings(runner.media.recordings, self.config.worker)
                     runner.media.recordings.clear()
@@ -493,9 +541,10 @@ class Engine:
             codes=self.runner.take_codes() if self.runner is not None else {})
         if self.runner is not None and self.media is not None:
             totals, streams = self.runner.media.packet_totals()
-            snap.media = self.counts.media.snapshot(totals, streams,
-                                                    stray=self.media.table.foreign)
-            snap.media["send"] = self.media.take_send_figures()
+            pumps = [self.media, *(m for m, _ in self.media_more)]
+            snap.media = self.counts.media.snapshot(
+                totals, streams, stray=sum(m.table.foreign for m in pumps))
+            snap.media["send"] = merge_send_figures([m.take_send_figures() for m in pumps])
         conns = self.transports.take_connection_figures() if self.transports else None
         if conns is not None:
             snap.connections = connection_snapshot(conns.counts(), conns.durations_us,

@@ -201,6 +201,22 @@ class MediaPump:
         return out
 
 
+def merge_send_figures(figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several pumps' :meth:`MediaPump.take_send_figures` as one (counts added,
+    lateness histograms merged): a worker with RTP on several source addresses."""
+    if len(figures) == 1:
+        return figures[0]
+    out: dict[str, Any] = {k: sum(int(f.get(k, 0)) for f in figures)
+                           for k in ("sent", "unsent", "skipped")}
+    late = [f["late_us"] for f in figures if "late_us" in f]
+    if late:
+        hist = new_histogram()
+        for encoded in late:
+            hist.decode_and_add(encoded)
+        out["late_us"] = base64.b64encode(hist.encode()).decode("ascii")
+    return out
+
+
 def write_recordings(recordings: list[tuple[str, int, g711.Samples]], worker: int) -> None:
     """Write each call's received audio as ``DIR/call-<number>.wav`` (8 kHz, 16-bit mono).
 

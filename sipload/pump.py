@@ -52,7 +52,7 @@ INF = float("inf")
 class SansIOAgent(Protocol):
     """What the pump needs of a user agent (:class:`~sipload.ua.agent.UserAgent`)."""
 
-    def receive(self, data: bytes, peer: Peer, now: float) -> None: ...
+    def receive(self, data: bytes, peer: Peer, now: float, local: int = 0) -> None: ...
     def transport_error(self, peer: Peer, now: float, reason: str,
                         call_id: str = "") -> None: ...
     def handle_timers(self, now: float) -> None: ...
@@ -61,8 +61,12 @@ class SansIOAgent(Protocol):
     def next_deadline(self) -> float | None: ...
 
 
-#: ``(now, "in" | "out", peer, data)``: every message read or written, with its stamp.
-WireTap = Callable[[float, str, Peer, bytes], None]
+#: ``(now, "in" | "out", peer, data, local)``: every message read or written, with its
+#: stamp and the local address it went through (0 unless the UA has several).
+WireTap = Callable[[float, str, Peer, bytes, int], None]
+
+#: Writes bytes to a peer from one of several local addresses (an index): the send stamp.
+SendFrom = Callable[[bytes, Peer, int], float]
 
 
 class Pump:
@@ -76,6 +80,8 @@ class Pump:
         after: runs once after each flush, before the timer is re-armed (or None).
         deadline: the owner's earliest deadline besides the UA's (or None).
         tick: runs the owner's timers on a timer, then flushes (or None: just flush).
+        send_from: with several local addresses, writes each message from its own (the
+            UA's ``outgoing_from``); None: every message goes out by ``transports``.
         closed: nothing is pumped any more (:meth:`close`).
         timer_off: the timer is not armed any more (:meth:`stop_timer`, :meth:`close`).
         lag: the most a timer fired after its deadline since the owner reset it.
@@ -86,7 +92,10 @@ class Pump:
                  on_sent: Callable[[list[float]], None] | None = None,
                  tap: WireTap | None = None, after: Callable[[], None] | None = None,
                  deadline: Callable[[], float | None] | None = None,
-                 tick: Callable[[float], None] | None = None) -> None:
+                 tick: Callable[[float], None] | None = None,
+                 send_from: SendFrom | None = None,
+                 outgoing_from: Callable[[], list[tuple[bytes, Peer, int]]] | None = None
+                 ) -> None:
         self.loop = loop
         self.transports = transports
         self.ua = ua
@@ -97,6 +106,8 @@ class Pump:
         self.after = after
         self.deadline = deadline
         self.tick = tick
+        self.send_from = send_from
+        self.outgoing_from = outgoing_from
         self.lag = 0.0
         self.closed = False
         self.timer_off = False
@@ -110,13 +121,17 @@ class Pump:
 
     # ------------------------------------------------------------------ the network's side
 
-    def receive(self, data: bytes, peer: Peer, stamp: float) -> None:
-        """A message read at monotonic ``stamp`` (the transports' callback)."""
+    def receive(self, data: bytes, peer: Peer, stamp: float, local: int = 0) -> None:
+        """A message read at monotonic ``stamp`` (the transports' callback) on local
+        address ``local`` (0 unless the UA has several: :attr:`send_from`)."""
         now = stamp - self.t0
         tap = self.tap
         if tap is not None:
-            tap(now, "in", peer, data)
-        self.ua.receive(data, peer, now)
+            tap(now, "in", peer, data, local)
+        if local:
+            self.ua.receive(data, peer, now, local)
+        else:
+            self.ua.receive(data, peer, now)
         self.flush()
 
     def error(self, peer: Peer, reason: str) -> None:
@@ -142,14 +157,15 @@ class Pump:
         tap = self.tap
         t0 = self.t0
         for _ in range(1000):
-            out = ua.outgoing()
-            if out:
+            multi = self.send_from is not None
+            out = self._write_from() if multi else ua.outgoing()
+            if out and not multi:
                 stamps: list[float] = []
                 for data, peer in out:
                     sent = send(data, peer) - t0  # the stamp taken when it was written
                     stamps.append(sent)
                     if tap is not None:
-                        tap(sent, "out", peer, data)
+                        tap(sent, "out", peer, data, 0)
                 if on_sent is not None:
                     on_sent(stamps)
             n = 0
@@ -164,6 +180,25 @@ class Pump:
         if after is not None:
             after()
         self.rearm()
+
+    def _write_from(self) -> list[tuple[bytes, Peer]]:
+        """Rule 1's write, each message from its own local address (:attr:`send_from`);
+        returns what was written (for the loop's test of progress)."""
+        take, send = self.outgoing_from, self.send_from
+        assert take is not None and send is not None
+        out = take()
+        if not out:
+            return []
+        t0, tap = self.t0, self.tap
+        stamps: list[float] = []
+        for data, peer, local in out:
+            sent = send(data, peer, local) - t0
+            stamps.append(sent)
+            if tap is not None:
+                tap(sent, "out", peer, data, local)
+        if self.on_sent is not None:
+            self.on_sent(stamps)
+        return [(data, peer) for data, peer, _ in out]
 
     # ------------------------------------------------------------------ the one timer
 

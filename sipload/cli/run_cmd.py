@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sipload import __version__
-from sipload.cli import flags, targets
+from sipload.cli import flags, sources, targets
 from sipload.cluster.channel import ChannelError, Keys, is_loopback_host, is_loopback_url
 from sipload.cluster.run import run_load, start_embedded_uas, stop_process
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_USAGE
@@ -52,6 +52,9 @@ def register(sub: Any) -> None:
     p.add_argument("--dns-server", type=_dns_server, default=None, metavar="ADDRESS[:PORT]",
                    help="locate --target (RFC 3263 NAPTR/SRV/A) with this DNS server "
                         "instead of the system's")
+    p.add_argument("--source-addresses", default=None, metavar="LIST",
+                   help="spread calls over these local addresses, e.g. 127.0.0.2-127.0.0.40,"
+                        " 127.0.1.0/28 or a comma list (each worker takes its own share)")
     p.add_argument("--rate", type=flags.positive_float, default=10.0,
                    help="calls per second (default 10)")
     limit = p.add_mutually_exclusive_group()
@@ -227,6 +230,16 @@ def _check_connections(args: argparse.Namespace, transport: str) -> None:
               "and name are not verified", file=sys.stderr)
 
 
+def _sources(args: argparse.Namespace, target: tuple[str, int] | None,
+             workers: int) -> list[str]:
+    """``--source-addresses`` parsed and checked (empty without the flag)."""
+    if args.source_addresses is None:
+        return []
+    found = sources.parse(args.source_addresses)
+    sources.check(found, target[0] if target else "127.0.0.1")
+    return found
+
+
 def _check_user_rows(users: int | None, injection: Injection) -> None:
     """USER order is SIPp's ``-users`` file: one row per user of the closed model."""
     rows = len(injection.rows)
@@ -345,10 +358,11 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError(f"--threshold {t!r}: {e}") from e
         keys = Keys(Path(args.keys)) if args.keys else None
         _check_connections(args, args.transport or program.transport)
+        source_list = _sources(args, target, workers)
     except ScenarioError as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, targets.TargetError) as e:
+    except (UsageError, targets.TargetError, sources.SourceError) as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_USAGE
     except LocateError as e:
@@ -386,6 +400,9 @@ def run(args: argparse.Namespace) -> int:
     if cert:
         plan["tls_cadata"] = cert  # public: the workers check the UAS against it
     plan["ws_path"] = ws_path
+    if source_list:
+        plan["source_addresses"] = source_list
+        plan["source_shares"] = sources.split(source_list, workers)
     if located is not None:
         name = parse_wanted(args.target).host
         plan["target"] = [name, 0]  # the Request-URI names the host; the UA picks servers

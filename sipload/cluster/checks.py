@@ -76,6 +76,8 @@ def check_record(r: Any) -> str | None:
         return "record worker or call_id: bad value"
     if not _text(r.get("server", "")) or not _count(r.get("failovers", 0)):
         return "record server or failovers: bad value"
+    if not _text(r.get("source", "")):
+        return "record source: bad value"
     return None
 
 

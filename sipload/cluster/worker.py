@@ -45,6 +45,7 @@ from sipload.cluster.messages import (
     Stop,
     Welcome,
 )
+from sipload.cluster.sources import share
 from sipload.engine import Engine, EngineConfig
 from sipload.scenario.inject import parse_injection
 from sipload.scenario.loader import ScenarioError, load_text
@@ -92,11 +93,13 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
     rows = (plan.get("located") or {}).get("servers") or []
     first = (str(rows[0][1]), int(rows[0][2])) if rows else None  # where calls go first
     t = plan.get("timers") or {}
+    mine = share(plan.get("source_shares") or [], welcome.worker)
     return EngineConfig(
         program=program,
         target=(str(target[0]), int(target[1])) if target else None,
         transport=str(plan.get("transport", "udp")),
-        local_host=str(plan.get("local_host", "127.0.0.1")) or (
+        sources=mine,
+        local_host=mine[0] if mine else str(plan.get("local_host", "127.0.0.1")) or (
             source_address(*first) if first else
             source_address(str(target[0]), int(target[1])) if target else "127.0.0.1"),
         local_port=int(plan.get("local_port", 0)),

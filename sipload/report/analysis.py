@@ -23,6 +23,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,8 @@ class Analysis:
     #: located target (RFC 3263): server label -> calls, succeeded, failovers (its calls')
     failovers: int = 0  #: INVITEs sent anew to the next server, all calls
     calls_failed_over: int = 0  #: calls whose INVITE moved on at least once
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: --source-addresses: local address -> calls placed from it, succeeded
 
 
 def _np(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
@@ -343,6 +346,7 @@ def analyse(files: RunFiles) -> Analysis:
 
     media = analyse_media(calls, files.intervals, seconds)
     servers, failovers, failed_over = _servers(calls)
+    sources = _sources(calls)
     # the rows are no longer needed (the samples are parsed): free them
     files.calls = files.calls.schema.empty_table()
     return Analysis(
@@ -361,7 +365,7 @@ def analyse(files: RunFiles) -> Analysis:
         lateness_ms=lateness_ms, late_starts=late_starts, dropped=dropped,
         per_second=per_second, per_worker=per_worker, codes_per_second=codes_ps,
         latency=latency, marks=marks, samples=samples, media=media, servers=servers,
-        failovers=failovers, calls_failed_over=failed_over)
+        failovers=failovers, calls_failed_over=failed_over, sources=sources)
 
 
 def _servers(calls: pa.Table) -> tuple[dict[str, dict[str, int]], int, int]:
@@ -383,6 +387,29 @@ def _servers(calls: pa.Table) -> tuple[dict[str, dict[str, int]], int, int]:
         total += n
         moved += int(n > 0)
     return dict(sorted(out.items())), total, moved
+
+
+def _sources(calls: pa.Table) -> dict[str, dict[str, int]]:
+    """Calls per source address (--source-addresses), and how many succeeded."""
+    if "source" not in calls.column_names or not len(calls):
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for source, result in zip(calls.column("source").to_pylist(),
+                              calls.column("result").to_pylist(), strict=True):
+        if source:
+            row = out.setdefault(str(source), {"calls": 0, "succeeded": 0})
+            row["calls"] += 1
+            row["succeeded"] += int(result == "success")
+    return dict(sorted(out.items(), key=lambda kv: _address_key(kv[0])))
+
+
+def _address_key(text: str) -> tuple[int, int, str]:
+    """Addresses in numeric order (127.0.0.9 before 127.0.0.10)."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return (9, 0, text)
+    return (addr.version, int(addr), text)
 
 
 _cache: dict[str, tuple[tuple[Any, ...], Analysis]] = {}

@@ -284,6 +284,7 @@ def summary_from_analysis(a: Analysis, *, thresholds: Iterable[str | Threshold] 
         **({"servers": a.servers, "failovers": {"count": a.failovers,
                                                  "calls_with": a.calls_failed_over}}
            if a.servers else {}),
+        **({"sources": a.sources} if a.sources else {}),
         "generator": _generator(a, attempted),
         "thresholds": [],
         "gate": _gate(a, attempted, calls["failed"]),

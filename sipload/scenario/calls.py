@@ -49,6 +49,9 @@ class RunContext:
     media_port: int = 6000
     worker: int = 0
     pid: int = field(default_factory=os.getpid)
+    #: several source addresses (--source-addresses): per UA local address, its
+    #: (host, SIP port, media address, media port); calls take them in turn
+    locals: tuple[tuple[str, int, str, int], ...] = ()
 
 
 @dataclass(slots=True, init=False)
@@ -137,6 +140,7 @@ class CallInstance:
     tids: list[int] = field(default_factory=list)  #: client transactions routed to us
     call_ids: list[str] = field(default_factory=list)
     digest: DigestServer | None = None  #: the server of our last challenge
+    local: int = 0  #: the UA local address the call runs on (RunContext.locals)
 
     def __init__(
         self,
@@ -178,6 +182,7 @@ class CallInstance:
         self.tids = [] if tids is None else tids
         self.call_ids = [] if call_ids is None else call_ids
         self.digest = digest
+        self.local = 0
 
     def leg(self, name: str) -> Leg:
         leg = self.legs.get(name)

@@ -258,17 +258,26 @@ class Runner:
         self.started += 1
         rec = CallRecord(call_number, intended, now, worker=self.ctx.worker)
         ctx = self.ctx
-        media_ip = ctx.media_ip or ctx.local_host
+        host, port, media_ip, media_port = ctx.local_host, ctx.local_port, ctx.media_ip, \
+            ctx.media_port
+        contact = self.ua.contact
+        local = 0
+        if ctx.locals:  # several source addresses: calls take them in turn
+            local = (self.started - 1) % len(ctx.locals)
+            host, port, media_ip, media_port = ctx.locals[local]
+            contact = self.ua.state.contact_of(local)
+            rec.source = host
+        media_ip = media_ip or host
         values = {
-            "call_number": str(call_number), "local_host": ctx.local_host,
-            "local_port": str(ctx.local_port), "remote_host": ctx.remote_host,
+            "call_number": str(call_number), "local_host": host,
+            "local_port": str(port), "remote_host": ctx.remote_host,
             "remote_port": str(ctx.remote_port), "transport": ctx.transport,
             "target": hostport(ctx.remote_host, ctx.remote_port),
-            "local_address": hostport(ctx.local_host, ctx.local_port),
+            "local_address": hostport(host, port),
             "service": ctx.service,
-            "media_ip": media_ip, "media_port": str(ctx.media_port),
-            "worker": str(ctx.worker), "local_contact": self.ua.contact, "pid": str(ctx.pid),
-            "local_ip_type": "6" if ":" in ctx.local_host else "4",
+            "media_ip": media_ip, "media_port": str(media_port),
+            "worker": str(ctx.worker), "local_contact": contact, "pid": str(ctx.pid),
+            "local_ip_type": "6" if ":" in host else "4",
             "media_ip_type": "6" if ":" in media_ip else "4",
             "branch": "", "cseq": "", "call_id": "", "username": "", "password": "",
             "realm": "",
@@ -288,6 +297,7 @@ class Runner:
                 self._creds.add((user, password, realm))
                 self.ua.add_authentication_info(user, user, password, realm)
         inst = CallInstance(self._next_iid, rec, values)
+        inst.local = local
         self._instances[inst.iid] = inst
         return inst
 
@@ -691,6 +701,7 @@ class Runner:
 
     def _run(self, inst: CallInstance, now: float) -> None:
         steps = self.program.steps
+        self.ua.state.source = inst.local  # what the call starts leaves from its address
         while not inst.done:
             if inst.pc >= len(steps):
                 self._finish(inst, now, teardown=True)

@@ -32,6 +32,8 @@ class MediaCalls:
     def __init__(self, program: Program) -> None:
         self.program = program
         self.table: MediaTable | None = None
+        #: one table per UA local address when calls leave from several (table 0 first)
+        self.tables: list[MediaTable] = []
         self._keys: dict[tuple[int, str], int] = {}
         self._next_key = 0
         self._figures: dict[int, dict[str, float]] = {}
@@ -42,8 +44,14 @@ class MediaCalls:
         #: the answer); the runner starts their RTP with ``now`` in :meth:`Runner.media_flush`
         self.pending: list[tuple[CallInstance, Leg, bool]] = []
 
-    def attach(self, table: MediaTable) -> None:
+    def attach(self, table: MediaTable, more: list[MediaTable] | None = None) -> None:
+        """RTP goes through ``table``; with several source addresses, a call on local
+        address ``k`` uses ``more[k - 1]`` (its sockets are bound there)."""
         self.table = table
+        self.tables = [table, *more] if more else []
+
+    def _table(self, inst: CallInstance) -> MediaTable | None:
+        return self.tables[inst.local] if self.tables else self.table
 
     def spec(self, leg: Leg) -> MediaSpec | None:
         if self.table is None:
@@ -63,7 +71,7 @@ class MediaCalls:
     def announce(self, inst: CallInstance, leg: Leg,
                  desc: sdp.SessionDescription) -> sdp.SessionDescription:
         """Our SDP for a leg with media, announcing its SSRC."""
-        table = self.table
+        table = self._table(inst)
         assert table is not None
         ssrc = table.reserve_ssrc(self.key(inst, leg))
         return with_ssrc(desc, ssrc, table.cname)
@@ -76,7 +84,7 @@ class MediaCalls:
             The failure detail when the leg needs media and the SDP gives none, else None.
         """
         spec = self.spec(leg)
-        table = self.table
+        table = self._table(inst)
         if spec is None or table is None or leg.local_sdp is None or not leg.remote_sdp:
             return None
         try:
@@ -94,16 +102,17 @@ class MediaCalls:
     def stop_leg(self, inst: CallInstance, leg: Leg, now: float) -> None:
         """The leg's call is gone: stop its RTP and keep its figures."""
         k = self._keys.pop((inst.iid, leg.name), None)
-        if k is None or self.table is None:
+        table = self._table(inst)
+        if k is None or table is None:
             return
-        media = self.table.get(k)
+        media = table.get(k)
         if media is not None and media.recorder is not None:
             spec = self.spec(leg)
             if spec is not None and spec.record:
                 self.recordings.append((spec.record, inst.record.call_number,
                                         media.recorder.samples()))
-        figures = self.table.stop(k, now)
-        self.table.forget(k)
+        figures = table.stop(k, now)
+        table.forget(k)
         if figures is not None:
             s, r, e, lost = self._stopped
             self._stopped = (s + int(figures["sent"]), r + int(figures["received"]),
@@ -123,9 +132,8 @@ class MediaCalls:
         """(sent, received, expected, lost) packets of every stream so far, stopped
         or running, and the number running (read for the interval snapshots)."""
         sent, received, expected, lost = self._stopped
-        table = self.table
         running = 0
-        if table is not None:
+        for table in self.tables or ([self.table] if self.table is not None else []):
             for media in table.calls.values():
                 running += 1
                 stats = media.stats
@@ -139,7 +147,7 @@ class MediaCalls:
 
     def check(self, inst: CallInstance, leg: Leg, cond: MediaCheck) -> str | None:
         """Why the leg's media fails ``cond``, or None when it passes."""
-        table = self.table
+        table = self._table(inst)
         k = self._keys.get((inst.iid, leg.name))
         media = table.get(k) if table is not None and k is not None else None
         if media is None:
@@ -158,7 +166,7 @@ class MediaCalls:
     def dtmf(self, inst: CallInstance, leg: Leg, digits: str, duration: float,
              gap: float) -> str | None:
         """Queue RFC 4733 events on the leg's stream; the failure detail, or None."""
-        table = self.table
+        table = self._table(inst)
         k = self._keys.get((inst.iid, leg.name))
         media = table.get(k) if table is not None and k is not None else None
         if media is None or media.out is None:

@@ -129,7 +129,8 @@ class Sender:
             calls = self.media
             media = MediaSdp(spec.offer_codecs, spec.ptime_ms,
                              lambda desc: calls.announce(inst, leg, desc))
-        data, ct = body_bytes(body, leg, values, ip, self.ctx.media_port,
+        port = self.ctx.locals[inst.local][3] if self.ctx.locals else self.ctx.media_port
+        data, ct = body_bytes(body, leg, values, ip, port,
                               inst.record.call_number + 1, ctype, media)
         if spec is not None and body.sdp == "answer":
             self.media.pending.append((inst, leg, False))  # RTP starts with our answer

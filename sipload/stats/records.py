@@ -59,6 +59,7 @@ class CallRecord:
     #: the call's RTP figures (sipload.media.call.FIELDS), empty for a call without media
     server: str = ""  #: located target (RFC 3263): the server its INVITE last went to
     failovers: int = 0  #: how many times its INVITE moved on to the next server
+    source: str = ""  #: the local address it was placed from (--source-addresses), or ""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class CallRecord:
         media: dict[str, float] | None = None,
         server: str = "",
         failovers: int = 0,
+        source: str = "",
     ) -> None:
         self.call_number = call_number
         self.intended_start = intended_start
@@ -97,6 +99,7 @@ class CallRecord:
         self.media = {} if media is None else media
         self.server = server
         self.failovers = failovers
+        self.source = source
 
     @property
     def duration(self) -> float:
@@ -125,7 +128,7 @@ class CallRecord:
             "codes": list(self.codes), "messages": [list(m) for m in self.messages],
             "retransmissions": self.retransmissions, "marks": dict(self.marks),
             "worker": self.worker, "call_id": self.call_id, "media": dict(self.media),
-            "server": self.server, "failovers": self.failovers,
+            "server": self.server, "failovers": self.failovers, "source": self.source,
         }
 
     @classmethod
@@ -141,4 +144,5 @@ class CallRecord:
             worker=int(d.get("worker", 0)), call_id=str(d.get("call_id", "")),
             media={str(k): float(v) for k, v in (d.get("media") or {}).items()},
             server=str(d.get("server", "")), failovers=int(d.get("failovers", 0)),
+            source=str(d.get("source", "")),
         )

@@ -56,7 +56,7 @@ CALL_SCHEMA = pa.schema([
     ("codes", pa.string()), ("retransmissions", pa.int32()), ("call_id", pa.string()),
     ("marks", pa.string()), ("messages", pa.string()),
     *[(column, pa.float64()) for column in MEDIA_COLUMNS],
-    ("server", pa.string()), ("failovers", pa.int32()),
+    ("server", pa.string()), ("failovers", pa.int32()), ("source", pa.string()),
 ])
 
 
@@ -110,6 +110,7 @@ def record_row(r: dict[str, Any]) -> dict[str, Any]:
         "messages": json.dumps(r["messages"], separators=(",", ":")),
         **_media_cells(r.get("media") or {}),
         "server": str(r.get("server", "")), "failovers": int(r.get("failovers", 0)),
+        "source": str(r.get("source", "")),
     }
 
 

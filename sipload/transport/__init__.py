@@ -91,6 +91,8 @@ class TransportSet:
         connections: ``"shared"`` or ``"per-call"`` (:data:`CONNECTIONS`), for TCP and TLS.
         on_call_error: called with a peer, a Call-ID and a reason when a per-call
             connection fails (default: ``on_error``, without the Call-ID).
+        source_host: the local address TCP/TLS/WS connections we open are bound to
+            ("": the system's choice); UDP leaves from the socket :meth:`listen` bound.
     """
 
     def __init__(
@@ -106,11 +108,13 @@ class TransportSet:
         ws_ping: float = PING_INTERVAL,
         connections: str = "shared",
         on_call_error: Callable[[Peer, str, str], None] | None = None,
+        source_host: str = "",
     ) -> None:
         if connections not in CONNECTIONS:
             raise ValueError(f"connections: {connections!r} is not shared or per-call")
         self.per_call = connections == "per-call"
         self._on_call_error = on_call_error
+        self._source_host = source_host
         self._stream_limits = stream_limits
         self._ws_path = ws_path
         self._ws_ping = ws_ping
@@ -321,6 +325,7 @@ class TransportSet:
                     ping_interval=self._ws_ping, client_context=self._client_context,
                     connect_timeout=self._connect_timeout, loop=self.loop,
                     limits=self._stream_limits)
+                st.source_host = self._source_host
                 self._streams[kind] = st
                 return st
             if kind not in ("tcp", "tls"):
@@ -331,6 +336,7 @@ class TransportSet:
                 loop=self.loop, limits=self._stream_limits, per_call=self.per_call,
                 on_call_error=self._report_call,
             )
+            st.source_host = self._source_host
             self._streams[kind] = st
         return st
 

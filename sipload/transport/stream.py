@@ -358,6 +358,8 @@ class StreamTransport:
         self._on_call_error = on_call_error
         self._calls: dict[str, dict[Address, StreamConnection]] = {}
         self.figures = TlsFigures()  #: client connections, handshakes, failures (rule 8)
+        #: the local address connections we open are bound to ("" : the system's choice)
+        self.source_host = ""
 
     def new_connection(self, *, accepted: bool = False) -> StreamConnection:
         """A connection of this transport's kind (a subclass frames WebSocket)."""
@@ -492,9 +494,12 @@ class StreamTransport:
                     assert self._client_context is not None, "TLS without a client context"
                     await self._loop.create_connection(
                         lambda: conn, addr, port, ssl=self._client_context(),
-                        server_hostname=host, ssl_handshake_timeout=self._connect_timeout)
+                        server_hostname=host, ssl_handshake_timeout=self._connect_timeout,
+                        local_addr=(self.source_host, 0) if self.source_host else None)
                 else:
-                    await self._loop.create_connection(lambda: conn, addr, port)
+                    await self._loop.create_connection(
+                        lambda: conn, addr, port,
+                        local_addr=(self.source_host, 0) if self.source_host else None)
         except asyncio.CancelledError:
             conn.close()
             raise

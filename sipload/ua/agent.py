@@ -118,11 +118,53 @@ class UserAgent:
     # ================================================================ sans-IO surface
 
     def outgoing(self) -> list[tuple[bytes, Peer]]:
-        """Take the bytes waiting to be sent, each with its destination."""
+        """Take the bytes waiting to be sent, each with its destination (each leaves from
+        local address 0: a UA with more, see :meth:`outgoing_from`)."""
         s = self.state
         out = s.out
         s.out = []
+        if s.out_from:
+            s.out_from = {}
         return out
+
+    def outgoing_from(self) -> list[tuple[bytes, Peer, int]]:
+        """Like :meth:`outgoing`, each with the local address it leaves from (an index
+        given by :meth:`add_local`; 0 for the config's)."""
+        s = self.state
+        src = s.out_from
+        out = [(data, peer, src.get(i, 0)) for i, (data, peer) in enumerate(s.out)]
+        s.out = []
+        s.out_from = {}
+        return out
+
+    # ================================================================ local addresses
+
+    def add_local(self, host: str, port: int) -> int:
+        """Another local address for calls to leave from (bound by the shell); returns its
+        index.  Calls, registrations and requests outside them started while it is the
+        :attr:`source` carry it in Via and Contact, and all their messages leave from it
+        (:meth:`outgoing_from`).  Index 0 is the config's own address."""
+        return self.state.add_local(host, port)
+
+    @property
+    def locals(self) -> list[tuple[str, str]]:
+        """The local addresses, each (host:port, Contact); index 0 is the config's."""
+        return list(self.state.locals)
+
+    @property
+    def source(self) -> int:
+        """The local address new calls, registrations and requests outside calls take."""
+        return self.state.source
+
+    @source.setter
+    def source(self, local: int) -> None:
+        if not 0 <= local < len(self.state.locals):
+            raise LocalProtocolError(f"no local address {local}")
+        self.state.source = local
+
+    def call_local(self, cid: int) -> int:
+        """The local address call ``cid`` runs on."""
+        return self.state.call(cid).local
 
     def queued(self) -> int:
         """How many messages wait for :meth:`outgoing` (the next one queued gets this index)."""
@@ -137,14 +179,16 @@ class UserAgent:
         """When :meth:`handle_timers` should next be called (None: no timer)."""
         return self.state.timers.peek()
 
-    def receive(self, data: bytes, peer: Peer, now: float) -> None:
-        """Take one datagram or one framed stream message from ``peer``.
+    def receive(self, data: bytes, peer: Peer, now: float, local: int = 0) -> None:
+        """Take one datagram or one framed stream message from ``peer``, which came in on
+        local address ``local`` (see :meth:`add_local`; a request is answered from there).
 
         Never raises for anything the peer sent: a malformed request is answered
         (400, 505 ...) where it can be, anything else is dropped and counted.
         """
         s = self.state
         s.now = now
+        s.arrived = local
         try:
             # a datagram or a WebSocket message is one whole message (RFC 7118 §5.1)
             msg = parse_message(data, datagram=peer[0] in _WHOLE)
@@ -218,7 +262,7 @@ class UserAgent:
         req = build_initial(s, "INVITE", to, from_, route)
         if subject is not None:
             req.add_header("Subject", subject)
-        req.add_header("Contact", s.contact)
+        req.add_header("Contact", s.contact_of(s.source))
         req.add_header("Allow", s.allow)
         if self.config.session_expires:
             req.add_header("Supported", "timer")
@@ -233,6 +277,7 @@ class UserAgent:
         hops = first_hops(s, invite)
         peer = hops[0] if hops else next_hop(s, invite)
         call = Call(cid, True, CallState.CALLING, invite, 0, peer)
+        call.local = s.source
         s.calls[cid] = call
         call.invite_tid = send_request(s, invite, Purpose.INVITE, now, cid=cid, peer=peer)
         if hops:
@@ -322,9 +367,10 @@ class UserAgent:
     def call_build_request(self, did: int, method: str) -> Request:
         """A request inside dialog ``did`` (INFO, UPDATE, REFER, NOTIFY, re-INVITE, any)."""
         s = self.state
-        req = dlg_request(s.dialog(did), method)
+        cd = s.dialog(did)
+        req = dlg_request(cd, method)
         if method in _TARGET_REFRESH:
-            req.add_header("Contact", s.contact)
+            req.add_header("Contact", s.contact_of(s.local_of(cd.cid)))
         if method == "INVITE":
             req.add_header("Allow", s.allow)
         return req
@@ -402,7 +448,7 @@ class UserAgent:
         """A request outside any dialog (OPTIONS, MESSAGE, any private method)."""
         req = build_initial(self.state, method, to, from_, route)
         if method in ("OPTIONS", "SUBSCRIBE", "REFER", "NOTIFY"):
-            req.add_header("Contact", self.state.contact)
+            req.add_header("Contact", self.state.contact_of(self.state.source))
         return req
 
     def message_send_request(self, request: Request, now: float | None = None) -> int:

@@ -99,7 +99,7 @@ def resend(s: UAState, rec: TxRecord, new: Request, now: float,
     seq = new.cseq.seq
     tid = send_request(
         s, new, rec.purpose, now, cid=rec.cid, did=rec.did, rid=rec.rid, peer=rec.peer,
-        auth_realms=auth_realms,
+        auth_realms=auth_realms, local=rec.local,
     )
     call = s.calls.get(rec.cid)
     if call is not None and rec.purpose == Purpose.INVITE:

@@ -27,22 +27,28 @@ from sipload.ua.state import Call, CallDialog, CallState, Peer, Purpose, TxRecor
 def send_request(
     s: UAState, req: Request, purpose: Purpose, now: float, *, cid: int = 0, did: int = 0,
     rid: int = 0, peer: Peer | None = None, auth_realms: tuple[str, ...] = (),
+    local: int = -1,
 ) -> int:
-    """Send ``req`` in a new client transaction (rule 1); returns its tid."""
+    """Send ``req`` in a new client transaction (rule 1); returns its tid.  ``local``:
+    the local address it leaves from (-1: its call's or registration's, else the
+    UA's current source)."""
     if peer is None:
         peer = next_hop(s, req)
-    add_via(s, req, peer[0])
-    return start_client_tx(s, req, peer, purpose, now, cid, did, rid, auth_realms)
+    if local < 0:
+        local = s.local_of(cid, rid)
+    add_via(s, req, peer[0], local)
+    return start_client_tx(s, req, peer, purpose, now, cid, did, rid, auth_realms, local)
 
 
 def start_client_tx(
     s: UAState, req: Request, peer: Peer, purpose: Purpose, now: float, cid: int = 0,
-    did: int = 0, rid: int = 0, auth_realms: tuple[str, ...] = (),
+    did: int = 0, rid: int = 0, auth_realms: tuple[str, ...] = (), local: int = -1,
 ) -> int:
     """Run ``req`` (its Via already on) in a new client transaction towards ``peer``."""
     tx = ClientTransaction(req, reliable=peer[0] != "udp", timers=s.config.timers, now=now)
     tid = s.new_id()
     rec = TxRecord(tid, tx, peer, purpose, cid, did, rid, auth_realms)
+    rec.local = local if local >= 0 else s.local_of(cid, rid)
     s.tx[tid] = rec
     s.client[tx.key] = rec
     tx.start(now)
@@ -55,6 +61,7 @@ def new_server_tx(s: UAState, req: Request, peer: Peer, purpose: Purpose, now: f
     tx = ServerTransaction(req, reliable=peer[0] != "udp", timers=s.config.timers, now=now)
     tid = s.new_id()
     rec = TxRecord(tid, tx, peer, purpose, cid, did)
+    rec.local = s.arrived  # answered from where the request came in
     s.tx[tid] = rec
     s.server[tx.key] = rec
     return rec
@@ -74,7 +81,10 @@ def flush(s: UAState, rec: TxRecord) -> None:
     out = tx.outgoing
     if out:
         peer = rec.peer
+        local = rec.local
         for data in out:
+            if local:
+                s.out_from[len(s.out)] = local
             s.out.append((data, peer))
         out.clear()
     if tx.terminated:

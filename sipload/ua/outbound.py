@@ -23,10 +23,11 @@ def build_ack(s: UAState, cd: CallDialog) -> Request:
 
 def send_ack(s: UAState, cd: CallDialog, ack: Request) -> None:
     """Send ``ack`` (kept: a 2xx retransmission gets it again, §13.2.2.4)."""
-    add_via(s, ack)
+    local = s.local_of(cd.cid)
+    add_via(s, ack, "", local)
     data = ack.to_bytes()
     cd.ack = data
-    s.out.append((data, next_hop(s, ack, cd.peer)))
+    s.queue(data, next_hop(s, ack, cd.peer), local)
 
 
 def send_bye(s: UAState, call: Call, cd: CallDialog, now: float) -> None:
@@ -63,7 +64,7 @@ def send_refresh(s: UAState, call: Call, cd: CallDialog, now: float) -> None:
         return
     method = "UPDATE" if cd.peer_allows_update else "INVITE"
     req = dlg_request(cd, method)
-    req.add_header("Contact", s.contact)
+    req.add_header("Contact", s.contact_of(call.local))
     req.add_header("Supported", "timer")
     role = "uac" if call.uac else "uas"
     req.add_header("Session-Expires", f"{st.interval};refresher={role}")

@@ -23,10 +23,11 @@ def build_initial_register(
     s: UAState, from_: str, proxy: str, contact: str | None, expires: int
 ) -> tuple[int, Request]:
     req = build_initial(s, "REGISTER", from_, from_, None, uri=proxy)
-    req.add_header("Contact", contact or s.contact)
+    req.add_header("Contact", contact or s.contact_of(s.source))
     req.add_header("Expires", str(expires))
     rid = s.new_id()
-    s.regs[rid] = Registration(rid, req, expires, next_hop(s, req))
+    s.regs[rid] = reg = Registration(rid, req, expires, next_hop(s, req))
+    reg.local = s.source
     return rid, req
 
 
@@ -61,7 +62,7 @@ def on_register_response(s: UAState, rec: TxRecord, resp: Response, now: float) 
              request=rec.tx.request, response=resp)
         return
     granted = reg.expires
-    ours = s.contact
+    ours = s.contact_of(reg.local)
     contacts = resp.contacts or []
     for c in contacts:
         if str(c.uri) in ours and c.expires is not None:

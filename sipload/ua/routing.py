@@ -61,12 +61,14 @@ def address(s: UAState, text: str) -> tuple[str, str]:
     return hit
 
 
-def add_via(s: UAState, req: Request, transport: str = "") -> str:
+def add_via(s: UAState, req: Request, transport: str = "", local: int = 0) -> str:
     """Put our Via with a fresh branch on top of ``req`` (rule 2); returns the branch.
-    ``transport``: the one the request goes over, when not the UA's own."""
+    ``transport``: the one the request goes over, when not the UA's own; ``local``: the
+    local address it leaves from (an index of ``s.locals``)."""
     branch = s.ids.branch()
     tp = (transport or s.config.transport).upper()
-    req.prepend_header("Via", f"SIP/2.0/{tp} {s.hostport};branch={branch};rport")
+    hostport = s.locals[local][0] if local else s.hostport
+    req.prepend_header("Via", f"SIP/2.0/{tp} {hostport};branch={branch};rport")
     return branch
 
 

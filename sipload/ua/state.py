@@ -117,6 +117,7 @@ class Call:
     invite_tid: int
     peer: Peer
     reference: Any = None  # mypyc: dataclass field types must resolve at runtime
+    local: int = 0  #: the local address it runs on (an index of UAState.locals)
     dialogs: dict[int, CallDialog] = field(default_factory=dict)
     retransmissions: int = 0
     invite_cseq: int = 0  #: the CSeq number of that INVITE (kept after the INVITE is dropped)
@@ -139,6 +140,7 @@ class Call:
         self.invite_tid = invite_tid
         self.peer = peer
         self.reference = None
+        self.local = 0
         self.dialogs = {}
         self.retransmissions = 0
         self.invite_cseq = invite.cseq.seq if invite is not None else 0
@@ -163,6 +165,7 @@ class TxRecord:
     rid: int = 0
     auth_realms: tuple[str, ...] = ()  #: realms we already answered on this request chain
     alternates: tuple[Peer, ...] = ()  #: servers to try next on failure (RFC 3263 §4.3)
+    local: int = 0  #: the local address its messages leave from (UAState.locals)
 
     def __init__(
         self,
@@ -184,6 +187,7 @@ class TxRecord:
         self.rid = rid
         self.auth_realms = auth_realms
         self.alternates = ()
+        self.local = 0
 
 
 @dataclass(slots=True)
@@ -197,6 +201,7 @@ class Registration:
     refresh_at: float = 0.0
     tid: int = 0
     registered: bool = False
+    local: int = 0  #: the local address it registers (UAState.locals)
 
 
 @dataclass(slots=True)
@@ -250,6 +255,41 @@ class UAState:
         scheme = "sips" if c.transport == "tls" else "sip"
         self.contact = f"<{scheme}:{c.user}@{self.hostport}{tp}>"
         self.allow = ", ".join(c.allow)
+        #: the local addresses, each (hostport, Contact): 0 is the config's, more are added
+        #: by UserAgent.add_local (calls spread over several source addresses)
+        self.locals: list[tuple[str, str]] = [(self.hostport, self.contact)]
+        self.source = 0  #: the local address new calls, registrations and requests take
+        self.arrived = 0  #: the local address the message being received came in on
+        #: out's messages that leave from another local address than 0: index -> local
+        self.out_from: dict[int, int] = {}
+
+    def add_local(self, host: str, port: int) -> int:
+        """Another local address (its Via sent-by and Contact); returns its index."""
+        hostport = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        head, _, tail = self.contact.partition("@")
+        self.locals.append((hostport, f"{head}@{hostport}{tail[len(self.hostport):]}"))
+        return len(self.locals) - 1
+
+    def contact_of(self, local: int) -> str:
+        """Our Contact on local address ``local``."""
+        return self.locals[local][1] if local else self.contact
+
+    def local_of(self, cid: int = 0, rid: int = 0) -> int:
+        """The local address of call ``cid`` or registration ``rid``, else the current
+        :attr:`source` (a request outside both)."""
+        if cid:
+            call = self.calls.get(cid)
+            return call.local if call is not None else 0
+        if rid:
+            reg = self.regs.get(rid)
+            return reg.local if reg is not None else 0
+        return self.source
+
+    def queue(self, data: bytes, peer: Peer, local: int) -> None:
+        """Queue ``data`` for ``peer``, to leave from local address ``local``."""
+        if local:
+            self.out_from[len(self.out)] = local
+        self.out.append((data, peer))
 
     def new_id(self) -> int:
         self.next_id += 1

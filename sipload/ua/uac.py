@@ -44,7 +44,7 @@ def on_response(s: UAState, resp: Response, now: float) -> None:
         if 200 <= resp.status < 300 and resp.cseq.method == "INVITE":
             cd = s.dlg_by_id.get(dialog_id_of_response(resp))
             if cd is not None and cd.ack is not None:
-                s.out.append((cd.ack, cd.peer))
+                s.queue(cd.ack, cd.peer, s.local_of(cd.cid))
         return
     tx = rec.tx
     assert isinstance(tx, ClientTransaction)
@@ -107,7 +107,7 @@ def _on_invite_response(s: UAState, rec: TxRecord, resp: Response, now: float) -
     if status < 300:
         known = s.dlg_by_id.get(dialog_id_of_response(resp))
         if known is not None and known.ack is not None:
-            s.out.append((known.ack, known.peer))
+            s.queue(known.ack, known.peer, call.local)
             return  # a retransmission of a 2xx we acknowledged (RFC 6026 Accepted)
         cd = _uac_dialog(s, call, rec, resp)
         if cd is None:

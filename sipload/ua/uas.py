@@ -50,7 +50,7 @@ def bad(s: UAState, data: bytes, peer: Peer, err: ParseError, now: float) -> Non
     emit(s, EventType.BAD_MESSAGE, now, reason=err.reason)
     answer = salvage_response(data, err.status, err.reason)
     if answer is not None:
-        s.out.append((answer, peer))
+        s.queue(answer, peer, s.arrived)
 
 
 def on_request(s: UAState, req: Request, peer: Peer, now: float) -> None:
@@ -118,6 +118,7 @@ def _on_new_invite(s: UAState, req: Request, peer: Peer, now: float) -> None:
                                       to_tag=tag, extra=list(too_small.headers)), now)
         return
     call = Call(cid, False, CallState.INCOMING, req, rec.tid, peer)
+    call.local = rec.local
     s.calls[cid] = call
     cd = add_dialog(s, call, dialog, peer)
     rec.did = cd.did
@@ -232,7 +233,7 @@ def build_answer(s: UAState, tid: int, status: int) -> Response:
     resp = make_response(req, status, to_tag=tag)
     if req.method in ("INVITE", "UPDATE", "SUBSCRIBE", "REFER") and 100 < status < 300:
         resp.copy_headers_from(req, "record-route")
-        resp.add_header("Contact", s.contact)
+        resp.add_header("Contact", s.contact_of(rec.local))
     if status == 405 or (req.method in ("INVITE", "OPTIONS") and 200 <= status < 300):
         resp.add_header("Allow", s.allow)
     if req.method == "OPTIONS" and 200 <= status < 300:
@@ -338,6 +339,8 @@ def dialog_timer(s: UAState, cd: CallDialog, now: float) -> None:
     ok = cd.ok
     if ok is not None:
         fired = retransmit.fire(ok, now, s.out)
+        if fired == retransmit.SENT and call is not None and call.local:
+            s.out_from[len(s.out) - 1] = call.local
         if fired == retransmit.EXPIRED:
             cd.ok = None
             if call is not None:
@@ -347,6 +350,8 @@ def dialog_timer(s: UAState, cd: CallDialog, now: float) -> None:
     rel = cd.rel
     if rel is not None:
         fired = retransmit.fire(rel, now, s.out)
+        if fired == retransmit.SENT and call is not None and call.local:
+            s.out_from[len(s.out) - 1] = call.local
         if fired == retransmit.EXPIRED:
             cd.rel = None
             rec = s.tx.get(cd.rel_tid)
