@@ -176,7 +176,8 @@ class Engine:
                                             tls_client_context=tls,
                                             stream_limits=cfg.stream_limits, ws_path=cfg.ws_path,
                                             connections=cfg.connections,
-                                            on_call_error=self._on_call_error)
+                                            on_call_error=self._on_call_error,
+                                            source_host=cfg.local_host if cfg.sources else "")
         server_tls = cfg.tls_server
         if secure and server_tls is None:
             # a UAC over TLS or WSS still listens (its Contact): with a throwaway certificate
@@ -239,7 +240,8 @@ class Engine:
                 host, cfg.local_port, cfg.transport, self._on_message_at, self._on_error,
                 tls_client_context=tls, ssl_context=server_tls,
                 stream_limits=cfg.stream_limits, ws_path=cfg.ws_path,
-                reuse_port=cfg.reuse_port)
+                reuse_port=cfg.reuse_port, connections=cfg.connections,
+                on_call_error=self._on_call_error)
             ua.add_local(h, p)
             if self.media is not None:  # RTP from the call's own address too
                 self.media_more.append(self._media_pump(h, self.media.table.echo_all))
@@ -545,7 +547,8 @@ class Engine:
             snap.media = self.counts.media.snapshot(
                 totals, streams, stray=sum(m.table.foreign for m in pumps))
             snap.media["send"] = merge_send_figures([m.take_send_figures() for m in pumps])
-        conns = self.transports.take_connection_figures() if self.transports else None
+        conns = self.sources.take_connection_figures() if self.sources is not None else (
+            self.transports.take_connection_figures() if self.transports else None)
         if conns is not None:
             snap.connections = connection_snapshot(conns.counts(), conns.durations_us,
                                                    conns.failures)

@@ -143,27 +143,55 @@ def test_a_request_is_answered_from_the_address_it_came_in_on() -> None:
 
 
 class RecordingUas:
-    """A UDP UAS on 127.0.0.1 that answers INVITE 200 (with SDP) and BYE 200, and records
-    for each request: the address it came from, the host in its top Via and Contact, and
-    the c= address of its SDP.  Runs in a thread; use ``with``."""
+    """A UAS on 127.0.0.1 (UDP, or TCP with ``tcp=True``) that answers INVITE 200 (with
+    SDP) and BYE 200, and records for each request: the address it came from, the host
+    in its top Via and Contact, and the c= address of its SDP.  Threads; use ``with``."""
 
-    def __init__(self) -> None:
-        self.port = free_port("udp")
+    def __init__(self, tcp: bool = False) -> None:
+        self.tcp = tcp
+        self.port = free_port("tcp" if tcp else "udp")
         self.seen: list[tuple[str, str, str, str, str]] = []  # method, src, via, contact, c=
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp
+                                   else socket.SOCK_DGRAM)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._threads = [threading.Thread(target=self._accept if tcp else self._serve,
+                                          daemon=True)]
 
     def __enter__(self) -> Self:
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", self.port))
+        if self.tcp:
+            self._sock.listen(64)
         self._sock.settimeout(0.1)
-        self._thread.start()
+        self._threads[0].start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(5)
+        for t in list(self._threads):
+            t.join(5)
         self._sock.close()
+
+    def _answer(self, data: bytes, src: str) -> bytes | None:
+        msg = parse_message(data)
+        if not isinstance(msg, Request):
+            return None
+        via = re.search(r"SIP/2.0/(?:UDP|TCP) ([^:;]+)", msg.get("via") or "")
+        contact = re.search(r"@([^:;>]+)", msg.get("contact") or "")
+        c_line = re.search(rb"\r\nc=IN IP4 ([^\r]+)", msg.body)
+        self.seen.append((msg.method, src, via.group(1) if via else "",
+                          contact.group(1) if contact else "",
+                          c_line.group(1).decode() if c_line else ""))
+        if msg.method == "ACK":
+            return None
+        resp = make_response(msg, 200, to_tag="uas1")
+        if msg.method == "INVITE":
+            tp = ";transport=tcp" if self.tcp else ""
+            resp.add_header("Contact", f"<sip:uas@127.0.0.1:{self.port}{tp}>")
+            resp.set_body(b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1"
+                          b"\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+                          "application/sdp")
+        return resp.to_bytes()
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -173,24 +201,45 @@ class RecordingUas:
                 continue
             except OSError:
                 return
-            msg = parse_message(data)
-            if not isinstance(msg, Request):
+            answer = self._answer(data, peer[0])
+            if answer is not None:
+                self._sock.sendto(answer, peer)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._sock.accept()
+            except TimeoutError:
                 continue
-            via = re.search(r"SIP/2.0/UDP ([^:;]+)", msg.get("via") or "")
-            contact = re.search(r"@([^:;>]+)", msg.get("contact") or "")
-            c_line = re.search(rb"\r\nc=IN IP4 ([^\r]+)", msg.body)
-            self.seen.append((msg.method, peer[0], via.group(1) if via else "",
-                              contact.group(1) if contact else "",
-                              c_line.group(1).decode() if c_line else ""))
-            if msg.method == "ACK":
-                continue
-            resp = make_response(msg, 200, to_tag="uas1")
-            if msg.method == "INVITE":
-                resp.add_header("Contact", f"<sip:uas@127.0.0.1:{self.port}>")
-                resp.set_body(b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1"
-                              b"\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
-                              "application/sdp")
-            self._sock.sendto(resp.to_bytes(), peer)
+            except OSError:
+                return
+            t = threading.Thread(target=self._stream, args=(conn, peer[0]), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _stream(self, conn: socket.socket, src: str) -> None:
+        buf = b""
+        conn.settimeout(0.1)
+        with conn:
+            while not self._stop.is_set():
+                head, sep, rest = buf.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^(?:content-length|l)\s*:\s*(\d+)", head)
+                need = int(length.group(1)) if length else 0
+                if sep and len(rest) >= need:
+                    answer = self._answer(head + sep + rest[:need], src)
+                    buf = rest[need:]
+                    if answer is not None:
+                        conn.sendall(answer)
+                    continue
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
 
 
 def test_calls_spread_over_each_workers_addresses(tmp_path: Path) -> None:
@@ -229,6 +278,20 @@ def test_calls_spread_over_each_workers_addresses(tmp_path: Path) -> None:
     assert "Calls per source address" in html and "127.0.1.2" in html
     plan = json.loads((out / "plan.json").read_text())
     assert plan["source_shares"] == shares
+
+
+def test_tcp_connections_are_bound_to_each_calls_address(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with RecordingUas(tcp=True) as uas:
+        done = run(sipload("run", BASIC, "--target", f"127.0.0.1:{uas.port}", "--transport",
+                           "tcp", "--calls", "6", "--rate", "20", "--workers", "1",
+                           "--source-addresses", "127.0.0.8,127.0.0.9", "--out", out),
+                   timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert Counter(s[1] for s in uas.seen if s[0] == "INVITE") == Counter(
+        {"127.0.0.8": 3, "127.0.0.9": 3})
+    for method, src, via, contact, _ in uas.seen:
+        assert via == src and (method != "INVITE" or contact == src), (method, src, via)
 
 
 def test_bad_source_addresses_stop_the_run_before_anything_is_sent(tmp_path: Path) -> None:

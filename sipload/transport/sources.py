@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Callable
 
 from sipload.transport import Peer, StreamLimits, TransportSet
+from sipload.transport.tlsclient import TlsFigures
 
 #: ``(data, peer, stamp, local)``: a message that came in on local address ``local``.
 OnMessageAt = Callable[[bytes, Peer, float, int], None]
@@ -40,7 +41,9 @@ class SourceSockets:
                   tls_client_context: ssl.SSLContext | None = None,
                   ssl_context: ssl.SSLContext | None = None,
                   stream_limits: StreamLimits | None = None, ws_path: str = "/",
-                  reuse_port: bool = False) -> tuple[str, int]:
+                  reuse_port: bool = False, connections: str = "shared",
+                  on_call_error: Callable[[Peer, str, str], None] | None = None
+                  ) -> tuple[str, int]:
         """Bind local address ``host`` (port 0: ephemeral) as the next index; returns
         the bound (host, port).
 
@@ -53,7 +56,8 @@ class SourceSockets:
             on_message(data, peer, stamp, index)
 
         ts = TransportSet(arrived, on_error, tls_client_context=tls_client_context,
-                          stream_limits=stream_limits, ws_path=ws_path, source_host=host)
+                          stream_limits=stream_limits, ws_path=ws_path, source_host=host,
+                          connections=connections, on_call_error=on_call_error)
         try:
             bound = await ts.listen(transport, host, port, ssl_context=ssl_context,
                                     reuse_port=reuse_port)
@@ -63,6 +67,20 @@ class SourceSockets:
         self.sets.append(ts)
         self.addresses.append(bound)
         return bound
+
+    def take_connection_figures(self) -> TlsFigures | None:
+        """Every address's connection figures since the last call, added up (None: no
+        stream transport in use)."""
+        out: TlsFigures | None = None
+        for ts in self.sets:
+            figures = ts.take_connection_figures()
+            if figures is None:
+                continue
+            if out is None:
+                out = figures
+            else:
+                out.add(figures)
+        return out
 
     def send(self, data: bytes, peer: Peer, local: int) -> float:
         """Write ``data`` to ``peer`` from local address ``local``; the send stamp."""
