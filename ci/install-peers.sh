@@ -29,6 +29,11 @@ if ! ls /usr/lib/*/kamailio/modules/websocket.so >/dev/null 2>&1; then
     missing="$missing kamailio-websocket-modules"
 fi
 
+# ... and its TLS module (SIP over TLS at load, tests/test_tls_interop.py)
+if ! ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1; then
+    missing="$missing kamailio-tls-modules"
+fi
+
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -36,7 +41,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log=$(mktemp)
     # the full set, so a partial install is completed too
     if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-            sip-tester kamailio kamailio-websocket-modules sipsak tshark baresip \
+            sip-tester kamailio kamailio-websocket-modules kamailio-tls-modules sipsak \
+            tshark baresip \
             rtpengine-daemon tcpdump; } >"$log" 2>&1; then
         cat "$log" >&2
         rm -f "$log"
@@ -48,5 +54,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 echo "install-peers: missing SIP peers; install the Debian packages:$missing" >&2
-echo "install-peers:   sudo apt-get install -y sip-tester kamailio kamailio-websocket-modules sipsak tshark baresip rtpengine-daemon tcpdump" >&2
+echo "install-peers:   sudo apt-get install -y sip-tester kamailio kamailio-websocket-modules kamailio-tls-modules sipsak tshark baresip rtpengine-daemon tcpdump" >&2
 exit 0

@@ -90,6 +90,7 @@ REGISTRAR_CFG = KAMAILIO_DIR / "registrar.cfg"
 RTPENGINE_CFG = KAMAILIO_DIR / "rtpengine.cfg"
 """Record-routing proxy that anchors the media in rtpengine (rtpengine_manage)."""
 WEBSOCKET_CFG = KAMAILIO_DIR / "websocket.cfg"
+TLS_CFG = KAMAILIO_DIR / "tls.cfg"
 """SIP over WebSocket in front of a UDP UAS; defines LISTEN_PORT, WS_PORT, UAS_ADDR."""
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 SIPP_DIR = REPO_ROOT / "tests" / "sipp"
@@ -947,6 +948,7 @@ class KamailioProcess(_PeerProcess):
 
     name = "kamailio"
     ws_port = 0  #: the WebSocket port (kamailio_websocket() only)
+    tls_port = 0  #: the TLS port (kamailio_tls() only)
 
     def __init__(
         self,
@@ -1053,14 +1055,7 @@ def kamailio_websocket(uas_port: int, *, ws_port: int | None = None,
     Needs Kamailio's websocket module (Debian ``kamailio-websocket-modules``): missing,
     the test fails under CI=true and skips elsewhere, like a missing binary.
     """
-    require("kamailio")
-    modules = [KAMAILIO_MODULES, *Path("/usr/lib").glob("*/kamailio/modules")]
-    if not any((d / "websocket.so").exists() for d in modules):
-        message = ("Kamailio's websocket.so not found: install the Debian package "
-                   "'kamailio-websocket-modules' (or run ci/install-peers.sh)")
-        if os.environ.get("CI", "").strip().lower() == "true":
-            pytest.fail(message + " [CI=true: missing peers fail instead of skipping]")
-        pytest.skip(message)
+    _require_kamailio_module("websocket.so", "kamailio-websocket-modules")
     ws = ws_port if ws_port is not None else free_port("tcp")
     defines: dict[str, str | int | bool] = dict(kwargs.pop("defines", None) or {})
     defines["UAS_ADDR"] = f"{LOOPBACK}:{uas_port}"
@@ -1068,6 +1063,38 @@ def kamailio_websocket(uas_port: int, *, ws_port: int | None = None,
     proc = KamailioProcess(WEBSOCKET_CFG, port=kwargs.pop("port", None) or free_port("udp"),
                            defines=defines, **kwargs)
     proc.ws_port = ws
+    return proc
+
+
+def _require_kamailio_module(module: str, package: str) -> None:
+    """Kamailio and its ``module``: missing, fail under CI=true, skip elsewhere."""
+    require("kamailio")
+    modules = [KAMAILIO_MODULES, *Path("/usr/lib").glob("*/kamailio/modules")]
+    if not any((d / module).exists() for d in modules):
+        message = (f"Kamailio's {module} not found: install the Debian package "
+                   f"'{package}' (or run ci/install-peers.sh)")
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(message + " [CI=true: missing peers fail instead of skipping]")
+        pytest.skip(message)
+
+
+def kamailio_tls(uas_port: int, cert: Path, key: Path, *, tls_port: int | None = None,
+                 **kwargs: Any) -> KamailioProcess:
+    """``ci/kamailio/tls.cfg``: SIP over TLS on ``tls_port`` (certificate ``cert``, key
+    ``key``, PEM files) relayed to a UDP UAS on 127.0.0.1:``uas_port`` (the ``.tls_port``
+    attribute of the result).
+
+    Needs Kamailio's tls module (Debian ``kamailio-tls-modules``): missing, the test
+    fails under CI=true and skips elsewhere, like a missing binary.
+    """
+    _require_kamailio_module("tls.so", "kamailio-tls-modules")
+    port = tls_port if tls_port is not None else free_port("tcp")
+    defines: dict[str, str | int | bool] = dict(kwargs.pop("defines", None) or {})
+    defines.update({"UAS_ADDR": f"{LOOPBACK}:{uas_port}", "TLS_PORT": port,
+                    "TLS_CERT": f'"{cert}"', "TLS_KEY": f'"{key}"'})
+    proc = KamailioProcess(TLS_CFG, port=kwargs.pop("port", None) or free_port("udp"),
+                           defines=defines, **kwargs)
+    proc.tls_port = port
     return proc
 
 

@@ -152,6 +152,7 @@ def test_run_per_call_end_to_end(tmp_path: Path) -> None:
     assert c["tls"]["resumed"] == c["tls"]["offered"] >= 1
     assert c["tls"]["verified"] is True
     assert "connections: per-call tls, opened 10" in r.stdout
+    assert "| conns 10, tls 10 handshakes" in r.stdout  # the live line's last word
     assert 'id="tls-handshakes">10<' in (out / "report.html").read_text()
 
 
@@ -160,3 +161,50 @@ def test_per_call_needs_a_stream_transport(tmp_path: Path) -> None:
                 "per-call", "--out", tmp_path / "x")
     assert r.returncode == 2 and "--connections per-call: for tcp or tls" in r.stderr
     assert not (tmp_path / "x").exists()  # nothing was run
+
+
+@pytest.mark.parametrize(("behaviour", "reason"), [("silent", "handshake_timeout"),
+                                                   ("close", "connection_reset")])
+def test_tls_failure_reasons_at_the_socket(behaviour: str, reason: str) -> None:
+    """A server that takes the TCP connection and then says nothing (or closes at once):
+    the TLS connect fails with that reason, counted, and reported for the call only."""
+    from sipload.transport import TransportSet
+    from sipload.transport.tlsclient import load_context
+
+    async def go() -> tuple[list[tuple[Any, str, str]], dict[str, int]]:
+        held: list[asyncio.StreamWriter] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if behaviour == "close":
+                writer.transport.abort()  # RST before any byte of the handshake
+                return
+            held.append(writer)  # silent: the handshake never gets an answer
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        errors: list[tuple[Any, str, str]] = []
+        tp = TransportSet(lambda *_: None, lambda p, r: errors.append((p, "", r)),
+                          tls_client_context=load_context(), connect_timeout=0.5,
+                          connections="per-call",
+                          on_call_error=lambda p, c, r: errors.append((p, c, r)))
+        msg = (b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nCall-ID: one@test\r\n"
+               b"Content-Length: 0\r\n\r\n")
+        tp.send(msg, ("tls", "127.0.0.1", port))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if errors:
+                break
+        figures = tp.take_connection_figures()
+        await tp.close()
+        for writer in held:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)
+        assert figures is not None
+        return errors, figures.failures
+
+    errors, failures = asyncio.run(go())
+    assert failures == {reason: 1}
+    assert len(errors) == 1 and errors[0][1] == "one@test"  # the call's, not the peer's
+    assert reason.replace("_", " ") in errors[0][2]

@@ -104,6 +104,9 @@ def register(sub: Any) -> None:
     p.add_argument("--tls-insecure", action="store_true",
                    help="do not verify the TLS target's certificate or name (a warning in "
                         "the output and summary.json says so)")
+    p.add_argument("--tls-ca", metavar="FILE",
+                   help="TLS: trust only the CA (or self-signed) certificates in this PEM "
+                        "file instead of the system's (verification stays on)")
     p.add_argument("--connections", choices=CONNECTIONS, default="shared",
                    help="TCP/TLS: one connection per worker and target, shared by its calls "
                         "(default), or one per call, closed when the call ends")
@@ -240,6 +243,18 @@ def _sources(args: argparse.Namespace, target: tuple[str, int] | None,
     return found
 
 
+def _read_tls_ca(path: str) -> str:
+    """The PEM certificates of ``--tls-ca`` as text (checked: ssl must load them)."""
+    import ssl
+
+    try:
+        text = Path(path).read_text(encoding="ascii")
+        ssl.create_default_context(cadata=text)
+    except (OSError, UnicodeDecodeError, ssl.SSLError, ValueError) as e:
+        raise UsageError(f"--tls-ca {path}: not a readable PEM certificate file ({e})") from e
+    return text
+
+
 def _check_user_rows(users: int | None, injection: Injection) -> None:
     """USER order is SIPp's ``-users`` file: one row per user of the closed model."""
     rows = len(injection.rows)
@@ -359,6 +374,7 @@ def run(args: argparse.Namespace) -> int:
         keys = Keys(Path(args.keys)) if args.keys else None
         _check_connections(args, args.transport or program.transport)
         source_list = _sources(args, target, workers)
+        tls_ca = _read_tls_ca(args.tls_ca) if args.tls_ca else ""
     except ScenarioError as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -399,6 +415,8 @@ def run(args: argparse.Namespace) -> int:
     plan["embedded_uas"] = uas_proc is not None
     if cert:
         plan["tls_cadata"] = cert  # public: the workers check the UAS against it
+    elif tls_ca:
+        plan["tls_cadata"] = tls_ca  # --tls-ca: the workers trust these certificates only
     plan["ws_path"] = ws_path
     if source_list:
         plan["source_addresses"] = source_list

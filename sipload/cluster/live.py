@@ -4,8 +4,9 @@ On a terminal: a rich live panel (elapsed, target and actual rate, calls in
 progress, succeeded and failed, latency percentiles, retransmissions, one row
 per worker with its CPU, loop lag and late starts; with RTP, a media row: packets
 per second sent and received, streams running, loss so far, MOS p50/p5 of the calls
-ended so far).  Elsewhere (CI logs): one plain progress line every few seconds,
-with the same media figures when calls carry RTP.
+ended so far; over TCP/TLS, a connections row: opened, TLS handshakes, resumed,
+handshake p50/p99, TLS failures so far).  Elsewhere (CI logs): one plain progress line
+every few seconds, with the same media and connection figures.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from sipload.stats.connintervals import ConnectionTotals
 from sipload.stats.histograms import MarkHistograms
 from sipload.stats.mediaintervals import MediaHistograms
 from sipload.stats.msround import fmt_ms
@@ -51,6 +53,7 @@ class LiveView:
         self.media_streams: dict[int, int] = {}
         self.media_hist = MediaHistograms()
         self.media_recent: list[tuple[float, int, int]] = []  # (wall, sent, received)
+        self.conns = ConnectionTotals()
         self._live: Live | None = None
         self._last_plain = 0.0
         self._workers_line = ""
@@ -110,6 +113,9 @@ class LiveView:
             self.hist.merge(MarkHistograms.decode(hist))
         now = time.monotonic()
         self._media(w, s.get("media"), now)
+        conns = s.get("connections")
+        if isinstance(conns, dict):
+            self.conns.add(conns)
         self.recent.append((now, self.started))
         self.recent = [r for r in self.recent if now - r[0] <= 5.0]
         if self._live is not None:
@@ -155,6 +161,22 @@ class LiveView:
                 f"{sum(self.media_streams.values())} streams, loss {loss} "
                 f"({max(tot['lost'], 0)} of {tot['expected']}), {mos}")
 
+    def _conns_line(self) -> str:
+        """Connections opened, TLS handshakes, resumed, p50/p99, failures ("" without)."""
+        c = self.conns
+        if not c.seen:
+            return ""
+        text = f"conns {c.opened}"
+        if c.handshakes or c.failures:
+            text += f", tls {c.handshakes} handshakes {c.resumed} resumed"
+            hs = c.handshake_ms()
+            if hs is not None:
+                text += f" p50 {fmt_ms(hs['p50'])} ms p99 {fmt_ms(hs['p99'])} ms"
+            if c.failures:
+                text += ", tls failures " + " ".join(f"{k} {v}" for k, v
+                                                     in sorted(c.failures.items()))
+        return text
+
     def workers(self, coord: Any) -> None:
         live = len([w for w in coord.workers.values() if not w.lost])
         self._workers_line = f"{live}/{coord.workers_expected} workers"
@@ -184,7 +206,8 @@ class LiveView:
               f"failed {self.failed} active {sum(self.active.values())} "
               f"rate {self._rate():.1f}/s target {sum(self.target_rate.values()):.1f}/s "
               f"retrans {self.retransmissions} late {self.late} | {self._percentiles()}"
-              + (f" | {media}" if (media := self._media_line()) else ""),
+              + (f" | {media}" if (media := self._media_line()) else "")
+              + (f" | {conns}" if (conns := self._conns_line()) else ""),
               flush=True)
 
     def _render(self) -> Group:
@@ -200,6 +223,9 @@ class LiveView:
         media = self._media_line()
         if media:
             head.add_row("media", media, "", "", "", "")
+        conns = self._conns_line()
+        if conns:
+            head.add_row("connections", conns, "", "", "", "")
         table = Table(title="workers", show_edge=False)
         for col in ("worker", "cpu", "loop lag ms", "late", "in progress"):
             table.add_column(col, justify="right")
