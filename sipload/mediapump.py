@@ -24,7 +24,6 @@ same clock, so the engine's ``now`` and the stamps given here agree.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 import wave
 from pathlib import Path
@@ -32,7 +31,12 @@ from typing import Any
 
 from sipload.media import g711
 from sipload.media.table import MediaTable
-from sipload.stats.histograms import HIGHEST_US, new_histogram
+from sipload.stats.histograms import (
+    HIGHEST_US,
+    encode_histogram,
+    new_histogram,
+    reset_histogram,
+)
 from sipload.transport.batch import Address
 from sipload.transport.hrtimer import PreciseTimer, precise_timer
 from sipload.transport.rtp import MediaSocket
@@ -196,8 +200,8 @@ class MediaPump:
                                zip(("sent", "unsent", "skipped"), self._base, now, strict=True)}
         self._base = now
         if self.send_late.get_total_count():
-            out["late_us"] = base64.b64encode(self.send_late.encode()).decode("ascii")
-            self.send_late = new_histogram()
+            out["late_us"] = encode_histogram(self.send_late)
+            reset_histogram(self.send_late)
         return out
 
 

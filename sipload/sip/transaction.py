@@ -57,6 +57,16 @@ while.  The UA ("transaction user", TU) sits above; the transport below.
    unrelated request, starting twice).
 8. Matching (§17.1.3, §17.2.3) is the caller's job, with :func:`client_key` and
    :func:`server_key`; the transaction trusts that what it is given matches.
+9. Lingering light.  Once the TU has had the final response (Completed, Confirmed,
+   Accepted), a transaction waits out its guard timer (up to 64·T1 = 32 s) only to
+   match and absorb retransmissions.  :meth:`slim` then drops the parsed messages
+   and keeps what that needs: the key, the method, the request's Call-ID, From tag
+   and CSeq number (:meth:`ClientTransaction.answers`), the last status and the
+   bytes it re-sends.  ``request`` stays readable: it is parsed again from the
+   bytes sent (or, for a server transaction, the bytes it was serialized to when
+   slimmed), for the rare caller that still asks.  A busy worker holds tens of
+   thousands of lingering transactions; as parsed messages they were most of its
+   memory and of the objects the cyclic garbage collector had to traverse.
 """
 
 from __future__ import annotations
@@ -70,6 +80,7 @@ from sipload.sip.build import make_ack_for_non2xx
 from sipload.sip.errors import LocalProtocolError, ParseError
 from sipload.sip.headers import MAGIC_COOKIE
 from sipload.sip.message import Request, Response
+from sipload.sip.parser import parse_message
 
 __all__ = [
     "INVITE_CLIENT_TRANSITIONS", "INVITE_SERVER_TRANSITIONS", "NON_INVITE_CLIENT_TRANSITIONS",
@@ -437,16 +448,21 @@ class _Transaction:
     """What both sides share: state, timer slots (rules 4, 5), timers and transport errors."""
 
     __slots__ = (
-        "_completed_guard", "_end_at", "_invite", "_reliable", "_retx_at", "_retx_data",
-        "_retx_interval", "_table", "_timeout_name", "_timer_g", "_timers",
-        "created", "failure", "outgoing", "request", "retransmissions", "state",
+        "_completed_guard", "_end_at", "_invite", "_reliable", "_request", "_request_data",
+        "_retx_at", "_retx_data", "_retx_interval", "_table", "_timeout_name", "_timer_g",
+        "_timers", "created", "failure", "last_status", "method", "outgoing",
+        "retransmissions", "state",
     )
 
     def __init__(
         self, request: Request, reliable: bool, timers: TimerConfig, now: float, client: bool
     ) -> None:
-        invite = request.method == "INVITE"
-        self.request: Request = request
+        method = request.method
+        invite = method == "INVITE"
+        self._request: Request | None = request
+        self._request_data: bytes = b""  # what ``request`` is parsed from once slimmed
+        self.method: str = method
+        self.last_status: int = 0  #: the status of the last response passed on or sent
         if client:
             self.state: TxState = S.CALLING if invite else S.TRYING
             self._table: Flat = _ICT if invite else _NICT
@@ -472,8 +488,37 @@ class _Transaction:
         self._end_at: float = _INF
 
     @property
+    def request(self) -> Request:
+        """The request; parsed again from its bytes after :meth:`slim` (rule 9)."""
+        req = self._request
+        if req is not None:
+            return req
+        msg = parse_message(self._request_data)
+        assert isinstance(msg, Request)  # our own bytes, serialized from a Request
+        return msg
+
+    @property
+    def slimmed(self) -> bool:
+        """True once :meth:`slim` has dropped the parsed messages."""
+        return self._request is None
+
+    def slim(self) -> None:
+        """Drop the parsed messages; keep what matching and retransmission need (rule 9).
+
+        For a transaction whose final response the TU has had: it then lingers on
+        bytes and a few strings.  Idempotent.
+        """
+        raise NotImplementedError
+
+    @property
     def terminated(self) -> bool:
         return self.state == S.TERMINATED
+
+    @property
+    def lingering(self) -> bool:
+        """Completed, Confirmed or Accepted: the final is out, only the guard timer runs."""
+        state = self.state
+        return S.COMPLETED <= state <= S.ACCEPTED
 
     @property
     def timed_out(self) -> bool:
@@ -619,11 +664,12 @@ class ClientTransaction(_Transaction):
         outgoing: bytes to send to the request's destination; the caller drains it.
         retransmissions: request retransmissions made, re-sent ACKs included.
         ack: the ACK built for a 300-699 (INVITE only), else None.
-        last_response: the last response passed to the TU.
+        last_response: the last response passed to the TU (None once slimmed).
+        last_status: its status (kept when slimmed).
         failure: ``"B"`` / ``"F"`` (timed out) or ``"transport"``; else None.
     """
 
-    __slots__ = ("_ack_data", "ack", "key", "last_response")
+    __slots__ = ("_ack_data", "_call_id", "_cseq", "_from_tag", "ack", "key", "last_response")
 
     def __init__(
         self, request: Request, *, reliable: bool, timers: TimerConfig, now: float
@@ -648,6 +694,35 @@ class ClientTransaction(_Transaction):
         self.ack: Request | None = None
         self.last_response: Response | None = None
         self._ack_data: bytes = b""
+        self._call_id: str = ""  # the request's, kept by slim() for answers()
+        self._from_tag: str | None = None
+        self._cseq: int = 0
+
+    def slim(self) -> None:
+        req = self._request
+        if req is None or not self._retx_data:
+            return  # slimmed already, or never started (no bytes to parse again)
+        self._call_id = req.call_id
+        self._from_tag = req.from_tag
+        self._cseq = req.cseq.seq
+        self._request_data = self._retx_data
+        self._request = None
+        self.last_response = None
+        self.ack = None
+
+    def answers(self, response: Response) -> bool:
+        """Whether ``response`` (matched by :func:`client_key`) has the request's Call-ID,
+        From tag and CSeq number: a branch alone may be reused by a faulty peer.
+
+        Raises:
+            ParseError: the response's CSeq or From is malformed.
+        """
+        req = self._request
+        if req is not None:
+            return (response.call_id == req.call_id and response.from_tag == req.from_tag
+                    and response.cseq.seq == req.cseq.seq)
+        return (response.call_id == self._call_id and response.from_tag == self._from_tag
+                and response.cseq.seq == self._cseq)
 
     def start(self, now: float) -> None:
         """Serialize the request into ``outgoing`` and arm A and B, or E and F.
@@ -659,6 +734,7 @@ class ClientTransaction(_Transaction):
             raise LocalProtocolError("client transaction started twice")
         data = self.request.to_bytes()
         self._retx_data = data
+        self._request_data = data
         self.outgoing.append(data)
         if self.state != S.TERMINATED:
             self._start_retx(now)
@@ -690,6 +766,7 @@ class ClientTransaction(_Transaction):
             self._ack_data = ack.to_bytes()
             self.outgoing.append(self._ack_data)
         self.last_response = response
+        self.last_status = response.status
         if nxt != self.state:
             self._enter(nxt, now)
         return response
@@ -711,7 +788,8 @@ class ServerTransaction(_Transaction):
         outgoing: bytes to send back to the request's source (§18.2.2); the caller drains it.
         retransmissions: responses re-sent (for a retransmitted request, on
             Timer G, and the TU's 2xx retransmissions in Accepted).
-        last_response: the last response the TU sent.
+        last_response: the last response the TU sent (None once slimmed).
+        last_status: its status (kept when slimmed; 0 before any).
         failure: ``"H"`` (no ACK came) or ``"transport"``; else None.
     """
 
@@ -732,6 +810,14 @@ class ServerTransaction(_Transaction):
         self.key: tuple[str, ...] = server_key(request)
         self.last_response: Response | None = None
 
+    def slim(self) -> None:
+        req = self._request
+        if req is None:
+            return
+        self._request_data = req.to_bytes()  # as stamped (received/rport), for ``request``
+        self._request = None
+        self.last_response = None
+
     def send_response(self, response: Response, now: float) -> None:
         """Queue a response from the TU and move as the figure says.
 
@@ -748,11 +834,12 @@ class ServerTransaction(_Transaction):
         nxt, action = self._table[state * _N + _status_input(response.status, In.SEND_1XX)]
         if action == A.ERROR:
             raise LocalProtocolError(
-                f"cannot send {response.status} to {self.request.method} in {state.name}"
+                f"cannot send {response.status} to {self.method} in {state.name}"
             )
         data = response.to_bytes()
         self._retx_data = data
         self.last_response = response
+        self.last_status = response.status
         self.outgoing.append(data)
         if state == S.ACCEPTED:
             self.retransmissions += 1
@@ -775,12 +862,12 @@ class ServerTransaction(_Transaction):
                 method nor an ACK to an INVITE transaction.
         """
         method = request.method
-        if method == self.request.method:
+        if method == self.method:
             inp = In.REQUEST
         elif method == "ACK" and self._invite:
             inp = In.ACK
         else:
-            raise LocalProtocolError(f"{method} is not for a {self.request.method} transaction")
+            raise LocalProtocolError(f"{method} is not for a {self.method} transaction")
         nxt, action = self._table[self.state * _N + inp]
         if action == A.RESEND and self._retx_data:
             self.outgoing.append(self._retx_data)
@@ -790,4 +877,4 @@ class ServerTransaction(_Transaction):
         return action == A.TO_TU
 
     def __repr__(self) -> str:
-        return f"<ServerTransaction {self.request.method} {self.key[0]} {self.state.name}>"
+        return f"<ServerTransaction {self.method} {self.key[0]} {self.state.name}>"

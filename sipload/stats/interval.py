@@ -191,5 +191,5 @@ class IntervalAccountant:
         self._i_started = self._i_succeeded = self._i_failed = 0
         self._i_late = self._i_dropped = 0
         self._i_failures = {}
-        self._hist = MarkHistograms()
+        self._hist.reset()
         return snap

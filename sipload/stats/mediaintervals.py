@@ -33,7 +33,13 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from sipload.stats.histograms import HIGHEST_US, LOWEST_US, new_histogram
+from sipload.stats.histograms import (
+    HIGHEST_US,
+    LOWEST_US,
+    encode_histogram,
+    new_histogram,
+    reset_histogram,
+)
 
 MOS_SCALE = 100
 """MOS is recorded in hundredths."""
@@ -75,6 +81,12 @@ class MediaHistograms:
             self.mos.record_value(min(max(round(mos * MOS_SCALE), MOS_LOWEST),
                                       MOS_HIGHEST))
 
+    def reset(self) -> None:
+        """Empty both, kept for the next interval (see :func:`reset_histogram`)."""
+        for h in (self.jitter, self.mos):
+            if h.get_total_count():
+                reset_histogram(h)
+
     def merge(self, other: MediaHistograms) -> None:
         self.jitter.add(other.jitter)
         self.mos.add(other.mos)
@@ -83,7 +95,7 @@ class MediaHistograms:
         out: dict[str, str] = {}
         for name, h in (("jitter_ms", self.jitter), ("mos", self.mos)):
             if h.get_total_count():
-                out[name] = base64.b64encode(h.encode()).decode("ascii")
+                out[name] = encode_histogram(h)
         return out
 
     @staticmethod
@@ -148,5 +160,5 @@ class MediaIntervals:
         out["histograms"] = self._hist.encode()
         self._base = tuple(int(v) for v in totals)
         self._calls = 0
-        self._hist = MediaHistograms()
+        self._hist.reset()
         return out

@@ -58,6 +58,7 @@ from sipload.ua.core import (
     emit,
     flush,
     send_request,
+    slim_lingering,
     take_retransmitted,
     tx_label,
 )
@@ -189,6 +190,8 @@ class UserAgent:
         s = self.state
         s.now = now
         s.arrived = local
+        if s.linger:  # finals sent through the API since the last entry point
+            slim_lingering(s)
         try:
             # a datagram or a WebSocket message is one whole message (RFC 7118 §5.1)
             msg = parse_message(data, datagram=peer[0] in _WHOLE)
@@ -207,12 +210,16 @@ class UserAgent:
             # dialog, say): the peer is at fault, so it is dropped, never raised
             s.bad_messages += 1
             emit(s, EventType.BAD_MESSAGE, now, reason=f"inconsistent message: {e}")
+        if s.linger:  # the TU is done with the messages of what completed here
+            slim_lingering(s)
 
     def handle_timers(self, now: float) -> None:
         """Fire every timer due at ``now`` (one heap: transactions, dialogs, registrations)."""
         s = self.state
         s.now = now
         while True:
+            if s.linger:
+                slim_lingering(s)
             due = s.timers.pop_due(now)
             if not due:
                 return

@@ -4,7 +4,10 @@
    the tables ``tx`` by tid and ``client`` by branch); a server transaction by
    :func:`new_server_tx`.  After anything happens to a transaction, :func:`flush`
    moves its bytes to the UA's outgoing queue, re-arms its timer, and drops it
-   from the tables once it has terminated.
+   from the tables once it has terminated.  A transaction that has sent or passed
+   on its final response is queued to be slimmed (its parsed messages dropped,
+   :meth:`~sipload.sip.transaction.ClientTransaction.slim`) once the UA's entry
+   point returns (:func:`slim_lingering`): the TU reads its request until then.
 2. One timer heap (:class:`~sipload.sip.timerheap.TimerHeap`) holds every
    deadline, keyed by id: a tid (transaction), a did (dialog: 2xx and reliable
    provisional retransmission, the session timer) or a rid (registration refresh).
@@ -90,7 +93,16 @@ def flush(s: UAState, rec: TxRecord) -> None:
     if tx.terminated:
         drop_tx(s, rec)
         return
+    if tx.lingering and not tx.slimmed:
+        s.linger.append(tx)
     s.timers.schedule(rec.tid, tx.next_deadline())
+
+
+def slim_lingering(s: UAState) -> None:
+    """Slim the transactions :func:`flush` queued (rule 1)."""
+    for tx in s.linger:
+        tx.slim()
+    s.linger.clear()
 
 
 def drop_tx(s: UAState, rec: TxRecord) -> None:
@@ -120,9 +132,9 @@ def tx_label(tx: ClientTransaction | ServerTransaction) -> str:
     """What a transaction re-sends: its request (``"BYE"``) or its last response
     (``"200 INVITE"``)."""
     if isinstance(tx, ClientTransaction):
-        return tx.request.method
-    resp = tx.last_response
-    return f"{resp.status} {tx.request.method}" if resp is not None else tx.request.method
+        return tx.method
+    status = tx.last_status
+    return f"{status} {tx.method}" if status else tx.method
 
 
 def bytes_label(data: bytes, method: str) -> str:

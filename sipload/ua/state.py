@@ -230,6 +230,8 @@ class UAState:
         self.timers: TimerHeap[int] = TimerHeap()  #: tid, did or rid by deadline
         self.next_id = 0
         self.tx: dict[int, TxRecord] = {}
+        #: transactions past their final, to slim when the entry point returns (core.flush)
+        self.linger: list[ClientTransaction | ServerTransaction] = []
         self.client: dict[tuple[str, str], TxRecord] = {}
         self.server: dict[tuple[str, ...], TxRecord] = {}
         self.calls: dict[int, Call] = {}

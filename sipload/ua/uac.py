@@ -48,9 +48,7 @@ def on_response(s: UAState, resp: Response, now: float) -> None:
         return
     tx = rec.tx
     assert isinstance(tx, ClientTransaction)
-    sent = tx.request
-    if resp.call_id != sent.call_id or resp.from_tag != sent.from_tag or (
-            resp.cseq.seq != sent.cseq.seq):
+    if not tx.answers(resp):
         # matched by branch alone (§17.1.3), but it does not answer our request
         s.bad_messages += 1
         emit(s, EventType.BAD_MESSAGE, now, response=resp,
@@ -248,12 +246,12 @@ def _dialog_gone(s: UAState, rec: TxRecord, status: int, now: float) -> None:
 
 def tx_failed(s: UAState, rec: TxRecord, reason: str, now: float) -> None:
     """A client transaction timed out (B/F) or a server one got no ACK (H) (rule 4)."""
-    req = rec.tx.request
     call = s.calls.get(rec.cid)
     if isinstance(rec.tx, ServerTransaction):
         if call is not None and rec.purpose == Purpose.INVITE:
             release(s, call, now, f"no ACK ({reason})")
         return
+    req = rec.tx.request
     purpose = rec.purpose
     if purpose == Purpose.REGISTER:
         emit(s, EventType.REGISTRATION_FAILURE, now, rid=rec.rid, tid=rec.tid, request=req,

@@ -199,14 +199,13 @@ def _on_ack(s: UAState, req: Request, now: float) -> None:
 def _on_cancel(s: UAState, req: Request, peer: Peer, now: float) -> None:
     rec = new_server_tx(s, req, peer, Purpose.CANCEL, now)
     target = s.server.get(cancel_target_key(req))
-    if target is None or target.tx.request.method != "INVITE":
+    if target is None or target.tx.method != "INVITE":
         respond(s, rec, make_response(req, 481), now)
         return
     respond(s, rec, make_response(req, 200), now)
     tx = target.tx
     assert isinstance(tx, ServerTransaction)
-    last = tx.last_response
-    if last is not None and last.status >= 200:
+    if tx.last_status >= 200:
         return  # too late: the final answer is already out
     call = s.calls.get(target.cid)
     cd = s.dlg_by_did.get(target.did)

@@ -1,0 +1,263 @@
+"""No per-call reference cycles, and lingering transactions that hold no parsed messages.
+
+A worker runs with the cyclic garbage collector frozen and disabled (see
+``sipload.transport.loop.tune_gc``): that is only safe while a call leaves nothing
+behind that reference counting cannot free.  Each test here runs calls with the
+collector disabled and then asks it what it would have found: ``gc.collect()``
+returns the number of unreachable objects, which must be 0.  Every path a call
+can end by is covered: answered and hung up, rejected, cancelled, unanswered
+(Timer B), the BYE unanswered (Timer F), a bad message, through the bare UA and
+through the scenario interpreter, plus the interval histograms.  ``_cycles``
+itself is checked to see a cycle made on purpose, so these tests can fail.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sipload.sip.parser import parse_message
+from sipload.sip.transaction import ClientTransaction, ServerTransaction, TimerConfig, TxState
+from sipload.stats.interval import IntervalAccountant
+from sipload.stats.records import CallRecord
+from sipload.ua.events import EventType as E
+from tests.scenario_pair import ScenarioPair, program
+from tests.test_transaction import request, response
+from tests.uapair import Pair
+
+T = TimerConfig()
+
+
+@contextmanager
+def _collector_off() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _cycles(work: Callable[[], None]) -> int:
+    """Objects the cyclic collector finds unreachable after ``work`` ran with it off."""
+    with _collector_off():
+        work()
+        return gc.collect()
+
+
+def test_cycles_sees_a_cycle_made_on_purpose() -> None:
+    def leak() -> None:
+        a: list[object] = []
+        a.append(a)
+
+    assert _cycles(leak) >= 1
+
+
+# ------------------------------------------------------------------ the bare UA
+
+INVITE_TO, INVITE_FROM = "<sip:bob@127.0.0.1:5072>", "<sip:alice@127.0.0.1:5071>"
+
+
+def _call(p: Pair, bob_answers: int | None, *, hang_up: bool = True) -> None:
+    """One call alice -> bob; bob answers ``bob_answers`` (None: never)."""
+    a, b = p.alice, p.bob
+    cid = a.call_send_initial_invite(a.call_build_initial_invite(INVITE_TO, INVITE_FROM), p.now)
+    p.transfer()
+    for ev in p.events(b):
+        if ev.type == E.CALL_INVITE and bob_answers is not None:
+            b.call_send_answer(ev.tid, 180, None, p.now)
+            b.call_send_answer(ev.tid, bob_answers, None, p.now)
+    p.transfer()
+    for ev in p.events(a):
+        if ev.type == E.CALL_ANSWERED and hang_up:
+            a.call_send_ack(ev.did, None, p.now)
+            a.call_terminate(cid, ev.did, p.now)
+    p.transfer()
+    p.events(a)
+    p.events(b)
+
+
+def _settle(p: Pair) -> None:
+    p.advance(40.0)  # every guard timer (64·T1 = 32 s) has fired
+    p.events(p.alice)
+    p.events(p.bob)
+    assert p.alice.transaction_count() == p.bob.transaction_count() == 0
+    assert p.alice.call_count() == p.bob.call_count() == 0
+
+
+def _warm(p: Pair) -> None:
+    """One call of each kind first: caches and interned strings are not per call."""
+    _call(p, 200)
+    _call(p, 486)
+    _settle(p)
+
+
+def test_no_cycles_answered_and_rejected_calls() -> None:
+    p = Pair()
+    _warm(p)
+
+    def calls() -> None:
+        for i in range(100):
+            _call(p, 486 if i % 3 == 0 else 200)
+            p.advance(0.01)
+        _settle(p)
+
+    assert _cycles(calls) == 0
+
+
+def test_no_cycles_cancelled_calls() -> None:
+    p = Pair()
+    _warm(p)
+
+    def calls() -> None:
+        for _ in range(50):
+            a, b = p.alice, p.bob
+            cid = a.call_send_initial_invite(a.call_build_initial_invite(INVITE_TO, INVITE_FROM),
+                                             p.now)
+            p.transfer()
+            for ev in p.events(b):
+                if ev.type == E.CALL_INVITE:
+                    b.call_send_answer(ev.tid, 180, None, p.now)
+            p.transfer()
+            a.call_terminate(cid, 0, p.now)  # CANCEL; bob answers 487
+            p.transfer()
+            p.events(a)
+            p.events(b)
+        _settle(p)
+
+    assert _cycles(calls) == 0
+
+
+def test_no_cycles_on_timeouts_and_bad_messages() -> None:
+    p = Pair()
+    _warm(p)
+
+    def calls() -> None:
+        p.drop_to_bob = lambda data: True  # Timer B: no answer at all
+        for _ in range(20):
+            _call(p, None)
+        p.advance(40.0)
+        p.drop_to_bob = None
+        for _ in range(20):  # answered, then the BYE is lost: Timer F
+            p.drop_to_bob = None
+            _call(p, 200, hang_up=False)
+            p.drop_to_bob = lambda data: data.startswith(b"BYE")
+            for cid in list(p.alice.state.calls):
+                cd = p.alice.state.calls[cid].first_dialog()
+                assert cd is not None
+                p.alice.call_send_ack(cd.did, None, p.now)
+                p.alice.call_terminate(cid, cd.did, p.now)
+            p.transfer()
+        p.advance(40.0)
+        p.drop_to_bob = None
+        for cid in list(p.bob.state.calls):  # bob never got those BYEs: his BYE gets 481
+            p.bob.call_terminate(cid, 0, p.now)
+        p.transfer()
+        for _ in range(20):  # bytes that are not SIP, and a response for nothing
+            p.bob.receive(b"\x00garbage", ("udp", "127.0.0.1", 5071), p.now)
+            p.alice.receive(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=z9hG4bKnone\r\n"
+                            b"Content-Length: 0\r\n\r\n", ("udp", "127.0.0.1", 5072), p.now)
+        p.events(p.alice)
+        p.events(p.bob)
+        p.bob.outgoing()
+        p.alice.outgoing()
+        _settle(p)
+
+    assert _cycles(calls) == 0
+    assert p.alice.bad_messages >= 20 and p.bob.bad_messages >= 20
+
+
+# ------------------------------------------------------------------ the interpreter
+
+
+def _scenario_cycles(uac: str, uas: str) -> int:
+    sp = ScenarioPair(program(uac), program(uas))
+    sp.run(calls=3)
+    sp.pair.advance(40.0)
+    sp.pump()
+
+    def calls() -> None:
+        sp.run(calls=60)
+        sp.pair.advance(40.0)
+        sp.pump()
+        assert len(sp.records) == 63 and all(r.result.value == "success" for r in sp.records)
+        sp.records.clear()
+        sp.uas_records.clear()
+
+    return _cycles(calls)
+
+
+def test_no_cycles_scenario_basic_call() -> None:
+    assert _scenario_cycles("basic_call.yaml", "basic_call_uas.yaml") == 0
+
+
+def test_no_cycles_scenario_busy_and_cancel() -> None:
+    assert _scenario_cycles("busy.yaml", "busy_uas.yaml") == 0
+    assert _scenario_cycles("cancel_ringing.yaml", "cancel_ringing_uas.yaml") == 0
+
+
+# ------------------------------------------------------------------ the interval histograms
+
+
+def test_no_cycles_interval_snapshots() -> None:
+    acc = IntervalAccountant(0)
+
+    def intervals() -> None:
+        for i in range(20):
+            rec = CallRecord(i, float(i), float(i), float(i))
+            rec.marks["answer"] = 0.004
+            rec.marks["pdd"] = 0.002
+            acc.call_ended(rec)
+            acc.snapshot(float(i), active=0, retransmissions=0, cpu=0.0, wall=float(i),
+                         loop_lag=0.0, target_rate=1.0, codes={})
+            acc.take_batch()
+
+    intervals()  # the first snapshot makes the histograms; later ones reuse them
+    assert _cycles(intervals) == 0
+
+
+# ------------------------------------------------------------------ lingering transactions
+
+
+def test_client_transaction_slimmed_keeps_matching_and_ack() -> None:
+    invite = request("INVITE")
+    sent = invite.to_bytes()
+    tx = ClientTransaction(invite, reliable=False, timers=T, now=0.0)
+    tx.start(0.0)
+    tx.outgoing.clear()
+    final = response(486)
+    assert tx.receive(final, 0.1) is final and tx.state == TxState.COMPLETED
+    ack = tx.outgoing.pop()
+    tx.slim()
+    assert tx.slimmed and tx.last_response is None and tx.ack is None
+    assert tx.last_status == 486 and tx.method == "INVITE"
+    assert tx.answers(response(486))
+    other = parse_message(response(486).to_bytes().replace(b"314159 INVITE", b"7 INVITE"))
+    assert not tx.answers(other)  # type: ignore[arg-type]
+    assert tx.receive(response(486), 0.2) is None and tx.outgoing == [ack]  # ACK again
+    assert tx.request.to_bytes() == sent  # parsed again from the bytes sent
+
+
+def test_server_transaction_slimmed_resends_its_final() -> None:
+    invite = request("BYE")
+    tx = ServerTransaction(invite, reliable=False, timers=T, now=0.0)
+    final = response(200, "BYE")
+    tx.send_response(final, 0.0)
+    sent = tx.outgoing.pop()
+    tx.slim()
+    assert tx.slimmed and tx.last_response is None and tx.last_status == 200
+    assert tx.receive_request(request("BYE"), 1.0) is False and tx.outgoing == [sent]
+    assert tx.request.to_bytes() == invite.to_bytes()
+
+
+def test_ua_slims_what_lingers() -> None:
+    p = Pair()
+    _call(p, 200)
+    _call(p, 486)
+    left = list(p.alice.state.tx.values()) + list(p.bob.state.tx.values())
+    assert left, "the INVITE and BYE transactions linger (Timers M, K, L, J)"
+    assert all(rec.tx.lingering and rec.tx.slimmed for rec in left)
+    _settle(p)
