@@ -19,6 +19,15 @@ enough for the INVITE transactions' Timer M, 64·T1, to end them; pass ``--t1`` 
 shorten it), RSS; the other N/2 the same way, RSS again.  The second half's growth
 divided by N/2 is the memory of a held call once transaction memory is being
 reused (what a long run sees); growth from before the first call is reported too.
+With ``--tracemalloc`` the Python heap the calls hold is traced as well (traced
+bytes after the second half less before the first call, per held call: what the
+UA keeps, without the allocator's free lists and arenas that RSS also counts).
+
+``--mode engine --hold`` runs ``bench/hold_call.yaml`` (``--scenario``): every call
+pauses an hour after its ACK.  Once all calls are started and ``--settle`` seconds
+have passed, RSS and (``--tracemalloc``) traced bytes are read: per held call =
+growth since before the first call / calls held.  That is the UA's call plus the
+interpreter's call instance and its record as it waits, what a worker holds.
 
 Calls start on an open model at ``start + i / rate``.  At the end one JSON object
 goes to stdout: calls, completed, failed (with reasons), retransmissions, late
@@ -40,6 +49,7 @@ import os
 import resource
 import sys
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
@@ -56,6 +66,7 @@ from sipload.ua.ids import IdGenerator
 E = EventType
 HERE = Path(__file__).resolve().parent
 NOPAUSE = HERE / "basic_call_nopause.yaml"
+HOLD = HERE / "hold_call.yaml"
 
 OFFER = (b"v=0\r\no=sipload 1 1 IN IP4 127.0.0.1\r\ns=sipload\r\nc=IN IP4 127.0.0.1\r\n"
          b"t=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -301,7 +312,12 @@ def hold_ua(args: argparse.Namespace, loop: asyncio.AbstractEventLoop, drv: UacD
     """Two halves of held calls, RSS after each has settled (see the module docstring)."""
     half = args.calls // 2
     rss: list[int] = []
+    traced: list[int] = []
     timed_out = False
+    if args.tracemalloc:
+        gc.collect()
+        tracemalloc.start()
+    traced0 = tracemalloc.get_traced_memory()[0] if args.tracemalloc else 0
     for limit in (half, args.calls):
         try:
             loop.run_until_complete(asyncio.wait_for(drv.run(limit), args.max_seconds))
@@ -311,6 +327,8 @@ def hold_ua(args: argparse.Namespace, loop: asyncio.AbstractEventLoop, drv: UacD
         loop.run_until_complete(asyncio.sleep(args.settle))  # timers keep running meanwhile
         gc.collect()
         rss.append(rss_kib())
+        if args.tracemalloc:
+            traced.append(tracemalloc.get_traced_memory()[0])
     assert drv.ua is not None
     held = drv.in_flight()
     result = {
@@ -325,6 +343,10 @@ def hold_ua(args: argparse.Namespace, loop: asyncio.AbstractEventLoop, drv: UacD
     if len(rss) == 2 and held:
         result["kib_per_call"] = (rss[1] - rss[0]) / max(args.calls - half, 1)
         result["kib_per_call_from_start"] = (rss[1] - rss_before) / held
+    if len(traced) == 2 and held:
+        result["traced_kib_per_call"] = (traced[1] - traced0) / 1024 / held
+        result["traced_kib_per_call_second_half"] = (traced[1] - traced[0]) / 1024 / max(
+            args.calls - half, 1)
     loop.run_until_complete(drv.close())
     loop.close()
     return result
@@ -334,6 +356,50 @@ def _rate(n: int, first: float, last: float) -> float:
     if n < 2 or last <= first:
         return 0.0
     return (n - 1) / (last - first)
+
+
+def hold_engine(args: argparse.Namespace) -> dict[str, Any]:
+    """Calls held by the engine (see the module docstring): memory per held call."""
+    from sipload.engine import Engine, EngineConfig
+    from sipload.scenario.loader import load_file
+
+    program = load_file(args.scenario)
+    records: list[dict[str, Any]] = []
+    timers = TimerConfig(t1=args.t1) if args.t1 != TimerConfig().t1 else TimerConfig()
+    engine = Engine(EngineConfig(program=program, target=hostport(args.target), rate=args.rate,
+                                 calls=args.calls, timers=timers, seed=1, stop_grace=1.0),
+                    on_records=records.extend)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(engine.start())
+    tune_gc()  # as a worker process does
+    gc.collect()
+    rss_before = rss_kib()
+    if args.tracemalloc:
+        tracemalloc.start()
+    traced0 = tracemalloc.get_traced_memory()[0] if args.tracemalloc else 0
+    task = loop.create_task(engine.run())
+    loop.run_until_complete(asyncio.sleep(args.calls / args.rate + args.settle))
+    gc.collect()
+    rss_all = rss_kib()
+    traced = tracemalloc.get_traced_memory()[0] if args.tracemalloc else 0
+    held = engine.runner.active if engine.runner is not None else 0
+    engine.abort()
+    loop.run_until_complete(task)
+    loop.close()
+    result: dict[str, Any] = {
+        "mode": "engine-hold", "loop": loop_name(loop), "scenario": str(args.scenario),
+        "calls": args.calls, "rate": args.rate, "held": held,
+        "failed_before_hold": sum(1 for r in records if r["result"] == "failed"
+                                  and r["failure"] != "in_flight"),
+        "settle_s": args.settle, "t1": args.t1, "rss_before_kib": rss_before,
+        "rss_all_kib": rss_all,
+    }
+    if held:
+        result["kib_per_call_from_start"] = (rss_all - rss_before) / held
+        if args.tracemalloc:
+            result["traced_kib_per_call"] = (traced - traced0) / 1024 / held
+    return result
 
 
 def run_engine(args: argparse.Namespace) -> dict[str, Any]:
@@ -379,7 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("ua", "engine"), default="ua")
     p.add_argument("--scenario", type=Path, default=NOPAUSE, help="engine mode's scenario")
     p.add_argument("--hold", action="store_true",
-                   help="ua mode: never send BYE; report RSS per held call")
+                   help="never send BYE (engine mode: bench/hold_call.yaml by default); "
+                        "report memory per held call")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="with --hold: trace the Python heap too (traced KiB per held call)")
     p.add_argument("--settle", type=float, default=33.0,
                    help="with --hold: wait this long after each half's last answer (Timer M)")
     p.add_argument("--no-gc", dest="gc", action="store_false",
@@ -393,9 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--target must be on loopback (127.0.0.0/8)")
     if args.max_seconds is None:
         args.max_seconds = args.calls / args.rate + 30.0
-    if args.hold and args.mode != "ua":
-        p.error("--hold is for --mode ua")
-    result = run_ua(args) if args.mode == "ua" else run_engine(args)
+    if args.hold and args.mode == "engine":
+        if args.scenario == NOPAUSE:
+            args.scenario = HOLD
+        result = hold_engine(args)
+    else:
+        result = run_ua(args) if args.mode == "ua" else run_engine(args)
     print(json.dumps(result), flush=True)
     return 0
 

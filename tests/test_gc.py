@@ -261,3 +261,67 @@ def test_ua_slims_what_lingers() -> None:
     assert left, "the INVITE and BYE transactions linger (Timers M, K, L, J)"
     assert all(rec.tx.lingering and rec.tx.slimmed for rec in left)
     _settle(p)
+
+
+# ------------------------------------------------------------------ the engine, on sockets
+
+NOPAUSE = """
+name: gc-basic
+role: uac
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 100
+    optional: true
+  - recv: [180, 183]
+    optional: true
+  - recv: 200
+  - send: ACK
+  - send: BYE
+  - recv: 200
+"""
+
+
+def _engine_garbage(calls: int) -> int:
+    """Run ``calls`` basic calls UAC engine -> UAS engine on loopback with the
+    collector off; what it then finds, the engines (and their lingering
+    transactions) still referenced."""
+    import asyncio
+    from typing import Any
+
+    from sipload.engine import Engine, EngineConfig
+    from sipload.scenario.loader import load_text
+
+    records: list[dict[str, Any]] = []
+    keep: list[object] = []
+
+    async def go() -> None:
+        uas = Engine(EngineConfig(program=None, local_host="127.0.0.1", local_port=0),
+                     on_records=lambda batch: None)
+        _, port = await uas.start()
+        served = asyncio.ensure_future(uas.run())
+        uac = Engine(EngineConfig(program=load_text(NOPAUSE), target=("127.0.0.1", port),
+                                  calls=calls, rate=400.0, seed=1),
+                     on_records=records.extend)
+        keep.extend((uac, uas))
+        await asyncio.wait_for(uac.run(), 60)
+        uas.request_stop(0.0)
+        await asyncio.wait_for(served, 30)
+
+    with _collector_off():
+        loop = asyncio.new_event_loop()
+        keep.append(loop)
+        loop.run_until_complete(go())
+        found = gc.collect()
+        loop.close()
+    keep.clear()
+    assert len(records) == calls and all(r["result"] == "success" for r in records)
+    return found
+
+
+def test_engine_leaves_no_garbage_per_call() -> None:
+    """What a run leaves (the loop, the engines' own cycles) does not grow with calls."""
+    _engine_garbage(20)  # imports, caches
+    few = _engine_garbage(40)
+    many = _engine_garbage(400)
+    assert many - few < 40, (few, many)  # 360 calls more: not one object per call
