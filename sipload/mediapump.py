@@ -29,6 +29,8 @@ import wave
 from pathlib import Path
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
 from sipload.media import g711
 from sipload.media.table import MediaTable
 from sipload.stats.histograms import (
@@ -214,11 +216,22 @@ def merge_send_figures(figures: list[dict[str, Any]]) -> dict[str, Any]:
                            for k in ("sent", "unsent", "skipped")}
     late = [f["late_us"] for f in figures if "late_us" in f]
     if late:
-        hist = new_histogram()
+        hist = _merged_late()
         for encoded in late:
             hist.decode_and_add(encoded)
-        out["late_us"] = base64.b64encode(hist.encode()).decode("ascii")
+        out["late_us"] = encode_histogram(hist)
+        reset_histogram(hist)
     return out
+
+
+_MERGED_LATE: list[HdrHistogram] = []
+
+
+def _merged_late() -> HdrHistogram:
+    """One histogram reused for every merge (a new one per snapshot is a reference cycle)."""
+    if not _MERGED_LATE:
+        _MERGED_LATE.append(new_histogram())
+    return _MERGED_LATE[0]
 
 
 def write_recordings(recordings: list[tuple[str, int, g711.Samples]], worker: int) -> None:

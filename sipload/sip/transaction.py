@@ -448,7 +448,8 @@ class _Transaction:
     """What both sides share: state, timer slots (rules 4, 5), timers and transport errors."""
 
     __slots__ = (
-        "_completed_guard", "_end_at", "_invite", "_reliable", "_request", "_request_data",
+        "_call_id", "_completed_guard", "_end_at", "_invite", "_reliable", "_request",
+        "_request_data",
         "_retx_at", "_retx_data", "_retx_interval", "_table", "_timeout_name", "_timer_g",
         "_timers", "created", "failure", "last_status", "method", "outgoing",
         "retransmissions", "state",
@@ -461,6 +462,7 @@ class _Transaction:
         invite = method == "INVITE"
         self._request: Request | None = request
         self._request_data: bytes = b""  # what ``request`` is parsed from once slimmed
+        self._call_id: str = ""  # the request's, kept by slim()
         self.method: str = method
         self.last_status: int = 0  #: the status of the last response passed on or sent
         if client:
@@ -496,6 +498,12 @@ class _Transaction:
         msg = parse_message(self._request_data)
         assert isinstance(msg, Request)  # our own bytes, serialized from a Request
         return msg
+
+    @property
+    def call_id(self) -> str:
+        """The request's Call-ID (without parsing it again once slimmed)."""
+        req = self._request
+        return req.call_id if req is not None else self._call_id
 
     @property
     def slimmed(self) -> bool:
@@ -669,7 +677,7 @@ class ClientTransaction(_Transaction):
         failure: ``"B"`` / ``"F"`` (timed out) or ``"transport"``; else None.
     """
 
-    __slots__ = ("_ack_data", "_call_id", "_cseq", "_from_tag", "ack", "key", "last_response")
+    __slots__ = ("_ack_data", "_cseq", "_from_tag", "ack", "key", "last_response")
 
     def __init__(
         self, request: Request, *, reliable: bool, timers: TimerConfig, now: float
@@ -694,7 +702,6 @@ class ClientTransaction(_Transaction):
         self.ack: Request | None = None
         self.last_response: Response | None = None
         self._ack_data: bytes = b""
-        self._call_id: str = ""  # the request's, kept by slim() for answers()
         self._from_tag: str | None = None
         self._cseq: int = 0
 
@@ -815,6 +822,10 @@ class ServerTransaction(_Transaction):
         if req is None:
             return
         self._request_data = req.to_bytes()  # as stamped (received/rport), for ``request``
+        try:
+            self._call_id = req.call_id
+        except ParseError:  # a request answered 400 for having none
+            self._call_id = ""
         self._request = None
         self.last_response = None
 

@@ -282,7 +282,7 @@ def transport_error(s: UAState, peer: Peer, now: float, reason: str, call_id: st
     """Every transaction towards ``peer`` (of the call ``call_id``, if given) fails at once
     (rule 4)."""
     for rec in [r for r in s.tx.values()
-                if r.peer == peer and (not call_id or r.tx.request.call_id == call_id)]:
+                if r.peer == peer and (not call_id or r.tx.call_id == call_id)]:
         rec.tx.transport_error(now)
         flush(s, rec)
         drop_tx(s, rec)
