@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sipload.media.srtpecho import SrtpEcho
 from sipload.media.table import MediaTable
 from sipload.mediapump import MediaPump, merge_send_figures, write_recordings
 from sipload.pacing import Admission, Pacer
@@ -110,6 +111,7 @@ class EngineConfig:
     #: this worker's share of --source-addresses: calls spread over them in turn
     #: (local_host is the first; none or one: every call from local_host)
     sources: tuple[str, ...] = ()
+    srtp: str = ""  #: the default UAS answers RTP/SAVP offers with SRTP ("sdes"), or not ("")
 
 
 RecordSink = Callable[[list[dict[str, Any]]], None]
@@ -201,7 +203,10 @@ class Engine:
             await self._bind_sources(tls, server_tls)
         runner: Runner | None = None
         if prog is None:
-            self.responder = DefaultUAS(ua, media_ip=host, media_port=self.media_port)
+            echo = SrtpEcho(self.media.table) if cfg.srtp and self.media is not None else None
+            self.responder = DefaultUAS(ua, media_ip=host, media_port=self.media_port,
+                                        secure=echo.answer if echo is not None else None,
+                                        release=echo.release if echo is not None else None)
         else:
             target = cfg.target or ("127.0.0.1", 5060)
             ctx = RunContext(host, port, target[0], target[1], cfg.transport,
@@ -257,7 +262,8 @@ class Engine:
         mono0 = time.monotonic() - (self.loop.time() - self.t0)
         table = MediaTable(time.monotonic() - mono0, time.time() - time.monotonic(),
                            lambda: self.rng.getrandbits(32),
-                           f"sipload-{self.config.worker}@{host}")
+                           f"sipload-{self.config.worker}@{host}",
+                           random_bytes=os.urandom)  # SRTP master keys: secrets
         table.echo_all = echo_all
         pump = MediaPump(table, rtp, rtcp, mono0)
         pump.start()
@@ -423,6 +429,9 @@ class Engine:
                     runner.media.recordings.clear()
             for rec in runner.finished():
                 self._ended(rec)
+        elif media is not None and self.responder is not None and \
+                self.responder.secure is not None:
+            media.rearm()  # an SRTP echo stream may have started (its RTCP)
         if media is not None:
             media.flush_rtcp()
 

@@ -406,7 +406,9 @@ def run(args: argparse.Namespace) -> int:
                 if counterpart else None,
                 "scenario_path": counterpart.path if counterpart else None,
                 "transport": transport, "host": "127.0.0.1", "limits": flags.limits(args),
-                "tls_cert": cert, "tls_key": key})
+                "tls_cert": cert, "tls_key": key,
+                # the default UAS answers SRTP when the scenario offers it
+                "srtp": "sdes" if any(spec.srtp for _, spec in program.media) else ""})
         except RuntimeError as e:
             print(f"sipload run: {e}", file=sys.stderr)
             return EXIT_CANNOT_RUN

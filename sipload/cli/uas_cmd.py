@@ -37,6 +37,11 @@ def register(sub: Any) -> None:
     p.add_argument("--duration", type=flags.duration,
                    help="stop after this long (e.g. 60s); default: until Ctrl-C")
     p.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT on the socket")
+    p.add_argument("--srtp", choices=("sdes",), default="",
+                   help="the default UAS answers RTP/SAVP offers with SRTP keyed by SDES "
+                        "(RFC 4568 a=crypto) and echoes the media protected; RTP/AVP offers "
+                        "are answered as before (a UAS scenario says 'srtp: sdes' in its "
+                        "media instead)")
     p.add_argument("--out", help="write each call's record (with its media figures) to "
                                  "DIR/calls.arrows as calls end (a UAS scenario only)")
     flags.add_limits(p)
@@ -62,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         duration = args.duration
         if args.out and program is None:
             raise UsageError("--out needs a UAS scenario (the default UAS keeps no records)")
+        if args.srtp and program is not None:
+            raise UsageError("--srtp is for the default UAS; in a scenario, give its media "
+                             "'srtp: sdes'")
     except (ScenarioError, UsageError, targets.TargetError) as e:
         print(f"sipload uas: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -75,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
     engine = Engine(EngineConfig(program=program, transport=transport, local_host=host,
                                  local_port=port, tls_server=tls, reuse_port=args.reuse_port,
-                                 duration=duration, **engine_limits(flags.limits(args))),
+                                 duration=duration, srtp=args.srtp,
+                                 **engine_limits(flags.limits(args))),
                     on_records=on_records)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
@@ -110,5 +119,6 @@ def run(args: argparse.Namespace) -> int:
     elif engine.responder is not None:
         r = engine.responder
         print(f"sipload uas: {r.calls} calls answered, {r.closed} ended by BYE, "
-              f"{r.messages} other requests")
+              f"{r.messages} other requests"
+              + (f", {r.refused} SRTP offers refused (488)" if r.refused else ""))
     return code

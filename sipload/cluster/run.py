@@ -251,6 +251,7 @@ def _uas_main(plan_uas: dict[str, Any], q: Any, parent: int) -> None:
                                      tls_server=tls,
                                      local_host=str(plan_uas.get("host", "127.0.0.1")),
                                      local_port=0, reuse_port=False,
+                                     srtp=str(plan_uas.get("srtp") or ""),
                                      **engine_limits(plan_uas.get("limits"))))
 
         async def main() -> None:

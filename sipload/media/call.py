@@ -14,6 +14,12 @@ Theory of operation:
    :data:`rtcp.INTERVAL` seconds; :meth:`CallMedia.rtcp_bye` the last one.
 4. :meth:`CallMedia.figures` gives the per-call numbers that join the call's record
    (:data:`FIELDS`), with the G.107 MOS of the received stream.
+5. An SRTP call (``srtp`` set: an RTP/SAVP stream keyed with SDES) unprotects
+   every datagram from the far end before anything else reads it, and protects
+   every packet it sends (its outgoing stream protects through the same object):
+   echoes, RTCP reports and the final BYE.  What libsrtp refuses (a tag that does
+   not verify, a replayed index) is counted in the figures and dropped; it never
+   reaches the statistics.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from sipload.media.receive import ReceiveStats
 from sipload.media.record import Recorder
 from sipload.media.rtp import is_rtcp, parse_rtp
 from sipload.media.schedule import Address, OutStream
+from sipload.media.srtp import SrtpStream
 
 #: The fixed RTP header after its first byte: M/PT, sequence number, timestamp, SSRC.
 _FIXED = struct.Struct("!BHII")
@@ -36,7 +43,7 @@ FIELDS: tuple[str, ...] = (
     "sent", "received", "expected", "lost", "loss_rate", "duplicates", "out_of_order",
     "jitter_ms", "max_jitter_ms", "longest_gap_ms", "ssrc_changes", "pt_changes", "malformed",
     "foreign", "events", "r_factor", "mos", "remote_lost", "remote_fraction_lost",
-    "remote_jitter_ms", "rtt_ms",
+    "remote_jitter_ms", "rtt_ms", "srtp", "srtp_auth_failures", "srtp_replay_failures",
 )
 
 
@@ -85,6 +92,10 @@ class CallMedia:
         self.rtt = -1.0
         self._last_sr_ntp = 0
         self._last_sr_at = 0.0
+        #: SRTP of an RTP/SAVP stream (None: plain RTP); see :meth:`secure`
+        self.srtp: SrtpStream | None = None
+        #: refusals of SRTP streams this call had before a re-key
+        self._srtp_counts = (0, 0, 0)
 
     @property
     def remote_rtcp(self) -> Address | None:
@@ -99,17 +110,42 @@ class CallMedia:
         if self.out is not None:
             self.out.dest = remote
 
+    def secure(self, srtp: SrtpStream | None) -> None:
+        """Protect the stream with ``srtp`` from now on (None: plain RTP again); the
+        failures counted by the stream it replaces stay in the figures."""
+        old = self.srtp
+        if old is not None:
+            a, r, m = self._srtp_counts
+            self._srtp_counts = (a + old.auth_failures, r + old.replay_failures,
+                                 m + old.malformed)
+        self.srtp = srtp
+        if self.out is not None:
+            self.out.protect = srtp.protect if srtp is not None else None
+
     def on_rtp(self, data: bytes, source: Address, stamp: float) -> bytes | None:
         """Account one datagram read from this call's RTP socket.
 
         Returns:
             The datagram to send back to ``source`` when this is an echo call and the
-            packet was valid RTP from the far end; else None.
+            packet was valid RTP from the far end (protected again for an SRTP
+            call); else None.
         """
         stats = self.stats
         if source != self.remote:
             stats.count_foreign()
             return None
+        srtp = self.srtp
+        if srtp is not None:
+            plain = srtp.unprotect(data)
+            if plain is None:
+                return None
+            back = self._account(plain, stamp)
+            return srtp.protect(back) if back is not None else None
+        return self._account(data, stamp)
+
+    def _account(self, data: bytes, stamp: float) -> bytes | None:
+        """The statistics of one plain RTP datagram from the far end; the echo or None."""
+        stats = self.stats
         size = len(data)
         if size >= 12 and data[0] == 0x80 and not 192 <= data[1] <= 223:
             # the common case: version 2, no padding, extension or CSRC; not RTCP
@@ -154,6 +190,12 @@ class CallMedia:
 
     def on_rtcp(self, data: bytes, stamp: float) -> None:
         """Account one RTCP datagram from the far end (its source was checked by the caller)."""
+        srtp = self.srtp
+        if srtp is not None:
+            plain = srtp.unprotect_rtcp(data)
+            if plain is None:
+                return
+            data = plain
         try:
             report = rtcp.parse_rtcp(data)
         except MediaParseError:
@@ -182,11 +224,12 @@ class CallMedia:
         self.next_rtcp = now + rtcp.INTERVAL
         return self._compound(now, bye=False)
 
-    def rtcp_bye(self, now: float) -> bytes:
-        """The last compound packet of the call: a report, SDES and BYE."""
+    def rtcp_bye(self, now: float) -> bytes | None:
+        """The last compound packet of the call: a report, SDES and BYE (None: SRTCP
+        could not protect it)."""
         return self._compound(now, bye=True)
 
-    def _compound(self, now: float, bye: bool) -> bytes:
+    def _compound(self, now: float, bye: bool) -> bytes | None:
         blocks: list[tuple[int, int, int, int, int, int, int]] = []
         stats = self.stats
         if stats.ssrc >= 0:
@@ -207,6 +250,8 @@ class CallMedia:
         if bye:
             packet += rtcp.build_bye(self.ssrc)
         self.rtcp_sent += 1
+        if self.srtp is not None:
+            return self.srtp.protect_rtcp(packet)
         return packet
 
     def figures(self) -> dict[str, float]:
@@ -228,11 +273,27 @@ class CallMedia:
             "max_jitter_ms": stats.max_jitter_seconds * 1000.0,
             "longest_gap_ms": stats.longest_gap * 1000.0,
             "ssrc_changes": float(stats.ssrc_changes), "pt_changes": float(stats.pt_changes),
-            "malformed": float(stats.malformed + self.rtcp_malformed),
+            "malformed": float(stats.malformed + self.rtcp_malformed
+                               + self._srtp_counts[2]
+                               + (self.srtp.malformed if self.srtp is not None else 0)),
             "foreign": float(stats.foreign), "events": float(stats.events),
             "r_factor": r, "mos": mos,
             "remote_lost": float(self.remote_lost),
             "remote_fraction_lost": self.remote_fraction_lost,
             "remote_jitter_ms": self.remote_jitter * 1000.0 if self.remote_jitter >= 0 else -1.0,
             "rtt_ms": self.rtt * 1000.0 if self.rtt >= 0 else -1.0,
+            **self.srtp_figures(),
         }
+
+    def srtp_figures(self) -> dict[str, float]:
+        """``srtp`` (the suite's tag bits, 80 or 32; 0 for plain RTP) and the SRTP and
+        SRTCP packets refused: failed authentication, replayed."""
+        auth, replay, _ = self._srtp_counts
+        srtp = self.srtp
+        bits = 0
+        if srtp is not None:
+            auth += srtp.auth_failures
+            replay += srtp.replay_failures
+            bits = srtp.tag_bits
+        return {"srtp": float(bits), "srtp_auth_failures": float(auth),
+                "srtp_replay_failures": float(replay)}

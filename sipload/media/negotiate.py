@@ -7,10 +7,19 @@ address, and whether we send and receive given both sides' directions (§5.1,
 §8.4: hold is sendonly/inactive; an old-style c=0.0.0.0 also holds).  A pair of
 descriptions with no usable audio line, or only codecs sipload cannot encode,
 gives a :class:`MediaPlanError` whose message is the call's media failure detail.
+
+An ``RTP/SAVP`` stream (SRTP keyed with SDES, RFC 4568) needs both sides on
+RTP/SAVP and an ``a=crypto`` exchange that :func:`sipload.media.sdes.negotiate`
+accepts; the plan then carries the stream's :class:`~sipload.media.sdes.Keys`.
+A far end that answers an SRTP offer with RTP/AVP, or the other way round, or
+whose crypto lines cannot key the stream, fails the plan with the reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sipload.media import sdes
 from sipload.sip import sdp
 
 #: Codecs sipload can send and decode.
@@ -34,13 +43,15 @@ class StreamPlan:
         receive: we expect packets.
         ptime_ms: the far end's a=ptime, or 0 when it gave none.
         remote_ssrc: the SSRC the far end announced with a=ssrc (RFC 5576), or -1.
+        srtp: the SRTP keys of an RTP/SAVP stream, or None for plain RTP.
     """
 
     __slots__ = ("codec", "event_pt", "payload_type", "ptime_ms", "receive", "remote",
-                 "remote_ssrc", "send")
+                 "remote_ssrc", "send", "srtp")
 
     def __init__(self, codec: str, payload_type: int, event_pt: int, remote: Address | None,
-                 send: bool, receive: bool, ptime_ms: int, remote_ssrc: int = -1) -> None:
+                 send: bool, receive: bool, ptime_ms: int, remote_ssrc: int = -1,
+                 srtp: sdes.Keys | None = None) -> None:
         self.codec = codec
         self.payload_type = payload_type
         self.event_pt = event_pt
@@ -49,19 +60,23 @@ class StreamPlan:
         self.receive = receive
         self.ptime_ms = ptime_ms
         self.remote_ssrc = remote_ssrc
+        self.srtp = srtp
 
 
 def plan_stream(local: sdp.SessionDescription, remote: sdp.SessionDescription,
-                remote_is_answer: bool) -> StreamPlan:
+                remote_is_answer: bool,
+                suites: Sequence[str] = sdes.DEFAULT_SUITES) -> StreamPlan:
     """The stream plan of a completed offer/answer.
 
     Args:
         local: our description (offer or answer).
         remote: the far end's description.
         remote_is_answer: True when ``remote`` answered our offer.
+        suites: the SRTP suites we accept on an RTP/SAVP stream.
 
     Raises:
-        MediaPlanError: no usable audio stream or no codec sipload can encode.
+        MediaPlanError: no usable audio stream, no codec sipload can encode, or an
+            RTP/SAVP stream whose SDES exchange cannot key it.
     """
     answer = remote if remote_is_answer else local
     why: list[str] = []
@@ -72,12 +87,24 @@ def plan_stream(local: sdp.SessionDescription, remote: sdp.SessionDescription,
         if md.port == 0:
             why.append("its audio stream is rejected (port 0)")
             continue
-        if md.proto != "RTP/AVP":
-            why.append(f"its audio stream is {md.proto}, sipload sends RTP/AVP")
+        if md.proto not in (sdes.AVP, sdes.SAVP):
+            why.append(f"its audio stream is {md.proto}, sipload sends RTP/AVP or RTP/SAVP "
+                       "(SRTP with SDES keys)")
             continue
         if index >= len(local.media) or local.media[index].port == 0:
             why.append("it has an audio stream where ours has none")
             continue
+        mine = local.media[index].proto
+        if md.proto != mine:
+            theirs_is = "answered" if remote_is_answer else "offered"
+            raise MediaPlanError(f"the far end {theirs_is} {md.proto} where ours is {mine}"
+                                 + (" (it did not take SRTP)" if mine == sdes.SAVP else ""))
+        keys: sdes.Keys | None = None
+        if md.proto == sdes.SAVP:
+            try:
+                keys = sdes.negotiate(local.media[index], md, remote_is_answer, suites)
+            except sdes.CryptoError as e:
+                raise MediaPlanError(f"SRTP: {e}") from None
         if index >= len(answer.media):
             continue
         answered = answer.media[index]
@@ -110,7 +137,7 @@ def plan_stream(local: sdp.SessionDescription, remote: sdp.SessionDescription,
         address = None if held_by_address else (conn.address, md.port)
         ptime = md.ptime or 0
         return StreamPlan(codec, payload_type, event_pt, address, send, receive, ptime,
-                          announced_ssrc(md))
+                          announced_ssrc(md), keys)
     if not remote.media:
         why.append("it has no m= line")
     raise MediaPlanError("no usable audio stream in the far end's SDP: " + "; ".join(why))

@@ -25,11 +25,15 @@ Theory of operation:
 5. DTMF (RFC 4733) events queued on a stream replace its audio packets while
    they last: one packet per ptime with the event's start as timestamp, the
    first with the marker bit, the final one three times with the E bit.
+6. An SRTP stream has a ``protect`` function (its call's SRTP context): each
+   packet goes through it as it is built; a packet it refuses is not sent (the
+   context counts it).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from sipload.media import dtmf
 
@@ -46,6 +50,7 @@ class OutStream:
         sending: False while on hold (sendonly/inactive seen from the far end).
         packets_sent, octets_sent: RFC 3550 sender counters (octets of payload).
         skipped: packets not sent because the shell was too late for their tick.
+        protect: SRTP protection applied to each packet (None: plain RTP).
     """
 
     def __init__(self, ssrc: int, payload_type: int, frames: tuple[bytes, ...],
@@ -75,6 +80,7 @@ class OutStream:
         # Queued DTMF: (payload or None for an audio gap tick, marker, starts an event).
         self._events: list[tuple[bytes | None, bool, bool]] = []
         self._event_ts = 0
+        self.protect: Callable[[bytes], bytes | None] | None = None
 
     def queue_dtmf(self, keys: str, duration: float = 0.1, gap: float = 0.05) -> None:
         """Queue RFC 4733 events for ``keys`` (``duration`` and ``gap`` in seconds).
@@ -283,8 +289,13 @@ class SendSchedule:
             dest = stream.dest
             if stream.sending and dest is not None:
                 if packets is not None and dests is not None:
-                    packets.append(stream.next_packet())
-                    dests.append(dest)
+                    packet: bytes | None = stream.next_packet()
+                    protect = stream.protect
+                    if protect is not None and packet is not None:
+                        packet = protect(packet)
+                    if packet is not None:
+                        packets.append(packet)
+                        dests.append(dest)
                 else:
                     stream.skipped += 1
                     self.skipped_packets += 1

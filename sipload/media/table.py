@@ -29,6 +29,9 @@ Theory of operation:
 5. Received RTP comes in batches (:meth:`on_rtp_batch`), as the shell read them,
    each datagram with its socket stamp; the per-packet statistics stay here.
 4. The payloads a spec plays are computed once per (codec, packet size) and shared.
+6. A stream whose plan carries SRTP keys gets its :class:`SrtpStream` when it
+   starts (a new one when a re-INVITE re-keys it).  Demultiplexing needs nothing
+   else: SRTP leaves the RTP header, SSRC included, in the clear.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from sipload.media.errors import MediaParseError
 from sipload.media.negotiate import StreamPlan
 from sipload.media.rtp import is_rtcp, parse_rtp
 from sipload.media.schedule import Address, OutStream, SendSchedule, Tick
+from sipload.media.sdes import DEFAULT_SUITES
+from sipload.media.srtp import SrtpStream
 
 _SSRC = struct.Struct("!I")
 RTCP_POLL = 0.5
@@ -66,12 +71,15 @@ class MediaSpec:
         dtmf: offer telephone-event (RFC 4733).
         samples: decoded audio of a WAV file (8 kHz, 16-bit), for play "file".
         label: the WAV file's name, for messages.
+        srtp: "sdes" for SRTP keyed with RFC 4568 a=crypto lines (RTP/SAVP), "" for RTP.
+        suites: the SRTP suites offered and accepted, in order of preference.
     """
 
     def __init__(self, codecs: tuple[str, ...] = ("PCMU", "PCMA"), ptime_ms: int = 20,
                  play: str = "tone", echo: bool = False, record: str = "", dtmf: bool = True,
                  samples: g711.Samples | None = None, label: str = "",
-                 frequency: int = source.TONE_HZ) -> None:
+                 frequency: int = source.TONE_HZ, srtp: str = "",
+                 suites: tuple[str, ...] = DEFAULT_SUITES) -> None:
         self.codecs = codecs
         self.ptime_ms = ptime_ms
         self.play = play
@@ -81,7 +89,14 @@ class MediaSpec:
         self.samples = samples
         self.label = label
         self.frequency = frequency
+        self.srtp = srtp
+        self.suites = suites
         self._frames: dict[tuple[str, int], tuple[bytes, ...]] = {}
+
+    @property
+    def proto(self) -> str:
+        """The m-line's transport: RTP/SAVP with SRTP, else RTP/AVP."""
+        return "RTP/SAVP" if self.srtp else "RTP/AVP"
 
     @property
     def offer_codecs(self) -> tuple[str, ...]:
@@ -111,13 +126,18 @@ class MediaTable:
             numbers and timestamps, RFC 3550 §5.1), from the shell.
         cname: the RTCP CNAME of this worker.
         grid: the pacing tick, seconds.
+        random_bytes: a source of secret random bytes (SRTP master keys), from the
+            shell; by default ``random_bits`` (fine for tests, not for secrets).
     """
 
     def __init__(self, now: float, wall_offset: float, random_bits: Callable[[], int],
-                 cname: str, grid: float = GRID) -> None:
+                 cname: str, grid: float = GRID,
+                 random_bytes: Callable[[int], bytes] | None = None) -> None:
         self.schedule = SendSchedule(now, grid)
         self.wall_offset = wall_offset
         self.random_bits = random_bits
+        self.random_bytes: Callable[[int], bytes] = random_bytes if random_bytes is not None \
+            else self._bytes_from_bits
         self.cname = cname
         self.calls: dict[int, CallMedia] = {}
         self._by_ssrc: dict[int, int] = {}
@@ -144,6 +164,10 @@ class MediaTable:
         self.streams_started = 0
         self._rtcp_outbox: list[tuple[bytes, Address]] = []
 
+    def _bytes_from_bits(self, n: int) -> bytes:
+        return b"".join((self.random_bits() & 0xFFFFFFFF).to_bytes(4, "big")
+                        for _ in range((n + 3) // 4))[:n]
+
     # -- calls ------------------------------------------------------------------
 
     def start(self, key: int, spec: MediaSpec, plan: StreamPlan, now: float) -> CallMedia:
@@ -167,6 +191,8 @@ class MediaTable:
                 out.pause()
         media = CallMedia(plan.codec, plan.payload_type, plan.event_pt, ssrc, plan.remote, out,
                           spec.echo, ptime, self.wall_offset, self.cname, bool(spec.record), now)
+        if plan.srtp is not None:
+            media.secure(SrtpStream(plan.srtp, echo=spec.echo))
         self.calls[key] = media
         self._by_ssrc[ssrc] = key
         self._own[ssrc] = media
@@ -194,6 +220,12 @@ class MediaTable:
             self._index(key, plan.remote)
         if plan.remote_ssrc != media.remote_ssrc:
             self._remote_ssrc(key, media.remote_ssrc, plan.remote_ssrc)
+        current = media.srtp
+        if plan.srtp is None:
+            if current is not None:
+                media.secure(None)
+        elif current is None or current.keys != plan.srtp:
+            media.secure(SrtpStream(plan.srtp, echo=media.echo))
         out = media.out
         if out is not None:
             if plan.event_pt >= 0:
@@ -223,7 +255,9 @@ class MediaTable:
         self._echo_release(media)
         dest = media.remote_rtcp
         if dest is not None:
-            self._rtcp_outbox.append((media.rtcp_bye(now), dest))
+            bye = media.rtcp_bye(now)
+            if bye is not None:
+                self._rtcp_outbox.append((bye, dest))
         return media.figures()
 
     def take_rtcp_outbox(self) -> list[tuple[bytes, Address]]:

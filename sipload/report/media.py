@@ -22,6 +22,10 @@ Theory of operation
    * ``remote`` counts calls that got an RTCP report about our stream
      (``media_remote_lost`` >= 0); ``rtt_ms`` calls that could compute one.
 
+   * ``srtp`` counts the streams protected with SRTP (``media_srtp`` is the suite's
+     tag length, 80 or 32; 0 for plain RTP), by suite, and sums the SRTP/SRTCP
+     packets refused for failed authentication or as replays.
+
    ``stray`` is the exception: datagrams that belonged to no call (an unknown SSRC
    from an address no call's SDP named) have no record, so the workers count them
    in their interval snapshots and the summary adds those up.
@@ -55,6 +59,9 @@ Floats = npt.NDArray[np.float64]
 SUMS = ("sent", "received", "expected", "lost", "duplicates", "out_of_order", "malformed",
         "foreign", "ssrc_changes", "pt_changes", "events")
 """Per-call counts the summary adds up."""
+
+SRTP_SUITES = (("AES_CM_128_HMAC_SHA1_80", 80), ("AES_CM_128_HMAC_SHA1_32", 32))
+"""The SRTP suites, by the tag length ``media_srtp`` records."""
 
 WORST_COLUMNS = ("mos", "loss_rate", "lost", "expected", "received", "sent", "jitter_ms",
                  "max_jitter_ms", "longest_gap_ms", "remote_fraction_lost",
@@ -131,6 +138,13 @@ def media_summary(calls: pa.Table) -> tuple[dict[str, Any] | None, Floats]:
                      "lost": int(col["remote_lost"][reported].sum()),
                      "fraction_lost": _spread(fraction, in_ms=False), "jitter_ms": _spread(rjitter)}
     out["rtt_ms"] = _spread(rtt)
+    bits = _column(calls, "srtp")[has]
+    out["srtp"] = {
+        "streams": int((bits > 0).sum()),
+        "suites": {name: int((bits == tag).sum()) for name, tag in SRTP_SUITES},
+        "auth_failures": int(np.nansum(_column(calls, "srtp_auth_failures")[has])),
+        "replay_failures": int(np.nansum(_column(calls, "srtp_replay_failures")[has])),
+    }
     return out, mos
 
 
@@ -243,4 +257,14 @@ def media_line(summary: dict[str, Any]) -> str:
             f"lost {m['lost']} ({loss}), jitter p95 "
             + ("-" if jitter is None else f"{jitter:.3f} ms")
             + ", MOS " + ("-" if mos.get("p5") is None else
-                          f"p5 {mos['p5']:.2f} p50 {mos['p50']:.2f} min {mos['min']:.2f}"))
+                          f"p5 {mos['p5']:.2f} p50 {mos['p50']:.2f} min {mos['min']:.2f}")
+            + _srtp_words(m.get("srtp")))
+
+
+def _srtp_words(srtp: Any) -> str:
+    """", SRTP n streams, a auth failures, r replays" (only when there is SRTP to tell)."""
+    if not isinstance(srtp, dict) or not (srtp.get("streams") or srtp.get("auth_failures")
+                                          or srtp.get("replay_failures")):
+        return ""
+    return (f", SRTP {srtp.get('streams', 0)} streams, {srtp.get('auth_failures', 0)} "
+            f"auth failures, {srtp.get('replay_failures', 0)} replays")

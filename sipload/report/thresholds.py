@@ -24,7 +24,8 @@ Grammar: ``METRIC OP VALUE[UNIT]`` with optional spaces.
     ``media.remote.jitter_ms.p95`` (milliseconds, like latencies), scores without a
     unit ``media.mos.min|p5|p50|mean`` and ``media.r_factor.min|p50``
     (``media.mos.p5>=4.0``), ``media.remote.fraction_lost.p95`` (a ratio), counts
-    ``media.streams``, ``media.lost``, ``media.sent`` ...
+    ``media.streams``, ``media.lost``, ``media.sent`` ..., and SRTP's
+    ``media.srtp.streams``, ``media.srtp.auth_failures``, ``media.srtp.replay_failures``
 
 An unknown metric, operator or unit is a :class:`ThresholdError` when the
 threshold is parsed, which the CLI does before a run starts (given the
@@ -85,6 +86,8 @@ MEDIA_METRICS: dict[str, tuple[Kind, tuple[str, ...]]] = {
     **{f"media.remote.jitter_ms.{k}": ("latency", ("media", "remote", "jitter_ms", k))
        for k in ("p50", "p95", "max")},
     **{f"media.rtt_ms.{k}": ("latency", ("media", "rtt_ms", k)) for k in ("p50", "p95", "max")},
+    **{f"media.srtp.{k}": ("count", ("media", "srtp", k))
+       for k in ("streams", "auth_failures", "replay_failures")},
 }
 """Media metrics (summary.json's ``media`` object); all fail with no data when no call
 carried media."""

@@ -32,6 +32,7 @@ import jsonschema
 
 from sipload.media import source
 from sipload.media.errors import MediaConfigError
+from sipload.media.sdes import DEFAULT_SUITES
 from sipload.media.table import MediaSpec
 from sipload.scenario.errors import ScenarioError
 from sipload.scenario.inject import Injection, load_injection
@@ -375,9 +376,14 @@ class _Compiler:
             except MediaConfigError as e:
                 raise self.err(where, str(e)) from e
             label = str(wav)
+        srtp = str(get("srtp", ""))
+        suites = tuple(str(x) for x in get("srtp_suites", DEFAULT_SUITES))
+        if "srtp_suites" in m and not srtp:
+            raise self.err((*path, "srtp_suites"), "srtp_suites needs 'srtp: sdes'")
         return MediaSpec(codecs=codecs, ptime_ms=ptime_ms, play=play, echo=echo,
                          record=str(get("record", "")), dtmf=bool(get("dtmf", True)),
-                         samples=samples, label=label, frequency=frequency)
+                         samples=samples, label=label, frequency=frequency, srtp=srtp,
+                         suites=suites)
 
     def collect_names(self) -> None:
         """First pass: labels and every variable a step defines."""

@@ -14,11 +14,16 @@ Theory of operation (the interpreter calls these; :class:`MediaTable` does the R
    record.
 4. An SDP exchange that leaves no usable stream fails the call (``media_failed``)
    when the leg asked for media.
+5. A leg with ``srtp: sdes`` offers RTP/SAVP with one ``a=crypto`` line per suite
+   (keys drawn once per leg, so re-offers keep them) and answers an RTP/SAVP offer
+   with the first offered line it can use and a key of its own (kept while the
+   far end keeps offering that tag and suite).  An offer with no usable line is
+   answered with the stream rejected (port 0), and the call fails with why.
 """
 
 from __future__ import annotations
 
-from sipload.media import g711
+from sipload.media import g711, sdes
 from sipload.media.negotiate import MediaPlanError, plan_stream, with_ssrc
 from sipload.media.table import MediaSpec, MediaTable
 from sipload.scenario.calls import CallInstance, Leg
@@ -43,6 +48,11 @@ class MediaCalls:
         #: offer/answer exchanges completed since the last flush: (call, leg, remote is
         #: the answer); the runner starts their RTP with ``now`` in :meth:`Runner.media_flush`
         self.pending: list[tuple[CallInstance, Leg, bool]] = []
+        #: SRTP: the a=crypto lines a leg offers, the one it answered with, and why it
+        #: could answer none (by call instance and leg name)
+        self._offered: dict[tuple[int, str], list[sdes.Crypto]] = {}
+        self._answered: dict[tuple[int, str], sdes.Crypto] = {}
+        self._refused: dict[tuple[int, str], str] = {}
 
     def attach(self, table: MediaTable, more: list[MediaTable] | None = None) -> None:
         """RTP goes through ``table``; with several source addresses, a call on local
@@ -68,13 +78,55 @@ class MediaCalls:
 
     # -- SDP -----------------------------------------------------------------------
 
-    def announce(self, inst: CallInstance, leg: Leg,
-                 desc: sdp.SessionDescription) -> sdp.SessionDescription:
-        """Our SDP for a leg with media, announcing its SSRC."""
+    def announce(self, inst: CallInstance, leg: Leg, desc: sdp.SessionDescription,
+                 answering: bool = False) -> sdp.SessionDescription:
+        """Our SDP for a leg with media, announcing its SSRC (and its SRTP keys).
+
+        Args:
+            answering: ``desc`` answers the far end's offer (``leg.remote_sdp``).
+        """
         table = self._table(inst)
         assert table is not None
         ssrc = table.reserve_ssrc(self.key(inst, leg))
-        return with_ssrc(desc, ssrc, table.cname)
+        desc = with_ssrc(desc, ssrc, table.cname)
+        spec = self.spec(leg)
+        if spec is None or not spec.srtp:
+            return desc
+        where = (inst.iid, leg.name)
+        if answering:
+            self._refused.pop(where, None)
+        for index, md in enumerate(desc.media):
+            if md.media != "audio" or md.port == 0 or md.proto != sdes.SAVP:
+                continue
+            if not answering:
+                lines = self._offered.get(where)
+                if lines is None:
+                    lines = sdes.offer_lines(spec.suites, table.random_bytes)
+                    self._offered[where] = lines
+                sdes.with_crypto(md, lines)
+                continue
+            try:
+                chosen = sdes.choose(self._offered_lines(leg, index), spec.suites)
+            except sdes.CryptoError as e:
+                self._refused[where] = f"SRTP: {e}"
+                md.port = 0  # the stream is rejected (RFC 3264 §6)
+                md.attributes = []
+                continue
+            mine = self._answered.get(where)
+            if mine is None or (mine.tag, mine.suite) != (chosen.tag, chosen.suite):
+                mine = sdes.answer_line(chosen, table.random_bytes)
+                self._answered[where] = mine
+            sdes.with_crypto(md, [mine])
+        return desc
+
+    @staticmethod
+    def _offered_lines(leg: Leg, index: int) -> list[str]:
+        """The a=crypto values of the far end's offer on m-line ``index``."""
+        try:
+            offer = sdp.parse_sdp(leg.remote_sdp)
+        except sdp.SdpError:
+            return []
+        return sdes.crypto_lines(offer.media[index]) if index < len(offer.media) else []
 
     def completed(self, inst: CallInstance, leg: Leg, remote_is_answer: bool,
                   now: float) -> str | None:
@@ -87,9 +139,12 @@ class MediaCalls:
         table = self._table(inst)
         if spec is None or table is None or leg.local_sdp is None or not leg.remote_sdp:
             return None
+        refused = self._refused.get((inst.iid, leg.name))
+        if refused is not None and not remote_is_answer:
+            return f"media: {refused}"
         try:
             remote = sdp.parse_sdp(leg.remote_sdp)
-            plan = plan_stream(leg.local_sdp, remote, remote_is_answer)
+            plan = plan_stream(leg.local_sdp, remote, remote_is_answer, spec.suites)
         except sdp.SdpError as e:
             return f"media: the far end's SDP does not parse ({e})"
         except MediaPlanError as e:
@@ -101,7 +156,11 @@ class MediaCalls:
 
     def stop_leg(self, inst: CallInstance, leg: Leg, now: float) -> None:
         """The leg's call is gone: stop its RTP and keep its figures."""
-        k = self._keys.pop((inst.iid, leg.name), None)
+        where = (inst.iid, leg.name)
+        self._offered.pop(where, None)
+        self._answered.pop(where, None)
+        self._refused.pop(where, None)
+        k = self._keys.pop(where, None)
         table = self._table(inst)
         if k is None or table is None:
             return
@@ -153,15 +212,15 @@ class MediaCalls:
         if media is None:
             return "media: no RTP stream on this leg"
         fig = media.figures()
-        if cond.min_packets >= 0 and fig["received"] < cond.min_packets:
-            return f"media: {fig['received']:.0f} packets received < {cond.min_packets}"
-        if cond.max_loss >= 0 and fig["loss_rate"] > cond.max_loss:
-            return f"media: loss {fig['loss_rate']:.2%} > {cond.max_loss:.2%}"
-        if cond.max_jitter >= 0 and fig["jitter_ms"] > cond.max_jitter * 1000:
-            return f"media: jitter {fig['jitter_ms']:.1f} ms > {cond.max_jitter * 1000:g} ms"
-        if cond.min_mos >= 0 and fig["mos"] < cond.min_mos:
-            return f"media: MOS {fig['mos']:.2f} < {cond.min_mos:g}"
-        return None
+        why = _failed_check(fig, cond)
+        if why is None:
+            return None
+        refused = [f"{fig[name]:.0f} {what}" for name, what in (
+            ("srtp_auth_failures", "failed SRTP authentication"),
+            ("srtp_replay_failures", "were SRTP replays")) if fig[name] > 0]
+        if refused:
+            why += " (packets refused: " + ", ".join(refused) + ")"
+        return why
 
     def dtmf(self, inst: CallInstance, leg: Leg, digits: str, duration: float,
              gap: float) -> str | None:
@@ -176,3 +235,16 @@ class MediaCalls:
         except ValueError as e:
             return f"dtmf rfc4733: {e}"
         return None
+
+
+def _failed_check(fig: dict[str, float], cond: MediaCheck) -> str | None:
+    """Why the figures fail ``cond``, or None."""
+    if cond.min_packets >= 0 and fig["received"] < cond.min_packets:
+        return f"media: {fig['received']:.0f} packets received < {cond.min_packets}"
+    if cond.max_loss >= 0 and fig["loss_rate"] > cond.max_loss:
+        return f"media: loss {fig['loss_rate']:.2%} > {cond.max_loss:.2%}"
+    if cond.max_jitter >= 0 and fig["jitter_ms"] > cond.max_jitter * 1000:
+        return f"media: jitter {fig['jitter_ms']:.1f} ms > {cond.max_jitter * 1000:g} ms"
+    if cond.min_mos >= 0 and fig["mos"] < cond.min_mos:
+        return f"media: MOS {fig['mos']:.2f} < {cond.min_mos:g}"
+    return None

@@ -75,26 +75,32 @@ def sdp_body(leg: Leg, kind: str, ip: str, port: int, session_id: int) -> bytes:
 
 
 class MediaSdp:
-    """What a leg with RTP puts in its SDP: codecs, ptime and the SSRC announcement."""
+    """What a leg with RTP puts in its SDP: codecs, ptime, RTP/AVP or RTP/SAVP, and
+    what ``announce`` adds (the SSRC; SRTP's a=crypto lines, given whether the
+    description answers an offer)."""
 
-    __slots__ = ("announce", "codecs", "ptime_ms")
+    __slots__ = ("announce", "codecs", "proto", "ptime_ms")
 
     def __init__(self, codecs: tuple[str, ...], ptime_ms: int,
-                 announce: Callable[[sdp.SessionDescription], sdp.SessionDescription]) -> None:
+                 announce: Callable[[sdp.SessionDescription, bool], sdp.SessionDescription],
+                 proto: str = "RTP/AVP") -> None:
         self.codecs = codecs
         self.ptime_ms = ptime_ms
         self.announce = announce
+        self.proto = proto
 
 
 def media_sdp_body(leg: Leg, kind: str, ip: str, port: int, session_id: int,
                    media: MediaSdp) -> bytes:
-    """Like :func:`sdp_body` for a leg with RTP: its codecs and ptime, and its SSRC."""
+    """Like :func:`sdp_body` for a leg with RTP: its codecs, ptime and profile, its SSRC
+    (and SRTP keys)."""
     current = leg.local_sdp
     desc: sdp.SessionDescription
-    if kind == "answer" and leg.remote_sdp:
+    answering = kind == "answer" and bool(leg.remote_sdp)
+    if answering:
         desc = sdp.build_answer(sdp.parse_sdp(leg.remote_sdp), address=ip, port=port,
                                 session_id=session_id, supported=media.codecs,
-                                ptime=media.ptime_ms,
+                                ptime=media.ptime_ms, protos=(media.proto,),
                                 version=current.origin.sess_version + 1 if current else 0)
     elif kind in ("hold", "inactive") and current is not None:
         desc = sdp.hold(current, inactive=kind == "inactive")
@@ -104,8 +110,8 @@ def media_sdp_body(leg: Leg, kind: str, ip: str, port: int, session_id: int,
         desc = sdp.bump_version(current)
     else:
         desc = sdp.build_audio_offer(ip, port, session_id=session_id, codecs=media.codecs,
-                                     ptime=media.ptime_ms)
-    desc = media.announce(desc)
+                                     ptime=media.ptime_ms, proto=media.proto)
+    desc = media.announce(desc, answering)
     leg.local_sdp = desc
     return desc.to_bytes()
 

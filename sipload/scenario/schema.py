@@ -77,6 +77,12 @@ MEDIA_PROPS: dict[str, Any] = {
     "echo": {"type": "boolean", "description": "return the RTP that arrives (UAS)"},
     "record": {"type": "string", "description": "directory for received audio, a WAV per call"},
     "dtmf": {"type": "boolean", "description": "offer telephone-event (RFC 4733); default true"},
+    "srtp": {"enum": ["sdes"],
+             "description": "SRTP keyed with SDES (RFC 4568): RTP/SAVP with a=crypto lines"},
+    "srtp_suites": {"description": "the SRTP suites offered and accepted, in order of "
+                                   "preference (default: both)",
+                    "type": "array", "minItems": 1, "uniqueItems": True,
+                    "items": {"enum": ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"]}},
 }
 MEDIA: dict[str, Any] = {
     "type": "object", "additionalProperties": False,

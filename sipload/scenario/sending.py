@@ -128,7 +128,8 @@ class Sender:
         if spec is not None:
             calls = self.media
             media = MediaSdp(spec.offer_codecs, spec.ptime_ms,
-                             lambda desc: calls.announce(inst, leg, desc))
+                             lambda desc, answering: calls.announce(inst, leg, desc, answering),
+                             spec.proto)
         port = self.ctx.locals[inst.local][3] if self.ctx.locals else self.ctx.media_port
         data, ct = body_bytes(body, leg, values, ip, port,
                               inst.record.call_number + 1, ctype, media)

@@ -547,8 +547,10 @@ def build_audio_offer(
     direction: Direction = "sendrecv",
     ipv6: bool = False,
     dtmf_events: str = DEFAULT_DTMF_EVENTS,
+    proto: str = "RTP/AVP",
 ) -> SessionDescription:
-    """A single-stream RTP/AVP audio offer. Static codecs use their RFC 3551
+    """A single-stream audio offer (RTP/AVP, or *proto*: RTP/SAVP for SRTP, whose
+    a=crypto lines the caller adds). Static codecs use their RFC 3551
     payload type, telephone-event uses 101 (with ``a=fmtp:101 <dtmf_events>``)
     and other dynamic codecs 96 upwards. ``a=<direction>`` is only written when
     it is not sendrecv. An IPv6 literal address implies ``ipv6=True``."""
@@ -568,7 +570,7 @@ def build_audio_offer(
         maps.append(codec)
     fmtps = {m.payload_type: dtmf_events for m in maps if m.encoding == "telephone-event"}
     attributes = _audio_attributes(maps, fmtps, ptime, direction)
-    media = MediaDescription("audio", port, "RTP/AVP", [m.payload_type for m in maps])
+    media = MediaDescription("audio", port, proto, [m.payload_type for m in maps])
     media.attributes = attributes
     addrtype = "IP6" if ipv6 or ":" in address else "IP4"
     origin = Origin(username, session_id, version, "IN", addrtype, address)

@@ -45,7 +45,7 @@ MEDIA_FIELDS: tuple[str, ...] = (
     "sent", "received", "expected", "lost", "loss_rate", "duplicates", "out_of_order",
     "jitter_ms", "max_jitter_ms", "longest_gap_ms", "ssrc_changes", "pt_changes", "malformed",
     "foreign", "events", "r_factor", "mos", "remote_lost", "remote_fraction_lost",
-    "remote_jitter_ms", "rtt_ms",
+    "remote_jitter_ms", "rtt_ms", "srtp", "srtp_auth_failures", "srtp_replay_failures",
 )
 MEDIA_COLUMNS: tuple[str, ...] = tuple(f"media_{name}" for name in MEDIA_FIELDS)
 
