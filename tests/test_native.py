@@ -136,6 +136,7 @@ def test_manifest_records_the_build() -> None:
     assert _native.stale_modules(ROOT, manifest) == []
 
 
+@pytest.mark.timeout(900)  # a whole mypyc build: ~3 min quiet, over 5 on a loaded host
 def test_wheel_carries_the_compiled_modules(tmp_path: Path) -> None:
     """``pip wheel .`` compiles (SIPLOAD_COMPILE=require) and packs what it built."""
     import zipfile
