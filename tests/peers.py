@@ -1276,18 +1276,20 @@ class BaresipProcess(_PeerProcess):
     baresip prints ``baresip is ready.``.  It answers every call to
     ``sip:uas@127.0.0.1:PORT`` with G.711 and a 440 Hz tone (rings first, then
     auto-answers), or with ``audio_file`` (a 16-bit PCM WAV, looped by baresip's
-    ``aufile`` module) as its source.
+    ``aufile`` module) as its source.  ``mediaenc`` (e.g. ``srtp-mand``) loads the
+    ``srtp`` module and sets the account's media encryption: SRTP keyed with SDES.
     """
 
     name = "baresip"
 
     def __init__(self, *, port: int | None = None, limit: float = 300.0,
                  start_timeout: float = 15.0, workdir: Path | None = None,
-                 audio_file: Path | None = None) -> None:
+                 audio_file: Path | None = None, mediaenc: str = "") -> None:
         super().__init__(limit=limit, workdir=workdir)
         self.port = port if port is not None else free_port("both")
         self.start_timeout = start_timeout
         self.audio_file = audio_file
+        self.mediaenc = mediaenc
 
     def _argv(self) -> list[str]:
         conf = self.workdir / "conf"
@@ -1300,6 +1302,12 @@ class BaresipProcess(_PeerProcess):
             text = text.replace("RTP_PORTS", f"{rtp}-{rtp + 19}")
             text = text.replace("AUDIO_SOURCE", "ausine,440" if self.audio_file is None
                                 else f"aufile,{Path(self.audio_file).resolve()}")
+            if self.mediaenc and name == "config":  # SRTP: the srtp module (SDES)
+                text = text.replace("module\t\t\tg711.so", "module\t\t\tg711.so\n"
+                                    "module\t\t\tsrtp.so")
+            elif self.mediaenc:
+                text = text.replace(";answermode=auto",
+                                    f";answermode=auto;mediaenc={self.mediaenc}")
             (conf / name).write_text(text)
         return [require("baresip"), "-f", str(conf)]
 
