@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sipload.pacing import LEAD_MAX, Admission, Pacer
-from sipload.stats.histograms import MarkHistograms
+from sipload.stats.histograms import PERCENTILES, MarkHistograms, figures, new_histogram
 from sipload.stats.interval import LATE_AFTER, IntervalAccountant
 from sipload.stats.records import CallRecord, Failure, Result
 
@@ -23,6 +23,31 @@ def record(number: int, result: Result, failure: str = "", **marks: float) -> Ca
     rec.failure = failure
     rec.marks.update(marks)
     return rec
+
+
+# ================================================================ the histograms
+
+
+@given(st.lists(st.integers(1, 40_000_000), min_size=1, max_size=300), st.integers(0, 3))
+def test_one_pass_figures_are_hdrhs_own(values: list[int], parts: int) -> None:
+    """figures() gives hdrh's mean and percentiles (merged histograms too)."""
+    h = new_histogram()
+    for i in range(parts + 1):
+        part = new_histogram()
+        for v in values[i::parts + 1]:
+            part.record_value(v)
+        h.add(part)
+    mean, at = figures(h, PERCENTILES)
+    assert mean == h.get_mean_value()
+    assert at == [h.get_value_at_percentile(p) for p in PERCENTILES]
+
+
+def test_summary_of_some_marks_only() -> None:
+    hist = MarkHistograms()
+    hist.record("answer", 0.010)
+    hist.record("bye", 0.020)
+    assert set(hist.summary(("answer", "call"))) == {"answer"}
+    assert set(hist.summary()) == {"answer", "bye"}
 
 
 # ================================================================ the accountant

@@ -8,23 +8,24 @@ input error (scenario, flag, CSV), 3 the run could not run.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from sipload import __version__
 from sipload._native import describe
-from sipload.cli import (
-    conformance_cmd,
-    parse_cmd,
-    report_cmd,
-    run_cmd,
-    scenario_cmd,
-    trace_cmd,
-    uas_cmd,
-    worker_cmd,
-)
 from sipload.exitcodes import EXIT_OK, EXIT_USAGE
+
+#: The module (in this package) of each sub-command, in the order ``--help`` lists
+#: them.  A command line naming one imports that module only: ``sipload run`` starts
+#: without the conformance cases or the report's libraries.
+COMMANDS: dict[str, str] = {
+    "parse": "parse_cmd", "validate": "scenario_cmd", "schema": "scenario_cmd",
+    "import-sipp": "scenario_cmd", "report": "report_cmd", "compare": "report_cmd",
+    "trace": "trace_cmd", "run": "run_cmd", "uas": "uas_cmd", "worker": "worker_cmd",
+    "keys": "worker_cmd", "conformance": "conformance_cmd",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,25 +34,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser: every sub-command, or only ``command``'s module."""
     parser = _Parser(prog="sipload", description="SIP load generator and conformance tester")
     version = f"sipload {__version__}, {describe()}"
     parser.add_argument("--version", action="version", version=version)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    parse_cmd.register(sub)
-    scenario_cmd.register(sub)
-    report_cmd.register(sub)
-    trace_cmd.register(sub)
-    run_cmd.register(sub)
-    uas_cmd.register(sub)
-    worker_cmd.register(sub)
-    conformance_cmd.register(sub)
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(
+        COMMANDS.values()))
+    for name in modules:
+        importlib.import_module(f"sipload.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(command)
+    args = parser.parse_args(words)
     try:
         code: int = args.func(args)
         sys.stdout.flush()

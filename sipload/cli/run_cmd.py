@@ -25,7 +25,7 @@ from sipload.cli import flags, sources, targets
 from sipload.cluster.channel import ChannelError, Keys, is_loopback_host, is_loopback_url
 from sipload.cluster.run import run_load, start_embedded_uas, stop_process
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_USAGE
-from sipload.report.summary import parse_allowance
+from sipload.report.thresholds import parse_allowance
 from sipload.scenario.inject import Injection, load_injection
 from sipload.scenario.loader import ScenarioError, load_file
 from sipload.scenario.model import Program

@@ -18,7 +18,7 @@ from sipload.cli.run_cmd import TRANSPORTS, UsageError
 from sipload.cluster.worker import engine_limits
 from sipload.engine import Engine, EngineConfig
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_USAGE
-from sipload.scenario.loader import ScenarioError, load_file
+from sipload.scenario.loader import ScenarioError, load_file, warm_media
 from sipload.stats.records import Result
 from sipload.stats.rundir import RunWriter
 from sipload.transport.loop import new_event_loop, tune_gc
@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.append_records(batch)
 
+    warm_media(program)
     engine = Engine(EngineConfig(program=program, transport=transport, local_host=host,
                                  local_port=port, tls_server=tls, reuse_port=args.reuse_port,
                                  duration=duration, srtp=args.srtp,

@@ -8,9 +8,6 @@ request is made from inside the child, so a coordinator that died before it was
 made is caught by comparing ``getppid()`` with the coordinator's pid.  Elsewhere
 (and for workers on other hosts) the control channel's heartbeat is what notices:
 see :class:`sipload.cluster.channel.Dealer`.
-
-multiprocess's resource tracker needs nothing of its own: it ends when the last
-process holding its pipe (the coordinator and these children) is gone.
 """
 
 from __future__ import annotations

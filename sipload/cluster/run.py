@@ -12,22 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import select
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-
-import multiprocess
 
 from sipload.cluster.channel import Keys, Router, WorkerAuth
 from sipload.cluster.coordinator import Coordinator
-from sipload.cluster.lifeline import die_with_parent
 from sipload.cluster.live import LiveView
 from sipload.cluster.messages import Records, Snapshot
-from sipload.cluster.worker import engine_limits, worker_main
 from sipload.stats.rundir import RunWriter
 
 
@@ -58,34 +58,60 @@ def _children_ignore_sigint() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _local_worker(url: str, parent: int, auth: WorkerAuth | None = None) -> None:
-    """A local worker process: run, then end at once.
-
-    It dies with the coordinator (:func:`die_with_parent`): no load outlives it.
-
-    By then everything the worker owes has been sent and acknowledged; what is
-    left is its heap (lingering transactions, the loop, the modules).  Tearing it
-    down object by object costs about a second of CPU after a large run, so the
-    process ends as multiprocessing's forked children do, with ``os._exit``.
-    """
-    die_with_parent(parent)
-    code = worker_main(url, local=True, auth=auth)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+#: The child's command: this very sipload (its folder first on ``sys.path``, whatever
+#: the working directory holds), then :func:`sipload.cluster.child.main`.
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); "
+          "from sipload.cluster.child import main; main()")
+_ROOT = str(Path(__file__).resolve().parent.parent.parent)
 
 
-def _spawn_workers(url: str, auths: list[WorkerAuth | None]) -> list[Any]:
-    """One local worker per entry of ``auths`` (its CurveZMQ keys, handed over the
-    spawn pipe: never on a command line or in a file)."""
-    ctx = multiprocess.get_context("spawn")
-    procs = []
+class Child:
+    """A local child process of the run (a worker, the embedded UAS; see
+    :mod:`sipload.cluster.child`), with the calls the coordinator makes on it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
+
+    def terminate(self) -> None:
+        if self.is_alive():
+            self.proc.terminate()
+
+    def kill(self) -> None:
+        if self.is_alive():
+            self.proc.kill()
+
+
+def start_child(orders: dict[str, Any], pass_fds: tuple[int, ...] = ()) -> Child:
+    """Start :mod:`sipload.cluster.child` with ``orders`` (JSON on its stdin: keys
+    are never on a command line or in a file); it inherits SIGINT ignored."""
     with _children_ignore_sigint():
-        for auth in auths:
-            p = ctx.Process(target=_local_worker, args=(url, os.getpid(), auth), daemon=True)
-            p.start()
-            procs.append(p)
-    return procs
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, _ROOT],
+                                stdin=subprocess.PIPE, pass_fds=pass_fds)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(json.dumps({**orders, "parent": os.getpid()}).encode())
+        proc.stdin.close()
+    except BrokenPipeError:  # it died at once: the caller finds out as it waits
+        pass
+    return Child(proc)
+
+
+def _spawn_workers(url: str, auths: list[WorkerAuth | None]) -> list[Child]:
+    """One local worker per entry of ``auths`` (its CurveZMQ keys, handed over its
+    stdin: never on a command line or in a file)."""
+    return [start_child({"role": "worker", "url": url,
+                         "auth": None if auth is None else
+                         [auth.public.decode(), auth.secret.decode(),
+                          auth.server_public.decode()]})
+            for auth in auths]
 
 
 async def run_load(
@@ -205,77 +231,32 @@ async def run_load(
     return outcome
 
 
-def start_embedded_uas(plan_uas: dict[str, Any], timeout: float = 20.0) -> tuple[Any, int]:
+def start_embedded_uas(plan_uas: dict[str, Any], timeout: float = 20.0) -> tuple[Child, int]:
     """Start the embedded UAS in its own process; returns (process, port)."""
-    ctx = multiprocess.get_context("spawn")
-    # a pipe, not a Queue: a Queue's lock is a named semaphore the resource tracker
-    # must clean up after a coordinator that was killed
-    reader, writer = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_uas_main, args=(plan_uas, writer, os.getpid()), daemon=True)
-    with _children_ignore_sigint():
-        p.start()
-    writer.close()
+    reader, writer = os.pipe()
     try:
-        if not reader.poll(timeout):
-            raise TimeoutError(f"no port in {timeout:g} s")
-        port = reader.recv()
-    except Exception as e:  # timeout, or the child died (EOFError)
+        p = start_child({"role": "uas", "plan": plan_uas, "port_fd": writer}, (writer,))
+    finally:
+        os.close(writer)
+    try:
+        with os.fdopen(reader, "rb") as pipe:
+            ready, _, _ = select.select([pipe], [], [], timeout)
+            if not ready:
+                raise TimeoutError(f"no port in {timeout:g} s")
+            line = pipe.readline().decode(errors="replace").strip()
+        if not line:
+            raise EOFError("the embedded UAS ended before it said its port")
+    except Exception as e:  # timeout, or the child died
         p.kill()
+        p.join(2)
         raise RuntimeError("the embedded UAS did not start") from e
-    finally:
-        reader.close()
-    if isinstance(port, str):
+    if not line.isdigit():
         p.join(timeout=2)
-        raise RuntimeError(port)
-    return p, int(port)
+        raise RuntimeError(line)
+    return p, int(line)
 
 
-def _uas_main(plan_uas: dict[str, Any], q: Any, parent: int) -> None:
-    """The embedded UAS process; it dies with the coordinator (:func:`die_with_parent`)."""
-    die_with_parent(parent)
-    from sipload.engine import Engine, EngineConfig
-    from sipload.scenario.loader import load_text
-    from sipload.transport.loop import new_event_loop, tune_gc
-
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    tune_gc()
-    try:
-        text = plan_uas.get("scenario_text")
-        program = load_text(str(text), str(plan_uas.get("scenario_path"))) if text else None
-        tls = None
-        if plan_uas.get("tls_cert") and plan_uas.get("tls_key"):
-            from sipload.transport.selfsigned import server_context_from_pem
-            tls = server_context_from_pem(str(plan_uas["tls_cert"]), str(plan_uas["tls_key"]))
-        engine = Engine(EngineConfig(program=program, transport=str(plan_uas["transport"]),
-                                     tls_server=tls,
-                                     local_host=str(plan_uas.get("host", "127.0.0.1")),
-                                     local_port=0, reuse_port=False,
-                                     srtp=str(plan_uas.get("srtp") or ""),
-                                     **engine_limits(plan_uas.get("limits"))))
-
-        async def main() -> None:
-            try:
-                _, port = await engine.start()
-            except OSError as e:
-                q.send(f"embedded UAS cannot bind: {e}")
-                return
-            q.send(port)
-            q.close()
-            stop = asyncio.Event()
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-            loop.add_signal_handler(signal.SIGINT, lambda: None)
-            task = asyncio.create_task(engine.run())
-            await stop.wait()
-            engine.abort()
-            await task
-
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-def stop_process(p: Any, timeout: float = 5.0) -> None:
+def stop_process(p: Child | None, timeout: float = 5.0) -> None:
     if p is None or not p.is_alive():
         return
     p.terminate()

@@ -1,6 +1,6 @@
 """A worker: connects to the coordinator, runs its share of the run on an Engine.
 
-Local workers are started by the coordinator with ``multiprocess``; remote
+Local workers are started by the coordinator (:mod:`sipload.cluster.child`); remote
 ones run ``sipload worker --connect tcp://HOST:PORT --keys DIR``.  A worker
 streams record batches with each snapshot (every second) and a heartbeat every
 second; the coordinator's Stop/SetShare messages steer it.  The worker keeps
@@ -48,7 +48,7 @@ from sipload.cluster.messages import (
 from sipload.cluster.sources import share
 from sipload.engine import Engine, EngineConfig
 from sipload.scenario.inject import parse_injection
-from sipload.scenario.loader import ScenarioError, load_text
+from sipload.scenario.loader import ScenarioError, load_text, warm_media
 from sipload.sip.servers import Server
 from sipload.sip.transaction import TimerConfig
 from sipload.stats.interval import Snapshot as EngineSnapshot
@@ -88,7 +88,9 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         injection = parse_injection(str(plan["inject_text"]), str(plan.get("inject_path", "")))
     if text:
         program = load_text(str(text), str(plan.get("scenario_path", "<scenario>")),
-                            csv_fields=injection.fields if injection else 0)
+                            csv_fields=injection.fields if injection else 0,
+                            checked=True)  # the coordinator validated it
+        warm_media(program)
     target = plan.get("target")
     rows = (plan.get("located") or {}).get("servers") or []
     first = (str(rows[0][1]), int(rows[0][2])) if rows else None  # where calls go first

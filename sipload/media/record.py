@@ -8,8 +8,6 @@ in its place; a source change (new SSRC) appends after what is there.  At most
 
 from __future__ import annotations
 
-import numpy as np
-
 from sipload.media import g711
 
 MAX_SECONDS = 600
@@ -41,6 +39,8 @@ class Recorder:
 
     def samples(self) -> g711.Samples:
         """All audio so far as 16-bit samples (silence where nothing arrived)."""
+        import numpy as np
+
         out = np.zeros(self._end, dtype=np.int16)
         for position, payload in self._chunks:
             decoded = g711.decode(payload, self.codec)

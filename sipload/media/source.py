@@ -21,8 +21,6 @@ import struct
 import warnings
 from functools import cache
 
-import numpy as np
-
 from sipload.media import g711
 from sipload.media.errors import MediaConfigError
 
@@ -37,6 +35,8 @@ _FULL_SCALE_DBM0 = 3.17
 
 def tone_samples(frequency: int = TONE_HZ, level_dbm0: float = TONE_DBM0) -> g711.Samples:
     """One second of a sine at ``frequency`` Hz (an integer, so the second loops cleanly)."""
+    import numpy as np
+
     if not 0 < frequency < SAMPLE_RATE // 2:
         raise MediaConfigError(f"tone frequency {frequency} Hz must be between 1 and 3999")
     amplitude = 32767.0 * 10.0 ** ((level_dbm0 - _FULL_SCALE_DBM0) / 20.0)
@@ -48,6 +48,8 @@ def tone_samples(frequency: int = TONE_HZ, level_dbm0: float = TONE_DBM0) -> g71
 
 def silence_samples() -> g711.Samples:
     """One packet's worth is enough; the frames helper loops it."""
+    import numpy as np
+
     return np.zeros(SAMPLE_RATE // 50, dtype=np.int16)
 
 
@@ -61,6 +63,7 @@ def wav_samples(data: bytes, name: str) -> g711.Samples:
     Raises:
         MediaConfigError: not a WAV file that can be read, or one with no samples.
     """
+    import numpy as np
     from scipy.io import wavfile
     from scipy.signal import resample_poly
 
@@ -101,6 +104,8 @@ def wav_samples(data: bytes, name: str) -> g711.Samples:
 
 def encode_frames(samples: g711.Samples, codec: str, samples_per_packet: int) -> tuple[bytes, ...]:
     """Encode samples and cut them into payloads; the last one is padded with silence."""
+    import numpy as np
+
     if samples_per_packet <= 0:
         raise MediaConfigError("packet size must be positive")
     pad = -len(samples) % samples_per_packet

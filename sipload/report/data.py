@@ -31,7 +31,6 @@ import yaml
 from sipload.stats.msround import seconds_to_ms
 from sipload.stats.rundir import EVENTS, INTERVALS, PLAN, read_calls, read_jsonl
 
-STANDARD_MARKS = ("first_provisional", "pdd", "answer", "bye", "call")
 """Timing marks every UAC call gets from its message log (seconds after the INVITE,
 the BYE, or the call's start)."""
 

@@ -108,19 +108,6 @@ DEFAULT_ALLOW_FAILURES = 0.0
 
 
 
-def parse_allowance(text: str) -> float:
-    """``1%`` or ``0.01`` as a fraction of attempted calls.
-
-    Raises:
-        ValueError: not a number, or outside 0..1 (0%..100%).
-    """
-    t = text.strip()
-    value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{text!r} is not a share of calls (write 1% or 0.01)")
-    return value
-
-
 def _gate(a: Analysis, attempted: int, failed: int) -> dict[str, Any]:
     """The run's own verdict (see the module docstring)."""
     plan = a.files.plan

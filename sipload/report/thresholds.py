@@ -43,8 +43,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from sipload.report.data import STANDARD_MARKS
 from sipload.stats.msround import fmt_ms
+
+#: The marks every call record carries (a scenario's ``timer:`` steps add its own).
+STANDARD_MARKS = ("first_provisional", "pdd", "answer", "bye", "call")
 
 Kind = Literal["latency", "ratio", "count", "rate", "score"]
 
@@ -275,3 +277,16 @@ def evaluate(thresholds: Iterable[Threshold | str], summary: Mapping[str, Any]
                            f"{t.metric} = {_fmt(measured, t.kind)}; needs {t.op} {limit}: "
                            f"{word}"))
     return out
+
+
+def parse_allowance(text: str) -> float:
+    """``1%`` or ``0.01`` as a fraction of attempted calls.
+
+    Raises:
+        ValueError: not a number, or outside 0..1 (0%..100%).
+    """
+    t = text.strip()
+    value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{text!r} is not a share of calls (write 1% or 0.01)")
+    return value

@@ -28,9 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-from sipload.media import source
+from sipload.media import g711, source
 from sipload.media.errors import MediaConfigError
 from sipload.media.sdes import DEFAULT_SUITES
 from sipload.media.table import MediaSpec
@@ -97,7 +95,7 @@ BARE_DURATION_LIMIT = 100
 
 
 __all__ = ["KEYWORDS", "KNOWN_METHODS", "ScenarioError", "load_file", "load_text",
-           "parse_duration"]
+           "parse_duration", "warm_media"]
 
 
 _Loader = SafeLoader12  # kept for callers that load YAML the scenario way
@@ -217,6 +215,8 @@ class _Compiler:
             self._validate(step, STEP_KINDS[kind], path)
 
     def _validate(self, instance: Any, schema: dict[str, Any], base: Path_) -> None:
+        import jsonschema  # here: a worker compiles checked text without it
+
         validator = jsonschema.Draft202012Validator(schema)
         errors = sorted(validator.iter_errors(instance), key=lambda e: len(e.absolute_path))
         if not errors:
@@ -646,8 +646,13 @@ def _guess_role(steps: tuple[AnyStep, ...]) -> str:
     return "uac"
 
 
-def load_text(text: str, file: str = "<scenario>", *, csv_fields: int = 0) -> Program:
+def load_text(text: str, file: str = "<scenario>", *, csv_fields: int = 0,
+              checked: bool = False) -> Program:
     """Validate and compile scenario text.
+
+    Args:
+        checked: the text passed this validation already (a worker compiles the
+            scenario its coordinator loaded): skip the schema pass.
 
     Raises:
         ScenarioError: the first problem found, with file, line and column.
@@ -659,7 +664,8 @@ def load_text(text: str, file: str = "<scenario>", *, csv_fields: int = 0) -> Pr
         raise ScenarioError(file, 1, 1, "a scenario is a mapping with a 'steps' list")
     assert node is not None
     marks.collect(node, ())
-    _Compiler(data, marks, csv_fields).validate()
+    if not checked:
+        _Compiler(data, marks, csv_fields).validate()
     injection: Injection | None = None
     if data.get("inject") and not csv_fields:
         csv = Path(str(data["inject"]))
@@ -679,3 +685,17 @@ def load_file(path: str | Path, *, csv_fields: int = 0) -> Program:
     p = Path(path)
     text = read_source(p, lambda line, col, message: ScenarioError(str(p), line, col, message))
     return load_text(text, str(p), csv_fields=csv_fields)
+
+
+def warm_media(program: Program | None) -> None:
+    """Encode every leg's audio now, before the run: the first call with RTP would
+    otherwise import numpy and build the G.711 tables mid-run, a stall of its loop
+    (a tenth of a second or more) that every call in flight would feel."""
+    if program is None:
+        return
+    for _, spec in program.media:
+        if spec.echo:
+            continue
+        for codec in spec.codecs:
+            if codec in g711.PAYLOAD_TYPES:
+                spec.frames(codec, g711.CLOCK_RATE * spec.ptime_ms // 1000)

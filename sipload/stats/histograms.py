@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import sys
+from collections.abc import Iterable, Sequence
 
 from hdrh.codec import payload_header_size
 from hdrh.histogram import HdrHistogram
@@ -110,18 +111,50 @@ class MarkHistograms:
             out.by_mark[mark] = mine
         return out
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Per mark: count, min, mean, p50 ... p99.9, max, in milliseconds (µs resolution)."""
+    def summary(self, marks: Iterable[str] | None = None) -> dict[str, dict[str, float]]:
+        """Per mark (every mark, or those of ``marks``): count, min, mean, p50 ... p99.9,
+        max, in milliseconds (µs resolution)."""
         out: dict[str, dict[str, float]] = {}
+        wanted = None if marks is None else set(marks)
         for mark, h in sorted(self.by_mark.items()):
             n = h.get_total_count()
-            if not n:
+            if not n or (wanted is not None and mark not in wanted):
                 continue
+            mean, at = figures(h, PERCENTILES)
             row: dict[str, float] = {"count": float(n), "min": ms(h.get_min_value() / 1000.0),
-                                     "mean": ms(h.get_mean_value() / 1000.0)}
-            for p in PERCENTILES:
-                key = f"p{p:g}".replace(".", "_")
-                row[key] = ms(h.get_value_at_percentile(p) / 1000.0)
+                                     "mean": ms(mean / 1000.0)}
+            for p, value in zip(PERCENTILES, at, strict=True):
+                row[f"p{p:g}".replace(".", "_")] = ms(value / 1000.0)
             row["max"] = ms(h.get_max_value() / 1000.0)
             out[mark] = row
         return out
+
+
+def figures(h: HdrHistogram, percentiles: Sequence[float]) -> tuple[float, list[int]]:
+    """The mean and the values at ``percentiles`` (ascending) of ``h``, in one pass.
+
+    The same figures as hdrh's ``get_mean_value()`` (each bucket counted at its median
+    equivalent value) and ``get_value_at_percentile(p)`` (the highest equivalent value
+    of the bucket where the running count reaches p% of the total), which walk every
+    bucket in Python once per figure: about 20,000 buckets here, six walks per mark.
+    """
+    total = h.get_total_count()
+    if not total:
+        return 0.0, [0 for _ in percentiles]
+    targets = [h.get_target_count_at_percentile(p) for p in percentiles]
+    values = [0 for _ in percentiles]
+    weighted = 0
+    running = 0
+    k = 0
+    for index, count in enumerate(h.counts[:h.counts_len]):  # one C copy of the counts
+        if not count:
+            continue
+        value = h.get_value_from_index(index)
+        low = h.get_lowest_equivalent_value(value)
+        high = h.get_highest_equivalent_value(value)
+        weighted += count * (low + ((high - low + 1) >> 1))
+        running += count
+        while k < len(targets) and running >= targets[k]:
+            values[k] = high
+            k += 1
+    return weighted / total, values

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.ipc as ipc
+from typing import TYPE_CHECKING, Any
 
 from sipload.stats.pcap import PcapWriter
 from sipload.stats.records import CallRecord
+
+if TYPE_CHECKING:  # pyarrow is imported with the first batch: not before a run's first call
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
 
 CALLS = "calls.arrows"
 INTERVALS = "intervals.jsonl"
@@ -49,29 +51,49 @@ MEDIA_FIELDS: tuple[str, ...] = (
 )
 MEDIA_COLUMNS: tuple[str, ...] = tuple(f"media_{name}" for name in MEDIA_FIELDS)
 
-CALL_SCHEMA = pa.schema([
-    ("worker", pa.int32()), ("call_number", pa.int64()), ("intended_start", pa.float64()),
-    ("actual_start", pa.float64()), ("end", pa.float64()), ("result", pa.string()),
-    ("failure", pa.string()), ("detail", pa.string()), ("step", pa.int32()),
-    ("codes", pa.string()), ("retransmissions", pa.int32()), ("call_id", pa.string()),
-    ("marks", pa.string()), ("messages", pa.string()),
-    *[(column, pa.float64()) for column in MEDIA_COLUMNS],
-    ("server", pa.string()), ("failovers", pa.int32()), ("source", pa.string()),
-])
+
+@cache
+def call_schema() -> pa.Schema:
+    """The columns of ``calls.arrows``."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("worker", pa.int32()), ("call_number", pa.int64()), ("intended_start", pa.float64()),
+        ("actual_start", pa.float64()), ("end", pa.float64()), ("result", pa.string()),
+        ("failure", pa.string()), ("detail", pa.string()), ("step", pa.int32()),
+        ("codes", pa.string()), ("retransmissions", pa.int32()), ("call_id", pa.string()),
+        ("marks", pa.string()), ("messages", pa.string()),
+        *[(column, pa.float64()) for column in MEDIA_COLUMNS],
+        ("server", pa.string()), ("failovers", pa.int32()), ("source", pa.string()),
+    ])
 
 
-TRACE_SCHEMA = pa.schema([
-    ("worker", pa.int32()), ("call_number", pa.int64()), ("call_id", pa.string()),
-    ("seq", pa.int32()),  # the message's place in its call's trace, from 0
-    ("t", pa.float64()),  # seconds on the worker's clock, as the call's record
-    ("ts", pa.float64()),  # Unix time
-    ("direction", pa.string()), ("transport", pa.string()),
-    ("local_host", pa.string()), ("local_port", pa.int32()),
-    ("remote_host", pa.string()), ("remote_port", pa.int32()),
-    ("length", pa.int32()),  # the message's full length; data may hold fewer bytes
-    ("data", pa.binary()),
-    ("dropped", pa.int32()),  # messages of the call not kept (the trace's byte cap)
-])
+@cache
+def trace_schema() -> pa.Schema:
+    """The columns of ``traces.arrows``."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("worker", pa.int32()), ("call_number", pa.int64()), ("call_id", pa.string()),
+        ("seq", pa.int32()),  # the message's place in its call's trace, from 0
+        ("t", pa.float64()),  # seconds on the worker's clock, as the call's record
+        ("ts", pa.float64()),  # Unix time
+        ("direction", pa.string()), ("transport", pa.string()),
+        ("local_host", pa.string()), ("local_port", pa.int32()),
+        ("remote_host", pa.string()), ("remote_port", pa.int32()),
+        ("length", pa.int32()),  # the message's full length; data may hold fewer bytes
+        ("data", pa.binary()),
+        ("dropped", pa.int32()),  # messages of the call not kept (the trace's byte cap)
+    ])
+
+
+def __getattr__(name: str) -> Any:
+    """``CALL_SCHEMA`` and ``TRACE_SCHEMA``, made on first use (PEP 562)."""
+    if name == "CALL_SCHEMA":
+        return call_schema()
+    if name == "TRACE_SCHEMA":
+        return trace_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def trace_rows(trace: dict[str, Any]) -> list[dict[str, Any]]:
@@ -126,7 +148,7 @@ class RunWriter:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         self._calls_file = (path / CALLS).open("wb")
-        self._calls = ipc.new_stream(self._calls_file, CALL_SCHEMA)
+        self._calls: ipc.RecordBatchStreamWriter | None = None  # at the first batch
         self._intervals = (path / INTERVALS).open("a", encoding="utf-8")
         self._events = (path / EVENTS).open("a", encoding="utf-8")
         self.rows = 0
@@ -149,18 +171,29 @@ class RunWriter:
         rows = [record_row(r) for r in records]
         if not rows:
             return 0
-        batch = pa.RecordBatch.from_pylist(rows, schema=CALL_SCHEMA)
-        self._calls.write_batch(batch)
+        import pyarrow as pa
+
+        batch = pa.RecordBatch.from_pylist(rows, schema=call_schema())
+        self._open_calls().write_batch(batch)
         self._calls_file.flush()
         self.rows += len(rows)
         return len(rows)
+
+    def _open_calls(self) -> ipc.RecordBatchStreamWriter:
+        if self._calls is None:
+            import pyarrow.ipc as ipc
+
+            self._calls = ipc.new_stream(self._calls_file, call_schema())
+        return self._calls
 
     def open_traces(self) -> None:
         """Create ``traces.arrows`` and ``messages.pcap`` (empty until traces come)."""
         if self._traces is not None:
             return
+        import pyarrow.ipc as ipc
+
         self._traces_file = (self.path / TRACES).open("wb")
-        self._traces = ipc.new_stream(self._traces_file, TRACE_SCHEMA)
+        self._traces = ipc.new_stream(self._traces_file, trace_schema())
         self._pcap_file = (self.path / PCAP).open("wb")
         self._pcap = PcapWriter(self._pcap_file)
         self._pcap.write_header()
@@ -181,7 +214,9 @@ class RunWriter:
             return 0
         self.open_traces()
         assert self._traces is not None and self._pcap is not None
-        self._traces.write_batch(pa.RecordBatch.from_pylist(rows, schema=TRACE_SCHEMA))
+        import pyarrow as pa
+
+        self._traces.write_batch(pa.RecordBatch.from_pylist(rows, schema=trace_schema()))
         self._traces_file.flush()
         for r in rows:
             local, remote = (r["local_host"], r["local_port"]), (r["remote_host"],
@@ -200,7 +235,7 @@ class RunWriter:
         self._events.flush()
 
     def close(self) -> None:
-        self._calls.close()
+        self._open_calls().close()  # a run without records still gets its schema
         self._calls_file.close()
         if self._traces is not None:
             self._traces.close()
@@ -212,6 +247,9 @@ class RunWriter:
 
 def _read_stream(f: Path, schema: pa.Schema) -> pa.Table:
     """Every whole batch of an Arrow IPC stream file (a truncated tail is ignored)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
     batches: list[pa.RecordBatch] = []
     if f.exists() and f.stat().st_size:
         with f.open("rb") as fh:
@@ -230,18 +268,20 @@ def _read_stream(f: Path, schema: pa.Schema) -> pa.Table:
 
 def read_calls(path: Path) -> pa.Table:
     """Every whole batch of ``calls.arrows`` (a truncated tail is ignored)."""
-    return _read_stream(path / CALLS, CALL_SCHEMA)
+    return _read_stream(path / CALLS, call_schema())
 
 
 def read_traces(path: Path) -> pa.Table:
     """Every whole batch of ``traces.arrows``; an empty table if the run kept none."""
-    return _read_stream(path / TRACES, TRACE_SCHEMA)
+    return _read_stream(path / TRACES, trace_schema())
 
 
 def _with_all_columns(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """A batch written before a column existed gets it, all null."""
     if batch.schema.equals(schema):
         return batch
+    import pyarrow as pa
+
     columns = []
     for f in schema:
         index = batch.schema.get_field_index(f.name)

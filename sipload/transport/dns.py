@@ -29,13 +29,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-
-import dns.exception
-import dns.name
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from sipload.sip.servers import Server
+
+if TYPE_CHECKING:  # dnspython is imported where a name is looked up, not by every run
+    import dns.resolver
 
 NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls",
                   "SIP+D2W": "ws", "SIPS+D2W": "wss"}
@@ -122,6 +121,8 @@ def parse_wanted(text: str, transport: str | None = None) -> Wanted:
 def make_resolver(nameserver: tuple[str, int] | None = None,
                   timeout: float = 3.0) -> dns.resolver.Resolver:
     """A resolver asking ``nameserver`` (host, port), or the system's servers."""
+    import dns.resolver
+
     if nameserver is None:
         res = dns.resolver.Resolver(configure=True)
     else:
@@ -139,6 +140,9 @@ def _query(res: dns.resolver.Resolver, name: str, rtype: str) -> list[object]:
     Raises:
         LocateError: the server did not answer, or answered with an error.
     """
+    import dns.exception
+    import dns.resolver
+
     try:
         answer = res.resolve(name, rtype, search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -228,6 +232,9 @@ def locate(wanted: Wanted, res: dns.resolver.Resolver) -> Located:
     Raises:
         LocateError: nothing usable was found; the text says what and where.
     """
+    import dns.exception
+    import dns.name
+
     found = Located([])
     default_tp = wanted.transport or ("tls" if wanted.secure else "udp")
     if wanted.is_address:

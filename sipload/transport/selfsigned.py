@@ -17,14 +17,15 @@ import os
 import ssl
 import tempfile
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 
 def loopback_certificate() -> tuple[str, str]:
     """A fresh self-signed (certificate, private key), both PEM text, for loopback."""
+    # here, not above: every worker imports this module, few runs need a certificate
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sipload embedded UAS")])
     now = datetime.datetime.now(datetime.UTC)

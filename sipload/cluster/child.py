@@ -1,0 +1,117 @@
+"""A run's local child process (a worker, the embedded UAS), importing only what it runs.
+
+The coordinator starts its children as plain processes of the same interpreter
+(:func:`sipload.cluster.run.start_child`), not with multiprocessing's spawn: a
+spawned child re-runs its parent's main module (``sipload.cli``, which reaches the
+report's pandas, matplotlib and jinja2) and unpickles its target, about a second
+of CPU per child before its first call.  This module imports only what the child
+runs.
+
+Theory of operation:
+
+1. The orders come on stdin as one JSON object, read to its end: ``role``
+   (``"worker"`` or ``"uas"``), ``parent`` (the coordinator's pid) and the role's
+   own fields.  A worker's CurveZMQ keys travel this way: never on a command line
+   or in a file.
+2. The child first asks to die with the coordinator
+   (:func:`~sipload.cluster.lifeline.die_with_parent`): no load outlives it.
+3. A worker runs :func:`~sipload.cluster.worker.worker_main` and ends with
+   ``os._exit``: everything it owed has been sent and acknowledged by then, and
+   tearing its heap down object by object costs about a second of CPU after a
+   large run.
+4. The embedded UAS writes one line to the pipe its orders name (``port_fd``),
+   its port or why it could not bind, closes it, then answers until SIGTERM.
+   Its stdout and stderr are the coordinator's, as a worker's are.
+5. SIGINT is ignored (inherited from the coordinator across exec): a terminal's
+   Ctrl-C goes to the whole process group, and only the coordinator decides what
+   it means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from sipload.cluster.lifeline import die_with_parent
+
+
+def run_worker(orders: dict[str, Any]) -> None:
+    """A local worker: run it, then end at once (rule 3)."""
+    from sipload.cluster.channel import WorkerAuth
+    from sipload.cluster.worker import worker_main
+
+    keys = orders.get("auth")
+    auth = WorkerAuth(*(str(k).encode("ascii") for k in keys)) if keys else None
+    code = worker_main(str(orders["url"]), local=True, auth=auth)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run_uas(plan_uas: dict[str, Any], port_fd: int) -> None:
+    """The embedded UAS: say the port (rule 4), answer until SIGTERM."""
+    from sipload.cluster.worker import engine_limits
+    from sipload.engine import Engine, EngineConfig
+    from sipload.scenario.loader import load_text, warm_media
+    from sipload.transport.loop import new_event_loop, tune_gc
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    tune_gc()
+
+    def say(line: str) -> None:
+        with os.fdopen(port_fd, "w") as pipe:
+            pipe.write(line + "\n")
+
+    try:
+        text = plan_uas.get("scenario_text")
+        # the coordinator loaded and checked the counterpart scenario
+        program = (load_text(str(text), str(plan_uas.get("scenario_path")), checked=True)
+                   if text else None)
+        warm_media(program)
+        tls = None
+        if plan_uas.get("tls_cert") and plan_uas.get("tls_key"):
+            from sipload.transport.selfsigned import server_context_from_pem
+            tls = server_context_from_pem(str(plan_uas["tls_cert"]), str(plan_uas["tls_key"]))
+        engine = Engine(EngineConfig(program=program, transport=str(plan_uas["transport"]),
+                                     tls_server=tls,
+                                     local_host=str(plan_uas.get("host", "127.0.0.1")),
+                                     local_port=0, reuse_port=False,
+                                     srtp=str(plan_uas.get("srtp") or ""),
+                                     **engine_limits(plan_uas.get("limits"))))
+
+        async def main() -> None:
+            try:
+                _, port = await engine.start()
+            except OSError as e:
+                say(f"embedded UAS cannot bind: {e}")
+                return
+            say(str(port))
+            stop = asyncio.Event()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, lambda: None)
+            task = asyncio.create_task(engine.run())
+            await stop.wait()
+            engine.abort()
+            await task
+
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def main() -> None:
+    orders = json.loads(sys.stdin.buffer.read())
+    die_with_parent(int(orders["parent"]))
+    if orders["role"] == "worker":
+        run_worker(orders)
+    else:
+        run_uas(orders["plan"], int(orders["port_fd"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""What a run imports before its first call (issue 13: a run's fixed cost).
+
+A local worker (:mod:`sipload.cluster.child`) and the start of ``sipload run`` must
+not import the report's libraries (pandas, matplotlib, jinja2): about a second of
+CPU per process, before any call.  A worker does not import numpy (media only),
+jsonschema (the coordinator validated the scenario), pyarrow or rich either; the
+coordinator imports pyarrow with the first records, after the first call.  Each
+check runs the path in a fresh interpreter and reads its ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BASIC = REPO / "scenarios" / "basic_call.yaml"
+
+REPORT_ONLY = {"pandas", "matplotlib", "jinja2"}
+NOT_IN_A_WORKER = REPORT_ONLY | {"numpy", "jsonschema", "pyarrow", "rich", "scipy",
+                                 "cryptography", "multiprocess", "dill"}
+
+WORKER = f"""
+import json, sys
+from sipload.cluster import child  # the process's entry module
+from sipload.cluster.messages import Welcome
+from sipload.cluster.worker import WorkerProcess, engine_config
+from sipload.engine import Engine
+
+plan = {{"scenario_text": open({str(BASIC)!r}).read(), "scenario_path": {str(BASIC)!r},
+        "target": ["127.0.0.1", 5060], "transport": "udp", "rate": 10.0, "calls": 10}}
+engine = Engine(engine_config(plan, Welcome(0, plan, 10.0, 10, 0)))
+print(json.dumps(sorted(sys.modules)))
+"""
+
+RUN_START = f"""
+import json, sys, tempfile
+from pathlib import Path
+from sipload.cli import build_parser
+from sipload.cli import run_cmd
+from sipload.cluster import run
+from sipload.report.thresholds import parse_threshold
+from sipload.scenario.loader import load_file
+from sipload.stats.rundir import RunWriter
+
+args = build_parser("run").parse_args(["run", {str(BASIC)!r}, "--calls", "10",
+                                  "--threshold", "answer.p95<200ms"])
+program = load_file(args.scenario)
+for t in args.threshold:
+    parse_threshold(t, marks=list(program.timer_names))
+with tempfile.TemporaryDirectory() as d:
+    RunWriter(Path(d))  # pyarrow comes with the first records, after the first call
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def imported(code: str) -> set[str]:
+    """Top-level packages a fresh interpreter holds after running ``code``."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return {name.split(".")[0] for name in json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+@pytest.mark.parametrize(("path", "code", "banned"), [
+    ("worker", WORKER, NOT_IN_A_WORKER),
+    ("sipload run start-up", RUN_START, REPORT_ONLY | {"numpy", "pyarrow"}),
+], ids=["worker", "run"])
+def test_start_up_imports_nothing_heavy(path: str, code: str, banned: set[str]) -> None:
+    got = imported(code)
+    assert "sipload" in got  # the probe ran the path
+    assert not got & banned, f"the {path} imports {sorted(got & banned)}"
+
+
+def test_the_probe_sees_a_heavy_import() -> None:
+    """The check can fail: the report's module does import pandas."""
+    assert "pandas" in imported("import json, sys\nimport sipload.report.data\n"
+                                "print(json.dumps(sorted(sys.modules)))")
