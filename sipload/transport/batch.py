@@ -52,7 +52,7 @@ from typing import Protocol
 Address = tuple[str, int]
 Datagram = tuple[bytes, Address, float]
 #: The C module's API version this module speaks.
-NATIVE_API = 1
+NATIVE_API = 2
 #: ``SO_TIMESTAMPNS`` (``<asm-generic/socket.h>``; SCM_TIMESTAMPNS is the same number).
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("=qq")
