@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-import sipload.engine as engine_module  # noqa: E402
+import sipload.engine.starts as engine_module  # noqa: E402
 from sipload._native import describe  # noqa: E402
 from sipload.engine import Engine, EngineConfig  # noqa: E402
 from sipload.scenario.loader import load_file  # noqa: E402

@@ -3,7 +3,9 @@
 The functional core (sip/, ua/, scenario/, stats/, media/) imports no asyncio, socket,
 ssl, time or zmq: it is fed bytes, stamps and ``now``.  :data:`ALLOWED` says which
 other parts of sipload each part (a package, or a module directly under sipload/)
-may import; every part is listed, so a new one must say where it stands.  Nothing
+may import; every part is listed, so a new one must say where it stands.  Inside the
+shell layers, the modules that decide policy (:data:`SANS_IO_MODULES`: pacing, when
+an engine's run ends, what it hands over) do no I/O either.  Nothing
 may import itself back through other modules: the test walks every module's imports
 (function-level ones too) and fails on a circle, naming it.
 """
@@ -18,6 +20,7 @@ import pytest
 PKG = Path(__file__).parent.parent / "sipload"
 FORBIDDEN = {"asyncio", "socket", "ssl", "time", "zmq", "selectors", "threading", "random"}
 PURE = ["sip", "ua", "scenario", "stats", "media"]
+SANS_IO_MODULES = ["pacing", "engine/stopping", "engine/output"]
 # What each part may import from inside sipload (besides itself).  Read it bottom-up:
 # sip is the ground floor; cli, the top, may use everything.
 ALLOWED: dict[str, set[str]] = {
@@ -97,6 +100,13 @@ def test_pure_layers_do_no_io(layer: str) -> None:
     for path in (PKG / layer).rglob("*.py"):
         for name in _imports(path):
             assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("module", SANS_IO_MODULES)
+def test_policy_modules_of_the_shell_do_no_io(module: str) -> None:
+    path = PKG / f"{module}.py"
+    for name in _imports(path):
+        assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))

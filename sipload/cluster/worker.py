@@ -227,8 +227,9 @@ class WorkerProcess:
         if dealer.lost:
             return self._lost()
         await self._send_pending()
-        await dealer.send(Done(self.worker, engine.started, engine.succeeded, engine.failed,
-                               engine.in_flight_at_stop, self.records_sent,
+        counts = engine.counts
+        await dealer.send(Done(self.worker, counts.started, counts.succeeded, counts.failed,
+                               counts.in_flight_at_stop, self.records_sent,
                                engine.retransmissions))
         return 0
 
@@ -257,7 +258,7 @@ class WorkerProcess:
             del self._pending_traces[:200]
             self.seq += 1
             self.records_sent += len(batch)
-            started = self.engine.started if self.engine is not None else 0
+            started = self.engine.counts.started if self.engine is not None else 0
             await dealer.send(Records(self.worker, self.seq, batch, started, traces))
         while self._snapshots:
             snap = self._snapshots.pop(0)
@@ -291,7 +292,7 @@ class WorkerProcess:
         dealer = self.dealer
         engine = self.engine
         assert dealer is not None and engine is not None
-        if isinstance(msg, SetShare) and engine.pacer is not None:
+        if isinstance(msg, SetShare) and engine.starter is not None:
             if msg.extra_calls > 0 and self.calls_total is not None:
                 engine.add_calls(msg.extra_calls, self._extra_next)
                 self._extra_next += msg.extra_calls
@@ -307,7 +308,7 @@ class WorkerProcess:
         while True:
             snap = self._snapshots[-1] if self._snapshots else None
             await dealer.send(Heartbeat(self.worker, engine.now(), engine.active,
-                                        engine.started, snap.cpu if snap else 0.0,
+                                        engine.counts.started, snap.cpu if snap else 0.0,
                                         snap.loop_lag_ms if snap else 0.0))
             await asyncio.sleep(1.0)
 

@@ -1,0 +1,178 @@
+"""Starting a UAC's calls on time: the admission, the precise start timer, paced GC.
+
+Theory of operation
+===================
+
+1. The :class:`~sipload.pacing.Admission` says which call is due when.
+   :meth:`CallStarter.start_due` starts every call due at ``now`` through the runner
+   and flushes the pump right after each, so its first message leaves at once; the
+   admission then learns when that message was written (``follow_wire``).
+2. A call over the concurrency cap is not started: it ends at once as an overload
+   record (every call started ends as a record).
+3. Starts are released by a :class:`~sipload.transport.hrtimer.PreciseTimer`
+   (``timerfd``) at their intended time, not on the loop's 1 ms tick
+   (:meth:`CallStarter.deadline` arms it).  Where there is none, the release instant
+   joins the pump's deadline instead.
+4. While the precise timer paces starts, the garbage collector runs only in the gaps
+   between them: automatic collection is off, and
+   :func:`~sipload.transport.loop.collect_owed` runs after a start with at least
+   :data:`GC_SLACK` before the next.
+5. Work that may wait (a snapshot) yields to a start due within :data:`SNAPSHOT_SLACK`
+   of it (:meth:`CallStarter.holds`), and runs right after that start instead.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+from collections.abc import Callable
+
+from sipload.engine.config import EngineConfig
+from sipload.pacing import Admission, Pacer
+from sipload.pump import Pump
+from sipload.scenario.interpreter import Runner
+from sipload.stats.interval import IntervalAccountant
+from sipload.stats.records import CallRecord
+from sipload.transport.hrtimer import precise_timer
+from sipload.transport.loop import collect_owed
+
+GC_SLACK = 0.004
+"""While calls are being started, the garbage collector runs only right after a start
+with at least this long before the next (rule 4)."""
+
+SNAPSHOT_SLACK = 0.005
+"""A snapshot (histogram encoding, a record batch) due less than this before a call start
+waits and runs right after that start, so it never delays one (rule 5)."""
+
+BURST = 10_000
+"""The most calls started in one go (a loop that fell far behind catches up in steps)."""
+
+
+def admission_for(cfg: EngineConfig, rng: random.Random) -> Admission:
+    """The pacer and admission of ``cfg``'s calls (rate, ramp, arrivals, numbering, users)."""
+    pacer = Pacer(cfg.rate, calls=cfg.calls, duration=cfg.duration, arrival=cfg.arrival,
+                  rng=rng, increase=cfg.rate_increase, interval=cfg.rate_interval,
+                  rate_max=cfg.rate_max)
+    return Admission(pacer, first_call=cfg.first_call, users=cfg.users,
+                     first_user=cfg.first_user)
+
+
+class CallStarter:
+    """Starts the calls ``admission`` releases on ``runner`` (module docstring).
+
+    Args:
+        t0: the engine's clock zero on ``time.monotonic()``.
+        cap: the most calls in flight (``--concurrent``); more end as overloads.
+        counts: counts each start and builds overload records.
+        ended: gets each overload record (the engine's end of a call).
+        after_timer: runs after the precise timer's starts with ``now`` (a due snapshot).
+    """
+
+    def __init__(self, admission: Admission, runner: Runner, pump: Pump, *, t0: float,
+                 cap: int, counts: IntervalAccountant, ended: Callable[[CallRecord], None],
+                 after_timer: Callable[[float], None]) -> None:
+        self.admission = admission
+        self.runner = runner
+        self.pump = pump
+        self.t0 = t0
+        self.cap = cap
+        self.counts = counts
+        self.ended = ended
+        self.after_timer = after_timer
+        self.closed = False
+        self.timer = precise_timer(pump.loop, self._on_timer)
+        self.gc_paced = False  #: automatic collection is off while starts are paced
+        runner.stamp_sends = True
+        if self.timer is not None and gc.isenabled():
+            gc.disable()  # collections move to the gaps between starts (rule 4)
+            self.gc_paced = True
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def begin(self, now: float) -> None:
+        """The schedule starts when calling does, not when the socket was bound."""
+        if self.admission.pacer.scheduled == 0:
+            self.admission.pacer.begin(now)
+
+    def start_due(self, now: float) -> None:
+        """Start every call due at ``now`` (rules 1, 2)."""
+        admission, runner, pump, counts, cap = (self.admission, self.runner, self.pump,
+                                                self.counts, self.cap)
+        for _ in range(BURST):
+            start = admission.take(now)
+            if start is None:
+                return
+            counts.call_started(start.intended, now)
+            if runner.active >= cap:
+                self.ended(counts.overload(start.number, start.intended, now, runner.active))
+                continue
+            rec = runner.start_call(start.number, start.intended, self.now(), start.user).record
+            pump.flush()
+            if rec.messages and rec.messages[0][1] == "out":
+                admission.follow_wire(start.intended, rec.actual_start)
+
+    def deadline(self) -> float | None:
+        """The next release when there is no precise timer; else arms the timer (rule 3)."""
+        release = self.admission.next_release()
+        timer = self.timer
+        if timer is None:
+            return release
+        if release is None:
+            timer.disarm()
+        elif timer.armed != self.t0 + release:
+            timer.arm(self.t0 + release)
+        return None
+
+    def holds(self, when: float) -> bool:
+        """Whether work due at ``when`` waits for a call start coming first (rule 5)."""
+        if self.timer is None:
+            return False
+        release = self.admission.next_release()
+        return release is not None and release < when + SNAPSHOT_SLACK
+
+    def scheduled_all(self) -> bool:
+        """Whether every call of the schedule has been taken (started or not)."""
+        return self.admission.pacer.peek() is None
+
+    def add_calls(self, n: int, first_number: int) -> None:
+        """``n`` more calls to start (a lost worker's), numbered from ``first_number``."""
+        self.admission.add_calls(n, first_number)
+        self.pump.rearm()
+
+    def release_calls(self, n: int) -> int:
+        """Give up to ``n`` calls not yet started away; returns how many were given."""
+        given = self.admission.release_calls(n)
+        self.pump.rearm()
+        return given
+
+    def set_rate(self, rate: float) -> None:
+        """Start calls at ``rate`` from now on (the ramp keeps its steps)."""
+        self.admission.pacer.set_rate(rate, self.now())
+        self.pump.rearm()
+
+    def target_rate(self, now: float) -> float:
+        """The rate calls are being started at (0 once nothing is left to start)."""
+        admission = self.admission
+        return admission.pacer.rate_at(now) if admission.scheduling() else 0.0
+
+    def _on_timer(self) -> None:
+        """The precise timer: a call start is due (released here, not on the loop's tick)."""
+        if self.closed:
+            return
+        self.start_due(self.now())
+        self.after_timer(self.now())
+        if self.gc_paced:
+            release = self.admission.next_release()
+            collect_owed(release is None or release - self.now() >= GC_SLACK)
+        self.pump.rearm()
+
+    def close(self) -> None:
+        """No more starts: the timer closed, automatic collection back on."""
+        self.closed = True
+        if self.timer is not None:
+            self.timer.close()
+        if self.gc_paced:
+            self.gc_paced = False
+            gc.enable()
