@@ -23,6 +23,11 @@ workers), read by ``wait4`` on that one process.  From the two counts:
 * **time to the first call**: wall seconds from starting the command to the first
   datagram reaching the UAS's port, on the kernel's timestamp (``tcpdump -c 1``).
 
+Before the runs each checkout's ``sipload/`` is byte-compiled (``compileall``), as
+``pip install`` does: where ``PYTHONDONTWRITEBYTECODE`` is set (as on the development
+VM) an editable checkout would otherwise compile every pure module from source on every
+start, a few tenths of a second that no installed sipload pays.
+
 With ``--repeat N`` the runs are interleaved (sipload small, sipload large, SIPp
 small, SIPp large, again) and each figure is the median.  The machine's other load
 moves every figure: compare ratios taken in one command.  Exits 0 unless a peer
@@ -169,6 +174,12 @@ def run_sipp(port: int, calls: int, rate: float, work: Path) -> Run:
     return Run("SIPp", calls, cpu, wall, first_s, code == 0, "" if code == 0 else f"exit {code}")
 
 
+def byte_compile(tree: Path) -> None:
+    """``.pyc`` files for a checkout's ``sipload/``, as an install has them."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "sipload")],
+                   check=False, capture_output=True)
+
+
 def _median(values: list[float | None]) -> float | None:
     got = [v for v in values if v is not None]
     return statistics.median(got) if got else None
@@ -220,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.before is not None:
         who.insert(0, "before")
     runs: dict[str, list[Run]] = {w: [] for w in who}
+    for tree in [REPO] + ([args.before] if args.before is not None else []):
+        byte_compile(tree)
     with tempfile.TemporaryDirectory(prefix="run_bench-") as d:
         work = Path(d)
         port = free_udp_port()

@@ -136,7 +136,12 @@ def record_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_NO_MEDIA: dict[str, float | None] = dict.fromkeys(MEDIA_COLUMNS)
+
+
 def _media_cells(media: dict[str, float]) -> dict[str, float | None]:
+    if not media:
+        return _NO_MEDIA  # most calls: spread into the row, never changed
     return {column: (float(media[name]) if name in media else None)
             for name, column in zip(MEDIA_FIELDS, MEDIA_COLUMNS, strict=True)}
 
@@ -171,10 +176,7 @@ class RunWriter:
         rows = [record_row(r) for r in records]
         if not rows:
             return 0
-        import pyarrow as pa
-
-        batch = pa.RecordBatch.from_pylist(rows, schema=call_schema())
-        self._open_calls().write_batch(batch)
+        self._open_calls().write_batch(_batch(rows, call_schema()))
         self._calls_file.flush()
         self.rows += len(rows)
         return len(rows)
@@ -214,9 +216,7 @@ class RunWriter:
             return 0
         self.open_traces()
         assert self._traces is not None and self._pcap is not None
-        import pyarrow as pa
-
-        self._traces.write_batch(pa.RecordBatch.from_pylist(rows, schema=trace_schema()))
+        self._traces.write_batch(_batch(rows, trace_schema()))
         self._traces_file.flush()
         for r in rows:
             local, remote = (r["local_host"], r["local_port"]), (r["remote_host"],
@@ -243,6 +243,16 @@ class RunWriter:
             self._pcap_file.close()
         self._intervals.close()
         self._events.close()
+
+
+def _batch(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
+    """Rows (dicts holding every column of ``schema``) as one batch, built column by
+    column: ``RecordBatch.from_pylist`` takes about 90 µs per call record (40 columns,
+    most of them null), this about 7, and the coordinator writes one per call."""
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays(
+        [pa.array([r[f.name] for r in rows], type=f.type) for f in schema], schema=schema)
 
 
 def _read_stream(f: Path, schema: pa.Schema) -> pa.Table:
