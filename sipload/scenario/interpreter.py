@@ -379,13 +379,11 @@ class Runner:
         if rec.end == 0.0:
             rec.end = now
         rec.call_id = inst.vars.get("call_id", "")
+        if self.ua.state.located:  # a located target (RFC 3263): where each request went
+            self._located(inst)
         for leg in inst.legs.values():
             if leg.cid:
                 self._retransmitted(rec, self.ua.call_take_retransmissions(leg.cid))
-                located = self.ua.call_take_server(leg.cid)
-                if located is not None:
-                    rec.server, moved = located
-                    rec.failovers += moved
         for leg in inst.legs.values():
             if teardown and leg.live:
                 try:
@@ -397,6 +395,18 @@ class Runner:
         del self._instances[inst.iid]
         self.media.finish(inst, now)
         self._finished.append(rec)
+
+    def _located(self, inst: CallInstance) -> None:
+        """The server each of the call's requests to a located name last went to (the
+        INVITE's wins) and how often they moved on (:mod:`sipload.ua.failover`)."""
+        rec, ua = inst.record, self.ua
+        keys = [*inst.tids, *(leg.rid for leg in inst.legs.values() if leg.rid),
+                *(leg.cid for leg in inst.legs.values() if leg.cid)]
+        for key in keys:
+            located = ua.call_take_server(key)
+            if located is not None:
+                rec.server, moved = located
+                rec.failovers += moved
 
     def _check_step(self, inst: CallInstance, step: CheckStep, now: float) -> bool:
         """Run a check step's conditions; False when one failed (the call failed)."""

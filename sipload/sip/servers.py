@@ -18,6 +18,10 @@ Theory of operation
 3. The caller sends to the first and, when it times out, gets an ICMP/transport
    error or a 503, sends the request anew to the next (§4.3); a request that ran out
    of servers fails as it would have with one.
+4. A server that answered 503 with Retry-After is avoided for that long
+   (:meth:`ServerSet.avoid`, RFC 3261 §21.5.4): until then :meth:`ServerSet.pick`
+   puts it after every server that is not avoided (it is still tried when all
+   others fail, never dropped).
 """
 
 from __future__ import annotations
@@ -71,9 +75,31 @@ class ServerSet:
             key = (s.name, s.port, s.priority, s.transport, s.weight, s.rank)
             groups.setdefault(key, []).append(s)
         self._targets = [tuple(g) for g in groups.values()]
+        self._avoided: dict[Peer, float] = {}  #: peer -> until when (rule 4)
 
-    def pick(self) -> list[Peer]:
-        """Every server's peer, in the order this request should try them (rule 2)."""
+    def avoid(self, peer: Peer, until: float) -> bool:
+        """Avoid ``peer`` until ``until`` (rule 4); False when it is none of this set's."""
+        if not any(s.peer == peer for s in self.servers):
+            return False
+        self._avoided[peer] = max(until, self._avoided.get(peer, 0.0))
+        return True
+
+    def avoided(self, now: float) -> list[Peer]:
+        """The servers avoided at ``now`` (expired ones are forgotten)."""
+        for peer in [p for p, until in self._avoided.items() if until <= now]:
+            del self._avoided[peer]
+        return list(self._avoided)
+
+    def pick(self, now: float = 0.0) -> list[Peer]:
+        """Every server's peer, in the order this request should try them at ``now``
+        (rules 2 and 4)."""
+        order = self._draw()
+        if not self._avoided:
+            return order
+        avoided = set(self.avoided(now))
+        return [p for p in order if p not in avoided] + [p for p in order if p in avoided]
+
+    def _draw(self) -> list[Peer]:
         out: list[Peer] = []
         for rank, prio in sorted({(t[0].rank, t[0].priority) for t in self._targets}):
             left = sorted((t for t in self._targets

@@ -63,7 +63,7 @@ from sipload.ua.core import (
     tx_label,
 )
 from sipload.ua.events import Event, EventType
-from sipload.ua.failover import first_hops, label
+from sipload.ua.failover import first_hops, send_located
 from sipload.ua.ids import IdGenerator
 from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel
 from sipload.ua.routing import build_initial, next_hop
@@ -281,16 +281,14 @@ class UserAgent:
         now = self._now(now)
         s = self.state
         cid = s.new_id()
-        hops = first_hops(s, invite)
+        hops = first_hops(s, invite, now)
         peer = hops[0] if hops else next_hop(s, invite)
         call = Call(cid, True, CallState.CALLING, invite, 0, peer)
         call.local = s.source
         s.calls[cid] = call
         call.invite_tid = send_request(s, invite, Purpose.INVITE, now, cid=cid, peer=peer)
         if hops:
-            s.tx[call.invite_tid].alternates = tuple(hops[1:])
-            if len(s.located) < 1_000_000:
-                s.located[cid] = (label(peer), 0)
+            send_located(s, s.tx[call.invite_tid], hops)
         return cid
 
     def set_servers(self, servers: ServerSet) -> None:
@@ -300,7 +298,8 @@ class UserAgent:
 
     def call_take_server(self, cid: int) -> tuple[str, int] | None:
         """(the server call ``cid``'s INVITE last went to, how many times it moved on),
-        for a call placed to a located name; None otherwise.  Forgotten once taken."""
+        for a call placed to a located name; None otherwise.  Forgotten once taken.
+        The same for a registration's rid and for the tid of a request outside calls."""
         return self.state.located.pop(cid, None)
 
     @property
@@ -459,7 +458,16 @@ class UserAgent:
         return req
 
     def message_send_request(self, request: Request, now: float | None = None) -> int:
-        return send_request(self.state, request, Purpose.OUT_OF_DIALOG, self._now(now))
+        """Send a request outside any dialog; returns its tid (which its events carry,
+        even when it moves on to another server of a located name)."""
+        now = self._now(now)
+        s = self.state
+        hops = first_hops(s, request, now)
+        tid = send_request(s, request, Purpose.OUT_OF_DIALOG, now,
+                           peer=hops[0] if hops else None)
+        if hops:
+            send_located(s, s.tx[tid], hops)
+        return tid
 
     def message_build_answer(self, tid: int, status: int) -> Response:
         return self.call_build_answer(tid, status)

@@ -101,6 +101,9 @@ def resend(s: UAState, rec: TxRecord, new: Request, now: float,
         s, new, rec.purpose, now, cid=rec.cid, did=rec.did, rid=rec.rid, peer=rec.peer,
         auth_realms=auth_realms, local=rec.local,
     )
+    again = s.tx[tid]
+    again.alternates = rec.alternates  # the servers still to try, if this one fails
+    again.origin = rec.origin
     call = s.calls.get(rec.cid)
     if call is not None and rec.purpose == Purpose.INVITE:
         call.invite = new

@@ -15,6 +15,7 @@ from sipload.sip.message import Request, Response
 from sipload.ua.auth import auth_retry
 from sipload.ua.core import emit, send_request
 from sipload.ua.events import EventType
+from sipload.ua.failover import first_hops, send_located
 from sipload.ua.routing import build_initial, next_hop
 from sipload.ua.state import Purpose, Registration, TxRecord, UAState
 
@@ -44,9 +45,15 @@ def build_register(s: UAState, rid: int, expires: int) -> Request:
 
 
 def send_register(s: UAState, rid: int, request: Request, now: float) -> int:
+    """Send a REGISTER of ``rid``: to its registrar, or to the servers of a located
+    name in the order picked for it (:mod:`sipload.ua.failover`)."""
     reg = s.reg(rid)
     reg.request = request
-    reg.tid = send_request(s, request, Purpose.REGISTER, now, rid=rid, peer=reg.peer)
+    hops = first_hops(s, request, now)
+    reg.tid = send_request(s, request, Purpose.REGISTER, now, rid=rid,
+                           peer=hops[0] if hops else reg.peer)
+    if hops:
+        send_located(s, s.tx[reg.tid], hops)
     return reg.tid
 
 

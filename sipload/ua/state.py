@@ -166,6 +166,7 @@ class TxRecord:
     auth_realms: tuple[str, ...] = ()  #: realms we already answered on this request chain
     alternates: tuple[Peer, ...] = ()  #: servers to try next on failure (RFC 3263 §4.3)
     local: int = 0  #: the local address its messages leave from (UAState.locals)
+    origin: int = 0  #: the tid the program knows, when this request replaced it (failover)
 
     def __init__(
         self,
@@ -188,6 +189,7 @@ class TxRecord:
         self.auth_realms = auth_realms
         self.alternates = ()
         self.local = 0
+        self.origin = 0
 
 
 @dataclass(slots=True)
@@ -242,7 +244,9 @@ class UAState:
         self.reinvite_cseq: dict[int, int] = {}  #: did -> CSeq of our last re-INVITE
         self.nc = ClientNonceCounter()
         self.servers: dict[str, ServerSet] = {}  #: located name -> its servers (RFC 3263)
-        self.located: dict[int, tuple[str, int]] = {}  #: cid -> (server label, failovers)
+        #: cid (a call), rid (a registration) or tid (a request outside both) -> (the
+        #: server it last went to, how many times it moved on), for located names
+        self.located: dict[int, tuple[str, int]] = {}
         self.failovers = 0  #: requests sent anew to the next server
         self.addresses: dict[str, tuple[str, str]] = {}  #: name-addr text -> (URI, header)
         self.hops: dict[str, Peer] = {}  #: Route or Request-URI text -> next hop

@@ -29,7 +29,7 @@ from sipload.ua.callstate import CallAction, CallInput, step
 from sipload.ua.core import add_dialog, arm_dialog, dlg_request, drop_tx, emit, flush, release
 from sipload.ua.eventmap import call_failure_event, message_event
 from sipload.ua.events import EventType
-from sipload.ua.failover import fail_over
+from sipload.ua.failover import fail_over, moved_on_503
 from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel, send_prack
 from sipload.ua.registration import on_register_response
 from sipload.ua.state import Call, CallDialog, Peer, Purpose, TxRecord, UAState
@@ -65,12 +65,16 @@ def on_response(s: UAState, resp: Response, now: float) -> None:
             purpose == Purpose.REFRESH and tx.request.method == "INVITE"):
         _on_reinvite_response(s, rec, passed, now)
     elif purpose == Purpose.REGISTER:
+        if passed.status == 503 and moved_on_503(s, rec, passed, now):
+            return
         on_register_response(s, rec, passed, now)
     elif purpose == Purpose.OUT_OF_DIALOG:
         if passed.status >= 300 and auth_retry(s, rec, passed, now):
             return
-        emit(s, message_event(passed.status, False), now, tid=rec.tid, request=tx.request,
-             response=passed)
+        if passed.status == 503 and moved_on_503(s, rec, passed, now):
+            return
+        emit(s, message_event(passed.status, False), now, tid=rec.origin or rec.tid,
+             request=tx.request, response=passed)
     elif purpose == Purpose.CANCEL:
         return
     else:
@@ -136,7 +140,7 @@ def _on_invite_response(s: UAState, rec: TxRecord, resp: Response, now: float) -
         return
     if status == 422 and interval_retry(s, rec, resp, now):
         return
-    if status == 503 and fail_over(s, rec, now):
+    if status == 503 and moved_on_503(s, rec, resp, now):
         return
     emit(s, call_failure_event(status), now, cid=call.cid, tid=rec.tid,
          request=rec.tx.request, response=resp)
@@ -253,11 +257,14 @@ def tx_failed(s: UAState, rec: TxRecord, reason: str, now: float) -> None:
         return
     req = rec.tx.request
     purpose = rec.purpose
+    if purpose in (Purpose.REGISTER, Purpose.OUT_OF_DIALOG) and fail_over(s, rec, now):
+        return
     if purpose == Purpose.REGISTER:
-        emit(s, EventType.REGISTRATION_FAILURE, now, rid=rec.rid, tid=rec.tid, request=req,
-             reason=reason)
+        emit(s, EventType.REGISTRATION_FAILURE, now, rid=rec.rid, tid=rec.origin or rec.tid,
+             request=req, reason=reason)
     elif purpose == Purpose.OUT_OF_DIALOG:
-        emit(s, EventType.MESSAGE_REQUESTFAILURE, now, tid=rec.tid, request=req, reason=reason)
+        emit(s, EventType.MESSAGE_REQUESTFAILURE, now, tid=rec.origin or rec.tid, request=req,
+             reason=reason)
     elif call is None:
         return
     elif purpose == Purpose.INVITE:
@@ -289,6 +296,6 @@ def transport_error(s: UAState, peer: Peer, now: float, reason: str, call_id: st
         if isinstance(rec.tx, ClientTransaction):
             if fail_over(s, rec, now):
                 continue
-            emit(s, EventType.TRANSPORT_ERROR, now, cid=rec.cid, did=rec.did, tid=rec.tid,
-                 request=rec.tx.request, reason=reason)
+            emit(s, EventType.TRANSPORT_ERROR, now, cid=rec.cid, did=rec.did,
+                 tid=rec.origin or rec.tid, request=rec.tx.request, reason=reason)
             tx_failed(s, rec, reason, now)
