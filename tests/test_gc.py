@@ -325,3 +325,41 @@ def test_engine_leaves_no_garbage_per_call() -> None:
     few = _engine_garbage(40)
     many = _engine_garbage(400)
     assert many - few < 40, (few, many)  # 360 calls more: not one object per call
+
+
+# ------------------------------------------------------------------ held calls
+
+HOLD = """
+name: gc-hold
+role: uac
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 100
+    optional: true
+  - recv: [180, 183]
+    optional: true
+  - recv: 200
+  - send: ACK
+  - pause: 3600s
+  - send: BYE
+    headers: {X-Last: "%s"}
+  - recv: 200
+"""
+
+
+def _held_lasts(text: str) -> list[object]:
+    sp = ScenarioPair(program(text), program("basic_call_uas.yaml"))
+    sp.run(calls=5, until=2.0)
+    insts = list(sp.uac._instances.values())
+    assert len(insts) == 5 and all(i.waiting == "pause" for i in insts)
+    return [leg.last for i in insts for leg in i.legs.values()]
+
+
+def test_held_call_keeps_no_parsed_message() -> None:
+    assert _held_lasts(HOLD % "none") == [None] * 5
+
+
+def test_held_call_keeps_the_last_message_a_template_reads() -> None:
+    lasts = _held_lasts(HOLD % "${last_status}")
+    assert len(lasts) == 5 and all(last is not None for last in lasts)

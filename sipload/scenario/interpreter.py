@@ -683,6 +683,14 @@ class Runner:
 
     # ------------------------------------------------------------------ running steps
 
+    def _forget_last(self, inst: CallInstance) -> None:
+        """A waiting call drops the last message of each leg when no template reads it
+        (``Program.keeps_last``): a check reads the message that completes its own
+        step, and nothing else does; a held call then keeps no parsed message."""
+        if not self.program.keeps_last:
+            for leg in inst.legs.values():
+                leg.last = None
+
     def _wait_recv(self, inst: CallInstance, now: float) -> None:
         """Wait at the recv chain starting at ``pc``; take what the inbox holds for it."""
         steps = self.program.steps
@@ -693,6 +701,8 @@ class Runner:
         inst.waiting = "recv"
         inst.wait_owner = owner
         self._set_deadline(inst, now + timeout)
+        if not inst.inbox:
+            self._forget_last(inst)
         i = 0
         while i < len(inst.inbox):
             leg_name, ev = inst.inbox[i]
@@ -733,6 +743,8 @@ class Runner:
             elif isinstance(step, PauseStep):
                 inst.waiting = "pause"
                 self._set_deadline(inst, now + sample_pause(step, self.rng))
+                if not inst.inbox:
+                    self._forget_last(inst)
                 return
             elif isinstance(step, DtmfStep):
                 if inst.sub >= len(step.digits):

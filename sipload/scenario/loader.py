@@ -143,6 +143,7 @@ class _Compiler:
         self.marks = marks
         self.labels: dict[str, int] = {}
         self.known: set[str] = set(KEYWORDS)
+        self.uses_last = False  #: a template reads the last message (``${last.X}`` ...)
         self.known.update(f"field{i}" for i in range(max(csv_fields, 0)))
         self.csv_fields = csv_fields
         self.methods = frozenset(str(m) for m in data.get("methods", []) or [])
@@ -251,6 +252,8 @@ class _Compiler:
     def template(self, text: Any, path: Path_) -> Template:
         t = Template.compile(str(text))
         for name in t.names:
+            if name.startswith("last"):
+                self.uses_last = True
             if name.startswith(LAST_PREFIX) and len(name) > len(LAST_PREFIX):
                 continue
             if name not in self.known:
@@ -617,7 +620,8 @@ class _Compiler:
             supported=tuple(str(x) for x in d.get("supported", []) or []),
             thresholds=tuple(str(x) for x in d.get("thresholds", []) or []),
             methods=tuple(sorted(self.methods)), warnings=tuple(self.warnings),
-            digest=digest, injection=injection, media=self.media_specs(), **extra,
+            digest=digest, injection=injection, media=self.media_specs(),
+            keeps_last=self.uses_last, **extra,
         )
 
 

@@ -266,6 +266,9 @@ class Program:
     injection: Injection | None = None  #: the rows of ``inject:``, read when loaded
     media: tuple[tuple[str, MediaSpec], ...] = ()
     #: RTP per leg name ("" = every leg without its own), from ``media:``; () = no media
+    keeps_last: bool = True
+    #: a template reads the last message received (``${last.X}``, ``${last_status}`` ...):
+    #: without one, a call waiting (a pause, a recv with nothing queued) drops it
 
     def media_for(self, leg: str) -> MediaSpec | None:
         """The media spec of a leg (its own, else the scenario's), or None: no RTP."""
