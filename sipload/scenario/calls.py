@@ -141,6 +141,9 @@ class CallInstance:
     call_ids: list[str] = field(default_factory=list)
     digest: DigestServer | None = None  #: the server of our last challenge
     local: int = 0  #: the UA local address the call runs on (RunContext.locals)
+    #: the keywords every call of its address shares (local_host, target, worker ...):
+    #: one dict for them all, read after ``vars`` (:meth:`var`, :class:`Values`)
+    consts: dict[str, str] = field(default_factory=dict)
 
     def __init__(
         self,
@@ -183,6 +186,12 @@ class CallInstance:
         self.call_ids = [] if call_ids is None else call_ids
         self.digest = digest
         self.local = 0
+        self.consts = _NO_CONSTS
+
+    def var(self, name: str) -> str:
+        """A variable or keyword of the call ("" when it has none by that name)."""
+        v = self.vars.get(name)
+        return v if v is not None else self.consts.get(name, "")
 
     def leg(self, name: str) -> Leg:
         leg = self.legs.get(name)
@@ -190,6 +199,10 @@ class CallInstance:
             leg = Leg(name)
             self.legs[name] = leg
         return leg
+
+
+_NO_CONSTS: dict[str, str] = {}
+"""The ``consts`` of a call made without any (never written)."""
 
 
 class CallIndex:
@@ -242,17 +255,23 @@ def mark_timers(inst: CallInstance, start_timer: str, stop_timer: str, now: floa
 
 
 class Values(Mapping[str, str]):
-    """A call's variables, plus keywords computed from its leg when a template asks."""
+    """A call's variables, its shared keywords (``consts``), plus keywords computed from
+    its leg when a template asks."""
 
-    __slots__ = ("leg", "ua", "vars")
+    __slots__ = ("consts", "leg", "ua", "vars")
 
-    def __init__(self, variables: dict[str, str], leg: Leg | None, ua: UserAgent) -> None:
+    def __init__(self, variables: dict[str, str], leg: Leg | None, ua: UserAgent,
+                 consts: dict[str, str] | None = None) -> None:
         self.vars = variables
         self.leg = leg
         self.ua = ua
+        self.consts = consts if consts is not None else _NO_CONSTS
 
     def __getitem__(self, key: str) -> str:
         v = self.vars.get(key)
+        if v is not None:
+            return v
+        v = self.consts.get(key)
         if v is not None:
             return v
         leg = self.leg
@@ -285,7 +304,7 @@ class Values(Mapping[str, str]):
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.vars)
+        return iter({**self.consts, **self.vars})
 
     def __len__(self) -> int:
-        return len(self.vars)
+        return len({**self.consts, **self.vars})

@@ -40,7 +40,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sipload.scenario.calls import INF, CallIndex, CallInstance, Leg, Rng, RunContext, mark_timers
+from sipload.scenario.calls import (
+    INF,
+    CallIndex,
+    CallInstance,
+    Leg,
+    Rng,
+    RunContext,
+    Values,
+    mark_timers,
+)
 from sipload.scenario.inject import Injection
 from sipload.scenario.matching import (
     FATAL,
@@ -122,6 +131,7 @@ class Runner:
         #: responses received by calls, by code, since the engine last took them
         #: (the per-second chart counts them when they arrive, not when calls end)
         self.codes_received: dict[str, int] = {}
+        self._consts_by_key: dict[tuple[object, ...], dict[str, str]] = {}
         self.media = self.sender.media
         steps = program.steps
         self._first, self._takers = entry_steps(program)  # rule 4 (b), (c)
@@ -268,38 +278,55 @@ class Runner:
             contact = self.ua.state.contact_of(local)
             rec.source = host
         media_ip = media_ip or host
+        consts = self._consts(local, host, port, media_ip, media_port, contact)
         values = {
-            "call_number": str(call_number), "local_host": host,
-            "local_port": str(port), "remote_host": ctx.remote_host,
-            "remote_port": str(ctx.remote_port), "transport": ctx.transport,
-            "target": hostport(ctx.remote_host, ctx.remote_port),
-            "local_address": hostport(host, port),
-            "service": ctx.service,
-            "media_ip": media_ip, "media_port": str(media_port),
-            "worker": str(ctx.worker), "local_contact": contact, "pid": str(ctx.pid),
-            "local_ip_type": "6" if ":" in host else "4",
-            "media_ip_type": "6" if ":" in media_ip else "4",
-            "branch": "", "cseq": "", "call_id": "", "username": "", "password": "",
-            "realm": "",
+            "call_number": str(call_number), "branch": "", "cseq": "", "call_id": "",
+            "username": "", "password": "", "realm": "",
         }
         row: dict[str, str] = {}
         if self.injection is not None and self.injection.rows:
             draw = self.rng.randrange(len(self.injection.rows))
             row = self.injection.row_for(call_number, draw, user_index)
             values.update(row)
+        both = Values(values, None, self.ua, consts)
         for name, tmpl in self.program.variables:
             if name not in row:  # CSV fields win over variables: (defaults)
-                values[name] = tmpl.render(values)
+                values[name] = tmpl.render(both)
         if self.program.credentials is not None:
-            user, password, realm = (t.render(values) for t in self.program.credentials)
+            user, password, realm = (t.render(both) for t in self.program.credentials)
             values["username"], values["password"], values["realm"] = user, password, realm
             if (user, password, realm) not in self._creds:
                 self._creds.add((user, password, realm))
                 self.ua.add_authentication_info(user, user, password, realm)
         inst = CallInstance(self._next_iid, rec, values)
+        inst.consts = consts
         inst.local = local
         self._instances[inst.iid] = inst
         return inst
+
+    def _consts(self, local: int, host: str, port: int, media_ip: str, media_port: int,
+                contact: str) -> dict[str, str]:
+        """The keywords every call on local address ``local`` shares: one dict, made once
+        (a held call keeps only its own variables)."""
+        ctx = self.ctx
+        key = (local, host, port, media_ip, media_port, contact, ctx.remote_host,
+               ctx.remote_port, ctx.transport, ctx.service, ctx.worker, ctx.pid)
+        consts = self._consts_by_key.get(key)
+        if consts is None:
+            if len(self._consts_by_key) >= 64:
+                self._consts_by_key.clear()
+            consts = {
+                "local_host": host, "local_port": str(port), "remote_host": ctx.remote_host,
+                "remote_port": str(ctx.remote_port), "transport": ctx.transport,
+                "target": hostport(ctx.remote_host, ctx.remote_port),
+                "local_address": hostport(host, port), "service": ctx.service,
+                "media_ip": media_ip, "media_port": str(media_port),
+                "worker": str(ctx.worker), "local_contact": contact, "pid": str(ctx.pid),
+                "local_ip_type": "6" if ":" in host else "4",
+                "media_ip_type": "6" if ":" in media_ip else "4",
+            }
+            self._consts_by_key[key] = consts
+        return consts
 
     def _incoming(self, ev: Event, now: float) -> None:
         """A new call or out-of-dialog request nobody owns yet (rule 4)."""
@@ -801,7 +828,7 @@ class Runner:
 
     def _goto(self, inst: CallInstance, step: GotoStep) -> bool:
         if step.when_var:
-            value = inst.vars.get(step.when_var, "")
+            value = inst.var(step.when_var)
             if step.when_equals is not None and \
                     value != step.when_equals.render(self.sender.values(inst, None)):
                 return False

@@ -99,7 +99,8 @@ def find_taker(steps: tuple[AnyStep, ...], taker_steps: list[int],
             leg = inst.legs.get(s.leg)
             if method == "INVITE" and leg is not None and leg.live:
                 continue
-            if s.match and failed_check(s.match, req, Values(inst.vars, leg, ua)) is not None:
+            if s.match and failed_check(
+                    s.match, req, Values(inst.vars, leg, ua, inst.consts)) is not None:
                 continue
             return inst, s.leg
     return None
@@ -122,7 +123,8 @@ def classify(steps: tuple[AnyStep, ...], inst: CallInstance, leg_name: str, ev: 
             own_leg = True
             took = s.accepts_request(method) if is_request else s.accepts_response(status)
             if took and (not s.match or msg is None or failed_check(
-                    s.match, msg, Values(inst.vars, inst.legs.get(leg_name), ua)) is None):
+                    s.match, msg,
+                    Values(inst.vars, inst.legs.get(leg_name), ua, inst.consts)) is None):
                 return "accept", j
             if not s.optional:
                 break

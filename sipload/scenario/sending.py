@@ -78,7 +78,7 @@ class Sender:
         self.media = MediaCalls(program)  #: RTP of the calls (once the engine attaches a table)
 
     def values(self, inst: CallInstance, leg: Leg | None) -> Values:
-        return Values(inst.vars, leg, self.ua)
+        return Values(inst.vars, leg, self.ua, inst.consts)
 
     def log_out(self, inst: CallInstance, label: str, now: float, queued_before: int,
                 step: SendStep | ReplyStep | None = None) -> None:
@@ -122,7 +122,7 @@ class Sender:
               ctype: str | None, values: Values) -> tuple[bytes | None, str | None]:
         if body is None:
             return None, ctype
-        ip = inst.vars.get("media_ip") or self.ctx.local_host
+        ip = inst.var("media_ip") or self.ctx.local_host
         spec = self.media.spec(leg) if body.sdp else None
         media: MediaSdp | None = None
         if spec is not None:
