@@ -361,8 +361,12 @@ def test_a_worker_joining_mid_run_takes_a_share_of_what_is_left(
     and every one of the run's calls is made once, numbered without collision."""
     from sipload.cluster.channel import make_keys
 
+    total = 1500
+
     keys = make_keys(tmp_path / "keys").folder
-    run = runs(BASIC, "--calls", 600, "--rate", 100, "--workers", 1, "--keys", keys, "--quiet")
+    # 15 s of calls: a joiner on a loaded 2-core host took 5 s to say Hello, after a
+    # 6 s run had started every call
+    run = runs(BASIC, "--calls", total, "--rate", 100, "--workers", 1, "--keys", keys, "--quiet")
     run.wait_event("go", 30)
     run.wait_calls(0, 50, 15)
     url = next(e["url"] for e in run.events() if e["event"] == "coordinator_listening")
@@ -386,13 +390,13 @@ def test_a_worker_joining_mid_run_takes_a_share_of_what_is_left(
     given = released[0]["calls"]
     assert given == joined[0]["calls"] > 0
     calls, table = check_accounting(run)
-    assert calls["attempted"] == calls["succeeded"] == 600, calls
+    assert calls["attempted"] == calls["succeeded"] == total, calls
     rows = by_worker(table)
-    assert len(rows[1]) == given and len(rows[0]) == 600 - given
+    assert len(rows[1]) == given and len(rows[0]) == total - given
     # worker 0 made the start of its own range; the joiner numbers its calls in its own
-    # block, extra_numbers(600, 1) = 1200 on
-    assert sorted(r["call_number"] for r in rows[0]) == list(range(600 - given))
-    assert sorted(r["call_number"] for r in rows[1]) == list(range(1200, 1200 + given))
+    # block, extra_numbers(total, 1) = 2 * total on
+    assert sorted(r["call_number"] for r in rows[0]) == list(range(total - given))
+    assert sorted(r["call_number"] for r in rows[1]) == list(range(2 * total, 2 * total + given))
     # from the joiner's Go, the two shared the rate
     shares = [e for e in events if e["event"] == "worker_go"]
     assert [e["worker"] for e in shares] == [1]
