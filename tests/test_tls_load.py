@@ -208,3 +208,12 @@ def test_tls_failure_reasons_at_the_socket(behaviour: str, reason: str) -> None:
     assert failures == {reason: 1}
     assert len(errors) == 1 and errors[0][1] == "one@test"  # the call's, not the peer's
     assert reason.replace("_", " ") in errors[0][2]
+
+
+def test_tls_ca_must_be_a_pem_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    for path in (tmp_path / "bad.pem", tmp_path / "missing.pem"):
+        r = sipload("run", BASIC, "--calls", 1, "--transport", "tls", "--target",
+                    "127.0.0.1:5061", "--tls-ca", path, "--out", tmp_path / "x")
+        assert r.returncode == 2 and f"--tls-ca {path}: not a readable PEM" in r.stderr
+        assert not (tmp_path / "x").exists()  # nothing was run
