@@ -42,7 +42,8 @@ class Outcome:
 
 
 def _run(transport: str, connections: str, calls: int, *, trusted: bool = True,
-         insecure: bool = False, resume: bool = True, rate: float = 100.0) -> Outcome:
+         insecure: bool = False, resume: bool = True, rate: float = 100.0,
+         users: int | None = None) -> Outcome:
     cert, key = loopback_certificate()
     other, _ = loopback_certificate()  # what the UAC trusts when it should not trust the UAS
     out = Outcome()
@@ -54,7 +55,7 @@ def _run(transport: str, connections: str, calls: int, *, trusted: bool = True,
         serving = asyncio.ensure_future(uas.run())
         uac = Engine(EngineConfig(
             program=load_file(BASIC), target=(host, port), transport=transport,
-            calls=calls, rate=rate, seed=1, connections=connections,
+            calls=calls, rate=rate, seed=1, connections=connections, users=users,
             tls_cadata=cert if trusted else other, tls_insecure=insecure, tls_resume=resume,
             snapshot_every=0.2),
             on_records=out.records.extend,
@@ -95,12 +96,12 @@ def test_shared_opens_one_connection_per_worker(transport: str) -> None:
 
 
 def test_per_call_tls_resumes_sessions() -> None:
-    out = _run("tls", "per-call", 20, rate=50.0)
+    # one call at a time (closed model, 1 user): every call after the first starts once a
+    # session is known, so exactly 19 offer one, and the server resumes each
+    out = _run("tls", "per-call", 20, rate=50.0, users=1)
     t = out.totals
     assert t.handshakes == 20 and not t.failures
-    # calls started before the first connection had read anything have no session to
-    # offer; every session offered is resumed by the server
-    assert t.resumed == t.offered and 10 <= t.offered < 20, (t.offered, t.resumed)
+    assert t.offered == 19 and t.resumed == 19, (t.offered, t.resumed)
     hs = t.handshake_ms()
     assert hs is not None and hs["count"] == 20 and 0 < hs["p50"] < 1000
 
@@ -142,14 +143,14 @@ def test_failure_reasons() -> None:
 def test_run_per_call_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = sipload("run", BASIC, "--workers", 1, "--calls", 10, "--rate", 50, "--transport",
-                "tls", "--connections", "per-call", "--out", out)
+                "tls", "--connections", "per-call", "--users", 1, "--out", out)
     assert r.returncode == 0, r.stdout + r.stderr
     s = summary(out)
     validate_summary(s)
     c = s["connections"]
     assert c["mode"] == "per-call" and c["opened"] == 10
     assert c["tls"]["handshakes"] == 10
-    assert c["tls"]["resumed"] == c["tls"]["offered"] >= 1
+    assert c["tls"]["resumed"] == c["tls"]["offered"] == 9  # one call at a time: all but the first
     assert c["tls"]["verified"] is True
     assert "connections: per-call tls, opened 10" in r.stdout
     assert "| conns 10, tls 10 handshakes" in r.stdout  # the live line's last word
