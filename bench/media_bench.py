@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python3 bench/media_bench.py --calls 1000            # both, then the table
     python3 bench/media_bench.py --calls 250 500 1000    # a trend
     python3 bench/media_bench.py --calls 1000 --no-sipp --json out.json
+    python3 bench/media_bench.py --calls 500 --srtp      # RTP vs SRTP, sipload's echo
 
 What runs, for each N:
 
@@ -18,6 +19,12 @@ What runs, for each N:
 2. **SIPp**: the same SIPp ``-rtp_echo`` target (a fresh one) called by SIPp's
    uac with ``rtp_stream`` playing the same tone (a u-law WAV, looped), the same
    N, ramp and hold.
+
+With ``--srtp`` step 1 runs twice against ``sipload uas --srtp sdes`` (SIPp's
+``-rtp_echo`` answers RTP/AVP only): once with plain RTP (the UAS echoes it without
+per-call state), once with ``srtp: sdes`` (AES_CM_128_HMAC_SHA1_80: the caller
+protects 50 packets/s and unprotects the 50 that come back, the echo unprotects and
+protects again); the rows differ only in SRTP.
 
 Figures (each process's CPU from ``/proc/PID/stat`` over the steady window, all
 its threads; memory from ``VmRSS``):
@@ -59,11 +66,12 @@ from common import REPO, rss_kib
 from hdrh.histogram import HdrHistogram
 
 from sipload.media import g711, source
+from tests.bgproc import Background, sipload
 from tests.peers import free_port, sipp_uac, sipp_uas
 
 SCENARIO = """name: media-load
 role: uac
-media: {{codec: PCMU, ptime: 20ms, play: tone}}
+media: {{codec: PCMU, ptime: 20ms, play: tone{srtp}}}
 steps:
   - send: INVITE
     body: {{sdp: offer}}
@@ -157,19 +165,37 @@ def _percentiles(h: HdrHistogram) -> dict[str, float]:
         "max": h.get_max_value() / 1000.0}
 
 
-def run_sipload(n: int, ramp: float, steady: float, work: Path) -> dict[str, Any]:
-    """sipload against SIPp -rtp_echo; the run directory stays in ``work``."""
+class SiploadEcho(Background):
+    """``sipload uas --srtp sdes`` (the default UAS: echoes RTP, and SRTP per call)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(sipload("uas", "--listen", f"127.0.0.1:{port}", "--srtp", "sdes"),
+                         ready="listening on", ready_timeout=30)
+
+    def program_pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+
+def run_sipload(n: int, ramp: float, steady: float, work: Path,
+                srtp: bool | None = None) -> dict[str, Any]:
+    """sipload against SIPp -rtp_echo (``srtp`` None), or against ``sipload uas --srtp
+    sdes`` with RTP (False) or SRTP (True); the run directory stays in ``work``."""
     hold = ramp + steady + 3.0
     scenario = work / "media_load.yaml"
-    scenario.write_text(SCENARIO.format(hold_ms=int(hold * 1000)))
-    out = work / f"sipload-{n}"
+    scenario.write_text(SCENARIO.format(hold_ms=int(hold * 1000),
+                                        srtp=", srtp: sdes" if srtp else ""))
+    tag = {None: "", False: "-rtp", True: "-srtp"}[srtp]
+    out = work / f"sipload-{n}{tag}"
     sip_port, media_port = free_port("udp"), free_port("udp")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res: dict[str, Any] = {"tool": "sipload", "calls": n}
+    tool = {None: "sipload", False: "sipload RTP, sipload echo",
+            True: "sipload SRTP, sipload echo"}[srtp]
+    res: dict[str, Any] = {"tool": tool, "calls": n}
     drops0 = rcvbuf_errors()
-    with sipp_uas(sip_port, extra_args=["-rtp_echo", "-mp", str(media_port),
-                                        "-max_socket", "4096"],
-                  limit=hold + ramp + 120) as echo:
+    echo_proc: Any = SiploadEcho(sip_port) if srtp is not None else sipp_uas(
+        sip_port, extra_args=["-rtp_echo", "-mp", str(media_port), "-max_socket", "4096"],
+        limit=hold + ramp + 120)
+    with echo_proc as echo:
         cmd = [sys.executable, "-m", "sipload", "run", str(scenario), "--target",
                f"127.0.0.1:{sip_port}", "--calls", str(n), "--rate", f"{n / ramp:g}",
                "--workers", "1", "--out", str(out), "--quiet", "--allow-failures", "1"]
@@ -305,10 +331,17 @@ def show(rows: list[dict[str, Any]]) -> None:
               f" | {r['echo_cpu_share']:.2f} |")
     by = {(r["calls"], r["tool"]): r for r in rows if "error" not in r}
     for n in sorted({r["calls"] for r in rows}):
-        a, b = by.get((n, "sipload")), by.get((n, "sipp rtp_stream"))
-        if a and b and b["cpu_us_per_stream_s"] > 0:
-            print(f"{n} calls: sipload/SIPp CPU per stream-second "
-                  f"{a['cpu_us_per_stream_s'] / b['cpu_us_per_stream_s']:.2f}x")
+        b = by.get((n, "sipp rtp_stream"))
+        for name in ("sipload", "sipload RTP, sipload echo", "sipload SRTP, sipload echo"):
+            a = by.get((n, name))
+            if a and b and b["cpu_us_per_stream_s"] > 0:
+                print(f"{n} calls: {name} / SIPp CPU per stream-second "
+                      f"{a['cpu_us_per_stream_s'] / b['cpu_us_per_stream_s']:.2f}x")
+        a, c = by.get((n, "sipload SRTP, sipload echo")), by.get((n, "sipload RTP, sipload echo"))
+        if a and c and c["cpu_us_per_stream_s"] > 0:
+            print(f"{n} calls: SRTP / RTP CPU per stream-second "
+                  f"{a['cpu_us_per_stream_s'] / c['cpu_us_per_stream_s']:.2f}x (the caller), "
+                  f"echo CPU share {c['echo_cpu_share']:.2f} -> {a['echo_cpu_share']:.2f}")
 
 
 def _pct(v: Any) -> str:
@@ -325,6 +358,8 @@ def main() -> None:
     ap.add_argument("--ramp", type=float, default=5.0, help="seconds to start all calls")
     ap.add_argument("--steady", type=float, default=10.0, help="seconds measured at full load")
     ap.add_argument("--no-sipp", action="store_true", help="skip SIPp's rtp_stream run")
+    ap.add_argument("--srtp", action="store_true",
+                    help="sipload with RTP and with SRTP against sipload's own echo")
     ap.add_argument("--json", type=Path, help="write the rows here too")
     ap.add_argument("--keep", type=Path, help="keep the run directories here")
     args = ap.parse_args()
@@ -333,7 +368,11 @@ def main() -> None:
         work = Path(tmp) if args.keep is None else args.keep
         work.mkdir(parents=True, exist_ok=True)
         for n in args.calls:
-            rows.append(run_sipload(n, args.ramp, args.steady, work))
+            if args.srtp:
+                rows.append(run_sipload(n, args.ramp, args.steady, work, srtp=False))
+                rows.append(run_sipload(n, args.ramp, args.steady, work, srtp=True))
+            else:
+                rows.append(run_sipload(n, args.ramp, args.steady, work))
             if not args.no_sipp:
                 rows.append(run_sipp(n, args.ramp, args.steady, work))
     show(rows)

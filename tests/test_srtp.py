@@ -347,3 +347,47 @@ def test_the_default_uas_leaves_plain_offers_alone_and_refuses_bad_crypto() -> N
         why = echo.answer(2, offer, answer, 0.0)
         assert isinstance(why, str) and why.startswith("SRTP: ") and reason in why, why
     assert echo.refused == 3 and not table.calls
+
+
+# -- the scenario's media: section -------------------------------------------------------------
+
+def test_srtp_per_scenario_and_per_leg() -> None:
+    from sipload.scenario.loader import load_text
+
+    text = """
+name: legs
+role: uac
+media:
+  codec: PCMU
+  srtp: sdes
+  srtp_suites: [AES_CM_128_HMAC_SHA1_32]
+  legs:
+    plain: {srtp_suites: [AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32]}
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 200
+"""
+    program = load_text(text, "legs.yaml")
+    main, leg = program.media_for("main"), program.media_for("plain")
+    assert main is not None and leg is not None
+    assert (main.srtp, main.suites, main.proto) == ("sdes", (S32,), "RTP/SAVP")
+    assert (leg.srtp, leg.suites) == ("sdes", (S80, S32))
+
+
+@pytest.mark.parametrize(("media", "line", "reason"), [
+    ("{srtp: dtls}", 4, "srtp"),
+    ("{srtp: sdes, srtp_suites: [AES_256_CM_HMAC_SHA1_80]}", 4, "srtp_suites"),
+    ("{srtp_suites: [AES_CM_128_HMAC_SHA1_32]}", 4, "srtp_suites needs 'srtp: sdes'"),
+    ("{srtp: sdes, srtp_suites: []}", 4, "srtp_suites"),
+])
+def test_bad_srtp_settings_name_the_place(media: str, line: int, reason: str) -> None:
+    from sipload.scenario.errors import ScenarioError
+    from sipload.scenario.loader import load_text
+
+    text = (f"name: bad\nrole: uac\n\nmedia: {media}\nsteps:\n  - send: INVITE\n"
+            "    body: {sdp: offer}\n")
+    with pytest.raises(ScenarioError, match=reason) as err:
+        load_text(text, "bad.yaml")
+    assert err.value.line == line, str(err.value)
+    print(err.value)

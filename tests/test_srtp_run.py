@@ -336,3 +336,97 @@ def test_offers_with_unusable_crypto_are_refused_with_the_reason(tmp_path: Path)
         assert row["detail"].startswith("media: SRTP: "), row["detail"]
     for _, reason in BAD_OFFERS.values():
         assert any(reason in d for d in details), (reason, details)
+
+
+HOLD_CALLER = """
+name: srtp-hold
+role: uac
+media: {codec: PCMU, play: tone, srtp: sdes}
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 100
+    optional: true
+  - recv: 180
+    optional: true
+  - recv: 200
+  - send: ACK
+  - pause: 1s
+  - send: INVITE
+    body: {sdp: hold}
+  - recv: 100
+    optional: true
+  - recv: 200
+  - send: ACK
+  - pause: 500ms
+  - send: INVITE
+    body: {sdp: resume}
+  - recv: 100
+    optional: true
+  - recv: 200
+  - send: ACK
+  - pause: 1s
+  - check:
+      - media: {min_packets: 80}
+  - send: BYE
+  - recv: 200
+"""
+
+HOLD_ECHO = """
+name: srtp-hold-echo
+role: uas
+media: {echo: true, srtp: sdes}
+steps:
+  - recv: INVITE
+  - reply: 200
+    body: {sdp: answer}
+  - recv: ACK
+  - recv: INVITE
+  - reply: 200
+    body: {sdp: answer}
+  - recv: ACK
+  - recv: INVITE
+  - reply: 200
+    body: {sdp: answer}
+  - recv: ACK
+  - recv: BYE
+  - reply: 200
+"""
+
+
+@pytest.mark.timeout(120)
+def test_hold_and_resume_keep_the_keys_and_the_stream(tmp_path: Path) -> None:
+    """Re-INVITEs (hold, resume) re-offer the same a=crypto lines and keys; the answers
+    keep theirs: the stream goes on under the same SRTP contexts, no packet refused."""
+    import pyarrow.ipc as ipc
+
+    uas_port = free_port("udp")
+    (tmp_path / "uac.yaml").write_text(HOLD_CALLER)
+    (tmp_path / "uas.yaml").write_text(HOLD_ECHO)
+    out, uas_out = tmp_path / "run", tmp_path / "uas"
+    with Background(sipload("uas", tmp_path / "uas.yaml", "--listen", f"127.0.0.1:{uas_port}",
+                            "--out", uas_out), ready="listening on") as uas:
+        done = run(sipload("run", tmp_path / "uac.yaml", "--target", f"127.0.0.1:{uas_port}",
+                           "--calls", 2, "--rate", 5, "--trace", "all", "--out", out,
+                           "--quiet"), timeout=90)
+        uas.stop()
+    assert done.returncode == 0, done.stdout + done.stderr + uas.output
+    for row in read_records(out) + read_records(uas_out):
+        assert row["result"] == "success", row["detail"]
+        assert row["media_srtp"] == 80 and row["media_srtp_auth_failures"] == 0, row
+        assert row["media_srtp_replay_failures"] == 0 and row["media_malformed"] == 0, row
+    with (out / "traces.arrows").open("rb") as f:
+        traces = ipc.open_stream(f).read_all().to_pylist()
+    by_call: dict[int, dict[str, list[list[bytes]]]] = {}
+    for t in traces:
+        data = bytes(t["data"])
+        lines = re.findall(rb"a=crypto:[^\r]*", data)
+        if not lines:
+            continue
+        side = "offers" if data.startswith(b"INVITE") else "answers"
+        by_call.setdefault(int(t["call_number"]), {}).setdefault(side, []).append(lines)
+    assert len(by_call) == 2
+    for call in by_call.values():
+        assert len(call["offers"]) == 3 and len(call["answers"]) >= 3, call
+        assert all(o == call["offers"][0] for o in call["offers"]), call["offers"]
+        assert all(a == call["answers"][0] for a in call["answers"]), call["answers"]
