@@ -1165,7 +1165,7 @@ def kamailio_rtpengine(
 class RtpengineProcess(_PeerProcess):
     """rtpengine (Debian ``rtpengine-daemon``) relaying RTP in userspace on 127.0.0.1.
 
-    Runs ``rtpengine --foreground --table=-1 --interface=127.0.0.1
+    Runs ``rtpengine --config-file=none --foreground --table=-1 --interface=127.0.0.1
     --listen-ng=127.0.0.1:NG --port-min=LOW --port-max=HIGH --log-stderr`` (no kernel
     module, no systemd); ``start()`` returns once the ng control protocol answers a
     ``ping`` with ``pong``.  :meth:`ng` sends any ng command (bencoded dictionary).
@@ -1189,7 +1189,10 @@ class RtpengineProcess(_PeerProcess):
         self.start_timeout = start_timeout
 
     def _argv(self) -> list[str]:
-        return [require("rtpengine"), "--foreground", "--table=-1",
+        # --config-file=none: Debian's /etc/rtpengine/rtpengine.conf opens fixed CLI and
+        # HTTP ports (2224, 2225), so a second rtpengine beside this one (another test,
+        # another checkout) could not start
+        return [require("rtpengine"), "--config-file=none", "--foreground", "--table=-1",
                 f"--interface={LOOPBACK}", f"--listen-ng={LOOPBACK}:{self.ng_port}",
                 f"--port-min={self.port_min}", f"--port-max={self.port_max}",
                 "--log-stderr", "--log-level=5", f"--pidfile={self.workdir / 'rtpengine.pid'}"]

@@ -42,7 +42,7 @@ steps:
     optional: true
   - recv: 200
   - send: ACK
-  - pause: 1500ms
+  - pause: 2s
   - check:
       - media: {min_packets: 60, max_loss: 0, min_mos: 4.3}
   - send: BYE
@@ -112,13 +112,15 @@ def test_rtpengine_bridges_srtp_and_rtp(tmp_path: Path, caller_srtp: bool, flags
         totals = relay.ng({"command": "statistics"})["statistics"]["totalstatistics"]
         uas.stop()
         log = relay.describe() + proxy.describe() + uas.output
-    assert done.returncode == 0, done.stdout + done.stderr + log
     calls, answered = read_records(out), read_records(uas_out)
+    assert done.returncode == 0, (done.stdout + done.stderr + log + "\n"
+                                  + "\n".join(f"{r['result']} {r['detail']} {r}"
+                                               for r in calls + answered))
     assert len(calls) == 3 and len(answered) == 3
     srtp_rows, rtp_rows = (calls, answered) if caller_srtp else (answered, calls)
     for row in calls + answered:
         assert row["result"] == "success", row["detail"]
-        assert row["media_received"] >= 70, row  # 1.5 s of 20 ms packets
+        assert row["media_received"] >= 70, row  # 2 s of 20 ms packets, less a slow start
         assert row["media_lost"] == 0 and row["media_malformed"] == 0
         assert row["media_mos"] > 4.3
     for row in srtp_rows:  # rtpengine answers our first line; its offers list _80 first
@@ -141,7 +143,9 @@ def test_rtpengine_bridges_srtp_and_rtp(tmp_path: Path, caller_srtp: bool, flags
     assert media["srtp"]["streams"] == (3 if caller_srtp else 0)
     relayed = int(totals["relayedpackets_user"]) + int(totals["relayedpackets_kernel"])
     received = sum(int(r["media_received"]) for r in calls + answered)
-    assert received <= relayed <= received + 20, (relayed, received)
+    # rtpengine relayed what both received, and a little more: RTCP BYEs and the packets
+    # still on their way when each side stopped (more with SRTP on a loaded host)
+    assert received <= relayed <= received * 1.1, (relayed, received)
     print(f"rtpengine ({flags} towards the callee) relayed {relayed} packets; sipload "
           f"received {received}")
 
