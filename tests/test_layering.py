@@ -13,6 +13,7 @@ may import itself back through other modules: the test walks every module's impo
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -162,9 +163,44 @@ def test_the_circle_finder_finds_circles() -> None:
     assert _cycle({"a": ["b"], "b": [], "c": ["a", "b"]}) == []
 
 
-def test_the_readme_lists_every_module() -> None:
+def _readme_rows(heading: str) -> dict[str, str]:
+    """The ``| `module` | holds |`` rows of the README table under ``heading``."""
     readme = (PKG.parent / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
-    missing = [str(p.relative_to(PKG)) for p in sorted(PKG.rglob("*.py"))
-               if p.name != "__init__.py" and f"`{p.relative_to(PKG)}`" not in layout]
+    section = readme[readme.index(heading):]
+    section = section[:section.find("\n## ", 1) % (len(section) + 1)]
+    rows = re.findall(r"^\| `([^`]+\.py)` \| (.*) \|$", section, re.M)
+    return {name: text.replace("\\|", "|") for name, text in rows}
+
+
+def _summary(path: Path) -> str | None:
+    """A module docstring's first paragraph on one line, RST roles as Markdown code."""
+    doc = ast.get_docstring(ast.parse(path.read_text()))
+    if not doc:
+        return None
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    return re.sub(r":\w+:`~?(?:[\w.]+\.)?(\w+)`", r"`\1`", first).replace("``", "`")
+
+
+def test_every_module_says_what_it_owns() -> None:
+    bare = [str(p.relative_to(PKG)) for p in sorted(PKG.rglob("*.py")) if not _summary(p)]
+    assert bare == [], f"modules without a docstring: {bare}"
+
+
+def test_the_readme_lists_every_module() -> None:
+    rows = _readme_rows("## Layout")
+    modules = {str(p.relative_to(PKG)): p for p in sorted(PKG.rglob("*.py"))}
+    missing = sorted(set(modules) - set(rows))
     assert missing == [], f"README's Layout table lacks {missing}"
+    gone = sorted(set(rows) - set(modules))
+    assert gone == [], f"README's Layout table lists modules that are gone: {gone}"
+    stale = [f"{name}: README says {rows[name]!r}, the docstring {_summary(path)!r}"
+             for name, path in modules.items() if rows[name] != _summary(path)]
+    assert stale == [], "README's Layout rows are not their docstrings' first lines:\n" + \
+        "\n".join(stale)
+
+
+def test_the_readme_lists_every_module_of_the_sip_core() -> None:
+    rows = _readme_rows("## The SIP core")
+    modules = {p.name for p in (PKG / "sip").glob("*.py") if p.name != "__init__.py"}
+    assert sorted(modules - set(rows)) == [], "README's SIP core table lacks a module"
+    assert sorted(set(rows) - modules) == [], "README's SIP core table lists a gone module"
