@@ -1,13 +1,15 @@
 """Imports point down only, between every part of sipload, and never go round in a circle.
 
-The functional core (sip/, ua/, scenario/, stats/, media/) imports no asyncio, socket,
-ssl, time or zmq: it is fed bytes, stamps and ``now``.  :data:`ALLOWED` says which
-other parts of sipload each part (a package, or a module directly under sipload/)
-may import; every part is listed, so a new one must say where it stands.  Inside the
-shell layers, the modules that decide policy (:data:`SANS_IO_MODULES`: pacing, when
-an engine's run ends, what it hands over) do no I/O either.  Nothing
-may import itself back through other modules: the test walks every module's imports
-(function-level ones too) and fails on a circle, naming it.
+The functional core (sip/, ua/, scenario/, stats/, media/) imports no socket, event
+loop, clock, process or randomness (:data:`FORBIDDEN`): it is fed bytes, stamps and
+``now``. :data:`ALLOWED` says which other parts of sipload each part (a package, or a
+module directly under sipload/) may import; every part is listed, so a new one must say
+where it stands. Inside the shell layers, the modules that decide policy
+(:data:`SANS_IO_MODULES`: pacing, when an engine's run ends, what it hands over, the
+coordinator's decisions and checks, the share of source addresses, conformance judging,
+thresholds) do no I/O either; the engine's modules are used from outside only through
+``sipload.engine``. Nothing may import itself back through other modules: the test walks
+every module's imports (function-level ones too) and fails on a circle, naming it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).parent.parent / "sipload"
-FORBIDDEN = {"asyncio", "socket", "ssl", "time", "zmq", "selectors", "threading", "random"}
+# Sockets, event loops, clocks, processes and signals: what a sans-IO module never imports.
+FORBIDDEN = {"asyncio", "socket", "ssl", "time", "datetime", "zmq", "selectors", "select",
+             "threading", "multiprocessing", "subprocess", "signal", "random", "uvloop",
+             "websockets", "dns"}
 PURE = ["sip", "ua", "scenario", "stats", "media"]
-SANS_IO_MODULES = ["pacing", "engine/stopping", "engine/output"]
+SANS_IO_MODULES = ["pacing", "engine/stopping", "engine/output", "cluster/coordinator",
+                   "cluster/checks", "cluster/messages", "cluster/sources", "conformance/judge",
+                   "report/thresholds"]
 # What each part may import from inside sipload (besides itself).  Read it bottom-up:
 # sip is the ground floor; cli, the top, may use everything.
 ALLOWED: dict[str, set[str]] = {
@@ -122,6 +129,19 @@ def test_imports_point_down(layer: str) -> None:
             if target == layer:
                 continue
             assert target in ALLOWED[layer], f"{module} ({layer}) imports {name}"
+
+
+def test_the_engine_is_used_through_its_face() -> None:
+    """Outside sipload/engine/, only ``sipload.engine`` itself is imported (Engine,
+    EngineConfig); inside, the shell is the top: only the package's face imports it."""
+    for module, path in MODULES.items():
+        for name in _imports(path):
+            if not name.startswith("sipload.engine."):
+                continue
+            if _part(module) != "engine":
+                raise AssertionError(f"{module} imports {name}: use sipload.engine")
+            if name == "sipload.engine.shell":
+                assert module == "sipload.engine", f"{module} imports the engine's shell"
 
 
 def _cycle(graph: dict[str, list[str]]) -> list[str]:
