@@ -105,7 +105,10 @@ def run_uas(plan_uas: dict[str, Any], port_fd: int) -> None:
 
 
 def main() -> None:
-    orders = json.loads(sys.stdin.buffer.read())
+    try:
+        orders = json.loads(sys.stdin.buffer.read())
+    except ValueError:  # the coordinator died before it gave the orders
+        os._exit(3)
     die_with_parent(int(orders["parent"]))
     if orders["role"] == "worker":
         run_worker(orders)
