@@ -1,5 +1,6 @@
-"""The README documents every flag of every sub-command, and ``sipload run``'s usage
-block lists exactly the flags ``sipload run --help`` does."""
+"""The README documents every flag of every sub-command, ``sipload run``'s usage block
+lists exactly the flags ``sipload run --help`` does, and scenarios/README.md (the
+scenario reference) names every key the scenario schema accepts."""
 
 from __future__ import annotations
 
@@ -50,3 +51,27 @@ def test_undocumented_flags_still_exist() -> None:
     commands = _commands()
     for name, flag in UNDOCUMENTED:
         assert flag in _long_flags(commands[name]), f"drop {name} {flag} from UNDOCUMENTED"
+
+
+def test_every_scenario_key_is_in_the_scenario_reference() -> None:
+    """Each key the scenario schema accepts is named in scenarios/README.md."""
+    from sipload.scenario import schema
+
+    reference = (Path(__file__).parent.parent / "scenarios" / "README.md").read_text()
+    keys: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                keys.update(props)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema.SCHEMA)
+    missing = sorted(k for k in keys if not re.search(rf"(?<![\w-]){re.escape(k)}(?![\w-])",
+                                                      reference))
+    assert missing == [], f"scenarios/README.md never names these scenario keys: {missing}"
