@@ -47,9 +47,10 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": {"sip", "ua", "transport", "pump"},
     "engine": {"sip", "ua", "stats", "scenario", "transport", "pacing", "media", "mediapump",
                "pump"},
-    "conformance": {"sip", "ua", "stats", "media", "scenario", "transport", "runtime",
-                    "report"},
-    "cluster": {"_native", "sip", "stats", "scenario", "transport", "pacing", "engine"},
+    "conformance": {"exitcodes", "sip", "ua", "stats", "media", "scenario", "transport",
+                    "runtime", "report"},
+    "cluster": {"_native", "exitcodes", "sip", "stats", "scenario", "transport", "pacing",
+                "engine"},
     "cli": {"_native", "exitcodes", "sip", "ua", "stats", "media", "scenario", "transport",
             "pacing", "runtime", "engine", "report", "conformance", "cluster"},
     "__main__": {"cli"},
@@ -224,3 +225,20 @@ def test_the_readme_lists_every_module_of_the_sip_core() -> None:
     modules = {p.name for p in (PKG / "sip").glob("*.py") if p.name != "__init__.py"}
     assert sorted(modules - set(rows)) == [], "README's SIP core table lacks a module"
     assert sorted(set(rows) - modules) == [], "README's SIP core table lists a gone module"
+
+
+def test_exit_codes_are_named_not_written() -> None:
+    """Every exit status comes from sipload/exitcodes.py: no ``sys.exit(3)``,
+    ``os._exit(3)``, ``SystemExit(2)`` or ``parser.exit(2)`` with a bare number."""
+    written = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            arg = node.args[0]
+            if name in {"exit", "_exit", "SystemExit"} and isinstance(arg, ast.Constant) \
+                    and isinstance(arg.value, int):
+                written.append(f"{module}:{node.lineno}")
+    assert written == [], f"exit codes written as numbers (use sipload.exitcodes): {written}"

@@ -37,6 +37,7 @@ import sys
 from typing import Any
 
 from sipload.cluster.lifeline import die_with_parent
+from sipload.exitcodes import EXIT_CANNOT_RUN
 
 
 def run_worker(orders: dict[str, Any]) -> None:
@@ -108,7 +109,7 @@ def main() -> None:
     try:
         orders = json.loads(sys.stdin.buffer.read())
     except ValueError:  # the coordinator died before it gave the orders
-        os._exit(3)
+        os._exit(EXIT_CANNOT_RUN)
     die_with_parent(int(orders["parent"]))
     if orders["role"] == "worker":
         run_worker(orders)

@@ -18,6 +18,8 @@ import os
 import signal
 import sys
 
+from sipload.exitcodes import EXIT_CANNOT_RUN
+
 PR_SET_PDEATHSIG = 1
 """From <linux/prctl.h>."""
 
@@ -38,5 +40,5 @@ def die_with_parent(parent_pid: int) -> bool:
         except (OSError, AttributeError):
             armed = False
     if os.getppid() != parent_pid:  # died before we asked: nothing will signal us
-        os._exit(3)
+        os._exit(EXIT_CANNOT_RUN)
     return armed

@@ -47,6 +47,7 @@ from sipload.cluster.messages import (
 )
 from sipload.cluster.sources import share
 from sipload.engine import Engine, EngineConfig
+from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_USAGE
 from sipload.scenario.inject import parse_injection
 from sipload.scenario.loader import ScenarioError, load_text, warm_media
 from sipload.sip.servers import Server
@@ -160,7 +161,7 @@ class WorkerProcess:
             self.dealer = Dealer(self.url, self.keys, self.auth)
         except ChannelError as e:
             print(f"sipload worker: {e}", file=sys.stderr)
-            return 3
+            return EXIT_CANNOT_RUN
         try:
             return await self._run(hello_timeout)
         finally:
@@ -176,7 +177,7 @@ class WorkerProcess:
             why = (f": refused: {dealer.refused}" if dealer.refused else
                    ": the run is not taking workers" if isinstance(msg, Stop) else "")
             print(f"sipload worker: no welcome from {self.url}{why}", file=sys.stderr)
-            return 3
+            return EXIT_CANNOT_RUN
         self.worker = msg.worker
         total = msg.plan.get("calls")
         self.calls_total = int(total) if isinstance(total, int) else None
@@ -188,7 +189,7 @@ class WorkerProcess:
             cfg = engine_config(msg.plan, msg)
         except ScenarioError as e:
             await dealer.send(Failed(msg.worker, str(e)))
-            return 2
+            return EXIT_USAGE
         engine = Engine(cfg, on_records=self._on_records, on_snapshot=self._on_snapshot,
                         on_traces=self._pending_traces.extend)
         self.engine = engine
@@ -196,7 +197,7 @@ class WorkerProcess:
             host, port = await engine.start()
         except OSError as e:
             await dealer.send(Failed(msg.worker, f"cannot bind: {e}"))
-            return 3
+            return EXIT_CANNOT_RUN
         await dealer.send(Ready(msg.worker, host, port))
         # the coordinator may wait up to its start timeout for the other workers
         start_timeout = msg.plan.get("start_timeout")
@@ -209,7 +210,7 @@ class WorkerProcess:
             if dealer.lost:
                 return self._lost()
             if go is None or isinstance(go, Stop):
-                return 0
+                return EXIT_OK
             await self._apply(go)  # a share changed before the start
         sender = asyncio.create_task(self._sender())
         control = asyncio.create_task(self._control())
@@ -231,14 +232,14 @@ class WorkerProcess:
         await dealer.send(Done(self.worker, counts.started, counts.succeeded, counts.failed,
                                counts.in_flight_at_stop, self.records_sent,
                                engine.retransmissions))
-        return 0
+        return EXIT_OK
 
     _closing = False
 
     def _lost(self) -> int:
         assert self.dealer is not None
         print(f"sipload worker {self.worker}: {self.dealer.lost}; stopped", file=sys.stderr)
-        return 3
+        return EXIT_CANNOT_RUN
 
     def _on_records(self, batch: list[dict[str, Any]]) -> None:
         self._pending.extend(batch)

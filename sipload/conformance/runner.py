@@ -41,6 +41,7 @@ from sipload.conformance.model import (
 )
 from sipload.conformance.probe import Probe
 from sipload.conformance.profile import Profile
+from sipload.exitcodes import EXIT_FAILED, EXIT_OK
 from sipload.transport import Peer
 
 UAS_PACKS = ("sdp", "prack", "timer", "rtp", "robustness", "transport")
@@ -226,7 +227,7 @@ async def run(cases: list[Case], profile: Profile, setup: RunSetup,
 def exit_status(results: Iterable[CaseResult], strict: bool = False) -> int:
     """0, or 1 when a case failed or errored (or warned, when ``strict``)."""
     bad = {Verdict.FAIL, Verdict.ERROR} | ({Verdict.WARN} if strict else set())
-    return 1 if any(r.verdict in bad for r in results) else 0
+    return EXIT_FAILED if any(r.verdict in bad for r in results) else EXIT_OK
 
 
 def counts(results: Iterable[CaseResult]) -> dict[str, int]:
