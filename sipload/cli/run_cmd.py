@@ -86,8 +86,6 @@ def register(sub: Any) -> None:
     p.add_argument("--allow-failures", type=_share, default=0.0, metavar="SHARE",
                    help="share of attempted calls that may fail before the run fails "
                         "(exit 1), e.g. 1%% or 0.01 (default 0: any failed call)")
-    p.add_argument("--abort-on-fail", action="store_true",
-                   help="stop early once a threshold is already lost")
     p.add_argument("--bind", default="tcp://127.0.0.1:0",
                    help="control channel address; beyond loopback --keys is required")
     p.add_argument("--keys", help="CurveZMQ key folder (sipload keys DIR)")
