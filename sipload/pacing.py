@@ -12,8 +12,11 @@ An :class:`Admission` stands between the pacer and the engine (pure: fed ``now``
 1. A call is released :attr:`Admission.lead` seconds before its intended time, to cover
    waking up and building its first message.  The lead follows the wire: after each
    start the engine reports when its first message was written, and the lead moves by
-   a fifth of how late (or early) that was, kept within ``[0, LEAD_MAX]``, so starts
-   leave at their intended time on average.
+   a fifth of how late (or early) that was, that error counted at most
+   :data:`LEAD_ERROR_MAX` either way and the lead kept within ``[0, LEAD_MAX]``, so
+   starts leave at their intended time on average and one start held up by a stall
+   (its lateness is the stall's, not the time to build an INVITE) cannot send the
+   next ones out early.
 2. In the closed model (``users``) a call needs a free user; the user returns when its
    call ends (not once the run is stopping).
 3. Calls are numbered from the worker's ``first_call``; calls taken over from a lost
@@ -33,6 +36,11 @@ LEAD_MAX = 0.002
 
 LEAD_GAIN = 0.2
 """How much of a start's error (written minus intended) moves the lead (rule 1)."""
+
+LEAD_ERROR_MAX = 0.0005
+"""The most one start's error counts for, either way (rule 1): with the whole error,
+a start 30 ms late behind a stall set the lead to LEAD_MAX, and the next ~50 starts
+left up to 2 ms early."""
 
 
 class _Rng(Protocol):
@@ -166,8 +174,8 @@ class Admission:
 
     def follow_wire(self, intended: float, written: float) -> None:
         """A call's first message was written at ``written`` for ``intended`` (rule 1)."""
-        lead = self.lead + LEAD_GAIN * (written - intended)
-        self.lead = min(max(lead, 0.0), LEAD_MAX)
+        error = min(max(written - intended, -LEAD_ERROR_MAX), LEAD_ERROR_MAX)
+        self.lead = min(max(self.lead + LEAD_GAIN * error, 0.0), LEAD_MAX)
 
     def ended(self, number: int) -> None:
         """Call ``number`` ended: its user is free again (rule 2)."""

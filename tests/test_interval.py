@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipload.pacing import LEAD_MAX, Admission, Pacer
+from sipload.pacing import LEAD_ERROR_MAX, LEAD_GAIN, LEAD_MAX, Admission, Pacer
 from sipload.stats.histograms import PERCENTILES, MarkHistograms, figures, new_histogram
 from sipload.stats.interval import LATE_AFTER, IntervalAccountant
 from sipload.stats.records import CallRecord, Failure, Result
@@ -139,13 +140,18 @@ def test_admission_releases_at_intended_less_the_lead() -> None:
     start = adm.take(0.0)
     assert start is not None and (start.intended, start.number, start.user) == (0.0, 100, None)
     assert adm.take(0.05) is None  # the next is due at 0.1
-    adm.follow_wire(0.0, 0.001)  # written 1 ms late: release a fifth of that earlier
-    assert adm.lead == 0.0002
-    assert adm.next_release() == 0.1 - 0.0002
-    assert adm.take(0.1 - 0.0002) is not None
-    adm.follow_wire(0.1, 0.2)  # far too late: the lead is capped
+    adm.follow_wire(0.0, 0.0004)  # written 0.4 ms late: release a fifth of that earlier
+    assert adm.lead == pytest.approx(0.00008)
+    assert adm.next_release() == 0.1 - adm.lead
+    assert adm.take(0.1 - adm.lead) is not None
+    lead = adm.lead
+    adm.follow_wire(0.1, 0.13)  # 30 ms late (a stall): counts as LEAD_ERROR_MAX only
+    assert adm.lead == pytest.approx(lead + LEAD_GAIN * LEAD_ERROR_MAX)
+    for _ in range(100):  # late again and again: the lead is capped
+        adm.follow_wire(0.1, 0.2)
     assert adm.lead == LEAD_MAX
-    adm.follow_wire(0.1, 0.0)  # early: never a negative lead
+    for _ in range(100):  # early: never a negative lead
+        adm.follow_wire(0.1, 0.0)
     assert adm.lead == 0.0
     assert adm.take(1.0) is not None and adm.take(2.0) is None and adm.next_release() is None
 
