@@ -363,3 +363,16 @@ def test_held_call_keeps_no_parsed_message() -> None:
 def test_held_call_keeps_the_last_message_a_template_reads() -> None:
     lasts = _held_lasts(HOLD % "${last_status}")
     assert len(lasts) == 5 and all(last is not None for last in lasts)
+
+
+def test_empty_params_and_uri_headers_share_one_list() -> None:
+    from sipload.sip.grammar import Params
+    from sipload.sip.uri import SipUri, parse_uri
+
+    a, b = Params(), Params([])
+    assert a.items is b.items  # a held call's parameterless addresses cost no list each
+    a.set("lr", None)
+    assert a.items == [("lr", None)] and b.items == [] and Params().items == []
+    u, v = parse_uri("sip:x@example.com"), parse_uri("sip:y@example.com;transport=tcp")
+    assert isinstance(u, SipUri) and isinstance(v, SipUri) and u.headers is v.headers == []
+    assert u.params.items is Params().items and v.params.get("transport") == "tcp"

@@ -75,9 +75,9 @@ def make_cancel(invite: Request) -> Request:
 
 def with_tag(address: NameAddress, tag: str) -> NameAddress:
     """A copy of ``address`` carrying ``;tag=tag``."""
-    params = Params([(k, v) for k, v in address.params.items if k.lower() != "tag"])
-    params.items.append(("tag", tag))
-    return NameAddress(address.uri, address.display_name, params)
+    items = [(k, v) for k, v in address.params.items if k.lower() != "tag"]
+    items.append(("tag", tag))
+    return NameAddress(address.uri, address.display_name, Params(items))
 
 
 _SALVAGE_KEYS = {

@@ -115,17 +115,24 @@ def split_commas(value: str) -> list[str]:
     return out
 
 
+_NO_ITEMS: list[tuple[str, str | None]] = []
+"""The items of every :class:`Params` without any: one list, never mutated (a held
+call's dialog has a handful of parameterless URIs and addresses)."""
+
+
 class Params:
     """Ordered ``;name=value`` parameters with case-insensitive names.
 
     Values keep their original form (quoted strings keep their quotes); a
-    parameter with no ``=`` has the value ``None``.
+    parameter with no ``=`` has the value ``None``.  ``items`` is read-only
+    outside this class (empty, it is a list shared by all): change it with
+    :meth:`set` and :meth:`remove`.
     """
 
     __slots__ = ("items",)
 
     def __init__(self, items: list[tuple[str, str | None]] | None = None) -> None:
-        self.items: list[tuple[str, str | None]] = items if items is not None else []
+        self.items: list[tuple[str, str | None]] = items if items else _NO_ITEMS
 
     def get(self, name: str, default: str | None = None) -> str | None:
         lname = name.lower()
@@ -146,7 +153,10 @@ class Params:
             if k.lower() == lname:
                 self.items[i] = (k, value)
                 return
-        self.items.append((name, value))
+        if self.items is _NO_ITEMS:
+            self.items = [(name, value)]
+        else:
+            self.items.append((name, value))
 
     def remove(self, name: str) -> None:
         lname = name.lower()

@@ -37,6 +37,10 @@ _ABS_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):(\S+)")
 _IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 
 
+_NO_HEADERS: list[tuple[str, str]] = []
+"""The headers of every :class:`SipUri` without any: one list, never mutated."""
+
+
 @dataclass(slots=True, init=False)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI.
@@ -69,7 +73,7 @@ class SipUri:
         self.scheme = scheme
         self.password = password
         self.params = Params() if params is None else params
-        self.headers = [] if headers is None else headers
+        self.headers = headers if headers else _NO_HEADERS
 
     @property
     def user_plain(self) -> str | None:
