@@ -37,7 +37,7 @@ from sipload.engine.wiretrace import WireTrace
 from sipload.pump import Pump
 from sipload.scenario.interpreter import Runner
 from sipload.stats.records import CallRecord, Result
-from sipload.transport import Peer, TransportSet
+from sipload.transport import TransportSet
 from sipload.ua.agent import UserAgent
 from sipload.ua.events import Event
 from sipload.ua.responder import DefaultUAS
@@ -80,8 +80,7 @@ class Engine:
         loop = self.loop = asyncio.get_running_loop()
         self.t0 = time.monotonic()  # loop.time() shares its epoch: see sipload.pump
         socks = self.sockets = SipSockets(cfg)
-        tp, (host, port) = await socks.listen(self._on_message, self._on_error,
-                                              self._on_call_error)
+        tp, (host, port) = await socks.listen()
         self.transports, self.address = tp, (host, port)
         media = None
         if prog is None or prog.media:
@@ -92,8 +91,7 @@ class Engine:
         ua = self.ua = build_ua(cfg, host, port, self.rng)
         more: list[tuple[str, int]] = []
         if len(cfg.sources) > 1:
-            more = await socks.bind_sources(tp, self._on_message_at, self._on_error,
-                                            self._on_call_error)
+            more = await socks.bind_sources(tp)
             for h, p in more:
                 ua.add_local(h, p)
                 if media is not None:  # RTP from the call's own address too
@@ -104,11 +102,12 @@ class Engine:
         else:
             runner = self.runner = build_runner(cfg, prog, ua, host, port, media, more, self.rng)
         sources = socks.sources
-        pump = self.pump = Pump(loop, tp, ua, self._deliver, t0=self.t0,
-                                on_sent=runner.stamp_sent if runner is not None else None,
-                                after=self._after, deadline=self._deadline, tick=self._tick,
-                                send_from=sources.send if sources is not None else None,
-                                outgoing_from=ua.outgoing_from if sources is not None else None)
+        pump = self.pump = socks.pump = Pump(
+            loop, tp, ua, self._deliver, t0=self.t0,
+            on_sent=runner.stamp_sent if runner is not None else None,
+            after=self._after, deadline=self._deadline, tick=self._tick,
+            send_from=sources.send if sources is not None else None,
+            outgoing_from=ua.outgoing_from if sources is not None else None)
         if runner is not None and prog is not None and prog.role == "uac":
             self.starter = CallStarter(admission_for(cfg, self.rng), runner, pump, t0=self.t0,
                                        cap=cfg.concurrent, counts=self.counts,
@@ -191,22 +190,6 @@ class Engine:
         return self.ua.retransmissions if self.ua is not None else 0
 
     # ------------------------------------------------------------------ the pump's hooks
-
-    def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
-        if self.pump is not None:
-            self.pump.receive(data, peer, stamp)
-
-    def _on_message_at(self, data: bytes, peer: Peer, stamp: float, local: int) -> None:
-        if self.pump is not None:
-            self.pump.receive(data, peer, stamp, local)
-
-    def _on_error(self, peer: Peer, reason: str) -> None:
-        if self.pump is not None:
-            self.pump.error(peer, reason)
-
-    def _on_call_error(self, peer: Peer, call_id: str, reason: str) -> None:
-        if self.pump is not None:
-            self.pump.call_error(peer, call_id, reason)
 
     def _deliver(self, ev: Event) -> None:
         # ev.time: the stamp of the message that caused it, or the timer's now

@@ -5,24 +5,22 @@ server context of its own it gets a throwaway loopback certificate.  With severa
 source addresses (``--source-addresses``) the first is the engine's own
 :class:`TransportSet`; each further one gets a set of its own
 (:class:`~sipload.transport.sources.SourceSockets`), numbered from 1 as the UA numbers
-its local addresses.
+its local addresses.  What the sockets read, and their failures, go to the engine's
+:class:`~sipload.pump.Pump` (:attr:`SipSockets.pump`, set once it is built).
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 from sipload.engine.config import EngineConfig
+from sipload.pump import Pump
 from sipload.stats.connintervals import connection_snapshot
-from sipload.transport import OnMessage, Peer, TransportSet
+from sipload.transport import Peer, TransportSet
 from sipload.transport.selfsigned import loopback_certificate, server_context_from_pem
-from sipload.transport.sources import OnMessageAt, SourceSockets
+from sipload.transport.sources import SourceSockets
 from sipload.transport.tlsclient import load_context
-
-OnError = Callable[[Peer, str], None]
-OnCallError = Callable[[Peer, str, str], None]
 
 
 class SipSockets:
@@ -38,32 +36,46 @@ class SipSockets:
             server_tls = server_context_from_pem(*loopback_certificate())
         self.server_tls: ssl.SSLContext | None = server_tls
         self.sources: SourceSockets | None = None  #: the addresses beyond the first
+        self.pump: Pump | None = None  #: gets what the sockets read and their failures
 
-    async def listen(self, on_message: OnMessage, on_error: OnError,
-                     on_call_error: OnCallError) -> tuple[TransportSet, tuple[str, int]]:
+    async def listen(self) -> tuple[TransportSet, tuple[str, int]]:
         """The first address's transports, listening; returns them and the bound address."""
         cfg = self.cfg
-        tp = TransportSet(on_message, on_error, tls_client_context=self.tls,
+        tp = TransportSet(self._on_message, self._on_error, tls_client_context=self.tls,
                           stream_limits=cfg.stream_limits, ws_path=cfg.ws_path,
-                          connections=cfg.connections, on_call_error=on_call_error,
+                          connections=cfg.connections, on_call_error=self._on_call_error,
                           source_host=cfg.local_host if cfg.sources else "")
         host, port = await tp.listen(cfg.transport, cfg.local_host, cfg.local_port,
                                      ssl_context=self.server_tls, reuse_port=cfg.reuse_port)
         return tp, (host, port)
 
-    async def bind_sources(self, first: TransportSet, on_message: OnMessageAt,
-                           on_error: OnError, on_call_error: OnCallError
-                           ) -> list[tuple[str, int]]:
+    async def bind_sources(self, first: TransportSet) -> list[tuple[str, int]]:
         """Sockets on each source address beyond the first; their bound addresses."""
         cfg = self.cfg
         sources = self.sources = SourceSockets(first)
         for host in cfg.sources[1:]:
-            await sources.add(host, cfg.local_port, cfg.transport, on_message, on_error,
-                              tls_client_context=self.tls, ssl_context=self.server_tls,
-                              stream_limits=cfg.stream_limits, ws_path=cfg.ws_path,
-                              reuse_port=cfg.reuse_port, connections=cfg.connections,
-                              on_call_error=on_call_error)
+            await sources.add(host, cfg.local_port, cfg.transport, self._on_message_at,
+                              self._on_error, tls_client_context=self.tls,
+                              ssl_context=self.server_tls, stream_limits=cfg.stream_limits,
+                              ws_path=cfg.ws_path, reuse_port=cfg.reuse_port,
+                              connections=cfg.connections, on_call_error=self._on_call_error)
         return sources.addresses
+
+    def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
+        if self.pump is not None:
+            self.pump.receive(data, peer, stamp)
+
+    def _on_message_at(self, data: bytes, peer: Peer, stamp: float, local: int) -> None:
+        if self.pump is not None:
+            self.pump.receive(data, peer, stamp, local)
+
+    def _on_error(self, peer: Peer, reason: str) -> None:
+        if self.pump is not None:
+            self.pump.error(peer, reason)
+
+    def _on_call_error(self, peer: Peer, call_id: str, reason: str) -> None:
+        if self.pump is not None:
+            self.pump.call_error(peer, call_id, reason)
 
     def connection_figures(self, first: TransportSet) -> dict[str, Any] | None:
         """The interval's stream-connection map (every address's), or None (no streams)."""
