@@ -13,10 +13,20 @@ A response is *reliable* when it carries ``Require: 100rel`` and an ``RSeq``
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 
 from sipload.conformance.cases_dialog import PRACK_2XX, finish_reliable, prack_for
 from sipload.conformance.cases_uas import ANSWER_INVITE
-from sipload.conformance.model import Case, Outcome, broke, inconclusive, must, passed, should
+from sipload.conformance.model import (
+    Case,
+    CaseFunc,
+    Outcome,
+    broke,
+    inconclusive,
+    must,
+    passed,
+    should,
+)
 from sipload.conformance.probe import Exchange, Probe, is_response_to
 from sipload.conformance.profile import Profile
 from sipload.conformance.steps import status_text, uas_uri
@@ -147,6 +157,40 @@ async def _end(probe: Probe, profile: Profile, ex: Exchange, early: Dialog | Non
     await finish_reliable(probe, profile, ex, early)
 
 
+Reliables = list[tuple[float, Response]]
+
+
+async def _reliable_call(probe: Probe, profile: Profile) -> tuple[Exchange, Reliables] | Outcome:
+    """The INVITE sent and its first reliable provisional come; without one the call is
+    ended and the case inconclusive."""
+    ex = await _start(probe, profile)
+    rel = _distinct(ex)
+    if not rel:
+        await _end(probe, profile, ex, None)
+        return inconclusive(f"no reliable provisional response (final: {status_text(ex)})")
+    return ex, rel
+
+
+def _on_reliable(case: Callable[[Probe, Profile, Exchange, Reliables], Awaitable[Outcome]]
+                 ) -> CaseFunc:
+    """The case ``case`` run on a call with a reliable provisional (:func:`_reliable_call`)."""
+    async def run(probe: Probe, profile: Profile) -> Outcome:
+        got = await _reliable_call(probe, profile)
+        return got if isinstance(got, Outcome) else await case(probe, profile, *got)
+    return run
+
+
+async def _prack_or_end(probe: Probe, profile: Profile, ex: Exchange, prov: Response,
+                        rseq: int | None = None) -> tuple[Request, Dialog] | Outcome:
+    """A PRACK for ``prov`` (naming ``rseq``); where it cannot be made the call is ended
+    and the case inconclusive."""
+    made = prack_for(probe, ex.request, prov, None, rseq=rseq)
+    if made is None:
+        await _end(probe, profile, ex, None)
+        return inconclusive(f"the {prov.status} cannot be PRACKed (no To tag or Contact)")
+    return made
+
+
 # --------------------------------------------------------------------------- cases
 
 
@@ -187,31 +231,25 @@ async def not_asked(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"provisionals ({got}) sent without RSeq or Require: 100rel")
 
 
-async def first_rseq(probe: Probe, profile: Profile) -> Outcome:
-    ex = await _start(probe, profile)
-    rel = _distinct(ex)
+@_on_reliable
+async def first_rseq(probe: Probe, profile: Profile, ex: Exchange, rel: Reliables
+                     ) -> Outcome:
     early, _ = await _pracks(probe, ex)
     await _end(probe, profile, ex, early)
-    if not rel:
-        return inconclusive(f"no reliable provisional response (final: {status_text(ex)})")
     value = _rseq(rel[0][1])
     if value is None or not 1 <= value <= 2**31 - 1:
         return broke(FIRST_RSEQ, f"the first reliable provisional has RSeq {value}")
     return passed(f"first RSeq {value}")
 
 
-async def unknown_rseq(probe: Probe, profile: Profile) -> Outcome:
-    ex = await _start(probe, profile)
-    rel = _distinct(ex)
-    if not rel:
-        await _end(probe, profile, ex, None)
-        return inconclusive(f"no reliable provisional response (final: {status_text(ex)})")
+@_on_reliable
+async def unknown_rseq(probe: Probe, profile: Profile, ex: Exchange, rel: Reliables
+                       ) -> Outcome:
     prov = rel[0][1]
     never = (_rseq(prov) or 0) + 1000
-    made = prack_for(probe, ex.request, prov, None, rseq=never)
-    if made is None:
-        await _end(probe, profile, ex, None)
-        return inconclusive(f"the {prov.status} cannot be PRACKed (no To tag or Contact)")
+    made = await _prack_or_end(probe, profile, ex, prov, rseq=never)
+    if isinstance(made, Outcome):
+        return made
     bogus, dialog = made
     bad = await probe.transact(bogus, timeout=profile.response_timeout)
     early, _ = await _pracks(probe, ex, dialog)
@@ -222,17 +260,13 @@ async def unknown_rseq(probe: Probe, profile: Profile) -> Outcome:
     return passed("481 for a PRACK naming an RSeq never sent")
 
 
-async def acknowledged_twice(probe: Probe, profile: Profile) -> Outcome:
-    ex = await _start(probe, profile)
-    rel = _distinct(ex)
-    if not rel:
-        await _end(probe, profile, ex, None)
-        return inconclusive(f"no reliable provisional response (final: {status_text(ex)})")
+@_on_reliable
+async def acknowledged_twice(probe: Probe, profile: Profile, ex: Exchange, rel: Reliables
+                             ) -> Outcome:
     prov = rel[0][1]
-    made = prack_for(probe, ex.request, prov, None)
-    if made is None:
-        await _end(probe, profile, ex, None)
-        return inconclusive(f"the {prov.status} cannot be PRACKed (no To tag or Contact)")
+    made = await _prack_or_end(probe, profile, ex, prov)
+    if isinstance(made, Outcome):
+        return made
     first, dialog = made
     one = await probe.transact(first, timeout=profile.response_timeout)
     again = prack_for(probe, ex.request, prov, dialog)
@@ -310,12 +344,9 @@ async def rseq_plus_one(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"RSeq {' then '.join(str(r) for r in rseqs)}")
 
 
-async def one_at_a_time(probe: Probe, profile: Profile) -> Outcome:
-    ex = await _start(probe, profile)
-    first = _distinct(ex)
-    if not first:
-        await _end(probe, profile, ex, None)
-        return inconclusive(f"no reliable provisional response (final: {status_text(ex)})")
+@_on_reliable
+async def one_at_a_time(probe: Probe, profile: Profile, ex: Exchange, first: Reliables
+                        ) -> Outcome:
     await _watch(probe, ex, 3 * profile.t1 + 0.5, stop_reliable=2)
     rel = _distinct(ex)
     second = rel[1][1] if len(rel) > 1 else None
@@ -329,11 +360,9 @@ async def one_at_a_time(probe: Probe, profile: Profile) -> Outcome:
                   "first was left unacknowledged")
 
 
-async def give_up_5xx(probe: Probe, profile: Profile) -> Outcome:
-    ex = await _start(probe, profile)
-    if not _distinct(ex):
-        await _end(probe, profile, ex, None)
-        return inconclusive(f"no reliable provisional response (final: {status_text(ex)})")
+@_on_reliable
+async def give_up_5xx(probe: Probe, profile: Profile, ex: Exchange, rel: Reliables
+                      ) -> Outcome:
     await _watch(probe, ex, 64 * profile.t1 + 4 * profile.t1 + profile.response_timeout)
     final = ex.final
     early: Dialog | None = None

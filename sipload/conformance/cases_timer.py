@@ -10,8 +10,10 @@ Rejecting a brief interval with 422 is a MAY (``UAS-TIMER-001`` judges the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sipload.conformance.cases_uas import ANSWER_INVITE
-from sipload.conformance.model import Case, Outcome, broke, inconclusive, must, passed
+from sipload.conformance.model import Case, CaseFunc, Outcome, broke, inconclusive, must, passed
 from sipload.conformance.probe import Exchange, Probe
 from sipload.conformance.profile import Profile
 from sipload.conformance.steps import status_text, uas_uri
@@ -86,10 +88,15 @@ async def _initial(probe: Probe, profile: Profile, headers: list[tuple[str, str]
 _TIMER = [("Supported", "timer"), ("Session-Expires", str(ASKED))]
 
 
-async def refresher_set(probe: Probe, profile: Profile) -> Outcome:
-    ok = await _initial(probe, profile, _TIMER)
-    if isinstance(ok, Outcome):
-        return ok
+def _on_2xx(headers: list[tuple[str, str]], judge: Callable[[Response], Outcome]) -> CaseFunc:
+    """A case: an INVITE with ``headers``; its 2xx (the call hung up) goes to ``judge``."""
+    async def case(probe: Probe, profile: Profile) -> Outcome:
+        ok = await _initial(probe, profile, headers)
+        return ok if isinstance(ok, Outcome) else judge(ok)
+    return case
+
+
+def _names_refresher(ok: Response) -> Outcome:
     _, who, text = _expires(ok)
     if who not in ("uac", "uas"):
         return broke(REFRESHER, f"the 2xx has Session-Expires: {text or '(none)'}, no "
@@ -97,37 +104,38 @@ async def refresher_set(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"Session-Expires: {text}")
 
 
-async def no_increase(probe: Probe, profile: Profile) -> Outcome:
-    ok = await _initial(probe, profile, _TIMER)
-    if isinstance(ok, Outcome):
-        return ok
+def _interval(ok: Response) -> int | Outcome:
+    """The 2xx's Session-Expires interval, or inconclusive without a usable one."""
     interval, _, text = _expires(ok)
     if interval is None:
         return inconclusive(f"the 2xx has no usable Session-Expires ({text or 'none'})")
+    return interval
+
+
+def _not_above_asked(ok: Response) -> Outcome:
+    interval = _interval(ok)
+    if isinstance(interval, Outcome):
+        return interval
     if interval > ASKED:
         return broke(NO_INCREASE, f"asked for {ASKED} s, the 2xx says {interval} s")
     return passed(f"asked for {ASKED} s, the 2xx says {interval} s")
 
 
-async def above_min_se(probe: Probe, profile: Profile) -> Outcome:
-    floor = 1200
-    ok = await _initial(probe, profile, [*_TIMER, ("Min-SE", str(floor))])
-    if isinstance(ok, Outcome):
-        return ok
-    interval, _, text = _expires(ok)
-    if interval is None:
-        return inconclusive(f"the 2xx has no usable Session-Expires ({text or 'none'})")
-    if interval < floor:
-        return broke(ABOVE_MIN_SE, f"Min-SE: {floor} in the INVITE, Session-Expires: "
+FLOOR = 1200
+"""The Min-SE of TIMER-003's INVITE."""
+
+
+def _not_below_floor(ok: Response) -> Outcome:
+    interval = _interval(ok)
+    if isinstance(interval, Outcome):
+        return interval
+    if interval < FLOOR:
+        return broke(ABOVE_MIN_SE, f"Min-SE: {FLOOR} in the INVITE, Session-Expires: "
                      f"{interval} in the 2xx")
-    return passed(f"Min-SE: {floor} asked, {interval} s answered")
+    return passed(f"Min-SE: {FLOOR} asked, {interval} s answered")
 
 
-async def refresher_copied(probe: Probe, profile: Profile) -> Outcome:
-    ok = await _initial(probe, profile, [("Supported", "timer"),
-                                         ("Session-Expires", f"{ASKED};refresher=uas")])
-    if isinstance(ok, Outcome):
-        return ok
+def _keeps_uas(ok: Response) -> Outcome:
     _, who, text = _expires(ok)
     if who != "uas":
         return broke(REFRESHER_TABLE, f"the INVITE named refresher=uas; the 2xx says "
@@ -135,11 +143,7 @@ async def refresher_copied(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"refresher=uas kept: Session-Expires: {text}")
 
 
-async def require_timer(probe: Probe, profile: Profile) -> Outcome:
-    ok = await _initial(probe, profile, [("Supported", "timer"),
-                                         ("Session-Expires", f"{ASKED};refresher=uac")])
-    if isinstance(ok, Outcome):
-        return ok
+def _uac_refresh_requires(ok: Response) -> Outcome:
     _, who, text = _expires(ok)
     if who != "uac":
         return inconclusive(f"the 2xx does not make the UAC refresh (Session-Expires: "
@@ -149,15 +153,22 @@ async def require_timer(probe: Probe, profile: Profile) -> Outcome:
     return passed(f"Session-Expires: {text} with Require: timer")
 
 
-async def uac_without_timer(probe: Probe, profile: Profile) -> Outcome:
-    ok = await _initial(probe, profile, [("Session-Expires", str(ASKED))])
-    if isinstance(ok, Outcome):
-        return ok
+def _uas_refreshes(ok: Response) -> Outcome:
     _, who, text = _expires(ok)
     if who != "uas":
         return broke(REFRESHER_TABLE, f"the INVITE had no Supported: timer, yet the 2xx "
                      f"says Session-Expires: {text or '(none)'}")
     return passed(f"the UAS refreshes: Session-Expires: {text}")
+
+
+refresher_set = _on_2xx(_TIMER, _names_refresher)
+no_increase = _on_2xx(_TIMER, _not_above_asked)
+above_min_se = _on_2xx([*_TIMER, ("Min-SE", str(FLOOR))], _not_below_floor)
+refresher_copied = _on_2xx([("Supported", "timer"), ("Session-Expires", f"{ASKED};refresher=uas")],
+                           _keeps_uas)
+require_timer = _on_2xx([("Supported", "timer"), ("Session-Expires", f"{ASKED};refresher=uac")],
+                        _uac_refresh_requires)
+uac_without_timer = _on_2xx([("Session-Expires", str(ASKED))], _uas_refreshes)
 
 
 async def _refresh(probe: Probe, profile: Profile, method: str) -> Outcome:
