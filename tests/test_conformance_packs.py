@@ -31,6 +31,7 @@ from sipload.conformance.runner import RunSetup, all_cases, run, select
 from sipload.engine import Engine, EngineConfig
 from sipload.scenario.loader import load_file
 from sipload.sip.transaction import TimerConfig
+from tests.mediahelpers import ulaw_wav
 from tests.peers import (
     REPO_ROOT,
     BaresipProcess,
@@ -40,7 +41,6 @@ from tests.peers import (
     require,
     sipp_uas,
 )
-from tests.test_media_peers import ulaw_wav
 
 DATA = REPO_ROOT / "tests" / "data" / "conformance"
 
@@ -68,10 +68,13 @@ def _run(profile_text: str, port: int, packs: list[str], *, transport: str = "ud
     return {r.case.id: r for r in results}
 
 
-async def _sipload(work: Callable[[int], Awaitable[list[CaseResult]]], *,
-                   scenario: str | None = None, transport: str = "udp") -> list[CaseResult]:
+async def against_sipload(work: Callable[[int], Awaitable[list[CaseResult]]], *,
+                         scenario: str | None = None, transport: str = "udp",
+                         port: int = 0) -> list[CaseResult]:
+    """``work(port)`` against sipload's UAS (the default one, or ``scenario``) running
+    in-process on ``port`` (0: any) with short timers (T1 100 ms)."""
     program = load_file(DATA / scenario) if scenario else None
-    engine = Engine(EngineConfig(program=program, local_port=0, transport=transport,
+    engine = Engine(EngineConfig(program=program, local_port=port, transport=transport,
                                  timers=TimerConfig(t1=0.1, t2=0.4)))
     _, port = await engine.start()
     task = asyncio.create_task(engine.run())
@@ -93,7 +96,7 @@ def _run_sipload(profile_text: str, packs: list[str], *, scenario: str | None = 
         return await run(cases, profile, RunSetup((transport, "127.0.0.1", port)))
 
     results = asyncio.run(asyncio.wait_for(
-        _sipload(work, scenario=scenario, transport=transport), 300))
+        against_sipload(work, scenario=scenario, transport=transport), 300))
     return {r.case.id: r for r in results}
 
 

@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,10 +22,10 @@ from sipload.conformance.model import CaseResult
 from sipload.conformance.profile import Profile, load_profile_text
 from sipload.conformance.runner import RunSetup, all_cases, run, select
 from sipload.engine import Engine, EngineConfig
-from sipload.sip.transaction import TimerConfig
 from tests.capture import Capture
 from tests.conformance_wire import wire_problems
 from tests.peers import REPO_ROOT, free_port
+from tests.test_conformance_packs import against_sipload
 
 PROFILE = """
 name: sipload default UAS, short T1
@@ -71,19 +70,6 @@ EXPECTED_UAS = {
 }
 
 
-async def _against_sipload(work: Callable[[int], Awaitable[list[CaseResult]]],
-                           port: int = 0) -> list[CaseResult]:
-    engine = Engine(EngineConfig(program=None, local_port=port,
-                                 timers=TimerConfig(t1=0.1, t2=0.4)))
-    _, port = await engine.start()
-    task = asyncio.create_task(engine.run())
-    try:
-        return await work(port)
-    finally:
-        engine.abort()
-        await asyncio.wait_for(task, 10)
-
-
 def _run(ids: list[str] | None = None, packs: tuple[str, ...] = ("uas", "sdp", "robustness"),
          slow: bool = False, port: int = 0) -> dict[str, CaseResult]:
     profile = load_profile_text(PROFILE, "test-profile")
@@ -94,7 +80,7 @@ def _run(ids: list[str] | None = None, packs: tuple[str, ...] = ("uas", "sdp", "
         p.target = ("127.0.0.1", port)
         return await run(cases, p, RunSetup(("udp", "127.0.0.1", port)))
 
-    results = asyncio.run(asyncio.wait_for(_against_sipload(work, port), 240))
+    results = asyncio.run(asyncio.wait_for(against_sipload(work, port=port), 240))
     return {r.case.id: r for r in results}
 
 

@@ -25,8 +25,8 @@ from sipload.media.sippaudio import capture_audio, g711_file_audio
 from sipload.scenario.loader import load_text
 from sipload.scenario.sipp_import import import_sipp
 from sipload.stats.pcap import PcapError, read_udp
+from tests.mediahelpers import ulaw_wav
 from tests.peers import SIPP_DIR, require, sipp_capture
-from tests.test_media_peers import ulaw_wav
 from tests.test_run_gate import summary
 
 ROOT = Path(__file__).resolve().parent.parent

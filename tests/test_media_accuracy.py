@@ -14,43 +14,15 @@ import pytest
 
 from tests.bgproc import Background, run, sipload
 from tests.impairment import ImpairmentRelay
+from tests.mediahelpers import answer_with, media_call, read_records
 from tests.peers import free_port
-from tests.test_media_peers import read_records
 
-UAS = """
-name: answer-to-relay
-role: uas
-steps:
-  - recv: INVITE
-  - reply: 200
-    content_type: application/sdp
-    body: |
-      v=0
-      o=relay 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio RELAY_PORT RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=ptime:20
-  - recv: ACK
-  - recv: BYE
-  - reply: 200
-"""
+UAS = answer_with("answer-to-relay", "v=0\no=relay 1 1 IN IP4 127.0.0.1\ns=-\n"
+                  "c=IN IP4 127.0.0.1\nt=0 0\nm=audio RELAY_PORT RTP/AVP 0\n"
+                  "a=rtpmap:0 PCMU/8000\na=ptime:20")
 
-UAC = """
-name: media-through-impairment
-role: uac
-media: {codec: PCMU, play: tone}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 200
-  - send: ACK
-  - pause: 3s
-  - send: BYE
-  - recv: 200
-"""
+UAC = media_call("media-through-impairment", "{codec: PCMU, play: tone}", pause="3s",
+                 provisional=False)
 
 LOSS = 0.1
 MAX_DELAY = 0.04

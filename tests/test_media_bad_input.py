@@ -23,43 +23,23 @@ import pytest
 from sipload.media.rtp import build_rtp
 from tests.bgproc import Background, run, sipload
 from tests.impairment import _even_pair
+from tests.mediahelpers import answer_per_call, answer_with, media_call, read_records
 from tests.peers import LOOPBACK, free_port
-from tests.test_media_peers import read_records
 
-ANSWER_UAS = """
-name: answer-as-told
-role: uas
-steps:
-  - recv: INVITE
-  - reply: 200
-    content_type: application/sdp
-    body: |
-      ANSWER
-  - recv: ACK
-  - recv: BYE
-  - reply: 200
-"""
+ANSWER_UAS = answer_with("answer-as-told", "ANSWER")
 
-CALLER = """
-name: caller-with-media
-role: uac
-media: {codec: PCMU, play: tone}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 200
-  - send: ACK
-  - pause: PAUSE
-  - check:
-      - media: {min_packets: 40}
-  - send: BYE
-  - recv: 200
-"""
+CALLER = media_call("caller-with-media", "{codec: PCMU, play: tone}", pause="PAUSE",
+                    check="{min_packets: 40}", provisional=False)
+
+
+def _sdp(port: int, mline: str = "m=audio {port} RTP/AVP 0\na=rtpmap:0 PCMU/8000") -> str:
+    return ("v=0\no=peer 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+            + mline.format(port=port))
 
 
 def _answer(port: int, mline: str = "m=audio {port} RTP/AVP 0\na=rtpmap:0 PCMU/8000") -> str:
-    return ("v=0\no=peer 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
-            + mline.format(port=port)).replace("\n", "\n      ")
+    """The SDP, indented as ANSWER_UAS's body."""
+    return _sdp(port, mline).replace("\n", "\n      ")
 
 
 def _malformed_rtp(seq: int) -> list[bytes]:
@@ -154,16 +134,7 @@ SDP_ANSWERS = {
 
 def _answer_per_call(port: int) -> str:
     """A UAS that answers call N (its X-Case header) with the N-th of SDP_ANSWERS."""
-    steps = ["name: bad-answers", "role: uas", "steps:", "  - recv: INVITE",
-             "    capture: [{var: case, header: X-Case, regex: '(\\d+)'}]"]
-    for n in range(len(SDP_ANSWERS)):
-        steps += [f"  - goto: case{n}", f"    when: {{var: case, equals: '{n}'}}"]
-    steps.append("  - fail: unknown_case")
-    for n, mline in enumerate(SDP_ANSWERS.values()):
-        steps += [f"  - label: case{n}", "  - reply: 200", "    content_type: application/sdp",
-                  "    body: |", "      " + _answer(port, mline), "  - goto: answered"]
-    steps += ["  - label: answered", "  - recv: ACK", "  - recv: BYE", "  - reply: 200"]
-    return "\n".join(steps) + "\n"
+    return answer_per_call("bad-answers", [_sdp(port, m) for m in SDP_ANSWERS.values()])
 
 
 @pytest.mark.timeout(120)

@@ -7,32 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.ipc as ipc
 import pytest
 
+from tests.mediahelpers import media_call, read_records
 from tests.peers import free_port, sipp_uas
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIO = """
-name: media-vs-sipp
-role: uac
-media: {codec: PCMU, play: tone}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 1s
-  - check:
-      - media: {min_packets: 40, max_loss: 0, min_mos: 4.3}
-  - send: BYE
-  - recv: 200
-"""
+SCENARIO = media_call("media-vs-sipp", "{codec: PCMU, play: tone}", pause="1s",
+                      check="{min_packets: 40, max_loss: 0, min_mos: 4.3}")
 
 
 @pytest.mark.peer
@@ -48,8 +31,7 @@ def test_sipp_rtp_echo_returns_every_packet(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-m", "sipload", "run", str(scenario), "--target",
                         f"127.0.0.1:{port}", "--calls", "4", "--rate", "10", "--out", str(out)],
                        check=False, env=env, timeout=90, capture_output=True)
-    with (out / "calls.arrows").open("rb") as f:
-        rows = ipc.open_stream(f).read_all().to_pylist()
+    rows = read_records(out)
     assert len(rows) == 4
     for row in rows:
         assert row["result"] == "success", row["detail"]

@@ -8,17 +8,21 @@ loss 0 on loopback, a high MOS), not merely that the SIP dialogue succeeded.
 from __future__ import annotations
 
 import json
-import struct
-import wave
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pyarrow.ipc as ipc
 import pytest
 
-from sipload.media import g711, source
 from tests.bgproc import Background, run, sipload
+from tests.mediahelpers import (
+    CLEAN_AUDIO,
+    TO_PEER,
+    dominant_hz,
+    media_call,
+    pcm_wav,
+    read_records,
+    ulaw_wav,
+)
 from tests.peers import (
     BaresipProcess,
     RtpengineProcess,
@@ -30,22 +34,6 @@ from tests.peers import (
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_UAS = ROOT / "scenarios" / "media_call_uas.yaml"
-
-
-def read_records(out: Path) -> list[dict[str, Any]]:
-    with (out / "calls.arrows").open("rb") as f:
-        rows: list[dict[str, Any]] = ipc.open_stream(f).read_all().to_pylist()
-    return rows
-
-
-def ulaw_wav(path: Path, frequency: int = 440) -> int:
-    """Write one second of a tone as a G.711 u-law WAV (format 7); returns its payload bytes."""
-    data = g711.encode(source.tone_samples(frequency), "PCMU")
-    fmt = struct.pack("<HHIIHH", 7, 1, 8000, 8000, 1, 8)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-            + b"data" + struct.pack("<I", len(data)) + data)
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    return len(data)
 
 
 @pytest.mark.peer
@@ -80,47 +68,8 @@ def test_sipp_rtp_stream_reaches_sipload_uas(tmp_path: Path) -> None:
         assert row["media_mos"] > 4.3
 
 
-BARESIP_CALL = """
-name: media-vs-baresip
-role: uac
-to: "sip:uas@${remote_host}:${remote_port}"
-media: {codec: PCMU, play: tone, record: RECORD}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 1500ms
-  - check:
-      - media: {min_packets: 60, max_loss: 0, min_mos: 4.3}
-  - send: BYE
-  - recv: 200
-"""
-
-
-def pcm_wav(path: Path, frequency: int, seconds: int, rate: int = 48000,
-            channels: int = 2) -> None:
-    """A 16-bit PCM WAV of a sine (baresip's aufile wants its own rate and channels)."""
-    t = np.arange(rate * seconds) / rate
-    samples = np.round(8000 * np.sin(2 * np.pi * frequency * t)).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.repeat(samples, channels).tobytes())
-
-
-def dominant_hz(path: Path) -> float:
-    """The strongest frequency of a recorded call (8 kHz mono WAV)."""
-    with wave.open(str(path), "rb") as w:
-        rate = w.getframerate()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(float)
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1.0 / rate)[int(np.argmax(spectrum))])
+BARESIP_CALL = media_call("media-vs-baresip", "{codec: PCMU, play: tone, record: RECORD}",
+                          pause="1500ms", check=CLEAN_AUDIO, header=TO_PEER)
 
 
 @pytest.mark.peer
@@ -155,25 +104,8 @@ def test_baresip_file_source_reaches_sipload(tmp_path: Path) -> None:
         assert abs(dominant_hz(path) - 600) < 5, path
 
 
-RTPENGINE_CALL = """
-name: media-via-rtpengine
-role: uac
-media: {codec: PCMU, play: tone}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 1500ms
-  - check:
-      - media: {min_packets: 60, max_loss: 0, min_mos: 4.3}
-  - send: BYE
-  - recv: 200
-"""
+RTPENGINE_CALL = media_call("media-via-rtpengine", "{codec: PCMU, play: tone}",
+                            pause="1500ms", check=CLEAN_AUDIO)
 
 
 def _sdp_audio(body: str) -> tuple[str, int]:

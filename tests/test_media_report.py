@@ -24,30 +24,15 @@ from sipload.report.synthetic import HOSTILE, make_run
 from sipload.report.thresholds import ThresholdError, evaluate, parse_threshold
 from sipload.stats.mediaintervals import MediaHistograms, MediaIntervals
 from sipload.stats.rundir import RunWriter
+from tests.mediahelpers import media_call
 from tests.test_run_gate import sipload, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
 CALLS = 4
 
-SCENARIO = """
-name: media-report
-role: uac
-media: {codec: PCMU, ptime: 20ms, play: tone}
-THRESHOLDS
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 1500ms
-  - send: BYE
-  - recv: 200
-"""
+SCENARIO = media_call("media-report", "{codec: PCMU, ptime: 20ms, play: tone}", pause="1500ms",
+                      header="THRESHOLDS\n")
 
 
 def _scenario(tmp: Path, thresholds: str = "") -> Path:

@@ -7,33 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.ipc as ipc
 import pytest
 
 from sipload.scenario.errors import ScenarioError
 from sipload.scenario.loader import load_text
+from tests.mediahelpers import media_call, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCENARIO = """
-name: media-call
-role: uac
-media: {codec: PCMA, ptime: 20ms, play: tone}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 1s
-  - check:
-      - media: {min_packets: 30, max_loss: 1%, max_jitter: 30ms, min_mos: MOS}
-  - send: BYE
-  - recv: 200
-"""
+SCENARIO = media_call("media-call", "{codec: PCMA, ptime: 20ms, play: tone}", pause="1s",
+                      check="{min_packets: 30, max_loss: 1%, max_jitter: 30ms, min_mos: MOS}")
 
 
 def run(tmp_path: Path, min_mos: str) -> list[dict[str, object]]:
@@ -44,9 +27,7 @@ def run(tmp_path: Path, min_mos: str) -> list[dict[str, object]]:
     subprocess.run([sys.executable, "-m", "sipload", "run", str(scenario), "--calls", "3",
                     "--rate", "10", "--out", str(out)], check=False, env=env, timeout=120,
                    capture_output=True)
-    with (out / "calls.arrows").open("rb") as f:
-        rows: list[dict[str, object]] = ipc.open_stream(f).read_all().to_pylist()
-    return rows
+    return read_records(out)
 
 
 @pytest.mark.timeout(120)
@@ -74,7 +55,8 @@ def test_bad_media_config_names_the_place(tmp_path: Path) -> None:
     text = SCENARIO.replace("play: tone", f"play: {bad}").replace("MOS", "4")
     with pytest.raises(ScenarioError, match="not a WAV file") as err:
         load_text(text, str(tmp_path / "s.yaml"))
-    assert err.value.line == 4
+    media_lines = [n for n, line in enumerate(text.splitlines(), 1) if line.startswith("media:")]
+    assert media_lines == [err.value.line]
     with pytest.raises(ScenarioError, match="ptime"):
         load_text(SCENARIO.replace("20ms", "25ms").replace("MOS", "4"), "s.yaml")
     with pytest.raises(ScenarioError, match="media"):

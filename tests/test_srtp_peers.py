@@ -25,43 +25,21 @@ import pyarrow.ipc as ipc
 import pytest
 
 from tests.bgproc import Background, run, sipload
+from tests.mediahelpers import (
+    CLEAN_AUDIO,
+    TO_PEER,
+    dominant_hz,
+    media_answer,
+    media_call,
+    pcm_wav,
+    read_records,
+)
 from tests.peers import BaresipProcess, RtpengineProcess, free_port, kamailio_rtpengine, require
-from tests.test_media_peers import dominant_hz, pcm_wav, read_records
 
-CALL = """
-name: srtp-call
-role: uac
-to: "sip:uas@${remote_host}:${remote_port}"
-media: {codec: PCMU, play: tone MEDIA}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 2s
-  - check:
-      - media: {min_packets: 60, max_loss: 0, min_mos: 4.3}
-  - send: BYE
-  - recv: 200
-"""
+CALL = media_call("srtp-call", "{codec: PCMU, play: tone MEDIA}", pause="2s",
+                  check=CLEAN_AUDIO, header=TO_PEER)
 
-ECHO = """
-name: echo
-role: uas
-media: {echo: true MEDIA}
-steps:
-  - recv: INVITE
-  - reply: 180
-  - reply: 200
-    body: {sdp: answer}
-  - recv: ACK
-  - recv: BYE
-  - reply: 200
-"""
+ECHO = media_answer("echo", "{echo: true MEDIA}")
 
 SRTP = ", srtp: sdes"
 

@@ -26,42 +26,19 @@ from typing import Self
 import pytest
 
 from tests.bgproc import Background, run, sipload
+from tests.mediahelpers import (
+    CLEAN_AUDIO,
+    answer_per_call,
+    media_answer,
+    media_call,
+    read_records,
+)
 from tests.peers import LOOPBACK, free_port
-from tests.test_media_peers import read_records
 
-CALLER = """
-name: srtp-call
-role: uac
-media: {codec: PCMU, play: tone, srtp: sdes SUITES}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 2s
-  - check:
-      - media: {min_packets: 60, max_loss: 0, min_mos: 4.3}
-  - send: BYE
-  - recv: 200
-"""
+CALLER = media_call("srtp-call", "{codec: PCMU, play: tone, srtp: sdes SUITES}", pause="2s",
+                    check=CLEAN_AUDIO)
 
-ECHO_UAS = """
-name: srtp-echo
-role: uas
-media: {echo: true, srtp: sdes}
-steps:
-  - recv: INVITE
-  - reply: 180
-  - reply: 200
-    body: {sdp: answer}
-  - recv: ACK
-  - recv: BYE
-  - reply: 200
-"""
+ECHO_UAS = media_answer("srtp-echo", "{echo: true, srtp: sdes}")
 
 SUITE_BITS = {"AES_CM_128_HMAC_SHA1_80": 80, "AES_CM_128_HMAC_SHA1_32": 32}
 
@@ -216,19 +193,13 @@ BAD_ANSWERS = {
 
 def _answers_per_call(port: int) -> str:
     """A UAS that answers call N (its X-Case header) with the N-th of BAD_ANSWERS."""
-    steps = ["name: bad-srtp-answers", "role: uas", "steps:", "  - recv: INVITE",
-             "    capture: [{var: case, header: X-Case, regex: '(\\d+)'}]"]
-    for n in range(len(BAD_ANSWERS)):
-        steps += [f"  - goto: case{n}", f"    when: {{var: case, equals: '{n}'}}"]
-    steps.append("  - fail: unknown_case")
-    for n, (name, (line, _)) in enumerate(BAD_ANSWERS.items()):
+    answers = []
+    for name, (line, _) in BAD_ANSWERS.items():
         proto = "RTP/AVP" if name == "plain RTP" else "RTP/SAVP"
-        sdp = ["v=0", "o=peer 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
-               f"m=audio {port} {proto} 0", "a=rtpmap:0 PCMU/8000", *([line] if line else [])]
-        steps += [f"  - label: case{n}", "  - reply: 200", "    content_type: application/sdp",
-                  "    body: |", *("      " + s for s in sdp), "  - goto: answered"]
-    steps += ["  - label: answered", "  - recv: ACK", "  - recv: BYE", "  - reply: 200"]
-    return "\n".join(steps) + "\n"
+        answers.append("\n".join(["v=0", "o=peer 1 1 IN IP4 127.0.0.1", "s=-",
+                                  "c=IN IP4 127.0.0.1", "t=0 0", f"m=audio {port} {proto} 0",
+                                  "a=rtpmap:0 PCMU/8000", *([line] if line else [])]))
+    return answer_per_call("bad-srtp-answers", answers)
 
 
 @pytest.mark.timeout(120)
