@@ -32,7 +32,9 @@ from types import ModuleType
 
 #: Modules compiled by mypyc, as dotted names.  ``sipload.sip.errors`` and
 #: ``sipload.sip.digest`` stay Python: mypyc cannot build their exception classes'
-#: signatures, and neither is on the per-call path.
+#: signatures, and neither is on the per-call path.  SRTP (``sipload.media.srtp``,
+#: ``sdes``, ``srtpecho``) stays Python too: its per-packet cost is libsrtp's, behind
+#: pylibsrtp's cffi calls; the compiled ``media.call`` and ``media.schedule`` call it.
 COMPILED: tuple[str, ...] = (
     "sipload.sip.build",
     "sipload.sip.checks",
