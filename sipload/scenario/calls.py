@@ -177,9 +177,9 @@ class CallInstance:
         self.sub = sub
         self.wait_tid = wait_tid
         self.sent_at = 0.0
-        self.inbox = [] if inbox is None else inbox
-        self.gotos = {} if gotos is None else gotos
-        self.timers = {} if timers is None else timers
+        self.inbox = _NO_INBOX if inbox is None else inbox
+        self.gotos = _NO_GOTOS if gotos is None else gotos
+        self.timers = _NO_TIMERS if timers is None else timers
         self.executed = executed
         self.done = done
         self.tids = [] if tids is None else tids
@@ -187,6 +187,25 @@ class CallInstance:
         self.digest = digest
         self.local = 0
         self.consts = _NO_CONSTS
+
+    def queue(self, leg_name: str, ev: Event) -> None:
+        """Keep an event for a later recv step (the inbox is shared while empty)."""
+        if self.inbox is _NO_INBOX:
+            self.inbox = []
+        self.inbox.append((leg_name, ev))
+
+    def count_goto(self, pc: int) -> int:
+        """Count one more jump of the goto at ``pc``; returns the count before it."""
+        if self.gotos is _NO_GOTOS:
+            self.gotos = {}
+        n = self.gotos.get(pc, 0)
+        self.gotos[pc] = n + 1
+        return n
+
+    def start_timer(self, name: str, at: float) -> None:
+        if self.timers is _NO_TIMERS:
+            self.timers = {}
+        self.timers[name] = at
 
     def var(self, name: str) -> str:
         """A variable or keyword of the call ("" when it has none by that name)."""
@@ -200,6 +219,12 @@ class CallInstance:
             self.legs[name] = leg
         return leg
 
+
+_NO_INBOX: list[tuple[str, Event]] = []
+_NO_GOTOS: dict[int, int] = {}
+_NO_TIMERS: dict[str, float] = {}
+"""A call's inbox, goto counts and timers while it has none: shared, never written
+(CallInstance.queue, count_goto, start_timer give the call its own)."""
 
 _NO_CONSTS: dict[str, str] = {}
 """The ``consts`` of a call made without any (never written)."""
@@ -247,7 +272,7 @@ class CallIndex:
 def mark_timers(inst: CallInstance, start_timer: str, stop_timer: str, now: float) -> None:
     """A step's ``start_timer``/``stop_timer``: a stopped timer becomes a mark of the record."""
     if start_timer:
-        inst.timers[start_timer] = now
+        inst.start_timer(start_timer, now)
     if stop_timer:
         started = inst.timers.get(stop_timer)
         if started is not None:

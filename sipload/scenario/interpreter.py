@@ -564,7 +564,7 @@ class Runner:
         elif not is_request and ev.response is not None and ev.response.status < 200:
             return  # nobody waits: a provisional response needs no keeping
         elif len(inst.inbox) < INBOX:
-            inst.inbox.append((leg_name, ev))
+            inst.queue(leg_name, ev)
         else:
             self._fail(inst, Failure.UNEXPECTED, f"{label(ev)} while not waiting", now)
 
@@ -634,7 +634,7 @@ class Runner:
             self._accept(inst, j, ev, now)
         elif kind == "defer":
             if len(inst.inbox) < INBOX:
-                inst.inbox.append((leg_name, ev))
+                inst.queue(leg_name, ev)
             else:
                 self._fail(inst, Failure.UNEXPECTED, f"{label(ev)} on leg {leg_name}", now)
         elif kind == "fail":
@@ -837,9 +837,8 @@ class Runner:
             if step.when_equals is None and step.when_matches is None and not value:
                 return False
         if step.max:
-            n = inst.gotos.get(inst.pc, 0)
-            if n >= step.max:
+            if inst.gotos.get(inst.pc, 0) >= step.max:
                 return False
-            inst.gotos[inst.pc] = n + 1
+            inst.count_goto(inst.pc)
         inst.pc = step.target
         return True

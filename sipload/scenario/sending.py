@@ -110,7 +110,7 @@ class Sender:
             if step is None:
                 continue
             if step.start_timer and inst.timers.get(step.start_timer) == t:
-                inst.timers[step.start_timer] = s
+                inst.start_timer(step.start_timer, s)
             started = inst.timers.get(step.stop_timer) if step.stop_timer else None
             if started is not None and step.stop_timer in rec.marks:
                 rec.marks[step.stop_timer] = max(0.0, s - started)

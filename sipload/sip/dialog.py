@@ -120,6 +120,9 @@ TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "
 """Requests whose Contact replaces the remote target (§12.2, RFC 3311, RFC 6665, RFC 3515)."""
 
 MAX_FORWARDS = 70
+
+_NO_ROUTES: list[NameAddress] = []
+"""The route set of every dialog without one: one list, never mutated (rule 3)."""
 _MAX_FORWARDS_TEXT = str(MAX_FORWARDS)
 
 
@@ -360,7 +363,7 @@ class Dialog:
                 routes = [r.copy() for r in reversed(resp.record_routes)]
             target = _target_of(resp, self.secure) if method in TARGET_REFRESH_METHODS else None
             if routes is not None:
-                self.route_set = routes
+                self.route_set = routes or _NO_ROUTES
             if target is not None:
                 self.remote_target = target
             if method == "INVITE":
@@ -535,7 +538,7 @@ def uac_dialog(request: Request, response: Response, *, secure: bool | None = No
         local_uri=_tagged(frm, local_tag),
         remote_uri=_tagged(request.to, remote_tag),
         remote_target=target,
-        route_set=[r.copy() for r in reversed(response.record_routes)],
+        route_set=[r.copy() for r in reversed(response.record_routes)] or _NO_ROUTES,
         local_seq=seq,
         remote_seq=None,
         secure=is_secure,
@@ -583,7 +586,7 @@ def uas_dialog(request: Request, response: Response, *, secure: bool | None = No
         local_uri=_tagged(request.to, local_tag),
         remote_uri=frm.copy(),
         remote_target=target,
-        route_set=[r.copy() for r in request.record_routes],
+        route_set=[r.copy() for r in request.record_routes] or _NO_ROUTES,
         local_seq=None,
         remote_seq=seq,
         secure=is_secure,

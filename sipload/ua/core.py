@@ -24,7 +24,16 @@ from sipload.sip.transaction import ClientTransaction, ServerTransaction
 from sipload.ua.callstate import CallInput, step
 from sipload.ua.events import Event, EventType
 from sipload.ua.routing import add_via, next_hop
-from sipload.ua.state import Call, CallDialog, CallState, Peer, Purpose, TxRecord, UAState
+from sipload.ua.state import (
+    NO_RETRANSMITTED,
+    Call,
+    CallDialog,
+    CallState,
+    Peer,
+    Purpose,
+    TxRecord,
+    UAState,
+)
 
 
 def send_request(
@@ -124,8 +133,12 @@ def count_retrans(s: UAState, cid: int, n: int, label: str) -> None:
         call = s.calls.get(cid)
         if call is not None:
             call.retransmissions += n
+            pending = call.retransmitted
+            if pending is NO_RETRANSMITTED:
+                pending = []
+                call.retransmitted = pending
             for _ in range(n):
-                call.retransmitted.append((s.now, label))
+                pending.append((s.now, label))
 
 
 def tx_label(tx: ClientTransaction | ServerTransaction) -> str:
@@ -148,7 +161,7 @@ def take_retransmitted(s: UAState, cid: int) -> list[tuple[float, str]]:
     if call is None or not call.retransmitted:
         return []
     out = call.retransmitted
-    call.retransmitted = []
+    call.retransmitted = NO_RETRANSMITTED
     return out
 
 
@@ -166,7 +179,7 @@ def emit(s: UAState, etype: EventType, now: float, *, cid: int = 0, did: int = 0
             retrans = call.retransmissions
             if call.retransmitted:
                 retransmitted = call.retransmitted
-                call.retransmitted = []
+                call.retransmitted = NO_RETRANSMITTED
     s.events.append(Event(etype, now, cid, did, tid, rid, ref, request, response, reason,
                           retrans, retransmitted))
 

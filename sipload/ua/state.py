@@ -27,6 +27,10 @@ from sipload.ua.retransmit import Peer as Peer  # re-exported: where bytes go
 from sipload.ua.retransmit import Resend
 from sipload.ua.session_timer import SessionTimer
 
+NO_RETRANSMITTED: list[tuple[float, str]] = []
+"""``Call.retransmitted`` while there is none to report: one list for every call, never
+appended to (core.count_retrans gives a call its own first)."""
+
 
 class CallState(IntEnum):
     """Where a call is (the transitions: :mod:`sipload.ua.callstate`)."""
@@ -144,7 +148,7 @@ class Call:
         self.dialogs = {}
         self.retransmissions = 0
         self.invite_cseq = invite.cseq.seq if invite is not None else 0
-        self.retransmitted = []
+        self.retransmitted = NO_RETRANSMITTED
 
     def first_dialog(self) -> CallDialog | None:
         for d in self.dialogs.values():
