@@ -9,6 +9,7 @@ holds, the media check and whether provisional responses may come first.
 from __future__ import annotations
 
 import struct
+import subprocess
 import wave
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import numpy as np
 import pyarrow.ipc as ipc
 
 from sipload.media import g711, source
+from tests.bgproc import Background, run, sipload
+from tests.peers import free_port
 
 PROVISIONAL = """  - recv: 100
     optional: true
@@ -81,6 +84,25 @@ def answer_per_call(name: str, answers: list[str]) -> str:
         steps += [f"  - label: case{n}", *_sdp_reply(sdp), "  - goto: answered"]
     steps.append("  - label: answered")
     return "\n".join(steps) + "\n" + _HANG_UP
+
+
+def call_each_answer(tmp: Path, uas: str, caller: str, calls: int
+                     ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """``calls`` calls of the ``caller`` scenario (call N sends ``X-Case: N``) to a
+    ``sipload uas`` playing ``uas`` (an :func:`answer_per_call`); the run (in ``tmp/run``,
+    the UAS's in ``tmp/uas``), and its records in call order."""
+    port = free_port("udp")
+    (tmp / "uas.yaml").write_text(uas)
+    case = "    body: {sdp: offer}\n    headers: {X-Case: '${call_number}'}"
+    (tmp / "uac.yaml").write_text(caller.replace("    body: {sdp: offer}", case))
+    out = tmp / "run"
+    with Background(sipload("uas", tmp / "uas.yaml", "--listen", f"127.0.0.1:{port}",
+                            "--out", tmp / "uas"), ready="listening on") as running:
+        done = run(sipload("run", tmp / "uac.yaml", "--target", f"127.0.0.1:{port}",
+                           "--calls", calls, "--rate", 10, "--workers", 1, "--out", out,
+                           "--quiet"), timeout=60)
+        running.stop()
+    return done, sorted(read_records(out), key=lambda r: int(r["call_number"]))
 
 
 def read_records(out: Path) -> list[dict[str, Any]]:

@@ -21,9 +21,15 @@ from pathlib import Path
 import pytest
 
 from sipload.media.rtp import build_rtp
-from tests.bgproc import Background, run, sipload
+from tests.bgproc import Background, sipload
 from tests.impairment import _even_pair
-from tests.mediahelpers import answer_per_call, answer_with, media_call, read_records
+from tests.mediahelpers import (
+    answer_per_call,
+    answer_with,
+    call_each_answer,
+    media_call,
+    read_records,
+)
 from tests.peers import LOOPBACK, free_port
 
 ANSWER_UAS = answer_with("answer-as-told", "ANSWER")
@@ -139,21 +145,9 @@ def _answer_per_call(port: int) -> str:
 
 @pytest.mark.timeout(120)
 def test_an_answer_without_a_usable_stream_fails_the_call(tmp_path: Path) -> None:
-    uas_port = free_port("udp")
-    uas_out = tmp_path / "uas"
-    (tmp_path / "uas.yaml").write_text(_answer_per_call(free_port("udp")))
-    caller = CALLER.replace("PAUSE", "200ms").replace(
-        "    body: {sdp: offer}", "    body: {sdp: offer}\n    headers: {X-Case: '${call_number}'}")
-    (tmp_path / "uac.yaml").write_text(caller)
-    out = tmp_path / "run"
-    with Background(sipload("uas", tmp_path / "uas.yaml", "--listen", f"127.0.0.1:{uas_port}",
-                            "--out", uas_out), ready="listening on") as uas:
-        done = run(sipload("run", tmp_path / "uac.yaml", "--target", f"127.0.0.1:{uas_port}",
-                           "--calls", len(SDP_ANSWERS), "--rate", 10, "--workers", 1,
-                           "--out", out, "--quiet"), timeout=60)
-        uas.stop()
+    done, rows = call_each_answer(tmp_path, _answer_per_call(free_port("udp")),
+                                  CALLER.replace("PAUSE", "200ms"), len(SDP_ANSWERS))
     assert done.returncode == 1, done.stdout + done.stderr  # failed calls fail the run
-    rows = sorted(read_records(out), key=lambda r: r["call_number"])
     assert len(rows) == len(SDP_ANSWERS)
     for case, row in zip(SDP_ANSWERS, rows, strict=True):
         assert row["result"] == "failed" and row["failure"] == "media_failed", (case, row)
@@ -165,6 +159,6 @@ def test_an_answer_without_a_usable_stream_fails_the_call(tmp_path: Path) -> Non
     for reason, row in zip(reasons, rows, strict=True):
         assert reason in row["detail"], row["detail"]
     # every call was torn down properly: the callee got its ACK and BYE
-    answered = read_records(uas_out)
+    answered = read_records(tmp_path / "uas")
     assert len(answered) == len(SDP_ANSWERS)
     assert all(r["result"] == "success" for r in answered), [r["detail"] for r in answered]

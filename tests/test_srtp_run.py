@@ -29,6 +29,7 @@ from tests.bgproc import Background, run, sipload
 from tests.mediahelpers import (
     CLEAN_AUDIO,
     answer_per_call,
+    call_each_answer,
     media_answer,
     media_call,
     read_records,
@@ -204,30 +205,20 @@ def _answers_per_call(port: int) -> str:
 
 @pytest.mark.timeout(120)
 def test_answers_with_unusable_crypto_fail_each_call_with_the_reason(tmp_path: Path) -> None:
-    uas_port = free_port("udp")
-    (tmp_path / "uas.yaml").write_text(_answers_per_call(free_port("udp")))
-    caller = CALLER.replace(" SUITES", "").replace("pause: 2s", "pause: 200ms").replace(
-        "    body: {sdp: offer}", "    body: {sdp: offer}\n    headers: {X-Case: '${call_number}'}")
-    (tmp_path / "uac.yaml").write_text(caller)
-    out, uas_out = tmp_path / "run", tmp_path / "uas"
-    with Background(sipload("uas", tmp_path / "uas.yaml", "--listen", f"127.0.0.1:{uas_port}",
-                            "--out", uas_out), ready="listening on") as uas:
-        done = run(sipload("run", tmp_path / "uac.yaml", "--target", f"127.0.0.1:{uas_port}",
-                           "--calls", len(BAD_ANSWERS), "--rate", 10, "--workers", 1,
-                           "--out", out, "--quiet"), timeout=60)
-        uas.stop()
+    caller = CALLER.replace(" SUITES", "").replace("pause: 2s", "pause: 200ms")
+    done, rows = call_each_answer(tmp_path, _answers_per_call(free_port("udp")), caller,
+                                  len(BAD_ANSWERS))
     assert done.returncode == 1, done.stdout + done.stderr
-    rows = sorted(read_records(out), key=lambda r: r["call_number"])
     assert len(rows) == len(BAD_ANSWERS)
     for (case, (_, reason)), row in zip(BAD_ANSWERS.items(), rows, strict=True):
         print(f"{case}: {row['detail']}")
         assert row["failure"] == "media_failed", (case, row)
         assert row["detail"].startswith("media: ") and reason in row["detail"], (case, row)
     # every call was still torn down: the callee got its ACK and BYE
-    answered = read_records(uas_out)
+    answered = read_records(tmp_path / "uas")
     assert len(answered) == len(BAD_ANSWERS)
     assert all(r["result"] == "success" for r in answered), [r["detail"] for r in answered]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["calls"]["failed"] == len(BAD_ANSWERS)
 
 
