@@ -4,7 +4,8 @@ A local worker (:mod:`sipload.cluster.child`) and the start of ``sipload run`` m
 not import the report's libraries (pandas, matplotlib, jinja2): about a second of
 CPU per process, before any call.  A worker does not import numpy (media only),
 jsonschema (the coordinator validated the scenario), pyarrow or rich either; the
-coordinator imports pyarrow with the first records, after the first call.  Each
+coordinator imports pyarrow once its workers are spawned, while they start (not
+before: it would delay them; not with the first records: mid-run).  Each
 check runs the path in a fresh interpreter and reads its ``sys.modules``.
 """
 
@@ -53,7 +54,7 @@ program = load_file(args.scenario)
 for t in args.threshold:
     parse_threshold(t, marks=list(program.timer_names))
 with tempfile.TemporaryDirectory() as d:
-    RunWriter(Path(d))  # pyarrow comes with the first records, after the first call
+    RunWriter(Path(d))  # pyarrow comes after the workers are spawned (rundir.warm)
 print(json.dumps(sorted(sys.modules)))
 """
 

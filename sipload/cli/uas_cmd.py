@@ -19,6 +19,7 @@ from sipload.cluster.worker import engine_limits
 from sipload.engine import Engine, EngineConfig
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_OK, EXIT_USAGE
 from sipload.scenario.loader import ScenarioError, load_file, warm_media
+from sipload.stats import rundir
 from sipload.stats.records import Result
 from sipload.stats.rundir import RunWriter
 from sipload.transport.loop import new_event_loop, tune_gc
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     records: list[dict[str, Any]] = []
     writer = RunWriter(Path(args.out)) if args.out else None
+    if writer is not None:
+        rundir.warm()  # not on the first records, while calls are being answered
 
     def on_records(batch: list[dict[str, Any]]) -> None:
         records.extend(batch)

@@ -28,6 +28,7 @@ from sipload.cluster.channel import Keys, Router, WorkerAuth
 from sipload.cluster.coordinator import Coordinator
 from sipload.cluster.live import LiveView
 from sipload.cluster.messages import Records, Snapshot
+from sipload.stats import rundir
 from sipload.stats.rundir import RunWriter
 
 
@@ -134,6 +135,7 @@ async def run_load(
     writer.append_event({"t": 0.0, "event": "coordinator_listening", "url": router.url})
     n_local = workers if local_workers is None else local_workers
     procs = _spawn_workers(router.url, [router.local_auth() for _ in range(n_local)])
+    rundir.warm()  # while the workers start, not mid-run with the first records
     view = LiveView(plan, quiet=quiet)
     interrupts = 0
     outcome = RunOutcome({})
