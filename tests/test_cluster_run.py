@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -400,3 +401,41 @@ def test_a_worker_joining_mid_run_takes_a_share_of_what_is_left(
     # from the joiner's Go, the two shared the rate
     shares = [e for e in events if e["event"] == "worker_go"]
     assert [e["worker"] for e in shares] == [1]
+
+
+def test_no_call_starts_before_go(runs: Callable[..., Run], tmp_path: Path) -> None:
+    """A local worker Ready while the run waits for a remote one starts no call until Go
+    (its engine is bound and its pump runs, but nothing is released), and the two
+    workers' uniform schedules then interleave 1/R apart (worker 1 starts 1/R after Go)."""
+    from sipload.cluster.channel import make_keys
+
+    keys = make_keys(tmp_path / "keys").folder
+    run = runs(BASIC, "--calls", 8, "--rate", 10, "--workers", 2, "--local-workers", 1,
+               "--keys", keys, "--trace", "all", "--quiet")
+    run.wait_event("worker_joined", 30)
+    url = next(e["url"] for e in run.events() if e["event"] == "coordinator_listening")
+    time.sleep(1.5)  # worker 0 is Ready and waiting: before the fix it was calling already
+    with (tmp_path / "worker.txt").open("w") as out:
+        late = subprocess.Popen([sys.executable, "-m", "sipload", "worker", "--connect", url,
+                                 "--keys", str(keys)],
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            assert run.wait(60) == 0, run.describe()
+            assert late.wait(20) == 0, (tmp_path / "worker.txt").read_text()
+        finally:
+            if late.poll() is None:
+                os.killpg(late.pid, signal.SIGKILL)
+                late.wait(5)
+    import pyarrow.ipc as ipc
+
+    with (run.dir / "traces.arrows").open("rb") as f:
+        rows = ipc.open_stream(f).read_all().to_pylist()
+    invites = sorted((row["ts"], row["worker"]) for row in rows
+                     if row["direction"] == "out" and bytes(row["data"]).startswith(b"INVITE "))
+    assert len(invites) == 8
+    first = {w: min(t for t, x in invites if x == w) for w in (0, 1)}
+    # worker 1 starts 0.1 s after Go; worker 0 at Go, not 1.5 s and more before it
+    assert 0.0 < first[1] - first[0] < 0.3, (first, invites)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(invites)]
+    assert all(0.03 < g < 0.17 for g in gaps), gaps

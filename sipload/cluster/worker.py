@@ -80,6 +80,19 @@ def engine_limits(d: Any) -> dict[str, Any]:
             "max_dialogs": int(d.get("max_dialogs", 0))}
 
 
+def start_phase(plan: dict[str, Any], welcome: Welcome) -> float:
+    """Where in the run's first 1/R this worker's uniform schedule starts: worker k of the
+    W expected at R calls/s starts k/R after Go, so the run's starts interleave 1/R apart
+    rather than leaving W at a time every W/R.  Poisson arrivals need no phase (independent
+    Poisson streams add up to one), nor the closed model, nor a worker joining mid-run."""
+    workers = int(plan.get("workers", 1))
+    rate = float(plan.get("rate") or 0.0)
+    if (plan.get("arrival", "uniform") != "uniform" or welcome.users or rate <= 0
+            or not 0 < welcome.worker < workers):
+        return 0.0
+    return welcome.worker / rate
+
+
 def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
     """Build this worker's EngineConfig from the plan and its share."""
     text = plan.get("scenario_text")
@@ -110,6 +123,7 @@ def engine_config(plan: dict[str, Any], welcome: Welcome) -> EngineConfig:
         duration=plan.get("duration"), concurrent=int(plan.get("concurrent", 10_000)),
         users=welcome.users, first_user=welcome.worker * (welcome.users or 0),
         arrival=str(plan.get("arrival", "uniform")),
+        phase=start_phase(plan, welcome),
         rate_increase=float(plan.get("rate_increase", 0.0)) / max(
             int(plan.get("workers", 1)), 1),
         rate_interval=float(plan.get("rate_interval", 0.0)),

@@ -43,6 +43,9 @@ class EngineConfig:
     users: int | None = None  #: closed model: this many calls at once, each followed by the next
     first_user: int = 0  #: the run-wide number of this worker's first user (USER-order CSV rows)
     arrival: str = "uniform"
+    #: seconds after calling begins that this worker's schedule starts: worker k of a uniform
+    #: run at R calls/s starts at k/R, so the workers' calls interleave 1/R apart on the wire
+    phase: float = 0.0
     rate_increase: float = 0.0
     rate_interval: float = 0.0
     rate_max: float | None = None

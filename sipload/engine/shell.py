@@ -131,7 +131,7 @@ class Engine:
         if self.config.duration is not None and starter is None:
             self.drain.limit(self.config.duration)
         if starter is not None:
-            starter.begin(self.now())
+            starter.begin(self.now() + self.config.phase)
         self.pump.fire_now()
         try:
             await self._done

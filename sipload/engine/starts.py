@@ -81,6 +81,7 @@ class CallStarter:
         self.ended = ended
         self.after_timer = after_timer
         self.closed = False
+        self.begun = False  #: :meth:`begin` called: calls may be released
         self.timer = precise_timer(pump.loop, self._on_timer)
         self.gc_paced = False  #: automatic collection is off while starts are paced
         runner.stamp_sends = True
@@ -92,12 +93,17 @@ class CallStarter:
         return time.monotonic() - self.t0
 
     def begin(self, now: float) -> None:
-        """The schedule starts when calling does, not when the socket was bound."""
+        """The schedule starts when calling does (a worker's Go), not when the socket was
+        bound: until then nothing is released, though the pump runs (a worker answers
+        its coordinator and the network between Ready and Go)."""
+        self.begun = True
         if self.admission.pacer.scheduled == 0:
             self.admission.pacer.begin(now)
 
     def start_due(self, now: float) -> None:
         """Start every call due at ``now`` (rules 1, 2)."""
+        if not self.begun:
+            return
         admission, runner, pump, counts, cap = (self.admission, self.runner, self.pump,
                                                 self.counts, self.cap)
         for _ in range(BURST):
@@ -115,7 +121,7 @@ class CallStarter:
 
     def deadline(self) -> float | None:
         """The next release when there is no precise timer; else arms the timer (rule 3)."""
-        release = self.admission.next_release()
+        release = self.admission.next_release() if self.begun else None
         timer = self.timer
         if timer is None:
             return release
@@ -127,7 +133,7 @@ class CallStarter:
 
     def holds(self, when: float) -> bool:
         """Whether work due at ``when`` waits for a call start coming first (rule 5)."""
-        if self.timer is None:
+        if self.timer is None or not self.begun:
             return False
         release = self.admission.next_release()
         return release is not None and release < when + SNAPSHOT_SLACK
