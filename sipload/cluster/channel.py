@@ -143,7 +143,7 @@ def _why(event: int) -> str:
     return "CurveZMQ handshake failed"
 
 
-class _Gate(AsyncioAuthenticator):
+class _Gate(AsyncioAuthenticator):  # type: ignore[misc,unused-ignore]  # Any without zmq
     """The ZAP handler: authorized keys from a folder; remembers each refusal
     (the peer's address and public key) for the coordinator to log."""
 

@@ -86,7 +86,8 @@ class SrtpStream:
     def protect(self, packet: bytes) -> bytes | None:
         """The SRTP packet of an RTP packet, or None (counted) if libsrtp refuses it."""
         try:
-            return self._tx.protect(packet)
+            out: bytes = self._tx.protect(packet)
+            return out
         except (Error, ValueError):
             self.protect_failures += 1
             return None
@@ -94,7 +95,8 @@ class SrtpStream:
     def unprotect(self, packet: bytes) -> bytes | None:
         """The RTP packet inside an SRTP one, or None (counted by why) if it fails."""
         try:
-            return self._rx.unprotect(packet)
+            out: bytes = self._rx.unprotect(packet)
+            return out
         except (Error, ValueError) as e:
             self._refused(e)
             return None
@@ -102,7 +104,8 @@ class SrtpStream:
     def protect_rtcp(self, packet: bytes) -> bytes | None:
         """The SRTCP packet of a compound RTCP packet, or None (counted)."""
         try:
-            return self._tx.protect_rtcp(packet)
+            out: bytes = self._tx.protect_rtcp(packet)
+            return out
         except (Error, ValueError):
             self.protect_failures += 1
             return None
@@ -110,7 +113,8 @@ class SrtpStream:
     def unprotect_rtcp(self, packet: bytes) -> bytes | None:
         """The RTCP inside an SRTCP packet, or None (counted by why) if it fails."""
         try:
-            return self._rx.unprotect_rtcp(packet)
+            out: bytes = self._rx.unprotect_rtcp(packet)
+            return out
         except (Error, ValueError) as e:
             self._refused(e)
             return None

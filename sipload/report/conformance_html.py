@@ -68,7 +68,8 @@ def environment() -> Environment:
 
 
 def render(document: dict[str, Any]) -> str:
-    return environment().get_template("conformance.html").render(doc=document)
+    page: str = environment().get_template("conformance.html").render(doc=document)
+    return page
 
 
 def write_conformance_html(run_dir: str | Path) -> Path:

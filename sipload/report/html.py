@@ -83,12 +83,13 @@ def render_report(path: Path | str, summary: dict[str, Any] | None = None) -> st
     headline = [(m, summary["latency"][m]) for m in HEADLINE_MARKS if m in summary["latency"]]
     if not headline:
         headline = list(summary["latency"].items())[:2]
-    return environment().get_template("report.html.j2").render(
+    page: str = environment().get_template("report.html.j2").render(
         s=summary, headline=headline, charts=all_charts(a, summary["rate"]["target"]),
         ladders=ladders(a.samples), media=_media_shown(summary), media_charts=media_charts(a.media),
         worst=a.media.worst, plan_rows=_plan_rows(a.files.plan),
         scenario_text=a.files.scenario_text, events=a.files.events[:200],
         events_more=max(0, len(a.files.events) - 200))
+    return page
 
 
 def write_report(path: Path | str, summary: dict[str, Any] | None = None) -> Path:
