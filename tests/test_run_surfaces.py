@@ -62,11 +62,11 @@ def test_generator_limited_when_late_starts_exceed_one_percent(tmp_path: Path) -
 
 
 def test_a_run_beyond_the_workers_pace_is_generator_limited(tmp_path: Path) -> None:
-    """400 calls asked at 50,000/s of one worker: it cannot build INVITEs that fast, so
+    """2,000 calls asked at 50,000/s of one worker: it cannot build INVITEs that fast, so
     most starts leave more than 10 ms after their intended time and are counted late;
     the summary, the report and the live line say so."""
     out = tmp_path / "run"
-    r = sipload("run", BASIC, "--workers", 1, "--calls", 400, "--rate", 50000,
+    r = sipload("run", BASIC, "--workers", 1, "--calls", 2000, "--rate", 50000,
                 "--allow-failures", "100%", "--out", out)
     assert r.returncode in (0, 1), r.stdout + r.stderr
     s = summary(out)

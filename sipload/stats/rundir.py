@@ -59,10 +59,15 @@ def warm() -> None:
     run: in ``sipload uas --out`` it stalled the loop while calls were answered (a BYE's
     200 left 250 ms late); in the coordinator it takes a core from the workers.  Both
     call this before any call, while nothing is measured."""
-    import pyarrow.ipc  # noqa: F401  (the writers' half of pyarrow)
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
 
-    call_schema()
     trace_schema()
+    # one record through the writer's own path: pyarrow imports pandas (0.25 s) on the
+    # first batch it builds, not at import
+    row = record_row(CallRecord(0, 0.0).to_dict())
+    with ipc.new_stream(pa.BufferOutputStream(), call_schema()) as w:
+        w.write_batch(_batch([row], call_schema()))
 
 
 @cache
