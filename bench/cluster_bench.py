@@ -9,8 +9,7 @@ for the proxy phase: ``kamailio``)::
     python3 bench/cluster_bench.py --only load,search   # some phases only
 
 Everything runs on 127.0.0.1 over UDP.  The calls are basic calls with no pause
-(INVITE/100/180/200/ACK/BYE/200; the scenario is written to a temporary folder,
-the same as ``bench/basic_call_nopause.yaml``).  Phases:
+(INVITE/100/180/200/ACK/BYE/200: ``bench/basic_call_nopause.yaml``).  Phases:
 
 1. **load** -- same load, one ``sipp -sn uas -buff_size 4194304`` answering every
    UAC in turn: ``--calls`` calls at ``--rate`` from ``sipp -sn uac``,
@@ -35,11 +34,12 @@ the same as ``bench/basic_call_nopause.yaml``).  Phases:
    10%, within ``--search-budget`` seconds per UAC.  After a failed step the UAS
    is given time to stop retransmitting.
 3. **hold** -- long calls one worker holds: ``sipload run --workers 1`` places
-   N calls that pause an hour after the ACK, at ``--hold-rate``, against a fresh
-   ``sipp -sn uas``; with ``--t1 100ms`` the INVITE transactions are gone 64*T1
-   (6.4 s) after the last answer.  Held when all N calls are in progress and
-   none failed.  The worker's RSS (``/proc/PID/status``) at ``go`` and once
-   settled gives KiB per held call; also its CPU and loop lag while holding.
+   N calls that pause an hour after the ACK (``bench/hold_call.yaml``), at
+   ``--hold-rate``, against a fresh ``sipp -sn uas``; with ``--t1 100ms`` the
+   INVITE transactions are gone 64*T1 (6.4 s) after the last answer.  Held when
+   all N calls are in progress and none failed.  The worker's RSS
+   (``/proc/PID/status``) at ``go`` and once settled gives KiB per held call;
+   also its CPU and loop lag while holding.
    N doubles from ``--hold-start`` to ``--hold-max`` (or until a step fails or
    the RSS would pass a quarter of the free memory).  The run is then aborted
    (Ctrl-C twice, to its own process group).
@@ -106,42 +106,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PEERS_PROXY_RATE = 2300.0
 """PEERS.md: SIPp uac -> Kamailio -> SIPp uas peaks near 2,300 calls/s."""
 
-NOPAUSE = """\
-# Basic call (UAC) for the benchmark: scenarios/basic_call.yaml without its pause.
-name: basic-call-nopause
-role: uac
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: [180, 183]
-    optional: true
-  - recv: 200
-    timeout: 10s
-  - send: ACK
-  - send: BYE
-  - recv: 200
-"""
-
-HOLD = """\
-# A long call: answered, then held for an hour (the bench aborts it first).
-name: long-call-hold
-role: uac
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: [180, 183]
-    optional: true
-  - recv: 200
-    timeout: 30s
-  - send: ACK
-  - pause: 3600s
-  - send: BYE
-  - recv: 200
-"""
+NOPAUSE = HERE / "basic_call_nopause.yaml"
+"""The basic call without its pause (also bench/ua_uac.py's and tests/test_gc.py's)."""
+HOLD = HERE / "hold_call.yaml"
+"""A call answered, then held for an hour (also bench/held_bench.py's)."""
 
 
 # =============================================================================== helpers
@@ -795,10 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         with workdir() as wd:
-            scenario = wd / "basic_call_nopause.yaml"
-            scenario.write_text(NOPAUSE)
-            hold_scenario = wd / "long_call_hold.yaml"
-            hold_scenario.write_text(HOLD)
+            scenario, hold_scenario = NOPAUSE, HOLD
             if phases & {"load", "search"}:
                 with uas_for(wd, "shared", 7200) as uas:
                     if "load" in phases:

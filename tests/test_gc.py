@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sipload.sip.parser import parse_message
 from sipload.sip.transaction import ClientTransaction, ServerTransaction, TimerConfig, TxState
@@ -61,20 +62,27 @@ def test_cycles_sees_a_cycle_made_on_purpose() -> None:
 INVITE_TO, INVITE_FROM = "<sip:bob@127.0.0.1:5072>", "<sip:alice@127.0.0.1:5071>"
 
 
-def _call(p: Pair, bob_answers: int | None, *, hang_up: bool = True) -> None:
-    """One call alice -> bob; bob answers ``bob_answers`` (None: never)."""
+ANSWERED, BUSY, RINGING = (180, 200), (180, 486), (180,)
+
+
+def _call(p: Pair, bob_sends: tuple[int, ...], *, hang_up: bool = True,
+          cancel: bool = False) -> None:
+    """One call alice -> bob; bob answers the INVITE with ``bob_sends`` (none: never);
+    alice then hangs up an answered call or (``cancel``) cancels it: bob answers 487."""
     a, b = p.alice, p.bob
     cid = a.call_send_initial_invite(a.call_build_initial_invite(INVITE_TO, INVITE_FROM), p.now)
     p.transfer()
     for ev in p.events(b):
-        if ev.type == E.CALL_INVITE and bob_answers is not None:
-            b.call_send_answer(ev.tid, 180, None, p.now)
-            b.call_send_answer(ev.tid, bob_answers, None, p.now)
+        if ev.type == E.CALL_INVITE:
+            for status in bob_sends:
+                b.call_send_answer(ev.tid, status, None, p.now)
     p.transfer()
     for ev in p.events(a):
         if ev.type == E.CALL_ANSWERED and hang_up:
             a.call_send_ack(ev.did, None, p.now)
             a.call_terminate(cid, ev.did, p.now)
+    if cancel:
+        a.call_terminate(cid, 0, p.now)
     p.transfer()
     p.events(a)
     p.events(b)
@@ -88,62 +96,48 @@ def _settle(p: Pair) -> None:
     assert p.alice.call_count() == p.bob.call_count() == 0
 
 
-def _warm(p: Pair) -> None:
-    """One call of each kind first: caches and interned strings are not per call."""
-    _call(p, 200)
-    _call(p, 486)
+def _pair_cycles(calls: Callable[[Pair], None]) -> tuple[int, Pair]:
+    """What the collector finds after ``calls`` ran on a fresh pair and every timer
+    fired; one call of each kind first (caches and interned strings are not per call)."""
+    p = Pair()
+    _call(p, ANSWERED)
+    _call(p, BUSY)
     _settle(p)
+
+    def work() -> None:
+        calls(p)
+        _settle(p)
+
+    return _cycles(work), p
 
 
 def test_no_cycles_answered_and_rejected_calls() -> None:
-    p = Pair()
-    _warm(p)
-
-    def calls() -> None:
+    def calls(p: Pair) -> None:
         for i in range(100):
-            _call(p, 486 if i % 3 == 0 else 200)
+            _call(p, BUSY if i % 3 == 0 else ANSWERED)
             p.advance(0.01)
-        _settle(p)
 
-    assert _cycles(calls) == 0
+    assert _pair_cycles(calls)[0] == 0
 
 
 def test_no_cycles_cancelled_calls() -> None:
-    p = Pair()
-    _warm(p)
-
-    def calls() -> None:
+    def calls(p: Pair) -> None:
         for _ in range(50):
-            a, b = p.alice, p.bob
-            cid = a.call_send_initial_invite(a.call_build_initial_invite(INVITE_TO, INVITE_FROM),
-                                             p.now)
-            p.transfer()
-            for ev in p.events(b):
-                if ev.type == E.CALL_INVITE:
-                    b.call_send_answer(ev.tid, 180, None, p.now)
-            p.transfer()
-            a.call_terminate(cid, 0, p.now)  # CANCEL; bob answers 487
-            p.transfer()
-            p.events(a)
-            p.events(b)
-        _settle(p)
+            _call(p, RINGING, cancel=True)
 
-    assert _cycles(calls) == 0
+    assert _pair_cycles(calls)[0] == 0
 
 
 def test_no_cycles_on_timeouts_and_bad_messages() -> None:
-    p = Pair()
-    _warm(p)
-
-    def calls() -> None:
+    def calls(p: Pair) -> None:
         p.drop_to_bob = lambda data: True  # Timer B: no answer at all
         for _ in range(20):
-            _call(p, None)
+            _call(p, ())
         p.advance(40.0)
         p.drop_to_bob = None
         for _ in range(20):  # answered, then the BYE is lost: Timer F
             p.drop_to_bob = None
-            _call(p, 200, hang_up=False)
+            _call(p, ANSWERED, hang_up=False)
             p.drop_to_bob = lambda data: data.startswith(b"BYE")
             for cid in list(p.alice.state.calls):
                 cd = p.alice.state.calls[cid].first_dialog()
@@ -164,9 +158,9 @@ def test_no_cycles_on_timeouts_and_bad_messages() -> None:
         p.events(p.bob)
         p.bob.outgoing()
         p.alice.outgoing()
-        _settle(p)
 
-    assert _cycles(calls) == 0
+    found, p = _pair_cycles(calls)
+    assert found == 0
     assert p.alice.bad_messages >= 20 and p.bob.bad_messages >= 20
 
 
@@ -255,8 +249,8 @@ def test_server_transaction_slimmed_resends_its_final() -> None:
 
 def test_ua_slims_what_lingers() -> None:
     p = Pair()
-    _call(p, 200)
-    _call(p, 486)
+    _call(p, ANSWERED)
+    _call(p, BUSY)
     left = list(p.alice.state.tx.values()) + list(p.bob.state.tx.values())
     assert left, "the INVITE and BYE transactions linger (Timers M, K, L, J)"
     assert all(rec.tx.lingering and rec.tx.slimmed for rec in left)
@@ -265,21 +259,7 @@ def test_ua_slims_what_lingers() -> None:
 
 # ------------------------------------------------------------------ the engine, on sockets
 
-NOPAUSE = """
-name: gc-basic
-role: uac
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: [180, 183]
-    optional: true
-  - recv: 200
-  - send: ACK
-  - send: BYE
-  - recv: 200
-"""
+NOPAUSE = Path(__file__).resolve().parent.parent / "bench" / "basic_call_nopause.yaml"
 
 
 def _engine_garbage(calls: int) -> int:
@@ -290,7 +270,7 @@ def _engine_garbage(calls: int) -> int:
     from typing import Any
 
     from sipload.engine import Engine, EngineConfig
-    from sipload.scenario.loader import load_text
+    from sipload.scenario.loader import load_file
 
     records: list[dict[str, Any]] = []
     keep: list[object] = []
@@ -300,7 +280,7 @@ def _engine_garbage(calls: int) -> int:
                      on_records=lambda batch: None)
         _, port = await uas.start()
         served = asyncio.ensure_future(uas.run())
-        uac = Engine(EngineConfig(program=load_text(NOPAUSE), target=("127.0.0.1", port),
+        uac = Engine(EngineConfig(program=load_file(NOPAUSE), target=("127.0.0.1", port),
                                   calls=calls, rate=400.0, seed=1),
                      on_records=records.extend)
         keep.extend((uac, uas))
