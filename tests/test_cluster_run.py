@@ -30,6 +30,7 @@ import pyarrow as pa
 import pytest
 
 from sipload.stats.rundir import EVENTS, INTERVALS, read_calls, read_jsonl
+from tests.bgproc import Background, sipload
 
 REPO = Path(__file__).resolve().parent.parent
 BASIC = REPO / "scenarios" / "basic_call.yaml"
@@ -166,6 +167,18 @@ def worker_pids(run: Run) -> dict[int, int]:
             assert ppid == run.pid, f"worker {e['worker']} (pid {pid}) is not our child"
             out[int(e["worker"])] = pid
     return out
+
+
+def run_with_remote_worker(run: Run, keys: Path) -> int:
+    """A remote worker (``sipload worker --connect``, in its own session) joins ``run``'s
+    coordinator; both must end with 0 (bounded; the worker is ended on the way out if
+    not); the worker's pid."""
+    url = next(e["url"] for e in run.events() if e["event"] == "coordinator_listening")
+    with Background(sipload("worker", "--connect", url, "--keys", keys)) as worker:
+        assert worker.proc is not None
+        assert run.wait(60) == 0, run.describe()
+        assert worker.wait(20) == 0, worker.output
+        return worker.proc.pid
 
 
 def check_accounting(run: Run) -> tuple[dict[str, int], pa.Table]:
@@ -370,22 +383,10 @@ def test_a_worker_joining_mid_run_takes_a_share_of_what_is_left(
     run = runs(BASIC, "--calls", total, "--rate", 100, "--workers", 1, "--keys", keys, "--quiet")
     run.wait_event("go", 30)
     run.wait_calls(0, 50, 15)
-    url = next(e["url"] for e in run.events() if e["event"] == "coordinator_listening")
-    with (tmp_path / "worker.txt").open("w") as out:
-        joiner = subprocess.Popen([sys.executable, "-m", "sipload", "worker", "--connect", url,
-                                   "--keys", str(keys)],
-                                  cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            assert run.wait(60) == 0, run.describe()
-            assert joiner.wait(20) == 0, (tmp_path / "worker.txt").read_text()
-        finally:
-            if joiner.poll() is None:
-                os.killpg(joiner.pid, signal.SIGKILL)
-                joiner.wait(5)
+    joiner = run_with_remote_worker(run, keys)
     events = run.events()
     joined = [e for e in events if e["event"] == "worker_joined" and e.get("mid_run")]
-    assert [(e["worker"], e["pid"]) for e in joined] == [(1, joiner.pid)], events
+    assert [(e["worker"], e["pid"]) for e in joined] == [(1, joiner)], events
     released = [e for e in events if e["event"] == "calls_released"]
     assert [(e["worker"], e["to"]) for e in released] == [(0, 1)]
     given = released[0]["calls"]
@@ -413,20 +414,8 @@ def test_no_call_starts_before_go(runs: Callable[..., Run], tmp_path: Path) -> N
     run = runs(BASIC, "--calls", 8, "--rate", 10, "--workers", 2, "--local-workers", 1,
                "--keys", keys, "--trace", "all", "--quiet")
     run.wait_event("worker_joined", 30)
-    url = next(e["url"] for e in run.events() if e["event"] == "coordinator_listening")
     time.sleep(1.5)  # worker 0 is Ready and waiting: before the fix it was calling already
-    with (tmp_path / "worker.txt").open("w") as out:
-        late = subprocess.Popen([sys.executable, "-m", "sipload", "worker", "--connect", url,
-                                 "--keys", str(keys)],
-                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            assert run.wait(60) == 0, run.describe()
-            assert late.wait(20) == 0, (tmp_path / "worker.txt").read_text()
-        finally:
-            if late.poll() is None:
-                os.killpg(late.pid, signal.SIGKILL)
-                late.wait(5)
+    run_with_remote_worker(run, keys)
     import pyarrow.ipc as ipc
 
     with (run.dir / "traces.arrows").open("rb") as f:
