@@ -70,7 +70,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -1330,7 +1330,101 @@ class BaresipProcess(_PeerProcess):
         return f"sip:uas@{LOOPBACK}:{self.port}"
 
 
-class NaiveTcpUas:
+class LoopbackServer:
+    """A toy endpoint on 127.0.0.1 in threads, UDP or (``tcp=True``) TCP: binds ``port``
+    (a free one if None) on entering ``with``, and hands each datagram to
+    :meth:`_datagram`, whose answer goes back to the sender, or each accepted connection
+    to :meth:`_connection` in a thread of its own.  By itself a silent sink; subclasses
+    answer.  Every socket wait is 0.1 s, so leaving ``with`` ends the threads."""
+
+    def __init__(self, port: int | None = None, *, tcp: bool = False) -> None:
+        self.tcp = tcp
+        self.port = port if port is not None else free_port("tcp" if tcp else "udp")
+        self._sock = socket.socket(socket.AF_INET,
+                                   socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept if tcp else self._serve,
+                                          daemon=True)]
+
+    def __enter__(self) -> Self:
+        if self.tcp:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((LOOPBACK, self.port))
+        if self.tcp:
+            self._sock.listen(64)
+        self._sock.settimeout(0.1)
+        self._threads[0].start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in list(self._threads):
+            t.join(5)
+        self._sock.close()
+
+    def _datagram(self, data: bytes, peer: tuple[str, int]) -> bytes | None:
+        """The answer to one datagram (None: none)."""
+        return None
+
+    def _connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        """Serve one accepted connection (closed on return)."""
+        for _ in self._chunks(conn):
+            pass
+
+    def _chunks(self, conn: socket.socket) -> Iterator[bytes]:
+        """What arrives on ``conn``, read by read, until it closes, fails or we stop."""
+        conn.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            yield chunk
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self._sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            answer = self._datagram(data, peer)
+            if answer is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.sendto(answer, peer)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve_connection, args=(conn, peer), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve_connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        with conn:
+            self._connection(conn, peer)
+
+
+_ECHO = re.compile(rb"(?im)^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:.*$")
+
+
+def _echoed(head: bytes) -> bytes:
+    """The Via, From, To, Call-ID and CSeq lines of a message head, as a naive UAS
+    copies them into its 200."""
+    return b"\r\n".join(m.group(0).rstrip(b"\r") for m in _ECHO.finditer(head))
+
+
+class NaiveTcpUas(LoopbackServer):
     """A deliberately wrong SIP-over-TCP server on 127.0.0.1 (a breaking target).
 
     It has the classic stream bugs the conformance ``transport`` pack catches: each
@@ -1343,100 +1437,33 @@ class NaiveTcpUas:
     """
 
     _REQUEST = re.compile(rb"^([A-Z]+) \S+ SIP/2\.0\r\n")
-    _ECHO = re.compile(rb"(?im)^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:.*$")
     _SENT_BY = re.compile(rb"(?im)^(?:via|v)[ \t]*:[ \t]*SIP/2\.0/TCP[ \t]+([^;:\s]+):(\d+)")
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port if port is not None else free_port("tcp")
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._sock.bind((LOOPBACK, self.port))
-        self._sock.listen(16)
-        self._sock.settimeout(0.1)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, peer = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._connection, args=(conn, peer), daemon=True).start()
+        super().__init__(port, tcp=True)
 
     def _connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
-        conn.settimeout(0.1)
-        with conn:
-            while not self._stop.is_set():
-                try:
-                    chunk = conn.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                if self._REQUEST.match(chunk) is None:
-                    continue  # "not a message": dropped
-                head = chunk.split(b"\r\n\r\n", 1)[0]
-                echoed = b"\r\n".join(m.group(0).rstrip(b"\r") for m in
-                                      self._ECHO.finditer(head))
-                answer = b"SIP/2.0 200 OK\r\n" + echoed + b"\r\n\r\n"
-                sent_by = self._SENT_BY.search(head)
-                if sent_by is not None and int(sent_by.group(2)) != peer[1]:
-                    with contextlib.suppress(OSError), socket.create_connection(
-                            (sent_by.group(1).decode(), int(sent_by.group(2))), 1.0) as out:
-                        out.sendall(answer)
-                    continue
-                with contextlib.suppress(OSError):
-                    conn.sendall(answer)
+        for chunk in self._chunks(conn):
+            if self._REQUEST.match(chunk) is None:
+                continue  # "not a message": dropped
+            head = chunk.split(b"\r\n\r\n", 1)[0]
+            answer = b"SIP/2.0 200 OK\r\n" + _echoed(head) + b"\r\n\r\n"
+            sent_by = self._SENT_BY.search(head)
+            if sent_by is not None and int(sent_by.group(2)) != peer[1]:
+                with contextlib.suppress(OSError), socket.create_connection(
+                        (sent_by.group(1).decode(), int(sent_by.group(2))), 1.0) as out:
+                    out.sendall(answer)
+                continue
+            with contextlib.suppress(OSError):
+                conn.sendall(answer)
 
 
-class NaiveUdpUas:
+class NaiveUdpUas(LoopbackServer):
     """A deliberately wrong SIP-over-UDP endpoint on 127.0.0.1 (a breaking target): it
     answers every datagram 200 OK with the datagram's Via, From, To, Call-ID and CSeq
     copied, requests and responses alike (RFC 3261 §18.1.2: a response whose Via is not
     the receiver's MUST be discarded).  Runs in a thread; use ``with``."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port if port is not None else free_port("udp")
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._sock.bind((LOOPBACK, self.port))
-        self._sock.settimeout(0.1)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self._sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            head = data.split(b"\r\n\r\n", 1)[0]
-            echoed = b"\r\n".join(m.group(0).rstrip(b"\r") for m in
-                                  NaiveTcpUas._ECHO.finditer(head))
-            with contextlib.suppress(OSError):
-                self._sock.sendto(b"SIP/2.0 200 OK\r\n" + echoed
-                                  + b"\r\nContent-Length: 0\r\n\r\n", peer)
+    def _datagram(self, data: bytes, peer: tuple[str, int]) -> bytes | None:
+        head = data.split(b"\r\n\r\n", 1)[0]
+        return b"SIP/2.0 200 OK\r\n" + _echoed(head) + b"\r\nContent-Length: 0\r\n\r\n"

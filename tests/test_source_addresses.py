@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 from collections import Counter
 from pathlib import Path
-from typing import Self
 
 import pytest
 
@@ -27,7 +25,7 @@ from sipload.stats.rundir import read_calls
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.ids import IdGenerator
 from tests.bgproc import Background, run, sipload
-from tests.peers import free_port, sipp_uas, tshark_fields
+from tests.peers import LoopbackServer, free_port, sipp_uas, tshark_fields
 
 REPO = Path(__file__).resolve().parent.parent
 BASIC = REPO / "scenarios" / "basic_call.yaml"
@@ -142,44 +140,23 @@ def test_a_request_is_answered_from_the_address_it_came_in_on() -> None:
 # ================================================================ whole runs
 
 
-class RecordingUas:
+class RecordingUas(LoopbackServer):
     """A UAS on 127.0.0.1 (UDP, or TCP with ``tcp=True``) that answers INVITE 200 (with
     SDP) and BYE 200, and records for each request: the address it came from, the host
     in its top Via and Contact, and the c= address of its SDP.  Threads; use ``with``."""
 
     def __init__(self, tcp: bool = False) -> None:
-        self.tcp = tcp
-        self.port = free_port("tcp" if tcp else "udp")
+        super().__init__(tcp=tcp)
         self.seen: list[tuple[str, str, str, str, str]] = []  # method, src, via, contact, c=
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp
-                                   else socket.SOCK_DGRAM)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._accept if tcp else self._serve,
-                                          daemon=True)]
 
-    def __enter__(self) -> Self:
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", self.port))
-        if self.tcp:
-            self._sock.listen(64)
-        self._sock.settimeout(0.1)
-        self._threads[0].start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in list(self._threads):
-            t.join(5)
-        self._sock.close()
-
-    def _answer(self, data: bytes, src: str) -> bytes | None:
+    def _datagram(self, data: bytes, peer: tuple[str, int]) -> bytes | None:
         msg = parse_message(data)
         if not isinstance(msg, Request):
             return None
         via = re.search(r"SIP/2.0/(?:UDP|TCP) ([^:;]+)", msg.get("via") or "")
         contact = re.search(r"@([^:;>]+)", msg.get("contact") or "")
         c_line = re.search(rb"\r\nc=IN IP4 ([^\r]+)", msg.body)
-        self.seen.append((msg.method, src, via.group(1) if via else "",
+        self.seen.append((msg.method, peer[0], via.group(1) if via else "",
                           contact.group(1) if contact else "",
                           c_line.group(1).decode() if c_line else ""))
         if msg.method == "ACK":
@@ -193,53 +170,21 @@ class RecordingUas:
                           "application/sdp")
         return resp.to_bytes()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self._sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            answer = self._answer(data, peer[0])
-            if answer is not None:
-                self._sock.sendto(answer, peer)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, peer = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            t = threading.Thread(target=self._stream, args=(conn, peer[0]), daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _stream(self, conn: socket.socket, src: str) -> None:
+    def _connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        """Messages framed by Content-Length, each answered as a datagram would be."""
         buf = b""
-        conn.settimeout(0.1)
-        with conn:
-            while not self._stop.is_set():
+        for chunk in self._chunks(conn):
+            buf += chunk
+            while True:
                 head, sep, rest = buf.partition(b"\r\n\r\n")
                 length = re.search(rb"(?im)^(?:content-length|l)\s*:\s*(\d+)", head)
                 need = int(length.group(1)) if length else 0
-                if sep and len(rest) >= need:
-                    answer = self._answer(head + sep + rest[:need], src)
-                    buf = rest[need:]
-                    if answer is not None:
-                        conn.sendall(answer)
-                    continue
-                try:
-                    chunk = conn.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                buf += chunk
+                if not sep or len(rest) < need:
+                    break
+                answer = self._datagram(head + sep + rest[:need], peer)
+                buf = rest[need:]
+                if answer is not None:
+                    conn.sendall(answer)
 
 
 def test_calls_spread_over_each_workers_addresses(tmp_path: Path) -> None:
