@@ -53,7 +53,7 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sipload.sip.transaction import TimerConfig
 from sipload.stats.interval import LATE_AFTER
@@ -62,6 +62,9 @@ from sipload.transport.loop import loop_name, new_event_loop, tune_gc
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.events import Event, EventType
 from sipload.ua.ids import IdGenerator
+
+if TYPE_CHECKING:
+    from sipload.engine import Engine
 
 E = EventType
 HERE = Path(__file__).resolve().parent
@@ -358,21 +361,29 @@ def _rate(n: int, first: float, last: float) -> float:
     return (n - 1) / (last - first)
 
 
-def hold_engine(args: argparse.Namespace) -> dict[str, Any]:
-    """Calls held by the engine (see the module docstring): memory per held call."""
+def start_engine(args: argparse.Namespace, *, stop_grace: float
+                 ) -> tuple[Engine, asyncio.AbstractEventLoop, list[dict[str, Any]]]:
+    """``--mode engine``'s engine running ``--scenario`` on a loop of its own, its socket
+    bound and the collector tuned as a worker process's; the list its records go to."""
     from sipload.engine import Engine, EngineConfig
     from sipload.scenario.loader import load_file
 
-    program = load_file(args.scenario)
     records: list[dict[str, Any]] = []
     timers = TimerConfig(t1=args.t1) if args.t1 != TimerConfig().t1 else TimerConfig()
-    engine = Engine(EngineConfig(program=program, target=hostport(args.target), rate=args.rate,
-                                 calls=args.calls, timers=timers, seed=1, stop_grace=1.0),
+    engine = Engine(EngineConfig(program=load_file(args.scenario), target=hostport(args.target),
+                                 rate=args.rate, calls=args.calls, timers=timers, seed=1,
+                                 stop_grace=stop_grace),
                     on_records=records.extend)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(engine.start())
     tune_gc()  # as a worker process does
+    return engine, loop, records
+
+
+def hold_engine(args: argparse.Namespace) -> dict[str, Any]:
+    """Calls held by the engine (see the module docstring): memory per held call."""
+    engine, loop, records = start_engine(args, stop_grace=1.0)
     gc.collect()
     rss_before = rss_kib()
     if args.tracemalloc:
@@ -403,19 +414,7 @@ def hold_engine(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_engine(args: argparse.Namespace) -> dict[str, Any]:
-    from sipload.engine import Engine, EngineConfig
-    from sipload.scenario.loader import load_file
-
-    program = load_file(args.scenario)
-    records: list[dict[str, Any]] = []
-    timers = TimerConfig(t1=args.t1) if args.t1 != TimerConfig().t1 else TimerConfig()
-    engine = Engine(EngineConfig(program=program, target=hostport(args.target), rate=args.rate,
-                                 calls=args.calls, timers=timers, seed=1, stop_grace=5.0),
-                    on_records=records.extend)
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    loop.run_until_complete(engine.start())
-    tune_gc()  # as a worker process does
+    engine, loop, records = start_engine(args, stop_grace=5.0)
     rss_before = rss_kib()
     timed_out, cpu_s, wall_s = calling_phase(loop, engine.run(), args)
     loop.close()
