@@ -54,7 +54,6 @@ import argparse
 import base64
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -65,8 +64,9 @@ from typing import Any
 from common import REPO, rss_kib
 from hdrh.histogram import HdrHistogram
 
-from sipload.media import g711, source
+from sipload.media.source import TONE_HZ
 from tests.bgproc import Background, sipload
+from tests.mediahelpers import ulaw_wav
 from tests.peers import free_port, sipp_uac, sipp_uas
 
 SCENARIO = """name: media-load
@@ -147,15 +147,6 @@ def rcvbuf_errors() -> int:
     lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
              if ln.startswith("Udp:")]
     return int(lines[1][lines[0].index("RcvbufErrors")])
-
-
-def ulaw_wav(path: Path, frequency: int = 1004) -> None:
-    """One second of the tone as a G.711 u-law WAV (format 7), for SIPp's rtp_stream."""
-    data = g711.encode(source.tone_samples(frequency), "PCMU")
-    fmt = struct.pack("<HHIIHH", 7, 1, 8000, 8000, 1, 8)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-            + b"data" + struct.pack("<I", len(data)) + data)
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
 def _percentiles(h: HdrHistogram) -> dict[str, float]:
@@ -272,7 +263,7 @@ def run_sipp(n: int, ramp: float, steady: float, work: Path) -> dict[str, Any]:
     hold = ramp + steady + 3.0
     sdir = work / f"sipp-{n}"
     sdir.mkdir(exist_ok=True)
-    ulaw_wav(sdir / "tone.ulaw.wav")
+    ulaw_wav(sdir / "tone.ulaw.wav", TONE_HZ)  # the tone sipload plays
     xml = SIPP_XML.replace('<pause milliseconds="1500"/>',
                            f'<pause milliseconds="{int(hold * 1000)}"/>')
     (sdir / "uac.xml").write_text(xml)
