@@ -14,7 +14,7 @@ import struct
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 import uvloop
@@ -87,7 +87,7 @@ class Sink:
         async with asyncio.timeout(WAIT):
             return await self.errors.get()
 
-    async def __aenter__(self) -> Sink:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -25,12 +25,13 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from sipload.stats.rundir import read_calls
-from sipload.transport import Peer, StreamLimits, TransportSet
+from sipload.transport import Peer, StreamLimits
 from sipload.transport.tls import client_context, server_context
 from sipload.transport.websocket import WsTransport, looks_like_sip
 from tests.bgproc import Background, run, sipload
 from tests.certs import make_pki
 from tests.peers import free_port, kamailio_websocket
+from tests.test_transport import Sink as StreamSink
 
 WAIT = 3.0
 REPO = Path(__file__).resolve().parent.parent
@@ -52,33 +53,14 @@ def go(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(bounded())
 
 
-class Sink:
-    """A TransportSet (``.t``) and what it reports."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.messages: asyncio.Queue[tuple[bytes, Peer]] = asyncio.Queue()
-        self.errors: asyncio.Queue[tuple[Peer, str]] = asyncio.Queue()
-        self.t = TransportSet(lambda d, p, _s: self.messages.put_nowait((d, p)),
-                              lambda p, r: self.errors.put_nowait((p, r)), **kw)
-
-    async def message(self) -> tuple[bytes, Peer]:
-        async with asyncio.timeout(WAIT):
-            return await self.messages.get()
-
-    async def error(self) -> tuple[Peer, str]:
-        async with asyncio.timeout(WAIT):
-            return await self.errors.get()
+class Sink(StreamSink):
+    """tests/test_transport.py's TransportSet (``.t``) and what it reports, and its
+    WebSocket transport (``ws()``)."""
 
     def ws(self, kind: str = "ws") -> WsTransport:
         st = self.t._streams[kind]
         assert isinstance(st, WsTransport)
         return st
-
-    async def __aenter__(self) -> Sink:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.t.close()
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -95,6 +77,34 @@ def closing(handler: Handler) -> Handler:
             writer.close()
 
     return run_it
+
+
+def sip_ws_server(on_frame: Callable[[ServerProtocol, Frame], None], *, mute: bool = False,
+                  seen: asyncio.Queue[bytes] | None = None) -> Handler:
+    """A peer for ``asyncio.start_server``: accepts the upgrade with the ``sip``
+    subprotocol and gives each frame then received to ``on_frame``, which may queue an
+    answer on the protocol; ``mute``: after the 101 it sends nothing (no pong either);
+    ``seen``: each read is put there too.  Its connection is closed when the peer's
+    is."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        proto = ServerProtocol(subprotocols=[Subprotocol("sip")])
+        while data := await reader.read(65536):
+            if seen is not None:
+                await seen.put(data)
+            proto.receive_data(data)
+            for ev in proto.events_received():
+                if not isinstance(ev, Frame):
+                    proto.send_response(proto.accept(ev))
+                    for chunk in proto.data_to_send():
+                        writer.write(chunk)
+                else:
+                    on_frame(proto, ev)
+            out = proto.data_to_send()
+            if not mute:
+                for chunk in out:
+                    writer.write(chunk)
+
+    return closing(handle)
 
 
 class RawClient:
@@ -214,23 +224,11 @@ def test_the_upgrade_asks_for_sip_and_a_path() -> None:
     async def main() -> None:
         seen: asyncio.Queue[bytes] = asyncio.Queue()
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            proto = ServerProtocol(subprotocols=[Subprotocol("sip")])
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    return
-                await seen.put(data)
-                proto.receive_data(data)
-                for ev in proto.events_received():
-                    if not isinstance(ev, Frame):
-                        proto.send_response(proto.accept(ev))
-                    elif ev.opcode is Opcode.TEXT:
-                        proto.send_text(bytes(ev.data))  # echo
-                for chunk in proto.data_to_send():
-                    writer.write(chunk)
+        def echo(proto: ServerProtocol, frame: Frame) -> None:
+            if frame.opcode is Opcode.TEXT:
+                proto.send_text(bytes(frame.data))
 
-        server = await asyncio.start_server(closing(handle), "127.0.0.1", 0)
+        server = await asyncio.start_server(sip_ws_server(echo, seen=seen), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with Sink(ws_path="/sip/ws") as a:
             a.t.send(sip(7), ("ws", "127.0.0.1", port))
@@ -342,20 +340,11 @@ def test_pings_are_sent_and_a_silent_peer_is_dropped() -> None:
     async def main() -> None:
         got_ping = asyncio.Event()
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            proto = ServerProtocol(subprotocols=[Subprotocol("sip")])
-            while data := await reader.read(65536):
-                proto.receive_data(data)
-                for ev in proto.events_received():
-                    if not isinstance(ev, Frame):
-                        proto.send_response(proto.accept(ev))
-                        for chunk in proto.data_to_send():
-                            writer.write(chunk)
-                    elif ev.opcode is Opcode.PING:
-                        got_ping.set()  # ... and never answered (data_to_send dropped)
-                proto.data_to_send()
+        def on_ping(proto: ServerProtocol, frame: Frame) -> None:
+            if frame.opcode is Opcode.PING:
+                got_ping.set()  # ... and never answered (mute)
 
-        server = await asyncio.start_server(closing(handle), "127.0.0.1", 0)
+        server = await asyncio.start_server(sip_ws_server(on_ping, mute=True), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with Sink(ws_ping=0.2) as a:
             a.t.send(sip(1), ("ws", "127.0.0.1", port))
@@ -507,20 +496,12 @@ def test_run_over_wss_against_sipload_uas(tmp_path: Path) -> None:
 
 def test_run_against_a_peer_that_sends_garbage_records_every_call(tmp_path: Path) -> None:
     """A WS server that answers every SIP message with text that is not SIP."""
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        proto = ServerProtocol(subprotocols=[Subprotocol("sip")])
-        while data := await reader.read(65536):
-            proto.receive_data(data)
-            for ev in proto.events_received():
-                if not isinstance(ev, Frame):
-                    proto.send_response(proto.accept(ev))
-                elif ev.opcode is Opcode.TEXT:
-                    proto.send_text(b"hello from not-a-SIP-server")
-            for chunk in proto.data_to_send():
-                writer.write(chunk)
+    def garbage(proto: ServerProtocol, frame: Frame) -> None:
+        if frame.opcode is Opcode.TEXT:
+            proto.send_text(b"hello from not-a-SIP-server")
 
     async def main() -> None:
-        server = await asyncio.start_server(closing(handle), "127.0.0.1", 0)
+        server = await asyncio.start_server(sip_ws_server(garbage), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         out = tmp_path / "run"
         proc = await asyncio.create_subprocess_exec(
