@@ -19,9 +19,9 @@ from sipload.sip.servers import Server, ServerSet
 from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.events import Event, EventType
 from sipload.ua.ids import IdGenerator
-from tests.bgproc import Background, run, sipload
+from tests.bgproc import run, sipload
 from tests.peers import free_port
-from tests.test_locate import Dns, _zone
+from tests.test_locate import Dns, _uas, _zone
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -155,10 +155,8 @@ def test_options_run_fails_over_and_the_report_shows_the_split(tmp_path: Path) -
     busy.write_text("name: unavailable\nrole: uas\nsteps:\n  - recv: OPTIONS\n"
                     "  - reply: 503\n    headers: {Retry-After: '300'}\n")
     out = tmp_path / "run"
-    uases = [Background(sipload("uas", "--listen", f"127.0.0.1:{ports[k]}", *extra),
-                        ready="listening on", ready_timeout=30)
-             for k, extra in (("busy", [busy]), ("a", []), ("b", []))]
-    with Dns(_zone(ports)) as dns, uases[0], uases[1], uases[2]:
+    with Dns(_zone(ports)) as dns, _uas(ports["busy"], busy), _uas(ports["a"]), \
+            _uas(ports["b"]):
         done = run(sipload("run", REPO / "scenarios" / "options_ping.yaml", "--target",
                            "sip:example.test", "--dns-server", dns.address, "--calls", "30",
                            "--rate", "30", "--workers", "1", "--seed", "3", "--t1", "100ms",
