@@ -47,6 +47,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.sip.sdp",
     "sipload.sip.timerheap",
     "sipload.sip.transaction",
+    "sipload.sip.txtables",
     "sipload.sip.uri",
     "sipload.ua.agent",
     "sipload.ua.auth",
