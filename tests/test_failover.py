@@ -20,8 +20,7 @@ from sipload.ua.agent import UAConfig, UserAgent
 from sipload.ua.events import Event, EventType
 from sipload.ua.ids import IdGenerator
 from tests.bgproc import run, sipload
-from tests.peers import free_port
-from tests.test_locate import Dns, _uas, _zone
+from tests.test_locate import failover_site
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -150,13 +149,9 @@ def test_the_last_server_failing_is_reported_as_one_failure() -> None:
 
 
 def test_options_run_fails_over_and_the_report_shows_the_split(tmp_path: Path) -> None:
-    ports = {k: free_port("udp") for k in ("dead", "busy", "a", "b")}
-    busy = tmp_path / "busy_uas.yaml"
-    busy.write_text("name: unavailable\nrole: uas\nsteps:\n  - recv: OPTIONS\n"
-                    "  - reply: 503\n    headers: {Retry-After: '300'}\n")
     out = tmp_path / "run"
-    with Dns(_zone(ports)) as dns, _uas(ports["busy"], busy), _uas(ports["a"]), \
-            _uas(ports["b"]):
+    with failover_site(tmp_path, "  - recv: OPTIONS\n  - reply: 503\n"
+                       "    headers: {Retry-After: '300'}\n") as (dns, ports):
         done = run(sipload("run", REPO / "scenarios" / "options_ping.yaml", "--target",
                            "sip:example.test", "--dns-server", dns.address, "--calls", "30",
                            "--rate", "30", "--workers", "1", "--seed", "3", "--t1", "100ms",

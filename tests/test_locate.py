@@ -10,6 +10,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -223,21 +224,27 @@ def _uas(port: int, scenario: Path | None = None) -> Background:
     return Background(sipload(*args), ready="listening on", ready_timeout=30)
 
 
-def test_calls_fail_over_past_a_dead_server_and_a_503(tmp_path: Path) -> None:
+@contextmanager
+def failover_site(tmp: Path, busy_steps: str) -> Iterator[tuple[Dns, dict[str, int]]]:
+    """``example.test`` (:func:`_zone`) on a loopback DNS server, with its servers on the
+    ports yielded: "dead" (nobody listens), "busy" (a sipload uas running
+    ``busy_steps``, a 503) and two live sipload uas, "a" and "b"."""
     ports = {k: free_port("udp") for k in ("dead", "busy", "a", "b")}
-    busy = tmp_path / "busy_uas.yaml"
-    busy.write_text("name: unavailable\nrole: uas\nsteps:\n  - recv: INVITE\n"
-                    "  - reply: 503\n")
+    busy = tmp / "busy_uas.yaml"
+    busy.write_text(f"name: unavailable\nrole: uas\nsteps:\n{busy_steps}")
+    with Dns(_zone(ports)) as dns, _uas(ports["busy"], busy), _uas(ports["a"]), \
+            _uas(ports["b"]):
+        yield dns, ports
+
+
+def test_calls_fail_over_past_a_dead_server_and_a_503(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    with Dns(_zone(ports)) as dns, _uas(ports["busy"], busy), _uas(ports["a"]) as a, \
-            _uas(ports["b"]) as b:
+    with failover_site(tmp_path, "  - recv: INVITE\n  - reply: 503\n") as (dns, ports):
         done = run(sipload("run", BASIC, "--target", "sip:example.test", "--dns-server",
                            dns.address, "--calls", "40", "--rate", "20", "--workers", "1",
                            "--seed", "5", "--out", out), timeout=120)
         assert done.returncode == 0, done.stderr
         assert "located: udp:127.0.0.1:" in done.stderr
-        a.stop()
-        b.stop()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["calls"]["succeeded"] == 40
     servers = summary["servers"]
