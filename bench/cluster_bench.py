@@ -77,11 +77,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import Step, children_cpu, rss_kib
+from common import Run, Step, children_cpu, rss_kib, run_sipp_uac, uas_for
 from common import rate_search as search_rate
 
 from sipload._native import describe as describe_build
@@ -90,11 +89,7 @@ from tests.peers import (
     SIPP_BUFF_SIZE,
     KamailioProcess,
     SippProcess,
-    free_udp_port,
     kamailio_proxy,
-    sipp_uac,
-    sipp_uas,
-    stat_int,
     which,
 )
 
@@ -157,13 +152,6 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
         proc.wait(10)
 
 
-def uas_for(workdir: Path, name: str, limit: float,
-            scenario: Path | None = None) -> SippProcess:
-    """``sipp -sn uas`` (or ``-sf scenario``) on a free port with a per-second stat file;
-    tests/peers.py starts it, waits until it holds its port, and ends it."""
-    return sipp_uas(free_udp_port(), scenario, limit=limit, workdir=workdir / name, stat=True)
-
-
 def kamailio_for(workdir: Path, uas_port: int, *, shm_mb: int, children: int | None,
                  limit: float) -> KamailioProcess:
     """Kamailio with ``ci/kamailio/proxy.cfg`` on 127.0.0.1 in front of a UAS."""
@@ -172,77 +160,6 @@ def kamailio_for(workdir: Path, uas_port: int, *, shm_mb: int, children: int | N
 
 
 # =============================================================================== runs
-
-
-@dataclass
-class Run:
-    """One UAC run: what it did and what it cost."""
-
-    who: str
-    calls: int
-    rate: float
-    completed: int = 0
-    failed: int = 0
-    retrans_uac: int = 0
-    retrans_uas: int = 0
-    late: int | None = None
-    throughput: float = 0.0
-    wall_s: float = 0.0
-    cpu_total_s: float = 0.0  #: every process of the command, start-up (and report) included
-    cpu_loop_s: float | None = None  #: the calling phase only (in-process figures)
-    cpu_coord_s: float | None = None  #: sipload run: the coordinator's calling phase
-    generator_limited: bool | None = None
-    loop_lag_max_ms: float | None = None
-    ok_exit: bool = True
-    reasons: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def retransmissions(self) -> int:
-        return self.retrans_uac + self.retrans_uas
-
-    def per_call(self, seconds: float | None) -> float | None:
-        return None if seconds is None else 1e6 * seconds / max(self.completed, 1)
-
-    def sustained(self, tolerance: float = 0.0) -> bool:
-        """No failed call (or at most ``tolerance`` of them), no retransmission, and
-        a throughput of at least 90% of the rate."""
-        if tolerance:
-            return (self.failed <= tolerance * self.calls and self.retransmissions == 0
-                    and self.completed >= self.calls - self.failed
-                    and self.throughput >= 0.9 * self.rate)
-        return (self.ok_exit and self.failed == 0 and self.completed == self.calls
-                and self.retransmissions == 0 and self.throughput >= 0.9 * self.rate)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(retransmissions=self.retransmissions, sustained=self.sustained(),
-                 us_per_call_total=self.per_call(self.cpu_total_s),
-                 us_per_call_loop=self.per_call(self.cpu_loop_s),
-                 us_per_call_coordinator=self.per_call(self.cpu_coord_s))
-        return d
-
-
-def run_sipp_uac(target: str, uas: SippProcess, workdir: Path, calls: int, rate: float) -> Run:
-    limit = calls / rate + 60
-    uac = sipp_uac(target, calls=calls, rate=rate, limit=limit, stat=True,
-                   workdir=workdir / f"uac_{time.monotonic_ns()}")
-    before = uas.retransmissions_after(0)
-    cpu0 = children_cpu()
-    t0 = time.monotonic()
-    with uac:
-        code = uac.wait(limit + 15)
-        wall = time.monotonic() - t0
-        cpu = children_cpu() - cpu0
-        st = uac.stat()
-    run = Run("SIPp uac", calls, rate, completed=stat_int(st, "SuccessfulCall(C)"),
-              failed=stat_int(st, "FailedCall(C)"),
-              retrans_uac=stat_int(st, "Retransmissions(C)"),
-              throughput=float(st.get("CallRate(C)", "0") or 0), wall_s=wall,
-              cpu_total_s=cpu, ok_exit=code == 0,
-              reasons={} if code == 0 else {f"sipp exit {code}": 1})
-    run.failed = max(run.failed, calls - run.completed)
-    run.retrans_uas = uas.retransmissions_after(time.time()) - before
-    return run
 
 
 def run_ua_driver(mode: str, uas: SippProcess, calls: int, rate: float,

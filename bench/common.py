@@ -1,5 +1,5 @@
-"""What the SIPp benchmarks share besides the peers: CPU and memory readings, the one
-rate search.
+"""What the SIPp benchmarks share besides the peers: CPU and memory readings, a UAC
+run's figures, SIPp's uac and uas as they run them, the one rate search.
 
 Used by ``ua_bench.py`` and ``cluster_bench.py``, which run as scripts from the
 repository root (``python3 bench/ua_bench.py``).  Their peers (SIPp, Kamailio) come
@@ -14,13 +14,15 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: bench/ is on sys.path, the root is not
     sys.path.insert(0, str(REPO))
+
+from tests.peers import SippProcess, free_udp_port, sipp_uac, sipp_uas, stat_int  # noqa: E402
 
 
 def children_cpu() -> float:
@@ -38,6 +40,93 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def uas_for(workdir: Path, name: str, limit: float,
+            scenario: Path | None = None) -> SippProcess:
+    """``sipp -sn uas`` (or ``-sf scenario``) on a free port with a per-second stat file;
+    tests/peers.py starts it, waits until it holds its port, and ends it."""
+    return sipp_uas(free_udp_port(), scenario, limit=limit, workdir=workdir / name, stat=True)
+
+
+@dataclass
+class Run:
+    """One UAC run: what it did and what it cost."""
+
+    who: str
+    calls: int
+    rate: float
+    completed: int = 0
+    failed: int = 0
+    retrans_uac: int = 0
+    retrans_uas: int = 0
+    late: int | None = None
+    throughput: float = 0.0
+    wall_s: float = 0.0
+    cpu_total_s: float = 0.0  #: every process of the command, start-up (and report) included
+    cpu_loop_s: float | None = None  #: the calling phase only (in-process figures)
+    cpu_coord_s: float | None = None  #: sipload run: the coordinator's calling phase
+    generator_limited: bool | None = None
+    loop_lag_max_ms: float | None = None
+    ok_exit: bool = True
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def retransmissions(self) -> int:
+        return self.retrans_uac + self.retrans_uas
+
+    def per_call(self, seconds: float | None) -> float | None:
+        """Microseconds of ``seconds`` (of CPU) per completed call."""
+        return None if seconds is None else 1e6 * seconds / max(self.completed, 1)
+
+    @property
+    def us_per_call(self) -> float:
+        """The whole command's CPU per completed call, µs."""
+        return 1e6 * self.cpu_total_s / max(self.completed, 1)
+
+    def sustained(self, tolerance: float = 0.0) -> bool:
+        """No failed call (or at most ``tolerance`` of them), no retransmission, and
+        a throughput of at least 90% of the rate."""
+        if tolerance:
+            return (self.failed <= tolerance * self.calls and self.retransmissions == 0
+                    and self.completed >= self.calls - self.failed
+                    and self.throughput >= 0.9 * self.rate)
+        return (self.ok_exit and self.failed == 0 and self.completed == self.calls
+                and self.retransmissions == 0 and self.throughput >= 0.9 * self.rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(retransmissions=self.retransmissions, sustained=self.sustained(),
+                 us_per_call_total=self.per_call(self.cpu_total_s),
+                 us_per_call_loop=self.per_call(self.cpu_loop_s),
+                 us_per_call_coordinator=self.per_call(self.cpu_coord_s))
+        return d
+
+
+def run_sipp_uac(target: str, uas: SippProcess, workdir: Path, calls: int, rate: float,
+                 who: str = "SIPp uac") -> Run:
+    """``sipp -sn uac`` placing ``calls`` at ``rate`` to ``target`` (which reaches ``uas``,
+    directly or through a proxy): its figures, the UAS's retransmissions meanwhile."""
+    limit = calls / rate + 60
+    uac = sipp_uac(target, calls=calls, rate=rate, limit=limit, stat=True,
+                   workdir=workdir / f"uac_{calls}_{rate:g}_{time.monotonic_ns()}")
+    before = uas.retransmissions_after(0)
+    cpu0 = children_cpu()
+    t0 = time.monotonic()
+    with uac:
+        code = uac.wait(limit + 15)
+        wall = time.monotonic() - t0
+        cpu = children_cpu() - cpu0
+        st = uac.stat()
+    run = Run(who, calls, rate, completed=stat_int(st, "SuccessfulCall(C)"),
+              failed=stat_int(st, "FailedCall(C)"),
+              retrans_uac=stat_int(st, "Retransmissions(C)"),
+              throughput=float(st.get("CallRate(C)", "0") or 0), wall_s=wall,
+              cpu_total_s=cpu, ok_exit=code == 0,
+              reasons={} if code == 0 else {f"sipp exit {code}": 1})
+    run.failed = max(run.failed, calls - run.completed)
+    run.retrans_uas = uas.retransmissions_after(time.time()) - before
+    return run
 
 
 @dataclass

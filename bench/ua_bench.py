@@ -65,11 +65,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import Step, children_cpu, rss_kib
+from common import Run, Step, children_cpu, rss_kib, run_sipp_uac, uas_for
 from common import rate_search as search_rate
 
 from sipload._native import describe as describe_build
@@ -77,9 +76,7 @@ from tests.peers import (
     LOOPBACK,
     SIPP_BUFF_SIZE,
     SippProcess,
-    free_udp_port,
     sipp_uac,
-    sipp_uas,
     stat_int,
     which,
 )
@@ -93,56 +90,6 @@ SIPP_US_PER_CALL_NOTE = 80.0
 
 
 # =============================================================================== helpers
-
-
-def uas_for(workdir: Path, name: str, limit: float) -> SippProcess:
-    """A ``sipp -sn uas`` on a free port with a stat file (tests/peers.py starts and ends it)."""
-    return sipp_uas(free_udp_port(), limit=limit, workdir=workdir / name, stat=True)
-
-
-@dataclass
-class Run:
-    """One UAC run: what it did and what it cost."""
-
-    who: str
-    calls: int
-    rate: float
-    completed: int = 0
-    failed: int = 0
-    retrans_uac: int = 0
-    retrans_uas: int = 0
-    late: int | None = None
-    throughput: float = 0.0
-    wall_s: float = 0.0
-    cpu_process_s: float = 0.0
-    cpu_loop_s: float | None = None
-    ok_exit: bool = True
-    reasons: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def retransmissions(self) -> int:
-        return self.retrans_uac + self.retrans_uas
-
-    @property
-    def us_per_call(self) -> float:
-        return 1e6 * self.cpu_process_s / max(self.completed, 1)
-
-    @property
-    def loop_us_per_call(self) -> float | None:
-        if self.cpu_loop_s is None:
-            return None
-        return 1e6 * self.cpu_loop_s / max(self.completed, 1)
-
-    def sustained(self) -> bool:
-        return (self.ok_exit and self.failed == 0 and self.completed == self.calls
-                and self.retransmissions == 0 and self.throughput >= 0.9 * self.rate)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(retransmissions=self.retransmissions, us_per_call=round(self.us_per_call, 1),
-                 loop_us_per_call=None if self.loop_us_per_call is None
-                 else round(self.loop_us_per_call, 1), sustained=self.sustained())
-        return d
 
 
 # =============================================================================== the UACs
@@ -173,33 +120,10 @@ def run_sipload(mode: str, uas: SippProcess, calls: int, rate: float,
     run = Run(who, calls, rate, completed=res.get("completed", res.get("answered", 0)),
               failed=res["failed"],
               retrans_uac=res["retransmissions"], late=res["late"],
-              throughput=res.get("throughput", 0.0), wall_s=wall, cpu_process_s=cpu,
+              throughput=res.get("throughput", 0.0), wall_s=wall, cpu_total_s=cpu,
               cpu_loop_s=res.get("cpu_s"), ok_exit=done.returncode == 0, reasons=res["reasons"])
     run.retrans_uas = uas.retransmissions_after(time.time()) - before_uas
     return run, res
-
-
-def run_sipp_uac(uas: SippProcess, workdir: Path, calls: int, rate: float) -> Run:
-    limit = calls / rate + 60
-    uac = sipp_uac(f"{LOOPBACK}:{uas.port}", calls=calls, rate=rate, limit=limit, stat=True,
-                   workdir=workdir / f"uac_{calls}_{rate:g}_{time.monotonic_ns()}")
-    before_uas = uas.retransmissions_after(0)
-    cpu0 = children_cpu()
-    t0 = time.monotonic()
-    with uac:
-        code = uac.wait(limit + 15)
-        wall = time.monotonic() - t0
-        cpu = children_cpu() - cpu0
-        st = uac.stat()
-    run = Run("SIPp", calls, rate, completed=stat_int(st, "SuccessfulCall(C)"),
-              failed=stat_int(st, "FailedCall(C)"),
-              retrans_uac=stat_int(st, "Retransmissions(C)"),
-              throughput=float(st.get("CallRate(C)", "0") or 0), wall_s=wall,
-              cpu_process_s=cpu, ok_exit=code == 0,
-              reasons={} if code == 0 else {f"sipp exit {code}": 1})
-    run.failed = max(run.failed, calls - run.completed)
-    run.retrans_uas = uas.retransmissions_after(time.time()) - before_uas
-    return run
 
 
 # =============================================================================== phases
@@ -213,7 +137,8 @@ def same_load(args: argparse.Namespace, uas: SippProcess, workdir: Path) -> list
             time.sleep(args.gap)
         note(f"same load: {who}, {args.calls} calls at {args.rate:g}/s")
         if who == "sipp":
-            runs.append(run_sipp_uac(uas, workdir, args.calls, args.rate))
+            runs.append(run_sipp_uac(f"{LOOPBACK}:{uas.port}", uas, workdir, args.calls,
+                                     args.rate, "SIPp"))
         else:
             runs.append(run_sipload(who, uas, args.calls, args.rate)[0])
     return runs
@@ -228,7 +153,7 @@ def rate_search(args: argparse.Namespace, who: str, workdir: Path) -> dict[str, 
         with uas_for(workdir, f"search_{who}_{rate:.0f}_{calls}_{time.monotonic_ns()}",
                      calls / rate + 120) as uas:
             if who == "sipp":
-                run = run_sipp_uac(uas, workdir, calls, rate)
+                run = run_sipp_uac(f"{LOOPBACK}:{uas.port}", uas, workdir, calls, rate, "SIPp")
             else:
                 run = run_sipload(who, uas, calls, rate)[0]
         return Step(run.sustained(), {"failed": run.failed,
@@ -356,8 +281,8 @@ def print_report(result: dict[str, Any]) -> None:
         for r in runs:
             print(f"{r.who:<16}{r.completed:>10}{r.failed:>8}{r.retransmissions:>9}"
                   f"{'-' if r.late is None else r.late:>7}{r.wall_s:>8.1f}"
-                  f"{r.cpu_process_s:>8.2f}{r.us_per_call:>9.0f}"
-                  f"{fmt(r.loop_us_per_call, '.0f'):>14}")
+                  f"{r.cpu_total_s:>8.2f}{r.us_per_call:>9.0f}"
+                  f"{fmt(r.per_call(r.cpu_loop_s), '.0f'):>14}")
         print("\nus/call: user+sys CPU of the whole UAC process (start-up included) per "
               "completed call;\nloop us/call: sipload's calling phase alone (in-process). "
               "retrans: UAC's + UAS's during the run.")
