@@ -52,6 +52,17 @@ def answer_call(p: Pair, incoming: Event) -> Event:
     return _one(evs, E.CALL_ANSWERED)
 
 
+def established_call(p: Pair) -> tuple[int, Event, Event]:
+    """:func:`start_call`, :func:`answer_call` and Alice's ACK, delivered: the call id,
+    Bob's incoming INVITE event and Alice's answered one (Bob's ACK event read)."""
+    cid, incoming = start_call(p)
+    answered = answer_call(p, incoming)
+    p.alice.call_send_ack(answered.did, now=p.now)
+    p.transfer()
+    p.events(p.bob)
+    return cid, incoming, answered
+
+
 def test_basic_call_invite_180_200_ack_bye() -> None:
     p = Pair()
     cid, incoming = start_call(p)
@@ -97,11 +108,7 @@ def test_basic_call_over_each_transport(transport: str) -> None:
 
 def test_callee_hangs_up_with_bye() -> None:
     p = Pair()
-    _cid, incoming = start_call(p)
-    answered = answer_call(p, incoming)
-    p.alice.call_send_ack(answered.did, now=p.now)
-    p.transfer()
-    p.events(p.bob)
+    _cid, incoming, _answered = established_call(p)
     p.bob.call_terminate(incoming.cid, incoming.did, now=p.now)
     p.transfer()
     assert p.types(p.events(p.alice)) == [E.CALL_CLOSED, E.CALL_RELEASED]
@@ -160,11 +167,7 @@ def test_uas_declines_with_terminate() -> None:
 
 def test_info_dtmf_and_private_command_inside_the_call() -> None:
     p = Pair()
-    _cid, incoming = start_call(p)
-    answered = answer_call(p, incoming)
-    p.alice.call_send_ack(answered.did, now=p.now)
-    p.transfer()
-    p.events(p.bob)
+    _cid, _incoming, answered = established_call(p)
     info = p.alice.call_build_info(answered.did)
     info.set_body(b"Signal=5\r\nDuration=250\r\n", "application/dtmf-relay")
     p.alice.call_send_request(answered.did, info, now=p.now)
@@ -325,11 +328,7 @@ def test_digest_wrong_password_does_not_loop() -> None:
 
 def test_reinvite_hold_and_glare_491() -> None:
     p = Pair()
-    _cid, incoming = start_call(p)
-    answered = answer_call(p, incoming)
-    p.alice.call_send_ack(answered.did, now=p.now)
-    p.transfer()
-    p.events(p.bob)
+    _cid, incoming, answered = established_call(p)
     # both sides send a re-INVITE at once
     a_re = p.alice.call_build_request(answered.did, "INVITE")
     a_re.set_body(SDP.replace(b"t=0 0", b"t=0 0\r\na=sendonly"), "application/sdp")
