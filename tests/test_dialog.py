@@ -112,35 +112,35 @@ def response(status: int, *, tag: str | None = BOB_TAG, cseq: str = "314159 INVI
     return msg
 
 
-def from_bob(method: str, seq: int, *, contact: str | None = None,
-             to_tag: str = ALICE_TAG, from_tag: str = BOB_TAG) -> Request:
-    """A request Bob sends in the dialog, as Alice receives it (UAC-side dialog)."""
-    lines = [f"{method} {ALICE_CONTACT} SIP/2.0",
-             "Via: SIP/2.0/UDP 192.0.2.4;branch=z9hG4bKnashds10",
-             "Max-Forwards: 70",
-             f"From: Bob <sip:bob@biloxi.example.com>;tag={from_tag}",
-             f"To: Alice <sip:alice@atlanta.example.com>;tag={to_tag}",
+BOB = ("Bob <sip:bob@biloxi.example.com>", "192.0.2.4;branch=z9hG4bKnashds10", ALICE_CONTACT)
+ALICE = ("Alice <sip:alice@atlanta.example.com>", "pc33.atlanta.example.com;branch=z9hG4bKnashds8",
+         BOB_CONTACT)
+"""Who sends a request in the dialog: their name-addr, their Via, the remote target."""
+
+
+def _in_dialog(sender: tuple[str, str, str], receiver: tuple[str, str, str], method: str,
+               seq: int, from_tag: str, to_tag: str, contact: str | None) -> Request:
+    """A request ``sender`` sends in the dialog, as ``receiver`` gets it."""
+    (frm, via, target), to = sender, receiver[0]
+    lines = [f"{method} {target} SIP/2.0", f"Via: SIP/2.0/UDP {via}", "Max-Forwards: 70",
+             f"From: {frm};tag={from_tag}", f"To: {to};tag={to_tag}",
              f"Call-ID: {CALL_ID}", f"CSeq: {seq} {method}"]
     if contact is not None:
         lines.append(f"Contact: {contact}")
     msg = wire(*lines)
     assert isinstance(msg, Request)
     return msg
+
+
+def from_bob(method: str, seq: int, *, contact: str | None = None,
+             to_tag: str = ALICE_TAG, from_tag: str = BOB_TAG) -> Request:
+    """A request Bob sends in the dialog, as Alice receives it (UAC-side dialog)."""
+    return _in_dialog(BOB, ALICE, method, seq, from_tag, to_tag, contact)
 
 
 def from_alice(method: str, seq: int, *, contact: str | None = None) -> Request:
     """A request Alice sends in the dialog, as Bob receives it (UAS-side dialog)."""
-    lines = [f"{method} {BOB_CONTACT} SIP/2.0",
-             "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKnashds8",
-             "Max-Forwards: 70",
-             f"From: Alice <sip:alice@atlanta.example.com>;tag={ALICE_TAG}",
-             f"To: Bob <sip:bob@biloxi.example.com>;tag={BOB_TAG}",
-             f"Call-ID: {CALL_ID}", f"CSeq: {seq} {method}"]
-    if contact is not None:
-        lines.append(f"Contact: {contact}")
-    msg = wire(*lines)
-    assert isinstance(msg, Request)
-    return msg
+    return _in_dialog(ALICE, BOB, method, seq, ALICE_TAG, BOB_TAG, contact)
 
 
 def confirmed_uac() -> Dialog:
