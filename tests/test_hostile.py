@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -329,20 +330,31 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str]
     return proc.returncode, err
 
 
-def test_a_peer_without_the_runs_keys_never_sees_the_plan(tmp_path: Path) -> None:
-    proc = _run(tmp_path, "--calls", "40", "--rate", "40", "--workers", "1")
+@contextmanager
+def _run_with_fake_worker(tmp: Path, *args: str, keys: Path | None = None
+                          ) -> Iterator[tuple[subprocess.Popen[str], FakeWorker]]:
+    """:func:`_run` (given ``--keys`` when there are ``keys``) and a :class:`FakeWorker`
+    (with those keys) connected to its coordinator; on leaving, the fake is closed and
+    the run's group killed if still up."""
+    proc = _run(tmp, *args, *(["--keys", str(keys)] if keys is not None else []))
     fake = None
     try:
-        url = _listening_url(tmp_path / "run", proc)
-        fake = FakeWorker(url)  # loopback, no keys: what any local process could do
-        fake.send(type="Hello", version="x", pid=1, host="evil", protocol=PROTOCOL, build="")
-        assert fake.recv(3.0) is None  # no Welcome: the handshake never completes
-        code, err = _finish(proc)
+        fake = FakeWorker(_listening_url(tmp / "run", proc), keys)
+        yield proc, fake
     finally:
         if fake is not None:
             fake.close()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_peer_without_the_runs_keys_never_sees_the_plan(tmp_path: Path) -> None:
+    # loopback, no keys: what any local process could do
+    with _run_with_fake_worker(tmp_path, "--calls", "40", "--rate", "40",
+                               "--workers", "1") as (proc, fake):
+        fake.send(type="Hello", version="x", pid=1, host="evil", protocol=PROTOCOL, build="")
+        assert fake.recv(3.0) is None  # no Welcome: the handshake never completes
+        code, err = _finish(proc)
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["calls"]["attempted"] == 40 and summary["calls"]["succeeded"] == 40
@@ -352,12 +364,8 @@ def test_a_lying_worker_with_keys_cannot_crash_or_skew_the_run(tmp_path: Path) -
     keys = tmp_path / "keys"
     subprocess.run([sys.executable, "-m", "sipload", "keys", str(keys)], check=True,
                    capture_output=True)
-    proc = _run(tmp_path, "--calls", "60", "--rate", "30", "--workers", "2",
-                "--local-workers", "1", "--keys", str(keys))
-    fake = None
-    try:
-        url = _listening_url(tmp_path / "run", proc)
-        fake = FakeWorker(url, keys)
+    with _run_with_fake_worker(tmp_path, "--calls", "60", "--rate", "30", "--workers", "2",
+                               "--local-workers", "1", keys=keys) as (proc, fake):
         fake.send(type="Hello", version="x", pid=1, host="fake", protocol=PROTOCOL, build="")
         welcome = fake.recv(10.0)
         assert welcome is not None and welcome["type"] == "Welcome", welcome
@@ -380,11 +388,6 @@ def test_a_lying_worker_with_keys_cannot_crash_or_skew_the_run(tmp_path: Path) -
         fake.send(type="Done", worker=w, started=1, succeeded=1, failed=0, in_flight=0,
                   records_sent=1, retransmissions=0)
         code, err = _finish(proc)
-    finally:
-        if fake is not None:
-            fake.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     run = tmp_path / "run"
     assert code == 0, err
     assert calls == 30
