@@ -169,48 +169,50 @@ def _count_registers(rt: UARuntime) -> list[bytes]:
     return sent
 
 
-def test_registrar_challenges_then_accepts() -> None:
+@pytest.fixture
+def alice() -> Iterator[UARuntime]:
     rt = runtime("alice")
     try:
-        sent = _count_registers(rt)
-        loops = Loops(rt)
-        with kamailio_registrar() as registrar:
-            ua = rt.ua
-            ua.add_authentication_info("alice", "alice", "alice-secret", REGISTRAR_REALM)
-            aor = f"sip:alice@{LOOPBACK}:{registrar.port}"
-            rid, req = ua.register_build_initial_register(aor, f"sip:{LOOPBACK}:{registrar.port}",
-                                                          expires=600)
-            ua.register_send_register(rid, req)
-            ok = loops.wait(rt, lambda e: e.rid == rid and e.type in (
-                E.REGISTRATION_SUCCESS, E.REGISTRATION_FAILURE))
-            assert ok.type is E.REGISTRATION_SUCCESS, (ok.status, ok.reason)
-            assert ok.status == 200
-            assert ok.response is not None
-            contacts = " ".join(ok.response.get_all("contact"))
-            assert f"alice@{LOOPBACK}:{rt.address[2]}" in contacts and "expires=" in contacts
-        assert len(sent) == 2, sent  # challenged once (401), then accepted
-        assert b"Authorization:" not in sent[0] and b"Authorization: Digest" in sent[1]
-        assert b'username="alice"' in sent[1] and b"CSeq: 2 REGISTER" in sent[1]
+        yield rt
     finally:
         rt.close()
 
 
-def test_registrar_wrong_password_fails_without_looping() -> None:
-    rt = runtime("alice")
-    try:
-        sent = _count_registers(rt)
-        loops = Loops(rt)
-        with kamailio_registrar() as registrar:
-            ua = rt.ua
-            ua.add_authentication_info("alice", "alice", "not-the-password", REGISTRAR_REALM)
-            rid, req = ua.register_build_initial_register(
-                f"sip:alice@{LOOPBACK}:{registrar.port}", f"sip:{LOOPBACK}:{registrar.port}")
-            ua.register_send_register(rid, req)
-            failed = loops.wait(rt, lambda e: e.rid == rid and e.type in (
-                E.REGISTRATION_SUCCESS, E.REGISTRATION_FAILURE))
-            assert failed.type is E.REGISTRATION_FAILURE and failed.status == 403, failed
-            loops.quiet(1.0)  # nothing more goes out
-        assert len(sent) == 2, [s.split(b"\r\n", 1)[0] for s in sent]
-        assert not [e for e in loops.seen[id(rt)] if e.rid == rid], loops.seen
-    finally:
-        rt.close()
+def _register(rt: UARuntime, loops: Loops, registrar_port: int, password: str,
+              expires: int = 3600) -> tuple[int, Event]:
+    """alice REGISTERs at the registrar on ``registrar_port`` with ``password``: the
+    registration's id and how it ended (success or failure)."""
+    ua = rt.ua
+    ua.add_authentication_info("alice", "alice", password, REGISTRAR_REALM)
+    rid, req = ua.register_build_initial_register(
+        f"sip:alice@{LOOPBACK}:{registrar_port}", f"sip:{LOOPBACK}:{registrar_port}",
+        expires=expires)
+    ua.register_send_register(rid, req)
+    return rid, loops.wait(rt, lambda e: e.rid == rid and e.type in (
+        E.REGISTRATION_SUCCESS, E.REGISTRATION_FAILURE))
+
+
+def test_registrar_challenges_then_accepts(alice: UARuntime) -> None:
+    sent = _count_registers(alice)
+    loops = Loops(alice)
+    with kamailio_registrar() as registrar:
+        _, ok = _register(alice, loops, registrar.port, "alice-secret", expires=600)
+        assert ok.type is E.REGISTRATION_SUCCESS, (ok.status, ok.reason)
+        assert ok.status == 200
+        assert ok.response is not None
+        contacts = " ".join(ok.response.get_all("contact"))
+        assert f"alice@{LOOPBACK}:{alice.address[2]}" in contacts and "expires=" in contacts
+    assert len(sent) == 2, sent  # challenged once (401), then accepted
+    assert b"Authorization:" not in sent[0] and b"Authorization: Digest" in sent[1]
+    assert b'username="alice"' in sent[1] and b"CSeq: 2 REGISTER" in sent[1]
+
+
+def test_registrar_wrong_password_fails_without_looping(alice: UARuntime) -> None:
+    sent = _count_registers(alice)
+    loops = Loops(alice)
+    with kamailio_registrar() as registrar:
+        rid, failed = _register(alice, loops, registrar.port, "not-the-password")
+        assert failed.type is E.REGISTRATION_FAILURE and failed.status == 403, failed
+        loops.quiet(1.0)  # nothing more goes out
+    assert len(sent) == 2, [s.split(b"\r\n", 1)[0] for s in sent]
+    assert not [e for e in loops.seen[id(alice)] if e.rid == rid], loops.seen
