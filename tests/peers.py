@@ -70,7 +70,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -504,6 +504,23 @@ class _PeerProcess:
     def _after_start(self) -> None:
         """Block until the peer is ready; raise PeerError otherwise."""
 
+    def _wait_until(self, ready: Callable[[], bool], timeout: float, interval: float,
+                    exited: str, not_ready: str) -> None:
+        """Poll ``ready`` every ``interval`` seconds until it holds.
+
+        Raises:
+            PeerError: ``exited`` when the process ends first, ``not_ready`` (then
+                "within TIMEOUT s") after ``timeout`` seconds; either with its output.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise PeerError(f"{exited}\n{self.describe()}")
+            if ready():
+                return
+            time.sleep(interval)
+        raise PeerError(f"{not_ready} within {timeout} s\n{self.describe()}")
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Self:
         """Start the process (and wait until it is ready, for servers).
@@ -764,19 +781,10 @@ class SippProcess(_PeerProcess):
     def _after_start(self) -> None:
         if self.ready_port is None:
             return
-        deadline = time.monotonic() + self.ready_timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise PeerError(
-                    f"sipp exited before binding port {self.ready_port}\n{self.describe()}"
-                )
-            if port_bound_by(self.pid, self.ready_port, self.ready_transport):
-                return
-            time.sleep(0.02)
-        raise PeerError(
-            f"sipp did not bind {self.ready_transport} port {self.ready_port} within "
-            f"{self.ready_timeout} s\n{self.describe()}"
-        )
+        port, transport = self.ready_port, self.ready_transport
+        self._wait_until(lambda: port_bound_by(self.pid, port, transport), self.ready_timeout,
+                         0.02, f"sipp exited before binding port {port}",
+                         f"sipp did not bind {transport} port {port}")
 
     @property
     def errors(self) -> str:
@@ -1000,17 +1008,9 @@ class KamailioProcess(_PeerProcess):
         return argv + self.extra_args
 
     def _after_start(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise PeerError(f"kamailio exited during start-up\n{self.describe()}")
-            if options_ping(self.port, timeout=0.25) == 200:
-                return
-            time.sleep(0.05)
-        raise PeerError(
-            f"kamailio did not answer OPTIONS on {LOOPBACK}:{self.port} within "
-            f"{self.start_timeout} s\n{self.describe()}"
-        )
+        self._wait_until(lambda: options_ping(self.port, timeout=0.25) == 200,
+                         self.start_timeout, 0.05, "kamailio exited during start-up",
+                         f"kamailio did not answer OPTIONS on {LOOPBACK}:{self.port}")
 
     @property
     def log(self) -> str:
@@ -1220,16 +1220,15 @@ class RtpengineProcess(_PeerProcess):
         return reply
 
     def _after_start(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise PeerError(f"rtpengine exited during start-up\n{self.describe()}")
-            with contextlib.suppress(PeerError):
-                if self.ng({"command": "ping"}, timeout=0.25).get("result") == "pong":
-                    return
-            time.sleep(0.05)
-        raise PeerError(f"rtpengine did not answer ping on {LOOPBACK}:{self.ng_port} within "
-                        f"{self.start_timeout} s\n{self.describe()}")
+        self._wait_until(self._pongs, self.start_timeout, 0.05,
+                         "rtpengine exited during start-up",
+                         f"rtpengine did not answer ping on {LOOPBACK}:{self.ng_port}")
+
+    def _pongs(self) -> bool:
+        try:
+            return self.ng({"command": "ping"}, timeout=0.25).get("result") == "pong"
+        except PeerError:
+            return False
 
     def owns(self, port: int) -> bool:
         """True when ``port`` is one of rtpengine's media ports."""
@@ -1315,15 +1314,9 @@ class BaresipProcess(_PeerProcess):
         return [require("baresip"), "-f", str(conf)]
 
     def _after_start(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise PeerError(f"baresip exited during start-up\n{self.describe()}")
-            if "baresip is ready." in self.stdout + self.stderr:
-                return
-            time.sleep(0.05)
-        raise PeerError(f"baresip did not get ready within {self.start_timeout} s\n"
-                        f"{self.describe()}")
+        self._wait_until(lambda: "baresip is ready." in self.stdout + self.stderr,
+                         self.start_timeout, 0.05, "baresip exited during start-up",
+                         "baresip did not get ready")
 
     @property
     def uri(self) -> str:
