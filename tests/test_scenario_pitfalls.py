@@ -17,6 +17,7 @@ from sipload.scenario.loader import ScenarioError, load_text
 from sipload.stats.records import Result
 from tests.scenario_pair import SCENARIOS, ScenarioPair, program
 from tests.test_scenario_features import CALL, UAS_ANSWER, one, pair
+from tests.uapair import taking
 
 
 def _error(text: str) -> ScenarioError:
@@ -202,13 +203,7 @@ def test_a_records_retransmissions_are_each_in_its_ladder() -> None:
     sp = ScenarioPair(program(uac), program(UAS_ANSWER))
     byes: list[bytes] = []
 
-    def drop_bye(data: bytes) -> bool:
-        if data.startswith(b"BYE"):
-            byes.append(data)
-            return True
-        return False
-
-    sp.pair.drop_to_bob = drop_bye
+    sp.pair.drop_to_bob = taking(b"BYE", byes)
     sp.run(calls=1, until=12.0)
     rec = one(sp.records)
     assert (rec.result, rec.failure) == (Result.FAILED, "timeout")

@@ -10,7 +10,7 @@ from sipload.sip.digest import DigestServer, parse_credentials
 from sipload.sip.errors import LocalProtocolError
 from sipload.sip.parser import parse_message
 from sipload.ua.events import Event, EventType
-from tests.uapair import Pair
+from tests.uapair import Pair, taking
 
 SDP = (
     b"v=0\r\no=jack 0 0 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -240,13 +240,7 @@ def test_uas_retransmits_2xx_until_ack_then_gives_up_with_bye() -> None:
     p = Pair()
     acks: list[bytes] = []  # every ACK alice sends, dropped before bob sees it
 
-    def drop_ack(data: bytes) -> bool:
-        if data.startswith(b"ACK"):
-            acks.append(data)
-            return True
-        return False
-
-    p.drop_to_bob = drop_ack
+    p.drop_to_bob = taking(b"ACK", acks)
     cid, incoming = start_call(p)
     answer_call(p, incoming)
     p.alice.call_send_ack(p.alice.call_dialogs(cid)[0], now=p.now)

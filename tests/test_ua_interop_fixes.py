@@ -4,7 +4,7 @@ example tests: each reproduces on two in-memory UAs what a real peer made happen
 from __future__ import annotations
 
 from sipload.ua.events import EventType as E
-from tests.uapair import Pair
+from tests.uapair import Pair, taking
 
 SDP = (b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        b"m=audio 4000 RTP/AVP 0\r\n")
@@ -71,13 +71,7 @@ def _prack_answered_481(answer_first: bool) -> tuple[Pair, int, list[E]]:
     p = Pair()
     pracks: list[bytes] = []
 
-    def hold_prack(data: bytes) -> bool:
-        if data.startswith(b"PRACK "):
-            pracks.append(data)
-            return True
-        return False
-
-    p.drop_to_bob = hold_prack
+    p.drop_to_bob = taking(b"PRACK ", pracks)
     invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
                                                "<sip:alice@127.0.0.1:5071>")
     invite.set_header("Supported", "100rel")

@@ -17,6 +17,18 @@ from sipload.ua.ids import IdGenerator
 Drop = Callable[[bytes], bool]
 
 
+def taking(prefix: bytes, taken: list[bytes]) -> Drop:
+    """A drop filter that takes every message starting with ``prefix`` off the wire
+    and keeps it in ``taken``."""
+    def drop(data: bytes) -> bool:
+        if data.startswith(prefix):
+            taken.append(data)
+            return True
+        return False
+
+    return drop
+
+
 class Pair:
     def __init__(self, transport: str = "udp", **bob_config: object) -> None:
         timers = TimerConfig()
