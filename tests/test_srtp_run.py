@@ -35,6 +35,7 @@ from tests.mediahelpers import (
     read_records,
 )
 from tests.peers import LOOPBACK, free_port
+from tests.test_scenario_features import CALL
 
 CALLER = media_call("srtp-call", "{codec: PCMU, play: tone, srtp: sdes SUITES}", pause="2s",
                     check=CLEAN_AUDIO)
@@ -304,16 +305,7 @@ HOLD_CALLER = """
 name: srtp-hold
 role: uac
 media: {codec: PCMU, play: tone, srtp: sdes}
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 1s
+steps:""" + CALL + """  - pause: 1s
   - send: INVITE
     body: {sdp: hold}
   - recv: 100
