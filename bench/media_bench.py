@@ -66,27 +66,8 @@ from hdrh.histogram import HdrHistogram
 
 from sipload.media.source import TONE_HZ
 from tests.bgproc import Background, sipload
-from tests.mediahelpers import ulaw_wav
+from tests.mediahelpers import media_call, ulaw_wav
 from tests.peers import free_port, sipp_uac, sipp_uas
-
-SCENARIO = """name: media-load
-role: uac
-media: {{codec: PCMU, ptime: 20ms, play: tone{srtp}}}
-steps:
-  - send: INVITE
-    body: {{sdp: offer}}
-  - recv: 100
-    optional: true
-  - recv: 180
-    optional: true
-  - recv: 200
-    timeout: 30s
-  - send: ACK
-  - pause: {hold_ms}ms
-  - send: BYE
-  - recv: 200
-    timeout: 30s
-"""
 
 SIPP_XML = (REPO / "tests" / "sipp" / "media_uac_rtp_stream.xml").read_text()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -173,8 +154,9 @@ def run_sipload(n: int, ramp: float, steady: float, work: Path,
     sdes`` with RTP (False) or SRTP (True); the run directory stays in ``work``."""
     hold = ramp + steady + 3.0
     scenario = work / "media_load.yaml"
-    scenario.write_text(SCENARIO.format(hold_ms=int(hold * 1000),
-                                        srtp=", srtp: sdes" if srtp else ""))
+    media = "{codec: PCMU, ptime: 20ms, play: tone" + (", srtp: sdes" if srtp else "") + "}"
+    scenario.write_text(media_call("media-load", media, pause=f"{int(hold * 1000)}ms",
+                                   timeout="30s"))
     tag = {None: "", False: "-rtp", True: "-srtp"}[srtp]
     out = work / f"sipload-{n}{tag}"
     sip_port, media_port = free_port("udp"), free_port("udp")

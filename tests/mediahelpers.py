@@ -37,17 +37,18 @@ TO_PEER = 'to: "sip:uas@${remote_host}:${remote_port}"\n'
 
 
 def media_call(name: str, media: str, *, pause: str, check: str | None = None,
-               provisional: bool = True, header: str = "") -> str:
+               provisional: bool = True, header: str = "", timeout: str | None = None) -> str:
     """A UAC scenario: INVITE offering ``media`` (a flow map such as ``{codec: PCMU,
     play: tone}``), the 200 (after optional 100 and 180 where ``provisional``), ACK,
     ``pause``, the ``check`` media map if any, then BYE; ``header`` goes before the
-    steps (thresholds, :data:`TO_PEER`, say)."""
+    steps (thresholds, :data:`TO_PEER`, say); ``timeout``: how long each 200 may take."""
     checked = f"  - check:\n      - media: {check}\n" if check else ""
+    ok = "  - recv: 200\n" + (f"    timeout: {timeout}\n" if timeout else "")
     return (f"name: {name}\nrole: uac\nmedia: {media}\n{header}steps:\n"
             "  - send: INVITE\n    body: {sdp: offer}\n"
             + (PROVISIONAL if provisional else "")
-            + f"  - recv: 200\n  - send: ACK\n  - pause: {pause}\n{checked}"
-            "  - send: BYE\n  - recv: 200\n")
+            + f"{ok}  - send: ACK\n  - pause: {pause}\n{checked}"
+            f"  - send: BYE\n{ok}")
 
 
 def media_answer(name: str, media: str) -> str:
