@@ -67,6 +67,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.ua.uac",
     "sipload.ua.uas",
     "sipload.scenario.calls",
+    "sipload.scenario.instances",
     "sipload.scenario.interpreter",
     "sipload.scenario.matching",
     "sipload.scenario.messages",

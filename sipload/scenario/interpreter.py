@@ -31,7 +31,9 @@ Theory of operation
    functions in :mod:`sipload.scenario.matching`; sending steps are the
    :class:`~sipload.scenario.sending.Sender`'s, which answers None or why it could
    not send; which call owns which UA id is the :class:`CallIndex`; the calls'
-   deadlines sit on one :class:`~sipload.sip.timerheap.TimerHeap`, as the UA's do.
+   deadlines sit on one :class:`~sipload.sip.timerheap.TimerHeap`, as the UA's do;
+   making a call (its number, source address, keywords, credentials) and adding
+   to its record what the UA did on its own is :mod:`sipload.scenario.instances`'.
 7. Loops are bounded twice: a backward ``goto`` needs ``max`` (the loader
    enforces it), and one call may execute at most :data:`MAX_STEPS` steps.
 """
@@ -40,17 +42,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sipload.scenario.calls import (
-    INF,
-    CallIndex,
-    CallInstance,
-    Leg,
-    Rng,
-    RunContext,
-    Values,
-    mark_timers,
-)
+from sipload.scenario.calls import INF, CallIndex, CallInstance, Leg, Rng, RunContext, mark_timers
 from sipload.scenario.inject import Injection
+from sipload.scenario.instances import Instances, located, retransmitted
 from sipload.scenario.matching import (
     FATAL,
     IN_DIALOG_ONLY,
@@ -98,17 +92,6 @@ INBOX = 16
 E = EventType
 
 
-def _time_of(message: tuple[float, str, str]) -> float:
-    return message[0]
-
-
-def hostport(host: str, port: int) -> str:
-    """``host:port``, with an IPv6 address in brackets (RFC 3261 §25.1 hostport); the
-    host alone for port 0 (a name located by DNS, RFC 3263)."""
-    host = f"[{host}]" if ":" in host else host
-    return f"{host}:{port}" if port else host
-
-
 class Runner:
     """Runs a :class:`Program` for many calls on one :class:`UserAgent`."""
 
@@ -119,19 +102,16 @@ class Runner:
         self.ctx = ctx
         self.rng = rng
         self.injection = injection if injection is not None else program.injection
-        self._instances: dict[int, CallInstance] = {}
+        self.instances = Instances(program, ua, ctx, rng, self.injection)
+        self._instances = self.instances.by_iid  #: the calls in progress, by iid
         self.index = CallIndex()
         self.sender = Sender(program, ua, ctx, rng, self.index)
         self._timers = TimerHeap[int]()  #: instance deadlines, by iid
-        self._next_iid = 0
         self._finished: list[CallRecord] = []
-        self._creds: set[tuple[str, str, str]] = set()
-        self.started = 0
         self.call_number_base = 0
         #: responses received by calls, by code, since the engine last took them
         #: (the per-second chart counts them when they arrive, not when calls end)
         self.codes_received: dict[str, int] = {}
-        self._consts_by_key: dict[tuple[object, ...], dict[str, str]] = {}
         self.media = self.sender.media
         steps = program.steps
         self._first, self._takers = entry_steps(program)  # rule 4 (b), (c)
@@ -150,6 +130,11 @@ class Runner:
     @property
     def active(self) -> int:
         return len(self._instances)
+
+    @property
+    def started(self) -> int:
+        """Calls started so far (UAC and UAS)."""
+        return self.instances.started
 
     def take_codes(self) -> dict[str, int]:
         """Response codes received since the last call, by code."""
@@ -212,7 +197,7 @@ class Runner:
                    user: int | None = None) -> CallInstance:
         """Start call ``call_number`` of a UAC scenario (placed by ``user``, 0-based,
         in the closed model: it picks the row of a USER-order injection file)."""
-        inst = self._new_instance(call_number, intended, now, user)
+        inst = self.instances.new(call_number, intended, now, user)
         self._run(inst, now)
         return inst
 
@@ -262,72 +247,6 @@ class Runner:
 
     # ------------------------------------------------------------------ instances
 
-    def _new_instance(self, call_number: int, intended: float, now: float,
-                      user_index: int | None = None) -> CallInstance:
-        self._next_iid += 1
-        self.started += 1
-        rec = CallRecord(call_number, intended, now, worker=self.ctx.worker)
-        ctx = self.ctx
-        host, port, media_ip, media_port = ctx.local_host, ctx.local_port, ctx.media_ip, \
-            ctx.media_port
-        contact = self.ua.contact
-        local = 0
-        if ctx.locals:  # several source addresses: calls take them in turn
-            local = (self.started - 1) % len(ctx.locals)
-            host, port, media_ip, media_port = ctx.locals[local]
-            contact = self.ua.state.contact_of(local)
-            rec.source = host
-        media_ip = media_ip or host
-        consts = self._consts(local, host, port, media_ip, media_port, contact)
-        values = {
-            "call_number": str(call_number), "branch": "", "cseq": "", "call_id": "",
-            "username": "", "password": "", "realm": "",
-        }
-        row: dict[str, str] = {}
-        if self.injection is not None and self.injection.rows:
-            draw = self.rng.randrange(len(self.injection.rows))
-            row = self.injection.row_for(call_number, draw, user_index)
-            values.update(row)
-        both = Values(values, None, self.ua, consts)
-        for name, tmpl in self.program.variables:
-            if name not in row:  # CSV fields win over variables: (defaults)
-                values[name] = tmpl.render(both)
-        if self.program.credentials is not None:
-            user, password, realm = (t.render(both) for t in self.program.credentials)
-            values["username"], values["password"], values["realm"] = user, password, realm
-            if (user, password, realm) not in self._creds:
-                self._creds.add((user, password, realm))
-                self.ua.add_authentication_info(user, user, password, realm)
-        inst = CallInstance(self._next_iid, rec, values)
-        inst.consts = consts
-        inst.local = local
-        self._instances[inst.iid] = inst
-        return inst
-
-    def _consts(self, local: int, host: str, port: int, media_ip: str, media_port: int,
-                contact: str) -> dict[str, str]:
-        """The keywords every call on local address ``local`` shares: one dict, made once
-        (a held call keeps only its own variables)."""
-        ctx = self.ctx
-        key = (local, host, port, media_ip, media_port, contact, ctx.remote_host,
-               ctx.remote_port, ctx.transport, ctx.service, ctx.worker, ctx.pid)
-        consts = self._consts_by_key.get(key)
-        if consts is None:
-            if len(self._consts_by_key) >= 64:
-                self._consts_by_key.clear()
-            consts = {
-                "local_host": host, "local_port": str(port), "remote_host": ctx.remote_host,
-                "remote_port": str(ctx.remote_port), "transport": ctx.transport,
-                "target": hostport(ctx.remote_host, ctx.remote_port),
-                "local_address": hostport(host, port), "service": ctx.service,
-                "media_ip": media_ip, "media_port": str(media_port),
-                "worker": str(ctx.worker), "local_contact": contact, "pid": str(ctx.pid),
-                "local_ip_type": "6" if ":" in host else "4",
-                "media_ip_type": "6" if ":" in media_ip else "4",
-            }
-            self._consts_by_key[key] = consts
-        return consts
-
     def _incoming(self, ev: Event, now: float) -> None:
         """A new call or out-of-dialog request nobody owns yet (rule 4)."""
         req = ev.request
@@ -353,7 +272,8 @@ class Runner:
         first = self._first
         if first is not None and first.accepts_request(method) and (
                 not first.match or failed_check(first.match, req, {}) is None):
-            inst = self._new_instance(self.call_number_base + self.started, now, now)
+            inst = self.instances.new(self.call_number_base + self.instances.started, now,
+                                      now)
             self._deliver_new(inst, first.leg, ev, now)  # not waiting yet: goes to the inbox
             self._run(inst, now)
             return
@@ -407,10 +327,10 @@ class Runner:
             rec.end = now
         rec.call_id = inst.vars.get("call_id", "")
         if self.ua.state.located:  # a located target (RFC 3263): where each request went
-            self._located(inst)
+            located(inst, self.ua)
         for leg in inst.legs.values():
             if leg.cid:
-                self._retransmitted(rec, self.ua.call_take_retransmissions(leg.cid))
+                retransmitted(rec, self.ua.call_take_retransmissions(leg.cid))
         for leg in inst.legs.values():
             if teardown and leg.live:
                 try:
@@ -422,18 +342,6 @@ class Runner:
         del self._instances[inst.iid]
         self.media.finish(inst, now)
         self._finished.append(rec)
-
-    def _located(self, inst: CallInstance) -> None:
-        """The server each of the call's requests to a located name last went to (the
-        INVITE's wins) and how often they moved on (:mod:`sipload.ua.failover`)."""
-        rec, ua = inst.record, self.ua
-        keys = [*inst.tids, *(leg.rid for leg in inst.legs.values() if leg.rid),
-                *(leg.cid for leg in inst.legs.values() if leg.cid)]
-        for key in keys:
-            located = ua.call_take_server(key)
-            if located is not None:
-                rec.server, moved = located
-                rec.failovers += moved
 
     def _check_step(self, inst: CallInstance, step: CheckStep, now: float) -> bool:
         """Run a check step's conditions; False when one failed (the call failed)."""
@@ -467,19 +375,6 @@ class Runner:
         inst.waiting = "pause"
         self._set_deadline(inst, now + len(step.digits) * (duration + gap))
 
-    @staticmethod
-    def _retransmitted(rec: CallRecord, items: list[tuple[float, str]]) -> None:
-        """Count the UA's retransmissions of this call into its record, each one a
-        message of the ladder (direction ``re``), where it belongs in time."""
-        if not items:
-            return
-        rec.retransmissions += len(items)
-        msgs = rec.messages
-        for t, what in items:
-            msgs.append((t, "re", what))
-        if len(msgs) > len(items) and msgs[-len(items) - 1][0] > items[0][0]:
-            msgs.sort(key=_time_of)
-
     def _fail(self, inst: CallInstance, failure: Failure, detail: str, now: float) -> None:
         inst.record.fail(failure, detail, now, inst.pc + 1)
         self._finish(inst, now, teardown=True)
@@ -502,7 +397,7 @@ class Runner:
         rec = inst.record
         etype = ev.type
         if ev.retransmitted:
-            self._retransmitted(rec, ev.retransmitted)
+            retransmitted(rec, ev.retransmitted)
         if etype == E.CALL_RELEASED:
             if ev.cid == leg.cid:
                 self._released(inst, leg, ev.reason, now)
