@@ -439,9 +439,7 @@ class StreamTransport:
             conn = self.new_connection()
             conn.asked = (host, port)
             self.attach(conn, (host, port))
-            task = self._loop.create_task(self._connect(conn, host, port))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_connect(conn, host, port)
         stamp = time.monotonic()
         conn.write(data)
         return stamp
@@ -459,12 +457,16 @@ class StreamTransport:
             conns[(host, port)] = conn
             self._live.add(conn)
             self.arm_idle()
-            task = self._loop.create_task(self._connect(conn, host, port))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_connect(conn, host, port)
         stamp = time.monotonic()
         conn.write(data)
         return stamp
+
+    def _start_connect(self, conn: StreamConnection, host: str, port: int) -> None:
+        """Open ``conn`` to (host, port) in the background; writes queue until it is up."""
+        task = self._loop.create_task(self._connect(conn, host, port))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def end_call(self, call: str) -> None:
         """Per-call mode: the call is over; close its connections (queued writes go first)."""
