@@ -127,7 +127,8 @@ class UacDriver:
         self._from = ""
 
     async def open(self) -> None:
-        self.tp = TransportSet(self._on_message, self._on_error, loop=self.loop)
+        self.tp = TransportSet(self._on_message, self._on_error, loop=self.loop,
+                               on_batch=self._on_batch)
         host, port = await self.tp.listen("udp", "127.0.0.1", 0)
         timers = TimerConfig(t1=self.t1) if self.t1 != TimerConfig().t1 else TimerConfig()
         cfg = UAConfig(host=host, port=port, transport="udp", auto_ack=True, timers=timers,
@@ -159,6 +160,14 @@ class UacDriver:
         ua.receive(data, peer, stamp)
         self._pump()
 
+    def _on_batch(self, batch: list[tuple[bytes, Peer, float]]) -> None:
+        """One read of the UDP socket: every datagram into the UA, then one pump."""
+        ua = self.ua
+        assert ua is not None
+        for data, peer, stamp in batch:
+            ua.receive(data, peer, stamp)
+        self._pump()
+
     def _on_error(self, peer: Peer, reason: str) -> None:
         ua = self.ua
         assert ua is not None
@@ -169,11 +178,11 @@ class UacDriver:
         ua = self.ua
         tp = self.tp
         assert ua is not None and tp is not None
-        send = tp.send
+        send_many = tp.send_many
         while True:
             out = ua.outgoing()
-            for data, peer in out:
-                send(data, peer)
+            if out:
+                send_many(out)
             ev = ua.next_event()
             if ev is None and not out:
                 break

@@ -13,8 +13,11 @@ Theory of operation
    :attr:`deliver`, and repeat while either produced something (a delivered event may
    make the owner queue more messages: an ACK, a BYE).  Then :attr:`after` runs once,
    and the timer is re-armed.
-2. It runs after every received message (:meth:`receive`), every transport error
-   (:meth:`error`), every timer, and whenever the owner calls it after API calls.
+2. It runs after every received message (:meth:`receive`) or every read batch of a
+   UDP socket (:meth:`receive_batch`: each message goes into the UA, then one flush
+   answers them all), every transport error (:meth:`error`), every timer, and
+   whenever the owner calls it after API calls.  What one flush writes goes out in
+   one call (:meth:`TransportSet.send_many`: ``sendmmsg`` for UDP, one stamp).
 3. Times given to the UA are seconds on ``time.monotonic()`` less :attr:`t0` (the
    runtime uses 0: absolute monotonic seconds; the engine its start).  A received
    message goes in with its receive stamp (the kernel's, for UDP), never the loop's
@@ -134,6 +137,19 @@ class Pump:
             self.ua.receive(data, peer, now)
         self.flush()
 
+    def receive_batch(self, batch: list[tuple[bytes, Peer, float]]) -> None:
+        """Every datagram one read of a UDP socket got, in order (the transports'
+        ``on_batch``): each goes into the UA, then one flush (rule 2)."""
+        t0 = self.t0
+        tap = self.tap
+        ua = self.ua
+        for data, peer, stamp in batch:
+            now = stamp - t0
+            if tap is not None:
+                tap(now, "in", peer, data, 0)
+            ua.receive(data, peer, now)
+        self.flush()
+
     def error(self, peer: Peer, reason: str) -> None:
         """A transport failure towards ``peer`` (the transports' callback)."""
         self.ua.transport_error(peer, self.now(), reason)
@@ -151,7 +167,7 @@ class Pump:
         if self.closed:
             return
         ua = self.ua
-        send = self.transports.send
+        send_many = self.transports.send_many
         deliver = self.deliver
         on_sent = self.on_sent
         tap = self.tap
@@ -160,12 +176,11 @@ class Pump:
             multi = self.send_from is not None
             out = self._write_from() if multi else ua.outgoing()
             if out and not multi:
-                stamps: list[float] = []
-                for data, peer in out:
-                    sent = send(data, peer) - t0  # the stamp taken when it was written
-                    stamps.append(sent)
-                    if tap is not None:
-                        tap(sent, "out", peer, data, 0)
+                # the stamps taken when they were written, made run-relative
+                stamps = [s - t0 for s in send_many(out)]
+                if tap is not None:
+                    for i, (data, peer) in enumerate(out):
+                        tap(stamps[i], "out", peer, data, 0)
                 if on_sent is not None:
                     on_sent(stamps)
             n = 0

@@ -78,7 +78,8 @@ class UARuntime:
         self._loop = loop
         self._owns_loop = owns_loop
         self.transports = TransportSet(
-            self._on_message, self._on_error, tls_client_context=tls_client_context, loop=loop
+            self._on_message, self._on_error, tls_client_context=tls_client_context, loop=loop,
+            on_batch=self._on_batch,
         )
         self._ua: UserAgent | None = None
         self._events: deque[Event] = deque()
@@ -253,6 +254,10 @@ class UARuntime:
     def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
         if self._pump is not None:  # else just bound, no UA yet: the sender retransmits
             self._pump.receive(data, peer, stamp)
+
+    def _on_batch(self, batch: list[tuple[bytes, Peer, float]]) -> None:
+        if self._pump is not None:  # one UDP read: answered in one flush
+            self._pump.receive_batch(batch)
 
     def _on_error(self, peer: Peer, reason: str) -> None:
         if self._pump is not None:

@@ -163,6 +163,28 @@ def test_a_refused_datagram_is_skipped_and_counted(
     assert [d for d, _, _ in batch.recv_batch(b)[0]] == [b"one", b"three"]
 
 
+def test_send_until_stops_at_the_first_refused_datagram(
+        impl: str, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    dest = [_addr(b)] * 5
+    packets = [b"zero", b"one", b"x" * 70_000, b"three", b"four"]  # [2] is too large
+    sent, err = batch.send_until(a, packets, dest)
+    # sendmmsg keeps only the count once one went (the C helper then says 0: unknown)
+    assert (sent, err) == (2, 0 if impl == "native" else errno.EMSGSIZE)
+    assert batch.send_until(a, packets, dest, 2) == (0, errno.EMSGSIZE)  # first: known
+    assert [d for d, _, _ in batch.recv_batch(b)[0]] == [b"zero", b"one"]  # nothing after
+    assert batch.send_until(a, packets, dest, 3) == (2, 0)  # from start on, all sent
+    assert [d for d, _, _ in batch.recv_batch(b)[0]] == [b"three", b"four"]
+    assert batch.send_until(a, packets, dest, 5) == (0, 0)
+    many = [i.to_bytes(2, "big") for i in range(600)]  # over two chunks of 256
+    assert batch.send_until(a, many, [_addr(b)] * 600, 1) == (599, 0)
+    assert [d for d, _, _ in batch.recv_batch(b, limit=1000)[0]] == many[1:]
+    with pytest.raises(ValueError):
+        batch.send_until(a, packets, dest, 6)
+    with pytest.raises(ValueError):
+        batch.send_until(a, packets, dest[:4])
+
+
 def test_ipv6(impl: str) -> None:
     try:
         gen = _pair("::1")

@@ -3,6 +3,9 @@ for failed calls up to a limit per reason, exported as plain data. Pure: no sock
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from sipload.sip.peek import call_id_of
@@ -41,6 +44,28 @@ def test_call_id_of_reads_long_and_compact_forms_and_only_headers() -> None:
     assert call_id_of(b"OPTIONS sip:x SIP/2.0\r\nVia: x\r\n\r\n" + body) is None
     assert call_id_of(b"\x00\xff garbage") is None
     assert call_id_of(b"") is None
+
+
+def _call_id_in_head(data: bytes) -> str | None:
+    """The definition: the first Call-ID line of the header section (cut at the blank line)."""
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[: end + 2]
+    m = re.search(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", head, re.IGNORECASE)
+    return (m.group(1).strip().decode("utf-8", "surrogateescape") or None) if m else None
+
+
+def test_call_id_of_agrees_with_the_header_section_definition() -> None:
+    # call_id_of searches the whole message and rejects a first match behind a blank
+    # line; the edges are blank lines right before or after a Call-ID line.
+    assert call_id_of(b"X\r\n\r\nCall-ID: body\r\n") is None
+    assert call_id_of(b"X\r\nCall-ID: a\r\n\r\nCall-ID: b\r\n") == "a"
+    assert call_id_of(b"X\r\ni:\r\n\r\ni: b") is None  # empty, as the parser reads it
+    rng = random.Random(13)
+    parts = [b"\r\n", b"\n", b"\r", b"i", b"I", b"call-id", b"Call-ID", b"c", b" ", b"\t",
+             b":", b"abc", b"x@y", b"CSeq: 1", b"\r\n\r\n", b"\xff", b"SIP/2.0 200 OK"]
+    for _ in range(20000):
+        data = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 14)))
+        assert call_id_of(data) == _call_id_in_head(data), data
 
 
 def test_a_trace_holds_at_most_its_cap_then_counts() -> None:

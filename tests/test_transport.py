@@ -12,6 +12,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Self
@@ -19,7 +20,7 @@ from typing import Any, Self
 import pytest
 import uvloop
 
-from sipload.transport import Peer, TransportSet, address_literal
+from sipload.transport import Peer, TransportSet, address_literal, batch
 from sipload.transport.loop import loop_name, new_event_loop
 from sipload.transport.stream import MAX_PENDING, StreamConnection, StreamTransport
 from sipload.transport.tls import client_context, server_context
@@ -175,6 +176,75 @@ def test_udp_icmp_error_names_its_peer_and_drops_no_datagram(run: Runner) -> Non
             assert (await a.error())[0] == dead
             await asyncio.sleep(0.05)
             assert a.errors.empty()
+
+    run(main())
+
+
+@pytest.fixture(params=["sendmmsg", "python"])
+def batch_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The batched socket calls under the UDP transport: the C helper, or the loop of
+    ``sendto``/``recvmsg`` (tests/test_batch_io.py builds and checks both)."""
+    if request.param == "python":
+        monkeypatch.setattr(batch, "_native", None)
+    elif not batch.native_available():
+        pytest.skip("the sendmmsg helper is not built here (tests/test_batch_io.py builds it)")
+    return str(request.param)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_RECVERR is Linux's")
+def test_udp_send_many_icmp_error_names_its_peer_and_drops_no_datagram(
+        run: Runner, batch_impl: str) -> None:
+    """The batched send keeps the single send's rules: the datagram after a dead peer's
+    is not lost to the pending ICMP error (sendmmsg drops its reason), the dead peer
+    alone is blamed, a datagram too large is blamed on its peer and skipped, and
+    all of them carry one send stamp."""
+    async def main() -> None:
+        async with Sink() as a, Sink() as b:
+            await a.t.listen("udp", "127.0.0.1", 0)
+            _, port = await b.t.listen("udp", "127.0.0.1", 0)
+            live: Peer = ("udp", "127.0.0.1", port)
+            dead: Peer = ("udp", "127.0.0.1", closed_port())
+            big = sip(9, b"x" * 70_000)
+            out = [(sip(1), dead), (sip(2), live), (sip(3), live), (big, live), (sip(4), live)]
+            stamps = a.t.send_many(out)
+            assert len(stamps) == 5 and len(set(stamps)) == 1
+            for n in (2, 3, 4):
+                assert (await b.message())[0] == sip(n)
+            errors = {await a.error(), await a.error()}
+            assert {peer for peer, _ in errors} == {dead, live}
+            assert any(peer == live and "too long" in reason.lower()
+                       for peer, reason in errors)
+            await asyncio.sleep(0.05)
+            assert a.errors.empty() and b.messages.empty()
+            a.t.send(sip(5), live)  # the socket is still read and written
+            assert (await b.message())[0] == sip(5)
+
+    run(main())
+
+
+def test_udp_a_read_comes_up_whole_to_on_batch(run: Runner, batch_impl: str) -> None:
+    async def main() -> None:
+        reads: list[list[tuple[bytes, Peer, float]]] = []
+        got = asyncio.Event()
+
+        def on_batch(batch_: list[tuple[bytes, Peer, float]]) -> None:
+            reads.append(batch_)
+            if sum(len(r) for r in reads) >= 5:
+                got.set()
+
+        async with Sink() as a, Sink(on_batch=on_batch) as b:
+            pa = await a.t.listen("udp", "127.0.0.1", 0)
+            pb = await b.t.listen("udp", "127.0.0.1", 0)
+            before = time.monotonic()
+            a.t.send_many([(sip(n), ("udp", "127.0.0.1", pb[1])) for n in range(5)])
+            async with asyncio.timeout(WAIT):
+                await got.wait()
+            assert len(reads) == 1  # sent before b's loop ran: one wake-up, one batch
+            assert [d for d, _, _ in reads[0]] == [sip(n) for n in range(5)]
+            assert {p for _, p, _ in reads[0]} == {("udp", "127.0.0.1", pa[1])}
+            stamps = [s for _, _, s in reads[0]]
+            assert stamps == sorted(stamps) and before <= stamps[0] <= time.monotonic()
+            assert b.messages.empty()  # on_batch instead of on_message
 
     run(main())
 

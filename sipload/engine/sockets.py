@@ -44,7 +44,8 @@ class SipSockets:
         tp = TransportSet(self._on_message, self._on_error, tls_client_context=self.tls,
                           stream_limits=cfg.stream_limits, ws_path=cfg.ws_path,
                           connections=cfg.connections, on_call_error=self._on_call_error,
-                          source_host=cfg.local_host if cfg.sources else "")
+                          source_host=cfg.local_host if cfg.sources else "",
+                          on_batch=self._on_batch)
         host, port = await tp.listen(cfg.transport, cfg.local_host, cfg.local_port,
                                      ssl_context=self.server_tls, reuse_port=cfg.reuse_port)
         return tp, (host, port)
@@ -64,6 +65,10 @@ class SipSockets:
     def _on_message(self, data: bytes, peer: Peer, stamp: float) -> None:
         if self.pump is not None:
             self.pump.receive(data, peer, stamp)
+
+    def _on_batch(self, batch: list[tuple[bytes, Peer, float]]) -> None:
+        if self.pump is not None:  # one read of the UDP socket: answered in one flush
+            self.pump.receive_batch(batch)
 
     def _on_message_at(self, data: bytes, peer: Peer, stamp: float, local: int) -> None:
         if self.pump is not None:

@@ -15,8 +15,11 @@ from typing import Any
 
 from sipload.stats.records import CallRecord
 from sipload.stats.traces import TraceKeeper, Tracer
-from sipload.transport import Peer, TransportSet
+from sipload.transport import Peer, TransportSet, address_literal
 from sipload.transport.sources import SourceSockets
+
+#: UDP peers whose addresses :meth:`WireTrace.tap` remembers (more: it starts afresh).
+_PEERS_CACHED = 256
 
 
 class WireTrace:
@@ -32,16 +35,38 @@ class WireTrace:
         self.sources = sources  #: the other source addresses' sockets, by local index
         self.epoch = epoch
         self.kept: list[dict[str, Any]] = []
+        #: UDP peers (address literals) -> (local address, remote address), by direction
+        self._in: dict[Peer, tuple[tuple[str, int], tuple[str, int]]] = {}
+        self._out: dict[Peer, tuple[tuple[str, int], tuple[str, int]]] = {}
 
     def tap(self, now: float, direction: str, peer: Peer, data: bytes, local: int) -> None:
         """One message read (``"in"``) or written (``"out"``) at ``now`` on local address
         ``local`` (the pump's tap)."""
+        if not local and peer[0] == "udp":
+            # A UDP peer's local address and literal host do not change once known:
+            # asked once per peer, not per message (the transports are not compiled).
+            cache = self._in if direction == "in" else self._out
+            known = cache.get(peer)
+            if known is None:
+                known = self._addresses(direction, peer, self.transports)
+                if address_literal(peer[1]) is not None and known[0][1]:
+                    if len(cache) >= _PEERS_CACHED:
+                        cache.clear()
+                    cache[peer] = known
+            self.tracer.message(now, direction, "udp", known[0], known[1], data)
+            return
         tp = self.transports
         if local and self.sources is not None:
             tp = self.sources.sets[local]
+        local_addr, remote = self._addresses(direction, peer, tp)
+        self.tracer.message(now, direction, peer[0], local_addr, remote, data)
+
+    @staticmethod
+    def _addresses(direction: str, peer: Peer, tp: TransportSet
+                   ) -> tuple[tuple[str, int], tuple[str, int]]:
+        """The local address ``peer``'s traffic uses and the remote (host literal, port)."""
         host = peer[1] if direction == "in" else tp.literal(peer[1])
-        self.tracer.message(now, direction, peer[0], tp.local_address(peer), (host, peer[2]),
-                            data)
+        return tp.local_address(peer), (host, peer[2])
 
     def finish(self, rec: CallRecord) -> None:
         """A call ended: its trace is kept or dropped."""

@@ -168,7 +168,7 @@ TRANSITIONS: dict[tuple[DialogState, DialogEvent], DialogState] = {
 """Every (state, event) pair and the state it leads to; TERMINATED absorbs everything."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Dialog:
     """The dialog state of §12, from this UA's point of view.
 
@@ -207,6 +207,31 @@ class Dialog:
     remote_invite_seq: int | None = None
     _texts: tuple[object, object, object, str, str, str] | None = field(
         default=None, repr=False, compare=False)
+
+    def __init__(self, call_id: str, local_tag: str, remote_tag: str, local_uri: NameAddress,
+                 remote_uri: NameAddress, remote_target: Uri, route_set: list[NameAddress],
+                 local_seq: int | None, remote_seq: int | None, secure: bool,
+                 state: DialogState, invite_client_pending: bool = False,
+                 invite_server_pending: bool = False, local_invite_seq: int | None = None,
+                 remote_invite_seq: int | None = None,
+                 _texts: tuple[object, object, object, str, str, str] | None = None) -> None:
+        # Written out so that mypyc compiles it (the decorator's would run interpreted).
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.remote_tag = remote_tag
+        self.local_uri = local_uri
+        self.remote_uri = remote_uri
+        self.remote_target = remote_target
+        self.route_set = route_set
+        self.local_seq = local_seq
+        self.remote_seq = remote_seq
+        self.secure = secure
+        self.state = state
+        self.invite_client_pending = invite_client_pending
+        self.invite_server_pending = invite_server_pending
+        self.local_invite_seq = local_invite_seq
+        self.remote_invite_seq = remote_invite_seq
+        self._texts = _texts
 
     @property
     def id(self) -> DialogId:

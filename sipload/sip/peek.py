@@ -16,11 +16,14 @@ def call_id_of(data: bytes) -> str | None:
     """The first Call-ID value in the header section of ``data``, or None.
 
     Decoded as UTF-8 with surrogate escapes, stripped, as the parser gives it.
+    Runs for every message a wire trace files, so the header section's end is not
+    looked for first: the first match anywhere counts when no blank line comes
+    before it (a scan of the bytes before the Call-ID only, not of the whole message).
     """
-    end = data.find(b"\r\n\r\n")
-    head = data if end < 0 else data[: end + 2]
-    m = _CALL_ID_RE.search(head)
+    m = _CALL_ID_RE.search(data)
     if m is None:
         return None
+    if data.find(b"\r\n\r\n", 0, m.start() + 1) >= 0:
+        return None  # the first match is in the body: the header section has none
     value = m.group(1).strip().decode("utf-8", "surrogateescape")
     return value or None

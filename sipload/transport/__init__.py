@@ -28,6 +28,10 @@ Theory of operation
    the read for TCP/TLS).  :meth:`TransportSet.send` returns the send stamp,
    read just before the bytes are written.  Measurements use these stamps,
    never the loop's clock.
+5. :meth:`TransportSet.send_many` sends a list of messages in order, the UDP ones
+   to address literals batched per socket (``sendmmsg``, one stamp per batch: see
+   :mod:`sipload.transport.udp`, rule 8); with ``on_batch``, each read of the UDP
+   sockets comes up as one list (the pump answers a whole read in one flush).
 """
 
 from __future__ import annotations
@@ -43,10 +47,10 @@ from typing import Any
 
 from sipload.transport.stream import CONNECT_TIMEOUT, StreamLimits, StreamTransport, describe
 from sipload.transport.tlsclient import TlsFigures, load_context
-from sipload.transport.udp import OnMessage, Peer, UdpEndpoint, open_udp
+from sipload.transport.udp import OnBatch, OnMessage, Peer, UdpEndpoint, open_udp
 from sipload.transport.websocket import DEFAULT_PATH, PING_INTERVAL, WsTransport
 
-__all__ = ["OnMessage", "Peer", "StreamLimits", "TlsFigures", "TransportSet"]
+__all__ = ["OnBatch", "OnMessage", "Peer", "StreamLimits", "TlsFigures", "TransportSet"]
 
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 
@@ -93,6 +97,8 @@ class TransportSet:
             connection fails (default: ``on_error``, without the Call-ID).
         source_host: the local address TCP/TLS/WS connections we open are bound to
             ("": the system's choice); UDP leaves from the socket :meth:`listen` bound.
+        on_batch: gets each read of a UDP socket as one list, instead of ``on_message``
+            per datagram (stream transports still call ``on_message``).
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class TransportSet:
         connections: str = "shared",
         on_call_error: Callable[[Peer, str, str], None] | None = None,
         source_host: str = "",
+        on_batch: OnBatch | None = None,
     ) -> None:
         if connections not in CONNECTIONS:
             raise ValueError(f"connections: {connections!r} is not shared or per-call")
@@ -119,6 +126,7 @@ class TransportSet:
         self._ws_path = ws_path
         self._ws_ping = ws_ping
         self._on_message = on_message
+        self._on_batch = on_batch
         self._on_error = on_error
         self._tls_client_context = tls_client_context
         self._connect_timeout = connect_timeout
@@ -170,7 +178,7 @@ class TransportSet:
         host = address_literal(host) or host
         if transport == "udp":
             ep = await open_udp(host, port, self._on_message, self._udp_error,
-                                reuse_port=reuse_port)
+                                reuse_port=reuse_port, on_batch=self._on_batch)
             self._udp.append(ep)
             return ep.address
         return await self._stream(transport).listen(
@@ -237,6 +245,46 @@ class TransportSet:
         if len(waiting) == 1:
             self._spawn(self._resolve_udp(host))
         return time.monotonic()
+
+    def send_many(self, out: list[tuple[bytes, Peer]]) -> list[float]:
+        """Send each ``(data, peer)`` of ``out`` in order (rule 5): the send stamp of each.
+
+        Consecutive UDP messages to address literals leave from their socket in one
+        batch (one stamp, read before it); anything else goes through :meth:`send`.
+        """
+        if len(out) == 1 or self._closed:
+            return [self.send(data, peer) for data, peer in out]
+        stamps: list[float] = []
+        packets: list[bytes] = []
+        dests: list[tuple[str, int]] = []
+        batch_ep: UdpEndpoint | None = None
+        for data, peer in out:
+            ep: UdpEndpoint | None = None
+            addr: str | None = None
+            if peer[0] == "udp":
+                addr = address_literal(peer[1])
+                if addr is not None:
+                    family = _family(addr)
+                    for candidate in self._udp:
+                        if candidate.family == family and not candidate.closing:
+                            ep = candidate
+                            break
+            if ep is not batch_ep and batch_ep is not None:
+                stamp = batch_ep.sendto_many(packets, dests)
+                stamps.extend([stamp] * len(packets))
+                packets, dests = [], []
+            batch_ep = ep
+            if ep is None or addr is None:
+                stamps.append(self.send(data, peer))
+                continue
+            if addr != peer[1]:
+                self._udp_names[(addr, peer[2])] = peer
+            packets.append(data)
+            dests.append((addr, peer[2]))
+        if batch_ep is not None and packets:
+            stamp = batch_ep.sendto_many(packets, dests)
+            stamps.extend([stamp] * len(packets))
+        return stamps
 
     def _send_udp(self, data: bytes, addr: str, peer: Peer) -> float:
         family = _family(addr)

@@ -12,6 +12,16 @@
  *       caller counts it).  A datagram refused for another reason (EMSGSIZE,
  *       ECONNREFUSED from an ICMP error, ...) is counted as failed and skipped.
  *       first_errno: the first error seen (EAGAIN included), 0 for none.
+ *   send_until(fd, packets, dests, start) -> (sent, errno)
+ *       Sends packets[start:] to dests[start:] in order and stops at the first
+ *       datagram the kernel did not take: `sent` datagrams from `start` on were
+ *       taken, packets[start + sent] was not, and nothing after it was tried.
+ *       errno says why, or is 0 when the kernel did not say: once a sendmmsg call
+ *       has sent one datagram it returns the count and drops the next one's error
+ *       (a pending ICMP error it consumed then sits in the error queue only).
+ *       All sent: (len - start, 0).  The SIP UDP transport uses it: a refused
+ *       datagram gets its own error handling there (queued ICMP errors reported,
+ *       the datagram re-sent).
  *   recv(fd, limit, bufsize, want_stamps) -> (datagrams, errno)
  *       Reads until EAGAIN or `limit` datagrams: a list of (data, (host, port),
  *       stamp) where stamp is the kernel's receive time (SO_TIMESTAMPNS, if the
@@ -43,7 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define API_VERSION 2
+#define API_VERSION 3
 #define CHUNK 256 /* messages per system call (the kernel takes at most UIO_MAXIOV=1024) */
 
 typedef union {
@@ -177,6 +187,100 @@ static PyObject *mmsg_send(PyObject *self, PyObject *args) {
     Py_DECREF(packets);
     Py_DECREF(dests);
     return Py_BuildValue("nni", sent, failed, first_errno);
+}
+
+static PyObject *mmsg_send_until(PyObject *self, PyObject *args) {
+    int fd;
+    Py_ssize_t start;
+    PyObject *packets_in, *dests_in;
+    if (!PyArg_ParseTuple(args, "iOOn", &fd, &packets_in, &dests_in, &start)) return NULL;
+    PyObject *packets = PySequence_Fast(packets_in, "packets must be a sequence");
+    if (packets == NULL) return NULL;
+    PyObject *dests = PySequence_Fast(dests_in, "dests must be a sequence");
+    if (dests == NULL) {
+        Py_DECREF(packets);
+        return NULL;
+    }
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(packets);
+    if (PySequence_Fast_GET_SIZE(dests) != total || start < 0 || start > total) {
+        Py_DECREF(packets);
+        Py_DECREF(dests);
+        PyErr_SetString(PyExc_ValueError,
+                        "packets and dests differ in length, or start is out of range");
+        return NULL;
+    }
+    struct mmsghdr msgs[CHUNK];
+    struct iovec iov[CHUNK];
+    anyaddr addrs[CHUNK];
+    Py_buffer views[CHUNK];
+    PyObject *last_dest = NULL;
+    anyaddr last_addr;
+    socklen_t last_len = 0;
+    Py_ssize_t sent = 0, pos = start;
+    int err = 0;
+    PyObject **pitems = PySequence_Fast_ITEMS(packets);
+    PyObject **ditems = PySequence_Fast_ITEMS(dests);
+    while (pos < total && err == 0) {
+        Py_ssize_t n = total - pos < CHUNK ? total - pos : CHUNK;
+        Py_ssize_t held = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *dest = ditems[pos + i];
+            if (dest != last_dest) {
+                int same = 0;
+                if (last_dest != NULL) {
+                    same = PyObject_RichCompareBool(dest, last_dest, Py_EQ);
+                    if (same < 0) goto fail;
+                }
+                if (!same) {
+                    last_len = to_sockaddr(dest, &last_addr);
+                    if (last_len == 0) goto fail;
+                }
+                last_dest = dest;
+            }
+            if (PyObject_GetBuffer(pitems[pos + i], &views[i], PyBUF_SIMPLE) < 0) goto fail;
+            held++;
+            addrs[i] = last_addr;
+            iov[i].iov_base = views[i].buf;
+            iov[i].iov_len = (size_t)views[i].len;
+            memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+            msgs[i].msg_hdr.msg_name = &addrs[i];
+            msgs[i].msg_hdr.msg_namelen = last_len;
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_len = 0;
+        }
+        Py_ssize_t done = 0;
+        int early = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (;;) {
+            int r = sendmmsg(fd, msgs, (unsigned int)n, MSG_DONTWAIT);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                err = r < 0 ? errno : EAGAIN;
+            } else {
+                done = r;
+                /* fewer taken: the kernel dropped the reason (it keeps only the count
+                 * once one went), and a pending ICMP error it consumed is in the error
+                 * queue only: stop here and let the caller look */
+                early = r < n;
+            }
+            break;
+        }
+        Py_END_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < held; i++) PyBuffer_Release(&views[i]);
+        sent += done;
+        pos += n;
+        if (early) break;
+        continue;
+    fail:
+        for (Py_ssize_t i = 0; i < held; i++) PyBuffer_Release(&views[i]);
+        Py_DECREF(packets);
+        Py_DECREF(dests);
+        return NULL;
+    }
+    Py_DECREF(packets);
+    Py_DECREF(dests);
+    return Py_BuildValue("ni", sent, err);
 }
 
 /* Receive buffers, grown on demand and kept (the GIL is held while they are used). */
@@ -371,6 +475,9 @@ static PyMethodDef methods[] = {
     {"send", mmsg_send, METH_VARARGS,
      "send(fd, packets, dests) -> (sent, failed, first_errno): sendmmsg in order, "
      "stopping at EAGAIN."},
+    {"send_until", mmsg_send_until, METH_VARARGS,
+     "send_until(fd, packets, dests, start) -> (sent, errno): sendmmsg of packets[start:] "
+     "in order, stopping at the first refused datagram (EAGAIN included)."},
     {"recv", mmsg_recv, METH_VARARGS,
      "recv(fd, limit, bufsize, want_stamps=True) -> ([(data, (host, port), stamp)], errno): "
      "recvmmsg until EAGAIN or limit; stamps on CLOCK_MONOTONIC."},

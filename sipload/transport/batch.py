@@ -12,6 +12,10 @@ meaning and two implementations:
   first "would block" (a full send buffer: the rest is reported as not sent);
   a datagram refused for another reason (an ICMP error queued on the socket, a
   datagram too large) is counted as failed and skipped.
+* :func:`send_until` sends in order and stops at the first datagram refused for
+  any reason (``EAGAIN`` included), saying how many went and why the next did not:
+  the SIP UDP transport (:mod:`sipload.transport.udp`) handles that datagram on its
+  own (an ICMP error queued on the socket is reported and the datagram re-sent).
 * :func:`recv_batch` reads until the socket is empty (or ``limit`` datagrams),
   each datagram with its source ``(host, port)`` and its receive stamp on the
   ``time.monotonic()`` clock: the kernel's ``SO_TIMESTAMPNS`` time when the socket
@@ -52,7 +56,7 @@ from typing import Protocol
 Address = tuple[str, int]
 Datagram = tuple[bytes, Address, float]
 #: The C module's API version this module speaks.
-NATIVE_API = 2
+NATIVE_API = 3
 #: ``SO_TIMESTAMPNS`` (``<asm-generic/socket.h>``; SCM_TIMESTAMPNS is the same number).
 SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("=qq")
@@ -88,6 +92,9 @@ class _Native(Protocol):
     def send(self, fd: int, packets: Sequence[bytes], dests: Sequence[Address], /) -> tuple[
             int, int, int]: ...
 
+    def send_until(self, fd: int, packets: Sequence[bytes], dests: Sequence[Address],
+                   start: int, /) -> tuple[int, int]: ...
+
     def recv(self, fd: int, limit: int, bufsize: int, want_stamps: bool = ..., /) -> tuple[
             list[Datagram], int]: ...
 
@@ -96,7 +103,9 @@ def _load_native() -> _Native | None:
     if os.environ.get("SIPLOAD_BATCH", "").strip().lower() == "python":
         return None
     try:
-        from sipload.transport import _mmsg  # type: ignore[attr-defined,unused-ignore]
+        # the submodule itself, not through the package: the UDP transport imports this
+        # module, and the package's __init__ imports the UDP transport
+        import sipload.transport._mmsg as _mmsg  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
     module: _Native = _mmsg
@@ -135,6 +144,20 @@ def python_send_batch(sock: socket.socket, packets: Sequence[bytes],
             if not first:
                 first = exc.errno or errnos.EIO
     return SendResult(sent, failed, 0, first)
+
+
+def python_send_until(sock: socket.socket, packets: Sequence[bytes],
+                      dests: Sequence[Address], start: int = 0) -> tuple[int, int]:
+    """:func:`send_until` as a loop of ``sendto`` (the fallback)."""
+    if len(packets) != len(dests) or not 0 <= start <= len(packets):
+        raise ValueError("packets and dests differ in length, or start is out of range")
+    sendto = sock.sendto
+    for i in range(start, len(packets)):
+        try:  # EINTR is retried by Python itself (PEP 475)
+            sendto(packets[i], dests[i])
+        except OSError as exc:  # BlockingIOError (EAGAIN) too
+            return i - start, exc.errno or errnos.EIO
+    return len(packets) - start, 0
 
 
 def python_recv_batch(sock: socket.socket, limit: int = 512, bufsize: int = 2048,
@@ -202,6 +225,26 @@ def send_batch(sock: socket.socket, packets: Sequence[bytes],
         return python_send_batch(sock, packets, dests)
     sent, failed, err = native.send(sock.fileno(), packets, dests)
     return SendResult(sent, failed, len(packets) - sent - failed, err)
+
+
+def send_until(sock: socket.socket, packets: Sequence[bytes], dests: Sequence[Address],
+               start: int = 0) -> tuple[int, int]:
+    """Send ``packets[start:]`` to ``dests[start:]`` in order, stopping at the first refusal.
+
+    Returns:
+        ``(sent, errno)``: ``sent`` datagrams from ``start`` on were taken; when
+        ``errno`` is not 0, ``packets[start + sent]`` was refused with it (``EAGAIN``:
+        the send buffer is full) and nothing after it was tried.
+
+    Raises:
+        ValueError: the sequences differ in length, ``start`` is out of range, or a
+            host is not an IP literal (native).
+        TypeError: a destination is not a ``(host, port)`` tuple.
+    """
+    native = _native
+    if native is None:
+        return python_send_until(sock, packets, dests, start)
+    return native.send_until(sock.fileno(), packets, dests, start)
 
 
 def recv_batch(sock: socket.socket, limit: int = 512, bufsize: int = 2048,

@@ -72,8 +72,8 @@ class _NativeTimer(Protocol):
     def timer_ack(self, fd: int, /) -> int: ...
 
 
-#: The C helper's API version that has ``timer_set``/``timer_ack``.
-NATIVE_API = 2
+#: The C helper's API version (the one sipload.transport.batch speaks too).
+NATIVE_API = 3
 
 
 def _load_native() -> _NativeTimer | None:

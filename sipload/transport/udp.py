@@ -47,13 +47,26 @@ Theory of operation
    :meth:`UdpEndpoint.sendto` returns ``time.monotonic()`` read just before
    the datagram is handed to the kernel, so an answer's receive stamp is
    never earlier than its request's send stamp.  Reading the socket ourselves
-   (``loop.add_reader`` + ``recvmsg`` in a loop) costs no more CPU than
+   (``loop.add_reader`` + ``recvmmsg``, rule 8) costs no more CPU than
    asyncio's datagram transport: see bench/README.md.
+8. Batches.  A wake-up reads what is waiting with ``recvmmsg`` (up to
+   :data:`_READ_CHUNK` datagrams a system call, :data:`_READ_MAX` per wake-up;
+   :mod:`sipload.transport.batch`, whose Python fallback loops over ``recvmsg``)
+   and, when the owner gave ``on_batch``, hands the whole read batch to it at once
+   (the pump then answers all of it in one flush); else each datagram to
+   ``on_message``.  :meth:`UdpEndpoint.sendto_many` writes several datagrams with
+   ``sendmmsg``, one send stamp for all of them, read before the system call; a
+   datagram the kernel refuses goes through :meth:`UdpEndpoint.sendto`'s error
+   handling (rules 4-6), and the rest follows it in order.  ``sendmmsg`` does not
+   say why it stopped once it sent one: then the error queue is read (an ICMP
+   error it consumed is reported from there) and the send goes on from the
+   datagram not taken.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno as errnos
 import os
 import socket
 import struct
@@ -62,11 +75,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from sipload.transport.batch import recv_batch, send_until
+
 Peer = tuple[str, str, int]
 """(transport, host, port) — the same shape as :data:`sipload.ua.state.Peer`."""
 
 OnMessage = Callable[[bytes, Peer, float], None]
 """Called with a message, its peer and its receive stamp (``time.monotonic()`` seconds)."""
+
+OnBatch = Callable[[list[tuple[bytes, Peer, float]]], None]
+"""Called with every datagram one read got, in order: (message, peer, receive stamp)."""
 
 SOCKET_BUFFER = 4 * 1024 * 1024
 """Requested SO_RCVBUF and SO_SNDBUF, in bytes (a burst of 2,000 INVITEs fits)."""
@@ -83,13 +101,14 @@ _RECVERR = {
 _EE = struct.Struct("=IB")  # struct sock_extended_err: ee_errno, ee_origin, ...
 _DRAIN_MAX = 256  # error-queue entries read per error_received call
 _READ_MAX = 256  # datagrams read per wake-up before the loop runs other callbacks
+# datagrams per recvmmsg: each has a 64 KiB slot of the helper's buffer, touched only
+# as far as a batch that large arrives (a few slots at ordinary rates)
+_READ_CHUNK = 64
+_AGAIN = (errnos.EAGAIN, errnos.EWOULDBLOCK)
 _RECV_SIZE = 65535
 # <asm-generic/socket.h>: SO_TIMESTAMPNS (= SCM_TIMESTAMPNS), a struct timespec of
 # CLOCK_REALTIME (Linux); Python's socket module does not export the constant.
 _SO_TIMESTAMPNS = 35
-_SCM_TIMESTAMPNS = _SO_TIMESTAMPNS
-_TIMESPEC = struct.Struct("@ll")
-_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 def set_socket_buffers(sock: socket.socket, size: int = SOCKET_BUFFER) -> None:
@@ -142,8 +161,10 @@ class UdpEndpoint:
         on_message: OnMessage,
         on_error: Callable[[Peer, str], None],
         loop: asyncio.AbstractEventLoop,
+        on_batch: OnBatch | None = None,
     ) -> None:
         self._sock = sock
+        self._on_batch = on_batch
         self._loop = loop
         self._errqueue = enable_icmp_errors(sock)
         self._kernel_stamps = enable_rx_timestamps(sock)
@@ -163,29 +184,32 @@ class UdpEndpoint:
 
     def _readable(self) -> None:
         sock = self._sock
-        on_message = self._on_message
-        # One offset per wake-up converts the kernel's CLOCK_REALTIME stamps to
-        # CLOCK_MONOTONIC; the clocks drift apart by at most NTP's slew (500 ppm).
-        offset = time.time_ns() - time.monotonic_ns()
-        for _ in range(_READ_MAX):
+        on_batch = self._on_batch
+        left = _READ_MAX
+        while left > 0:
             if self._closed:
                 return
-            try:
-                data, ancdata, _, addr = sock.recvmsg(_RECV_SIZE, _ANC_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # a queued ICMP error (IP_RECVERR): ECONNREFUSED ...
-                self.error_received(exc)
+            got, err = recv_batch(sock, min(left, _READ_CHUNK), _RECV_SIZE,
+                                  self._kernel_stamps)
+            n = len(got)
+            left -= n
+            if n:
+                if on_batch is not None:
+                    on_batch([(data, ("udp", addr[0], addr[1]), stamp)
+                              for data, addr, stamp in got])
+                else:
+                    on_message = self._on_message
+                    for data, addr, stamp in got:
+                        if self._closed:
+                            return
+                        on_message(data, ("udp", addr[0], addr[1]), stamp)
+            if err:  # a queued ICMP error (IP_RECVERR): ECONNREFUSED ...
+                left -= 1
+                if not self._closed:
+                    self.error_received(OSError(err, os.strerror(err)))
                 continue
-            stamp = 0
-            for level, kind, value in ancdata:
-                if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPNS \
-                        and len(value) >= _TIMESPEC.size:
-                    sec, nsec = _TIMESPEC.unpack_from(value)
-                    stamp = sec * 1_000_000_000 + nsec - offset
-            if stamp <= 0:
-                stamp = time.monotonic_ns()
-            on_message(data, ("udp", addr[0], addr[1]), stamp / 1e9)
+            if n < _READ_CHUNK:
+                return  # drained
 
     def error_received(self, exc: Exception, dest: tuple[str, int] | None = None) -> None:
         """A socket error: ``dest`` is where the failing ``sendto`` went, if it was one.
@@ -277,6 +301,57 @@ class UdpEndpoint:
         except OSError as exc:
             self.error_received(exc, dest)
 
+    def sendto_many(self, packets: list[bytes], dests: list[tuple[str, int]]) -> float:
+        """Send ``packets[i]`` to ``dests[i]`` (address literals) in order, as few system
+        calls as the kernel allows (rule 8); errors come to ``on_error`` as for
+        :meth:`sendto`, and a full socket queues the rest.
+
+        Returns:
+            One send stamp for all: ``time.monotonic()`` read before the first was
+            handed to the kernel.
+        """
+        stamp = time.monotonic()
+        n = len(packets)
+        i = 0
+        while i < n and not self._closed:
+            if self._backlog:  # the socket was full: keep the order
+                self._backlog.extend(zip(packets[i:], dests[i:], strict=True))
+                break
+            sent, err = send_until(self._sock, packets, dests, i)
+            if sent == 0 and err == 0:
+                err = errnos.EAGAIN  # nothing taken and no reason: as a full socket
+            i += sent
+            if i >= n:
+                self._last_dest = dests[n - 1]
+                break
+            if err == 0:
+                # Taken short with no reason (sendmmsg keeps only the count once one
+                # went): a pending ICMP error it consumed is in the error queue only.
+                # Report what is queued (rule 4) and go on with the one not taken.
+                queued = self._drain_error_queue()
+                if queued:
+                    self._rearm_reader()
+                for host, port, errno, _ in queued:
+                    self._report(("udp", host, port), f"udp: {os.strerror(errno)}")
+                continue
+            if err in _AGAIN:
+                self._backlog.extend(zip(packets[i:], dests[i:], strict=True))
+                self._loop.add_writer(self._sock.fileno(), self._writable)
+                break
+            # packets[i] was refused: what sendto does when its write raises (rules 4, 5)
+            data, dest = packets[i], dests[i]
+            self._last_dest = dest
+            self._in_send, self._resend = True, False
+            try:
+                self.error_received(OSError(err, os.strerror(err)), dest)
+            finally:
+                self._in_send = False
+            if self._resend and not self._closed:
+                self._resend = False
+                self._write(data, dest)
+            i += 1
+        return stamp
+
     def _writable(self) -> None:
         backlog = self._backlog
         while backlog and not self._closed:
@@ -316,6 +391,7 @@ async def open_udp(
     *,
     reuse_port: bool = False,
     buffer_size: int = SOCKET_BUFFER,
+    on_batch: OnBatch | None = None,
 ) -> UdpEndpoint:
     """Bind a UDP endpoint on the running loop.
 
@@ -326,6 +402,7 @@ async def open_udp(
         on_error: called with a peer and a reason on ICMP or send errors.
         reuse_port: set ``SO_REUSEPORT`` (Linux, BSD) before binding.
         buffer_size: requested socket buffer sizes.
+        on_batch: called with each read batch instead of ``on_message`` per datagram.
 
     Returns:
         The bound endpoint.
@@ -347,7 +424,7 @@ async def open_udp(
         set_socket_buffers(sock, buffer_size)
         sock.setblocking(False)
         sock.bind(sockaddr)
-        endpoint = UdpEndpoint(sock, on_message, on_error, loop)
+        endpoint = UdpEndpoint(sock, on_message, on_error, loop, on_batch)
     except BaseException:
         sock.close()
         raise

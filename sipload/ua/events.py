@@ -52,9 +52,13 @@ class EventType(Enum):
     BAD_MESSAGE = "bad-message"  #: the peer sent something we refused (and answered)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Event:
-    """One thing that happened, with the ids to act on it."""
+    """One thing that happened, with the ids to act on it (read-only by convention).
+
+    ``__init__`` is written out: mypyc compiles a hand-written one, while the one the
+    ``dataclass`` decorator generates runs interpreted (several events per call).
+    """
 
     type: EventType  #: what happened
     time: float  #: when (the ``now`` the UA was given)
@@ -72,6 +76,24 @@ class Event:
     #: the retransmissions of this call since its previous event: (time, "BYE" or
     #: "200 INVITE"), for the call's record (``call_take_retransmissions`` takes the rest)
     retransmitted: list[tuple[float, str]] = field(default_factory=list)
+
+    def __init__(self, type: EventType, time: float, cid: int = 0, did: int = 0,
+                 tid: int = 0, rid: int = 0, reference: Any = None,
+                 request: Request | None = None, response: Response | None = None,
+                 reason: str = "", retransmissions: int = 0,
+                 retransmitted: list[tuple[float, str]] | None = None) -> None:
+        self.type = type
+        self.time = time
+        self.cid = cid
+        self.did = did
+        self.tid = tid
+        self.rid = rid
+        self.reference = reference
+        self.request = request
+        self.response = response
+        self.reason = reason
+        self.retransmissions = retransmissions
+        self.retransmitted = [] if retransmitted is None else retransmitted
 
     @property
     def status(self) -> int:
