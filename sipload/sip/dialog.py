@@ -649,11 +649,16 @@ def _secure(request: Request, over_tls: bool | None) -> bool:
 
 
 def _tagged(address: NameAddress, tag: str) -> NameAddress:
-    """A copy of ``address`` whose tag is ``tag`` (none at all when ``tag`` is "")."""
+    """``address`` with ``tag`` as its tag (none at all when ``tag`` is ""): itself when it
+    already reads so, else a new address sharing its URI.  Addresses are replaced, never
+    changed in place (see :meth:`Dialog._texts_now`), so sharing is safe and spares a
+    copy per call (the UAC's From already carries its tag)."""
     items = [(k, v) for k, v in address.params.items if k.lower() != "tag"]
     if tag:
         items.append(("tag", tag))
-    return NameAddress(address.uri.copy(), address.display_name, Params(items))
+    if items == address.params.items:
+        return address
+    return NameAddress(address.uri, address.display_name, Params(items))
 
 
 def _target_of(msg: Message, secure: bool) -> Uri | None:

@@ -45,6 +45,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #include <stdint.h>
@@ -283,7 +284,10 @@ static PyObject *mmsg_send_until(PyObject *self, PyObject *args) {
     return Py_BuildValue("ni", sent, err);
 }
 
-/* Receive buffers, grown on demand and kept (the GIL is held while they are used). */
+/* Receive buffers, grown on demand and kept (the GIL is held while they are used).
+ * Plain malloc, not PyMem: a scratch area of chunk x bufsize bytes (4 MiB for SIP's
+ * 64 slots of 64 KiB) of which only the pages a datagram was written to become
+ * resident; through PyMem, tracemalloc would count all of it as Python heap. */
 static char *rbuf = NULL;
 static size_t rbuf_size = 0;
 
@@ -327,7 +331,7 @@ static PyObject *mmsg_recv(PyObject *self, PyObject *args) {
     Py_ssize_t chunk = limit < CHUNK ? limit : CHUNK;
     size_t need = (size_t)chunk * (size_t)bufsize;
     if (rbuf_size < need) {
-        char *grown = PyMem_Realloc(rbuf, need);
+        char *grown = realloc(rbuf, need);
         if (grown == NULL) return PyErr_NoMemory();
         rbuf = grown;
         rbuf_size = need;
