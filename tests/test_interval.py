@@ -13,7 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sipload.pacing import LEAD_ERROR_MAX, LEAD_GAIN, LEAD_MAX, Admission, Pacer
-from sipload.stats.histograms import PERCENTILES, MarkHistograms, figures, new_histogram
+from sipload.stats.histograms import (
+    HIGHEST_US,
+    LOWEST_US,
+    PERCENTILES,
+    MarkHistograms,
+    encode_histogram,
+    figures,
+    new_histogram,
+    record_us,
+)
 from sipload.stats.interval import LATE_AFTER, IntervalAccountant
 from sipload.stats.records import CallRecord, Failure, Result
 
@@ -190,3 +199,22 @@ def test_admission_poisson_takes_the_pacers_times() -> None:
     while ref.peek() is not None:
         want.append(ref.take())
     assert got == want
+
+
+def test_record_us_files_values_as_hdrh_does() -> None:
+    """MarkHistograms records through record_us (one function for hdrh's four): every
+    bucket edge and random values land in the same buckets, with the same count,
+    min, max and encoding as HdrHistogram.record_value gives."""
+    rng = random.Random(7)
+    values = [LOWEST_US, HIGHEST_US, 2, 3, 1023, 1024, 2047, 2048, 2049]
+    values += [(1 << k) + d for k in range(1, 31) for d in (-1, 0, 1)]
+    values += [rng.randint(LOWEST_US, HIGHEST_US) for _ in range(3000)]
+    values += [rng.randint(1, 100_000) for _ in range(3000)]
+    ours, theirs = new_histogram(), new_histogram()
+    for v in values:
+        record_us(ours, v)
+        theirs.record_value(v)
+    assert list(ours.counts) == list(theirs.counts)
+    assert (ours.total_count, ours.min_value, ours.max_value) == (
+        theirs.total_count, theirs.min_value, theirs.max_value)
+    assert encode_histogram(ours) == encode_histogram(theirs)

@@ -67,6 +67,27 @@ def reset_histogram(h: HdrHistogram) -> None:
     h.end_time_stamp_msec = 0
 
 
+def record_us(h: HdrHistogram, value: int) -> None:
+    """``h.record_value(value)`` for a value in range, in one function instead of hdrh's
+    four (several marks per call: hdrh's calls were about 2% of a worker's time).
+
+    The same bucket arithmetic as hdrh's ``_counts_index_for``: its ``64 - _clz(v |
+    mask)`` is the bit length; tests/test_histograms.py checks the two agree.
+    """
+    bucket = ((value | h.sub_bucket_mask).bit_length() - h.unit_magnitude
+              - h.sub_bucket_half_count_magnitude - 1)
+    index = (((bucket + 1) << h.sub_bucket_half_count_magnitude)
+             + (value >> (bucket + h.unit_magnitude)) - h.sub_bucket_half_count)
+    if value < 0 or not 0 <= index < h.counts_len:
+        return
+    h.counts[index] += 1
+    h.total_count += 1
+    if value < h.min_value:
+        h.min_value = value
+    if value > h.max_value:
+        h.max_value = value
+
+
 class MarkHistograms:
     """One histogram per timing mark name."""
 
@@ -81,7 +102,7 @@ class MarkHistograms:
             h = new_histogram()
             self.by_mark[mark] = h
         us = round(seconds * 1_000_000)  # int() would make 283.99999 µs 283
-        h.record_value(min(max(us, LOWEST_US), HIGHEST_US))
+        record_us(h, min(max(us, LOWEST_US), HIGHEST_US))
 
     def reset(self) -> None:
         """Empty every histogram, keeping them for the next interval (no new cycles)."""
