@@ -77,6 +77,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.engine.media",
     "sipload.engine.output",
     "sipload.engine.roles",
+    "sipload.engine.running",
     "sipload.engine.shell",
     "sipload.engine.sockets",
     "sipload.engine.starts",

@@ -5,11 +5,13 @@ Theory of operation
 
 1. The one :class:`~sipload.pump.Pump` (shared with :class:`~sipload.runtime.UARuntime`)
    moves bytes between the transports and the sans-IO :class:`UserAgent` and re-arms
-   one ``loop.call_at``; the engine hands each UA event to the scenario :class:`Runner`
-   (or the :class:`DefaultUAS`) and adds its own deadlines: the runner's timers, the
-   next call start, the next snapshot, the end of the run.
-2. What it assembles lives beside it (see :mod:`sipload.engine`): calls are started by
-   the :class:`~sipload.engine.starts.CallStarter`, the run ends as the
+   one ``loop.call_at``; :class:`~sipload.engine.running.Running` owns it and its
+   hooks: each UA event goes to the scenario :class:`Runner` (or the
+   :class:`DefaultUAS`), and its deadlines are the runner's timers, the next call
+   start, the next snapshot, the end of the run.
+2. The engine assembles the parts (see :mod:`sipload.engine`) and is the face the
+   worker controls: stop, abort, calls given and taken, the rate.  Calls are started
+   by the :class:`~sipload.engine.starts.CallStarter`, the run ends as the
    :class:`~sipload.engine.stopping.Drain` says, ended calls and snapshots go out
    through the :class:`~sipload.engine.output.RunOutput`.
 3. Times given to the core are seconds since the engine started (``now``), so records
@@ -23,26 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-import resource
 import time
 
 from sipload.engine.config import EngineConfig, RecordSink, SnapshotSink, TraceSink
 from sipload.engine.media import WorkerMedia
 from sipload.engine.output import RunOutput
 from sipload.engine.roles import build_responder, build_runner, build_ua
+from sipload.engine.running import Running
 from sipload.engine.sockets import SipSockets
-from sipload.engine.starts import CallStarter, admission_for
+from sipload.engine.starts import CallStarter
 from sipload.engine.stopping import Drain
-from sipload.engine.wiretrace import WireTrace
 from sipload.pump import Pump
 from sipload.scenario.interpreter import Runner
-from sipload.stats.records import CallRecord, Result
 from sipload.transport import TransportSet
 from sipload.ua.agent import UserAgent
-from sipload.ua.events import Event
 from sipload.ua.responder import DefaultUAS
-
-INF = float("inf")
 
 
 class Engine:
@@ -62,13 +59,13 @@ class Engine:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.transports: TransportSet | None = None
         self.ua: UserAgent | None = None
-        self.pump: Pump | None = None
         self.runner: Runner | None = None
         self.responder: DefaultUAS | None = None
         self.media: WorkerMedia | None = None
         self.sockets: SipSockets | None = None
-        self.starter: CallStarter | None = None  #: a UAC's call starts
-        self._done: asyncio.Future[None] | None = None
+        self.running: Running | None = None  #: the run, once started
+        self.pump: Pump | None = None  #: the running's
+        self.starter: CallStarter | None = None  #: a UAC's call starts (the running's)
 
     def now(self) -> float:
         """Seconds since the engine started, on ``time.monotonic()`` (not the loop's clock)."""
@@ -96,50 +93,34 @@ class Engine:
                 ua.add_local(h, p)
                 if media is not None:  # RTP from the call's own address too
                     media.add(h)
-        runner = None
         if prog is None:
             self.responder = build_responder(cfg, ua, host, media)
         else:
-            runner = self.runner = build_runner(cfg, prog, ua, host, port, media, more, self.rng)
-        sources = socks.sources
-        pump = self.pump = socks.pump = Pump(
-            loop, tp, ua, self._deliver, t0=self.t0,
-            on_sent=runner.stamp_sent if runner is not None else None,
-            after=self._after, deadline=self._deadline, tick=self._tick,
-            send_from=sources.send if sources is not None else None,
-            outgoing_from=ua.outgoing_from if sources is not None else None)
-        if runner is not None and prog is not None and prog.role == "uac":
-            self.starter = CallStarter(admission_for(cfg, self.rng), runner, pump, t0=self.t0,
-                                       cap=cfg.concurrent, counts=self.counts,
-                                       ended=self._ended, after_timer=self._snapshot_if_due)
-            if cfg.trace != "none":
-                trace = self.output.trace = WireTrace(cfg.trace, cfg.trace_limit,
-                                                      runner.call_number_of, tp,
-                                                      time.time() - self.now(), sources)
-                pump.tap = trace.tap
-        self.counts.begin(_cpu(), time.monotonic())
-        self._done = loop.create_future()
-        pump.rearm()
+            self.runner = build_runner(cfg, prog, ua, host, port, media, more, self.rng)
+        run = self.running = Running(cfg, loop, self.t0, tp, socks, ua, self.runner,
+                                     self.responder, media, self.output, self.drain, self.rng)
+        self.pump, self.starter = run.pump, run.starter
         return self.address
 
     async def run(self) -> None:
         """Start (if needed) and run until every call is done or the run is stopped."""
         if self.loop is None:
             await self.start()
-        assert self._done is not None and self.pump is not None
+        run = self.running
+        assert run is not None
         starter = self.starter
         if self.config.duration is not None and starter is None:
             self.drain.limit(self.config.duration)
         if starter is not None:
             starter.begin(self.now() + self.config.phase)
-        self.pump.fire_now()
+        run.pump.fire_now()
         try:
-            await self._done
+            await run.done
         finally:
-            self.pump.close()
+            run.pump.close()
             if starter is not None:
                 starter.close()
-            self._close_output()
+            run.close_output()
             if self.media is not None:
                 self.media.close()
             if self.sockets is not None:
@@ -147,9 +128,12 @@ class Engine:
             if self.transports is not None:
                 await self.transports.close()
 
+    # ------------------------------------------------------------------ the worker's controls
+
     def request_stop(self, grace: float | None = None) -> None:
         """Stop starting calls; calls in flight get ``grace`` seconds, then are recorded."""
-        if self.pump is None or self._done is None or self._done.done():
+        run = self.running
+        if run is None or run.done.done():
             return
         if not self.drain.request(self.now(), self.config.stop_grace if grace is None
                                   else grace):
@@ -157,7 +141,7 @@ class Engine:
             return
         if self.starter is not None:
             self.starter.admission.stopping = True
-        self.pump.rearm()
+        run.pump.rearm()
 
     def abort(self) -> None:
         """Stop at once: calls in flight are recorded as such."""
@@ -181,118 +165,8 @@ class Engine:
 
     @property
     def active(self) -> int:
-        if self.runner is not None:
-            return self.runner.active
-        return self.ua.call_count() if self.ua is not None else 0
+        return self.running.active if self.running is not None else 0
 
     @property
     def retransmissions(self) -> int:
         return self.ua.retransmissions if self.ua is not None else 0
-
-    # ------------------------------------------------------------------ the pump's hooks
-
-    def _deliver(self, ev: Event) -> None:
-        # ev.time: the stamp of the message that caused it, or the timer's now
-        if self.runner is not None:
-            self.runner.on_event(ev, ev.time)
-        elif self.responder is not None:
-            self.responder.on_event(ev, ev.time)
-
-    def _after(self) -> None:
-        runner, media = self.runner, self.media
-        if runner is not None:
-            if media is not None:
-                media.after_events(runner, self.now())
-            for rec in runner.finished():
-                self._ended(rec)
-        elif media is not None and self.responder is not None and \
-                self.responder.secure is not None:
-            media.pump.rearm()  # an SRTP echo stream may have started (its RTCP)
-        if media is not None:
-            media.flush_rtcp()
-
-    def _ended(self, rec: CallRecord) -> None:
-        self.output.ended(rec)
-        if self.starter is not None:
-            self.starter.admission.ended(rec.call_number)
-        if self.transports is not None:
-            self.transports.end_call(rec.call_id)  # per-call TCP/TLS: close its connection
-
-    def _deadline(self) -> float | None:
-        """The engine's earliest deadline besides the UA's (rule 1)."""
-        when = INF
-        if self.runner is not None and (d := self.runner.next_deadline()) is not None:
-            when = d
-        starter, due = self.starter, self.output.next_snapshot
-        if starter is not None and (d := starter.deadline()) is not None and d < when:
-            when = d
-        if due < when and (starter is None or not starter.holds(due)):
-            when = due
-        if self.drain.stop_at is not None and self.drain.stop_at < when:
-            when = self.drain.stop_at
-        return None if when == INF else when
-
-    def _tick(self, now: float) -> None:
-        """The loop's timer: the UA's timers ran; now the calls', starts, snapshot, end."""
-        pump = self.pump
-        assert pump is not None and self._done is not None
-        if self.runner is not None:
-            self.runner.handle_timers(now)
-            if self.starter is not None:
-                self.starter.start_due(now)
-        pump.flush()
-        self._snapshot_if_due(now)
-        if self._finished(now):
-            pump.stop_timer()
-            if self.starter is not None:
-                self.starter.close()
-            if not self._done.done():
-                self._done.set_result(None)
-            return
-        pump.rearm()
-
-    def _finished(self, now: float) -> bool:
-        drain, runner = self.drain, self.runner
-        if drain.cut(now):
-            if runner is not None and self.pump is not None:
-                runner.stop_all(now, Result.IN_FLIGHT, drain.failure())
-                self.pump.flush()
-            return True
-        return self.starter is not None and runner is not None and drain.drained(
-            self.starter.scheduled_all(), runner.active)
-
-    # ------------------------------------------------------------------ output
-
-    def _snapshot_if_due(self, now: float) -> None:
-        due = self.output.next_snapshot
-        if now >= due and (self.starter is None or not self.starter.holds(due)):
-            self._snapshot(now)
-
-    def _snapshot(self, now: float) -> None:
-        ua, pump, runner, media = self.ua, self.pump, self.runner, self.media
-        assert ua is not None and pump is not None
-        snap = self.counts.snapshot(
-            now, active=self.active, retransmissions=ua.retransmissions, cpu=_cpu(),
-            wall=time.monotonic(), loop_lag=pump.lag,
-            target_rate=self.starter.target_rate(now) if self.starter is not None else 0.0,
-            codes=runner.take_codes() if runner is not None else {})
-        if runner is not None and media is not None:
-            snap.media = media.figures(runner, self.counts.media)
-        if self.sockets is not None and self.transports is not None:
-            snap.connections = self.sockets.connection_figures(self.transports)
-        pump.lag = 0.0
-        self.output.emit(now, snap)
-
-    def _close_output(self) -> None:
-        """The last snapshot where one is owed, else the last batches."""
-        ua, runner = self.ua, self.runner
-        if ua is not None and self.pump is not None and self.output.owes(
-                ua.retransmissions, runner is not None and bool(runner.codes_received)):
-            self._snapshot(self.now())
-        else:
-            self.output.flush()
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime

@@ -1,0 +1,197 @@
+"""A worker's run once its parts are built: the pump and what it calls back, the call
+starts, the snapshots, and when the run is over.
+
+:class:`Running` is made by :meth:`Engine.start <sipload.engine.shell.Engine.start>`
+from the parts it assembled (sockets, UA, the scenario's runner or the default UAS,
+media).  It builds the one :class:`~sipload.pump.Pump` on its hooks: each UA event goes
+to the runner (or the responder); after each batch the ended calls go out and media
+catches up; its deadline is the earliest of the runner's timers, the next call start,
+the next snapshot and the end of the run; its tick runs them and settles ``done`` when
+the :class:`~sipload.engine.stopping.Drain` says the run is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import resource
+import time
+
+from sipload.engine.config import EngineConfig
+from sipload.engine.media import WorkerMedia
+from sipload.engine.output import RunOutput
+from sipload.engine.sockets import SipSockets
+from sipload.engine.starts import CallStarter, admission_for
+from sipload.engine.stopping import Drain
+from sipload.engine.wiretrace import WireTrace
+from sipload.pump import Pump
+from sipload.scenario.interpreter import Runner
+from sipload.stats.records import CallRecord, Result
+from sipload.transport import TransportSet
+from sipload.ua.agent import UserAgent
+from sipload.ua.events import Event
+from sipload.ua.responder import DefaultUAS
+
+INF = float("inf")
+
+
+def cpu() -> float:
+    """User and system CPU seconds of this process."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Running:
+    """One worker's run on its pump (see the module docstring).
+
+    Attributes:
+        pump: the one pump between the sockets and the UA.
+        starter: a UAC's call starts (None for a UAS).
+        done: settled when the run is over.
+    """
+
+    def __init__(self, cfg: EngineConfig, loop: asyncio.AbstractEventLoop, t0: float,
+                 transports: TransportSet, sockets: SipSockets, ua: UserAgent,
+                 runner: Runner | None, responder: DefaultUAS | None,
+                 media: WorkerMedia | None, output: RunOutput, drain: Drain,
+                 rng: random.Random) -> None:
+        self.t0 = t0
+        self.transports = transports
+        self.sockets = sockets
+        self.ua = ua
+        self.runner = runner
+        self.responder = responder
+        self.media = media
+        self.output = output
+        self.counts = output.counts
+        self.drain = drain
+        sources = sockets.sources
+        pump = self.pump = sockets.pump = Pump(
+            loop, transports, ua, self.deliver, t0=t0,
+            on_sent=runner.stamp_sent if runner is not None else None,
+            after=self.after, deadline=self.deadline, tick=self.tick,
+            send_from=sources.send if sources is not None else None,
+            outgoing_from=ua.outgoing_from if sources is not None else None)
+        self.starter: CallStarter | None = None
+        prog = cfg.program
+        if runner is not None and prog is not None and prog.role == "uac":
+            self.starter = CallStarter(admission_for(cfg, rng), runner, pump, t0=t0,
+                                       cap=cfg.concurrent, counts=self.counts,
+                                       ended=self.ended, after_timer=self.snapshot_if_due)
+            if cfg.trace != "none":
+                trace = output.trace = WireTrace(cfg.trace, cfg.trace_limit,
+                                                 runner.call_number_of, transports,
+                                                 time.time() - self.now(), sources)
+                pump.tap = trace.tap
+        self.counts.begin(cpu(), time.monotonic())
+        self.done: asyncio.Future[None] = loop.create_future()
+        pump.rearm()
+
+    def now(self) -> float:
+        """Seconds since the engine started, on ``time.monotonic()``."""
+        return time.monotonic() - self.t0
+
+    @property
+    def active(self) -> int:
+        """Calls in progress: the runner's, or the UA's for the default UAS."""
+        runner = self.runner
+        return runner.active if runner is not None else self.ua.call_count()
+
+    # ------------------------------------------------------------------ the pump's hooks
+
+    def deliver(self, ev: Event) -> None:
+        # ev.time: the stamp of the message that caused it, or the timer's now
+        if self.runner is not None:
+            self.runner.on_event(ev, ev.time)
+        elif self.responder is not None:
+            self.responder.on_event(ev, ev.time)
+
+    def after(self) -> None:
+        runner, media = self.runner, self.media
+        if runner is not None:
+            if media is not None:
+                media.after_events(runner, self.now())
+            for rec in runner.finished():
+                self.ended(rec)
+        elif media is not None and self.responder is not None and \
+                self.responder.secure is not None:
+            media.pump.rearm()  # an SRTP echo stream may have started (its RTCP)
+        if media is not None:
+            media.flush_rtcp()
+
+    def ended(self, rec: CallRecord) -> None:
+        self.output.ended(rec)
+        if self.starter is not None:
+            self.starter.admission.ended(rec.call_number)
+        self.transports.end_call(rec.call_id)  # per-call TCP/TLS: close its connection
+
+    def deadline(self) -> float | None:
+        """The earliest deadline besides the UA's: calls, starts, snapshot, end."""
+        when = INF
+        if self.runner is not None and (d := self.runner.next_deadline()) is not None:
+            when = d
+        starter, due = self.starter, self.output.next_snapshot
+        if starter is not None and (d := starter.deadline()) is not None and d < when:
+            when = d
+        if due < when and (starter is None or not starter.holds(due)):
+            when = due
+        if self.drain.stop_at is not None and self.drain.stop_at < when:
+            when = self.drain.stop_at
+        return None if when == INF else when
+
+    def tick(self, now: float) -> None:
+        """The loop's timer: the UA's timers ran; now the calls', starts, snapshot, end."""
+        pump = self.pump
+        if self.runner is not None:
+            self.runner.handle_timers(now)
+            if self.starter is not None:
+                self.starter.start_due(now)
+        pump.flush()
+        self.snapshot_if_due(now)
+        if self._over(now):
+            pump.stop_timer()
+            if self.starter is not None:
+                self.starter.close()
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        pump.rearm()
+
+    def _over(self, now: float) -> bool:
+        drain, runner = self.drain, self.runner
+        if drain.cut(now):
+            if runner is not None:
+                runner.stop_all(now, Result.IN_FLIGHT, drain.failure())
+                self.pump.flush()
+            return True
+        return self.starter is not None and runner is not None and drain.drained(
+            self.starter.scheduled_all(), runner.active)
+
+    # ------------------------------------------------------------------ output
+
+    def snapshot_if_due(self, now: float) -> None:
+        due = self.output.next_snapshot
+        if now >= due and (self.starter is None or not self.starter.holds(due)):
+            self._snapshot(now)
+
+    def _snapshot(self, now: float) -> None:
+        pump, runner, media = self.pump, self.runner, self.media
+        snap = self.counts.snapshot(
+            now, active=self.active, retransmissions=self.ua.retransmissions, cpu=cpu(),
+            wall=time.monotonic(), loop_lag=pump.lag,
+            target_rate=self.starter.target_rate(now) if self.starter is not None else 0.0,
+            codes=runner.take_codes() if runner is not None else {})
+        if runner is not None and media is not None:
+            snap.media = media.figures(runner, self.counts.media)
+        snap.connections = self.sockets.connection_figures(self.transports)
+        pump.lag = 0.0
+        self.output.emit(now, snap)
+
+    def close_output(self) -> None:
+        """The last snapshot where one is owed, else the last batches."""
+        runner = self.runner
+        if self.output.owes(self.ua.retransmissions,
+                            runner is not None and bool(runner.codes_received)):
+            self._snapshot(self.now())
+        else:
+            self.output.flush()
