@@ -2,8 +2,9 @@
 
 One worker's engine (:class:`sipload.engine.Engine`, as a ``sipload run`` worker runs
 it, in this process) places ``--calls`` basic calls (``bench/basic_call_nopause.yaml``)
-at ``--rate`` on an evenly spaced open model against ``sipp -sn uas`` on loopback,
-while tcpdump captures the traffic (``tests/capture.py``, the capture test's helper).
+at ``--rate`` on an evenly spaced (``--arrival poisson``: Poisson) open model against
+``sipp -sn uas`` on loopback, while tcpdump captures the traffic (``tests/capture.py``,
+the capture test's helper).
 Then, call by call by Call-ID:
 
 * **answer agreement**: the record's ``answer`` mark (INVITE written -> 200 read,
@@ -14,7 +15,9 @@ Then, call by call by Call-ID:
   release leads a little to cover building the INVITE, so a start may be early),
   and the share within 0.1 ms of the intended time;
 * **wire gaps**: the capture's gaps between consecutive first INVITEs against 1/rate:
-  p50/p99 of the absolute deviation.
+  p50/p99 of the absolute deviation; with ``--arrival poisson``, the Kolmogorov-Smirnov
+  statistic and p-value of those gaps against the exponential of mean 1/rate instead
+  (the capture test's check, ``tests/test_timing.py``).
 
 ``--release timerfd`` is today's path (starts released by a ``timerfd``, GC in the
 gaps); ``--release loop`` replaces the precise timer by nothing, as before it
@@ -74,7 +77,8 @@ def _realtime() -> bool:
     return True
 
 
-def run_once(rate: float, calls: int, release: str, seed: int) -> dict[str, Any]:
+def run_once(rate: float, calls: int, release: str, seed: int,
+             arrival: str = "uniform") -> dict[str, Any]:
     """One captured run of one release path; the figures of the module docstring."""
     port = free_port()
     records: list[dict[str, Any]] = []
@@ -86,7 +90,8 @@ def run_once(rate: float, calls: int, release: str, seed: int) -> dict[str, Any]
                 Capture([port], buffer_kib=CAPTURE_BUFFER_KIB) as cap:
             eng = Engine(EngineConfig(program=load_file(SCENARIO),
                                       target=("127.0.0.1", port), rate=rate, calls=calls,
-                                      seed=seed, stop_grace=5.0), on_records=records.extend)
+                                      seed=seed, stop_grace=5.0, arrival=arrival),
+                         on_records=records.extend)
             loop = new_event_loop()
             asyncio.set_event_loop(loop)
             loop.run_until_complete(eng.start())
@@ -108,10 +113,17 @@ def run_once(rate: float, calls: int, release: str, seed: int) -> dict[str, Any]
         diffs.append(abs(float(mark) - w))
     late = [float(r["actual_start"]) - float(r["intended_start"]) for r in records]
     starts = first_invites(wire)
-    gap_dev = [abs((b - a) - 1.0 / rate) for a, b in itertools.pairwise(starts)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    gap_dev = [abs(g - 1.0 / rate) for g in gaps]
+    ks: dict[str, float] | None = None
+    if arrival == "poisson" and gaps:
+        from scipy import stats
+        test = stats.kstest(gaps, "expon", args=(0.0, 1.0 / rate))
+        ks = {"D": float(test.statistic), "p": float(test.pvalue)}
     ms = 1000.0
     return {
-        "release": release, "rate": rate, "calls": calls, "records": len(records),
+        "release": release, "arrival": arrival, "rate": rate, "calls": calls,
+        "records": len(records),
         "succeeded": sum(r["result"] == "success" for r in records),
         "compared": len(diffs), "not_compared": missing,
         "answer_within_0_2ms": sum(d <= AGREE_S for d in diffs) / len(diffs) if diffs else None,
@@ -121,21 +133,26 @@ def run_once(rate: float, calls: int, release: str, seed: int) -> dict[str, Any]
                         "p99": _q(late, .99) * ms},
         "on_time_0_1ms": sum(abs(x) <= ON_TIME_S for x in late) / len(late) if late else None,
         "wire_gap_dev_ms": {"p50": _q(gap_dev, .5) * ms, "p99": _q(gap_dev, .99) * ms},
+        "wire_gaps_ks": ks,
     }
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    poisson = any(r["wire_gaps_ks"] is not None for r in results)
     rows = [("release", "calls ok", "answer ≤0.2ms", "|Δanswer| p50/p99 ms",
-             "lateness p50/p90/p99 ms", "on time ≤0.1ms", "|gap-1/r| p50/p99 ms")]
+             "lateness p50/p90/p99 ms", "on time ≤0.1ms",
+             "gaps vs Exp: KS D / p" if poisson else "|gap-1/r| p50/p99 ms")]
     for r in results:
-        a, lt, g = r["answer_diff_ms"], r["lateness_ms"], r["wire_gap_dev_ms"]
+        a, lt, g, ks = (r["answer_diff_ms"], r["lateness_ms"], r["wire_gap_dev_ms"],
+                        r["wire_gaps_ks"])
         agree = r["answer_within_0_2ms"]
         rows.append((r["release"], f"{r['succeeded']}/{r['calls']}",
                      "-" if agree is None else f"{agree:.1%}",
                      f"{a['p50']:.3f} / {a['p99']:.3f}",
                      f"{lt['p50']:.3f} / {lt['p90']:.3f} / {lt['p99']:.3f}",
                      "-" if r["on_time_0_1ms"] is None else f"{r['on_time_0_1ms']:.1%}",
-                     f"{g['p50']:.3f} / {g['p99']:.3f}"))
+                     (f"{ks['D']:.3f} / {ks['p']:.3g}" if ks is not None else "-") if poisson
+                     else f"{g['p50']:.3f} / {g['p99']:.3f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
                      for row in rows)
@@ -146,20 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=750.0, help="calls/s (default 750)")
     p.add_argument("--calls", type=int, default=3000)
     p.add_argument("--release", choices=("timerfd", "loop", "both"), default="both")
+    p.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--no-realtime", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     realtime = False if args.no_realtime else _realtime()
     modes = ("timerfd", "loop") if args.release == "both" else (args.release,)
-    results = [run_once(args.rate, args.calls, m, args.seed) for m in modes]
+    results = [run_once(args.rate, args.calls, m, args.seed, args.arrival) for m in modes]
     if args.json:
         print(json.dumps({"build": describe(), "realtime": realtime, "results": results},
                          indent=2))
     else:
         print(table(results))
         print(f"\nbuild: {describe()}; real-time priority: {'yes' if realtime else 'no'}; "
-              f"{args.calls} calls at {args.rate:g}/s, one engine vs sipp -sn uas, tcpdump -i lo")
+              f"{args.calls} calls at {args.rate:g}/s ({args.arrival}), one engine vs "
+              f"sipp -sn uas, tcpdump -i lo; load average {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -32,7 +32,12 @@ Theory of operation
    How late it fired is kept in :attr:`lag` (the owner reads and resets it).
 6. On a timer the UA's timers run, then :attr:`tick` (the owner's timers; it calls
    :meth:`flush` itself) or, without one, :meth:`flush`.
-7. Transport failures become ``ua.transport_error(peer, now, reason)`` (with the
+7. Work due to the microsecond comes first: before each message read goes into the UA
+   and before each event is delivered, :attr:`urgent` runs (the engine's call starter
+   releases a start that came due while the loop was busy with a read, rather than
+   after the whole read and what it caused).  It may flush itself (re-entering
+   :meth:`flush`, which then delivers the events still queued, in order).
+8. Transport failures become ``ua.transport_error(peer, now, reason)`` (with the
    Call-ID when only one call's connection failed); the UA turns them into events.
    Nothing here raises for the network.
 
@@ -88,6 +93,8 @@ class Pump:
         closed: nothing is pumped any more (:meth:`close`).
         timer_off: the timer is not armed any more (:meth:`stop_timer`, :meth:`close`).
         lag: the most a timer fired after its deadline since the owner reset it.
+        urgent: runs before each message read goes into the UA and before each event is
+            delivered (rule 7), or None.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, transports: TransportSet,
@@ -112,6 +119,7 @@ class Pump:
         self.send_from = send_from
         self.outgoing_from = outgoing_from
         self.lag = 0.0
+        self.urgent: Callable[[], None] | None = None
         self.closed = False
         self.timer_off = False
         self._handle: asyncio.TimerHandle | None = None
@@ -127,6 +135,9 @@ class Pump:
     def receive(self, data: bytes, peer: Peer, stamp: float, local: int = 0) -> None:
         """A message read at monotonic ``stamp`` (the transports' callback) on local
         address ``local`` (0 unless the UA has several: :attr:`send_from`)."""
+        urgent = self.urgent
+        if urgent is not None:
+            urgent()
         now = stamp - self.t0
         tap = self.tap
         if tap is not None:
@@ -143,7 +154,10 @@ class Pump:
         t0 = self.t0
         tap = self.tap
         ua = self.ua
+        urgent = self.urgent
         for data, peer, stamp in batch:
+            if urgent is not None:
+                urgent()
             now = stamp - t0
             if tap is not None:
                 tap(now, "in", peer, data, 0)
@@ -172,6 +186,7 @@ class Pump:
         on_sent = self.on_sent
         tap = self.tap
         t0 = self.t0
+        urgent = self.urgent
         for _ in range(1000):
             multi = self.send_from is not None
             out = self._write_from() if multi else ua.outgoing()
@@ -184,11 +199,14 @@ class Pump:
                 if on_sent is not None:
                     on_sent(stamps)
             n = 0
-            ev = ua.next_event()
-            while ev is not None:
+            while True:
+                if urgent is not None:  # it may flush itself: then it takes the events
+                    urgent()
+                ev = ua.next_event()
+                if ev is None:
+                    break
                 n += 1
                 deliver(ev)
-                ev = ua.next_event()
             if not out and not n:
                 break
         after = self.after

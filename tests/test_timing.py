@@ -105,6 +105,64 @@ def test_marks_are_never_negative() -> None:
     assert rec.marks["answer"] == 0.0
 
 
+# --------------------------------------------------------------------------- release
+
+
+def test_a_start_due_during_a_burst_of_reads_leaves_before_the_rest_of_it() -> None:
+    """(issue 19) A call start that comes due while the loop has a burst of messages to
+    read is released before the next message is handled, not after the whole burst.
+
+    The loop is held (a blocking sleep) while 50 stray responses queue on the engine's
+    socket and, after them, the first start's timer expires: the loop wakes with both
+    ready, the socket first.  Before the fix the 50 messages were handled, then the
+    INVITE went out (up to 256 messages, ~100 µs each at load: 5-25 ms late).
+    """
+    from sipload.engine import Engine, EngineConfig
+    from sipload.scenario.loader import load_file
+    from sipload.transport.loop import new_event_loop
+
+    order: list[str] = []
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+
+    def tap(now: float, way: str, p: Peer, data: bytes, local: int) -> None:
+        order.append(way)
+
+    async def main() -> None:
+        eng = Engine(EngineConfig(program=load_file(NOPAUSE), target=peer.getsockname(),
+                                  rate=10.0, calls=1, seed=1, phase=0.3))
+        host, port = await eng.start()
+        assert eng.pump is not None and eng.starter is not None
+        eng.pump.tap = tap
+        run = asyncio.ensure_future(eng.run())
+        await asyncio.sleep(0.02)  # the schedule has begun: the first start is 0.3 s away
+        release = eng.starter.admission.next_release()
+        assert release is not None and not order
+        due = eng.t0 + release
+        for i in range(50):
+            peer.sendto(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bKstray%d\r\n"
+                        b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\n"
+                        b"Call-ID: stray%d\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                        % (host.encode(), port, i, i), (host, port))
+        time.sleep(max(0.0, due + 0.02 - time.monotonic()))  # hold the loop past it
+        for _ in range(200):
+            if "out" in order:
+                break
+            await asyncio.sleep(0.005)
+        eng.abort()
+        await asyncio.wait_for(run, 10)
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+        peer.close()
+    assert "out" in order and order.count("in") == 50, order
+    assert order.index("out") <= 1, (
+        f"the INVITE left after {order.index('out')} of the 50 messages read before it")
+
+
 # --------------------------------------------------------------------------- on the wire
 
 

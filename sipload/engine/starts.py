@@ -17,7 +17,11 @@ Theory of operation
    between them: automatic collection is off, and
    :func:`~sipload.transport.loop.collect_owed` runs after a start with at least
    :data:`GC_SLACK` before the next.
-5. Work that may wait (a snapshot) yields to a start due within :data:`SNAPSHOT_SLACK`
+5. A start due while the loop is busy reading (a burst of responses) does not wait for
+   the whole burst: the pump asks before each message read goes into the UA and before
+   each event is delivered (:attr:`Pump.urgent`, :meth:`CallStarter.due_check`), and a
+   due start is released there, as if its timer had fired.
+6. Work that may wait (a snapshot) yields to a start due within :data:`SNAPSHOT_SLACK`
    of it (:meth:`CallStarter.holds`), and runs right after that start instead.
 """
 
@@ -43,7 +47,9 @@ with at least this long before the next (rule 4)."""
 
 SNAPSHOT_SLACK = 0.005
 """A snapshot (histogram encoding, a record batch) due less than this before a call start
-waits and runs right after that start, so it never delays one (rule 5)."""
+waits and runs right after that start, so it never delays one (rule 6)."""
+
+INF = float("inf")
 
 BURST = 10_000
 """The most calls started in one go (a loop that fell far behind catches up in steps)."""
@@ -83,6 +89,9 @@ class CallStarter:
         self.closed = False
         self.begun = False  #: :meth:`begin` called: calls may be released
         self.timer = precise_timer(pump.loop, self._on_timer)
+        self.due = INF  #: ``time.monotonic()`` of the next release armed (rule 5), or INF
+        self.releasing = False  #: in :meth:`_on_timer` (the pump may ask again from there)
+        pump.urgent = self.due_check
         self.gc_paced = False  #: automatic collection is off while starts are paced
         runner.stamp_sends = True
         if self.timer is not None and gc.isenabled():
@@ -122,6 +131,7 @@ class CallStarter:
     def deadline(self) -> float | None:
         """The next release when there is no precise timer; else arms the timer (rule 3)."""
         release = self.admission.next_release() if self.begun else None
+        self.due = INF if release is None else self.t0 + release
         timer = self.timer
         if timer is None:
             return release
@@ -131,8 +141,13 @@ class CallStarter:
             timer.arm(self.t0 + release)
         return None
 
+    def due_check(self) -> None:
+        """Release the starts due now (rule 5): the pump calls it before each message read."""
+        if time.monotonic() >= self.due and self.begun and not self.releasing:
+            self._on_timer()
+
     def holds(self, when: float) -> bool:
-        """Whether work due at ``when`` waits for a call start coming first (rule 5)."""
+        """Whether work due at ``when`` waits for a call start coming first (rule 6)."""
         if self.timer is None or not self.begun:
             return False
         release = self.admission.next_release()
@@ -164,19 +179,25 @@ class CallStarter:
         return admission.pacer.rate_at(now) if admission.scheduling() else 0.0
 
     def _on_timer(self) -> None:
-        """The precise timer: a call start is due (released here, not on the loop's tick)."""
-        if self.closed:
+        """A call start is due: the precise timer fired (not the loop's tick), or the pump
+        found it due between two messages read (rule 5)."""
+        if self.closed or self.releasing:
             return
-        self.start_due(self.now())
-        self.after_timer(self.now())
-        if self.gc_paced:
-            release = self.admission.next_release()
-            collect_owed(release is None or release - self.now() >= GC_SLACK)
+        self.releasing = True
+        try:
+            self.start_due(self.now())
+            self.after_timer(self.now())
+            if self.gc_paced:
+                release = self.admission.next_release()
+                collect_owed(release is None or release - self.now() >= GC_SLACK)
+        finally:
+            self.releasing = False
         self.pump.rearm()
 
     def close(self) -> None:
         """No more starts: the timer closed, automatic collection back on."""
         self.closed = True
+        self.due = INF
         if self.timer is not None:
             self.timer.close()
         if self.gc_paced:
