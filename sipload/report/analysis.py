@@ -19,25 +19,29 @@ Theory of operation
    its second).
 5. The last analysis is cached, keyed by the path and the size and mtime of the
    run files, so ``build_summary`` then ``write_report`` read the run once.
+6. No pandas: the per-second series are :class:`Columns` (numpy arrays by name).
+   Importing pandas costs a run about 0.3 s of CPU, more than analysing it; pandas
+   is for notebooks (:func:`sipload.report.data.load_run`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sipload.report.columns import Columns, flags, numbers, texts
 from sipload.report.data import (
+    INTERVAL_SCALARS,
     RunFiles,
     column_counts,
-    intervals_frame,
     read_run_files,
     scenario_marks,
 )
@@ -103,9 +107,9 @@ class Analysis:
     lateness_ms: dict[str, float]
     late_starts: int
     dropped: int
-    per_second: pd.DataFrame  #: second, started, succeeded, failed, active, ...
-    per_worker: pd.DataFrame  #: one row per snapshot: worker, second, started, cpu, lag
-    codes_per_second: pd.DataFrame  #: index second, one column per code
+    per_second: Columns  #: second, started, succeeded, failed, active, ... (by second)
+    per_worker: Columns  #: one row per snapshot: worker, second, started, cpu, lag, ...
+    codes_per_second: Columns  #: second, then one column per code (by second)
     latency: LatencyAnalysis
     marks: list[str]  #: standard and scenario marks seen or named
     samples: list[CallSample] = field(default_factory=list)
@@ -118,8 +122,14 @@ class Analysis:
     #: --source-addresses: local address -> calls placed from it, succeeded
 
 
+def _text(value: str) -> Any:
+    """A string scalar for a compute function, typed: pyarrow imports pandas (0.3 s)
+    when it infers a Python value's type (see sipload.stats.rundir.pyarrow_without_pandas)."""
+    return pa.scalar(value, pa.string())
+
+
 def _np(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
-    return np.asarray(column.to_numpy())
+    return numbers(column)
 
 
 def _signature_counts(messages: pa.ChunkedArray) -> dict[str, int]:
@@ -231,8 +241,7 @@ def _sample(files: RunFiles, failed_idx: np.ndarray[Any, Any],
                           dtype=bool, count=len(failed_idx))
         failed_idx = np.concatenate([failed_idx[has], failed_idx[~has]])
         failures = np.concatenate([failures[has], failures[~has]])
-    first = pd.Series(failures).drop_duplicates()
-    chosen = [int(failed_idx[i]) for i in first.index[:LADDER_SAMPLE]]
+    chosen = [int(failed_idx[i]) for i in _first_of_each(failures)[:LADDER_SAMPLE]]
     for i in failed_idx[:LADDER_SAMPLE * 2]:
         if len(chosen) >= LADDER_SAMPLE:
             break
@@ -264,27 +273,67 @@ def _sample(files: RunFiles, failed_idx: np.ndarray[Any, Any],
     return out
 
 
-def _interval_frames(files: RunFiles) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
-                                                list[int]]:
-    frame = intervals_frame(files.intervals)
-    if not len(frame):
-        empty = pd.DataFrame({"second": pd.Series(dtype="int64")})
-        return empty, empty, pd.DataFrame(), []
-    seconds = np.rint(frame["t"].to_numpy(dtype=np.float64)).astype(np.int64)
-    frame["second"] = seconds
-    sums = ["started", "succeeded", "failed", "active", "late", "dropped", "retransmissions",
-            "target_rate"]
-    per_second = frame.groupby("second", as_index=False)[sums].sum()
-    per_worker = frame[["worker", "second", "started", "cpu", "loop_lag_ms", "late",
-                        "dropped"]].copy()
-    codes = pd.DataFrame.from_records(list(frame["codes"]), index=seconds)
-    if len(codes.columns):
-        codes = codes.apply(pd.to_numeric, errors="coerce").fillna(0)
-        codes = codes.groupby(level=0).sum().sort_index()
-        codes = codes[sorted(codes.columns, key=str)]
-    else:
-        codes = pd.DataFrame()
-    return per_second, per_worker, codes, [int(s) for s in seconds]
+def _first_of_each(values: np.ndarray[Any, Any]) -> list[int]:
+    """Where each distinct value (None too) first occurs, in order."""
+    if len(values) == 0:
+        return []
+    codes = pa.array(values, pa.string()).dictionary_encode(null_encoding="encode").indices
+    _, first = np.unique(numbers(codes), return_index=True)
+    return sorted(int(i) for i in first)
+
+
+INTEGER_SCALARS = ("worker", "started", "succeeded", "failed", "active", "late", "dropped",
+                   "retransmissions")
+"""The interval snapshots' counts (the other scalars are float: t, lag, cpu, rate)."""
+
+
+def _number(value: Any) -> float:
+    """A snapshot's scalar as a number: 0 for a missing, non-numeric or NaN value."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return out if math.isfinite(out) else 0.0
+
+
+def _scalars(intervals: list[dict[str, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+    """The snapshots' scalar columns (:data:`~sipload.report.data.INTERVAL_SCALARS`)."""
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    for c in INTERVAL_SCALARS:
+        values = np.array([_number(snap.get(c, 0)) for snap in intervals], dtype=np.float64)
+        out[c] = values.astype(np.int64) if c in INTEGER_SCALARS else values
+    return out
+
+
+def _interval_frames(files: RunFiles) -> tuple[Columns, Columns, Columns, list[int]]:
+    """Per second (all workers added), per snapshot, response codes per second, and
+    each snapshot's second."""
+    if not files.intervals:
+        empty = Columns({"second": np.zeros(0, np.int64)})
+        return empty, empty, Columns(), []
+    cols = _scalars(files.intervals)
+    seconds = np.rint(cols["t"]).astype(np.int64)
+    unique, where = np.unique(seconds, return_inverse=True)
+    per_second = Columns({"second": unique})
+    for c in ("started", "succeeded", "failed", "active", "late", "dropped",
+              "retransmissions", "target_rate"):
+        summed = np.zeros(len(unique), cols[c].dtype)
+        np.add.at(summed, where, cols[c])
+        per_second[c] = summed
+    per_worker = Columns({"worker": cols["worker"], "second": seconds,
+                          **{c: cols[c] for c in ("started", "cpu", "loop_lag_ms", "late",
+                                                  "dropped")}})
+    by_code: dict[str, np.ndarray[Any, Any]] = {}
+    for i, snap in enumerate(files.intervals):
+        codes = snap.get("codes")
+        for code, n in (codes.items() if isinstance(codes, dict) else ()):
+            column = by_code.get(str(code))
+            if column is None:
+                column = by_code[str(code)] = np.zeros(len(unique), np.float64)
+            column[where[i]] += _number(n)
+    codes_ps = (Columns({"second": unique, **{c: by_code[c] for c in sorted(by_code)}})
+                if by_code else Columns())
+    return per_second, per_worker, codes_ps, [int(s) for s in seconds]
 
 
 def _plan_marks(plan: dict[str, Any]) -> list[str]:
@@ -297,20 +346,20 @@ def analyse(files: RunFiles) -> Analysis:
     calls = files.calls
     results = column_counts(calls.column("result"))
     result_arr = calls.column("result")
-    failed_mask = pc.equal(result_arr, "failed")
+    failed_mask = pc.equal(result_arr, _text("failed"))
     failed = calls.filter(failed_mask).select(["failure", "step"])
     failures = dict(sorted(column_counts(failed.column("failure")).items(),
                            key=lambda kv: (-kv[1], kv[0])))
     steps = {str(k): int(v) for k, v in
              column_counts(pc.cast(failed.column("step"), pa.string())).items()}
 
-    lost_rows = calls.filter(pc.equal(result_arr, "lost_with_worker")).column("worker")
+    lost_rows = calls.filter(pc.equal(result_arr, _text("lost_with_worker"))).column("worker")
     rows_lost = {int(k): v for k, v in column_counts(pc.cast(lost_rows, pa.string())).items()}
 
     starts = _np(calls.column("actual_start")).astype(np.float64)
     intended = _np(calls.column("intended_start")).astype(np.float64)
     ends = _np(calls.column("end")).astype(np.float64)
-    started = result_arr.to_numpy(zero_copy_only=False) != "lost_with_worker" \
+    started = flags(pc.not_equal(result_arr, _text("lost_with_worker"))) \
         if len(calls) else np.zeros(0, bool)
     s, e, i = starts[started], ends[started], intended[started]
     conc_max, conc_mean = _concurrency(s, e)
@@ -339,10 +388,10 @@ def analyse(files: RunFiles) -> Analysis:
                    float(max((float(x.get("t", 0) or 0) for x in files.intervals),
                              default=0.0)))
 
-    failed_idx = np.flatnonzero(failed_mask.to_numpy(zero_copy_only=False)) \
+    failed_idx = np.flatnonzero(flags(failed_mask)) \
         if len(calls) else np.zeros(0, np.int64)
     samples = _sample(files, failed_idx,
-                      failed.column("failure").to_numpy(zero_copy_only=False))
+                      texts(failed.column("failure")))
 
     media = analyse_media(calls, files.intervals, seconds)
     servers, failovers, failed_over = _servers(calls)
@@ -357,9 +406,10 @@ def analyse(files: RunFiles) -> Analysis:
         retransmissions=int(per_second["retransmissions"].sum()) if len(files.intervals)
         else in_records,
         retransmissions_in_records=in_records,
-        answered=int(pc.sum(pc.not_equal(calls.column("codes"), "")).as_py() or 0)
+        answered=int(pc.sum(pc.not_equal(calls.column("codes"), _text(""))).as_py() or 0)
         if len(calls) else 0,
-        calls_with_retransmissions=int(pc.sum(pc.greater(retrans, 0)).as_py() or 0),
+        calls_with_retransmissions=int(
+            pc.sum(pc.greater(retrans, pa.scalar(0, retrans.type))).as_py() or 0),
         starts=len(s), rate_achieved=_rate(s), rate_intended=_rate(i),
         concurrency_max=conc_max, concurrency_mean=conc_mean, duration=duration,
         lateness_ms=lateness_ms, late_starts=late_starts, dropped=dropped,

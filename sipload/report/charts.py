@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
-import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -133,12 +131,14 @@ def distribution_chart(a: Analysis) -> str | None:
 
 def codes_chart(a: Analysis, top: int = 8) -> str | None:
     codes = a.codes_per_second
-    if not len(codes) or not len(codes.columns):
+    names = [c for c in codes.columns if c != "second"]
+    if not len(codes) or not names:
         return None
-    order = codes.sum().sort_values(ascending=False).index[:top]
+    totals = {c: float(codes[c].sum()) for c in names}
+    order = sorted(names, key=lambda c: -totals[c])[:top]
     fig, (ax,) = _figure()
     for code in sorted(order, key=str):
-        ax.plot(codes.index, codes[code], label=str(code))
+        ax.plot(codes["second"], codes[code], label=str(code))
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("responses / s")
     ax.set_title("Response codes received per second (by arrival)")
@@ -178,10 +178,11 @@ def workers_chart(a: Analysis) -> str | None:
     fig, axes = _figure(rows=3, height=2.2)
     titles = [("started", "calls started / s"), ("cpu", "CPU (1 = one core)"),
               ("loop_lag_ms", "loop lag (ms)")]
-    groups: list[tuple[Any, pd.DataFrame]] = list(frame.groupby("worker", sort=True))
+    ids = frame["worker"]
+    groups = [(worker, ids == worker) for worker in sorted(set(ids.tolist()))]
     for ax, (col, label) in zip(axes, titles, strict=True):
-        for worker, g in groups:
-            ax.plot(g["second"], g[col], label=f"worker {worker}")
+        for worker, mine in groups:
+            ax.plot(frame["second"][mine], frame[col][mine], label=f"worker {worker}")
         ax.set_ylabel(label, fontsize="small")
     axes[1].axhline(0.95, linestyle=":", color="#444")
     axes[2].axhline(100.0, linestyle=":", color="#444")

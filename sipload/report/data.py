@@ -20,16 +20,34 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
 from sipload.stats.msround import seconds_to_ms
-from sipload.stats.rundir import EVENTS, INTERVALS, PLAN, read_calls, read_jsonl
+from sipload.stats.rundir import (
+    EVENTS,
+    INTERVALS,
+    PLAN,
+    pyarrow_with_pandas,
+    read_calls,
+    read_jsonl,
+)
+
+if TYPE_CHECKING:  # pandas is imported by the frames' functions, for notebooks only
+    import pandas as pd
+
+
+def _pandas() -> Any:
+    """pandas, imported now (the summary and report.html never need it), with
+    pyarrow told it is there (:func:`sipload.stats.rundir.pyarrow_with_pandas`)."""
+    import pandas
+
+    pyarrow_with_pandas()
+    return pandas
 
 """Timing marks every UAC call gets from its message log (seconds after the INVITE,
 the BYE, or the call's start)."""
@@ -136,6 +154,7 @@ def intervals_frame(intervals: list[dict[str, Any]]) -> pd.DataFrame:
     ``histograms`` (dicts, histograms still base64-encoded), then the media columns
     (:data:`INTERVAL_MEDIA`: packets and streams of the interval) and
     ``media_histograms`` (jitter_ms and mos, encoded; ``MediaHistograms.decode``)."""
+    pd = _pandas()
     cols: dict[str, list[Any]] = {c: [] for c in INTERVAL_SCALARS}
     extra: dict[str, list[Any]] = {"failures": [], "codes": [], "histograms": []}
     media: dict[str, list[Any]] = {c: [] for c in INTERVAL_MEDIA}
@@ -171,6 +190,7 @@ def messages_frame(calls: pa.Table) -> pd.DataFrame:
     This parses every call's ``messages`` JSON, so it is for notebooks (and is what
     :attr:`RunData.messages` builds lazily); the reports never need all of it.
     """
+    pd = _pandas()
     numbers = calls.column("call_number").to_pylist()
     texts = calls.column("messages").to_pylist()
     out_n: list[int] = []
@@ -223,11 +243,13 @@ class RunData:
         that ended that second, from the merged interval histograms).  The per-call
         figures are the ``media_*`` columns of :attr:`calls`."""
         from sipload.report.media import media_per_second
+        pd = _pandas()
         frame = self.intervals
         if not len(frame):
             return pd.DataFrame()
         seconds = [int(s) for s in np.rint(frame["t"].to_numpy(dtype=np.float64))]
-        return media_per_second(_snapshots(frame), seconds)
+        columns = media_per_second(_snapshots(frame), seconds)
+        return pd.DataFrame(columns.as_dict()) if len(columns) else pd.DataFrame()
 
     @property
     def marks(self) -> pd.DataFrame:
@@ -263,6 +285,7 @@ def typed_calls(table: pa.Table) -> pd.DataFrame:
     is :attr:`RunData.messages`).  Start and end times stay in seconds since the run
     started, as their names in the run files say.
     """
+    pd = _pandas()
     frame = table.drop_columns([c for c in ("marks", "messages", "codes")
                                 if c in table.column_names]).to_pandas()
     frame["codes"] = pd.Series(

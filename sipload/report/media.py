@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 
+from sipload.report.columns import Columns, numbers
 from sipload.stats.mediaintervals import COUNTERS, MediaHistograms
 from sipload.stats.msround import ms
 
@@ -74,7 +74,7 @@ class MediaAnalysis:
 
     summary: dict[str, Any] | None = None  #: the summary's ``media`` object (None: no media)
     mos: Floats = field(default_factory=lambda: np.zeros(0))  #: every known per-call MOS
-    per_second: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_second: Columns = field(default_factory=Columns)
     #: second, streams (running at the second's last snapshot), sent, received, expected,
     #: lost, loss_rate, jitter_p50, jitter_p95, mos_p50, mos_p5 (the last four from the
     #: histograms of the calls that ended that second)
@@ -86,7 +86,7 @@ def _column(calls: pa.Table, name: str) -> Floats:
     col = f"media_{name}"
     if col not in calls.column_names or len(calls) == 0:
         return np.full(len(calls), np.nan)
-    return np.asarray(calls.column(col).to_numpy(), dtype=np.float64)
+    return numbers(calls.column(col)).astype(np.float64)
 
 
 def _pct(values: Floats, p: float) -> float | None:
@@ -168,9 +168,9 @@ def _worst(calls: pa.Table, limit: int = WORST_CALLS) -> list[dict[str, Any]]:
     return [{(k[6:] if k.startswith("media_") else k): v for k, v in r.items()} for r in rows]
 
 
-def media_per_second(intervals: list[dict[str, Any]], seconds: list[int]) -> pd.DataFrame:
-    """Media per whole second over all workers (see MediaAnalysis.per_second); an
-    empty frame when no snapshot has media."""
+def media_per_second(intervals: list[dict[str, Any]], seconds: list[int]) -> Columns:
+    """Media per whole second over all workers (see MediaAnalysis.per_second); no
+    columns when no snapshot has media."""
     rows: dict[int, dict[str, Any]] = {}
     hists: dict[int, MediaHistograms] = {}
     running: dict[tuple[int, Any], int] = {}
@@ -199,7 +199,7 @@ def media_per_second(intervals: list[dict[str, Any]], seconds: list[int]) -> pd.
             else:
                 mine.merge(decoded)
     if not rows:
-        return pd.DataFrame()
+        return Columns()
     for (sec, _), n in running.items():
         rows[sec]["streams"] += n
     out = []
@@ -213,7 +213,7 @@ def media_per_second(intervals: list[dict[str, Any]], seconds: list[int]) -> pd.
                            ("mos_p5", h.mos_at(5) if h else None)):
             row[key] = np.nan if value is None else value
         out.append(row)
-    return pd.DataFrame(out)
+    return Columns({name: np.array([row[name] for row in out]) for name in out[0]})
 
 
 def stray_packets(intervals: list[dict[str, Any]]) -> int:

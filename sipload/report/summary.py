@@ -145,13 +145,16 @@ def _generator(a: Analysis, attempted: int) -> dict[str, Any]:
     frame = a.per_worker
     max_lag = 0.0
     if len(frame):
-        for worker, g in frame.groupby("worker", sort=True):
-            cpu = g["cpu"].astype(float)
-            lag = g["loop_lag_ms"].astype(float)
+        ids = frame["worker"]
+        for worker in sorted(set(ids.tolist())):
+            mine = ids == worker
+            cpu = frame["cpu"][mine].astype(float)
+            lag = frame["loop_lag_ms"][mine].astype(float)
             workers.append({
-                "worker": int(worker), "intervals": len(g),
-                "started": int(g["started"].sum()), "late": int(g["late"].sum()),
-                "dropped": int(g["dropped"].sum()),
+                "worker": int(worker), "intervals": int(mine.sum()),
+                "started": int(frame["started"][mine].sum()),
+                "late": int(frame["late"][mine].sum()),
+                "dropped": int(frame["dropped"][mine].sum()),
                 "cpu_mean": float(cpu.mean()), "cpu_max": float(cpu.max()),
                 "cpu_busy_share": float((cpu >= CPU_BUSY).mean()),
                 "loop_lag_max_ms": ms(float(lag.max())),

@@ -21,6 +21,7 @@ Times in records and snapshots are seconds since the run started.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -55,19 +56,52 @@ MEDIA_COLUMNS: tuple[str, ...] = tuple(f"media_{name}" for name in MEDIA_FIELDS)
 def warm() -> None:
     """Import pyarrow and build the schemas now.
 
-    Lazily on the first batch, the import (0.2-0.5 s of CPU) lands in the middle of a
+    Lazily on the first batch, the import (0.1-0.3 s of CPU) lands in the middle of a
     run: in ``sipload uas --out`` it stalled the loop while calls were answered (a BYE's
     200 left 250 ms late); in the coordinator it takes a core from the workers.  Both
     call this before any call, while nothing is measured."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
+    pyarrow_without_pandas()
     trace_schema()
-    # one record through the writer's own path: pyarrow imports pandas (0.25 s) on the
-    # first batch it builds, not at import
+    # one record through the writer's own path
     row = record_row(CallRecord(0, 0.0).to_dict())
     with ipc.new_stream(pa.BufferOutputStream(), call_schema()) as w:
         w.write_batch(_batch([row], call_schema()))
+
+
+def pyarrow_without_pandas() -> None:
+    """Keep pyarrow from importing pandas in this process until something needs it.
+
+    pyarrow looks for pandas the first time it converts Python values (``pa.array``,
+    a compute function's scalar argument): importing it costs 0.3 s of CPU, which a
+    run's writer and its report never need.  pyarrow looks once: with ``pandas``
+    unimportable for that one conversion, it takes pandas as absent and converts
+    without it; what needs pandas later (``to_pandas``, :func:`pyarrow_with_pandas`,
+    which :mod:`sipload.report.data` calls as it imports pandas) makes it look again.
+    Nothing is done when pandas is imported already."""
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    sys.modules["pandas"] = None  # type: ignore[assignment]  # the look finds no pandas
+    try:
+        pa.array([0], pa.int64())
+    except (ImportError, AttributeError):  # pyarrow raises as it looks (its version)
+        pass
+    finally:
+        del sys.modules["pandas"]
+
+
+def pyarrow_with_pandas() -> None:
+    """Tell pyarrow pandas is there after :func:`pyarrow_without_pandas` (call after
+    importing pandas: pyarrow's own pandas conversions are on again)."""
+    import pyarrow as pa
+
+    shim = getattr(pa.lib, "_pandas_api", None)
+    if shim is not None and getattr(shim, "_pd", None) is None:
+        shim.pd  # noqa: B018  # pyarrow's shim imports pandas on this property's read
 
 
 @cache
