@@ -23,7 +23,7 @@ from typing import Any
 from sipload import __version__
 from sipload.cli import flags, sources, targets
 from sipload.cluster.channel import ChannelError, Keys, is_loopback_host, is_loopback_url
-from sipload.cluster.run import run_load, start_embedded_uas, stop_process
+from sipload.cluster.run import Child, EmbeddedUas, run_load, spawn_workers, stop_process
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_USAGE
 from sipload.report.thresholds import parse_allowance
 from sipload.scenario.inject import Injection, load_injection
@@ -328,9 +328,55 @@ def build_plan(args: argparse.Namespace, program: Program, injection: Injection 
     }
 
 
+def _worker_counts(args: argparse.Namespace) -> tuple[int, int]:
+    """(workers, local workers) of the run, from its flags."""
+    workers = args.workers or os.cpu_count() or 1
+    if args.calls is not None:
+        workers = min(workers, args.calls)
+    if args.users is not None:
+        workers = min(workers, args.users)  # each worker places calls for one user or more
+    return workers, workers if args.local_workers is None else args.local_workers
+
+
+class _Early:
+    """The run's local processes, started before anything else (their interpreters
+    import while the coordinator loads the scenario and binds its socket), handed
+    over as the run needs them; what is left at the end is cancelled."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.workers: list[Child] | None = spawn_workers(_worker_counts(args)[1])
+        self.uas: EmbeddedUas | None = EmbeddedUas() if not args.target else None
+
+    def take_workers(self) -> list[Child] | None:
+        workers, self.workers = self.workers, None
+        return workers
+
+    def take_uas(self) -> EmbeddedUas:
+        uas, self.uas = self.uas, None
+        return uas if uas is not None else EmbeddedUas()
+
+    def cancel(self) -> None:
+        for child in self.take_workers() or []:
+            child.cancel()
+        if self.uas is not None:
+            self.take_uas().cancel()
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         _check_flags(args)
+    except UsageError as e:
+        print(f"sipload run: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    early = _Early(args)
+    try:
+        return _run(args, early)
+    finally:
+        early.cancel()
+
+
+def _run(args: argparse.Namespace, early: _Early) -> int:
+    try:
         injection = load_injection(args.inject) if args.inject else None
         program = load_file(args.scenario, csv_fields=injection.fields if injection else 0)
         if program.inject and injection is None:
@@ -355,11 +401,7 @@ def run(args: argparse.Namespace) -> int:
             parsed = targets.parse(args.target)
             args.transport = targets.transport_for(parsed, args.transport)
             target, ws_path = parsed.hostport, parsed.path
-        workers = args.workers or os.cpu_count() or 1
-        if args.calls is not None:
-            workers = min(workers, args.calls)
-        if args.users is not None:
-            workers = min(workers, args.users)  # each worker places calls for one user or more
+        workers, _ = _worker_counts(args)
         from sipload.report.thresholds import ThresholdError, parse_threshold
 
         marks = list(program.timer_names)
@@ -399,7 +441,7 @@ def run(args: argparse.Namespace) -> int:
             from sipload.transport.selfsigned import loopback_certificate
             cert, key = loopback_certificate()
         try:
-            uas_proc, port = start_embedded_uas({
+            uas_proc, port = early.take_uas().start({
                 "scenario_text": Path(counterpart.path).read_text(encoding="utf-8")
                 if counterpart else None,
                 "scenario_path": counterpart.path if counterpart else None,
@@ -442,7 +484,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = asyncio.run(run_load(
             plan, writer, workers=workers, local_workers=args.local_workers, bind=args.bind,
-            keys=keys, quiet=args.quiet, start_timeout=float(plan["start_timeout"])))
+            keys=keys, quiet=args.quiet, start_timeout=float(plan["start_timeout"]),
+            spawned=early.take_workers()))
     except ChannelError as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_CANNOT_RUN

@@ -9,12 +9,16 @@ runs.
 
 Theory of operation:
 
-1. The orders come on stdin as one JSON object, read to its end: ``role``
-   (``"worker"`` or ``"uas"``), ``parent`` (the coordinator's pid) and the role's
-   own fields.  A worker's CurveZMQ keys travel this way: never on a command line
-   or in a file.
-2. The child first asks to die with the coordinator
+1. The command line names the role (``worker`` or ``uas``) and the coordinator's
+   pid.  The child first asks to die with the coordinator
    (:func:`~sipload.cluster.lifeline.die_with_parent`): no load outlives it.
+2. It imports what its role runs, then waits for its orders: the coordinator
+   starts its children first thing and sets itself up (scenario, plan, control
+   socket) while they import.  The orders come on stdin as one JSON object, read
+   to its end: ``role`` and the role's own fields.  A worker's CurveZMQ keys
+   travel this way: never on a command line or in a file.  Stdin closed without
+   orders (the coordinator gave up: a bad flag, a scenario error) ends the child
+   with status 3.
 3. A worker runs :func:`~sipload.cluster.worker.worker_main` and ends with
    ``os._exit``: everything it owed has been sent and acknowledged by then, and
    tearing its heap down object by object costs about a second of CPU after a
@@ -105,12 +109,21 @@ def run_uas(plan_uas: dict[str, Any], port_fd: int) -> None:
         loop.close()
 
 
+def prepare(role: str) -> None:
+    """Import what ``role`` runs (rule 2): while the coordinator sets up, not after.
+    Both roles run an engine, the worker module imports it and the scenario loader."""
+    if role in ("worker", "uas"):
+        import sipload.cluster.worker  # noqa: F401
+
+
 def main() -> None:
+    role = sys.argv[2] if len(sys.argv) > 2 else ""
+    die_with_parent(int(sys.argv[3]) if len(sys.argv) > 3 else os.getppid())
+    prepare(role)
     try:
         orders = json.loads(sys.stdin.buffer.read())
-    except ValueError:  # the coordinator died before it gave the orders
+    except ValueError:  # no orders: the coordinator gave up, or died, before it gave them
         os._exit(EXIT_CANNOT_RUN)
-    die_with_parent(int(orders["parent"]))
     if orders["role"] == "worker":
         run_worker(orders)
     else:

@@ -70,9 +70,30 @@ class Child:
     """A local child process of the run (a worker, the embedded UAS; see
     :mod:`sipload.cluster.child`), with the calls the coordinator makes on it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], role: str = "") -> None:
         self.proc = proc
         self.pid = proc.pid
+        self.role = role
+
+    def give(self, orders: dict[str, Any]) -> None:
+        """Send the child its orders (JSON on its stdin, closed after them)."""
+        stdin = self.proc.stdin
+        if stdin is None or stdin.closed:
+            raise RuntimeError(f"child {self.pid}: orders already given")
+        try:
+            stdin.write(json.dumps({**orders, "role": self.role}).encode())
+            stdin.close()
+        except BrokenPipeError:  # it died at once: the caller finds out as it waits
+            pass
+
+    def cancel(self) -> None:
+        """No orders after all: close its stdin, so it ends (status 3), and reap it."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
+        self.join(timeout=5)
+        self.kill()
+        self.join(timeout=2)
 
     def is_alive(self) -> bool:
         return self.proc.poll() is None
@@ -90,38 +111,54 @@ class Child:
             self.proc.kill()
 
 
+def spawn_child(role: str, pass_fds: tuple[int, ...] = ()) -> Child:
+    """Start :mod:`sipload.cluster.child` as ``role``, without its orders yet: it
+    imports what it runs while the caller sets up, then waits for :meth:`Child.give`
+    (or :meth:`Child.cancel`).  It inherits SIGINT ignored."""
+    with _children_ignore_sigint():
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, _ROOT, role, str(os.getpid())],
+                                stdin=subprocess.PIPE, pass_fds=pass_fds)
+    return Child(proc, role)
+
+
 def start_child(orders: dict[str, Any], pass_fds: tuple[int, ...] = ()) -> Child:
     """Start :mod:`sipload.cluster.child` with ``orders`` (JSON on its stdin: keys
     are never on a command line or in a file); it inherits SIGINT ignored."""
-    with _children_ignore_sigint():
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, _ROOT],
-                                stdin=subprocess.PIPE, pass_fds=pass_fds)
-    assert proc.stdin is not None
-    try:
-        proc.stdin.write(json.dumps({**orders, "parent": os.getpid()}).encode())
-        proc.stdin.close()
-    except BrokenPipeError:  # it died at once: the caller finds out as it waits
-        pass
-    return Child(proc)
+    child = spawn_child(str(orders["role"]), pass_fds)
+    child.give(orders)
+    return child
 
 
-def _spawn_workers(url: str, auths: list[WorkerAuth | None]) -> list[Child]:
-    """One local worker per entry of ``auths`` (its CurveZMQ keys, handed over its
-    stdin: never on a command line or in a file)."""
-    return [start_child({"role": "worker", "url": url,
-                         "auth": None if auth is None else
-                         [auth.public.decode(), auth.secret.decode(),
-                          auth.server_public.decode()]})
-            for auth in auths]
+def spawn_workers(n: int) -> list[Child]:
+    """``n`` local workers, started now, given their orders by :func:`run_load`."""
+    return [spawn_child("worker") for _ in range(n)]
+
+
+def _order_workers(url: str, children: list[Child], auths: list[WorkerAuth | None]) -> None:
+    """Each local worker's orders: the control URL and its CurveZMQ keys (handed over
+    its stdin: never on a command line or in a file)."""
+    for child, auth in zip(children, auths, strict=True):
+        child.give({"url": url,
+                    "auth": None if auth is None else
+                    [auth.public.decode(), auth.secret.decode(), auth.server_public.decode()]})
 
 
 async def run_load(
     plan: dict[str, Any], writer: RunWriter, *, workers: int, local_workers: int | None = None,
     bind: str = "tcp://127.0.0.1:0", keys: Keys | None = None, quiet: bool = False,
     lost_after: float = 3.0, start_timeout: float = 30.0, max_time: float | None = None,
+    spawned: list[Child] | None = None,
 ) -> RunOutcome:
-    """Run one load test to the end; the run directory is written as it goes."""
-    router = Router(bind, keys)
+    """Run one load test to the end; the run directory is written as it goes.
+
+    ``spawned``: local workers started already (:func:`spawn_workers`, as many as
+    ``local_workers``), waiting for their orders; else they are started here."""
+    try:
+        router = Router(bind, keys)
+    except BaseException:
+        for child in spawned or []:
+            child.cancel()
+        raise
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     coord = Coordinator(plan, workers, float(plan["rate"]), plan.get("calls"),
@@ -134,7 +171,8 @@ async def run_load(
     plan["start_timeout"] = start_timeout  # how long a worker may wait for Go
     writer.append_event({"t": 0.0, "event": "coordinator_listening", "url": router.url})
     n_local = workers if local_workers is None else local_workers
-    procs = _spawn_workers(router.url, [router.local_auth() for _ in range(n_local)])
+    procs = spawned if spawned is not None else spawn_workers(n_local)
+    _order_workers(router.url, procs, [router.local_auth() for _ in procs])
     rundir.warm()  # while the workers start, not mid-run with the first records
     view = LiveView(plan, quiet=quiet)
     interrupts = 0
@@ -233,29 +271,53 @@ async def run_load(
     return outcome
 
 
+class EmbeddedUas:
+    """The embedded UAS's process, started early (:meth:`spawn`), then told what to
+    answer (:meth:`start`: returns its port)."""
+
+    def __init__(self) -> None:
+        reader, writer = os.pipe()
+        try:
+            self.child = spawn_child("uas", (writer,))
+        except BaseException:
+            os.close(reader)
+            raise
+        finally:
+            os.close(writer)  # the child's copy (the same number there) stays open
+        self.reader = reader
+        self.port_fd = writer  #: its number in the child, named in the orders
+
+    def start(self, plan_uas: dict[str, Any], timeout: float = 20.0) -> tuple[Child, int]:
+        """Give the orders, wait for the port; raises RuntimeError if it does not start."""
+        p = self.child
+        p.give({"plan": plan_uas, "port_fd": self.port_fd})
+        try:
+            with os.fdopen(self.reader, "rb") as pipe:
+                ready, _, _ = select.select([pipe], [], [], timeout)
+                if not ready:
+                    raise TimeoutError(f"no port in {timeout:g} s")
+                line = pipe.readline().decode(errors="replace").strip()
+            if not line:
+                raise EOFError("the embedded UAS ended before it said its port")
+        except Exception as e:  # timeout, or the child died
+            p.kill()
+            p.join(2)
+            raise RuntimeError("the embedded UAS did not start") from e
+        if not line.isdigit():
+            p.join(timeout=2)
+            raise RuntimeError(line)
+        return p, int(line)
+
+    def cancel(self) -> None:
+        """Not needed after all: it ends without orders."""
+        with contextlib.suppress(OSError):
+            os.close(self.reader)
+        self.child.cancel()
+
+
 def start_embedded_uas(plan_uas: dict[str, Any], timeout: float = 20.0) -> tuple[Child, int]:
     """Start the embedded UAS in its own process; returns (process, port)."""
-    reader, writer = os.pipe()
-    try:
-        p = start_child({"role": "uas", "plan": plan_uas, "port_fd": writer}, (writer,))
-    finally:
-        os.close(writer)
-    try:
-        with os.fdopen(reader, "rb") as pipe:
-            ready, _, _ = select.select([pipe], [], [], timeout)
-            if not ready:
-                raise TimeoutError(f"no port in {timeout:g} s")
-            line = pipe.readline().decode(errors="replace").strip()
-        if not line:
-            raise EOFError("the embedded UAS ended before it said its port")
-    except Exception as e:  # timeout, or the child died
-        p.kill()
-        p.join(2)
-        raise RuntimeError("the embedded UAS did not start") from e
-    if not line.isdigit():
-        p.join(timeout=2)
-        raise RuntimeError(line)
-    return p, int(line)
+    return EmbeddedUas().start(plan_uas, timeout)
 
 
 def stop_process(p: Child | None, timeout: float = 5.0) -> None:
