@@ -40,7 +40,9 @@ import itertools
 import json
 import math
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,9 @@ import sipload.engine.starts as engine_module  # noqa: E402
 from sipload._native import describe  # noqa: E402
 from sipload.engine import Engine, EngineConfig  # noqa: E402
 from sipload.scenario.loader import load_file  # noqa: E402
+from sipload.stats.rundir import read_calls, records_from_table  # noqa: E402
 from sipload.transport.loop import new_event_loop, tune_gc  # noqa: E402
-from tests.capture import Capture, first_invites, sip_calls, wire_answer  # noqa: E402
+from tests.capture import Capture, SipPacket, first_invites, sip_calls, wire_answer  # noqa: E402
 from tests.peers import free_port, sipp_uas  # noqa: E402
 
 SCENARIO = ROOT / "bench" / "basic_call_nopause.yaml"
@@ -77,9 +80,9 @@ def _realtime() -> bool:
     return True
 
 
-def run_once(rate: float, calls: int, release: str, seed: int,
-             arrival: str = "uniform") -> dict[str, Any]:
-    """One captured run of one release path; the figures of the module docstring."""
+def _run_engine(rate: float, calls: int, release: str, seed: int, arrival: str
+                ) -> tuple[list[dict[str, Any]], dict[str, list[SipPacket]]]:
+    """The calls placed by an engine in this process; its records and the capture."""
     port = free_port()
     records: list[dict[str, Any]] = []
     saved = engine_module.precise_timer
@@ -102,6 +105,44 @@ def run_once(rate: float, calls: int, release: str, seed: int,
         cap.close()
     finally:
         engine_module.precise_timer = saved
+    return records, wire
+
+
+def _run_cli(rate: float, calls: int, seed: int, arrival: str, realtime: bool
+             ) -> tuple[list[dict[str, Any]], dict[str, list[SipPacket]]]:
+    """The calls placed by ``sipload run -w 1`` (a coordinator and one worker process, as
+    the capture tests run it, at ``chrt -r 1`` when ``realtime``); its records and the
+    capture."""
+    port = free_port()
+    limit = 60.0 + 2 * calls / rate
+    with tempfile.TemporaryDirectory(prefix="sipload-timing-") as tmp:
+        out = Path(tmp) / "run"
+        argv = [*(["chrt", "-r", "1"] if realtime else []), sys.executable, "-m", "sipload",
+                "run", str(SCENARIO), "--target", f"127.0.0.1:{port}", "--rate", f"{rate:g}",
+                "--calls", str(calls), "--workers", "1", "--arrival", arrival,
+                "--seed", str(seed), "--out", str(out), "--quiet"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with sipp_uas(port, limit=limit), \
+                Capture([port], buffer_kib=CAPTURE_BUFFER_KIB) as cap:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=limit,
+                                  cwd=ROOT, env=env, check=False)
+        if done.returncode != 0:
+            cap.close()
+            raise SystemExit(f"sipload run exited {done.returncode}: {done.stderr[-2000:]}")
+        wire = sip_calls(cap.packets())
+        cap.close()
+        records = [r.to_dict() for r in records_from_table(read_calls(out))]
+    return records, wire
+
+
+def run_once(rate: float, calls: int, release: str, seed: int,
+             arrival: str = "uniform", path: str = "engine",
+             realtime: bool = True) -> dict[str, Any]:
+    """One captured run of one release path; the figures of the module docstring."""
+    if path == "run":
+        records, wire = _run_cli(rate, calls, seed, arrival, realtime)
+    else:
+        records, wire = _run_engine(rate, calls, release, seed, arrival)
     diffs: list[float] = []
     missing = 0
     for r in records:
@@ -122,7 +163,7 @@ def run_once(rate: float, calls: int, release: str, seed: int,
         ks = {"D": float(test.statistic), "p": float(test.pvalue)}
     ms = 1000.0
     return {
-        "release": release, "arrival": arrival, "rate": rate, "calls": calls,
+        "path": path, "release": release, "arrival": arrival, "rate": rate, "calls": calls,
         "records": len(records),
         "succeeded": sum(r["result"] == "success" for r in records),
         "compared": len(diffs), "not_compared": missing,
@@ -165,19 +206,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--release", choices=("timerfd", "loop", "both"), default="both")
     p.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--path", choices=("engine", "run"), default="engine",
+                   help="engine: one engine in this process (default); run: `sipload run "
+                        "-w 1` in its own processes, at chrt -r 1 unless --no-realtime "
+                        "(--release is then today's)")
     p.add_argument("--no-realtime", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    realtime = False if args.no_realtime else _realtime()
-    modes = ("timerfd", "loop") if args.release == "both" else (args.release,)
-    results = [run_once(args.rate, args.calls, m, args.seed, args.arrival) for m in modes]
+    if args.path == "run":  # only sipload run at real-time priority, as the tests do
+        realtime = not args.no_realtime and subprocess.run(
+            ["chrt", "-r", "1", "true"], check=False).returncode == 0
+        modes: tuple[str, ...] = ("timerfd",)
+    else:
+        realtime = False if args.no_realtime else _realtime()
+        modes = ("timerfd", "loop") if args.release == "both" else (args.release,)
+    results = [run_once(args.rate, args.calls, m, args.seed, args.arrival, args.path,
+                        realtime) for m in modes]
     if args.json:
         print(json.dumps({"build": describe(), "realtime": realtime, "results": results},
                          indent=2))
     else:
         print(table(results))
         print(f"\nbuild: {describe()}; real-time priority: {'yes' if realtime else 'no'}; "
-              f"{args.calls} calls at {args.rate:g}/s ({args.arrival}), one engine vs "
+              f"{args.calls} calls at {args.rate:g}/s ({args.arrival}), "
+              f"{'sipload run -w 1' if args.path == 'run' else 'one engine'} vs "
               f"sipp -sn uas, tcpdump -i lo; load average {os.getloadavg()[0]:.1f}")
     return 0
 

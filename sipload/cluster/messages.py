@@ -16,7 +16,9 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import msgpack
 
-PROTOCOL = 2  #: 2: Release/Released (a worker joining a running run)
+PROTOCOL = 3
+"""2: Release/Released (a worker joining a running run); 3: Records.packed (records
+packed one by one by the worker, concatenated)"""
 
 
 class ProtocolError(Exception):
@@ -76,6 +78,11 @@ class Records:
     started: int = 0
     #: wire traces of calls (stats.traces.TraceKeeper.export), written beside the records
     traces: list[dict[str, Any]] = field(default_factory=list)
+    #: more records, each a msgpack map, concatenated (:func:`pack_record`): a worker packs
+    #: them a few at a time between call starts, not a second's worth at once.
+    #: :func:`decode` unpacks them into ``records`` (after those), so a decoded Records
+    #: has ``packed`` empty.
+    packed: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +188,24 @@ def encode(msg: Message) -> bytes:
     return out
 
 
+def pack_record(record: dict[str, Any]) -> bytes:
+    """One record as it goes into :attr:`Records.packed`."""
+    out = msgpack.packb(record, use_bin_type=True)
+    assert isinstance(out, bytes)
+    return out
+
+
+def _unpack_records(packed: bytes) -> list[dict[str, Any]]:
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(packed))
+    unpacker.feed(packed)
+    out: list[dict[str, Any]] = []
+    for obj in unpacker:
+        if not isinstance(obj, dict):
+            raise ProtocolError("Records.packed: a record is a map")
+        out.append(obj)
+    return out
+
+
 def decode(data: bytes) -> Message:
     """Decode one message; raises ProtocolError for anything else."""
     try:
@@ -200,6 +225,14 @@ def decode(data: bytes) -> Message:
         allowed = checks[key]
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise ProtocolError(f"{name}.{key}: wrong type {type(value).__name__}")
+    if cls is Records and obj.get("packed"):
+        try:
+            unpacked = _unpack_records(obj.pop("packed"))
+        except ProtocolError:
+            raise
+        except Exception as e:  # truncated or malformed msgpack
+            raise ProtocolError(f"Records.packed: {e}") from e
+        obj["records"] = [*obj.get("records", []), *unpacked]
     try:
         msg: Message = cls(**obj)
     except TypeError as e:
