@@ -284,6 +284,22 @@ def test_codec_round_trip() -> None:
         assert decode(encode(m)) == m
 
 
+def test_packed_records_decode_into_records_in_order() -> None:
+    """Records packed one by one by a worker (Records.packed) come out of decode as the
+    message's records, after any sent as a list; a broken tail is a ProtocolError."""
+    from sipload.cluster.messages import pack_record
+    recs = [{"call_number": i, "codes": [100, 200], "marks": {"answer": i / 1000}}
+            for i in range(250)]
+    packed = b"".join(pack_record(r) for r in recs[1:])
+    got = decode(encode(Records(1, 2, recs[:1], 250, [], packed)))
+    assert isinstance(got, Records)
+    assert got.records == recs and got.packed == b"" and got.started == 250
+    with pytest.raises(ProtocolError):
+        decode(encode(Records(1, 3, [], 250, [], packed[:-3])))
+    with pytest.raises(ProtocolError):
+        decode(encode(Records(1, 4, [], 1, [], pack_record({"x": 1}) + msgpack.packb(7))))
+
+
 @given(st.binary(max_size=200))
 def test_decode_garbage_raises_only_protocol_error(data: bytes) -> None:
     try:

@@ -203,6 +203,8 @@ def _unpack_records(packed: bytes) -> list[dict[str, Any]]:
         if not isinstance(obj, dict):
             raise ProtocolError("Records.packed: a record is a map")
         out.append(obj)
+    if unpacker.tell() != len(packed):
+        raise ProtocolError("Records.packed: a record is cut short")
     return out
 
 

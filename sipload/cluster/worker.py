@@ -9,7 +9,9 @@ A second's records (up to a few thousand) are not encoded in one go: that held t
 loop 3-8 ms at each snapshot, and the call starts due meanwhile left late.  They are
 packed a few at a time (:data:`PIECE` of work at most, and never into the
 :data:`START_MARGIN` before the next call start is due), each piece in its own turn
-of the loop, and go out concatenated in :attr:`Records.packed`.  The worker keeps
+of the loop, and go out concatenated in :attr:`Records.packed`, about
+:data:`MESSAGE_BYTES` per message, each message sent in a turn of its own and not
+just before a call start.  The worker keeps
 its own loop: control and SIP share one asyncio event loop (uvloop when
 installed).
 
@@ -75,6 +77,18 @@ START_MARGIN = 0.00005
 
 BATCH = 2000
 """The most records in one Records message."""
+
+MESSAGE_BYTES = 48 * 1024
+"""A Records message carries about this many bytes of packed records at most (~100
+records of a basic call): one of a second's 2,000 records (~0.9 MB) cost 1-1.5 ms to
+build and hand to ZeroMQ, so they go in pieces, each in a turn of the loop of its own."""
+
+SEND_MARGIN = 0.0003
+"""A Records message is not sent when a call start is due within this (it waits for the
+start to go first)."""
+
+SEND_WAIT = 0.002
+"""The longest a Records message waits for a start due within :data:`SEND_MARGIN`."""
 
 
 def source_address(host: str, port: int) -> str:
@@ -304,24 +318,44 @@ class WorkerProcess:
 
     async def _send_pending(self) -> None:
         """Send the records (packed now if they are not yet), the traces, then the
-        snapshots: a snapshot follows the records of its interval."""
+        snapshots: a snapshot follows the records of its interval.  Each message goes
+        in a turn of the loop of its own, after a call start due within
+        :data:`SEND_MARGIN` (module docstring)."""
         dealer = self.dealer
         assert dealer is not None
         while self._pending:  # the end of the run: no start left to wait for
             self._packed.append(pack_record(self._pending.popleft()))
         while self._packed or self._pending_traces:
-            batch = self._packed[:BATCH]
-            del self._packed[:BATCH]
+            packed, n, size = self._packed, 0, 0
+            while n < len(packed) and n < BATCH and (n == 0 or size < MESSAGE_BYTES):
+                size += len(packed[n])
+                n += 1
+            batch = packed[:n]
+            del packed[:n]
             traces = self._pending_traces[:200]  # at most 200 x 64 KiB in one message
             del self._pending_traces[:200]
             self.seq += 1
             self.records_sent += len(batch)
             started = self.engine.counts.started if self.engine is not None else 0
+            await self._after_due_start()
             await dealer.send(Records(self.worker, self.seq, [], started, traces,
                                       b"".join(batch)))
         while self._snapshots:
             snap = self._snapshots.pop(0)
+            await self._after_due_start()
             await dealer.send(Snapshot(self.worker, snap.to_dict()))
+
+    async def _after_due_start(self) -> None:
+        """Yield the loop, and while a call start is due within :data:`SEND_MARGIN` (for
+        :data:`SEND_WAIT` at most), keep yielding until it has gone."""
+        await asyncio.sleep(0)
+        starter = self.engine.starter if self.engine is not None else None
+        if starter is None or self._closing:
+            return
+        clock = time.monotonic
+        give_up = clock() + SEND_WAIT
+        while starter.due - clock() < SEND_MARGIN and clock() < give_up:
+            await asyncio.sleep(0)
 
     async def _sender(self) -> None:
         while not self._closing:
