@@ -2,7 +2,8 @@
 
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas directly,
 never through pyplot, so no global backend or figure registry is touched (the
-report runs inside the coordinator process).  Each function returns a
+report runs inside the coordinator process); :mod:`sipload.report.mplimport`
+imports them without matplotlib's docstring work.  Each function returns a
 ``data:image/png;base64,...`` URI, or None when the run has nothing to draw.
 """
 
@@ -13,13 +14,11 @@ import io
 from collections.abc import Callable
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from sipload.report.analysis import Analysis
 from sipload.report.hist import SERIES_PERCENTILES, distribution_ms
 from sipload.report.media import MediaAnalysis
+from sipload.report.mplimport import Axes, Figure, FigureCanvasAgg
 
 DPI = 80
 WIDTH = 9.0
