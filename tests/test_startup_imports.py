@@ -3,7 +3,8 @@
 A local worker (:mod:`sipload.cluster.child`) and the start of ``sipload run`` must
 not import the report's libraries (pandas, matplotlib, jinja2): about a second of
 CPU per process, before any call.  A worker does not import numpy (media only),
-jsonschema (the coordinator validated the scenario), pyarrow or rich either; the
+jsonschema (the coordinator validated the scenario), pyarrow, rich or websockets
+(a ws/wss transport only) either; the
 coordinator imports pyarrow once its workers are spawned, while they start (not
 before: it would delay them; not with the first records: mid-run).  A whole
 ``sipload run`` never imports pandas, report included (0.3 s of CPU: summary.json,
@@ -26,7 +27,7 @@ BASIC = REPO / "scenarios" / "basic_call.yaml"
 
 REPORT_ONLY = {"pandas", "matplotlib", "jinja2"}
 NOT_IN_A_WORKER = REPORT_ONLY | {"numpy", "jsonschema", "pyarrow", "rich", "scipy",
-                                 "cryptography", "multiprocess", "dill"}
+                                 "cryptography", "multiprocess", "dill", "websockets"}
 
 WORKER = f"""
 import json, sys
@@ -83,7 +84,7 @@ def imported(code: str) -> set[str]:
 
 @pytest.mark.parametrize(("path", "code", "banned"), [
     ("worker", WORKER, NOT_IN_A_WORKER),
-    ("sipload run start-up", RUN_START, REPORT_ONLY | {"numpy", "pyarrow"}),
+    ("sipload run start-up", RUN_START, REPORT_ONLY | {"numpy", "pyarrow", "websockets"}),
 ], ids=["worker", "run"])
 def test_start_up_imports_nothing_heavy(path: str, code: str, banned: set[str]) -> None:
     got = imported(code)
@@ -95,6 +96,7 @@ def test_a_whole_run_and_its_report_import_no_pandas() -> None:
     got = imported(WHOLE_RUN)
     assert {"matplotlib", "jinja2", "pyarrow"} <= got  # the probe made the report
     assert "pandas" not in got
+    assert "websockets" not in got  # a UDP run: only a ws/wss transport imports it
 
 
 def test_the_probe_sees_a_heavy_import() -> None:

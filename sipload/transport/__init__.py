@@ -45,10 +45,16 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sipload.transport.stream import CONNECT_TIMEOUT, StreamLimits, StreamTransport, describe
+from sipload.transport.stream import (
+    CONNECT_TIMEOUT,
+    DEFAULT_PATH,
+    PING_INTERVAL,
+    StreamLimits,
+    StreamTransport,
+    describe,
+)
 from sipload.transport.tlsclient import TlsFigures, load_context
 from sipload.transport.udp import OnBatch, OnMessage, Peer, UdpEndpoint, open_udp
-from sipload.transport.websocket import DEFAULT_PATH, PING_INTERVAL, WsTransport
 
 __all__ = ["OnBatch", "OnMessage", "Peer", "StreamLimits", "TlsFigures", "TransportSet"]
 
@@ -368,6 +374,9 @@ class TransportSet:
         st = self._streams.get(kind)
         if st is None:
             if kind in ("ws", "wss"):
+                # here: a run without WebSocket never imports the websockets library
+                from sipload.transport.websocket import WsTransport
+
                 st = WsTransport(
                     kind, self._on_message, self._report, self.resolve, path=self._ws_path,
                     ping_interval=self._ws_ping, client_context=self._client_context,

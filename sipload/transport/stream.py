@@ -88,6 +88,14 @@ MAX_MESSAGE = MAX_STREAM_MESSAGE
 IDLE_TIMEOUT = 300.0
 """Default seconds a connection may carry nothing (either way) before it is closed."""
 
+PING_INTERVAL = 20.0
+"""WebSocket: default seconds of silence after which a ping is sent (and the time allowed
+for its pong).  Here, not in :mod:`sipload.transport.websocket`, so that a run without
+WebSocket never imports the websockets library (~30 ms of each process's start)."""
+
+DEFAULT_PATH = "/"
+"""WebSocket: the request path of an upgrade when none is given."""
+
 RETRY_AFTER = 5
 """Seconds in the Retry-After of a 503 for a connection past ``max_connections``."""
 

@@ -61,6 +61,8 @@ from websockets.uri import parse_uri
 
 from sipload.transport.stream import (
     CONNECT_TIMEOUT,
+    DEFAULT_PATH,
+    PING_INTERVAL,
     StreamConnection,
     StreamLimits,
     StreamTransport,
@@ -69,12 +71,6 @@ from sipload.transport.udp import OnMessage, Peer
 
 SUBPROTOCOL = Subprotocol("sip")
 """The WebSocket subprotocol of SIP (RFC 7118 §4.1)."""
-
-PING_INTERVAL = 20.0
-"""Default seconds of silence after which a ping is sent (and the time allowed for its pong)."""
-
-DEFAULT_PATH = "/"
-"""The request path of an upgrade when none is given."""
 
 _START_LINE = re.compile(
     rb"(?:\r\n)*(?:SIP/2\.0 [0-9]{3}[ \r]|[A-Za-z0-9.!%*_+`'~-]+ [^ \r\n]+ SIP/2\.0\r?\n)")
