@@ -1,15 +1,15 @@
 """What a run imports before its first call (issue 13: a run's fixed cost).
 
-A local worker (:mod:`sipload.cluster.child`) and the start of ``sipload run`` must
-not import the report's libraries (pandas, matplotlib, jinja2): about a second of
-CPU per process, before any call.  A worker does not import numpy (media only),
-jsonschema (the coordinator validated the scenario), pyarrow, rich or websockets
-(a ws/wss transport only) either; the
-coordinator imports pyarrow once its workers are spawned, while they start (not
-before: it would delay them; not with the first records: mid-run).  A whole
-``sipload run`` never imports pandas, report included (0.3 s of CPU: summary.json,
-report.html and junit.xml are made with pyarrow and numpy; pyarrow is kept from
-importing pandas itself, see ``sipload.stats.rundir.pyarrow_without_pandas``).  Each
+A local worker (:mod:`sipload.cluster.child`) and the start of ``sipload run`` must not
+import the report's libraries (pandas, matplotlib, jinja2): about a second of CPU per
+process, before any call. A worker does not import numpy (media only), jsonschema (the
+coordinator validated the scenario), pyarrow, rich or websockets (a ws/wss transport
+only) either; the coordinator checks a valid scenario without jsonschema
+(``sipload.scenario.quickcheck``) and imports pyarrow once its workers are spawned,
+while they start (not before: it would delay them; not with the first records: mid-run).
+A whole ``sipload run`` never imports pandas, report included (0.3 s of CPU:
+summary.json, report.html and junit.xml are made with pyarrow and numpy; pyarrow is kept
+from importing pandas itself, see ``sipload.stats.rundir.pyarrow_without_pandas``). Each
 check runs the path in a fresh interpreter and reads its ``sys.modules``.
 """
 
@@ -84,7 +84,8 @@ def imported(code: str) -> set[str]:
 
 @pytest.mark.parametrize(("path", "code", "banned"), [
     ("worker", WORKER, NOT_IN_A_WORKER),
-    ("sipload run start-up", RUN_START, REPORT_ONLY | {"numpy", "pyarrow", "websockets"}),
+    ("sipload run start-up", RUN_START, REPORT_ONLY | {"numpy", "pyarrow", "websockets",
+                                                      "jsonschema"}),
 ], ids=["worker", "run"])
 def test_start_up_imports_nothing_heavy(path: str, code: str, banned: set[str]) -> None:
     got = imported(code)
@@ -97,6 +98,7 @@ def test_a_whole_run_and_its_report_import_no_pandas() -> None:
     assert {"matplotlib", "jinja2", "pyarrow"} <= got  # the probe made the report
     assert "pandas" not in got
     assert "websockets" not in got  # a UDP run: only a ws/wss transport imports it
+    assert "jsonschema" not in got  # a valid scenario: only an error message needs it
 
 
 def test_the_probe_sees_a_heavy_import() -> None:

@@ -61,8 +61,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_OK
 from sipload.report.analysis import Analysis, analyse_path
 from sipload.report.connections import connections_summary
@@ -96,6 +94,8 @@ def summary_schema() -> dict[str, Any]:
 
 def validate_summary(summary: Mapping[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` unless ``summary`` fits the schema."""
+    import jsonschema  # here: a run never validates its own summary (0.1 s to import)
+
     jsonschema.validate(dict(summary), summary_schema())
 
 

@@ -57,6 +57,7 @@ from sipload.scenario.model import (
     Template,
     TerminateStep,
 )
+from sipload.scenario.quickcheck import quick_valid
 from sipload.scenario.regexcheck import RegexTooSlow, check_regex
 from sipload.scenario.schema import SCHEMA, STEP_KINDS, TOP_KEYS
 from sipload.scenario.yamlsource import (
@@ -216,7 +217,9 @@ class _Compiler:
             self._validate(step, STEP_KINDS[kind], path)
 
     def _validate(self, instance: Any, schema: dict[str, Any], base: Path_) -> None:
-        import jsonschema  # here: a worker compiles checked text without it
+        if quick_valid(instance, schema):  # the common case, without importing jsonschema
+            return
+        import jsonschema  # here: only for an error message (or what quick_valid cannot tell)
 
         validator = jsonschema.Draft202012Validator(schema)
         errors = sorted(validator.iter_errors(instance), key=lambda e: len(e.absolute_path))
