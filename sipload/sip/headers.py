@@ -421,7 +421,9 @@ def parse_cseq(value: str) -> CSeq:
             method in _CSEQ_METHODS):
         seq = int(num)
         if seq <= 2**32 - 1:
-            return CSeq(seq, method)
+            # tuple.__new__ directly: a NamedTuple's own __new__ is an interpreted
+            # lambda even in the compiled build (once per message parsed)
+            return tuple.__new__(CSeq, (seq, method))
     m = _CSEQ_RE.fullmatch(value)
     if m is None:
         raise ParseError(f"malformed CSeq {value[:80]!r}")

@@ -79,6 +79,10 @@ def address_literal(host: str) -> str | None:
     return plain
 
 
+#: UDP peers whose endpoint :meth:`TransportSet.send_many` remembers (more: it starts afresh).
+_ROUTES_CACHED = 256
+
+
 def _family(addr: str) -> int:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
@@ -143,6 +147,9 @@ class TransportSet:
         self._dns_pending: dict[str, asyncio.Future[str]] = {}
         self._dns_waiting: dict[str, list[tuple[bytes, Peer]]] = {}
         self._udp_names: dict[tuple[str, int], Peer] = {}
+        #: UDP peers written to an address literal as given -> the endpoint that wrote
+        #: them (:meth:`send_many`'s one-message path skips :meth:`send`'s lookups)
+        self._udp_routes: dict[Peer, UdpEndpoint] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -258,7 +265,15 @@ class TransportSet:
         Consecutive UDP messages to address literals leave from their socket in one
         batch (one stamp, read before it); anything else goes through :meth:`send`.
         """
-        if len(out) == 1 or self._closed:
+        if len(out) == 1 and not self._closed:
+            # the common flush (one message): the endpoint that last wrote to this
+            # peer, while it is open, is the one send() would pick again
+            data, peer = out[0]
+            route = self._udp_routes.get(peer)
+            if route is not None and not route.closing:
+                return [route.sendto(data, peer[1], peer[2])]
+            return [self.send(data, peer)]
+        if self._closed:
             return [self.send(data, peer) for data, peer in out]
         stamps: list[float] = []
         packets: list[bytes] = []
@@ -296,6 +311,11 @@ class TransportSet:
         family = _family(addr)
         for ep in self._udp:
             if ep.family == family and not ep.closing:
+                if addr == peer[1] and peer[0] == "udp":
+                    routes = self._udp_routes
+                    if len(routes) >= _ROUTES_CACHED:
+                        routes.clear()
+                    routes[peer] = ep
                 return ep.sendto(data, addr, peer[2])
         version = "IPv6" if family == socket.AF_INET6 else "IPv4"
         self._error(peer, f"udp: no {version} socket to send from")

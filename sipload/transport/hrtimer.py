@@ -126,6 +126,10 @@ class PreciseTimer:
         if self._closed:
             return
         self.armed = when
+        native = self._native
+        if native is not None:  # once per call start: no second Python frame
+            native.timer_set(self._fd, when if when > 1e-9 else 1e-9)
+            return
         self._set(max(when, 1e-9))
 
     def disarm(self) -> None:
