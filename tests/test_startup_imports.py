@@ -101,6 +101,20 @@ def test_a_whole_run_and_its_report_import_no_pandas() -> None:
     assert "jsonschema" not in got  # a valid scenario: only an error message needs it
 
 
+def test_sipload_report_imports_no_pandas(tmp_path: Path) -> None:
+    """``sipload report DIR`` makes the report as ``sipload run`` does, without pandas."""
+    from sipload.report.synthetic import make_run
+
+    run = tmp_path / "run"
+    make_run(run, calls=50)
+    got = imported("import json, sys\nfrom sipload.cli import main\n"
+                   f"assert main(['report', {str(run)!r}, '--quiet']) == 0\n"
+                   "print(json.dumps(sorted(sys.modules)))")
+    assert (run / "report.html").stat().st_size > 10_000
+    assert {"matplotlib", "jinja2", "pyarrow"} <= got
+    assert "pandas" not in got
+
+
 def test_the_probe_sees_a_heavy_import() -> None:
     """The check can fail: pyarrow imports pandas as it converts a column to numpy
     (what the report avoids), and notebooks' frames import it."""

@@ -68,7 +68,9 @@ def run_report(args: argparse.Namespace) -> int:
     from sipload.report.data import RunDirError
     from sipload.report.media import media_line
     from sipload.report.thresholds import ThresholdError, parse_threshold
+    from sipload.stats.rundir import pyarrow_without_pandas
 
+    pyarrow_without_pandas()  # as in sipload run: the report needs no pandas (0.3 s)
     run_dir = Path(args.run_dir)
     try:
         marks = analyse_path(run_dir).marks
