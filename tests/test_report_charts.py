@@ -1,6 +1,7 @@
 """The report's charts drawn through sipload.report.mplimport (matplotlib imported
 without its per-class docstring work) are byte for byte the charts drawn with an
-untouched matplotlib, and the artists' set() still works."""
+untouched matplotlib, and the artists' set() still works; the histograms' bucket
+values behind the latency charts are hdrh's."""
 
 from __future__ import annotations
 
@@ -76,3 +77,13 @@ else:
 """
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=Path(__file__).parent.parent)
+
+
+def test_bucket_values_are_hdrh_s() -> None:
+    """The bucket values computed at once are hdrh's, index by index."""
+    import numpy as np
+
+    from sipload.report.hist import _bucket_values, _bucket_values_by_hdrh, _layout_len
+
+    n = _layout_len()
+    assert np.array_equal(_bucket_values(n), _bucket_values_by_hdrh(n))

@@ -42,7 +42,26 @@ Floats = npt.NDArray[np.float64]
 
 @lru_cache(maxsize=4)
 def _bucket_values(counts_len: int) -> Floats:
-    """The value (µs) each bucket index of a default histogram stands for."""
+    """The value (µs) each bucket index of a default histogram stands for: hdrh's
+    ``get_highest_equivalent_value(get_value_from_index(i))``, computed for every
+    index at once (hdrh's two Python calls per index cost ~40 ms per report)."""
+    h = new_histogram()
+    assert h.counts_len == counts_len
+    half, magnitude = int(h.sub_bucket_half_count), int(h.sub_bucket_half_count_magnitude)
+    unit = int(h.unit_magnitude)
+    index = np.arange(counts_len, dtype=np.int64)
+    bucket = (index >> magnitude) - 1
+    sub = (index & (half - 1)) + half
+    low = bucket < 0
+    sub[low] -= half
+    bucket[low] = 0
+    lowest = sub << (bucket + unit)  # the bucket's lowest value; sub < sub_bucket_count
+    highest = lowest + (np.int64(1) << (bucket + unit)) - 1
+    return highest.astype(np.float64)
+
+
+def _bucket_values_by_hdrh(counts_len: int) -> Floats:
+    """:func:`_bucket_values` through hdrh's own calls, index by index (for the tests)."""
     h = new_histogram()
     assert h.counts_len == counts_len
     return np.array([h.get_highest_equivalent_value(h.get_value_from_index(i))
