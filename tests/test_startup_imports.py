@@ -99,6 +99,7 @@ def test_a_whole_run_and_its_report_import_no_pandas() -> None:
     assert "pandas" not in got
     assert "websockets" not in got  # a UDP run: only a ws/wss transport imports it
     assert "jsonschema" not in got  # a valid scenario: only an error message needs it
+    assert "rich" not in got  # not on a terminal: only the live panel needs it
 
 
 def test_sipload_report_imports_no_pandas(tmp_path: Path) -> None:

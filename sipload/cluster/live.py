@@ -6,23 +6,24 @@ per worker with its CPU, loop lag and late starts; with RTP, a media row: packet
 per second sent and received, streams running, loss so far, MOS p50/p5 of the calls
 ended so far; over TCP/TLS, a connections row: opened, TLS handshakes, resumed,
 handshake p50/p99, TLS failures so far).  Elsewhere (CI logs): one plain progress line
-every few seconds, with the same media and connection figures.
+every few seconds, with the same media and connection figures.  rich is imported
+only for the panel (a run that is not on a terminal, or quiet, never imports it).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from sipload.stats.connintervals import ConnectionTotals
 from sipload.stats.histograms import MarkHistograms
 from sipload.stats.mediaintervals import MediaHistograms
 from sipload.stats.msround import fmt_ms
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.live import Live
 
 PLAIN_EVERY = 5.0
 
@@ -35,7 +36,6 @@ class LiveView:
         self.plan = plan
         self.quiet = quiet
         self.tty = sys.stdout.isatty() if tty is None else tty
-        self.console = Console(highlight=False)
         self.t_start = time.monotonic()
         self.started = 0
         self.succeeded = 0
@@ -62,7 +62,11 @@ class LiveView:
         if self.quiet:
             return
         if self.tty:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=2,
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=Console(highlight=False),
+                              refresh_per_second=2,
                               transient=False)
             self._live.start()
         else:
@@ -211,6 +215,9 @@ class LiveView:
               flush=True)
 
     def _render(self) -> Group:
+        from rich.console import Group
+        from rich.table import Table
+
         elapsed = time.monotonic() - self.t_start
         head = Table.grid(padding=(0, 2))
         head.add_row("elapsed", f"{elapsed:.1f} s", "target rate",
