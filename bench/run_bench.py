@@ -125,8 +125,9 @@ def run_sipload(port: int, calls: int, rate: float, work: Path, tree: Path | Non
     """One ``sipload run``, of this checkout or of ``tree`` (another checkout)."""
     out = work / f"run-{calls}-{time.monotonic_ns()}"
     env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
+    # absolute: the command runs in the work directory, where a relative PYTHONPATH
+    # (``PYTHONPATH=.``) would miss this checkout and run the editable install's
+    env["PYTHONPATH"] = str((tree or REPO).resolve())
     argv = [sys.executable, "-m", "sipload", "run", str(SCENARIO),
             "--target", f"{LOOPBACK}:{port}", "--workers", "1",
             "--calls", str(calls), "--rate", f"{rate:g}", "--out", str(out)]
