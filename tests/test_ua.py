@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from sipload.sip.digest import DigestServer, parse_credentials
-from sipload.sip.errors import LocalProtocolError
+from sipload.sip.errors import LocalProtocolError, ParseError
 from sipload.sip.parser import parse_message
 from sipload.ua.events import Event, EventType
 from tests.uapair import Pair, taking
@@ -476,3 +476,33 @@ def test_responses_carry_received_and_rport(via: str, peer_host: str, expected: 
         assert dest == ("udp", peer_host, 5099)
         resp = parse_message(data)
         assert ", ".join(resp.get_all("via")) == expected, data[:200]
+
+
+@pytest.mark.parametrize(("host", "transport", "prefix"), [
+    ("127.0.0.1", "udp", "sl"), ("::1", "tcp", "w0abx"), ("uac.example.com", "tls", "a-b"),
+    ("127.0.0.1", "udp", "x y"),  # a branch the parser refuses: refused as before
+])
+def test_our_via_comes_parsed_as_the_parser_reads_it(host: str, transport: str,
+                                                     prefix: str) -> None:
+    from sipload.sip.headers import parse_via
+    from sipload.sip.message import Request
+    from sipload.ua.config import UAConfig
+    from sipload.ua.ids import IdGenerator
+    from sipload.ua.routing import add_via
+    from sipload.ua.state import UAState
+
+    s = UAState(UAConfig(host=host, port=5062, transport=transport), IdGenerator(prefix))
+    for _ in range(3):
+        req = Request("INVITE", "sip:bob@127.0.0.1")
+        branch = add_via(s, req)
+        text = req.get("via")
+        assert text is not None
+        if " " in prefix:
+            with pytest.raises(ParseError):
+                parse_via(text)
+            with pytest.raises(ParseError):
+                _ = req.via
+            continue
+        assert req.via == parse_via(text)
+        assert req.via.branch == branch
+        assert req.via.params.items == [("branch", branch), ("rport", None)]

@@ -156,6 +156,13 @@ class Message:
             self._headers.insert(0, field)
         self._changed()
 
+    def prepend_via(self, value: str, parsed: Via | None) -> None:
+        """Insert ``value`` as the top Via; ``parsed`` is what :func:`parse_via` makes of
+        it (the sender built both: no parse when the top Via is asked for), or None."""
+        self.prepend_header("Via", value)
+        if parsed is not None:
+            self._top = parsed
+
     def replace_first(self, name: str, value: str) -> None:
         """Replace the value of the first field called ``name`` (the others stay)."""
         key = header_key(name)

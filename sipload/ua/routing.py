@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from sipload.sip.errors import LocalProtocolError, ParseError
-from sipload.sip.headers import parse_name_addr_head
+from sipload.sip.headers import MAGIC_COOKIE, our_via, parse_name_addr_head, sent_by_of
 from sipload.sip.message import Request
 from sipload.sip.uri import SipUri, Uri
 from sipload.ua.state import Peer, UAState
@@ -65,11 +65,27 @@ def add_via(s: UAState, req: Request, transport: str = "", local: int = 0) -> st
     """Put our Via with a fresh branch on top of ``req`` (rule 2); returns the branch.
     ``transport``: the one the request goes over, when not the UA's own; ``local``: the
     local address it leaves from (an index of ``s.locals``)."""
-    branch = s.ids.branch()
+    ids = s.ids
+    branch = ids.branch()
     tp = (transport or s.config.transport).upper()
     hostport = s.locals[local][0] if local else s.hostport
-    req.prepend_header("Via", f"SIP/2.0/{tp} {hostport};branch={branch};rport")
+    # the parsed top Via comes with it: our transactions key on its branch (rule 2)
+    key = (tp, hostport, ids.prefix)
+    shape = _VIA_SHAPES.get(key)
+    if shape is None and key not in _VIA_SHAPES:
+        # a branch is MAGIC_COOKIE + prefix + hex digits: one check per prefix
+        shape = sent_by_of(tp, hostport, f"{MAGIC_COOKIE}{ids.prefix}0")
+        if len(_VIA_SHAPES) >= 256:
+            _VIA_SHAPES.clear()
+        _VIA_SHAPES[key] = shape
+    req.prepend_via(f"SIP/2.0/{tp} {hostport};branch={branch};rport",
+                    None if shape is None else our_via(shape, branch))
     return branch
+
+
+#: (transport, sent-by, branch prefix) -> our Via's parsed transport, host and port, or
+#: None where the parser's fast path would not take it (those Vias are parsed when asked)
+_VIA_SHAPES: dict[tuple[str, str, str], tuple[str, str, int | None] | None] = {}
 
 
 def next_hop(s: UAState, req: Request, default: Peer | None = None) -> Peer:
