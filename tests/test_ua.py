@@ -506,3 +506,23 @@ def test_our_via_comes_parsed_as_the_parser_reads_it(host: str, transport: str,
         assert req.via == parse_via(text)
         assert req.via.branch == branch
         assert req.via.params.items == [("branch", branch), ("rport", None)]
+
+
+def test_a_malformed_allow_does_not_stop_the_answer_or_the_ack() -> None:
+    # split_commas refuses an unterminated quote: the INVITE's Allow (read when Bob
+    # answers) and the 2xx's (read when Alice takes the answer) count as "no UPDATE"
+    p = Pair()
+    invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
+                                               "<sip:alice@127.0.0.1:5071>")
+    invite.set_header("Allow", 'INVITE, ACK, "BYE')
+    p.alice.call_send_initial_invite(invite, now=p.now)
+    p.transfer()
+    incoming = _one(p.events(p.bob), E.CALL_INVITE)
+    answer = p.bob.call_build_answer(incoming.tid, 200)
+    answer.set_header("Allow", '"INVITE, UPDATE')
+    p.bob.call_send_answer(incoming.tid, 200, answer, now=p.now)
+    p.transfer()
+    answered = _one(p.events(p.alice), E.CALL_ANSWERED)
+    p.alice.call_send_ack(answered.did, now=p.now)
+    p.transfer()
+    assert E.CALL_ACK in p.types(p.events(p.bob))

@@ -115,7 +115,10 @@ def _on_invite_response(s: UAState, rec: TxRecord, resp: Response, now: float) -
         if cd is None:
             return
         cd.dialog.receive_response(resp)
-        cd.peer_allows_update = "UPDATE" in resp.values("allow")
+        try:
+            cd.peer_allows_update = "UPDATE" in resp.values("allow")
+        except ParseError:  # a malformed Allow (an unterminated quote): no UPDATE
+            cd.peer_allows_update = False
         st = session_timer.from_2xx(resp)
         if st is not None:
             if call.invite is not None:

@@ -298,7 +298,10 @@ def answer_invite(s: UAState, rec: TxRecord, resp: Response, now: float) -> None
                 st.refresher_is_us = not st.refresher_is_us  # from_2xx is the UAC's view
         if resp.body and st is not None:
             cd.local_body = resp.body  # for refresh re-INVITEs
-        cd.peer_allows_update = "UPDATE" in req.values("allow")
+        try:
+            cd.peer_allows_update = "UPDATE" in req.values("allow")
+        except ParseError:  # a malformed Allow (an unterminated quote): no UPDATE
+            cd.peer_allows_update = False
     respond(s, rec, resp, now)
     if st is not None:
         st.arm(now)
