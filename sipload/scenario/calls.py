@@ -69,8 +69,13 @@ class Leg:
     released: bool = False
     retransmissions: int = 0  #: the UA's count for this leg's call, as last reported
     release_reason: str = ""
-    local_sdp: sdp.SessionDescription | None = None
     remote_sdp: bytes = b""
+    #: the leg's last SDP sent, unless it is the default offer (see :attr:`local_sdp`)
+    sent_sdp: sdp.SessionDescription | None = None
+    #: the default offer, shared by every call from one address, and this leg's o=
+    #: session id in it: made into the leg's own description only when asked for
+    offer_base: sdp.SessionDescription | None = None
+    offer_session: int = 0
 
     def __init__(
         self,
@@ -99,8 +104,36 @@ class Leg:
         self.released = released
         self.retransmissions = retransmissions
         self.release_reason = release_reason
-        self.local_sdp = local_sdp
         self.remote_sdp = remote_sdp
+        self.sent_sdp = local_sdp
+        self.offer_base = None
+        self.offer_session = 0
+
+    @property
+    def local_sdp(self) -> sdp.SessionDescription | None:
+        """The leg's last SDP sent.  The default offer is kept as the shared one and a
+        session id, and made into a description of its own only here: a held call of
+        most scenarios never asks (about 400 bytes a call)."""
+        if self.sent_sdp is None and self.offer_base is not None:
+            self.sent_sdp = sdp.with_session_id(self.offer_base, self.offer_session)
+            self.offer_base = None
+        return self.sent_sdp
+
+    @local_sdp.setter
+    def local_sdp(self, desc: sdp.SessionDescription | None) -> None:
+        self.sent_sdp = desc
+        self.offer_base = None
+
+    def sent_default_offer(self, base: sdp.SessionDescription, session_id: int) -> None:
+        """The leg sent the shared default offer ``base`` under ``session_id``."""
+        self.sent_sdp = None
+        self.offer_base = base
+        self.offer_session = session_id
+
+    @property
+    def has_local_sdp(self) -> bool:
+        """The leg has sent SDP (without making the default offer's description)."""
+        return self.sent_sdp is not None or self.offer_base is not None
 
     @property
     def live(self) -> bool:

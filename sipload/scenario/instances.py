@@ -73,10 +73,9 @@ class Instances:
             rec.source = host
         media_ip = media_ip or host
         consts = self._consts(local, host, port, media_ip, media_port, contact)
-        values = {
-            "call_number": str(call_number), "branch": "", "cseq": "", "call_id": "",
-            "username": "", "password": "", "realm": "",
-        }
+        # its own variables only (the keywords empty until set are the shared consts'):
+        # a dict of at most five keys takes the smallest table
+        values = {"call_number": str(call_number)}
         row: dict[str, str] = {}
         injection = self.injection
         if injection is not None and injection.rows:
@@ -120,6 +119,10 @@ class Instances:
                 "worker": str(ctx.worker), "local_contact": contact, "pid": str(ctx.pid),
                 "local_ip_type": "6" if ":" in host else "4",
                 "media_ip_type": "6" if ":" in media_ip else "4",
+                # a call's own until it sets them (branch, cseq, call_id: each message
+                # sent; username, password, realm: the scenario's credentials)
+                "branch": "", "cseq": "", "call_id": "", "username": "", "password": "",
+                "realm": "",
             }
             self._consts_by_key[key] = consts
         return consts

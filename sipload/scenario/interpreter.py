@@ -419,7 +419,7 @@ class Runner:
                 leg.last_tid = ev.tid
             if req.body and req.method in ("INVITE", "UPDATE", "ACK", "PRACK"):
                 leg.remote_sdp = req.body
-                if req.method in ("ACK", "PRACK") and leg.local_sdp is not None:
+                if req.method in ("ACK", "PRACK") and leg.has_local_sdp:
                     self.media.pending.append((inst, leg, True))  # the answer to our offer
         elif ev.response is not None:
             resp = ev.response
@@ -434,7 +434,7 @@ class Runner:
             if resp.body and cmethod in ("INVITE", "UPDATE", "PRACK") and \
                     resp.status < 300:
                 leg.remote_sdp = resp.body
-                if leg.local_sdp is not None:
+                if leg.has_local_sdp:
                     self.media.pending.append((inst, leg, True))
             if resp.status >= 200 and cmethod != "INVITE":
                 self.index.by_tid.pop(ev.tid, None)

@@ -67,8 +67,8 @@ def sdp_body(leg: Leg, kind: str, ip: str, port: int, session_id: int) -> bytes:
     elif kind == "offer" and current is not None:
         desc = sdp.bump_version(current)
     else:
-        desc, data = default_offer(ip, port, session_id)
-        leg.local_sdp = desc
+        base, data = _default_offer_parts(ip, port, session_id)
+        leg.sent_default_offer(base, session_id)
         return data
     leg.local_sdp = desc
     return desc.to_bytes()
@@ -143,6 +143,14 @@ _OFFERS: dict[tuple[str, int], _OfferTemplate] = {}
 def default_offer(ip: str, port: int, session_id: int) -> tuple[sdp.SessionDescription, bytes]:
     """The same as ``build_audio_offer(ip, port, session_id=..., username="sipload")``
     and its bytes, at a fraction of the cost (one per call of most scenarios)."""
+    base, data = _default_offer_parts(ip, port, session_id)
+    return (base, data) if session_id < 0 else (sdp.with_session_id(base, session_id), data)
+
+
+def _default_offer_parts(ip: str, port: int, session_id: int
+                         ) -> tuple[sdp.SessionDescription, bytes]:
+    """The shared default offer for ``ip``/``port`` (session id 0) and the bytes of it
+    under ``session_id``; for a negative id, the description the error comes from."""
     if session_id < 0:  # to_bytes refuses it, with the error a user should see
         desc = sdp.build_audio_offer(ip, port, session_id=session_id, username="sipload")
         return desc, desc.to_bytes()
@@ -152,18 +160,7 @@ def default_offer(ip: str, port: int, session_id: int) -> tuple[sdp.SessionDescr
             _OFFERS.clear()
         template = _OfferTemplate(ip, port)
         _OFFERS[(ip, port)] = template
-    base = template.base
-    origin = base.origin
-    desc = sdp.SessionDescription(
-        sdp.Origin(origin.username, session_id, origin.sess_version, origin.nettype,
-                   origin.addrtype, origin.address),
-        base.session_name,
-        version=base.version,
-        connection=base.connection,
-        timing=base.timing,
-        media=base.media,
-    )
-    return desc, template.prefix + str(session_id).encode() + template.suffix
+    return template.base, template.prefix + str(session_id).encode() + template.suffix
 
 
 def text_of(msg: Message, header: str, body: bool, uri: bool = False,

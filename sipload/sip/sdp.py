@@ -672,6 +672,17 @@ def build_answer(
     )
 
 
+def with_session_id(sd: SessionDescription, session_id: int) -> SessionDescription:
+    """*sd* under another o= sess-id, sharing its media and timing (which every
+    operation deriving a description copies before it changes them)."""
+    o = sd.origin
+    return SessionDescription(
+        Origin(o.username, session_id, o.sess_version, o.nettype, o.addrtype, o.address),
+        sd.session_name, version=sd.version, connection=sd.connection, timing=sd.timing,
+        bandwidths=list(sd.bandwidths), attributes=list(sd.attributes), media=sd.media,
+        other_lines=list(sd.other_lines))
+
+
 def bump_version(sd: SessionDescription) -> SessionDescription:
     """A copy of *sd* with the o= sess-version incremented (RFC 3264 §8)."""
     new = sd.copy()
