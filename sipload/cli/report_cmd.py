@@ -64,9 +64,8 @@ def _error(command: str, message: str) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from sipload.report import build_summary, write_junit, write_report
     from sipload.report.analysis import analyse_path
-    from sipload.report.connections import connections_line
+    from sipload.report.connections import detail_lines
     from sipload.report.data import RunDirError
-    from sipload.report.media import media_line
     from sipload.report.thresholds import ThresholdError, parse_threshold
     from sipload.stats.rundir import pyarrow_without_pandas
 
@@ -89,12 +88,8 @@ def run_report(args: argparse.Namespace) -> int:
               f"{c['failed']} failed, {c['in_flight_at_stop']} in flight at stop, "
               f"{c['lost_with_worker']} lost with a worker; ASR "
               + ("-" if asr is None else f"{asr:.4%}"))
-        media = media_line(summary)
-        if media:
-            print(media)
-        conns = connections_line(summary)
-        if conns:
-            print(conns)
+        for line in detail_lines(summary):
+            print(line)
         if summary["generator"]["limited"]:
             print("generator-limited: " + "; ".join(summary["generator"]["limited_reasons"]))
         print(f"wrote {run_dir / 'summary.json'}, {report}, {junit}")

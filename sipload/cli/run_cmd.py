@@ -511,8 +511,7 @@ def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = Fal
 
     ``sigint``: the SIGINT handler to restore once summary.json is written."""
     from sipload.report import build_summary, write_junit, write_report
-    from sipload.report.connections import connections_line
-    from sipload.report.media import media_line
+    from sipload.report.connections import detail_lines
 
     summary = build_summary(run_dir, thresholds=list(plan.get("thresholds") or []),
                             command=str(plan.get("command", "")))
@@ -525,12 +524,8 @@ def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = Fal
         print(f"calls: attempted {calls.get('attempted')} succeeded {calls.get('succeeded')} "
               f"failed {calls.get('failed')} in flight at stop {calls.get('in_flight_at_stop')}"
               f" lost with a worker {calls.get('lost_with_worker')}")
-        media = media_line(summary)
-        if media:
-            print(media)
-        conns = connections_line(summary)
-        if conns:
-            print(conns)
+        for line in detail_lines(summary):
+            print(line)
     print(f"run directory: {run_dir}")
     print(f"junit: {junit}")
     print(f"report: {html}")

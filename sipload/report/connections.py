@@ -69,3 +69,11 @@ def connections_line(summary: Mapping[str, Any]) -> str:
         if not tls.get("verified", True):
             text += "; WARNING: certificates not verified (--tls-insecure)"
     return text
+
+
+def detail_lines(summary: dict[str, Any]) -> list[str]:
+    """The lines ``sipload run`` and ``sipload report`` print under the call counts: the
+    media figures and the connections, each only when the run had any."""
+    from sipload.report.media import media_line
+
+    return [line for line in (media_line(summary), connections_line(summary)) if line]
