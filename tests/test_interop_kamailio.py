@@ -156,16 +156,16 @@ def test_record_routing_proxy_callee_hangs_up(pair: tuple[UARuntime, UARuntime])
 
 
 def _count_registers(rt: UARuntime) -> list[bytes]:
-    """Record every REGISTER the runtime sends (wraps its transports' send)."""
+    """Record every REGISTER the runtime sends: all it writes goes through its
+    transports' ``send_many`` (the pump's flush), which this wraps."""
     sent: list[bytes] = []
-    real_send = rt.transports.send
+    real_send_many = rt.transports.send_many
 
-    def send(data: bytes, peer: Peer) -> float:
-        if data.startswith(b"REGISTER "):
-            sent.append(data)
-        return real_send(data, peer)  # the send stamp, as TransportSet.send returns it
+    def send_many(out: list[tuple[bytes, Peer]]) -> list[float]:
+        sent.extend(data for data, _ in out if data.startswith(b"REGISTER "))
+        return real_send_many(out)  # the send stamps, as TransportSet.send_many returns them
 
-    rt.transports.send = send  # type: ignore[method-assign]
+    rt.transports.send_many = send_many  # type: ignore[method-assign]
     return sent
 
 
