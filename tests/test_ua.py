@@ -512,12 +512,7 @@ def test_a_malformed_allow_does_not_stop_the_answer_or_the_ack() -> None:
     # split_commas refuses an unterminated quote: the INVITE's Allow (read when Bob
     # answers) and the 2xx's (read when Alice takes the answer) count as "no UPDATE"
     p = Pair()
-    invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
-                                               "<sip:alice@127.0.0.1:5071>")
-    invite.set_header("Allow", 'INVITE, ACK, "BYE')
-    p.alice.call_send_initial_invite(invite, now=p.now)
-    p.transfer()
-    incoming = _one(p.events(p.bob), E.CALL_INVITE)
+    _, incoming = p.invite_bob({"Allow": 'INVITE, ACK, "BYE'})
     answer = p.bob.call_build_answer(incoming.tid, 200)
     answer.set_header("Allow", '"INVITE, UPDATE')
     p.bob.call_send_answer(incoming.tid, 200, answer, now=p.now)

@@ -17,13 +17,7 @@ def test_prack_after_the_2xx_is_answered_200() -> None:
     arrives after the 200 and got 481, which ended the caller's dialog (RFC 5057):
     the caller could not send BYE and the callee kept the call forever."""
     p = Pair()
-    invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
-                                               "<sip:alice@127.0.0.1:5071>")
-    invite.set_header("Supported", "100rel")
-    invite.set_body(SDP, "application/sdp")
-    cid = p.alice.call_send_initial_invite(invite, now=p.now)
-    p.transfer()
-    incoming = next(e for e in p.events(p.bob) if e.type is E.CALL_INVITE)
+    cid, incoming = p.invite_bob({"Supported": "100rel"}, SDP)
     # 180 (reliable) and 200 back to back, as the default UAS does: the PRACK
     # reaches bob after his 200
     p.bob.call_send_answer(incoming.tid, 180, now=p.now)
@@ -45,12 +39,7 @@ def test_prack_after_the_2xx_is_answered_200() -> None:
 
 def test_a_second_prack_for_the_same_rseq_gets_481() -> None:
     p = Pair()
-    invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
-                                               "<sip:alice@127.0.0.1:5071>")
-    invite.set_header("Supported", "100rel")
-    p.alice.call_send_initial_invite(invite, now=p.now)
-    p.transfer()
-    incoming = next(e for e in p.events(p.bob) if e.type is E.CALL_INVITE)
+    _, incoming = p.invite_bob({"Supported": "100rel"})
     p.bob.call_send_answer(incoming.tid, 180, now=p.now)
     p.transfer()
     ringing = next(e for e in p.events(p.alice) if e.type is E.CALL_RINGING)
@@ -72,12 +61,7 @@ def _prack_answered_481(answer_first: bool) -> tuple[Pair, int, list[E]]:
     pracks: list[bytes] = []
 
     p.drop_to_bob = taking(b"PRACK ", pracks)
-    invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
-                                               "<sip:alice@127.0.0.1:5071>")
-    invite.set_header("Supported", "100rel")
-    cid = p.alice.call_send_initial_invite(invite, now=p.now)
-    p.transfer()
-    incoming = next(e for e in p.events(p.bob) if e.type is E.CALL_INVITE)
+    cid, incoming = p.invite_bob({"Supported": "100rel"})
     p.bob.call_send_answer(incoming.tid, 180, now=p.now)
     if answer_first:
         p.bob.call_send_answer(incoming.tid, 200, now=p.now)

@@ -95,6 +95,21 @@ class Pair:
         self.bob.handle_timers(self.now)
         self.transfer()
 
+    def invite_bob(self, headers: dict[str, str], sdp: bytes = b"") -> tuple[int, Event]:
+        """Alice's INVITE to Bob with ``headers`` set (and ``sdp`` as its body), sent and
+        delivered: Alice's cid and Bob's CALL_INVITE event."""
+        invite = self.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
+                                                      "<sip:alice@127.0.0.1:5071>")
+        for name, value in headers.items():
+            invite.set_header(name, value)
+        if sdp:
+            invite.set_body(sdp, "application/sdp")
+        cid = self.alice.call_send_initial_invite(invite, now=self.now)
+        self.transfer()
+        incoming = [e for e in self.events(self.bob) if e.type is EventType.CALL_INVITE]
+        assert len(incoming) == 1, incoming
+        return cid, incoming[0]
+
     @staticmethod
     def events(ua: UserAgent) -> list[Event]:
         out: list[Event] = []
