@@ -97,15 +97,22 @@ class Capture:
         ports: the ports whose UDP and TCP traffic to capture.
         limit: seconds after which the capture ends by itself.
         buffer_kib: the kernel capture buffer (tcpdump ``-B``).
+        snaplen: bytes kept of each packet (tcpdump ``-s``), or tcpdump's default.  In
+            ``--immediate-mode`` the kernel's ring has one slot per packet, sized for the
+            snapshot length (with the default, ~64 KiB on loopback: 32 MiB hold ~500
+            packets); a capture of short SIP messages at 1,000 calls/s needs a small one.
+            A packet longer than this fails :meth:`packets` (a cut message's Call-ID
+            could be lost).
     """
 
     def __init__(self, ports: Sequence[int], *, limit: float = 300.0,
-                 buffer_kib: int = 32768) -> None:
+                 buffer_kib: int = 32768, snaplen: int | None = None) -> None:
         if not ports:
             raise ValueError("a capture needs at least one port to filter on")
         self.ports = list(ports)
         self.limit = limit
         self.buffer_kib = buffer_kib
+        self.snaplen = snaplen
         self._dir = Path(tempfile.mkdtemp(prefix="sipload-capture-"))
         self.path = self._dir / "capture.pcap"
         self._proc: subprocess.Popen[str] | None = None
@@ -128,6 +135,7 @@ class Capture:
         argv = ["timeout", "-k", "5", str(self.limit), tcpdump, "-i", "lo", "-n", "-U",
                 "--immediate-mode",
                 "-B", str(self.buffer_kib), "--time-stamp-precision=nano",
+                *(["-s", str(self.snaplen)] if self.snaplen is not None else []),
                 "-w", str(self.path), self.filter]
         self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       text=True, start_new_session=True)
@@ -229,7 +237,10 @@ def read_pcap(path: Path) -> list[Packet]:
     out: list[Packet] = []
     pos = 24
     while pos + rec.size <= len(data):
-        sec, frac, caplen, _ = rec.unpack_from(data, pos)
+        sec, frac, caplen, length = rec.unpack_from(data, pos)
+        if caplen < length:
+            raise CaptureError(f"{path}: a packet of {length} bytes was cut to {caplen} "
+                               f"(the capture's snaplen)")
         pos += rec.size
         frame = data[pos:pos + caplen]
         pos += caplen
