@@ -54,6 +54,7 @@ LIGHTENED = lighten()
 
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["LIGHTENED", "Axes", "Figure", "FigureCanvasAgg", "lighten"]
+__all__ = ["LIGHTENED", "Axes", "Figure", "FigureCanvasAgg", "lighten", "to_rgba"]
