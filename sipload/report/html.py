@@ -13,7 +13,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import (
+    BytecodeCache,
+    Environment,
+    FileSystemBytecodeCache,
+    PackageLoader,
+    StrictUndefined,
+)
+from jinja2.bccache import Bucket
 
 from sipload.report.analysis import analyse_path
 from sipload.report.charts import all_charts, media_charts
@@ -26,10 +33,37 @@ REPORT = "report.html"
 HEADLINE_MARKS = ("answer", "pdd", "call")
 
 
+class _QuietCache(FileSystemBytecodeCache):
+    """Jinja2's cache of compiled templates in its per-user temporary directory (mode
+    0700, checked), which never fails a report: an unreadable or unwritable entry only
+    means compiling the template again.  Compiling report.html.j2 costs every run ~50 ms
+    of CPU; an entry is keyed by the template's name and checked against its source."""
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # a truncated or foreign file: marshal raises its own kinds
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _bytecode_cache() -> BytecodeCache | None:
+    try:
+        return _QuietCache()
+    except (OSError, RuntimeError):  # no safe per-user directory: compile each time
+        return None
+
+
 def environment() -> Environment:
     """The Jinja2 environment of the report templates (autoescape on)."""
     env = Environment(loader=PackageLoader("sipload.report", "templates"), autoescape=True,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      bytecode_cache=_bytecode_cache())
     env.filters["ms"] = _ms
     env.filters["pct"] = _pct
     env.filters["num"] = _num
