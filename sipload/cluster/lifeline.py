@@ -13,7 +13,6 @@ see :class:`sipload.cluster.channel.Dealer`.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -35,7 +34,9 @@ def die_with_parent(parent_pid: int) -> bool:
     armed = False
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            # the interpreter's own symbols, the C library's among them: find_library
+            # would run ldconfig in a subprocess, in every worker
+            libc = ctypes.CDLL(None, use_errno=True)
             armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
         except (OSError, AttributeError):
             armed = False

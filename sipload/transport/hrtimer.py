@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import math
 import os
 import sys
@@ -51,7 +50,8 @@ class _Libc:
     """``timerfd_create``/``timerfd_settime`` from the C library."""
 
     def __init__(self) -> None:
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # the process's own symbols (the C library's): find_library runs ldconfig
+        lib = ctypes.CDLL(None, use_errno=True)
         self.create = lib.timerfd_create
         self.create.argtypes = [ctypes.c_int, ctypes.c_int]
         self.create.restype = ctypes.c_int
