@@ -9,7 +9,9 @@ only) either; the coordinator checks a valid scenario without jsonschema
 while they start (not before: it would delay them; not with the first records: mid-run).
 A whole ``sipload run`` never imports pandas, report included (0.3 s of CPU:
 summary.json, report.html and junit.xml are made with pyarrow and numpy; pyarrow is kept
-from importing pandas itself, see ``sipload.stats.rundir.pyarrow_without_pandas``). Each
+from importing pandas itself, see ``sipload.stats.rundir.pyarrow_without_pandas``).
+Neither a worker nor the start of a run imports pylibsrtp without SRTP (9 ms each;
+``sipload.media.srtp`` imports it with the first stream). Each
 check runs the path in a fresh interpreter and reads its ``sys.modules``.
 """
 
@@ -27,7 +29,8 @@ BASIC = REPO / "scenarios" / "basic_call.yaml"
 
 REPORT_ONLY = {"pandas", "matplotlib", "jinja2"}
 NOT_IN_A_WORKER = REPORT_ONLY | {"numpy", "jsonschema", "pyarrow", "rich", "scipy",
-                                 "cryptography", "multiprocess", "dill", "websockets"}
+                                 "cryptography", "multiprocess", "dill", "websockets",
+                                 "pylibsrtp"}
 
 WORKER = f"""
 import json, sys
@@ -85,7 +88,7 @@ def imported(code: str) -> set[str]:
 @pytest.mark.parametrize(("path", "code", "banned"), [
     ("worker", WORKER, NOT_IN_A_WORKER),
     ("sipload run start-up", RUN_START, REPORT_ONLY | {"numpy", "pyarrow", "websockets",
-                                                      "jsonschema"}),
+                                                      "jsonschema", "pylibsrtp"}),
 ], ids=["worker", "run"])
 def test_start_up_imports_nothing_heavy(path: str, code: str, banned: set[str]) -> None:
     got = imported(code)

@@ -20,18 +20,28 @@ Theory of operation:
 4. This module is plain Python (not compiled with mypyc): its cost is libsrtp's.
    Measured here: about 1.8 µs to protect and 1.8 µs to unprotect a 172-byte
    packet, 11 µs to make a session.
+5. pylibsrtp is imported with the first stream, not with this module (which the
+   scenario loader reaches in every run): 9 ms of CPU in each process of a run
+   without SRTP.  Until then ``Error`` stands for nothing a stream raises.
 """
 
 from __future__ import annotations
 
-from pylibsrtp import Error, Policy, Session
+from typing import TYPE_CHECKING
 
 from sipload.media.sdes import Keys
 
-_PROFILES: dict[str, int] = {
-    "AES_CM_128_HMAC_SHA1_80": Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
-    "AES_CM_128_HMAC_SHA1_32": Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+if TYPE_CHECKING:
+    from pylibsrtp import Session
+
+#: the suites, by pylibsrtp's name of their profile (``Policy.SRTP_PROFILE_...``)
+_PROFILES: dict[str, str] = {
+    "AES_CM_128_HMAC_SHA1_80": "SRTP_PROFILE_AES128_CM_SHA1_80",
+    "AES_CM_128_HMAC_SHA1_32": "SRTP_PROFILE_AES128_CM_SHA1_32",
 }
+
+Error: type[Exception] = ValueError
+"""pylibsrtp's ``Error`` once :func:`_session` has imported it (rule 5)."""
 #: libsrtp's words for the refusals counted apart (pylibsrtp's ``Error`` carries them).
 _KINDS: dict[str, str] = {
     "authentication failure": "auth",
@@ -40,8 +50,15 @@ _KINDS: dict[str, str] = {
 }
 
 
-def _session(suite: str, key: bytes, ssrc_type: int, repeat: bool) -> Session:
-    policy = Policy(key=key, ssrc_type=ssrc_type, srtp_profile=_PROFILES[suite])
+def _session(suite: str, key: bytes, ssrc_type: str, repeat: bool) -> Session:
+    """A libsrtp session; ``ssrc_type``: the name of a ``Policy.SSRC_...`` constant."""
+    global Error
+    from pylibsrtp import Error as LibError
+    from pylibsrtp import Policy, Session
+
+    Error = LibError
+    policy = Policy(key=key, ssrc_type=getattr(Policy, ssrc_type),
+                    srtp_profile=getattr(Policy, _PROFILES[suite]))
     policy.allow_repeat_tx = repeat
     return Session(policy)
 
@@ -65,8 +82,8 @@ class SrtpStream:
         self.suite = keys.suite
         self.tag_bits = 32 if keys.suite.endswith("_32") else 80
         try:
-            self._tx = _session(keys.suite, keys.local, Policy.SSRC_ANY_OUTBOUND, echo)
-            self._rx = _session(keys.suite, keys.remote, Policy.SSRC_ANY_INBOUND, False)
+            self._tx = _session(keys.suite, keys.local, "SSRC_ANY_OUTBOUND", echo)
+            self._rx = _session(keys.suite, keys.remote, "SSRC_ANY_INBOUND", False)
         except Error as e:
             raise ValueError(f"libsrtp refused the keys: {e}") from None
         self.auth_failures = 0
