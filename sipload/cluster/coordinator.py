@@ -68,19 +68,13 @@ from sipload.cluster.messages import (
     Snapshot,
     Stop,
     Welcome,
+    extra_numbers,
 )
 
 Outgoing = list[tuple[bytes, Message]]
 
 REJECT_EVENTS = 10
 """``message_rejected`` events written per worker; later rejections are only counted."""
-
-
-def extra_numbers(calls: int, worker: int) -> int:
-    """The first call number worker ``worker`` gives calls taken over from lost
-    workers, in a run of ``calls`` calls: its own block above everyone's ranges
-    (a worker never takes over more than ``calls`` calls)."""
-    return calls * (worker + 1)
 
 
 @dataclass(slots=True)

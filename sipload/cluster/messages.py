@@ -21,6 +21,14 @@ PROTOCOL = 3
 packed one by one by the worker, concatenated)"""
 
 
+def extra_numbers(calls: int, worker: int) -> int:
+    """The first call number worker ``worker`` gives calls taken over from lost
+    workers, in a run of ``calls`` calls: its own block above everyone's ranges
+    (a worker never takes over more than ``calls`` calls).  Here, not in the
+    coordinator's module, which a worker then need not import."""
+    return calls * (worker + 1)
+
+
 class ProtocolError(Exception):
     """A control message that cannot be decoded or is of an unknown type."""
 

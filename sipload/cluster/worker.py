@@ -38,7 +38,6 @@ from typing import Any
 from sipload import __version__
 from sipload._native import describe as describe_build
 from sipload.cluster.channel import ChannelError, Dealer, WorkerAuth
-from sipload.cluster.coordinator import extra_numbers
 from sipload.cluster.messages import (
     Done,
     Failed,
@@ -54,6 +53,7 @@ from sipload.cluster.messages import (
     Snapshot,
     Stop,
     Welcome,
+    extra_numbers,
     pack_record,
 )
 from sipload.cluster.sources import share
