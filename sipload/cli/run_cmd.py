@@ -346,8 +346,10 @@ class _Early:
     over as the run needs them; what is left at the end is cancelled."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.workers: list[Child] | None = spawn_workers(_worker_counts(args)[1])
-        self.uas: EmbeddedUas | None = EmbeddedUas() if not args.target else None
+        # forked, not started anew: this process has no thread, loop or ZeroMQ context
+        # yet, and has imported most of what they import (sipload.cluster.forked)
+        self.workers: list[Child] | None = spawn_workers(_worker_counts(args)[1], fork=True)
+        self.uas: EmbeddedUas | None = EmbeddedUas(fork=True) if not args.target else None
 
     def take_workers(self) -> list[Child] | None:
         workers, self.workers = self.workers, None

@@ -5,7 +5,9 @@ The coordinator starts its children as plain processes of the same interpreter
 spawned child re-runs its parent's main module (``sipload.cli``, which reaches the
 report's pandas, matplotlib and jinja2) and unpickles its target, about a second
 of CPU per child before its first call.  This module imports only what the child
-runs.
+runs.  ``sipload run`` forks its early children instead (:mod:`sipload.cluster.forked`:
+they skip the interpreter's start and the imports the coordinator has made); a forked
+child runs the same :func:`run_role`, its orders coming on a pipe instead of stdin.
 
 Theory of operation:
 
@@ -38,7 +40,7 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 from sipload.cluster.lifeline import die_with_parent
 from sipload.exitcodes import EXIT_CANNOT_RUN
@@ -116,18 +118,24 @@ def prepare(role: str) -> None:
         import sipload.cluster.worker  # noqa: F401
 
 
-def main() -> None:
-    role = sys.argv[2] if len(sys.argv) > 2 else ""
-    die_with_parent(int(sys.argv[3]) if len(sys.argv) > 3 else os.getppid())
+def run_role(role: str, parent: int, orders_in: BinaryIO) -> None:
+    """Rules 1-4: the child's life, its orders read from ``orders_in`` to their end
+    (a started child's stdin, a forked child's pipe: :mod:`sipload.cluster.forked`)."""
+    die_with_parent(parent)
     prepare(role)
     try:
-        orders = json.loads(sys.stdin.buffer.read())
+        orders = json.loads(orders_in.read())
     except ValueError:  # no orders: the coordinator gave up, or died, before it gave them
         os._exit(EXIT_CANNOT_RUN)
     if orders["role"] == "worker":
         run_worker(orders)
     else:
         run_uas(orders["plan"], int(orders["port_fd"]))
+
+
+def main() -> None:
+    role = sys.argv[2] if len(sys.argv) > 2 else ""
+    run_role(role, int(sys.argv[3]) if len(sys.argv) > 3 else os.getppid(), sys.stdin.buffer)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 
 from sipload.cluster.channel import Keys, Router, WorkerAuth
 from sipload.cluster.coordinator import Coordinator
+from sipload.cluster.forked import ForkedChild, can_fork
 from sipload.cluster.live import LiveView
 from sipload.cluster.messages import Records, Snapshot
 from sipload.stats import rundir
@@ -70,7 +71,7 @@ class Child:
     """A local child process of the run (a worker, the embedded UAS; see
     :mod:`sipload.cluster.child`), with the calls the coordinator makes on it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], role: str = "") -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | ForkedChild, role: str = "") -> None:
         self.proc = proc
         self.pid = proc.pid
         self.role = role
@@ -111,11 +112,15 @@ class Child:
             self.proc.kill()
 
 
-def spawn_child(role: str, pass_fds: tuple[int, ...] = ()) -> Child:
+def spawn_child(role: str, pass_fds: tuple[int, ...] = (), fork: bool = False) -> Child:
     """Start :mod:`sipload.cluster.child` as ``role``, without its orders yet: it
     imports what it runs while the caller sets up, then waits for :meth:`Child.give`
-    (or :meth:`Child.cancel`).  It inherits SIGINT ignored."""
+    (or :meth:`Child.cancel`).  It inherits SIGINT ignored.  ``fork``: fork this
+    process instead of starting an interpreter, where it can (only while it has no
+    threads, loop or ZeroMQ context: see :mod:`sipload.cluster.forked`)."""
     with _children_ignore_sigint():
+        if fork and can_fork():
+            return Child(ForkedChild(role), role)
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, _ROOT, role, str(os.getpid())],
                                 stdin=subprocess.PIPE, pass_fds=pass_fds)
     return Child(proc, role)
@@ -129,9 +134,10 @@ def start_child(orders: dict[str, Any], pass_fds: tuple[int, ...] = ()) -> Child
     return child
 
 
-def spawn_workers(n: int) -> list[Child]:
-    """``n`` local workers, started now, given their orders by :func:`run_load`."""
-    return [spawn_child("worker") for _ in range(n)]
+def spawn_workers(n: int, fork: bool = False) -> list[Child]:
+    """``n`` local workers, started now, given their orders by :func:`run_load`
+    (``fork``: see :func:`spawn_child`)."""
+    return [spawn_child("worker", fork=fork) for _ in range(n)]
 
 
 def _order_workers(url: str, children: list[Child], auths: list[WorkerAuth | None]) -> None:
@@ -275,10 +281,10 @@ class EmbeddedUas:
     """The embedded UAS's process, started early (:meth:`spawn`), then told what to
     answer (:meth:`start`: returns its port)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fork: bool = False) -> None:
         reader, writer = os.pipe()
         try:
-            self.child = spawn_child("uas", (writer,))
+            self.child = spawn_child("uas", (writer,), fork=fork)
         except BaseException:
             os.close(reader)
             raise
