@@ -207,6 +207,7 @@ class Dialog:
     remote_invite_seq: int | None = None
     _texts: tuple[object, object, object, str, str, str] | None = field(
         default=None, repr=False, compare=False)
+    _target_src: tuple[str, Uri] | None = field(default=None, repr=False, compare=False)
 
     def __init__(self, call_id: str, local_tag: str, remote_tag: str, local_uri: NameAddress,
                  remote_uri: NameAddress, remote_target: Uri, route_set: list[NameAddress],
@@ -214,7 +215,8 @@ class Dialog:
                  state: DialogState, invite_client_pending: bool = False,
                  invite_server_pending: bool = False, local_invite_seq: int | None = None,
                  remote_invite_seq: int | None = None,
-                 _texts: tuple[object, object, object, str, str, str] | None = None) -> None:
+                 _texts: tuple[object, object, object, str, str, str] | None = None,
+                 _target_src: tuple[str, Uri] | None = None) -> None:
         # Written out so that mypyc compiles it (the decorator's would run interpreted).
         self.call_id = call_id
         self.local_tag = local_tag
@@ -232,6 +234,7 @@ class Dialog:
         self.local_invite_seq = local_invite_seq
         self.remote_invite_seq = remote_invite_seq
         self._texts = _texts
+        self._target_src = _target_src
 
     @property
     def id(self) -> DialogId:
@@ -386,7 +389,7 @@ class Dialog:
             routes: list[NameAddress] | None = None
             if method == "INVITE" and self.state == DialogState.EARLY:
                 routes = [r.copy() for r in reversed(resp.record_routes)]
-            target = _target_of(resp, self.secure) if method in TARGET_REFRESH_METHODS else None
+            target = self._target_from(resp) if method in TARGET_REFRESH_METHODS else None
             if routes is not None:
                 self.route_set = routes or _NO_ROUTES
             if target is not None:
@@ -403,6 +406,20 @@ class Dialog:
             self._on(DialogEvent.GONE)
         elif of_our_invite:
             self._on(DialogEvent.REJECT)
+
+    def _target_from(self, msg: Message) -> Uri | None:
+        """``_target_of(msg, self.secure)``, without parsing again a Contact written as
+        the one the remote target came from (a 2xx repeats its 1xx's Contact): then the
+        remote target itself, which is replaced, never changed in place."""
+        src = self._target_src
+        if src is not None and src[1] is self.remote_target:
+            texts = msg.get_all("contact")
+            if len(texts) == 1 and texts[0] == src[0]:
+                return src[1]
+        target = _target_of(msg, self.secure)
+        if target is not None:
+            self._target_src = _source_of(msg, target)
+        return target
 
     # ------------------------------------------------------------------ UAS side
 
@@ -556,7 +573,7 @@ def uac_dialog(request: Request, response: Response, *, secure: bool | None = No
     local_tag = frm.tag or ""
     seq = request.cseq.seq
     invite = method == "INVITE"
-    return Dialog(
+    dialog = Dialog(
         call_id=request.call_id,
         local_tag=local_tag,
         remote_tag=remote_tag,
@@ -571,6 +588,8 @@ def uac_dialog(request: Request, response: Response, *, secure: bool | None = No
         invite_client_pending=invite and early,
         local_invite_seq=seq if invite else None,
     )
+    dialog._target_src = _source_of(response, target)
+    return dialog
 
 
 def uas_dialog(request: Request, response: Response, *, secure: bool | None = None) -> Dialog:
@@ -676,6 +695,13 @@ def _target_of(msg: Message, secure: bool) -> Uri | None:
     if secure and not uri.secure:
         raise ParseError("a secure dialog's remote target must be a SIPS URI (§12.2.1.1)")
     return uri.copy()
+
+
+def _source_of(msg: Message, target: Uri) -> tuple[str, Uri] | None:
+    """(the Contact field ``target`` was parsed from, ``target``) for
+    :meth:`Dialog._target_from`; None when ``msg`` has several Contact fields."""
+    texts = msg.get_all("contact")
+    return (texts[0], target) if len(texts) == 1 else None
 
 
 def _is_loose(uri: Uri) -> bool:

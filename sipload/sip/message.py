@@ -19,6 +19,8 @@ Theory of operation
 
 from __future__ import annotations
 
+from typing import Final
+
 from sipload.sip.errors import LocalProtocolError, ParseError
 from sipload.sip.grammar import split_commas
 from sipload.sip.headers import (
@@ -47,11 +49,14 @@ from sipload.sip.uri import Uri, parse_uri
 
 Header = tuple[str, str, str]
 
+_UNREAD: Final = "\x00unread"
+"""A From or To tag not looked for yet (no tag holds a NUL)."""
+
 
 class Message:
     """Common part of :class:`Request` and :class:`Response`."""
 
-    __slots__ = ("_cseq", "_from", "_headers", "_to", "_top", "_vias", "body")
+    __slots__ = ("_cseq", "_from", "_ftag", "_headers", "_to", "_top", "_ttag", "_vias", "body")
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
         self._headers: list[Header] = headers if headers is not None else []
@@ -61,6 +66,8 @@ class Message:
         self._cseq: CSeq | None = None
         self._from: NameAddress | None = None
         self._to: NameAddress | None = None
+        self._ftag: str | None = _UNREAD
+        self._ttag: str | None = _UNREAD
 
     # ------------------------------------------------------------------ raw access
 
@@ -70,6 +77,8 @@ class Message:
         self._cseq = None
         self._from = None
         self._to = None
+        self._ftag = _UNREAD
+        self._ttag = _UNREAD
 
     @property
     def headers(self) -> list[tuple[str, str]]:
@@ -271,22 +280,28 @@ class Message:
     @property
     def from_tag(self) -> str | None:
         f = self._from
-        if f is None:
-            tag = fast_tag(self._one("from"))
-            if tag is not False:
-                return tag if isinstance(tag, str) else None
-            f = self.from_
-        return f.tag
+        if f is not None:
+            return f.tag
+        known = self._ftag
+        if known is not _UNREAD:
+            return known
+        tag = fast_tag(self._one("from"))
+        found = (tag if isinstance(tag, str) else None) if tag is not False else self.from_.tag
+        self._ftag = found  # read from the header's text: a header change forgets it
+        return found
 
     @property
     def to_tag(self) -> str | None:
         t = self._to
-        if t is None:
-            tag = fast_tag(self._one("to"))
-            if tag is not False:
-                return tag if isinstance(tag, str) else None
-            t = self.to
-        return t.tag
+        if t is not None:
+            return t.tag
+        known = self._ttag
+        if known is not _UNREAD:
+            return known
+        tag = fast_tag(self._one("to"))
+        found = (tag if isinstance(tag, str) else None) if tag is not False else self.to.tag
+        self._ttag = found
+        return found
 
     @property
     def contacts(self) -> list[NameAddress] | None:

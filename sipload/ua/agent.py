@@ -229,7 +229,8 @@ class UserAgent:
                     tx = rec.tx
                     before = tx.retransmissions
                     fired = tx.handle_timer(now)
-                    count_retrans(s, rec.cid, tx.retransmissions - before, tx_label(tx))
+                    if tx.retransmissions != before:
+                        count_retrans(s, rec.cid, tx.retransmissions - before, tx_label(tx))
                     flush(s, rec)
                     if fired is not None:
                         uac.tx_failed(s, rec, f"timer {fired}", now)

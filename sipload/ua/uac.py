@@ -111,14 +111,18 @@ def _on_invite_response(s: UAState, rec: TxRecord, resp: Response, now: float) -
         if known is not None and known.ack is not None:
             s.queue(known.ack, known.peer, call.local)
             return  # a retransmission of a 2xx we acknowledged (RFC 6026 Accepted)
-        cd = _uac_dialog(s, call, rec, resp)
+        cd = known if known is not None else _uac_dialog(s, call, rec, resp)
         if cd is None:
             return
         cd.dialog.receive_response(resp)
-        try:
-            cd.peer_allows_update = "UPDATE" in resp.values("allow")
-        except ParseError:  # a malformed Allow (an unterminated quote): no UPDATE
-            cd.peer_allows_update = False
+        # split only an Allow that names UPDATE somewhere (methods are case-sensitive)
+        allows = False
+        if any("UPDATE" in v for v in resp.get_all("allow")):
+            try:
+                allows = "UPDATE" in resp.values("allow")
+            except ParseError:  # a malformed Allow (an unterminated quote): no UPDATE
+                allows = False
+        cd.peer_allows_update = allows
         st = session_timer.from_2xx(resp)
         if st is not None:
             if call.invite is not None:
