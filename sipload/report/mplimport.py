@@ -56,5 +56,6 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
-__all__ = ["LIGHTENED", "Axes", "Figure", "FigureCanvasAgg", "lighten", "to_rgba"]
+__all__ = ["LIGHTENED", "Axes", "Figure", "FigureCanvasAgg", "NullLocator", "lighten", "to_rgba"]
