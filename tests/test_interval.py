@@ -23,7 +23,7 @@ from sipload.stats.histograms import (
     new_histogram,
     record_us,
 )
-from sipload.stats.interval import LATE_AFTER, IntervalAccountant
+from sipload.stats.interval import LATE_AFTER, IntervalAccountant, Snapshot
 from sipload.stats.records import CallRecord, Failure, Result
 
 
@@ -89,6 +89,45 @@ def test_interval_counts_reset_and_totals_do_not() -> None:
     assert snap2.failures == {}
     assert (acc.started, acc.succeeded, acc.failed, acc.in_flight_at_stop, acc.late) == (
         3, 1, 1, 1, 1)
+
+
+def test_a_snapshot_in_pieces_is_the_snapshot_in_one_go() -> None:
+    """close() then encode_piece() one histogram a call: the same snapshot as snapshot();
+    the next interval records into the other set meanwhile, and no histogram is made
+    anew once both sets hold every mark (rule 7)."""
+    whole, pieces = IntervalAccountant(0), IntervalAccountant(0)
+
+    def close(acc: IntervalAccountant, t: float) -> Snapshot:
+        return acc.close(t, active=0, retransmissions=0, cpu=0.0, wall=t, loop_lag=0.0,
+                         target_rate=1.0, codes={})
+
+    made: set[int] = set()
+    for second in range(4):
+        for acc in (whole, pieces):
+            for i in range(5):
+                acc.call_ended(record(i, Result.SUCCESS, answer=0.001 * (i + second),
+                                      bye=0.002 * i, call=0.003 + i / 100))
+        one = whole.snapshot(float(second), active=0, retransmissions=0, cpu=0.0,
+                             wall=float(second), loop_lag=0.0, target_rate=1.0, codes={})
+        snap = close(pieces, float(second))
+        assert snap.histograms == {} and pieces.encoding
+        with pytest.raises(RuntimeError):
+            close(pieces, 9.0)
+        pieces.call_ended(record(9, Result.SUCCESS, answer=5.0))  # the next interval's
+        steps = 1
+        while not pieces.encode_piece(snap):
+            steps += 1
+        assert steps == 3 and not pieces.encoding
+        late = close(pieces, second + 0.5)
+        while not pieces.encode_piece(late):
+            pass
+        assert list(late.histograms) == ["answer"]
+        assert snap.to_dict() == one.to_dict()
+        current = {id(h) for m in (pieces._hist, pieces._spare) if m is not None
+                   for h in m.by_mark.values()}
+        if second >= 2:
+            assert current == made, "a histogram was made anew"
+        made = current
 
 
 def test_overload_is_started_dropped_and_failed() -> None:

@@ -8,7 +8,8 @@ Theory of operation
    and the wire trace (if any) keeps or drops its messages.
 2. A snapshot is due every ``every`` seconds (:attr:`RunOutput.next_snapshot`); the
    shell gathers the figures and :meth:`RunOutput.emit` hands it over after the pending
-   batches.
+   batches (or in two steps: :meth:`RunOutput.closed` when the interval closes, the
+   batches at once; :meth:`RunOutput.hand_over` once its histograms are encoded).
 3. :meth:`RunOutput.flush` hands the kept traces over before the record batch: a
    worker acknowledged for a batch has sent the traces of its calls.
 4. At the end, a last snapshot is owed when anything counted since the previous one
@@ -49,8 +50,17 @@ class RunOutput:
 
     def emit(self, now: float, snap: Snapshot) -> None:
         """Hand ``snap`` over after the pending batches; the next is due a period on."""
+        self.closed(now)
+        self.on_snapshot(snap)
+
+    def closed(self, now: float) -> None:
+        """An interval closed at ``now``: the pending batches go, the next snapshot is due
+        a period on; this one follows once encoded (:meth:`hand_over`)."""
         self.next_snapshot = now + self.every
         self.flush()
+
+    def hand_over(self, snap: Snapshot) -> None:
+        """The snapshot of the interval last :meth:`closed`, its histograms encoded."""
         self.on_snapshot(snap)
 
     def flush(self) -> None:

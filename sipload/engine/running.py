@@ -8,6 +8,13 @@ to the runner (or the responder); after each batch the ended calls go out and me
 catches up; its deadline is the earliest of the runner's timers, the next call start,
 the next snapshot and the end of the run; its tick runs them and settles ``done`` when
 the :class:`~sipload.engine.stopping.Drain` says the run is over.
+
+A snapshot goes in pieces: when one is due, the interval closes at once (its counts,
+the ended calls' records handed over) and its mark histograms, ~0.1 ms each to encode
+(0.5 ms for a basic call's five), are encoded one at a time where one fits before the
+next call start (:data:`PIECE_ROOM`, asked of :meth:`CallStarter.room`), right after
+starts; the snapshot is handed over once all are.  In one go, the encodings held the
+next start up to 0.4 ms at 1,875 calls/s.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from sipload.engine.stopping import Drain
 from sipload.engine.wiretrace import WireTrace
 from sipload.pump import Pump
 from sipload.scenario.interpreter import Runner
+from sipload.stats.interval import Snapshot
 from sipload.stats.records import CallRecord, Result
 from sipload.transport import TransportSet
 from sipload.ua.agent import UserAgent
@@ -33,6 +41,14 @@ from sipload.ua.events import Event
 from sipload.ua.responder import DefaultUAS
 
 INF = float("inf")
+
+PIECE_ROOM = 0.0003
+"""A snapshot's histogram (~0.1 ms to encode) is encoded only this long or more before
+the next call start; the rest wait for the next start, right after which they run."""
+
+PIECE_LIMIT = 0.05
+"""A snapshot closed this long ago encodes a histogram after each start even without
+:data:`PIECE_ROOM` (rates where no gap between starts is that long)."""
 
 
 def cpu() -> float:
@@ -83,6 +99,8 @@ class Running:
                                                  runner.call_number_of, transports,
                                                  time.time() - self.now(), sources)
                 pump.tap = trace.tap
+        self.snap: Snapshot | None = None  #: a closed interval's, its histograms encoding
+        self.snap_since = 0.0  #: when it closed (run-relative)
         self.counts.begin(cpu(), time.monotonic())
         self.done: asyncio.Future[None] = loop.create_future()
         pump.rearm()
@@ -170,13 +188,18 @@ class Running:
     # ------------------------------------------------------------------ output
 
     def snapshot_if_due(self, now: float) -> None:
-        due = self.output.next_snapshot
-        if now >= due and (self.starter is None or not self.starter.holds(due)):
-            self._snapshot(now)
+        """Close the interval when a snapshot is due, then encode its histograms, each
+        where it fits before the next call start (module docstring)."""
+        if self.snap is None:
+            due = self.output.next_snapshot
+            if now < due or (self.starter is not None and self.starter.holds(due)):
+                return
+            self._close(now)
+        self._encode_pieces(self.now() - self.snap_since >= PIECE_LIMIT)
 
-    def _snapshot(self, now: float) -> None:
+    def _close(self, now: float) -> None:
         pump, runner, media = self.pump, self.runner, self.media
-        snap = self.counts.snapshot(
+        snap = self.counts.close(
             now, active=self.active, retransmissions=self.ua.retransmissions, cpu=cpu(),
             wall=time.monotonic(), loop_lag=pump.lag,
             target_rate=self.starter.target_rate(now) if self.starter is not None else 0.0,
@@ -185,13 +208,41 @@ class Running:
             snap.media = media.figures(runner, self.counts.media)
         snap.connections = self.sockets.connection_figures(self.transports)
         pump.lag = 0.0
-        self.output.emit(now, snap)
+        self.output.closed(now)
+        self.snap = snap
+        self.snap_since = now
+
+    def _encode_pieces(self, forced: bool) -> None:
+        """Encode the closed interval's histograms while each fits before the next call
+        start (:data:`PIECE_ROOM`; one regardless when ``forced``); hand the snapshot
+        over once all are."""
+        snap, starter, counts = self.snap, self.starter, self.counts
+        while snap is not None:
+            if not forced and starter is not None and not starter.room(PIECE_ROOM):
+                return
+            forced = False
+            if counts.encode_piece(snap):
+                self.snap = None
+                self.output.hand_over(snap)
+                return
 
     def close_output(self) -> None:
-        """The last snapshot where one is owed, else the last batches."""
+        """The snapshot still encoding, then the last one where one is owed, else the last
+        batches."""
         runner = self.runner
+        self._finish_snapshot()
         if self.output.owes(self.ua.retransmissions,
                             runner is not None and bool(runner.codes_received)):
-            self._snapshot(self.now())
+            self._close(self.now())
+            self._finish_snapshot()
         else:
             self.output.flush()
+
+    def _finish_snapshot(self) -> None:
+        """Encode what is left of the closed interval's histograms and hand it over."""
+        snap = self.snap
+        if snap is not None:
+            while not self.counts.encode_piece(snap):
+                pass
+            self.snap = None
+            self.output.hand_over(snap)

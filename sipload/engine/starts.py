@@ -22,7 +22,9 @@ Theory of operation
    each event is delivered (:attr:`Pump.urgent`, :meth:`CallStarter.due_check`), and a
    due start is released there, as if its timer had fired.
 6. Work that may wait (a snapshot) yields to a start due within :data:`SNAPSHOT_SLACK`
-   of it (:meth:`CallStarter.holds`), and runs right after that start instead.
+   of it (:meth:`CallStarter.holds`), and runs right after that start instead; work in
+   pieces (a snapshot's histograms) asks whether a piece fits before the next start
+   (:meth:`CallStarter.room`).
 """
 
 from __future__ import annotations
@@ -152,6 +154,14 @@ class CallStarter:
             return False
         release = self.admission.next_release()
         return release is not None and release < when + SNAPSHOT_SLACK
+
+    def room(self, need: float) -> bool:
+        """Whether work of ``need`` seconds fits before the next call start (rule 6): true
+        without a precise timer, before the schedule begins, and when none is left."""
+        if self.timer is None or not self.begun:
+            return True
+        release = self.admission.next_release()
+        return release is None or release - self.now() >= need
 
     def scheduled_all(self) -> bool:
         """Whether every call of the schedule has been taken (started or not)."""

@@ -122,6 +122,14 @@ class MarkHistograms:
         """Compact text form (base64 of HdrHistogram's compressed encoding)."""
         return {m: encode_histogram(h) for m, h in self.by_mark.items() if h.get_total_count()}
 
+    def recorded(self) -> list[str]:
+        """The marks with a value, in :meth:`encode`'s order."""
+        return [m for m, h in self.by_mark.items() if h.get_total_count()]
+
+    def encode_one(self, mark: str) -> str:
+        """:meth:`encode`'s text of one mark (~0.1 ms for a second's values)."""
+        return encode_histogram(self.by_mark[mark])
+
     @staticmethod
     def decode(data: dict[str, str]) -> MarkHistograms:
         out = MarkHistograms()

@@ -21,6 +21,11 @@ Rules
    (:class:`MediaIntervals`); the shell adds the packet totals at the snapshot.
 6. CPU is a share of one core over the interval: CPU seconds spent / wall seconds
    passed, both as the shell measured them at this and the previous snapshot.
+7. A snapshot may be taken in pieces: :meth:`IntervalAccountant.close` ends the interval
+   at once (its counts, and its mark histograms set aside; the next interval records
+   into a second set), and :meth:`IntervalAccountant.encode_piece` encodes one
+   histogram of it a call (~0.1 ms each), so that the shell can fit them between call
+   starts.  :meth:`IntervalAccountant.snapshot` does both in one go.
 """
 
 from __future__ import annotations
@@ -99,6 +104,12 @@ class IntervalAccountant:
         self._i_failures: dict[str, int] = {}
         self._retrans_base = 0
         self._hist = MarkHistograms()
+        #: the closed interval's histograms while they are encoded (rule 7), else None
+        self._closed: MarkHistograms | None = None
+        #: emptied histograms the next interval records into (never made anew: a new
+        #: HdrHistogram is a reference cycle, and workers run without the collector)
+        self._spare: MarkHistograms | None = MarkHistograms()
+        self._to_encode: list[str] = []  #: marks of ``_closed`` not yet encoded
         #: the interval's RTP: the shell adds the packet totals at each snapshot
         self.media = MediaIntervals()
         self._cpu_base = cpu
@@ -163,7 +174,20 @@ class IntervalAccountant:
     def snapshot(self, now: float, *, active: int, retransmissions: int, cpu: float,
                  wall: float, loop_lag: float, target_rate: float,
                  codes: dict[str, int]) -> Snapshot:
-        """Close the interval at ``now`` and start the next (rules 2, 6).
+        """Close the interval at ``now`` and start the next (rules 2, 6); the snapshot
+        with its histograms encoded (:meth:`close` and every :meth:`encode_piece`)."""
+        snap = self.close(now, active=active, retransmissions=retransmissions, cpu=cpu,
+                          wall=wall, loop_lag=loop_lag, target_rate=target_rate,
+                          codes=codes)
+        while not self.encode_piece(snap):
+            pass
+        return snap
+
+    def close(self, now: float, *, active: int, retransmissions: int, cpu: float,
+              wall: float, loop_lag: float, target_rate: float,
+              codes: dict[str, int]) -> Snapshot:
+        """Close the interval at ``now`` and start the next (rules 2, 6, 7): the snapshot,
+        its histograms still to encode with :meth:`encode_piece`.
 
         Args:
             now: the run-relative time of the snapshot.
@@ -174,7 +198,13 @@ class IntervalAccountant:
             loop_lag: the most a timer fired late in the interval, seconds.
             target_rate: the rate calls are being started at (0: not starting).
             codes: response codes received in the interval, by code.
+
+        Raises:
+            RuntimeError: the previous snapshot's histograms are not all encoded.
         """
+        spare = self._spare
+        if spare is None:
+            raise RuntimeError("the previous interval's histograms are still to encode")
         span = max(wall - self._wall_base, 1e-6)
         share = (cpu - self._cpu_base) / span
         self._cpu_base = cpu
@@ -185,11 +215,35 @@ class IntervalAccountant:
             late=self._i_late, dropped=self._i_dropped,
             retransmissions=retransmissions - self._retrans_base,
             loop_lag_ms=loop_lag * 1000.0, cpu=share, target_rate=target_rate,
-            histograms=self._hist.encode(), failures=self._i_failures, codes=codes,
+            histograms={}, failures=self._i_failures, codes=codes,
         )
         self._retrans_base = retransmissions
         self._i_started = self._i_succeeded = self._i_failed = 0
         self._i_late = self._i_dropped = 0
         self._i_failures = {}
-        self._hist.reset()
+        closed = self._closed = self._hist
+        self._hist = spare
+        self._spare = None
+        self._to_encode = closed.recorded()
         return snap
+
+    def encode_piece(self, snap: Snapshot) -> bool:
+        """Encode one more histogram of the closed interval into ``snap`` (rule 7);
+        whether all are (then its histograms are emptied for a later interval)."""
+        closed = self._closed
+        if closed is None:
+            return True
+        if self._to_encode:
+            mark = self._to_encode.pop(0)
+            snap.histograms[mark] = closed.encode_one(mark)
+        if self._to_encode:
+            return False
+        closed.reset()
+        self._spare = closed
+        self._closed = None
+        return True
+
+    @property
+    def encoding(self) -> bool:
+        """Whether a closed interval's histograms are still to encode (rule 7)."""
+        return self._closed is not None
