@@ -22,7 +22,9 @@ Theory of operation:
    worker reads its orders to the end of its pipe, which would never come.
 4. Buffered output is flushed before the fork (it would be written twice); SIGINT
    is ignored in the child (as :func:`sipload.cluster.run.spawn_child` has it).
-5. :class:`ForkedChild` answers what :class:`sipload.cluster.run.Child` asks of a
+5. A forked child keeps the coordinator's command line (``ps`` shows both as
+   ``sipload run ...``); its parent pid tells them apart.
+6. :class:`ForkedChild` answers what :class:`sipload.cluster.run.Child` asks of a
    ``subprocess.Popen``: ``pid``, ``stdin``, ``poll``, ``wait`` (raising
    ``subprocess.TimeoutExpired``), ``terminate``, ``kill``.
 """
