@@ -367,6 +367,29 @@ def test_strict_routing_request() -> None:
     assert [str(r.uri) for r in again.routes][-1] == "sip:user@remoteua"
 
 
+@pytest.mark.parametrize("rr", [
+    (),
+    ("<sip:p2.example.com;lr>", "<sip:p1.example.com;lr>"),
+    ("<sip:proxy4>", "<sip:proxy3;lr>", "<sip:proxy2>", "<sip:proxy1;transport=tcp;method=X>"),
+], ids=["no-routes", "loose", "strict"])
+def test_ack_bytes_are_create_requests_ack_serialized(rr: tuple[str, ...]) -> None:
+    """The ACK written as text is byte for byte the one built as a Request, its Via put
+    on top; hop_text is what next_hop looks up (first Route, else the Request-URI).
+    Again after a target refresh."""
+    d = uac_dialog(req(INVITE_SENT), response(200, rr=rr))
+    via = "SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bKa1;rport"
+    for contact in ("<sip:bob@192.0.2.4>", "<sip:bob@192.0.2.99:5080;transport=udp>"):
+        d.receive_response(response(200, contact=contact, cseq="314160 UPDATE"))
+        built = d.create_request("ACK", cseq=314159)
+        first_route = built.get("route")
+        built.prepend_header("Via", via)
+        assert d.ack_bytes(314159, via) == built.to_bytes()
+        assert d.hop_text() == (first_route if first_route is not None else built.uri_text)
+    assert d.local_seq == 314159  # an ACK takes no number of its own
+    with pytest.raises(LocalProtocolError):
+        d.ack_bytes(2**31, via)
+
+
 def test_requests_do_not_share_state_with_the_dialog() -> None:
     d = confirmed_uac()
     bye = d.create_request("BYE")

@@ -6,8 +6,10 @@ import itertools
 
 import pytest
 
+from sipload.sip.build import make_response
 from sipload.sip.digest import DigestServer, parse_credentials
 from sipload.sip.errors import LocalProtocolError, ParseError
+from sipload.sip.message import Request
 from sipload.sip.parser import parse_message
 from sipload.ua.events import Event, EventType
 from tests.uapair import Pair, taking
@@ -61,6 +63,67 @@ def established_call(p: Pair) -> tuple[int, Event, Event]:
     p.transfer()
     p.events(p.bob)
     return cid, incoming, answered
+
+
+def test_default_ack_is_the_built_ack_byte_for_byte() -> None:
+    """call_send_ack(did) writes the ACK from the dialog's cached text: the same bytes
+    as the ACK built (call_build_ack) and sent, branch included; call_send_default_ack
+    says which branch and CSeq it carried."""
+    sent: list[bytes] = []
+    for how in ("built", "default", "returned"):
+        p = Pair()
+        _, incoming = start_call(p)
+        answered = answer_call(p, incoming)
+        if how == "built":
+            p.alice.call_send_ack(answered.did, p.alice.call_build_ack(answered.did), now=p.now)
+        elif how == "default":
+            p.alice.call_send_ack(answered.did, now=p.now)
+        else:
+            branch, seq = p.alice.call_send_default_ack(answered.did, now=p.now)
+            assert f";branch={branch};".encode() in sent[0]
+            assert f"CSeq: {seq} ACK".encode() in sent[0]
+        out = p.alice.outgoing()
+        assert len(out) == 1 and out[0][1] == ("udp", "127.0.0.1", 5072)
+        sent.append(out[0][0])
+    assert sent[0].startswith(b"ACK ") and sent[1] == sent[0] and sent[2] == sent[0]
+
+
+def test_responses_match_whether_or_not_the_uas_stamps_our_via() -> None:
+    """A UAS that echoes our Via as written (SIPp) and one that stamps it or writes it
+    anew get the same answers matched to the same transaction (the first without
+    parsing that Via); a response with our branch but another From tag is still
+    refused."""
+    alice_peer = ("udp", "127.0.0.1", 5072)
+    for how in ("echoed", "stamped", "reordered"):
+        p = Pair()
+        taken: list[bytes] = []
+        p.drop_to_bob = taking(b"INVITE", taken)
+        invite = p.alice.call_build_initial_invite("<sip:bob@127.0.0.1:5072>",
+                                                   "<sip:alice@127.0.0.1:5071>")
+        cid = p.alice.call_send_initial_invite(invite, now=p.now)
+        p.transfer()
+        sent = parse_message(taken[0])
+        ours = sent.get("via")
+        assert ours is not None and ours.endswith(";rport")
+        via = {"echoed": ours, "stamped": f"{ours}=5071;received=127.0.0.1",
+               "reordered": f"{ours[:ours.index(';')]};rport;{ours[ours.index(';') + 1:-6]}"}[how]
+
+        def answer(status: int, from_tag: str = "", *, sent: Request = sent,
+                   via: str = via) -> bytes:
+            r = make_response(sent, status, to_tag="b1",
+                              extra=[("Contact", "<sip:bob@127.0.0.1:5072>")])
+            r.replace_first("via", via)
+            if from_tag:
+                r.replace_first("from", f"<sip:alice@127.0.0.1:5071>;tag={from_tag}")
+            return r.to_bytes()
+
+        p.alice.receive(answer(180, "not-ours"), alice_peer, p.now)
+        assert p.types(p.events(p.alice)) == [E.BAD_MESSAGE]
+        p.alice.receive(answer(180), alice_peer, p.now)
+        p.alice.receive(answer(200), alice_peer, p.now)
+        evs = p.events(p.alice)
+        assert p.types(evs) == [E.CALL_RINGING, E.CALL_ANSWERED], how
+        assert all(e.cid == cid for e in evs)
 
 
 def test_basic_call_invite_180_200_ack_bye() -> None:

@@ -185,6 +185,13 @@ class Sender:
             elif m == "ACK":
                 if not leg.did:
                     raise LocalProtocolError("ACK before any 2xx")
+                if not step.headers and step.body is None and ctype is None:
+                    branch, seq = ua.call_send_default_ack(leg.did, now)  # nothing to change
+                    inst.vars["branch"] = branch
+                    inst.vars["cseq"] = str(seq)
+                    self.log_out(inst, m, now, queued, step)
+                    mark_timers(inst, step.start_timer, step.stop_timer, now)
+                    return None
                 req = ua.call_build_ack(leg.did)
                 body, ct = self.body(inst, leg, step.body, ctype, values)
                 apply_overrides(req, step.headers, body, ct, values)

@@ -350,6 +350,42 @@ class Dialog:
                        target_text)
         return to_text, from_text, target_text
 
+    def ack_bytes(self, number: int, via: str) -> bytes:
+        """``create_request("ACK", cseq=number)`` with ``via`` as its top Via, serialized:
+        the same bytes, written as text (SIPp's way) rather than through a
+        :class:`Request` (the UA's own ACK for a 2xx needs only its bytes).  Nothing is
+        kept: a dialog writes one ACK per INVITE, and a held call's memory counts.
+
+        Raises:
+            LocalProtocolError: ``number`` is out of range (§8.1.1.5).
+        """
+        if not 0 <= number <= MAX_CSEQ:
+            raise LocalProtocolError(f"CSeq number {number} out of range (§8.1.1.5)")
+        to_text, from_text, target = self._texts_now()
+        routes = self.route_set
+        lines = ""
+        if routes:
+            if _is_loose(routes[0].uri):
+                lines = "".join(f"Route: {r}\r\n" for r in routes)
+            else:
+                target = str(_as_request_uri(routes[0].uri))
+                lines = "".join(f"Route: {r}\r\n" for r in routes[1:])
+                lines += f"Route: <{self.remote_target}>\r\n"
+        return (f"ACK {target} SIP/2.0\r\nVia: {via}\r\n{lines}Max-Forwards: "
+                f"{_MAX_FORWARDS_TEXT}\r\nTo: {to_text}\r\nFrom: {from_text}\r\n"
+                f"Call-ID: {self.call_id}\r\nCSeq: {number} ACK\r\n"
+                "Content-Length: 0\r\n\r\n").encode("utf-8", "surrogateescape")
+
+    def hop_text(self) -> str:
+        """What decides where :meth:`create_request`'s requests go: the text of their first
+        Route, or their Request-URI when they carry no Route (RFC 3261 §8.1.2)."""
+        routes = self.route_set
+        if not routes:
+            return self._texts_now()[2]
+        if _is_loose(routes[0].uri):
+            return str(routes[0])
+        return str(routes[1]) if len(routes) > 1 else f"<{self.remote_target}>"
+
     def receive_response(self, resp: Response) -> None:
         """Apply a response to a request this side sent in the dialog.
 
@@ -397,6 +433,7 @@ class Dialog:
             if method == "INVITE":
                 self.invite_client_pending = False
                 self._on(DialogEvent.CONFIRM)
+                self._target_src = None  # a held call keeps no text it will not compare
             elif method == "BYE":
                 self._on(DialogEvent.BYE)
             return

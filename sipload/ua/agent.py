@@ -65,7 +65,7 @@ from sipload.ua.core import (
 from sipload.ua.events import Event, EventType
 from sipload.ua.failover import first_hops, send_located
 from sipload.ua.ids import IdGenerator
-from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel
+from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel, send_dialog_ack
 from sipload.ua.routing import build_initial, next_hop
 from sipload.ua.state import (
     Call,
@@ -369,7 +369,16 @@ class UserAgent:
         """Send the ACK for the 2xx of dialog ``did`` (kept and re-sent on 2xx retransmission)."""
         self._now(now)
         cd = self.state.dialog(did)
-        send_ack(self.state, cd, ack if ack is not None else build_ack(self.state, cd))
+        if ack is None:
+            send_dialog_ack(self.state, cd)
+        else:
+            send_ack(self.state, cd, ack)
+
+    def call_send_default_ack(self, did: int, now: float | None = None) -> tuple[str, int]:
+        """``call_send_ack(did)`` (the default ACK, written without a :class:`Request`);
+        returns the ACK's branch and CSeq number."""
+        self._now(now)
+        return send_dialog_ack(self.state, self.state.dialog(did))
 
     def call_build_request(self, did: int, method: str) -> Request:
         """A request inside dialog ``did`` (INFO, UPDATE, REFER, NOTIFY, re-INVITE, any)."""

@@ -10,7 +10,7 @@ from sipload.sip.build import make_cancel
 from sipload.sip.message import Request
 from sipload.ua.callstate import CallInput, public_state, step
 from sipload.ua.core import dlg_request, send_request, start_client_tx
-from sipload.ua.routing import add_via, next_hop
+from sipload.ua.routing import add_via, next_hop, via_text
 from sipload.ua.state import Call, CallDialog, CallState, Purpose, UAState
 
 
@@ -19,6 +19,25 @@ def build_ack(s: UAState, cd: CallDialog) -> Request:
     call = s.calls[cd.cid]
     seq = s.reinvite_cseq.get(cd.did, call.invite_cseq)
     return dlg_request(cd, "ACK", cseq=seq)
+
+
+def send_dialog_ack(s: UAState, cd: CallDialog) -> tuple[str, int]:
+    """:func:`send_ack` of :func:`build_ack`, the bytes written from the dialog's cached
+    text (no :class:`Request` built, no Via parsed); returns the ACK's branch and CSeq
+    number.  The first ACK towards a hop not yet resolved goes the long way."""
+    call = s.calls[cd.cid]
+    seq = s.reinvite_cseq.get(cd.did, call.invite_cseq)
+    peer = s.hops.get(cd.dialog.hop_text())
+    if peer is None:  # resolved (and cached) by next_hop, from a parsed request
+        ack = dlg_request(cd, "ACK", cseq=seq)
+        send_ack(s, cd, ack)
+        return ack.via.branch or "", seq
+    local = s.local_of(cd.cid)
+    via, branch = via_text(s, local)
+    data = cd.dialog.ack_bytes(seq, via)
+    cd.ack = data
+    s.queue(data, peer, local)
+    return branch, seq
 
 
 def send_ack(s: UAState, cd: CallDialog, ack: Request) -> None:

@@ -61,6 +61,14 @@ def address(s: UAState, text: str) -> tuple[str, str]:
     return hit
 
 
+def via_text(s: UAState, local: int = 0) -> tuple[str, str]:
+    """Our Via with a fresh branch (rule 2) over the UA's transport, and that branch: for
+    bytes written from text (no parsed Via wanted).  ``local`` as for :func:`add_via`."""
+    branch = s.ids.branch()
+    hostport = s.locals[local][0] if local else s.hostport
+    return f"SIP/2.0/{s.config.transport.upper()} {hostport};branch={branch};rport", branch
+
+
 def add_via(s: UAState, req: Request, transport: str = "", local: int = 0) -> str:
     """Put our Via with a fresh branch on top of ``req`` (rule 2); returns the branch.
     ``transport``: the one the request goes over, when not the UA's own; ``local``: the

@@ -30,7 +30,7 @@ from sipload.ua.core import add_dialog, arm_dialog, dlg_request, drop_tx, emit, 
 from sipload.ua.eventmap import call_failure_event, message_event
 from sipload.ua.events import EventType
 from sipload.ua.failover import fail_over, moved_on_503
-from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel, send_prack
+from sipload.ua.outbound import send_ack, send_bye, send_cancel, send_dialog_ack, send_prack
 from sipload.ua.registration import on_register_response
 from sipload.ua.state import Call, CallDialog, Peer, Purpose, TxRecord, UAState
 
@@ -39,7 +39,9 @@ def on_response(s: UAState, resp: Response, now: float) -> None:
     """A response from the network (rules 1, 2)."""
     if resp.via_count() != 1:
         return  # §8.1.3.3: a response with more than one Via is not for us
-    rec = s.client.get(client_key(resp))
+    rec = _sent_via_match(s, resp)
+    if rec is None:
+        rec = s.client.get(client_key(resp))
     if rec is None:
         if 200 <= resp.status < 300 and resp.cseq.method == "INVITE":
             cd = s.dlg_by_id.get(dialog_id_of_response(resp))
@@ -79,6 +81,31 @@ def on_response(s: UAState, resp: Response, now: float) -> None:
         return
     else:
         _on_dialog_response(s, rec, passed, now)
+
+
+def _sent_via_match(s: UAState, resp: Response) -> TxRecord | None:
+    """The client transaction whose request's top Via ``resp`` echoes as it was written
+    (a UAS that stamps nothing on it), found without parsing that Via: the same one
+    :func:`client_key` finds (the branch is the text after ``;branch=``, as the parser
+    reads our own Via).  None when that is not so: then the Via is parsed."""
+    top = resp.get("via")
+    if top is None:
+        return None
+    i = top.find(";branch=")
+    if i < 0:
+        return None
+    j = top.find(";", i + 8)
+    try:
+        method = resp.cseq.method
+    except ParseError:
+        return None  # client_key says what is wrong, the Via first
+    rec = s.client.get((top[i + 8:] if j < 0 else top[i + 8:j], method))
+    if rec is None:
+        return None
+    tx = rec.tx
+    if tx.slimmed or tx.request.get("via") != top:
+        return None
+    return rec
 
 
 def _on_invite_response(s: UAState, rec: TxRecord, resp: Response, now: float) -> None:
@@ -133,13 +160,13 @@ def _on_invite_response(s: UAState, rec: TxRecord, resp: Response, now: float) -
         action = step(call, CallInput.ANSWERED)
         call.invite = None  # the transaction keeps it while it matters; save the memory
         if action == CallAction.ACK_AND_BYE:
-            send_ack(s, cd, build_ack(s, cd))
+            send_dialog_ack(s, cd)
             send_bye(s, call, cd, now)  # answered after we asked to end the call
             return
         if action != CallAction.REPORT_ANSWER:
             return
         if s.config.auto_ack:
-            send_ack(s, cd, build_ack(s, cd))
+            send_dialog_ack(s, cd)
         emit(s, EventType.CALL_ANSWERED, now, cid=call.cid, did=cd.did, tid=rec.tid,
              request=rec.tx.request, response=resp)
         return
