@@ -72,6 +72,7 @@ class Pacer:
         self.start = start
         self.scheduled = 0
         self._next = start
+        self._after: float | None = None  #: the start after the next, once drawn
 
     def begin(self, at: float) -> None:
         """Move the whole schedule to start at ``at`` (before the first :meth:`take`)."""
@@ -79,6 +80,7 @@ class Pacer:
             raise ValueError("the schedule has started")
         self.start = at
         self._next = at
+        self._after = None
 
     def rate_at(self, t: float) -> float:
         rate = self.base_rate
@@ -96,6 +98,8 @@ class Pacer:
         new = self.rate_at(now)
         if self._next > now and old > 0:
             self._next = now + (self._next - now) * old / new
+        if self._after is not None and self._after > now and old > 0:
+            self._after = now + (self._after - now) * old / new
 
     def peek(self) -> float | None:
         """The next intended start, or None when the run has scheduled everything."""
@@ -105,16 +109,33 @@ class Pacer:
             return None
         return self._next
 
+    def peek_after(self) -> float | None:
+        """The intended start after the next, or None (drawn now, in the order
+        :meth:`take` would draw it, and kept for it: the schedule is the same)."""
+        if self.peek() is None or (self.calls is not None
+                                   and self.scheduled + 1 >= self.calls):
+            return None
+        after = self._after
+        if after is None:
+            after = self._after = self._following(self._next)
+        if self.duration is not None and after >= self.start + self.duration:
+            return None
+        return after
+
     def take(self) -> float:
         """Consume the next intended start (call :meth:`peek` first)."""
         t = self._next
         self.scheduled += 1
+        after = self._after
+        self._after = None
+        self._next = self._following(t) if after is None else after
+        return t
+
+    def _following(self, t: float) -> float:
         rate = self.rate_at(t)
         if self.arrival == "poisson" and self.rng is not None:
-            self._next = t + self.rng.expovariate(rate)
-        else:
-            self._next = t + 1.0 / rate
-        return t
+            return t + self.rng.expovariate(rate)
+        return t + 1.0 / rate
 
 
 class CallStart:

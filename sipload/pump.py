@@ -56,6 +56,9 @@ from sipload.ua.events import Event
 
 INF = float("inf")
 
+WAIT_MAX = 0.002
+"""The longest :meth:`Pump.write_at` waits in all for its messages' instants."""
+
 
 class SansIOAgent(Protocol):
     """What the pump needs of a user agent (:class:`~sipload.ua.agent.UserAgent`)."""
@@ -213,6 +216,40 @@ class Pump:
         if after is not None:
             after()
         self.rearm()
+
+    def write_at(self, whens: list[float]) -> None:
+        """Write the UA's queue, its message ``i`` not before ``time.monotonic()``
+        ``whens[i]`` (a busy wait, of :data:`WAIT_MAX` at most in all), the stamps handed
+        over together; then :meth:`flush`.  A queue of another length than ``whens``, or
+        messages leaving from several addresses, are written at once.  (Call starts
+        built ahead, :meth:`CallStarter.start_cluster
+        <sipload.engine.starts.CallStarter.start_cluster>`.)"""
+        if self.closed:
+            return
+        out = self.ua.outgoing() if self.send_from is None else []
+        if out:
+            send_many = self.transports.send_many
+            t0 = self.t0
+            if len(out) == len(whens):
+                clock = time.monotonic
+                give_up = clock() + WAIT_MAX
+                raw: list[float] = []
+                for item, when in zip(out, whens, strict=True):
+                    if when > give_up:
+                        when = give_up
+                    while clock() < when:
+                        pass
+                    raw.extend(send_many([item]))
+            else:
+                raw = send_many(out)
+            stamps = [s - t0 for s in raw]
+            tap = self.tap
+            if tap is not None:
+                for i, (data, peer) in enumerate(out):
+                    tap(stamps[i], "out", peer, data, 0)
+            if self.on_sent is not None:
+                self.on_sent(stamps)
+        self.flush()
 
     def _write_from(self) -> list[tuple[bytes, Peer]]:
         """Rule 1's write, each message from its own local address (:attr:`send_from`);

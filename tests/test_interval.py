@@ -240,6 +240,39 @@ def test_admission_poisson_takes_the_pacers_times() -> None:
     assert got == want
 
 
+@given(st.lists(st.sampled_from(["take", "peek_after", "set_rate"]), max_size=40),
+       st.sampled_from(["uniform", "poisson"]), st.sampled_from([None, 0.3]))
+def test_peeking_the_start_after_next_keeps_the_schedule(
+        ops: list[str], arrival: str, duration: float | None) -> None:
+    """peek_after() gives the start the next take() after this one returns, and peeking
+    changes no start (set_rate included: both drawn starts are rescaled)."""
+    def pacer() -> Pacer:
+        return Pacer(50.0, calls=None if duration else 12, duration=duration,
+                     arrival=arrival, rng=random.Random(3))
+    peeked, plain = pacer(), pacer()
+    got: list[float] = []
+    want: list[float] = []
+    now = 0.0
+    for op in ops:
+        if op == "set_rate":
+            now += 0.001
+            peeked.set_rate(80.0, now)
+            plain.set_rate(80.0, now)
+        elif op == "peek_after":
+            after = peeked.peek_after()
+            if peeked.peek() is not None:
+                peeked.take()
+                got.append(peeked.peek() if peeked.peek() is not None else -1.0)
+                assert after == (peeked.peek() if peeked.peek() is not None else None)
+            if plain.peek() is not None:
+                plain.take()
+                want.append(plain.peek() if plain.peek() is not None else -1.0)
+        elif peeked.peek() is not None:
+            got.append(peeked.take())
+            want.append(plain.take())
+    assert got == pytest.approx(want, abs=1e-12)
+
+
 def test_record_us_files_values_as_hdrh_does() -> None:
     """MarkHistograms records through record_us (one function for hdrh's four): every
     bucket edge and random values land in the same buckets, with the same count,
