@@ -35,6 +35,7 @@ from sipload.media import g711
 from sipload.media.table import MediaTable
 from sipload.stats.histograms import (
     HIGHEST_US,
+    decode_histogram,
     encode_histogram,
     new_histogram,
     reset_histogram,
@@ -218,7 +219,7 @@ def merge_send_figures(figures: list[dict[str, Any]]) -> dict[str, Any]:
     if late:
         hist = _merged_late()
         for encoded in late:
-            hist.decode_and_add(encoded)
+            hist.add(decode_histogram(encoded))
         out["late_us"] = encode_histogram(hist)
         reset_histogram(hist)
     return out

@@ -204,13 +204,17 @@ class Running:
             wall=time.monotonic(), loop_lag=pump.lag,
             target_rate=self.starter.target_rate(now) if self.starter is not None else 0.0,
             codes=runner.take_codes() if runner is not None else {})
-        if runner is not None and media is not None:
-            snap.media = media.figures(runner, self.counts.media)
-        snap.connections = self.sockets.connection_figures(self.transports)
-        pump.lag = 0.0
-        self.output.closed(now)
+        # held at once: the accountant now waits for this snapshot's encoding, which
+        # must come whatever the figures below do (else no interval closes again)
         self.snap = snap
         self.snap_since = now
+        try:
+            if runner is not None and media is not None:
+                snap.media = media.figures(runner, self.counts.media)
+            snap.connections = self.sockets.connection_figures(self.transports)
+        finally:
+            pump.lag = 0.0
+            self.output.closed(now)
 
     def _encode_pieces(self, forced: bool) -> None:
         """Encode the closed interval's histograms while each fits before the next call

@@ -55,6 +55,12 @@ def encode_histogram(h: HdrHistogram) -> str:
     return base64.b64encode(h.encode()).decode("ascii")
 
 
+def decode_histogram(text: str) -> HdrHistogram:
+    """The histogram :func:`encode_histogram` wrote as ``text`` (its base64 undone
+    first: hdrh's own ``decode_and_add`` expects hdrh's text, not this one)."""
+    return HdrHistogram.decode(base64.b64decode(text))
+
+
 def reset_histogram(h: HdrHistogram) -> None:
     """Empty ``h`` in place, as ``HdrHistogram.reset`` does, without its Python loop
     over every bucket (tens of thousands)."""
@@ -134,7 +140,7 @@ class MarkHistograms:
     def decode(data: dict[str, str]) -> MarkHistograms:
         out = MarkHistograms()
         for mark, text in data.items():
-            h = HdrHistogram.decode(base64.b64decode(text))
+            h = decode_histogram(text)
             mine = new_histogram()
             mine.add(h)
             out.by_mark[mark] = mine
