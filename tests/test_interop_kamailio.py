@@ -8,7 +8,10 @@
   removes its own Route entry when it loose-routes).  Same for the callee's BYE.
 * ``ci/kamailio/registrar.cfg``: REGISTER with credentials is challenged (401) and
   then accepted (200 listing our contact); a wrong password ends in
-  REGISTRATION_FAILURE (403) after exactly two REGISTERs: no retry loop.
+  REGISTRATION_FAILURE (403) after exactly two REGISTERs: no retry loop.  With
+  INVITE authentication on, a call it challenges (407) is sent again with
+  Proxy-Authorization, and the ACK for its 2xx carries the same credentials
+  (RFC 3261 §13.2.2.4) through the proxy to the callee.
 """
 
 from __future__ import annotations
@@ -20,10 +23,17 @@ import pytest
 
 from sipload.runtime import UARuntime
 from sipload.sip.message import Request
+from sipload.sip.parser import parse_message
 from sipload.transport import Peer
 from sipload.ua.agent import UAConfig
 from sipload.ua.events import Event, EventType
-from tests.peers import LOOPBACK, REGISTRAR_REALM, kamailio_proxy, kamailio_registrar
+from tests.peers import (
+    LOOPBACK,
+    REGISTRAR_REALM,
+    REGISTRAR_USERS,
+    kamailio_proxy,
+    kamailio_registrar,
+)
 
 pytestmark = pytest.mark.peer
 
@@ -216,3 +226,71 @@ def test_registrar_wrong_password_fails_without_looping(alice: UARuntime) -> Non
         loops.quiet(1.0)  # nothing more goes out
     assert len(sent) == 2, [s.split(b"\r\n", 1)[0] for s in sent]
     assert not [e for e in loops.seen[id(alice)] if e.rid == rid], loops.seen
+
+
+def _sent_invites(rt: UARuntime) -> list[bytes]:
+    """Record every INVITE and ACK the runtime sends (see :func:`_count_registers`)."""
+    sent: list[bytes] = []
+    real_send_many = rt.transports.send_many
+
+    def send_many(out: list[tuple[bytes, Peer]]) -> list[float]:
+        sent.extend(data for data, _ in out if data.startswith((b"INVITE ", b"ACK ")))
+        return real_send_many(out)
+
+    rt.transports.send_many = send_many  # type: ignore[method-assign]
+    return sent
+
+
+def test_a_challenged_invites_ack_carries_its_credentials(
+        pair: tuple[UARuntime, UARuntime]) -> None:
+    """Kamailio challenges alice's INVITE (407); she sends it again with
+    Proxy-Authorization, bob (registered there) answers, and the ACK for the 2xx
+    reaches bob through the proxy with the same credentials (§13.2.2.4)."""
+    caller, callee = pair
+    sent = _sent_invites(caller)
+    loops = Loops(caller, callee)
+    with kamailio_registrar(invite_auth=True) as registrar:
+        port = registrar.port
+        bob = callee.ua
+        bob.add_authentication_info("bob", "bob", REGISTRAR_USERS["bob"], REGISTRAR_REALM)
+        rid, req = bob.register_build_initial_register(
+            f"sip:bob@{LOOPBACK}:{port}", f"sip:{LOOPBACK}:{port}", expires=600)
+        bob.register_send_register(rid, req)
+        ok = loops.wait(callee, lambda e: e.rid == rid and e.type in (
+            E.REGISTRATION_SUCCESS, E.REGISTRATION_FAILURE))
+        assert ok.type is E.REGISTRATION_SUCCESS, (ok.status, registrar.describe())
+
+        ua = caller.ua
+        ua.add_authentication_info("alice", "alice", REGISTRAR_USERS["alice"], REGISTRAR_REALM)
+        invite = ua.call_build_initial_invite(f"<sip:bob@{LOOPBACK}:{port}>",
+                                              f"<sip:alice@{LOOPBACK}:{port}>")
+        invite.set_body(SDP, "application/sdp")
+        cid = ua.call_send_initial_invite(invite)
+        incoming = loops.wait(callee, of_type(E.CALL_INVITE))
+        answer = callee.ua.call_build_answer(incoming.tid, 200)
+        answer.set_body(SDP, "application/sdp")
+        callee.ua.call_send_answer(incoming.tid, 200, answer)
+        answered = loops.wait(caller, lambda e: e.cid == cid and e.type is E.CALL_ANSWERED)
+        ua.call_send_ack(answered.did)
+        acked = loops.wait(callee, of_type(E.CALL_ACK))
+        ua.call_terminate(cid, answered.did)
+        loops.wait(caller, lambda e: e.cid == cid and e.type is E.CALL_RELEASED)
+
+    invites = [_request(d) for d in sent if d.startswith(b"INVITE ")]
+    assert len(invites) == 2, registrar.describe()  # challenged once (407), then let through
+    assert invites[0].get("proxy-authorization") is None
+    credentials = invites[1].get_all("proxy-authorization")
+    assert credentials and 'username="alice"' in credentials[0]
+    acks = [_request(d) for d in sent if d.startswith(b"ACK ")]
+    assert [a.cseq.seq for a in acks] == [1, 2]  # the 407's (no credentials), the 200's
+    assert acks[0].get("proxy-authorization") is None
+    assert acks[1].get_all("proxy-authorization") == credentials
+    assert acked.request is not None
+    _through_proxy(acked.request, port)
+    assert acked.request.get_all("proxy-authorization") == credentials
+
+
+def _request(data: bytes) -> Request:
+    msg = parse_message(data)
+    assert isinstance(msg, Request)
+    return msg

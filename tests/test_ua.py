@@ -366,6 +366,34 @@ def test_digest_challenge_answered_once() -> None:
     assert p.types(p.events(p.alice)) == [E.CALL_PROCEEDING, E.CALL_PROCEEDING]
 
 
+def test_ack_for_a_2xx_carries_the_invites_credentials() -> None:
+    """RFC 3261 §13.2.2.4: the ACK for the 2xx to an INVITE that answered a challenge
+    carries the same credentials (the ACK for the 401 carries none: §17.1.1.3)."""
+    p, server = _digest_pair("secret")
+    _cid, incoming = start_call(p)
+    resp = p.bob.call_build_answer(incoming.tid, 401)
+    resp.add_header("WWW-Authenticate", server.challenge(now=p.now).to_header())
+    p.bob.call_send_answer(incoming.tid, 401, resp, now=p.now)
+    p.transfer()
+    again = _one(p.events(p.bob), E.CALL_INVITE)
+    assert again.request is not None
+    sent = again.request.get("authorization")
+    assert sent
+    p.bob.call_send_answer(again.tid, 200, None, now=p.now)
+    p.transfer()
+    answered = _one(p.events(p.alice), E.CALL_ANSWERED)
+    assert p.alice.call_build_ack(answered.did).get_all("authorization") == [sent]
+    p.alice.call_send_ack(answered.did, now=p.now)
+    p.transfer()
+    acks = [parse_message(d) for who, d in p.wire if who == "alice" and d.startswith(b"ACK")]
+    assert [a.cseq.seq for a in acks] == [1, 2]
+    assert acks[0].get("authorization") is None
+    assert acks[1].get_all("authorization") == [sent]
+    p.alice.call_terminate(answered.cid, answered.did, now=p.now)
+    p.transfer()
+    assert not p.alice.state.ack_credentials  # forgotten with the call
+
+
 def test_digest_wrong_password_does_not_loop() -> None:
     p, server = _digest_pair("wrong")
     _cid, incoming = start_call(p)

@@ -14,6 +14,9 @@
 3. :func:`emit` queues an event with the call's reference and retransmission count.
 4. :func:`release` ends a call: every dialog terminated and forgotten, then
    CALL_RELEASED.  It is the only way a call leaves the tables.
+5. An INVITE or re-INVITE that carries credentials (a digest answer, or the
+   program's own header) has them kept by CSeq (:func:`note_credentials`) until its
+   call is released: the ACK for its 2xx repeats them (RFC 3261 §13.2.2.4).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def start_client_tx(
     did: int = 0, rid: int = 0, auth_realms: tuple[str, ...] = (), local: int = -1,
 ) -> int:
     """Run ``req`` (its Via already on) in a new client transaction towards ``peer``."""
+    if purpose is Purpose.INVITE or purpose is Purpose.REINVITE:
+        note_credentials(s, req, cid)
     tx = ClientTransaction(req, reliable=peer[0] != "udp", timers=s.config.timers, now=now)
     tid = s.new_id()
     rec = TxRecord(tid, tx, peer, purpose, cid, did, rid, auth_realms)
@@ -66,6 +71,31 @@ def start_client_tx(
     tx.start(now)
     flush(s, rec)
     return tid
+
+
+CREDENTIAL_HEADERS = (("authorization", "Authorization"),
+                      ("proxy-authorization", "Proxy-Authorization"))
+"""The header fields that carry credentials: (as looked up, as written)."""
+
+
+def note_credentials(s: UAState, invite: Request, cid: int) -> None:
+    """Keep the credentials ``invite`` carries (a digest answer, or the program's own)
+    for the ACK of its 2xx, which MUST carry the same (RFC 3261 §13.2.2.4)."""
+    found = [(name, value) for key, name in CREDENTIAL_HEADERS
+             for value in invite.get_all(key)]
+    by_seq = s.ack_credentials.get(cid)
+    if found:
+        if by_seq is None:
+            by_seq = s.ack_credentials[cid] = {}
+        by_seq[invite.cseq.seq] = found
+    elif by_seq is not None:
+        by_seq.pop(invite.cseq.seq, None)
+
+
+def ack_credentials(s: UAState, cid: int, seq: int) -> list[tuple[str, str]]:
+    """The credentials the ACK for the 2xx to our INVITE of CSeq ``seq`` carries."""
+    by_seq = s.ack_credentials.get(cid) if s.ack_credentials else None
+    return by_seq.get(seq, []) if by_seq is not None else []
 
 
 def new_server_tx(s: UAState, req: Request, peer: Peer, purpose: Purpose, now: float,
@@ -220,3 +250,5 @@ def release(s: UAState, call: Call, now: float, reason: str) -> None:
             del s.dlg_by_id[cd.dialog.id]
     emit(s, EventType.CALL_RELEASED, now, cid=call.cid, reason=reason)
     del s.calls[call.cid]
+    if s.ack_credentials:
+        s.ack_credentials.pop(call.cid, None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sipload.sip.build import make_cancel
 from sipload.sip.message import Request
 from sipload.ua.callstate import CallInput, public_state, step
-from sipload.ua.core import dlg_request, send_request, start_client_tx
+from sipload.ua.core import ack_credentials, dlg_request, send_request, start_client_tx
 from sipload.ua.routing import add_via, next_hop, via_text
 from sipload.ua.state import Call, CallDialog, CallState, Purpose, UAState
 
@@ -18,7 +18,10 @@ def build_ack(s: UAState, cd: CallDialog) -> Request:
     """The ACK for the 2xx to the dialog's last INVITE (initial or re-INVITE)."""
     call = s.calls[cd.cid]
     seq = s.reinvite_cseq.get(cd.did, call.invite_cseq)
-    return dlg_request(cd, "ACK", cseq=seq)
+    ack = dlg_request(cd, "ACK", cseq=seq)
+    for name, value in ack_credentials(s, cd.cid, seq):  # the INVITE's (§13.2.2.4)
+        ack.add_header(name, value)
+    return ack
 
 
 def send_dialog_ack(s: UAState, cd: CallDialog) -> tuple[str, int]:
@@ -28,8 +31,10 @@ def send_dialog_ack(s: UAState, cd: CallDialog) -> tuple[str, int]:
     call = s.calls[cd.cid]
     seq = s.reinvite_cseq.get(cd.did, call.invite_cseq)
     peer = s.hops.get(cd.dialog.hop_text())
-    if peer is None:  # resolved (and cached) by next_hop, from a parsed request
-        ack = dlg_request(cd, "ACK", cseq=seq)
+    if peer is None or ack_credentials(s, cd.cid, seq):
+        # a hop not yet resolved (next_hop caches it, from a parsed request), or the
+        # INVITE's credentials to repeat: the long way
+        ack = build_ack(s, cd)
         send_ack(s, cd, ack)
         return ack.via.branch or "", seq
     local = s.local_of(cd.cid)

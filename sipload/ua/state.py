@@ -246,6 +246,9 @@ class UAState:
         self.regs: dict[int, Registration] = {}
         self.creds: list[Credential] = []
         self.reinvite_cseq: dict[int, int] = {}  #: did -> CSeq of our last re-INVITE
+        #: cid -> CSeq -> the credentials our INVITE or re-INVITE of that CSeq carried,
+        #: for the ACK of its 2xx (RFC 3261 §13.2.2.4); only calls that sent any
+        self.ack_credentials: dict[int, dict[int, list[tuple[str, str]]]] = {}
         self.nc = ClientNonceCounter()
         self.servers: dict[str, ServerSet] = {}  #: located name -> its servers (RFC 3263)
         #: cid (a call), rid (a registration) or tid (a request outside both) -> (the
