@@ -348,14 +348,22 @@ def _digest_pair(password: str) -> tuple[Pair, DigestServer]:
     return p, server
 
 
-def test_digest_challenge_answered_once() -> None:
-    p, server = _digest_pair("secret")
+def _challenged_call(password: str) -> tuple[Pair, DigestServer, Event]:
+    """Alice calls Bob, who challenges the INVITE (401): the pair, the digest server and
+    Bob's CALL_INVITE for the INVITE Alice sent again."""
+    p, server = _digest_pair(password)
     _cid, incoming = start_call(p)
     resp = p.bob.call_build_answer(incoming.tid, 401)
     resp.add_header("WWW-Authenticate", server.challenge(now=p.now).to_header())
     p.bob.call_send_answer(incoming.tid, 401, resp, now=p.now)
     p.transfer()
     again = _one(p.events(p.bob), E.CALL_INVITE)
+    assert again.request is not None
+    return p, server, again
+
+
+def test_digest_challenge_answered_once() -> None:
+    p, server, again = _challenged_call("secret")
     assert again.request is not None
     creds = parse_credentials(again.request.get("authorization") or "")
     result = server.verify(creds, method="INVITE", now=p.now,
@@ -369,13 +377,7 @@ def test_digest_challenge_answered_once() -> None:
 def test_ack_for_a_2xx_carries_the_invites_credentials() -> None:
     """RFC 3261 §13.2.2.4: the ACK for the 2xx to an INVITE that answered a challenge
     carries the same credentials (the ACK for the 401 carries none: §17.1.1.3)."""
-    p, server = _digest_pair("secret")
-    _cid, incoming = start_call(p)
-    resp = p.bob.call_build_answer(incoming.tid, 401)
-    resp.add_header("WWW-Authenticate", server.challenge(now=p.now).to_header())
-    p.bob.call_send_answer(incoming.tid, 401, resp, now=p.now)
-    p.transfer()
-    again = _one(p.events(p.bob), E.CALL_INVITE)
+    p, _server, again = _challenged_call("secret")
     assert again.request is not None
     sent = again.request.get("authorization")
     assert sent
