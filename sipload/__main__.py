@@ -1,6 +1,6 @@
 """``python -m sipload``: the same as the ``sipload`` console script."""
 
-from sipload.cli import main
+from sipload.cli import program
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    program()

@@ -62,6 +62,13 @@ def _error(command: str, message: str) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from sipload.cluster import collector
+
+    with collector.paused():  # bounded work: its garbage waits for the end
+        return _report(args)
+
+
+def _report(args: argparse.Namespace) -> int:
     from sipload.report import build_summary, write_junit, write_report
     from sipload.report.analysis import analyse_path
     from sipload.report.connections import detail_lines

@@ -22,6 +22,7 @@ from typing import Any
 
 from sipload import __version__
 from sipload.cli import flags, sources, targets
+from sipload.cluster import collector
 from sipload.cluster.channel import ChannelError, Keys, is_loopback_host, is_loopback_url
 from sipload.cluster.run import Child, EmbeddedUas, run_load, spawn_workers, stop_process
 from sipload.exitcodes import EXIT_CANNOT_RUN, EXIT_USAGE
@@ -372,11 +373,12 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_USAGE
-    early = _Early(args)
-    try:
-        return _run(args, early)
-    finally:
-        early.cancel()
+    with collector.paused():  # bounded work but for the run itself (see collector)
+        early = _Early(args)
+        try:
+            return _run(args, early)
+        finally:
+            early.cancel()
 
 
 def _run(args: argparse.Namespace, early: _Early) -> int:
@@ -486,10 +488,11 @@ def _run(args: argparse.Namespace, early: _Early) -> int:
     writer.write_json("plan.json", {k: v for k, v in plan.items()
                                     if k not in ("scenario_text", "inject_text", "tls_cadata")})
     try:
-        outcome = asyncio.run(run_load(
-            plan, writer, workers=workers, local_workers=args.local_workers, bind=args.bind,
-            keys=keys, quiet=args.quiet, start_timeout=float(plan["start_timeout"]),
-            spawned=early.take_workers()))
+        with collector.collecting():
+            outcome = asyncio.run(run_load(
+                plan, writer, workers=workers, local_workers=args.local_workers,
+                bind=args.bind, keys=keys, quiet=args.quiet,
+                start_timeout=float(plan["start_timeout"]), spawned=early.take_workers()))
     except ChannelError as e:
         print(f"sipload run: {e}", file=sys.stderr)
         return EXIT_CANNOT_RUN

@@ -41,6 +41,8 @@ import traceback
 import weakref
 from typing import IO
 
+from sipload.cluster.collector import fork_frozen
+
 #: the order pipes' write ends held by this process (rule 3)
 _OPEN_ORDERS: weakref.WeakSet[IO[bytes]] = weakref.WeakSet()
 
@@ -62,7 +64,7 @@ class ForkedChild:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        pid = os.fork()
+        pid = fork_frozen()  # the child collects without traversing our objects
         if pid == 0:  # the child (rule 2): never returns
             _child(role, reader, writer, parent)
         os.close(reader)
