@@ -82,16 +82,21 @@ def program() -> None:
     interpreter that has imported matplotlib, pyarrow and numpy (a collection of the
     charts' garbage, then every module's objects freed one by one) costs 0.1-0.2 s of
     CPU, a tenth of a short run's, and leaves nothing behind that the kernel does not
-    free anyway.  Not while another thread runs (the interpreter would wait for it)."""
+    free anyway.  Such a command runs in a paused stretch of :mod:`sipload.cluster.collector`
+    (its run collects inside it), so that nothing collects between its end and the exit.
+    Not while another thread runs (the interpreter would wait for it)."""
     words = sys.argv[1:]
     command = next((w for w in words if not w.startswith("-")), None)
-    code = main(words)
-    if command not in QUICK_EXIT or threading.active_count() > 1:
-        raise SystemExit(code)
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # closed, or a reader that went away
-            pass
-    os._exit(code)
+    if command not in QUICK_EXIT:
+        raise SystemExit(main(words))
+    with collector.paused():
+        code = main(words)
+        if threading.active_count() == 1:
+            atexit._run_exitfuncs()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):  # closed, or a reader that went away
+                    pass
+            os._exit(code)
+    raise SystemExit(code)
