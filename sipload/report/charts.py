@@ -32,6 +32,10 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 #: twice (once to measure), a third of the report's rendering time.
 LEFT, RIGHT, TOP, BOTTOM, GAP = 0.95, 0.45, 0.4, 0.55, 0.3
 
+#: zlib's level for the PNGs: 3 encodes the report's charts in two thirds of the time of
+#: the default 6 (17 ms of a run's CPU for six charts), for PNGs 8% larger; same pixels.
+PNG_LEVEL = 3
+
 
 def _png(fig: Figure, tight: bool = False) -> str:
     """The figure as a PNG data URI; ``tight``: crop to what was drawn (drawn twice).
@@ -43,13 +47,15 @@ def _png(fig: Figure, tight: bool = False) -> str:
     canvas = FigureCanvasAgg(fig)
     buf = io.BytesIO()
     if tight:
-        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight",
+                    pil_kwargs={"compress_level": PNG_LEVEL})
     else:
         canvas.draw()  # type: ignore[no-untyped-call]
         rgba = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
         image = Image.frombuffer("RGBA", canvas.get_width_height(), rgba, "raw", "RGBA", 0, 1)
         opaque = to_rgba(fig.get_facecolor())[3] >= 1.0
-        (image.convert("RGB") if opaque else image).save(buf, format="png")
+        (image.convert("RGB") if opaque else image).save(buf, format="png",
+                                                         compress_level=PNG_LEVEL)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
