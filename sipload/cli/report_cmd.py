@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sipload.cluster import collector
 from sipload.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
@@ -62,8 +63,6 @@ def _error(command: str, message: str) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from sipload.cluster import collector
-
     with collector.paused():  # bounded work: its garbage waits for the end
         return _report(args)
 
@@ -79,9 +78,10 @@ def _report(args: argparse.Namespace) -> int:
     pyarrow_without_pandas()  # as in sipload run: the report needs no pandas (0.3 s)
     run_dir = Path(args.run_dir)
     try:
-        marks = analyse_path(run_dir).marks
-        parsed = [parse_threshold(t, marks) for t in args.threshold]
-        summary = build_summary(run_dir, thresholds=parsed)
+        with collector.collecting():  # the analysis's garbage: hdrh's cycles (see run_cmd)
+            marks = analyse_path(run_dir).marks
+            parsed = [parse_threshold(t, marks) for t in args.threshold]
+            summary = build_summary(run_dir, thresholds=parsed)
     except RunDirError as e:
         return _error("report", str(e))
     except ThresholdError as e:

@@ -520,8 +520,10 @@ def finish(run_dir: Path, plan: dict[str, Any], ended: str, *, quiet: bool = Fal
     from sipload.report import build_summary, write_junit, write_report
     from sipload.report.connections import detail_lines
 
-    summary = build_summary(run_dir, thresholds=list(plan.get("thresholds") or []),
-                            command=str(plan.get("command", "")))
+    with collector.collecting():  # the analysis decodes every snapshot's histograms,
+        # each a reference cycle of hdrh's holding ~190 KB: they must be collected as it goes
+        summary = build_summary(run_dir, thresholds=list(plan.get("thresholds") or []),
+                                command=str(plan.get("command", "")))
     if sigint is not None:
         signal.signal(signal.SIGINT, sigint)
     html = write_report(run_dir)
