@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar, overload
 
 from sipload.sip import sdp
 from sipload.sip.digest import DigestServer
@@ -312,6 +312,9 @@ def mark_timers(inst: CallInstance, start_timer: str, stop_timer: str, now: floa
             inst.record.marks[stop_timer] = max(0.0, now - started)
 
 
+_T = TypeVar("_T")
+
+
 class Values(Mapping[str, str]):
     """A call's variables, its shared keywords (``consts``), plus keywords computed from
     its leg when a template asks."""
@@ -360,6 +363,19 @@ class Values(Mapping[str, str]):
             tag = dialog.local_tag if key == "local_tag" else dialog.remote_tag
             return tag or ""
         raise KeyError(key)
+
+    @overload
+    def get(self, key: str, /) -> str | None: ...
+    @overload
+    def get(self, key: str, /, default: str | _T) -> str | _T: ...
+
+    def get(self, key: str, /, default: object = None) -> object:
+        """``self[key]``, or ``default`` when there is none: ``Mapping.get`` without its
+        interpreted frame (a template asks once per placeholder it renders)."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def __iter__(self) -> Iterator[str]:
         return iter({**self.consts, **self.vars})

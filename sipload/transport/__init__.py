@@ -37,8 +37,6 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import socket
 import ssl
 import time
@@ -54,37 +52,17 @@ from sipload.transport.stream import (
     describe,
 )
 from sipload.transport.tlsclient import TlsFigures, load_context
-from sipload.transport.udp import OnBatch, OnMessage, Peer, UdpEndpoint, open_udp
+from sipload.transport.udp import OnBatch, OnMessage, Peer, open_udp
+from sipload.transport.udproutes import UdpRoutes, address_literal, family_of
 
-__all__ = ["OnBatch", "OnMessage", "Peer", "StreamLimits", "TlsFigures", "TransportSet"]
+__all__ = ["OnBatch", "OnMessage", "Peer", "StreamLimits", "TlsFigures", "TransportSet",
+           "address_literal"]
 
 TRANSPORTS = ("udp", "tcp", "tls", "ws", "wss")
 
 CONNECTIONS = ("shared", "per-call")
 """How TCP and TLS connections are used: one per remote (shared by the calls), or one
 per call (see :mod:`sipload.transport.stream`, rule 7)."""
-
-
-@functools.lru_cache(maxsize=4096)
-def address_literal(host: str) -> str | None:
-    """``host`` as a plain address literal if it is one (brackets removed), else None.
-
-    Cached: it runs for every datagram sent, and a run talks to few hosts.
-    """
-    plain = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ipaddress.ip_address(plain.split("%", 1)[0])
-    except ValueError:
-        return None
-    return plain
-
-
-#: UDP peers whose endpoint :meth:`TransportSet.send_many` remembers (more: it starts afresh).
-_ROUTES_CACHED = 256
-
-
-def _family(addr: str) -> int:
-    return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
 class TransportSet:
@@ -109,6 +87,14 @@ class TransportSet:
             ("": the system's choice); UDP leaves from the socket :meth:`listen` bound.
         on_batch: gets each read of a UDP socket as one list, instead of ``on_message``
             per datagram (stream transports still call ``on_message``).
+    """
+
+    send_many: Callable[[list[tuple[bytes, Peer]]], list[float]]
+    """Send each ``(data, peer)`` of a list in order (rule 5): the send stamp of each.
+
+    Consecutive UDP messages to address literals leave from their socket in one batch
+    (one stamp, read before it); anything else goes through :meth:`send`.
+    (:meth:`UdpRoutes.send_many <sipload.transport.udproutes.UdpRoutes.send_many>`.)
     """
 
     def __init__(
@@ -141,15 +127,16 @@ class TransportSet:
         self._tls_client_context = tls_client_context
         self._connect_timeout = connect_timeout
         self._loop = loop
-        self._udp: list[UdpEndpoint] = []
+        self._routes = UdpRoutes(self.send, self._error)
+        self._udp = self._routes.endpoints
         self._streams: dict[str, StreamTransport] = {}
         self._dns: dict[str, str] = {}
         self._dns_pending: dict[str, asyncio.Future[str]] = {}
         self._dns_waiting: dict[str, list[tuple[bytes, Peer]]] = {}
-        self._udp_names: dict[tuple[str, int], Peer] = {}
-        #: UDP peers written to an address literal as given -> the endpoint that wrote
-        #: them (:meth:`send_many`'s one-message path skips :meth:`send`'s lookups)
-        self._udp_routes: dict[Peer, UdpEndpoint] = {}
+        self._udp_names = self._routes.names
+        #: compiled (:mod:`sipload.transport.udproutes`): the pump's flush runs no
+        #: interpreted frame on its way to the socket
+        self.send_many = self._routes.send_many
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -215,7 +202,7 @@ class TransportSet:
         (a stream still connecting)."""
         kind, host, port = peer
         if kind == "udp":
-            family = _family(self.literal(host))
+            family = family_of(self.literal(host))
             for ep in self._udp:
                 if ep.family == family:
                     return ep.address
@@ -252,73 +239,11 @@ class TransportSet:
         if addr is not None:
             if addr != host:
                 self._udp_names[(addr, port)] = peer
-            return self._send_udp(data, addr, peer)
+            return self._routes.send_udp(data, addr, peer)
         waiting = self._dns_waiting.setdefault(host, [])
         waiting.append((data, peer))
         if len(waiting) == 1:
             self._spawn(self._resolve_udp(host))
-        return time.monotonic()
-
-    def send_many(self, out: list[tuple[bytes, Peer]]) -> list[float]:
-        """Send each ``(data, peer)`` of ``out`` in order (rule 5): the send stamp of each.
-
-        Consecutive UDP messages to address literals leave from their socket in one
-        batch (one stamp, read before it); anything else goes through :meth:`send`.
-        """
-        if len(out) == 1 and not self._closed:
-            # the common flush (one message): the endpoint that last wrote to this
-            # peer, while it is open, is the one send() would pick again
-            data, peer = out[0]
-            route = self._udp_routes.get(peer)
-            if route is not None and not route.closing:
-                return [route.sendto(data, peer[1], peer[2])]
-            return [self.send(data, peer)]
-        if self._closed:
-            return [self.send(data, peer) for data, peer in out]
-        stamps: list[float] = []
-        packets: list[bytes] = []
-        dests: list[tuple[str, int]] = []
-        batch_ep: UdpEndpoint | None = None
-        for data, peer in out:
-            ep: UdpEndpoint | None = None
-            addr: str | None = None
-            if peer[0] == "udp":
-                addr = address_literal(peer[1])
-                if addr is not None:
-                    family = _family(addr)
-                    for candidate in self._udp:
-                        if candidate.family == family and not candidate.closing:
-                            ep = candidate
-                            break
-            if ep is not batch_ep and batch_ep is not None:
-                stamp = batch_ep.sendto_many(packets, dests)
-                stamps.extend([stamp] * len(packets))
-                packets, dests = [], []
-            batch_ep = ep
-            if ep is None or addr is None:
-                stamps.append(self.send(data, peer))
-                continue
-            if addr != peer[1]:
-                self._udp_names[(addr, peer[2])] = peer
-            packets.append(data)
-            dests.append((addr, peer[2]))
-        if batch_ep is not None and packets:
-            stamp = batch_ep.sendto_many(packets, dests)
-            stamps.extend([stamp] * len(packets))
-        return stamps
-
-    def _send_udp(self, data: bytes, addr: str, peer: Peer) -> float:
-        family = _family(addr)
-        for ep in self._udp:
-            if ep.family == family and not ep.closing:
-                if addr == peer[1] and peer[0] == "udp":
-                    routes = self._udp_routes
-                    if len(routes) >= _ROUTES_CACHED:
-                        routes.clear()
-                    routes[peer] = ep
-                return ep.sendto(data, addr, peer[2])
-        version = "IPv6" if family == socket.AF_INET6 else "IPv4"
-        self._error(peer, f"udp: no {version} socket to send from")
         return time.monotonic()
 
     async def _resolve_udp(self, host: str) -> None:
@@ -332,7 +257,7 @@ class TransportSet:
                 self._error(peer, reason)
             else:
                 self._udp_names[(addr, peer[2])] = peer
-                self._send_udp(data, addr, peer)
+                self._routes.send_udp(data, addr, peer)
 
     async def resolve(self, host: str) -> str:
         """The address literal for ``host``: itself, the cached answer, or getaddrinfo's first.
@@ -458,6 +383,7 @@ class TransportSet:
         if self._closed:
             return
         self._closed = True
+        self._routes.closed = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
