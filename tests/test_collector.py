@@ -140,3 +140,14 @@ def test_sipload_run_finishes_with_collection_on(
     with collector.paused():
         assert run_cmd.finish(synthetic, {}, "", quiet=True) == 0
     assert seen == [True]
+
+
+def test_collecting_freezes_what_the_pause_made(gc_state: None) -> None:
+    gc.enable()
+    before = gc.get_freeze_count()
+    with collector.paused():
+        kept = [[i] for i in range(1000)]  # tracked objects made while paused
+        with collector.collecting():
+            assert gc.get_freeze_count() >= before + len(kept)
+        assert gc.get_freeze_count() >= before + len(kept)
+    assert gc.get_freeze_count() == 0  # the outermost pause unfreezes

@@ -19,7 +19,11 @@ Theory of operation:
    back to what it was after; nested, only the outermost one restores.
 2. :func:`collecting` turns it on again, as it was before the outermost
    :func:`paused`, for the run or the analysis inside a paused stretch (and off
-   again after); it collects nothing itself.  What the paused stretch left (cyclic garbage of the
+   again after); it collects nothing itself.  It first freezes what exists
+   (``gc.freeze``): the objects the paused stretch made, the modules it imported
+   among them, would otherwise all be young, and the first collection would
+   traverse every one of them (30 ms after the report's imports); the outermost
+   :func:`paused` unfreezes them as it ends.  What the paused stretch left (cyclic garbage of the
    imports, a handful) is found by the first automatic collection.
 3. :func:`fork_frozen` forks with every object of this process frozen (``gc.freeze``)
    for the child only: a forked child's first full collection (a worker's
@@ -37,12 +41,13 @@ from contextlib import contextmanager
 
 _depth = 0  # paused() stretches open
 _outer = True  # automatic collection's state before the outermost one
+_froze = False  # collecting() froze this process's objects (rule 2)
 
 
 @contextmanager
 def paused() -> Iterator[None]:
     """No automatic collection inside (rule 1)."""
-    global _depth, _outer
+    global _depth, _outer, _froze
     if _depth == 0:
         _outer = gc.isenabled()
     _depth += 1
@@ -51,14 +56,21 @@ def paused() -> Iterator[None]:
         yield
     finally:
         _depth -= 1
-        if _depth == 0 and _outer:
-            gc.enable()
+        if _depth == 0:
+            if _froze:
+                gc.unfreeze()
+                _froze = False
+            if _outer:
+                gc.enable()
 
 
 @contextmanager
 def collecting() -> Iterator[None]:
     """Automatic collection as before the pause, inside a paused stretch (rule 2)."""
+    global _froze
     if _depth > 0 and _outer:
+        gc.freeze()
+        _froze = True
         gc.enable()
     try:
         yield
