@@ -121,7 +121,8 @@ def _run_cli(rate: float, calls: int, seed: int, arrival: str, realtime: bool
                 "run", str(SCENARIO), "--target", f"127.0.0.1:{port}", "--rate", f"{rate:g}",
                 "--calls", str(calls), "--workers", "1", "--arrival", arrival,
                 "--seed", str(seed), "--out", str(out), "--quiet"]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         with sipp_uas(port, limit=limit), \
                 Capture([port], buffer_kib=CAPTURE_BUFFER_KIB) as cap:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=limit,

@@ -11,12 +11,12 @@ An :class:`Admission` stands between the pacer and the engine (pure: fed ``now``
 
 1. A call is released :attr:`Admission.lead` seconds before its intended time, to cover
    waking up and building its first message.  The lead follows the wire: after each
-   start the engine reports when its first message was written, and the lead moves by
-   a fifth of how late (or early) that was, that error counted at most
-   :data:`LEAD_ERROR_MAX` either way and the lead kept within ``[0, LEAD_MAX]``, so
-   starts leave at their intended time on average and one start held up by a stall
-   (its lateness is the stall's, not the time to build an INVITE) cannot send the
-   next ones out early.
+   start the engine reports when its first message was ready to leave (the engine
+   then holds it until its intended instant), and the lead moves by a fifth of how
+   late (or early) that was, that error counted at most :data:`LEAD_ERROR_MAX` either
+   way and the lead kept within ``[0, LEAD_MAX]``, so starts are ready at their
+   intended time on average, and a stall (its lateness is the stall's, not the time to
+   build an INVITE) cannot make the next ones wait long for their instants.
 2. In the closed model (``users``) a call needs a free user; the user returns when its
    call ends (not once the run is stopping).
 3. Calls are numbered from the worker's ``first_call``; calls taken over from a lost
@@ -31,16 +31,18 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-LEAD_MAX = 0.002
-"""The most a call is released before its intended time (rule 1)."""
+LEAD_MAX = 0.0005
+"""The most a call is released before its intended time (rule 1): a few builds."""
 
 LEAD_GAIN = 0.2
-"""How much of a start's error (written minus intended) moves the lead (rule 1)."""
+"""How much of a start's error (ready minus intended) moves the lead (rule 1)."""
 
-LEAD_ERROR_MAX = 0.0005
+LEAD_ERROR_MAX = 0.0001
 """The most one start's error counts for, either way (rule 1): with the whole error,
-a start 30 ms late behind a stall set the lead to LEAD_MAX, and the next ~50 starts
-left up to 2 ms early."""
+a start 30 ms late behind a stall set the lead to its most, and the next ~50 starts
+left up to 2 ms early; with a 0.5 ms bound, the starts late behind a 10 ms stall (at
+1,000/s) raised it by 1 ms, and the next ones spent that much CPU each waiting for
+their instants."""
 
 
 class _Rng(Protocol):
@@ -193,9 +195,9 @@ class Admission:
             self._user_of[number] = user
         return CallStart(intended, number, user)
 
-    def follow_wire(self, intended: float, written: float) -> None:
-        """A call's first message was written at ``written`` for ``intended`` (rule 1)."""
-        error = min(max(written - intended, -LEAD_ERROR_MAX), LEAD_ERROR_MAX)
+    def follow_wire(self, intended: float, ready: float) -> None:
+        """A call's first message was ready to leave at ``ready`` for ``intended`` (rule 1)."""
+        error = min(max(ready - intended, -LEAD_ERROR_MAX), LEAD_ERROR_MAX)
         self.lead = min(max(self.lead + LEAD_GAIN * error, 0.0), LEAD_MAX)
 
     def ended(self, number: int) -> None:

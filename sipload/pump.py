@@ -217,24 +217,36 @@ class Pump:
             after()
         self.rearm()
 
-    def write_at(self, whens: list[float]) -> None:
+    def write_at(self, whens: list[float]) -> float:
         """Write the UA's queue, its message ``i`` not before ``time.monotonic()``
         ``whens[i]`` (a busy wait, of :data:`WAIT_MAX` at most in all), the stamps handed
-        over together; then :meth:`flush`.  A queue of another length than ``whens``, or
-        messages leaving from several addresses, are written at once.  (Call starts
-        built ahead, :meth:`CallStarter.start_cluster
-        <sipload.engine.starts.CallStarter.start_cluster>`.)"""
+        over together; then :meth:`flush`.  The timed messages are the queue's last ones
+        (messages queued before them leave at once, first); a queue shorter than
+        ``whens``, or messages leaving from several addresses, are written at once.  (Call starts,
+        :meth:`CallStarter.start_due <sipload.engine.starts.CallStarter.start_due>`, and
+        those built ahead, :meth:`CallStarter.start_cluster
+        <sipload.engine.starts.CallStarter.start_cluster>`.)
+
+        Returns how long the first message waited for its instant (negative: how late it
+        was ready), or 0.0 when nothing waited."""
         if self.closed:
-            return
+            return 0.0
+        waited = 0.0
         out = self.ua.outgoing() if self.send_from is None else []
         if out:
             send_many = self.transports.send_many
             t0 = self.t0
-            if len(out) == len(whens):
+            timed = len(whens)
+            if timed and len(out) >= timed:
+                # what was queued before these messages (an ACK an event just queued,
+                # when the start came due between two events) leaves at once
+                head = len(out) - timed
+                raw: list[float] = send_many(out[:head]) if head else []
                 clock = time.monotonic
-                give_up = clock() + WAIT_MAX
-                raw: list[float] = []
-                for item, when in zip(out, whens, strict=True):
+                ready = clock()
+                give_up = ready + WAIT_MAX
+                waited = whens[0] - ready
+                for item, when in zip(out[head:], whens, strict=True):
                     if when > give_up:
                         when = give_up
                     while clock() < when:
@@ -250,6 +262,7 @@ class Pump:
             if self.on_sent is not None:
                 self.on_sent(stamps)
         self.flush()
+        return waited
 
     def _write_from(self) -> list[tuple[bytes, Peer]]:
         """Rule 1's write, each message from its own local address (:attr:`send_from`);

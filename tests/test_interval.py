@@ -188,8 +188,8 @@ def test_admission_releases_at_intended_less_the_lead() -> None:
     start = adm.take(0.0)
     assert start is not None and (start.intended, start.number, start.user) == (0.0, 100, None)
     assert adm.take(0.05) is None  # the next is due at 0.1
-    adm.follow_wire(0.0, 0.0004)  # written 0.4 ms late: release a fifth of that earlier
-    assert adm.lead == pytest.approx(0.00008)
+    adm.follow_wire(0.0, 0.00005)  # ready 0.05 ms late: release a fifth of that earlier
+    assert adm.lead == pytest.approx(0.00001)
     assert adm.next_release() == 0.1 - adm.lead
     assert adm.take(0.1 - adm.lead) is not None
     lead = adm.lead

@@ -168,8 +168,8 @@ def test_a_start_due_during_a_burst_of_reads_leaves_before_the_rest_of_it() -> N
 
 
 def _run_captured(tmp_path: Path, rate: float, calls: int, arrival: str, *,
-                  snaplen: int | None = None, env: dict[str, str] | None = None
-                  ) -> tuple[list[CallRecord], dict[str, list[SipPacket]]]:
+                  snaplen: int | None = None, env: dict[str, str] | None = None,
+                  seed: int = 7) -> tuple[list[CallRecord], dict[str, list[SipPacket]]]:
     require("sipp")
     port = free_port()
     out = tmp_path / "run"
@@ -179,7 +179,7 @@ def _run_captured(tmp_path: Path, rate: float, calls: int, arrival: str, *,
         argv = [*_realtime(), sys.executable, "-m", "sipload", "run", str(NOPAUSE),
                 "--target", f"127.0.0.1:{port}", "--rate", str(rate),
                 "--calls", str(calls), "--workers", "1", "--arrival", arrival,
-                "--seed", "7", "--out", str(out), "--quiet"]
+                "--seed", str(seed), "--out", str(out), "--quiet"]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120,
                               cwd=REPO_ROOT, env=env, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -298,19 +298,100 @@ def test_uniform_test_fails_on_the_loops_tick(tmp_path: Path) -> None:
     assert _quantile(devs, .99) > UNIFORM_BOUND, _gap_figures(devs)
 
 
+POISSON_RATE = UNIFORM_RATE
+"""Calls/s of the Poisson capture test: half of what a pure build's worker sustains (see
+:data:`UNIFORM_RATE`)."""
+
+POISSON_CALLS = 3000
+"""Enough gaps for the test to see the generator's own distortion: with 2,999 gaps the KS
+test at 1% fails from D ≈ 0.030 on (with 500 it took 0.073)."""
+
+POISSON_SEED = 3
+"""The schedule's seed.  A seed's intended gaps are one sample of the exponential, and
+their own KS p-value is anywhere in (0, 1): seed 7's first 3,000 gaps sit at p 0.048,
+so any distortion on the wire failed the test at 1%.  Seed 3's are at p 0.47, a
+typical sample (the test checks it, in case the pacer's draws change)."""
+
+ON_TIME = 0.0001
+"""The issue's bound on a start's release: within 0.1 ms of its intended time."""
+
+
+def _lateness(records: list[CallRecord]) -> list[float]:
+    """Each call's first send stamp less its intended start, in order of intention."""
+    return [r.actual_start - r.intended_start
+            for r in sorted(records, key=lambda r: r.intended_start)]
+
+
+def _on_time(late: list[float]) -> float:
+    return sum(abs(x) <= ON_TIME for x in late) / len(late)
+
+
 def test_poisson_starts_are_exponential_on_the_wire(tmp_path: Path) -> None:
-    """(issue 19) Poisson arrival: INVITE gaps pass Kolmogorov-Smirnov against Exp(rate)."""
+    """(issue 19) Poisson arrival through ``sipload run`` at 700 calls/s: the wire's gaps
+    between INVITEs pass Kolmogorov-Smirnov against Exp(rate) at 1%, and 95% of starts
+    leave within 0.1 ms of their intended time, in one of up to three runs (as the
+    uniform test: a shared host holds the generator off the CPU now and then)."""
     from scipy import stats
-    rate = 200.0
-    _, wire = _run_captured(tmp_path, rate=rate, calls=500, arrival="poisson")
-    starts = first_invites(wire)
-    assert len(starts) == 500
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    result = stats.kstest(gaps, "expon", args=(0, 1 / rate))
-    short = sum(g < 0.0005 for g in gaps) / len(gaps)
-    assert result.pvalue > 0.01, (
-        f"KS D={result.statistic:.3f} p={result.pvalue:.4f}; gaps under 0.5 ms: {short:.1%} "
-        f"(exponential: {1 - math.exp(-rate * 0.0005):.1%})")
+    rate, tried = POISSON_RATE, []
+    for _ in range(UNIFORM_ATTEMPTS):
+        records, wire = _run_captured(tmp_path, rate=rate, calls=POISSON_CALLS,
+                                      arrival="poisson", snaplen=4096, seed=POISSON_SEED)
+        starts = first_invites(wire)
+        assert len(records) == POISSON_CALLS and len(starts) == POISSON_CALLS
+        intended = sorted(r.intended_start for r in records)
+        own = stats.kstest([b - a for a, b in itertools.pairwise(intended)], "expon",
+                           args=(0, 1 / rate))
+        assert own.pvalue > 0.1, f"the seed's own schedule: KS p {own.pvalue:.3f}"
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        result = stats.kstest(gaps, "expon", args=(0, 1 / rate))
+        on_time = _on_time(_lateness(records))
+        if result.pvalue > 0.01 and on_time >= 0.95:
+            return
+        short = sum(g < 0.0005 for g in gaps) / len(gaps)
+        tried.append(f"KS D={result.statistic:.3f} p={result.pvalue:.4f}, gaps under 0.5 ms "
+                     f"{short:.1%} (exponential: {1 - math.exp(-rate * 0.0005):.1%}), "
+                     f"on time {on_time:.1%}")
+    raise AssertionError("; ".join(tried))
+
+
+def test_poisson_test_fails_on_the_loops_tick(tmp_path: Path) -> None:
+    """The Poisson test's check with starts released on the event loop's timers
+    (:data:`TICK_RELEASE`): the wire's gaps fail KS at 1%."""
+    from scipy import stats
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(TICK_RELEASE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)])}
+    _, wire = _run_captured(tmp_path, rate=POISSON_RATE, calls=1000, arrival="poisson",
+                            snaplen=4096, env=env, seed=POISSON_SEED)
+    gaps = [b - a for a, b in itertools.pairwise(first_invites(wire))]
+    result = stats.kstest(gaps, "expon", args=(0, 1 / POISSON_RATE))
+    assert result.pvalue < 0.01, f"KS D={result.statistic:.3f} p={result.pvalue:.4f}"
+
+
+SLEEPY_RATE = 100.0
+"""Calls/s of the long-sleep test: 10 ms between starts, the loop asleep for most of it."""
+
+
+def test_starts_after_a_long_sleep_leave_on_time(tmp_path: Path) -> None:
+    """(issue 19) Uniform at 100 calls/s: the loop sleeps ~9 ms before each start, and
+    waking from that took 0.05-0.25 ms on this project's virtual machines, more than
+    the release's lead covers.  The timer fires a wake-ahead earlier and each INVITE
+    waits for its instant: none leaves more than 20 µs early (before, a tenth left 60
+    µs early or more), and 95% within 0.1 ms, in one of up to three runs."""
+    tried = []
+    for _ in range(UNIFORM_ATTEMPTS):
+        records, _ = _run_captured(tmp_path, rate=SLEEPY_RATE, calls=300,
+                                   arrival="uniform", snaplen=4096)
+        late = _lateness(records)
+        assert len(late) == 300
+        assert min(late) >= -20e-6, f"a start left {-min(late) * 1e6:.0f} µs early"
+        if _on_time(late) >= 0.95:
+            return
+        tried.append(f"on time {_on_time(late):.1%}, lateness p50 "
+                     f"{_quantile(late, .5) * 1e6:.0f} µs, p90 {_quantile(late, .9) * 1e6:.0f}"
+                     f" µs, p99 {_quantile(late, .99) * 1e6:.0f} µs")
+    raise AssertionError("; ".join(tried))
 
 
 def test_starts_due_closer_than_a_build_leave_at_their_instants(tmp_path: Path) -> None:

@@ -3,10 +3,14 @@
 Theory of operation
 ===================
 
-1. The :class:`~sipload.pacing.Admission` says which call is due when.
+1. The :class:`~sipload.pacing.Admission` says which call is due when (its release
+   leads its intended time by about what building the call costs).
    :meth:`CallStarter.start_due` starts every call due at ``now`` through the runner
-   and flushes the pump right after each, so its first message leaves at once; the
-   admission then learns when that message was written (``follow_wire``).
+   and writes its first message right after, not before its intended instant (a short
+   busy wait when the call was built early, :meth:`Pump.write_at
+   <sipload.pump.Pump.write_at>`); the admission then learns when that message was
+   ready to leave (``follow_wire``), so the lead follows what a build costs and a
+   start is never early.
 2. A call over the concurrency cap is not started: it ends at once as an overload
    record (every call started ends as a record).
 3. Starts are released by a :class:`~sipload.transport.hrtimer.PreciseTimer`
@@ -31,6 +35,15 @@ Theory of operation
    the calls of the cluster are built back to back, and each first message is written
    at its intended instant after a short busy wait (:meth:`CallStarter.start_cluster`,
    :meth:`Pump.write_at <sipload.pump.Pump.write_at>`).
+8. Waking takes longer the longer the loop slept: on this project's virtual machines a
+   start after 1 ms asleep was a few µs late, after 8 ms 0.15 ms (its host deschedules
+   an idle virtual CPU).  So when the timer is armed :data:`WAKE_IDLE` or more before a
+   release, it fires :attr:`CallStarter.wake` earlier; the call is built, and its
+   first message written at its instant as in rule 7.  The wake-ahead follows the
+   wire: it grows by how late such a start was ready (at most :data:`WAKE_STEP` a
+   time) and shrinks by :data:`WAKE_GAIN` of how long one waited, so a few such
+   starts in a hundred are ready late and the rest wait a short while (CPU spent
+   waiting, not sleeping).
 """
 
 from __future__ import annotations
@@ -69,6 +82,27 @@ CLUSTER_MAX = 8
 BUILD_AHEAD = 0.00015
 """How much earlier than its release the timer fires for a cluster: the build of the
 second call (the release lead covers the first's)."""
+
+WAKE_IDLE = 0.002
+"""A start the loop will have slept at least this long before (its release this far from
+the last time the timer was armed) is woken :attr:`CallStarter.wake` early (rule 8)."""
+
+WAKE_AHEAD = 0.0003
+"""The wake-ahead a run begins with (rule 8): about what waking after a few ms asleep
+took at worst on this project's virtual machines."""
+
+WAKE_MIN = 0.00002
+"""The least the wake-ahead shrinks to (rule 8)."""
+
+WAKE_MAX = 0.001
+"""The most the wake-ahead grows to (rule 8)."""
+
+WAKE_STEP = 0.0001
+"""The most the wake-ahead grows after one late start (rule 8): a start held up by the
+host for milliseconds moves it by this much only."""
+
+WAKE_GAIN = 0.05
+"""How much of a woken start's wait the wake-ahead shrinks by (rule 8)."""
 
 BURST = 10_000
 """The most calls started in one go (a loop that fell far behind catches up in steps)."""
@@ -111,7 +145,10 @@ class CallStarter:
         self.due = INF  #: ``time.monotonic()`` of the next release armed (rule 5), or INF
         self.releasing = False  #: in :meth:`_on_timer` (the pump may ask again from there)
         pump.urgent = self.due_check
-        self.early = 0.0  #: the timer is armed this much before the release (rule 7)
+        self.early = 0.0  #: the timer is armed this much before the release (rules 7, 8)
+        self._cluster = 0.0  #: :attr:`early` for the cluster of the next start (rule 7)
+        self.wake = WAKE_AHEAD  #: how early the timer fires after a long sleep (rule 8)
+        self._woken = False  #: :attr:`early` is the wake-ahead (rule 8)
         self._planned = -1  #: the pacer's ``scheduled`` when :attr:`early` was decided
         self.gc_paced = False  #: automatic collection is off while starts are paced
         runner.stamp_sends = True
@@ -145,9 +182,10 @@ class CallStarter:
                 self.ended(counts.overload(start.number, start.intended, now, runner.active))
                 continue
             rec = runner.start_call(start.number, start.intended, self.now(), start.user).record
-            pump.flush()
+            waited = pump.write_at([self.t0 + start.intended])
             if rec.messages and rec.messages[0][1] == "out":
-                admission.follow_wire(start.intended, rec.actual_start)
+                admission.follow_wire(start.intended,
+                                      rec.actual_start - max(waited, 0.0))
 
     def start_cluster(self, now: float) -> None:
         """Build the cluster of close starts the timer fired early for, then write each
@@ -156,7 +194,9 @@ class CallStarter:
                                             self.admission.pacer)
         whens: list[float] = []
         horizon = now + self.early
+        woken = self._woken
         self.early = 0.0
+        self._woken = False
         for _ in range(CLUSTER_MAX):
             start = admission.take(horizon)
             if start is None:
@@ -171,7 +211,17 @@ class CallStarter:
             if nxt is None or nxt - start.intended >= CLUSTER_GAP:
                 break
             horizon = nxt
-        self.pump.write_at(whens)
+        waited = self.pump.write_at(whens)
+        if woken and whens:
+            self.follow_wake(waited)
+
+    def follow_wake(self, waited: float) -> None:
+        """A start woken early (rule 8) waited ``waited`` seconds for its instant (negative:
+        it was ready that late): move the wake-ahead."""
+        if waited < 0.0:
+            self.wake = min(self.wake + min(-waited, WAKE_STEP), WAKE_MAX)
+        else:
+            self.wake = max(self.wake - WAKE_GAIN * waited, WAKE_MIN)
 
     def deadline(self) -> float | None:
         """The next release when there is no precise timer; else arms the timer (rule 3)."""
@@ -185,9 +235,12 @@ class CallStarter:
             if self._planned != pacer.scheduled:  # decided once per start (rule 7)
                 self._planned = pacer.scheduled
                 nxt, after = pacer.peek(), pacer.peek_after()
-                self.early = (BUILD_AHEAD if nxt is not None and after is not None
-                              and after - nxt < CLUSTER_GAP
-                              and not self.admission.closed_model else 0.0)
+                self._cluster = (BUILD_AHEAD if nxt is not None and after is not None
+                                 and after - nxt < CLUSTER_GAP
+                                 and not self.admission.closed_model else 0.0)
+            wake = self.wake if release - self.now() >= WAKE_IDLE else 0.0
+            self.early = max(self._cluster, wake)
+            self._woken = wake > self._cluster
             release -= self.early
         self.due = INF if release is None else self.t0 + release
         if release is None:
