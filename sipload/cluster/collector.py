@@ -23,8 +23,8 @@ Theory of operation:
    (``gc.freeze``): the objects the paused stretch made, the modules it imported
    among them, would otherwise all be young, and the first collection would
    traverse every one of them (30 ms after the report's imports); the outermost
-   :func:`paused` unfreezes them as it ends.  What the paused stretch left (cyclic garbage of the
-   imports, a handful) is found by the first automatic collection.
+   :func:`paused` unfreezes them as it ends.  What cyclic garbage the paused stretch
+   left (a handful, from the imports) stays frozen with them until then.
 3. :func:`fork_frozen` forks with every object of this process frozen (``gc.freeze``)
    for the child only: a forked child's first full collection (a worker's
    ``tune_gc``) then does not traverse, and so does not copy, the coordinator's
