@@ -90,6 +90,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.stats.interval",
     "sipload.stats.records",
     "sipload.stats.traces",
+    "sipload.transport.loop",
     "sipload.transport.udp",
     "sipload.transport.udproutes",
     "sipload.media.call",
@@ -107,6 +108,7 @@ COMPILED: tuple[str, ...] = (
 #: build) and checks its own API version, so a stale build is never used.
 C_EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("sipload.transport._mmsg", "sipload/transport/_mmsg.c"),
+    ("sipload.sip._peek", "sipload/sip/_peek.c"),
 )
 
 #: The C extension that holds the code of every compiled module (mypyc's group).

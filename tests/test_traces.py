@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from sipload.sip import peek
 from sipload.sip.peek import call_id_of
 from sipload.stats.records import CallRecord, Failure, Result
 from sipload.stats.traces import (
@@ -36,7 +37,34 @@ def failed(number: int, failure: Failure = Failure.REJECTED, detail: str = "503 
     return rec
 
 
-def test_call_id_of_reads_long_and_compact_forms_and_only_headers() -> None:
+@pytest.fixture(params=["python", "native"])
+def peek_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """call_id_of through the regular expression, then through the C helper."""
+    if request.param == "native":
+        try:
+            from sipload.sip import _peek  # type: ignore[attr-defined,unused-ignore]
+        except ImportError:
+            pytest.skip("the C helper sipload.sip._peek is not built")
+        monkeypatch.setattr(peek, "_native_call_id", _peek.call_id)
+    else:
+        monkeypatch.setattr(peek, "_native_call_id", None)
+    return str(request.param)
+
+
+def test_call_id_of_runs_the_implementation_selected(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[bytes] = []
+
+    def fake(data: bytes) -> str | None:
+        asked.append(data)
+        return "from the helper"
+
+    monkeypatch.setattr(peek, "_native_call_id", fake)
+    assert call_id_of(msg("abc@host")) == "from the helper" and asked == [msg("abc@host")]
+    monkeypatch.setattr(peek, "_native_call_id", None)
+    assert call_id_of(msg("abc@host")) == "abc@host" and len(asked) == 1
+
+
+def test_call_id_of_reads_long_and_compact_forms_and_only_headers(peek_impl: str) -> None:
     assert call_id_of(msg("abc@host")) == "abc@host"
     assert call_id_of(msg("  spaced@host  ", compact=True)) == "spaced@host"
     assert call_id_of(b"OPTIONS sip:x SIP/2.0\r\ncall-id:lower\r\n\r\n") == "lower"
@@ -54,7 +82,7 @@ def _call_id_in_head(data: bytes) -> str | None:
     return (m.group(1).strip().decode("utf-8", "surrogateescape") or None) if m else None
 
 
-def test_call_id_of_agrees_with_the_header_section_definition() -> None:
+def test_call_id_of_agrees_with_the_header_section_definition(peek_impl: str) -> None:
     # call_id_of searches the whole message and rejects a first match behind a blank
     # line; the edges are blank lines right before or after a Call-ID line.
     assert call_id_of(b"X\r\n\r\nCall-ID: body\r\n") is None
@@ -66,6 +94,25 @@ def test_call_id_of_agrees_with_the_header_section_definition() -> None:
     for _ in range(20000):
         data = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 14)))
         assert call_id_of(data) == _call_id_in_head(data), data
+
+
+def test_the_c_helper_agrees_with_the_expression() -> None:
+    # every spelling, separator and edge the expression knows, close together
+    try:
+        from sipload.sip import _peek  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        pytest.skip("the C helper sipload.sip._peek is not built")
+    rng = random.Random(31)
+    parts = [b"\nCall-ID:", b"\r\nCall-ID: ", b"\r\n", b"\n", b"\r", b"i", b"I", b"call-id",
+             b"CALL-ID", b"call-i", b"c", b" ", b"\t", b":", b"\x0b", b"\x0c", b"abc", b"x@y",
+             b"In-Reply-To: x", b"\r\n\r\n", b"\xff", b"\xc3\xa9", b"\x00", b"CSeq: 1"]
+    for _ in range(50000):
+        data = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 14)))
+        want = peek.python_call_id_of(data)
+        assert _peek.call_id(data) == want, data
+        assert _peek.call_id(bytearray(data)) == want, data
+    with pytest.raises(TypeError):
+        _peek.call_id("Call-ID: text")
 
 
 def test_a_trace_holds_at_most_its_cap_then_counts() -> None:
