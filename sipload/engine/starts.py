@@ -29,11 +29,13 @@ Theory of operation
    of it (:meth:`CallStarter.holds`), and runs right after that start instead; work in
    pieces (a snapshot's histograms) asks whether a piece fits before the next start
    (:meth:`CallStarter.room`).
-7. Starts due closer together than building a call costs (:data:`CLUSTER_GAP`, Poisson
-   arrivals at high rates) would leave that far apart: when the start after the next
-   is that close, the timer fires earlier by one build (:attr:`CallStarter.early`),
-   the calls of the cluster are built back to back, and each first message is written
-   at its intended instant after a short busy wait (:meth:`CallStarter.start_cluster`,
+7. Starts due closer together than a start costs the loop (:attr:`CallStarter.cost`:
+   building the call, writing its first message and what that flush runs; followed
+   per start, from :data:`CLUSTER_GAP` to begin with; twice as much in the pure build
+   as compiled) would leave that far apart: when the start after the next is that
+   close, the timer fires earlier by that cost (:attr:`CallStarter.early`), the calls
+   of the cluster are built back to back, and each first message is written at its
+   intended instant after a short busy wait (:meth:`CallStarter.start_cluster`,
    :meth:`Pump.write_at <sipload.pump.Pump.write_at>`).
 8. Waking takes longer the longer the loop slept: on this project's virtual machines a
    start after 1 ms asleep was a few µs late, after 8 ms 0.15 ms (its host deschedules
@@ -73,15 +75,19 @@ waits and runs right after that start, so it never delays one (rule 6)."""
 INF = float("inf")
 
 CLUSTER_GAP = 0.00015
-"""Two starts due closer than this (about what building a call's first message costs)
-are built ahead, together, and each written at its instant (rule 7)."""
+"""What a start costs the loop, to begin with (rule 7: :attr:`CallStarter.cost`); about
+a compiled build's.  Two starts due closer than the cost are built ahead, together,
+and each written at its instant."""
+
+COST_GAIN = 0.1
+"""How much of one start's cost moves :attr:`CallStarter.cost` (rule 7)."""
+
+COST_MAX = 0.002
+"""The most one start's cost counts for (rule 7): a start held up by the host is not
+what a start costs."""
 
 CLUSTER_MAX = 8
 """The most calls built ahead in one cluster."""
-
-BUILD_AHEAD = 0.00015
-"""How much earlier than its release the timer fires for a cluster: the build of the
-second call (the release lead covers the first's)."""
 
 WAKE_IDLE = 0.002
 """A start the loop will have slept at least this long before (its release this far from
@@ -147,6 +153,7 @@ class CallStarter:
         pump.urgent = self.due_check
         self.early = 0.0  #: the timer is armed this much before the release (rules 7, 8)
         self._cluster = 0.0  #: :attr:`early` for the cluster of the next start (rule 7)
+        self.cost = CLUSTER_GAP  #: what a start costs the loop, followed (rule 7)
         self.wake = WAKE_AHEAD  #: how early the timer fires after a long sleep (rule 8)
         self._woken = False  #: :attr:`early` is the wake-ahead (rule 8)
         self._planned = -1  #: the pacer's ``scheduled`` when :attr:`early` was decided
@@ -181,8 +188,12 @@ class CallStarter:
             if runner.active >= cap:
                 self.ended(counts.overload(start.number, start.intended, now, runner.active))
                 continue
-            rec = runner.start_call(start.number, start.intended, self.now(), start.user).record
+            began = time.monotonic()
+            rec = runner.start_call(start.number, start.intended, began - self.t0,
+                                    start.user).record
             waited = pump.write_at([self.t0 + start.intended])
+            spent = time.monotonic() - began - max(waited, 0.0)  # its wait left out
+            self.cost += COST_GAIN * (min(spent, COST_MAX) - self.cost)
             if rec.messages and rec.messages[0][1] == "out":
                 admission.follow_wire(start.intended,
                                       rec.actual_start - max(waited, 0.0))
@@ -208,7 +219,7 @@ class CallStarter:
                 runner.start_call(start.number, start.intended, self.now(), start.user)
                 whens.append(self.t0 + start.intended)
             nxt = pacer.peek()
-            if nxt is None or nxt - start.intended >= CLUSTER_GAP:
+            if nxt is None or nxt - start.intended >= self.cost:
                 break
             horizon = nxt
         waited = self.pump.write_at(whens)
@@ -235,8 +246,8 @@ class CallStarter:
             if self._planned != pacer.scheduled:  # decided once per start (rule 7)
                 self._planned = pacer.scheduled
                 nxt, after = pacer.peek(), pacer.peek_after()
-                self._cluster = (BUILD_AHEAD if nxt is not None and after is not None
-                                 and after - nxt < CLUSTER_GAP
+                self._cluster = (self.cost if nxt is not None and after is not None
+                                 and after - nxt < self.cost
                                  and not self.admission.closed_model else 0.0)
             wake = self.wake if release - self.now() >= WAKE_IDLE else 0.0
             self.early = max(self._cluster, wake)
