@@ -46,7 +46,12 @@ Theory of operation
    wire: it grows by how late such a start was ready (at most :data:`WAKE_STEP` a
    time) and shrinks by :data:`WAKE_GAIN` of how long one waited, so a few such
    starts in a hundred are ready late and the rest wait a short while (CPU spent
-   waiting, not sleeping).
+   waiting, not sleeping).  Whether a start is woken ahead is decided once, when its
+   timer is first armed: a datagram read meanwhile shortens the sleep left but does
+   not move the timer (one ``timerfd_settime`` per start, not two or three).
+9. While starts are being released (:meth:`_on_timer`), a flush's re-arm leaves the
+   start timer alone: the lead moves with each start written (``follow_wire``), and
+   the timer is armed once for the next start when all are out.
 """
 
 from __future__ import annotations
@@ -161,6 +166,7 @@ class CallStarter:
         self.wake = WAKE_AHEAD  #: how early the timer fires after a long sleep (rule 8)
         self._woken = False  #: :attr:`early` is the wake-ahead (rule 8)
         self._planned = -1  #: the pacer's ``scheduled`` when :attr:`early` was decided
+        self._sleepy = False  #: the next start is woken ahead (rule 8), decided once
         self.gc_paced = False  #: automatic collection is off while starts are paced
         runner.stamp_sends = True
         if self.timer is not None and gc.isenabled():
@@ -245,15 +251,18 @@ class CallStarter:
         if timer is None:
             self.due = INF if release is None else self.t0 + release
             return release
+        if self.releasing:
+            return None  # armed once the starts due are out (:meth:`_on_timer`, rule 9)
         if release is not None:
             pacer = self.admission.pacer
-            if self._planned != pacer.scheduled:  # decided once per start (rule 7)
+            if self._planned != pacer.scheduled:  # decided once per start (rules 7, 8)
                 self._planned = pacer.scheduled
                 nxt, after = pacer.peek(), pacer.peek_after()
                 self._cluster = (self.cost if nxt is not None and after is not None
                                  and after - nxt < self.cost
                                  and not self.admission.closed_model else 0.0)
-            wake = self.wake if release - self.now() >= WAKE_IDLE else 0.0
+                self._sleepy = release - self.now() >= WAKE_IDLE
+            wake = self.wake if self._sleepy else 0.0
             self.early = max(self._cluster, wake)
             self._woken = wake > self._cluster
             release -= self.early
