@@ -10,6 +10,8 @@ SIPp): under ``CI=true`` a missing one fails the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import itertools
 import math
 import os
@@ -29,6 +31,7 @@ from sipload.stats.records import CallRecord
 from sipload.stats.rundir import read_calls, records_from_table
 from sipload.transport import Peer, TransportSet
 from tests.capture import Capture, SipPacket, first_invites, sip_calls, wire_answer
+from tests.kernel_timers import LateTimers
 from tests.peers import REPO_ROOT, free_port, require, sipp_uas
 from tests.scenario_pair import program
 from tests.uapair import Pair
@@ -170,13 +173,17 @@ def test_a_start_due_during_a_burst_of_reads_leaves_before_the_rest_of_it() -> N
 
 def _run_captured(tmp_path: Path, rate: float, calls: int, arrival: str, *,
                   snaplen: int | None = None, env: dict[str, str] | None = None,
-                  seed: int = 7) -> tuple[list[CallRecord], dict[str, list[SipPacket]]]:
+                  seed: int = 7, timers: LateTimers | None = None
+                  ) -> tuple[list[CallRecord], dict[str, list[SipPacket]]]:
+    """The records and the capture of one ``sipload run`` against SIPp's UAS (with the
+    kernel's late timers traced meanwhile into ``timers``, when given)."""
     require("sipp")
     port = free_port()
     out = tmp_path / "run"
     if out.exists():
         shutil.rmtree(out)
-    with sipp_uas(port), Capture([port], snaplen=snaplen) as cap:
+    with (sipp_uas(port), Capture([port], snaplen=snaplen) as cap,
+          timers or contextlib.nullcontext()):
         argv = [*_realtime(), sys.executable, "-m", "sipload", "run", str(NOPAUSE),
                 "--target", f"127.0.0.1:{port}", "--rate", str(rate),
                 "--calls", str(calls), "--workers", "1", "--arrival", arrival,
@@ -271,34 +278,70 @@ starts.precise_timer = lambda loop, callback: None
 are then released on the event loop's timers (1 ms tick), as before issue 19."""
 
 
+UNIFORM_HELD_MAX = 0.3
+"""The most gaps a run may leave out as held up by the machine (:mod:`tests.kernel_timers`)
+and still be judged: a run held up more often says little of the generator.  Quiet,
+4-19% of gaps were left out here (a late expiry on either CPU excuses a start)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformGaps:
+    """How far one captured uniform run's gaps between INVITEs are from 1/rate."""
+
+    devs: list[float]  #: |gap - 1/rate| of the gaps judged
+    held: int  #: gaps left out: the machine held a timer late around them
+    traced: bool  #: the kernel's timers were traced (root, tracefs)
+
+    def p99(self) -> float:
+        return _quantile(self.devs, .99)
+
+    def judged(self) -> bool:
+        """Whether few enough gaps were left out for the run to say something."""
+        return self.held <= UNIFORM_HELD_MAX * (self.held + len(self.devs))
+
+    def figures(self) -> str:
+        devs = self.devs
+        left = (f"; {self.held} of {self.held + len(devs)} gaps left out, the machine held "
+                f"a timer late" if self.traced else "; timers not traced")
+        return (f"p50 {_quantile(devs, .5) * 1e3:.3f} ms, p99 {self.p99() * 1e3:.3f} ms, "
+                f"max {max(devs) * 1e3:.2f} ms{left}")
+
+
 def _uniform_gaps(tmp_path: Path, calls: int = UNIFORM_CALLS,
-                  env: dict[str, str] | None = None) -> list[float]:
-    """|gap - 1/rate| of the first INVITEs one captured uniform run puts on the wire."""
+                  env: dict[str, str] | None = None) -> UniformGaps:
+    """The gaps between the first INVITEs one captured uniform run puts on the wire (after
+    :data:`UNIFORM_WARMUP`), but for both gaps around each start the machine held up: a
+    kernel timer due between the start before it leaving and it leaving expired late
+    (:mod:`tests.kernel_timers`)."""
+    timers = LateTimers()
     records, wire = _run_captured(tmp_path, rate=UNIFORM_RATE, calls=calls,
-                                  arrival="uniform", snaplen=4096, env=env)
+                                  arrival="uniform", snaplen=4096, env=env, timers=timers)
     starts = first_invites(wire)
     assert len(records) == calls and len(starts) == calls
-    return [abs(b - a - 1 / UNIFORM_RATE)
-            for a, b in itertools.pairwise(starts[UNIFORM_WARMUP:])]
-
-
-def _gap_figures(devs: list[float]) -> str:
-    return (f"p50 {_quantile(devs, .5) * 1e3:.3f} ms, p99 {_quantile(devs, .99) * 1e3:.3f} ms, "
-            f"max {max(devs) * 1e3:.2f} ms")
+    starts = [t - timers.offset for t in starts[UNIFORM_WARMUP:]]
+    held = [False] + [timers.held(a, b) for a, b in itertools.pairwise(starts)]
+    devs, left = [], 0
+    for i, (a, b) in enumerate(itertools.pairwise(starts)):
+        if held[i] or held[i + 1]:
+            left += 1
+        else:
+            devs.append(abs(b - a - 1 / UNIFORM_RATE))
+    return UniformGaps(devs, left, timers.ok)
 
 
 def test_uniform_starts_are_evenly_spaced_on_the_wire(tmp_path: Path) -> None:
     """(issue 19) Uniform arrival through ``sipload run`` at 700 calls/s: the p99 of
     how far the wire's gaps between INVITEs are from 1/rate (after the first
-    :data:`UNIFORM_WARMUP`) is at most 0.2 ms, in one of up to eight runs
-    (:data:`UNIFORM_ATTEMPTS`)."""
+    :data:`UNIFORM_WARMUP`, and but for the starts the machine held up: a kernel timer
+    expired late) is at most 0.2 ms, in one of up to eight runs."""
     tried = []
     for _ in _attempts():
-        devs = _uniform_gaps(tmp_path)
-        if _quantile(devs, .99) <= UNIFORM_BOUND:
+        gaps = _uniform_gaps(tmp_path)
+        if gaps.judged() and gaps.p99() <= UNIFORM_BOUND:
             return
-        tried.append(_gap_figures(devs))
-    raise AssertionError(f"|gap - 1/rate| p99 above {UNIFORM_BOUND * 1e3:.1f} ms in all "
+        tried.append(gaps.figures())
+    raise AssertionError(f"|gap - 1/rate| p99 above {UNIFORM_BOUND * 1e3:.1f} ms (or over "
+                         f"{UNIFORM_HELD_MAX:.0%} of gaps held up) in all "
                          f"{UNIFORM_ATTEMPTS} runs: " + "; ".join(tried))
 
 
@@ -310,8 +353,8 @@ def test_uniform_test_fails_on_the_loops_tick(tmp_path: Path) -> None:
     site.mkdir()
     (site / "sitecustomize.py").write_text(TICK_RELEASE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO_ROOT)])}
-    devs = _uniform_gaps(tmp_path, 500, env)
-    assert _quantile(devs, .99) > UNIFORM_BOUND, _gap_figures(devs)
+    gaps = _uniform_gaps(tmp_path, 500, env)
+    assert gaps.p99() > UNIFORM_BOUND, gaps.figures()
 
 
 POISSON_RATE = UNIFORM_RATE
