@@ -39,9 +39,8 @@ Theory of operation
    :meth:`Pump.write_at <sipload.pump.Pump.write_at>`).
 8. Waking takes longer the longer the loop slept: on this project's virtual machines a
    start after 1 ms asleep was a few µs late, after 8 ms 0.15 ms (its host deschedules
-   an idle virtual CPU), and in the host's busy spells 0.2-0.3 ms after 1 ms.  So when
-   the timer is armed :data:`WAKE_IDLE` or more before a release, it fires
-   :attr:`CallStarter.wake` earlier; the call is built, and its
+   an idle virtual CPU).  So when the timer is armed :data:`WAKE_IDLE` or more before
+   a release, it fires :attr:`CallStarter.wake` earlier; the call is built, and its
    first message written at its instant as in rule 7.  The wake-ahead follows the
    wire: it grows by how late such a start was ready (at most :data:`WAKE_STEP` a
    time) and shrinks by :data:`WAKE_GAIN` of how long one waited, so a few such
@@ -95,12 +94,13 @@ what a start costs."""
 CLUSTER_MAX = 8
 """The most calls built ahead in one cluster."""
 
-WAKE_IDLE = 0.0005
+WAKE_IDLE = 0.002
 """A start the loop will have slept at least this long before (its release this far from
-the last time the timer was armed) is woken :attr:`CallStarter.wake` early (rule 8).
-Half a millisecond: in a busy spell of the host, a start after 1 ms asleep was woken
-0.2-0.3 ms late and its build ran twice as slow (cold), and uniform starts at 700/s
-(1 ms asleep each) missed the p99 bound in three runs of three (a CI run, stop 24)."""
+the last time the timer is first armed for it) is woken :attr:`CallStarter.wake` early
+(rule 8).  Half a millisecond was tried (bench/README.md): it took a start's p50 on the
+wire from ~10 to ~3 µs at 700/s, but every start then spun for its wake-ahead, which
+grows in the host's busy spells, and the stalls of those spells (0.2-2.5 ms) are longer
+than any wake-ahead."""
 
 WAKE_AHEAD = 0.0003
 """The wake-ahead a run begins with (rule 8): about what waking after a few ms asleep
