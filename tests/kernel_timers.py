@@ -22,14 +22,17 @@ Theory of operation
 3. :meth:`LateTimers.held` answers whether a late expiry was due within an interval
    (``CLOCK_MONOTONIC`` seconds; :attr:`LateTimers.offset` turns a capture's
    ``CLOCK_REALTIME`` stamps into them).
-4. Where tracefs is missing or not writable (no root), :attr:`LateTimers.ok` is false
-   and nothing is excused; the settings it changed are put back when it closes.
+4. On a fresh machine tracefs is not mounted: :class:`LateTimers` mounts it for the
+   while it is open (root only) and unmounts it when it closes.  Where tracefs cannot
+   be had or written (no root), :attr:`LateTimers.ok` is false and nothing is excused;
+   the settings it changed are put back when it closes.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
+import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
@@ -59,13 +62,30 @@ class LateTimers:
         self.expiries = 0  #: timer expiries seen in all
         self._dues: list[float] = []
         self._saved: dict[str, str] = {}
+        self._mounted = False  #: tracefs was mounted here, to be unmounted at the close
+
+    def _mount(self) -> None:
+        """Mount tracefs at :attr:`root` where it is an empty mount point (a fresh
+        machine mounts none): a CI run would otherwise trace nothing."""
+        if not self.root.is_dir() or any(self.root.iterdir()):
+            return
+        done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(self.root)],
+                              capture_output=True, check=False)
+        self._mounted = done.returncode == 0
+
+    def _unmount(self) -> None:
+        if self._mounted:
+            subprocess.run(["umount", str(self.root)], capture_output=True, check=False)
+            self._mounted = False
 
     def _write(self, name: str, value: str) -> None:
         (self.root / name).write_text(value)
 
     def start(self) -> Self:
         try:
+            self._mount()
             if "mono" not in (self.root / "trace_clock").read_text():
+                self._restore()
                 return self
             for name in ("tracing_on", "trace_clock", "buffer_size_kb"):
                 value = (self.root / name).read_text().strip()
@@ -101,6 +121,7 @@ class LateTimers:
         self._read(text)
 
     def _restore(self) -> None:
+        """Put back the settings :meth:`start` changed, and unmount what it mounted."""
         saved, self._saved = self._saved, {}
         for name in ("tracing_on", "set_event", "trace_clock", "buffer_size_kb"):
             if name not in saved:
@@ -115,6 +136,7 @@ class LateTimers:
                     self._write(name, saved[name])
             except OSError:
                 pass
+        self._unmount()
 
     def _read(self, text: str) -> None:
         due: dict[str, int] = {}
