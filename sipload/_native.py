@@ -90,6 +90,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.stats.interval",
     "sipload.stats.records",
     "sipload.stats.traces",
+    "sipload.transport.hrtimer",
     "sipload.transport.loop",
     "sipload.transport.udp",
     "sipload.transport.udproutes",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sipload.sip.message import Request
 from sipload.sip.parser import parse_message
-from sipload.sip.timerheap import COMPACT_MIN, COMPACT_RATIO, TimerHeap
+from sipload.sip.timerheap import COMPACT_MIN, COMPACT_RATIO, LANES, TimerHeap
 from sipload.sip.transaction import ClientTransaction, TimerConfig
 
 
@@ -81,7 +83,7 @@ def test_push_same_deadline_adds_no_entry() -> None:
     h: TimerHeap[str] = TimerHeap()
     for _ in range(100):
         h.push(2.0, "a")
-    assert len(h._heap) == 1
+    assert h.entries() == 1
 
 
 def test_discard_and_schedule() -> None:
@@ -115,7 +117,7 @@ def test_stale_entries_are_compacted() -> None:
     for k in range(20 * COMPACT_MIN):
         h.push(float(k), 99)
     assert len(h) == 11
-    assert len(h._heap) <= max(COMPACT_MIN + 1, COMPACT_RATIO * len(h) + 1)
+    assert h.entries() <= max(COMPACT_MIN + 1, COMPACT_RATIO * len(h) + 1)
     assert h.pop_due(1e9) == [*range(10), 99]
     assert len(h) == 0
 
@@ -194,3 +196,61 @@ def test_matches_a_dict_model(script: list[tuple[str, int, int]]) -> None:
             assert h.peek() == (min(v[0] for v in model.values()) if model else None)
         assert len(h) == len(model)
         assert all(h.deadline_of(i) == v[0] for i, v in model.items())
+
+
+def test_deadlines_of_a_few_constants_stay_in_lanes() -> None:
+    """A UA's deadlines are now plus one of a few constants: each constant's arrive in
+    order, and no entry goes to the binary heap (rule 5)."""
+    h: TimerHeap[int] = TimerHeap()
+    delays = (0.5, 32.0, 5.0, 10.0, 0.1)
+    now, item, fired = 0.0, 0, []
+    for _ in range(5000):
+        now += 0.00125
+        for d in delays:
+            item += 1
+            h.push(now + d, item)
+        fired += h.pop_due(now)
+        if item % 1000 == 0:
+            left = [h.deadline_of(i) for i in range(1, item + 1) if i in h]
+            assert h.peek() == min(d for d in left if d is not None)
+    assert len(h._lanes) == len(delays) and not h._heap
+    fired += h.pop_due(1e9)
+    assert sorted(fired) == list(range(1, item + 1))
+    assert [i % 5 for i in fired[:3]] == [0, 0, 0]  # the 0.1 s ones first
+
+
+def test_a_random_load_matches_a_sorted_model() -> None:
+    """Many items, deadlines in and out of order (lanes full, the heap used), moves,
+    discards and compaction, against a brute-force model: every pop and peek agree."""
+    rng = random.Random(5)
+    h: TimerHeap[int] = TimerHeap()
+    model: dict[int, tuple[float, int]] = {}
+    order = 0
+    now = 0.0
+    for _ in range(40_000):
+        r = rng.random()
+        item = rng.randrange(600)
+        if r < 0.55:
+            deadline = now + (rng.choice((0.5, 4.0, 32.0)) if rng.random() < 0.7
+                              else rng.uniform(0, 40))
+            if model.get(item, (None, 0))[0] != deadline:
+                order += 1
+                model[item] = (deadline, order)
+            h.push(deadline, item)
+        elif r < 0.65:
+            model.pop(item, None)
+            h.discard(item)
+        elif r < 0.9:
+            now += rng.uniform(0, 0.2)
+            due = sorted((v, i) for i, v in model.items() if v[0] <= now)
+            assert h.pop_due(now) == [i for _, i in due]
+            for _, i in due:
+                del model[i]
+        else:
+            assert h.peek() == (min(v[0] for v in model.values()) if model else None)
+        assert len(h) == len(model)
+        assert h.entries() <= max(COMPACT_MIN + 1, COMPACT_RATIO * len(h) + 1)
+        assert h.entries() == sum(len(lane.entries) - lane.head for lane in h._lanes) + len(
+            h._heap)
+    assert len(h._lanes) == LANES and h._heap  # both kinds of storage were used
+    assert h.pop_due(1e9) == [i for _, i in sorted((v, i) for i, v in model.items())]

@@ -19,7 +19,9 @@ Python 3.13's ``os.timerfd_settime_ns`` is used, or before 3.13 the libc functio
 through ``ctypes`` (whose argument conversion cost about 9% of a worker's CPU at
 load).  The descriptor comes from ``os.timerfd_create`` (3.13) or libc.  Where there
 is no timerfd at all (not Linux), :func:`precise_timer` returns None and the caller
-keeps the loop's timer.
+keeps the loop's timer.  This module is compiled with the hot path (the timer's
+expiry and arming run once or twice per call); the ``ctypes`` declarations, which
+mypyc cannot compile, are in :mod:`sipload.transport.timerfd_libc`.
 """
 
 from __future__ import annotations
@@ -28,41 +30,15 @@ import asyncio
 import ctypes
 import math
 import os
-import sys
 from collections.abc import Callable
 from typing import Protocol
+
+from sipload.transport.timerfd_libc import Libc, load_libc
 
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = os.O_NONBLOCK
 _TFD_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
 _TFD_TIMER_ABSTIME = 1
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-class _Itimerspec(ctypes.Structure):
-    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
-
-
-class _Libc:
-    """``timerfd_create``/``timerfd_settime`` from the C library."""
-
-    def __init__(self) -> None:
-        # the process's own symbols (the C library's): find_library runs ldconfig
-        lib = ctypes.CDLL(None, use_errno=True)
-        self.create = lib.timerfd_create
-        self.create.argtypes = [ctypes.c_int, ctypes.c_int]
-        self.create.restype = ctypes.c_int
-        self.settime = lib.timerfd_settime
-        self.settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
-                                 ctypes.c_void_p]
-        self.settime.restype = ctypes.c_int
-        self.spec = _Itimerspec()
-
-
-_LIBC: _Libc | None = None
 
 
 class _NativeTimer(Protocol):
@@ -92,16 +68,6 @@ _native = _load_native()
 IMPLEMENTATION = "native" if _native is not None else "python"
 
 
-def _libc() -> _Libc | None:
-    global _LIBC
-    if _LIBC is None and sys.platform.startswith("linux"):
-        try:
-            _LIBC = _Libc()
-        except (OSError, AttributeError):  # pragma: no cover - no libc timerfd
-            return None
-    return _LIBC
-
-
 class PreciseTimer:
     """One re-armable deadline on ``time.monotonic()``'s clock; calls ``callback`` at it.
 
@@ -110,7 +76,7 @@ class PreciseTimer:
     :meth:`disarm` cancels it; :meth:`close` releases the descriptor.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, libc: _Libc | None,
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, libc: Libc | None,
                  callback: Callable[[], None]) -> None:
         self._loop = loop
         self._fd = fd
@@ -186,7 +152,7 @@ def precise_timer(loop: asyncio.AbstractEventLoop,
     create = getattr(os, "timerfd_create", None)
     if create is not None:
         return PreciseTimer(loop, create(_CLOCK_MONOTONIC, flags=flags), None, callback)
-    libc = _libc()
+    libc = load_libc()
     if libc is None:
         return None
     fd = libc.create(_CLOCK_MONOTONIC, flags)
