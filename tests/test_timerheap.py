@@ -159,6 +159,37 @@ def test_drives_transactions() -> None:
     assert all(tx.terminated and tx.retransmissions == 6 for tx in txs)
 
 
+class Model:
+    """A brute-force twin of a :class:`TimerHeap`: {item: (deadline, push order)}, with
+    each operation applied to both and their answers compared."""
+
+    def __init__(self, h: TimerHeap[int]) -> None:
+        self.h = h
+        self.live: dict[int, tuple[float, int]] = {}
+        self.order = 0
+
+    def push(self, deadline: float, item: int) -> None:
+        if self.live.get(item, (None, 0))[0] != deadline:
+            self.order += 1
+            self.live[item] = (deadline, self.order)
+        self.h.push(deadline, item)
+
+    def discard(self, item: int) -> None:
+        self.live.pop(item, None)
+        self.h.discard(item)
+
+    def pop(self, now: float) -> None:
+        due = sorted((v, i) for i, v in self.live.items() if v[0] <= now)
+        assert self.h.pop_due(now) == [i for _, i in due]
+        for _, i in due:
+            del self.live[i]
+
+    def peek(self) -> None:
+        live = self.live
+        assert self.h.peek() == (min(v[0] for v in live.values()) if live else None)
+        assert len(self.h) == len(live)
+
+
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("push"), st.integers(0, 9), st.integers(0, 50)),
@@ -174,28 +205,18 @@ ops = st.lists(
 def test_matches_a_dict_model(script: list[tuple[str, int, int]]) -> None:
     """Against a dict {item: (deadline, push order)}: same pops, same peek, same length."""
     h: TimerHeap[int] = TimerHeap()
-    model: dict[int, tuple[float, int]] = {}
-    order = 0
+    m = Model(h)
     for op, item, t in script:
         if op == "push":
-            deadline = t / 4
-            if model.get(item, (None, 0))[0] != deadline:
-                order += 1
-                model[item] = (deadline, order)
-            h.push(deadline, item)
+            m.push(t / 4, item)
         elif op == "discard":
-            model.pop(item, None)
-            h.discard(item)
+            m.discard(item)
         elif op == "pop":
-            now = t / 4
-            due = sorted((v, i) for i, v in model.items() if v[0] <= now)
-            assert h.pop_due(now) == [i for _, i in due]
-            for _, i in due:
-                del model[i]
+            m.pop(t / 4)
         else:
-            assert h.peek() == (min(v[0] for v in model.values()) if model else None)
-        assert len(h) == len(model)
-        assert all(h.deadline_of(i) == v[0] for i, v in model.items())
+            m.peek()
+        assert len(h) == len(m.live)
+        assert all(h.deadline_of(i) == v[0] for i, v in m.live.items())
 
 
 def test_deadlines_of_a_few_constants_stay_in_lanes() -> None:
@@ -224,33 +245,23 @@ def test_a_random_load_matches_a_sorted_model() -> None:
     discards and compaction, against a brute-force model: every pop and peek agree."""
     rng = random.Random(5)
     h: TimerHeap[int] = TimerHeap()
-    model: dict[int, tuple[float, int]] = {}
-    order = 0
+    m = Model(h)
     now = 0.0
     for _ in range(40_000):
         r = rng.random()
         item = rng.randrange(600)
         if r < 0.55:
-            deadline = now + (rng.choice((0.5, 4.0, 32.0)) if rng.random() < 0.7
-                              else rng.uniform(0, 40))
-            if model.get(item, (None, 0))[0] != deadline:
-                order += 1
-                model[item] = (deadline, order)
-            h.push(deadline, item)
+            m.push(now + (rng.choice((0.5, 4.0, 32.0)) if rng.random() < 0.7
+                          else rng.uniform(0, 40)), item)
         elif r < 0.65:
-            model.pop(item, None)
-            h.discard(item)
+            m.discard(item)
         elif r < 0.9:
             now += rng.uniform(0, 0.2)
-            due = sorted((v, i) for i, v in model.items() if v[0] <= now)
-            assert h.pop_due(now) == [i for _, i in due]
-            for _, i in due:
-                del model[i]
+            m.pop(now)
         else:
-            assert h.peek() == (min(v[0] for v in model.values()) if model else None)
-        assert len(h) == len(model)
+            m.peek()
         assert h.entries() <= max(COMPACT_MIN + 1, COMPACT_RATIO * len(h) + 1)
         assert h.entries() == sum(len(lane.entries) - lane.head for lane in h._lanes) + len(
             h._heap)
     assert len(h._lanes) == LANES and h._heap  # both kinds of storage were used
-    assert h.pop_due(1e9) == [i for _, i in sorted((v, i) for i, v in model.items())]
+    m.pop(1e9)
