@@ -53,7 +53,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-import sipload.engine.starts as engine_module  # noqa: E402
 from sipload._native import describe  # noqa: E402
 from sipload.engine import Engine, EngineConfig  # noqa: E402
 from sipload.scenario.loader import load_file  # noqa: E402
@@ -88,9 +87,9 @@ def _run_engine(rate: float, calls: int, release: str, seed: int, arrival: str
     """The calls placed by an engine in this process; its records and the capture."""
     port = free_port()
     records: list[dict[str, Any]] = []
-    saved = engine_module.precise_timer
+    saved = os.environ.get("SIPLOAD_TIMER")
     if release == "loop":
-        engine_module.precise_timer = lambda loop, callback: None
+        os.environ["SIPLOAD_TIMER"] = "loop"  # the loop's own timers (hrtimer.precise_timer)
     try:
         with sipp_uas(port, limit=60.0 + 2 * calls / rate), \
                 Capture([port], buffer_kib=CAPTURE_BUFFER_KIB) as cap:
@@ -107,7 +106,10 @@ def _run_engine(rate: float, calls: int, release: str, seed: int, arrival: str
         wire = sip_calls(cap.packets())
         cap.close()
     finally:
-        engine_module.precise_timer = saved
+        if saved is None:
+            os.environ.pop("SIPLOAD_TIMER", None)
+        else:
+            os.environ["SIPLOAD_TIMER"] = saved
     return records, wire
 
 

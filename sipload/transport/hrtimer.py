@@ -18,10 +18,10 @@ there: one plain C call each.  Without it (a pure build, or ``SIPLOAD_TIMER=pyth
 Python 3.13's ``os.timerfd_settime_ns`` is used, or before 3.13 the libc function
 through ``ctypes`` (whose argument conversion cost about 9% of a worker's CPU at
 load).  The descriptor comes from ``os.timerfd_create`` (3.13) or libc.  Where there
-is no timerfd at all (not Linux), :func:`precise_timer` returns None and the caller
-keeps the loop's timer.  This module is compiled with the hot path (the timer's
-expiry and arming run once or twice per call); the ``ctypes`` declarations, which
-mypyc cannot compile, are in :mod:`sipload.transport.timerfd_libc`.
+is no timerfd at all (not Linux), or ``SIPLOAD_TIMER=loop``, :func:`precise_timer`
+returns None and the caller keeps the loop's timer.  This module is compiled with the
+hot path (the timer's expiry and arming run once or twice per call); the ``ctypes``
+declarations, which mypyc cannot compile, are in :mod:`sipload.transport.timerfd_libc`.
 """
 
 from __future__ import annotations
@@ -147,7 +147,11 @@ class PreciseTimer:
 
 def precise_timer(loop: asyncio.AbstractEventLoop,
                   callback: Callable[[], None]) -> PreciseTimer | None:
-    """A :class:`PreciseTimer` on ``loop``, or None where the platform has no timerfd."""
+    """A :class:`PreciseTimer` on ``loop``, or None where the platform has no timerfd
+    or ``SIPLOAD_TIMER=loop`` asks for the loop's own timers (call starts released on
+    its 1 ms tick, as before issue 19: the timing tests' control)."""
+    if os.environ.get("SIPLOAD_TIMER", "").strip().lower() == "loop":
+        return None
     flags = _TFD_NONBLOCK | _TFD_CLOEXEC
     create = getattr(os, "timerfd_create", None)
     if create is not None:
