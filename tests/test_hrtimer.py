@@ -40,6 +40,7 @@ def _fires(deadlines: list[float], disarm_last: bool = False,
     try:
         timer = hrtimer.precise_timer(loop, lambda: fired.append(time.monotonic()))
         assert timer is not None
+        assert timer._native is hrtimer._native  # the case asked for, compiled or not
         for when in deadlines:
             timer.arm(when)
         if disarm_last:
@@ -78,3 +79,18 @@ def test_the_build_arms_timers_in_c(native_module: ModuleType) -> None:  # noqa:
     assert callable(native_module.timer_set) and callable(native_module.timer_ack)
     if hrtimer.IMPLEMENTATION == "native":
         assert hrtimer._native is not None
+
+
+def test_loop_setting_takes_the_precise_timer_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SIPLOAD_TIMER=loop``: no precise timer, the caller keeps the loop's (the timing
+    tests' control, tests/test_timing.py)."""
+    loop = asyncio.new_event_loop()
+    try:
+        monkeypatch.setenv("SIPLOAD_TIMER", "loop")
+        assert hrtimer.precise_timer(loop, lambda: None) is None
+        monkeypatch.delenv("SIPLOAD_TIMER")
+        timer = hrtimer.precise_timer(loop, lambda: None)
+        assert timer is not None
+        timer.close()
+    finally:
+        loop.close()
