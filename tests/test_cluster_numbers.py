@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from sipload.cluster.coordinator import Coordinator, extra_numbers
 from sipload.cluster.messages import Heartbeat, Hello, Ready, SetShare, Welcome
+from sipload.engine.roles import id_prefix
 from sipload.pacing import Admission, Pacer
+from sipload.ua.ids import IdGenerator
 
 
 def test_engine_numbers_taken_over_calls_from_their_own_block() -> None:
@@ -73,3 +75,22 @@ def test_numbers_never_collide_when_workers_are_lost(calls: int, n: int,
         mine = {e.call_number(i) for i in range(count)}
         assert len(mine) == count and not mine & seen
         seen |= mine
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(1, 2**22), st.integers(0, 2**32 - 1)),
+                min_size=2, max_size=6, unique=True),
+       st.integers(1, 2000))
+def test_workers_ids_never_collide(workers: list[tuple[int, int, int]], n: int) -> None:
+    """Ids of workers that differ in number, PID or salt never meet (w1 in PID 0x1a and
+    w11 in PID 0xa once shared a prefix)."""
+    seen: dict[str, int] = {}
+    for i, (worker, pid, salt) in enumerate(workers):
+        ids = IdGenerator(id_prefix(worker, pid, salt))
+        for _ in range(n if i == 0 else 3):
+            tag = ids.tag()
+            assert seen.setdefault(tag, i) == i
+
+
+def test_worker_prefixes_are_delimited() -> None:
+    assert id_prefix(1, 0x1A, 5) != id_prefix(11, 0xA, 5)
+    assert IdGenerator(id_prefix(1, 0x1A, 5)).tag() != IdGenerator(id_prefix(11, 0xA, 5)).tag()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 
 from sipload.engine.config import EngineConfig
 from sipload.engine.media import NO_MEDIA_PORT, WorkerMedia
@@ -25,6 +26,19 @@ DEFAULT_TARGET = ("127.0.0.1", 5060)
 """Where a scenario sends when the config names no target."""
 
 
+def id_prefix(worker: int, pid: int, salt: int) -> str:
+    """The prefix of every tag, branch and Call-ID a worker makes.
+
+    Its parts are delimited (``w11-a`` and ``w1-1a`` differ where ``w11a`` was both
+    worker 11 in PID 0xa and worker 1 in PID 0x1a), and ``salt`` (32 bits from the OS,
+    not the run's seeded generator: a seed repeats a scenario's choices, not its ids)
+    keeps two runs apart (two hosts' workers, or a run after a reboot, can share a worker
+    number and a PID).
+    The counter follows the ``x`` in decimal: no prefix ends where another's count begins.
+    """
+    return f"w{worker}-{pid:x}-{salt:08x}x"
+
+
 def build_ua(cfg: EngineConfig, host: str, port: int, rng: random.Random) -> UserAgent:
     """The worker's UA, bound to ``host:port`` (its Via and Contact)."""
     prog = cfg.program
@@ -34,7 +48,7 @@ def build_ua(cfg: EngineConfig, host: str, port: int, rng: random.Random) -> Use
         ua_cfg.allow = prog.allow
     if prog is not None and prog.supported:
         ua_cfg.supported = prog.supported
-    ua = UserAgent(ua_cfg, IdGenerator(f"w{cfg.worker}{os.getpid():x}x"))
+    ua = UserAgent(ua_cfg, IdGenerator(id_prefix(cfg.worker, os.getpid(), secrets.randbits(32))))
     if cfg.servers:
         ua.set_servers(ServerSet(cfg.located, list(cfg.servers), rng.random))
     return ua
