@@ -88,6 +88,7 @@ COMPILED: tuple[str, ...] = (
     "sipload.pump",
     "sipload.stats.histograms",
     "sipload.stats.interval",
+    "sipload.stats.recordrows",
     "sipload.stats.records",
     "sipload.stats.traces",
     "sipload.transport.hrtimer",

@@ -245,7 +245,8 @@ def test_the_coordinator_believes_nothing_beyond_what_it_assigned() -> None:
     assert c.admit(ident, Heartbeat(0, 1.0, 0, 10**12, 0.1, 1.0), 2.0) is None
     assert c.admit(ident, Heartbeat(7, 1.0, 0, 5, 0.1, 1.0), 2.0) is None  # not its id
     bad = [_record(1, call_number=None), _record(2, result="great"), _record(500),
-           _record(3, codes=["x"]), "not a map", _record(4, marks={"a": float("nan")})]
+           _record(3, codes=["x"]), "not a map", _record(4, marks={"a": float("nan")}),
+           _record(5, media={"mos": "x"})]  # once admitted, then fatal to the writer
     msg = c.admit(ident, Records(0, 1, [_record(0), *bad], 2), 2.0)
     assert isinstance(msg, Records) and [r["call_number"] for r in msg.records] == [0]
     c.on_message(ident, msg, 2.0)
@@ -256,7 +257,7 @@ def test_the_coordinator_believes_nothing_beyond_what_it_assigned() -> None:
     c.on_message(ident, done, 3.0)
     t = c.totals()
     assert t["started"] == 3 and t["records"] == 1 and t["lost_with_worker"] == 2
-    assert c.rejected == {"Heartbeat": 2, "record": 6, "Snapshot": 1}
+    assert c.rejected == {"Heartbeat": 2, "record": 7, "Snapshot": 1}
     assert any(e["event"] == "message_rejected" for e in c.events)
     events = len(c.events)
     for _ in range(1000):  # a peer that never said Hello: counted, logged a few times

@@ -1,8 +1,10 @@
 """What a worker's record or snapshot must hold before the coordinator believes it.
 
 :mod:`sipload.cluster.messages` checks the shape of a message (its fields and
-their types); these functions check what is inside a record batch or a snapshot,
-whose contents are free-form maps on the wire.  Each returns None when the value
+their types); these functions check what is inside a snapshot, whose contents are free-form maps
+on the wire (a record batch's records are checked by
+:func:`sipload.stats.recordrows.check_record`, compiled: the coordinator checks one
+per call).  Each returns None when the value
 fits, or one line saying what does not: the coordinator then drops it, logs it
 and counts it (see :meth:`Coordinator.admit`), and the run goes on.
 """
@@ -18,15 +20,7 @@ from hdrh.histogram import HdrHistogram
 
 from sipload.stats.histograms import MarkHistograms
 from sipload.stats.mediaintervals import COUNTERS, MediaHistograms
-from sipload.stats.records import Result
-
-_RESULTS = frozenset(r.value for r in Result)
-
-MAX_TEXT = 4096
-"""The longest failure text, detail or Call-ID a record may carry."""
-
-MAX_ITEMS = 10_000
-"""The most codes, messages or marks one record may carry."""
+from sipload.stats.recordrows import MAX_ITEMS, MAX_TEXT
 
 
 def _number(v: Any) -> bool:
@@ -39,46 +33,6 @@ def _count(v: Any) -> bool:
 
 def _text(v: Any) -> bool:
     return isinstance(v, str) and len(v) <= MAX_TEXT
-
-
-_RECORD: dict[str, Any] = {
-    "call_number": _count, "intended_start": _number, "actual_start": _number,
-    "end": _number, "failure": _text, "detail": _text, "step": lambda v: (
-        isinstance(v, int) and not isinstance(v, bool)), "retransmissions": _count,
-}
-
-
-def check_record(r: Any) -> str | None:
-    """None when ``r`` is a whole, well-typed call record (``CallRecord.to_dict``)."""
-    if not isinstance(r, Mapping):
-        return "a record is a map"
-    for key, ok in _RECORD.items():
-        if key not in r:
-            return f"record without {key}"
-        if not ok(r[key]):
-            return f"record {key}: bad value {str(r[key])[:40]!r}"
-    if r.get("result") not in _RESULTS:
-        return f"record result: {str(r.get('result'))[:40]!r} is not a result"
-    codes = r.get("codes")
-    if not isinstance(codes, list) or len(codes) > MAX_ITEMS or not all(
-            _count(c) and c < 1000 for c in codes):
-        return "record codes: not a list of status codes"
-    messages = r.get("messages")
-    if not isinstance(messages, list) or len(messages) > MAX_ITEMS or not all(
-            isinstance(m, list | tuple) and len(m) == 3 and _number(m[0])
-            and _text(m[1]) and _text(m[2]) for m in messages):
-        return "record messages: not a list of [time, direction, summary]"
-    marks = r.get("marks")
-    if not isinstance(marks, Mapping) or len(marks) > MAX_ITEMS or not all(
-            _text(k) and _number(v) for k, v in marks.items()):
-        return "record marks: not a map of name to seconds"
-    if not _count(r.get("worker", 0)) or not _text(r.get("call_id", "")):
-        return "record worker or call_id: bad value"
-    if not _text(r.get("server", "")) or not _count(r.get("failovers", 0)):
-        return "record server or failovers: bad value"
-    if not _text(r.get("source", "")):
-        return "record source: bad value"
-    return None
 
 
 _SNAPSHOT_COUNTS = ("started", "succeeded", "failed", "active", "late", "dropped",

@@ -50,7 +50,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sipload.cluster.checks import check_record, check_snapshot
+from sipload.cluster.checks import check_snapshot
 from sipload.cluster.messages import (
     PROTOCOL,
     Ack,
@@ -70,6 +70,7 @@ from sipload.cluster.messages import (
     Welcome,
     extra_numbers,
 )
+from sipload.stats.recordrows import check_record
 
 Outgoing = list[tuple[bytes, Message]]
 

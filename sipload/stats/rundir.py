@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sipload.stats.pcap import PcapWriter
+from sipload.stats.recordrows import MEDIA_COLUMNS, MEDIA_FIELDS, record_row
 from sipload.stats.records import CallRecord
 
 if TYPE_CHECKING:  # pyarrow is imported by warm() or the first batch, not at import
@@ -42,15 +43,6 @@ SUMMARY = "summary.json"
 TRACES = "traces.arrows"
 PCAP = "messages.pcap"
 
-#: The per-call media figures, one float64 column each (``media_<name>``; null for a
-#: call without media).  The same names as ``sipload.media.call.FIELDS``.
-MEDIA_FIELDS: tuple[str, ...] = (
-    "sent", "received", "expected", "lost", "loss_rate", "duplicates", "out_of_order",
-    "jitter_ms", "max_jitter_ms", "longest_gap_ms", "ssrc_changes", "pt_changes", "malformed",
-    "foreign", "events", "r_factor", "mos", "remote_lost", "remote_fraction_lost",
-    "remote_jitter_ms", "rtt_ms", "srtp", "srtp_auth_failures", "srtp_replay_failures",
-)
-MEDIA_COLUMNS: tuple[str, ...] = tuple(f"media_{name}" for name in MEDIA_FIELDS)
 
 
 def warm() -> None:
@@ -169,33 +161,6 @@ def trace_rows(trace: dict[str, Any]) -> list[dict[str, Any]]:
             "data": data, "dropped": dropped,
         })
     return rows
-
-
-def record_row(r: dict[str, Any]) -> dict[str, Any]:
-    """A record (as :meth:`CallRecord.to_dict` gives it) as a table row."""
-    return {
-        "worker": int(r.get("worker", 0)), "call_number": int(r["call_number"]),
-        "intended_start": float(r["intended_start"]), "actual_start": float(r["actual_start"]),
-        "end": float(r["end"]), "result": str(r["result"]), "failure": str(r["failure"]),
-        "detail": str(r["detail"]), "step": int(r["step"]),
-        "codes": ",".join(str(c) for c in r["codes"]),
-        "retransmissions": int(r["retransmissions"]), "call_id": str(r.get("call_id", "")),
-        "marks": json.dumps(r["marks"], separators=(",", ":")),
-        "messages": json.dumps(r["messages"], separators=(",", ":")),
-        **_media_cells(r.get("media") or {}),
-        "server": str(r.get("server", "")), "failovers": int(r.get("failovers", 0)),
-        "source": str(r.get("source", "")),
-    }
-
-
-_NO_MEDIA: dict[str, float | None] = dict.fromkeys(MEDIA_COLUMNS)
-
-
-def _media_cells(media: dict[str, float]) -> dict[str, float | None]:
-    if not media:
-        return _NO_MEDIA  # most calls: spread into the row, never changed
-    return {column: (float(media[name]) if name in media else None)
-            for name, column in zip(MEDIA_FIELDS, MEDIA_COLUMNS, strict=True)}
 
 
 class RunWriter:
