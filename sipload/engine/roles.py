@@ -9,7 +9,6 @@ calls take them in turn (``RunContext.locals``).
 
 from __future__ import annotations
 
-import os
 import random
 import secrets
 
@@ -26,17 +25,19 @@ DEFAULT_TARGET = ("127.0.0.1", 5060)
 """Where a scenario sends when the config names no target."""
 
 
-def id_prefix(worker: int, pid: int, salt: int) -> str:
+def id_prefix(worker: int, salt: int) -> str:
     """The prefix of every tag, branch and Call-ID a worker makes.
 
-    Its parts are delimited (``w11-a`` and ``w1-1a`` differ where ``w11a`` was both
-    worker 11 in PID 0xa and worker 1 in PID 0x1a), and ``salt`` (32 bits from the OS,
-    not the run's seeded generator: a seed repeats a scenario's choices, not its ids)
-    keeps two runs apart (two hosts' workers, or a run after a reboot, can share a worker
-    number and a PID).
-    The counter follows the ``x`` in decimal: no prefix ends where another's count begins.
+    The worker's number is delimited (``w1x...`` once came from both worker 1 in PID
+    0x1a and worker 11 in PID 0xa, when the prefix was the number and the PID run
+    together), and ``salt`` (32 bits from the OS, drawn per worker process, not from
+    the run's seeded generator: a seed repeats a scenario's choices, not its ids) keeps
+    apart the workers of two runs, or of two hosts, that share a number.  The counter
+    follows the ``x`` in decimal, and no prefix holds another ``x``: no prefix ends where
+    another's count begins.  12 characters for workers 0-9: each held call keeps a few
+    ids, so each character costs memory per call.
     """
-    return f"w{worker}-{pid:x}-{salt:08x}x"
+    return f"w{worker}-{salt:08x}x"
 
 
 def build_ua(cfg: EngineConfig, host: str, port: int, rng: random.Random) -> UserAgent:
@@ -48,7 +49,7 @@ def build_ua(cfg: EngineConfig, host: str, port: int, rng: random.Random) -> Use
         ua_cfg.allow = prog.allow
     if prog is not None and prog.supported:
         ua_cfg.supported = prog.supported
-    ua = UserAgent(ua_cfg, IdGenerator(id_prefix(cfg.worker, os.getpid(), secrets.randbits(32))))
+    ua = UserAgent(ua_cfg, IdGenerator(id_prefix(cfg.worker, secrets.randbits(32))))
     if cfg.servers:
         ua.set_servers(ServerSet(cfg.located, list(cfg.servers), rng.random))
     return ua
