@@ -36,6 +36,7 @@ async def _talk(seconds: float, calls: int) -> tuple[MediaPump, MediaPump, list[
     assert a_rtp.kernel_stamps
     play = MediaSpec(play="tone")
     echo = MediaSpec(echo=True)
+    began = a.now()  # each stream's ticks count from its start (CI once took 0.1 s to start)
     for k in range(calls):
         # both sides use one port for every call: the SSRC announced in the SDP tells them apart
         ssrc_a, ssrc_b = a.table.reserve_ssrc(k), b.table.reserve_ssrc(k)
@@ -43,13 +44,12 @@ async def _talk(seconds: float, calls: int) -> tuple[MediaPump, MediaPump, list[
                       a.now())
         b.table.start(k, echo, StreamPlan("PCMU", 0, 101, a_rtp.address, True, True, 0, ssrc_a),
                       b.now())
-    began = a.now()
     a.rearm()
     b.rearm()
     await asyncio.sleep(seconds)
     # the player reads at its ticks, the echo (no stream of its own) as packets come
     assert a.reads_at_ticks and not b.reads_at_ticks
-    ran = a.now() - began  # the sleep's length, a host's stall included
+    ran = a.now() - began  # from the first start: the starts and the sleep, stalls included
     a_figs = [f for k in range(calls) if (f := a.table.stop(k, a.now())) is not None]
     a.rearm()
     assert not a.reads_at_ticks  # nothing to send: watched again
@@ -63,8 +63,8 @@ def test_tone_echoed_over_loopback() -> None:
     a, b, a_figs, b_figs, ran = asyncio.run(_talk(1.0, 20))
     assert len(a_figs) == 20
     # one packet per 20 ms of what the streams ran (the pacing catches up by absolute
-    # ticks, so a stall of the host lengthens the run, not the count's error): CI once
-    # slept 1.1 s here and sent 55
+    # ticks from each stream's start, so a pause while the 20 streams start, or a late
+    # wake-up, lengthens the run, not the count's error): CI sent 55 in a 1.0 s sleep
     packets = ran / 0.020
     for fig, back in zip(a_figs, b_figs, strict=True):
         assert fig["sent"] >= 45 and packets - 5 <= fig["sent"] <= packets + 2
