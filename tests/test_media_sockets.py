@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import time
 
@@ -19,12 +20,26 @@ def _bits() -> itertools.count[int]:
 
 
 async def _talk(seconds: float, calls: int) -> tuple[MediaPump, MediaPump, list[dict[str, float]],
-                                                     list[dict[str, float]], float]:
-    """Play a tone on ``calls`` streams from a to b's echo for about ``seconds``; the two
-    pumps, each side's figures, and how long the player's streams ran in fact."""
+                                                     list[dict[str, float]]]:
     # the tone's first computation imports numpy (~0.1 s): done before the clock starts,
     # or the player's streams begin that much before the echo's and send more than 1 s
     tone_frames("PCMU", 160)
+    # and no collection while streams start and play, as in a worker (transport/loop.py):
+    # deep into the suite the 20 streams' start once took 0.1-0.2 s (a full collection of
+    # the suite's heap, the likely cause), their first ticks were that late, and the
+    # pacing sent 5 packets late and skipped the rest (CI: 55 sent in a 1.0 s sleep,
+    # three runs in a row)
+    gc.collect()
+    gc.disable()
+    try:
+        return await _play(seconds, calls)
+    finally:
+        gc.enable()
+
+
+async def _play(seconds: float, calls: int) -> tuple[MediaPump, MediaPump,
+                                                     list[dict[str, float]],
+                                                     list[dict[str, float]]]:
     t0 = time.monotonic()
     a_rtp, a_rtcp = bind_pair("127.0.0.1")
     b_rtp, b_rtcp = bind_pair("127.0.0.1")
@@ -36,7 +51,6 @@ async def _talk(seconds: float, calls: int) -> tuple[MediaPump, MediaPump, list[
     assert a_rtp.kernel_stamps
     play = MediaSpec(play="tone")
     echo = MediaSpec(echo=True)
-    began = a.now()  # each stream's ticks count from its start (CI once took 0.1 s to start)
     for k in range(calls):
         # both sides use one port for every call: the SSRC announced in the SDP tells them apart
         ssrc_a, ssrc_b = a.table.reserve_ssrc(k), b.table.reserve_ssrc(k)
@@ -49,25 +63,20 @@ async def _talk(seconds: float, calls: int) -> tuple[MediaPump, MediaPump, list[
     await asyncio.sleep(seconds)
     # the player reads at its ticks, the echo (no stream of its own) as packets come
     assert a.reads_at_ticks and not b.reads_at_ticks
-    ran = a.now() - began  # from the first start: the starts and the sleep, stalls included
     a_figs = [f for k in range(calls) if (f := a.table.stop(k, a.now())) is not None]
     a.rearm()
     assert not a.reads_at_ticks  # nothing to send: watched again
     b_figs = [f for k in range(calls) if (f := b.table.stop(k, b.now())) is not None]
     a.close()
     b.close()
-    return a, b, a_figs, b_figs, ran
+    return a, b, a_figs, b_figs
 
 
 def test_tone_echoed_over_loopback() -> None:
-    a, b, a_figs, b_figs, ran = asyncio.run(_talk(1.0, 20))
+    a, b, a_figs, b_figs = asyncio.run(_talk(1.0, 20))
     assert len(a_figs) == 20
-    # one packet per 20 ms of what the streams ran (the pacing catches up by absolute
-    # ticks from each stream's start, so a pause while the 20 streams start, or a late
-    # wake-up, lengthens the run, not the count's error): CI sent 55 in a 1.0 s sleep
-    packets = ran / 0.020
     for fig, back in zip(a_figs, b_figs, strict=True):
-        assert fig["sent"] >= 45 and packets - 5 <= fig["sent"] <= packets + 2
+        assert 45 <= fig["sent"] <= 52
         assert fig["received"] >= fig["sent"] - 2  # the last in flight at the stop
         assert fig["lost"] == 0 and fig["malformed"] == 0 and fig["foreign"] == 0
         assert fig["jitter_ms"] < 5
