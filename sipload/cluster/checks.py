@@ -12,7 +12,6 @@ and counts it (see :meth:`Coordinator.admit`), and the run goes on.
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,20 +19,7 @@ from hdrh.histogram import HdrHistogram
 
 from sipload.stats.histograms import MarkHistograms
 from sipload.stats.mediaintervals import COUNTERS, MediaHistograms
-from sipload.stats.recordrows import MAX_ITEMS, MAX_TEXT
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _text(v: Any) -> bool:
-    return isinstance(v, str) and len(v) <= MAX_TEXT
-
+from sipload.stats.recordrows import MAX_ITEMS, is_count, is_number, is_text
 
 _SNAPSHOT_COUNTS = ("started", "succeeded", "failed", "active", "late", "dropped",
                     "retransmissions")
@@ -45,21 +31,21 @@ def check_snapshot(s: Any) -> str | None:
     if not isinstance(s, Mapping):
         return "a snapshot is a map"
     for key in _SNAPSHOT_COUNTS:
-        if not _count(s.get(key)):
+        if not is_count(s.get(key)):
             return f"snapshot {key}: bad value {str(s.get(key))[:40]!r}"
     for key in _SNAPSHOT_NUMBERS:
-        if not _number(s.get(key)):
+        if not is_number(s.get(key)):
             return f"snapshot {key}: bad value {str(s.get(key))[:40]!r}"
     for key in ("failures", "codes"):
         m = s.get(key)
         if not isinstance(m, Mapping) or len(m) > MAX_ITEMS or not all(
-                _text(k) and _count(v) for k, v in m.items()):
+                is_text(k) and is_count(v) for k, v in m.items()):
             return f"snapshot {key}: not a map of text to counts"
     hist = s.get("histograms")
     if not isinstance(hist, Mapping) or len(hist) > MAX_ITEMS:
         return "snapshot histograms: not a map"
     for k, v in hist.items():
-        if not _text(k) or not isinstance(v, str):
+        if not is_text(k) or not isinstance(v, str):
             return "snapshot histograms: not a map of text to text"
     try:
         MarkHistograms.decode(dict(hist))
@@ -75,11 +61,11 @@ def _check_connections(c: Any) -> str | None:
     if not isinstance(c, Mapping):
         return "snapshot connections: not a map"
     for key in ("opened", "handshakes", "offered", "resumed"):
-        if not _count(c.get(key, 0)):
+        if not is_count(c.get(key, 0)):
             return f"snapshot connections {key}: bad value {str(c.get(key))[:40]!r}"
     f = c.get("failures")
     if not isinstance(f, Mapping) or len(f) > MAX_ITEMS or not all(
-            _text(k) and _count(v) for k, v in f.items()):
+            is_text(k) and is_count(v) for k, v in f.items()):
         return "snapshot connections failures: not a map of text to counts"
     h = c.get("histogram")
     if h is not None:
@@ -97,7 +83,7 @@ def _check_media(m: Any) -> str | None:
     if not isinstance(m, Mapping):
         return "snapshot media: not a map"
     for key in ("streams", "calls"):
-        if not _count(m.get(key)):
+        if not is_count(m.get(key)):
             return f"snapshot media {key}: bad value {str(m.get(key))[:40]!r}"
     for key in COUNTERS:  # differences of running totals: may be negative
         v = m.get(key)
@@ -121,7 +107,7 @@ def _check_media_send(send: Any) -> str | None:
     if not isinstance(send, Mapping):
         return "snapshot media send: not a map"
     for key in ("sent", "unsent", "skipped"):
-        if not _count(send.get(key)):
+        if not is_count(send.get(key)):
             return f"snapshot media send {key}: bad value {str(send.get(key))[:40]!r}"
     late = send.get("late_us")
     if late is None:

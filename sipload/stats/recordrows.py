@@ -61,28 +61,31 @@ _REQUIRED: Final[tuple[tuple[str, int], ...]] = (
 _quote = json.encoder.encode_basestring_ascii  # json.dumps' own string quoting (C)
 
 
-def _number(v: object) -> bool:
+def is_number(v: object) -> bool:
+    """A finite float, or an int (not a bool) that fits msgpack's 64 bits."""
     if isinstance(v, float):
         return math.isfinite(v)
     # msgpack's integers are 64-bit; a bigger one (from elsewhere) would not be a float
     return isinstance(v, int) and not isinstance(v, bool) and -(1 << 63) <= v < (1 << 64)
 
 
-def _count(v: object) -> bool:
+def is_count(v: object) -> bool:
+    """A non-negative int (not a bool)."""
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-def _text(v: object) -> bool:
+def is_text(v: object) -> bool:
+    """A str of at most MAX_TEXT characters."""
     return isinstance(v, str) and len(v) <= MAX_TEXT
 
 
 def _fits(kind: int, v: object) -> bool:
     if kind == _COUNT:
-        return _count(v)
+        return is_count(v)
     if kind == _NUMBER:
-        return _number(v)
+        return is_number(v)
     if kind == _TEXT:
-        return _text(v)
+        return is_text(v)
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -101,33 +104,33 @@ def check_record(r: object) -> str | None:
     if not isinstance(codes, list) or len(codes) > MAX_ITEMS:
         return "record codes: not a list of status codes"
     for c in codes:
-        if not _count(c) or c >= 1000:
+        if not is_count(c) or c >= 1000:
             return "record codes: not a list of status codes"
     messages = r.get("messages")
     if not isinstance(messages, list) or len(messages) > MAX_ITEMS:
         return "record messages: not a list of [time, direction, summary]"
     for m in messages:
-        if not isinstance(m, (list, tuple)) or len(m) != 3 or not _number(m[0]) \
-                or not _text(m[1]) or not _text(m[2]):
+        if not isinstance(m, (list, tuple)) or len(m) != 3 or not is_number(m[0]) \
+                or not is_text(m[1]) or not is_text(m[2]):
             return "record messages: not a list of [time, direction, summary]"
     marks = r.get("marks")
     if not isinstance(marks, dict) or len(marks) > MAX_ITEMS:
         return "record marks: not a map of name to seconds"
     for k, v in marks.items():
-        if not _text(k) or not _number(v):
+        if not is_text(k) or not is_number(v):
             return "record marks: not a map of name to seconds"
-    if not _count(r.get("worker", 0)) or not _text(r.get("call_id", "")):
+    if not is_count(r.get("worker", 0)) or not is_text(r.get("call_id", "")):
         return "record worker or call_id: bad value"
-    if not _text(r.get("server", "")) or not _count(r.get("failovers", 0)):
+    if not is_text(r.get("server", "")) or not is_count(r.get("failovers", 0)):
         return "record server or failovers: bad value"
-    if not _text(r.get("source", "")):
+    if not is_text(r.get("source", "")):
         return "record source: bad value"
     media = r.get("media")
     if media:
         if not isinstance(media, dict) or len(media) > MAX_ITEMS:
             return "record media: not a map of name to number"
         for k, v in media.items():
-            if not isinstance(k, str) or not _number(v):
+            if not isinstance(k, str) or not is_number(v):
                 return "record media: not a map of name to number"
     return None
 
