@@ -55,13 +55,17 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sipload.sip.transaction import TimerConfig
-from sipload.stats.interval import LATE_AFTER
-from sipload.transport import Peer, TransportSet
-from sipload.transport.loop import loop_name, new_event_loop, tune_gc
-from sipload.ua.agent import UAConfig, UserAgent
-from sipload.ua.events import Event, EventType
-from sipload.ua.ids import IdGenerator
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: this checkout's sipload, not an installed one
+    sys.path.insert(0, str(ROOT))
+
+from sipload.sip.transaction import TimerConfig  # noqa: E402
+from sipload.stats.interval import LATE_AFTER  # noqa: E402
+from sipload.transport import Peer, TransportSet  # noqa: E402
+from sipload.transport.loop import loop_name, new_event_loop, tune_gc  # noqa: E402
+from sipload.ua.agent import UAConfig, UserAgent  # noqa: E402
+from sipload.ua.events import Event, EventType  # noqa: E402
+from sipload.ua.ids import IdGenerator  # noqa: E402
 
 if TYPE_CHECKING:
     from sipload.engine import Engine
