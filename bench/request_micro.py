@@ -8,16 +8,22 @@ Prints the best of seven rounds, in µs per operation (CPU time of this process)
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
-from sipload._native import describe
-from sipload.sip.headers import parse_cseq
-from sipload.sip.message import Request
-from sipload.sip.transaction import ClientTransaction, TimerConfig
-from sipload.ua.config import UAConfig
-from sipload.ua.ids import IdGenerator
-from sipload.ua.routing import add_via
-from sipload.ua.state import UAState
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: this checkout's sipload, not an installed one
+    sys.path.insert(0, str(ROOT))
+
+from sipload._native import describe  # noqa: E402
+from sipload.sip.headers import parse_cseq  # noqa: E402
+from sipload.sip.message import Request  # noqa: E402
+from sipload.sip.transaction import ClientTransaction, TimerConfig  # noqa: E402
+from sipload.ua.config import UAConfig  # noqa: E402
+from sipload.ua.ids import IdGenerator  # noqa: E402
+from sipload.ua.routing import add_via  # noqa: E402
+from sipload.ua.state import UAState  # noqa: E402
 
 
 def best_us(fn: object, n: int, rounds: int = 7) -> float:

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
-from sipload._native import describe
-from sipload.sip.transaction import TimerConfig
-from sipload.ua.agent import UAConfig, UserAgent
-from sipload.ua.events import EventType
-from sipload.ua.ids import IdGenerator
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: this checkout's sipload, not an installed one
+    sys.path.insert(0, str(ROOT))
+
+from sipload._native import describe  # noqa: E402
+from sipload.sip.transaction import TimerConfig  # noqa: E402
+from sipload.ua.agent import UAConfig, UserAgent  # noqa: E402
+from sipload.ua.events import EventType  # noqa: E402
+from sipload.ua.ids import IdGenerator  # noqa: E402
 
 SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        b"m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
