@@ -197,3 +197,27 @@ def rate_search(step: Callable[[float, int], Step], *, label: str, start: float,
     summary = {"max_rate": good, "first_failing": bad, "steps": steps,
                "budget_spent": time.monotonic() >= end}
     return summary, best, failing
+
+
+def capacity_verdict(ours: dict[str, Any], theirs: dict[str, Any],
+                     within: float = 0.10) -> dict[str, Any]:
+    """Whether the capacity ``ours`` found is within ``within`` of ``theirs`` (each a
+    :func:`rate_search` summary), judged on what the searches showed, not on their
+    point figures alone.
+
+    A search shows its capacity lies in [``max_rate``, ``first_failing``) (no failing
+    step: at least ``max_rate``).  The ratio of the two capacities then lies between
+    ours' lowest over theirs' highest and ours' highest over theirs' lowest.
+    ``verdict`` is ``"met"`` when even the lowest ratio is at least 1 - ``within``,
+    ``"missed"`` when even the highest is below it, and ``"undecided"`` when the
+    searches' bounds straddle it (the budget ran out before they were narrow enough).
+    """
+    lo_o, hi_o = float(ours["max_rate"]), ours.get("first_failing")
+    lo_t, hi_t = float(theirs["max_rate"]), theirs.get("first_failing")
+    point = lo_o / lo_t if lo_t else None
+    low = lo_o / float(hi_t) if hi_t else 0.0
+    high = (float(hi_o) / lo_t if hi_o is not None else float("inf")) if lo_t else float("inf")
+    floor = 1.0 - within
+    verdict = "met" if low >= floor else "missed" if high < floor else "undecided"
+    return {"ratio": point, "ratio_low": low,
+            "ratio_high": None if high == float("inf") else high, "verdict": verdict}
