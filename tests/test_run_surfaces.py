@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
@@ -61,6 +62,15 @@ def test_generator_limited_when_late_starts_exceed_one_percent(tmp_path: Path) -
     assert over["limited_reasons"] == ["3 late starts (1.50% of attempted > 1%)"]
 
 
+def _run_files(out: Path) -> str:
+    """The run directory's event and interval lines, for a failure message."""
+    text = ""
+    for name in ("events.jsonl", "intervals.jsonl"):
+        with contextlib.suppress(OSError):
+            text += f"\n--- {name}\n" + (out / name).read_text()[-20_000:]
+    return text
+
+
 def test_a_run_beyond_the_workers_pace_is_generator_limited(tmp_path: Path) -> None:
     """2,000 calls asked at 50,000/s of one worker: it cannot build INVITEs that fast, so
     most starts leave more than 10 ms after their intended time and are counted late;
@@ -68,7 +78,9 @@ def test_a_run_beyond_the_workers_pace_is_generator_limited(tmp_path: Path) -> N
     out = tmp_path / "run"
     r = sipload("run", BASIC, "--workers", 1, "--calls", 2000, "--rate", 50000,
                 "--allow-failures", "100%", "--out", out)
-    assert r.returncode in (0, 1), r.stdout + r.stderr
+    # CI once saw the worker declared lost here ("silent for 3.0 s", exit 3) while its
+    # calls went on; the run's own account of it goes into the failure message
+    assert r.returncode in (0, 1), r.stdout + r.stderr + _run_files(out)
     s = summary(out)
     g = s["generator"]
     calls = load_run(out).calls
