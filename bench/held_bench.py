@@ -13,7 +13,9 @@ before the reading; a held call then holds its dialog, not its transactions):
   (``tracemalloc``: growth since before the first call / calls held);
 * **engine**: ``--mode engine --hold``: ``bench/hold_call.yaml`` (the basic call,
   pausing an hour after its ACK) through the engine as a worker runs it; RSS and
-  traced heap growth since before the first call / calls held.
+  traced heap growth since before the first call / calls held.  Twice: with
+  ``--trace failed`` (what ``sipload run`` keeps unless told otherwise: every call's
+  messages until it ends, in case it fails) and with ``--trace none``.
 
 tracemalloc counts the bytes Python objects take; RSS adds the allocator's arenas
 and free lists (and is noisier).  tracemalloc's own bookkeeping is resident too, so
@@ -45,7 +47,7 @@ from tests.peers import free_port, sipp_uas  # noqa: E402
 UAC = Path(__file__).resolve().parent / "ua_uac.py"
 
 
-def held(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def held(mode: str, args: argparse.Namespace, trace: str = "failed") -> dict[str, Any]:
     port = free_port()
     settle = 64 * args.t1 + 1.0
     with sipp_uas(port, limit=4 * args.calls / args.rate + 120):
@@ -53,12 +55,15 @@ def held(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                "--hold", *([] if args.rss else ["--tracemalloc"]),
                "--calls", str(args.calls), "--rate", f"{args.rate:g}",
                "--t1", f"{args.t1:g}", "--settle", f"{settle:g}",
-               "--max-seconds", f"{args.calls / args.rate + 60:g}"]
+               "--max-seconds", f"{args.calls / args.rate + 60:g}",
+               *(["--trace", trace] if mode == "engine" else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
                              env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    label = mode if mode == "ua" else f"engine, --trace {trace}"
     if out.returncode != 0:
-        return {"mode": mode, "error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
+        return {"mode": label, "error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["mode"] = label
     return result
 
 
@@ -71,17 +76,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="trace nothing: RSS per held call (tracemalloc's bookkeeping is resident)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    results = [held("ua", args), held("engine", args)]
+    results = [held("ua", args), held("engine", args), held("engine", args, trace="none")]
     if args.json:
         print(json.dumps({"build": describe(), "results": results}, indent=2))
         return 0
-    print(f"{'run':8} {'held':>6} {'traced KiB/call':>16} {'RSS KiB/call':>13}")
+    print(f"{'run':24} {'held':>6} {'traced KiB/call':>16} {'RSS KiB/call':>13}")
     for r in results:
         if "error" in r:
-            print(f"{r['mode']:8} error: {r['error']}")
+            print(f"{r['mode']:24} error: {r['error']}")
             continue
         rss = r.get("kib_per_call", r.get("kib_per_call_from_start")) if args.rss else None
-        print(f"{r['mode']:8} {r['held']:>6} {r.get('traced_kib_per_call', float('nan')):>16.2f} "
+        print(f"{r['mode']:24} {r['held']:>6} {r.get('traced_kib_per_call', float('nan')):>16.2f} "
               f"{rss if rss is not None else float('nan'):>13.2f}")
     print(f"\nbuild: {describe()}; {args.calls} calls at {args.rate:g}/s held against "
           f"sipp -sn uas, T1 {args.t1:g} s")

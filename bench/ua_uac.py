@@ -11,7 +11,9 @@ Two modes, one process each:
 ``--mode engine``
     The same calls through the YAML scenario interpreter: :class:`sipload.engine.Engine`
     running ``bench/basic_call_nopause.yaml`` (``--scenario``), as a load-run worker
-    does, so the interpreter's overhead shows beside the bare UA's.
+    does, so the interpreter's overhead shows beside the bare UA's.  It keeps wire
+    traces as ``sipload run`` does unless told otherwise (``--trace failed``: every
+    call's messages until it ends); ``--trace none`` leaves them out.
 
 ``--hold`` (ua mode) sends no BYE: the calls stay established.  Memory is measured
 in two halves: N/2 calls, wait for every answer and ``--settle`` seconds (long
@@ -416,7 +418,7 @@ def start_engine(args: argparse.Namespace, *, stop_grace: float
     timers = TimerConfig(t1=args.t1) if args.t1 != TimerConfig().t1 else TimerConfig()
     engine = Engine(EngineConfig(program=load_file(args.scenario), target=hostport(args.target),
                                  rate=args.rate, calls=args.calls, timers=timers, seed=1,
-                                 stop_grace=stop_grace),
+                                 stop_grace=stop_grace, trace=args.trace),
                     on_records=tally.add)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
@@ -491,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --hold: wait this long after each half's last answer (Timer M)")
     p.add_argument("--no-gc", dest="gc", action="store_false",
                    help="ua mode: run the calling phase with the cyclic GC disabled (diagnosis)")
+    p.add_argument("--trace", choices=("failed", "all", "none"), default="failed",
+                   help="engine mode's wire traces (default failed: what `sipload run` keeps)")
     p.add_argument("--t1", type=float, default=TimerConfig().t1, help="SIP timer T1 (s)")
     p.add_argument("--max-seconds", type=float, default=None,
                    help="give up after this long (default calls/rate + 30)")
