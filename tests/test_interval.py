@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from hdrh.histogram import HdrHistogram
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -290,3 +291,36 @@ def test_record_us_files_values_as_hdrh_does() -> None:
     assert (ours.total_count, ours.min_value, ours.max_value) == (
         theirs.total_count, theirs.min_value, theirs.max_value)
     assert encode_histogram(ours) == encode_histogram(theirs)
+
+
+@given(st.lists(st.lists(st.floats(min_value=-1.0, max_value=5000.0, allow_nan=False),
+                         max_size=40), min_size=1, max_size=4))
+def test_mark_histograms_hold_what_hdrh_records(rounds: list[list[float]]) -> None:
+    """MarkHistograms.record keeps counts per bucket and hands them to the histograms
+    when they are read: whatever the reads and resets between records, each mark's
+    histogram is the one hdrh's record_value makes of the same values (clamped to
+    LOWEST_US..HIGHEST_US, rounded to the µs), counts, min, max and encoding."""
+    ours = MarkHistograms()
+    for i, values in enumerate(rounds):
+        theirs: dict[str, HdrHistogram] = {}
+        for j, seconds in enumerate(values):
+            mark = "ab"[j % 2]
+            ours.record(mark, seconds)
+            us = min(max(round(seconds * 1_000_000), LOWEST_US), HIGHEST_US)
+            theirs.setdefault(mark, new_histogram()).record_value(us)
+            if j == len(values) // 2:
+                assert set(ours.recorded()) == {m for m, h in theirs.items()}  # a read midway
+        for mark, h in theirs.items():
+            mine = ours.by_mark[mark]
+            assert list(mine.counts) == list(h.counts)
+            assert (mine.total_count, mine.min_value, mine.max_value) == (
+                h.total_count, h.min_value, h.max_value)
+        assert ours.encode() == {m: encode_histogram(h) for m, h in theirs.items()}
+        if i % 2:
+            ours.reset()
+        else:
+            fresh = MarkHistograms()
+            fresh.merge(ours)
+            assert fresh.encode() == ours.encode()
+            ours.reset()
+        assert ours.encode() == {}

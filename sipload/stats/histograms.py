@@ -73,18 +73,30 @@ def reset_histogram(h: HdrHistogram) -> None:
     h.end_time_stamp_msec = 0
 
 
-def record_us(h: HdrHistogram, value: int) -> None:
-    """``h.record_value(value)`` for a value in range, in one function instead of hdrh's
-    four (several marks per call: hdrh's calls were about 2% of a worker's time).
+_LAYOUT = new_histogram()  # one, made once: the layout every new_histogram() shares
+_SUB_MASK: int = _LAYOUT.sub_bucket_mask
+_UNIT_MAG: int = _LAYOUT.unit_magnitude
+_HALF_MAG: int = _LAYOUT.sub_bucket_half_count_magnitude
+_HALF: int = _LAYOUT.sub_bucket_half_count
+_COUNTS_LEN: int = _LAYOUT.counts_len
 
-    The same bucket arithmetic as hdrh's ``_counts_index_for``: its ``64 - _clz(v |
-    mask)`` is the bit length; tests/test_histograms.py checks the two agree.
+
+def counts_index(value: int) -> int:
+    """The bucket index hdrh files ``value`` (µs) under in a :func:`new_histogram`.
+
+    The same bucket arithmetic as hdrh's ``_counts_index_for`` with the layout's
+    constants read once: its ``64 - _clz(v | mask)`` is the bit length;
+    tests/test_interval.py checks the two agree.
     """
-    bucket = ((value | h.sub_bucket_mask).bit_length() - h.unit_magnitude
-              - h.sub_bucket_half_count_magnitude - 1)
-    index = (((bucket + 1) << h.sub_bucket_half_count_magnitude)
-             + (value >> (bucket + h.unit_magnitude)) - h.sub_bucket_half_count)
-    if value < 0 or not 0 <= index < h.counts_len:
+    bucket = (value | _SUB_MASK).bit_length() - _UNIT_MAG - _HALF_MAG - 1
+    return ((bucket + 1) << _HALF_MAG) + (value >> (bucket + _UNIT_MAG)) - _HALF
+
+
+def record_us(h: HdrHistogram, value: int) -> None:
+    """``h.record_value(value)`` for a value in range of a :func:`new_histogram`, in one
+    function instead of hdrh's four."""
+    index = counts_index(value)
+    if value < 0 or not 0 <= index < _COUNTS_LEN:
         return
     h.counts[index] += 1
     h.total_count += 1
@@ -94,34 +106,100 @@ def record_us(h: HdrHistogram, value: int) -> None:
         h.max_value = value
 
 
-class MarkHistograms:
-    """One histogram per timing mark name."""
+class _Pending:
+    """One mark's values recorded since its histogram last took them: count per bucket
+    index, total, lowest and highest value (µs)."""
 
-    __slots__ = ("by_mark",)
+    __slots__ = ("counts", "high", "low", "total")
 
     def __init__(self) -> None:
-        self.by_mark: dict[str, HdrHistogram] = {}
+        self.counts: dict[int, int] = {}
+        self.total = 0
+        self.low = sys.maxsize
+        self.high = 0
+
+    def clear(self) -> None:
+        self.counts.clear()
+        self.total = 0
+        self.low = sys.maxsize
+        self.high = 0
+
+
+class MarkHistograms:
+    """One histogram per timing mark name.
+
+    :meth:`record` is on a worker's path once per mark of every call, and an
+    HdrHistogram's counts are a ctypes array behind a plain Python object's
+    attributes: a value goes into a count per bucket index kept here (a dict, in
+    compiled code) and the histograms take those counts only when they are read
+    (:attr:`by_mark`, :meth:`encode` ...), about once a second.
+    """
+
+    __slots__ = ("_by_mark", "_pending")
+
+    def __init__(self) -> None:
+        self._by_mark: dict[str, HdrHistogram] = {}
+        self._pending: dict[str, _Pending] = {}
+
+    @property
+    def by_mark(self) -> dict[str, HdrHistogram]:
+        """The histogram of each mark, with every value recorded so far."""
+        self._fold()
+        return self._by_mark
 
     def record(self, mark: str, seconds: float) -> None:
-        h = self.by_mark.get(mark)
-        if h is None:
-            h = new_histogram()
-            self.by_mark[mark] = h
         us = round(seconds * 1_000_000)  # int() would make 283.99999 µs 283
-        record_us(h, min(max(us, LOWEST_US), HIGHEST_US))
+        if us < LOWEST_US:
+            us = LOWEST_US
+        elif us > HIGHEST_US:
+            us = HIGHEST_US
+        p = self._pending.get(mark)
+        if p is None:
+            p = _Pending()
+            self._pending[mark] = p
+        counts = p.counts
+        index = counts_index(us)
+        counts[index] = counts.get(index, 0) + 1
+        p.total += 1
+        if us < p.low:
+            p.low = us
+        if us > p.high:
+            p.high = us
+
+    def _fold(self) -> None:
+        """Add the pending counts into the histograms (made when a mark has none)."""
+        for mark, p in self._pending.items():
+            if not p.total:
+                continue
+            h = self._by_mark.get(mark)
+            if h is None:
+                h = new_histogram()
+                self._by_mark[mark] = h
+            counts = h.counts
+            for index, n in p.counts.items():
+                counts[index] += n
+            h.total_count += p.total
+            if p.low < h.min_value:
+                h.min_value = p.low
+            if p.high > h.max_value:
+                h.max_value = p.high
+            p.clear()
 
     def reset(self) -> None:
         """Empty every histogram, keeping them for the next interval (no new cycles)."""
-        for h in self.by_mark.values():
+        for p in self._pending.values():
+            p.clear()
+        for h in self._by_mark.values():
             if h.get_total_count():
                 reset_histogram(h)
 
     def merge(self, other: MarkHistograms) -> None:
+        by_mark = self.by_mark
         for mark, h in other.by_mark.items():
-            mine = self.by_mark.get(mark)
+            mine = by_mark.get(mark)
             if mine is None:
                 mine = new_histogram()
-                self.by_mark[mark] = mine
+                by_mark[mark] = mine
             mine.add(h)
 
     def encode(self) -> dict[str, str]:
