@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -139,3 +140,27 @@ def test_optional_keys_may_be_absent() -> None:
     assert (row["worker"], row["call_id"], row["server"], row["failovers"], row["source"]) \
         == (0, "", "", 0, "")
     assert all(row[c] is None for c in MEDIA_COLUMNS)
+
+
+def test_batches_without_media_are_written_as_the_rows_say(tmp_path: Path) -> None:
+    """A batch of records none of which carries media has its media columns written as
+    nulls without reading the rows; a batch where one does is read row by row.  Either
+    way calls.arrows holds what the rows say (compared with pyarrow's from_pylist)."""
+    import pyarrow as pa
+
+    from sipload.stats.recordrows import MEDIA_COLUMNS, record_row
+    from sipload.stats.rundir import RunWriter, call_schema, read_calls
+
+    plain = [CallRecord(i, 0.1 * i).to_dict() for i in range(3)]
+    with_media = [CallRecord(10 + i, 1.0 + i).to_dict() for i in range(3)]
+    with_media[1]["media"] = {"sent": 50, "received": 49, "mos": 4.2}
+    writer = RunWriter(tmp_path)
+    writer.append_records(plain)
+    writer.append_records(with_media)
+    writer.close()
+    got = read_calls(tmp_path)
+    want = pa.Table.from_pylist([record_row(r) for r in plain + with_media],
+                                schema=call_schema())
+    assert got.equals(want)
+    assert got.column("media_sent").to_pylist() == [None] * 4 + [50.0, None]
+    assert all(got.column(c).null_count >= 5 for c in MEDIA_COLUMNS)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,10 +190,14 @@ class RunWriter:
         (self.path / name).write_text(text, encoding="utf-8")
 
     def append_records(self, records: Iterable[dict[str, Any]]) -> int:
+        records = list(records)
         rows = [record_row(r) for r in records]
         if not rows:
             return 0
-        self._open_calls().write_batch(_batch(rows, call_schema()))
+        # most runs carry no media: their media columns are written as nulls at once
+        media = any(r.get("media") for r in records)
+        self._open_calls().write_batch(
+            _batch(rows, call_schema(), () if media else _MEDIA_COLUMN_SET))
         self._calls_file.flush()
         self.rows += len(rows)
         return len(rows)
@@ -262,14 +266,23 @@ class RunWriter:
         self._events.close()
 
 
-def _batch(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
+_MEDIA_COLUMN_SET: frozenset[str] = frozenset(MEDIA_COLUMNS)
+
+
+def _batch(rows: list[dict[str, Any]], schema: pa.Schema,
+           nulls: Collection[str] = ()) -> pa.RecordBatch:
     """Rows (dicts holding every column of ``schema``) as one batch, built column by
     column: ``RecordBatch.from_pylist`` takes about 90 µs per call record (40 columns,
-    most of them null), this about 7, and the coordinator writes one per call."""
+    most of them null), this about 5, and the coordinator writes one per call.  The
+    columns of ``nulls`` are null in every row (the caller knows): written as such
+    without reading the rows (24 media columns of a run without media: 2.5 µs a row)."""
     import pyarrow as pa
 
+    n = len(rows)
     return pa.RecordBatch.from_arrays(
-        [pa.array([r[f.name] for r in rows], type=f.type) for f in schema], schema=schema)
+        [pa.nulls(n, f.type) if f.name in nulls else pa.array([r[f.name] for r in rows],
+                                                                type=f.type)
+         for f in schema], schema=schema)
 
 
 def _read_stream(f: Path, schema: pa.Schema) -> pa.Table:
