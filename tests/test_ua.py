@@ -327,6 +327,31 @@ def test_uas_retransmits_2xx_until_ack_then_gives_up_with_bye() -> None:
     assert len(set(acks)) == 1  # the same ACK each time
 
 
+def test_an_ack_written_from_the_dialog_is_written_again_not_kept() -> None:
+    """A held call keeps no ACK bytes: the ACK written from the dialog's text (the hop
+    known from an earlier call) keeps its branch and CSeq, and each 2xx retransmission
+    gets the same bytes written again (§13.2.2.4)."""
+    p = Pair()
+    cid, incoming = start_call(p)
+    answer_call(p, incoming)
+    p.alice.call_send_ack(p.alice.call_dialogs(cid)[0], now=p.now)  # resolves the hop
+    p.transfer()
+    acks: list[bytes] = []
+    p.drop_to_bob = taking(b"ACK", acks)
+    cid, incoming = start_call(p)
+    answer_call(p, incoming)
+    did = p.alice.call_dialogs(cid)[0]
+    p.alice.call_send_ack(did, now=p.now)
+    p.transfer()
+    cd = p.alice.state.dialog(did)
+    assert cd.ack is None and cd.ack_branch and cd.ack_seq == 1
+    for _ in range(12):
+        p.advance(0.5)
+    assert len(acks) >= 4  # the first, then one per 2xx retransmission
+    assert len(set(acks)) == 1
+    assert f";branch={cd.ack_branch};".encode() in acks[0]
+
+
 def test_no_answer_timer_b() -> None:
     p = Pair()
     p.drop_to_bob = lambda data: True

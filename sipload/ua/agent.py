@@ -65,7 +65,14 @@ from sipload.ua.core import (
 from sipload.ua.events import Event, EventType
 from sipload.ua.failover import first_hops, send_located
 from sipload.ua.ids import IdGenerator
-from sipload.ua.outbound import build_ack, send_ack, send_bye, send_cancel, send_dialog_ack
+from sipload.ua.outbound import (
+    ack_sent,
+    build_ack,
+    send_ack,
+    send_bye,
+    send_cancel,
+    send_dialog_ack,
+)
 from sipload.ua.routing import build_initial, next_hop
 from sipload.ua.state import (
     Call,
@@ -344,7 +351,7 @@ class UserAgent:
         if action == CallAction.SEND_CANCEL:
             send_cancel(s, call, now)
         elif action == CallAction.SEND_BYE and cd is not None:
-            if call.uac and cd.ack is None:
+            if call.uac and not ack_sent(cd):
                 self.call_send_ack(cd.did, None, now)
             send_bye(s, call, cd, now)
         elif action == CallAction.DECLINE:

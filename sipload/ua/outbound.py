@@ -10,7 +10,7 @@ from sipload.sip.build import make_cancel
 from sipload.sip.message import Request
 from sipload.ua.callstate import CallInput, public_state, step
 from sipload.ua.core import ack_credentials, dlg_request, send_request, start_client_tx
-from sipload.ua.routing import add_via, next_hop, via_text
+from sipload.ua.routing import add_via, next_hop, via_text, via_with_branch
 from sipload.ua.state import Call, CallDialog, CallState, Purpose, UAState
 
 
@@ -40,7 +40,10 @@ def send_dialog_ack(s: UAState, cd: CallDialog) -> tuple[str, int]:
     local = s.local_of(cd.cid)
     via, branch = via_text(s, local)
     data = cd.dialog.ack_bytes(seq, via)
-    cd.ack = data
+    # the bytes are not kept: a 2xx retransmission gets them written again (ack_again)
+    cd.ack = None
+    cd.ack_branch = branch
+    cd.ack_seq = seq
     s.queue(data, peer, local)
     return branch, seq
 
@@ -51,7 +54,26 @@ def send_ack(s: UAState, cd: CallDialog, ack: Request) -> None:
     add_via(s, ack, "", local)
     data = ack.to_bytes()
     cd.ack = data
+    cd.ack_branch = ""
     s.queue(data, next_hop(s, ack, cd.peer), local)
+
+
+def ack_sent(cd: CallDialog) -> bool:
+    """Whether an ACK went for the 2xx of the dialog's last INVITE."""
+    return cd.ack is not None or bool(cd.ack_branch)
+
+
+def ack_again(s: UAState, cd: CallDialog) -> bytes | None:
+    """The ACK last sent for the dialog's 2xx, for a retransmission of that 2xx
+    (§13.2.2.4), or None when none was sent.  One written from the dialog's text is
+    written again from the same text, Via and CSeq: the same bytes, without a held
+    call keeping them (about 300 bytes of its memory)."""
+    if cd.ack is not None:
+        return cd.ack
+    if not cd.ack_branch:
+        return None
+    via = via_with_branch(s, s.local_of(cd.cid), cd.ack_branch)
+    return cd.dialog.ack_bytes(cd.ack_seq, via)
 
 
 def send_bye(s: UAState, call: Call, cd: CallDialog, now: float) -> None:

@@ -65,8 +65,13 @@ def via_text(s: UAState, local: int = 0) -> tuple[str, str]:
     """Our Via with a fresh branch (rule 2) over the UA's transport, and that branch: for
     bytes written from text (no parsed Via wanted).  ``local`` as for :func:`add_via`."""
     branch = s.ids.branch()
+    return via_with_branch(s, local, branch), branch
+
+
+def via_with_branch(s: UAState, local: int, branch: str) -> str:
+    """:func:`via_text`'s Via with ``branch`` (one it gave before: the same text again)."""
     hostport = s.locals[local][0] if local else s.hostport
-    return f"SIP/2.0/{s.config.transport.upper()} {hostport};branch={branch};rport", branch
+    return f"SIP/2.0/{s.config.transport.upper()} {hostport};branch={branch};rport"
 
 
 def add_via(s: UAState, req: Request, transport: str = "", local: int = 0) -> str:

@@ -67,7 +67,12 @@ class CallDialog:
     cid: int
     dialog: Dialog
     peer: Peer
-    ack: bytes | None = None  #: the last ACK sent for a 2xx, re-sent on 2xx retransmission
+    #: the last ACK sent for a 2xx, re-sent on 2xx retransmission, when it was built as a
+    #: request (credentials, a hop not resolved yet); one written from the dialog's text
+    #: keeps only its branch and CSeq (:attr:`ack_branch`) and is written again from them
+    ack: bytes | None = None
+    ack_branch: str = ""  #: the branch of the last ACK written from the dialog's text
+    ack_seq: int = 0  #: its CSeq number
     ok: Resend | None = None  #: UAS: our 2xx to INVITE, re-sent until ACK (§13.3.1.4)
     ok_cseq: int = 0  #: the CSeq of the INVITE that 2xx answers (its ACK carries it)
     rel: Resend | None = None  #: UAS: a reliable provisional, re-sent until PRACK (RFC 3262)
@@ -86,6 +91,8 @@ class CallDialog:
         self.dialog = dialog
         self.peer = peer
         self.ack = None
+        self.ack_branch = ""
+        self.ack_seq = 0
         self.ok = None
         self.ok_cseq = 0
         self.rel = None

@@ -30,7 +30,14 @@ from sipload.ua.core import add_dialog, arm_dialog, dlg_request, drop_tx, emit, 
 from sipload.ua.eventmap import call_failure_event, message_event
 from sipload.ua.events import EventType
 from sipload.ua.failover import fail_over, moved_on_503
-from sipload.ua.outbound import send_ack, send_bye, send_cancel, send_dialog_ack, send_prack
+from sipload.ua.outbound import (
+    ack_again,
+    send_ack,
+    send_bye,
+    send_cancel,
+    send_dialog_ack,
+    send_prack,
+)
 from sipload.ua.registration import on_register_response
 from sipload.ua.state import Call, CallDialog, Peer, Purpose, TxRecord, UAState
 
@@ -45,8 +52,9 @@ def on_response(s: UAState, resp: Response, now: float) -> None:
     if rec is None:
         if 200 <= resp.status < 300 and resp.cseq.method == "INVITE":
             cd = s.dlg_by_id.get(dialog_id_of_response(resp))
-            if cd is not None and cd.ack is not None:
-                s.queue(cd.ack, cd.peer, s.local_of(cd.cid))
+            ack = ack_again(s, cd) if cd is not None else None
+            if cd is not None and ack is not None:
+                s.queue(ack, cd.peer, s.local_of(cd.cid))
         return
     tx = rec.tx
     assert isinstance(tx, ClientTransaction)
@@ -135,8 +143,9 @@ def _on_invite_response(s: UAState, rec: TxRecord, resp: Response, now: float) -
         return
     if status < 300:
         known = s.dlg_by_id.get(dialog_id_of_response(resp))
-        if known is not None and known.ack is not None:
-            s.queue(known.ack, known.peer, call.local)
+        ack = ack_again(s, known) if known is not None else None
+        if known is not None and ack is not None:
+            s.queue(ack, known.peer, call.local)
             return  # a retransmission of a 2xx we acknowledged (RFC 6026 Accepted)
         cd = known if known is not None else _uac_dialog(s, call, rec, resp)
         if cd is None:
