@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from sipload._native import describe  # noqa: E402
+from sipload.stats.traces import IDLE_PACK  # noqa: E402
 from tests.peers import free_port, sipp_uas  # noqa: E402
 
 UAC = Path(__file__).resolve().parent / "ua_uac.py"
@@ -49,7 +50,9 @@ UAC = Path(__file__).resolve().parent / "ua_uac.py"
 
 def held(mode: str, args: argparse.Namespace, trace: str = "failed") -> dict[str, Any]:
     port = free_port()
-    settle = 64 * args.t1 + 1.0
+    # Timer M ends the INVITE transactions; a worker packs the wire traces of calls quiet
+    # for IDLE_PACK (sipload.stats.traces, rule 5): both are over before the reading
+    settle = max(64 * args.t1 + 1.0, IDLE_PACK + 3.0)
     with sipp_uas(port, limit=4 * args.calls / args.rate + 120):
         cmd = [sys.executable, str(UAC), "--target", f"127.0.0.1:{port}", "--mode", mode,
                "--hold", *([] if args.rss else ["--tracemalloc"]),

@@ -7,12 +7,15 @@ import random
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipload.sip import peek
 from sipload.sip.peek import call_id_of
 from sipload.stats.records import CallRecord, Failure, Result
 from sipload.stats.traces import (
     HOLD_CALL_IDS,
+    IDLE_PACK,
     CallTrace,
     TraceKeeper,
     Tracer,
@@ -213,3 +216,74 @@ def test_memory_is_the_cap_per_call_in_progress() -> None:
     assert out is not None
     assert sum(len(m[8]) for m in out["messages"]) == 65536
     assert out["dropped"] == 1000 - len(out["messages"])
+
+
+def _ended(number: int, ok: bool) -> CallRecord:
+    if not ok:
+        return failed(number)
+    rec = CallRecord(number, 0.0, 0.0)
+    rec.result = Result.SUCCESS
+    return rec
+
+
+def test_a_quiet_call_is_packed_and_unpacked_only_when_kept() -> None:
+    """A call without a message for IDLE_PACK has its trace packed (a few bytes for the
+    objects and texts it held); one still talking waits from its last message; what
+    comes after the packing is kept after the packed messages; a kept call exports
+    what it would have unpacked, a dropped one is never unpacked."""
+    tr, calls = tracer()
+    calls.by_call_id.update({"c1": 1, "c2": 2, "c3": 3})
+    for t, cid in ((0.0, "c1"), (0.1, "c2"), (0.2, "c1"), (0.3, "c3"), (0.4, "c2")):
+        tr.message(t, "out", "udp", LOCAL, REMOTE, msg(cid, body=b"v=0\r\n" * 20))
+    tr.message(IDLE_PACK - 1.0, "in", "tcp", ("", 0), ("127.0.0.1", 5062), msg("c3"))
+    assert not tr.pack_idle(IDLE_PACK - 0.5)  # nobody quiet yet
+    assert tr.pack_idle(IDLE_PACK + 0.45) and tr.pack_idle(IDLE_PACK + 0.45)
+    assert not tr.pack_idle(IDLE_PACK + 0.45)  # c3 spoke at IDLE_PACK - 1: it waits
+    assert tr.packed_calls == 2 and tr.idle_waiting(2 * IDLE_PACK)
+    assert tr.pack_idle(2 * IDLE_PACK) and tr.packed_calls == 3
+    assert not tr.idle_waiting(3 * IDLE_PACK)  # every quiet call packed
+    tr.message(30.0, "in", "udp", LOCAL, REMOTE, msg("c1", "SIP/2.0 503 Service Unavailable"))
+    out = tr.finish(failed(1), 1000.0)
+    assert out is not None
+    assert [(m[0], m[1]) for m in out["messages"]] == [(0.0, "out"), (0.2, "out"),
+                                                        (30.0, "in")]
+    assert out["messages"][0][8].endswith(b"v=0\r\n" * 20)
+    assert tr.finish(_ended(2, True), 1000.0) is None
+    out3 = tr.finish(failed(3), 1000.0)  # its stream's local address asked when it ends
+    assert out3 is not None and out3["messages"][1][2:5] == ["tcp", "127.0.0.1", 40000]
+    assert tr.held_calls == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.floats(0.0, 3.0), st.booleans(),
+                          st.binary(max_size=300), st.booleans()), max_size=40),
+       st.lists(st.booleans(), min_size=5, max_size=5))
+def test_packing_never_changes_what_a_trace_exports(
+        steps: list[tuple[int, float, bool, bytes, bool]], outcome: list[bool]) -> None:
+    """Messages at increasing times for five calls, with quiet spells: a tracer that packs
+    whenever it can exports, for every kept call, exactly what one that never packs
+    does (times, directions, addresses, bytes, lengths, cut messages, dropped counts)."""
+    packing, calls = tracer("all")
+    plain, calls2 = tracer("all")
+    small, small_plain = (Tracer(TraceKeeper("all", 20), c.lookup,
+                                 lambda peer: ("127.0.0.1", 40000), cap=700)
+                          for c in (calls, calls2))
+    for c in (calls, calls2):
+        c.by_call_id.update({f"c{i}": i for i in range(5)})
+    t = 0.0
+    for number, gap, inbound, body, quiet in steps:
+        t += gap + (IDLE_PACK + 1.0 if quiet else 0.0)
+        direction = "in" if inbound else "out"
+        local = ("", 0) if number == 4 else LOCAL
+        for tr in (packing, plain, small, small_plain):
+            tr.message(t, direction, "udp", local, REMOTE, msg(f"c{number}", body=body))
+        while packing.pack_idle(t):
+            pass
+        while small.pack_idle(t):
+            pass
+    while packing.pack_idle(t + 2 * IDLE_PACK):
+        pass
+    for number in range(5):
+        rec = _ended(number, outcome[number])
+        assert packing.finish(rec, 5.0) == plain.finish(rec, 5.0)
+        assert small.finish(rec, 5.0) == small_plain.finish(rec, 5.0)

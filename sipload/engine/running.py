@@ -14,7 +14,8 @@ the ended calls' records handed over) and its mark histograms, ~0.1 ms each to e
 (0.5 ms for a basic call's five), are encoded one at a time where one fits before the
 next call start (:data:`PIECE_ROOM`, asked of :meth:`CallStarter.room`), right after
 starts; the snapshot is handed over once all are.  In one go, the encodings held the
-next start up to 0.4 ms at 1,875 calls/s.
+next start up to 0.4 ms at 1,875 calls/s.  The wire traces of calls gone quiet are
+packed the same way, a call at a time (:meth:`Running.snapshot_if_due`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from sipload.pump import Pump
 from sipload.scenario.interpreter import Runner
 from sipload.stats.interval import Snapshot
 from sipload.stats.records import CallRecord, Result
+from sipload.stats.traces import IDLE_PACK
 from sipload.transport import TransportSet
 from sipload.ua.agent import UserAgent
 from sipload.ua.events import Event
@@ -49,6 +51,15 @@ the next call start; the rest wait for the next start, right after which they ru
 PIECE_LIMIT = 0.05
 """A snapshot closed this long ago encodes a histogram after each start even without
 :data:`PIECE_ROOM` (rates where no gap between starts is that long)."""
+
+
+PACK_BUDGET = 0.002
+"""Seconds of wire-trace packing at most in one go (a call's ~15 µs), while each fits
+before the next start (:data:`PIECE_ROOM`)."""
+
+PACK_EVERY = 0.02
+"""While quiet calls wait for their traces to be packed, the loop's timer comes back for
+them this often at most (calls held, no start to run after)."""
 
 
 def cpu() -> float:
@@ -99,6 +110,7 @@ class Running:
                                                  runner.call_number_of, transports,
                                                  time.time() - self.now(), sources)
                 pump.tap = trace.tap
+        self.packed_at = -INF  #: when quiet calls' traces were last packed
         self.snap: Snapshot | None = None  #: a closed interval's, its histograms encoding
         self.snap_since = 0.0  #: when it closed (run-relative)
         self.counts.begin(cpu(), time.monotonic())
@@ -153,6 +165,11 @@ class Running:
             when = d
         if due < when and (starter is None or not starter.holds(due)):
             when = due
+        trace = self.output.trace
+        if trace is not None and (d := trace.tracer.next_quiet()) is not None:
+            d = max(d, self.packed_at + PACK_EVERY)
+            if d < when:
+                when = d
         if self.drain.stop_at is not None and self.drain.stop_at < when:
             when = self.drain.stop_at
         return None if when == INF else when
@@ -189,13 +206,38 @@ class Running:
 
     def snapshot_if_due(self, now: float) -> None:
         """Close the interval when a snapshot is due, then encode its histograms, each
-        where it fits before the next call start (module docstring)."""
+        where it fits before the next call start (module docstring); then pack the wire
+        traces of calls gone quiet, likewise."""
         if self.snap is None:
             due = self.output.next_snapshot
-            if now < due or (self.starter is not None and self.starter.holds(due)):
+            if now >= due and not (self.starter is not None and self.starter.holds(due)):
+                self._close(now)
+        if self.snap is not None:
+            self._encode_pieces(self.now() - self.snap_since >= PIECE_LIMIT)
+        if self.output.trace is not None:
+            self._pack_traces()
+
+    def _pack_traces(self) -> None:
+        """Pack the traces of calls quiet for :data:`~sipload.stats.traces.IDLE_PACK`
+        (``sipload.stats.traces``, rule 5), one at a time where it fits before the next
+        call start (:data:`PIECE_ROOM`); one regardless once the oldest has waited twice
+        that long (rates where no gap between starts is that long)."""
+        trace, starter = self.output.trace, self.starter
+        assert trace is not None
+        tracer = trace.tracer
+        now = self.now()
+        if not tracer.idle_waiting(now):
+            return
+        self.packed_at = now
+        if starter is not None and not starter.room(PIECE_ROOM):
+            if tracer.idle_waiting(now - IDLE_PACK):  # overdue: one regardless
+                tracer.pack_idle(now)
+            return
+        clock = time.monotonic
+        end = clock() + PACK_BUDGET
+        while tracer.pack_idle(now) and clock() < end:
+            if starter is not None and not starter.room(PIECE_ROOM):
                 return
-            self._close(now)
-        self._encode_pieces(self.now() - self.snap_since >= PIECE_LIMIT)
 
     def _close(self, now: float) -> None:
         pump, runner, media = self.pump, self.runner, self.media
