@@ -4,9 +4,11 @@ Issue 13's target 5: at most 3 KiB per held call in the bare UA (SIPp's uac hold
 call in 2.9 KiB, ``bench/ua_bench.py``'s memory figure) and at most 6 KiB per held
 call for a worker (the UA's call plus the interpreter's call instance and record).
 
-Two runs of ``bench/ua_uac.py`` against a fresh ``sipp -sn uas`` each, ``--calls``
+Runs of ``bench/ua_uac.py`` against a fresh ``sipp -sn uas`` each, ``--calls``
 calls at ``--rate``, T1 = ``--t1`` (so Timer M, 64·T1, ends the INVITE transactions
-before the reading; a held call then holds its dialog, not its transactions):
+before the reading; a held call then holds its dialog, not its transactions), read
+once the last call has been quiet long enough for a worker to pack its wire trace
+(``IDLE_PACK``, ``sipload/stats/traces.py`` rule 5):
 
 * **ua**: ``--mode ua --hold``: the bare UA, no BYE; RSS after each half
   (per call: the second half's growth / (N/2)) and the traced Python heap

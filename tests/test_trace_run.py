@@ -175,3 +175,43 @@ def test_following_an_arrow_opens_its_message_in_a_browser(failed_run: Path,
     opened = re.findall(r'<details([^>]*)><summary>[^<]*</summary><pre class="msgtext" '
                         r'id="([^"]+)"', dom)
     assert [a for attrs, a in opened if "open" in attrs] == [anchor]
+
+
+HELD_UAC = """role: uac
+steps:
+  - send: INVITE
+    body: {sdp: offer}
+  - recv: 100
+    optional: true
+  - recv: 200
+  - send: ACK
+  - pause: 6.5s
+  - send: BYE
+  - recv: 200
+"""
+
+
+def test_a_call_quiet_long_enough_to_be_packed_keeps_its_whole_trace(tmp_path: Path) -> None:
+    """A call held past IDLE_PACK has its trace packed by the worker (stats/traces.py,
+    rule 5) while it pauses, then sends its BYE: with ``--trace all`` the trace kept
+    holds every message, the packed ones first, in order, each with its addresses."""
+    from sipload.stats.traces import IDLE_PACK
+
+    assert IDLE_PACK < 6.0  # the pause outlasts it
+    (tmp_path / "uac.yaml").write_text(HELD_UAC)
+    out = tmp_path / "run"
+    done = run(sipload("run", tmp_path / "uac.yaml", "--calls", 2, "--rate", 10,
+                       "--workers", 1, "--trace", "all", "--out", out, "--quiet"),
+               timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    traces = read_traces(out).to_pylist()
+    assert {r["call_number"] for r in traces} == {0, 1}
+    for number in (0, 1):
+        rows = [r for r in traces if r["call_number"] == number]
+        firsts = [r["data"].split(b"\r\n", 1)[0].split(b" ")[0 if r["direction"] == "out"
+                                                               else 1] for r in rows]
+        assert firsts[0] == b"INVITE" and firsts[-4:] == [b"200", b"ACK", b"BYE", b"200"]
+        ts = [r["t"] for r in rows]
+        assert ts == sorted(ts) and ts[-2] - ts[-3] >= 6.4  # the pause, packed across
+        assert all(r["local_port"] > 0 and r["remote_port"] > 0 and
+                   r["length"] == len(r["data"]) for r in rows)
