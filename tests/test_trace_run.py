@@ -177,18 +177,9 @@ def test_following_an_arrow_opens_its_message_in_a_browser(failed_run: Path,
     assert [a for attrs, a in opened if "open" in attrs] == [anchor]
 
 
-HELD_UAC = """role: uac
-steps:
-  - send: INVITE
-    body: {sdp: offer}
-  - recv: 100
-    optional: true
-  - recv: 200
-  - send: ACK
-  - pause: 6.5s
-  - send: BYE
-  - recv: 200
-"""
+# the UAC above on the embedded default UAS, paused past IDLE_PACK before its BYE
+HELD_UAC = UAC.replace("counterpart: uas.yaml\n", "").replace(
+    "  - send: BYE\n", "  - pause: 6.5s\n  - send: BYE\n")
 
 
 def test_a_call_quiet_long_enough_to_be_packed_keeps_its_whole_trace(tmp_path: Path) -> None:
