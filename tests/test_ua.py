@@ -352,6 +352,30 @@ def test_an_ack_written_from_the_dialog_is_written_again_not_kept() -> None:
     assert f";branch={cd.ack_branch};".encode() in acks[0]
 
 
+def test_a_quiet_call_forgets_its_texts_and_writes_the_same_bye() -> None:
+    """call_quiet drops a dialog's cached request texts (a call held open: the engine
+    calls it once its trace is packed); the BYE written later is the same bytes as
+    without it."""
+    byes: list[list[bytes]] = []
+    for quiet in (False, True):
+        p = Pair()
+        cid, incoming = start_call(p)
+        answer_call(p, incoming)
+        did = p.alice.call_dialogs(cid)[0]
+        p.alice.call_send_ack(did, now=p.now)
+        p.transfer()
+        dialog = p.alice.state.dialog(did).dialog
+        assert dialog._texts is not None
+        if quiet:
+            p.alice.call_quiet(cid)
+            p.alice.call_quiet(cid + 100)  # no such call: ignored
+            assert dialog._texts is None
+        p.alice.call_terminate(cid, did, now=p.now)
+        p.transfer()
+        byes.append([d for s, d in p.wire if s == "alice" and d.startswith(b"BYE ")])
+    assert len(byes[0]) == 1 and byes[0] == byes[1]
+
+
 def test_no_answer_timer_b() -> None:
     p = Pair()
     p.drop_to_bob = lambda data: True

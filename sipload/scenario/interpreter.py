@@ -141,6 +141,17 @@ class Runner:
         out = self.codes_received
         self.codes_received = {}
         return out
+    def call_quiet(self, call_id: str) -> None:
+        """The call in progress that uses ``call_id`` has gone quiet (the shell saw no
+        message of it for a while): its UA calls drop what only speeds up their next
+        requests (:meth:`UserAgent.call_quiet <sipload.ua.agent.UserAgent.call_quiet>`)."""
+        hit = self.index.by_callid.get(call_id)
+        inst = self._instances.get(hit[0]) if hit is not None else None
+        if inst is not None:
+            for leg in inst.legs.values():
+                if leg.cid:
+                    self.ua.call_quiet(leg.cid)
+
     def call_number_of(self, call_id: str) -> int | None:
         """The number of the call in progress that uses ``call_id`` (any of its legs)."""
         hit = self.index.by_callid.get(call_id)

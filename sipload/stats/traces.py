@@ -89,15 +89,21 @@ class WireMessage:
         self.length = length  #: the message's full length in bytes
 
 
+_PACKED: list[WireMessage] = []
+"""A packed trace's :attr:`CallTrace.messages` until another comes (never appended to:
+a call held open keeps no list of its own)."""
+
+
 class CallTrace:
     """The messages of one call so far, at most ``cap`` bytes of them (rule 1)."""
 
-    __slots__ = ("call_ids", "call_number", "cap", "dropped", "last", "messages", "packed",
-                 "queued", "size")
+    __slots__ = ("call_id", "call_number", "cap", "dropped", "last", "legs", "messages",
+                 "packed", "queued", "size")
 
     def __init__(self, call_number: int, cap: int = CALL_BYTES) -> None:
         self.call_number = call_number
-        self.call_ids: list[str] = []  #: every Call-ID the call used (legs)
+        self.call_id = ""  #: the first Call-ID the call used
+        self.legs: list[str] | None = None  #: the other Call-IDs it used (legs), if any
         self.messages: list[WireMessage] = []  #: those not packed (all, until packed)
         self.size = 0  #: bytes held
         self.cap = cap
@@ -114,8 +120,24 @@ class CallTrace:
             return
         kept = data if len(data) <= room else data[:room]
         self.size += len(kept)
+        if self.messages is _PACKED:
+            self.messages = []
         self.messages.append(WireMessage(t, direction, transport, local[0], local[1],
                                          remote[0], remote[1], kept, len(data)))
+
+    @property
+    def call_ids(self) -> list[str]:
+        """Every Call-ID the call used, the first first."""
+        first = [self.call_id] if self.call_id else []
+        return first + self.legs if self.legs is not None else first
+
+    def add_call_id(self, call_id: str) -> None:
+        if not self.call_id:
+            self.call_id = call_id
+        elif self.legs is None:
+            self.legs = [call_id]
+        else:
+            self.legs.append(call_id)
 
     def pack(self, zdict: bytes) -> None:
         """Pack every message so far (rule 5) with ``zdict``, the tracer's dictionary."""
@@ -123,7 +145,7 @@ class CallTrace:
         rows.extend(_row(m) for m in self.messages)
         squeeze = zlib.compressobj(1, zdict=zdict)
         self.packed = squeeze.compress(msgpack.packb(rows)) + squeeze.flush()
-        self.messages = []
+        self.messages = _PACKED
 
     def packed_rows(self, zdict: bytes) -> list[list[Any]]:
         """The fields of the packed messages (none when nothing is packed)."""
@@ -193,7 +215,7 @@ class TraceKeeper:
         """The kept trace as plain data; ``epoch`` turns the engine's clock into Unix time."""
         return {
             "worker": rec.worker, "call_number": rec.call_number,
-            "call_id": rec.call_id or (trace.call_ids[0] if trace.call_ids else ""),
+            "call_id": rec.call_id or trace.call_id,
             "dropped": trace.dropped, "epoch": epoch,
             "messages": [[m.t, m.direction, m.transport, m.local_host, m.local_port,
                           m.remote_host, m.remote_port, m.length, m.data]
@@ -260,7 +282,7 @@ class Tracer:
             if trace is None:
                 trace = CallTrace(number, self._cap)
                 self._calls[number] = trace
-            trace.call_ids.append(call_id)
+            trace.add_call_id(call_id)
             self._by_call_id[call_id] = trace
             held = self._held.pop(call_id, None)
             if held is not None:
@@ -284,9 +306,9 @@ class Tracer:
         quiet = self.quiet
         return bool(quiet) and quiet[0][0] <= now - IDLE_PACK
 
-    def pack_idle(self, now: float) -> bool:
-        """Pack the trace of the next call quiet for :data:`IDLE_PACK` at ``now`` (rule 5);
-        False when no call is waiting for it."""
+    def pack_idle(self, now: float) -> CallTrace | None:
+        """Pack the trace of the next call quiet for :data:`IDLE_PACK` at ``now`` (rule 5)
+        and return it; None when no call is waiting for it."""
         quiet, calls = self.quiet, self._calls
         limit = now - IDLE_PACK
         while quiet and quiet[0][0] <= limit:
@@ -305,8 +327,8 @@ class Tracer:
                 self._zdict = msgpack.packb([_row(m) for m in trace.messages])
             trace.pack(self._zdict)
             self.packed_calls += 1
-            return True
-        return False
+            return trace
+        return None
 
     def finish(self, rec: CallRecord, epoch: float) -> dict[str, Any] | None:
         """The call of ``rec`` ended: its trace, exported, if it is kept; else None."""

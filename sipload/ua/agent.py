@@ -502,6 +502,15 @@ class UserAgent:
     def transaction_count(self) -> int:
         return len(self.state.tx)
 
+    def call_quiet(self, cid: int) -> None:
+        """Call ``cid`` has gone quiet (held open, in a long pause): drop what it keeps only
+        to write its next requests faster.  Nothing it will need is lost; an unknown or
+        ended call is ignored."""
+        call = self.state.calls.get(cid)
+        if call is not None:
+            for cd in call.dialogs.values():
+                cd.dialog.forget_texts()
+
     def call_dialogs(self, cid: int) -> list[int]:
         return list(self.state.call(cid).dialogs)
 
