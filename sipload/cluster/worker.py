@@ -15,6 +15,15 @@ just before a call start.  The worker keeps
 its own loop: control and SIP share one asyncio event loop (uvloop when
 installed).
 
+A worker says when its loop is held (the coordinator loses a worker silent for 3 s,
+and a run that lost one should say where it was): a heartbeat sent more than
+:data:`HEARTBEAT_LATE` after it was due is reported on stderr, and a loop that has not
+turned for :data:`STALL_DUMP` has every thread's stack written to stderr
+(:func:`faulthandler.dump_traceback_later`, re-armed at each heartbeat; its C thread
+writes even while the loop holds the interpreter).  A task of the worker's own that
+fails (sending records, control, heartbeat) is not swallowed: its traceback goes to
+stderr, the engine aborts, and the coordinator gets :class:`Failed`.
+
 A worker never outlives its coordinator's control: when the channel reports the
 connection lost (the coordinator was killed, or its heartbeats stopped for
 :data:`~sipload.cluster.channel.HEARTBEAT_TIMEOUT` seconds), the engine aborts at
@@ -26,12 +35,15 @@ Local workers are also killed by the kernel with their coordinator
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import signal
 import socket
 import sys
 import time
+import traceback
 from collections import deque
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +98,16 @@ build and hand to ZeroMQ, so they go in pieces, each in a turn of the loop of it
 SEND_MARGIN = 0.0003
 """A Records message is not sent when a call start is due within this (it waits for the
 start to go first)."""
+
+HEARTBEAT_EVERY = 1.0
+"""Seconds between two heartbeats."""
+
+HEARTBEAT_LATE = 1.0
+"""A heartbeat leaving this many seconds after it was due is reported on stderr."""
+
+STALL_DUMP = 2.5
+"""Seconds without a heartbeat after which every thread's stack is written to stderr
+(before the coordinator's 3 s: what held the loop, shown in the run's output)."""
 
 SEND_WAIT = 0.002
 """The longest a Records message waits for a start due within :data:`SEND_MARGIN`."""
@@ -260,9 +282,9 @@ class WorkerProcess:
             if go is None or isinstance(go, Stop):
                 return EXIT_OK
             await self._apply(go)  # a share changed before the start
-        sender = asyncio.create_task(self._sender())
-        control = asyncio.create_task(self._control())
-        beat = asyncio.create_task(self._heartbeat())
+        sender = self._task(self._sender(), "sending records")
+        control = self._task(self._control(), "control")
+        beat = self._task(self._heartbeat(), "heartbeat")
         try:
             await engine.run()
         finally:
@@ -275,6 +297,9 @@ class WorkerProcess:
             await asyncio.gather(sender, return_exceptions=True)
         if dealer.lost:
             return self._lost()
+        if self.failure:
+            await dealer.send(Failed(self.worker, self.failure))
+            return EXIT_CANNOT_RUN
         await self._send_pending()
         counts = engine.counts
         await dealer.send(Done(self.worker, counts.started, counts.succeeded, counts.failed,
@@ -283,6 +308,26 @@ class WorkerProcess:
         return EXIT_OK
 
     _closing = False
+    failure = ""  #: what failed in one of the worker's own tasks ("" while none has)
+
+    def _task(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        task.add_done_callback(lambda t: self._task_done(t, what))
+        return task
+
+    def _task_done(self, task: asyncio.Task[None], what: str) -> None:
+        """A task of the worker's own ended: if by an exception, say so and stop the load
+        (module docstring)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        if not self.failure:
+            self.failure = f"{what}: {exc!r}"
+        print(f"sipload worker {self.worker}: {what} failed; aborting", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        if self.engine is not None:
+            self.engine.abort()
 
     def _lost(self) -> int:
         assert self.dealer is not None
@@ -399,12 +444,23 @@ class WorkerProcess:
         dealer = self.dealer
         engine = self.engine
         assert dealer is not None and engine is not None
-        while True:
-            snap = self._snapshots[-1] if self._snapshots else None
-            await dealer.send(Heartbeat(self.worker, engine.now(), engine.active,
-                                        engine.counts.started, snap.cpu if snap else 0.0,
-                                        snap.loop_lag_ms if snap else 0.0))
-            await asyncio.sleep(1.0)
+        clock = time.monotonic
+        due = clock()
+        try:
+            while True:
+                late = clock() - due
+                if late > HEARTBEAT_LATE:
+                    print(f"sipload worker {self.worker}: a heartbeat {late:.1f} s late: "
+                          "the event loop was held", file=sys.stderr)
+                faulthandler.dump_traceback_later(STALL_DUMP, file=sys.stderr)
+                snap = self._snapshots[-1] if self._snapshots else None
+                await dealer.send(Heartbeat(self.worker, engine.now(), engine.active,
+                                            engine.counts.started, snap.cpu if snap else 0.0,
+                                            snap.loop_lag_ms if snap else 0.0))
+                due = clock() + HEARTBEAT_EVERY
+                await asyncio.sleep(HEARTBEAT_EVERY)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
 
 def worker_main(url: str, keys: str | None = None, local: bool = False,
