@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipload.cluster.coordinator import Coordinator
+from sipload.cluster.coordinator import Coordinator, exit_reason
 from sipload.cluster.messages import (
     Ack,
     Done,
@@ -88,6 +88,37 @@ def test_lost_worker_hands_its_share_to_the_others() -> None:
     assert lost[0]["calls_lost"] == 5
     c.on_message(b, Done(1, 80, 80, 0, 0, 80, 0), 9.0)
     assert c.finished and not c.ended
+
+
+def test_a_local_worker_that_ended_is_lost_after_the_grace_by_how_it_ended() -> None:
+    c = Coordinator({}, workers_expected=2, rate=100.0, calls=100, lost_after=3.0)
+    a, b = _join(c, 2)  # both say pid 100 on "host"
+    c.workers[b].pid = 101
+    for ident, w in ((a, 0), (b, 1)):
+        c.on_message(ident, Ready(w, "127.0.0.1", 5000 + w), 0.0)
+    c.on_message(a, Heartbeat(0, 1.0, 5, 20, 0.5, 1.0), 1.0)
+    c.on_message(b, Heartbeat(1, 1.0, 5, 20, 0.5, 1.0), 1.0)
+    c.on_exit("other-host", 100, -9, 1.1)  # not ours: a remote worker's pid
+    c.on_exit("host", 100, -9, 1.2)
+    assert c.tick(1.6) == [] and not c.workers[a].lost  # its last messages may be coming
+    out = c.tick(1.7)  # long before the 3 s of silence
+    assert c.workers[a].lost and not c.workers[b].lost
+    lost = [e for e in c.events if e["event"] == "worker_lost"]
+    assert [(e["worker"], e["reason"]) for e in lost] == [(0, "killed by SIGKILL")]
+    assert [m for ident, m in out if ident == b] == [SetShare(100.0, 30)]
+    # a worker whose Done comes within the grace ended well: not lost
+    c.on_exit("host", 101, 0, 2.0)
+    c.on_message(b, Done(1, 80, 80, 0, 0, 0, 0), 2.1)
+    c.tick(5.0)
+    assert not c.workers[b].lost and c.finished and not c.ended
+
+
+def test_exit_reasons() -> None:
+    assert exit_reason(0) == "exited with status 0"
+    assert exit_reason(3) == "exited with status 3"
+    assert exit_reason(-9) == "killed by SIGKILL"
+    assert exit_reason(-11) == "killed by SIGSEGV"
+    assert exit_reason(-200) == "killed by signal 200"
 
 
 def test_no_worker_left_ends_the_run() -> None:

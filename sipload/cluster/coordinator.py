@@ -16,6 +16,10 @@ Theory of operation
    A worker numbers the calls it takes over from ``extra_numbers(calls, its id)``
    on (so they never collide with anyone's own range, nor with the rows of the
    lost worker, whose last calls the coordinator may not have heard of).
+   A local worker whose process ended before its :class:`Done` (killed, crashed)
+   need not be waited for: told of the exit (:meth:`Coordinator.on_exit`), the
+   coordinator loses it :data:`EXIT_GRACE` later (time for the last messages it sent
+   to come in), the reason naming how it ended ("killed by SIGKILL").
 4. Records are acknowledged (:class:`Ack`) after the caller has written them;
    a record acknowledged is never lost.
 5. The run is over when every live worker is :class:`Done`.
@@ -47,6 +51,7 @@ Theory of operation
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -78,6 +83,21 @@ REJECT_EVENTS = 10
 """``message_rejected`` events written per worker; later rejections are only counted."""
 
 
+EXIT_GRACE = 0.5
+"""Seconds between a local worker's process ending without Done and its loss: what it
+sent before it ended is in by then (loopback), and a Done among it wins."""
+
+
+def exit_reason(status: int) -> str:
+    """How a process ended, from its exit status (``-N``: killed by signal N)."""
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
+
+
 @dataclass(slots=True)
 class WorkerState:
     """What the coordinator knows of one worker."""
@@ -107,6 +127,7 @@ class WorkerState:
     welcomed: bool = True  #: False while a joiner waits for calls released by the others
     waiting_on: set[bytes] = field(default_factory=set)  #: a joiner's donors yet to answer
     releases: list[bytes] = field(default_factory=list)  #: joiners our Release calls are for
+    exited: tuple[float, int] | None = None  #: when its local process ended, and its status
 
 
 @dataclass(slots=True)
@@ -473,13 +494,24 @@ class Coordinator:
         for w in list(self.workers.values()):
             if not self.went:
                 break  # workers heartbeat once running; before Go, start_timeout rules
-            if not w.lost and not w.done and now - w.last_seen > self.lost_after:
+            if w.lost or w.done:
+                continue
+            if w.exited is not None and now - w.exited[0] >= EXIT_GRACE:
+                out.extend(self._lose(w, now, exit_reason(w.exited[1])))
+            elif now - w.last_seen > self.lost_after:
                 out.extend(self._lose(w, now, f"silent for {now - w.last_seen:.1f} s"))
         if not self.went:
             out.extend(self._maybe_go(now))
             if not self.workers and now - self.created > self.start_timeout:
                 self.ended = "no worker connected"
         return out
+
+    def on_exit(self, host: str, pid: int, status: int, now: float) -> None:
+        """A local worker's process (``pid`` on ``host``, this coordinator's) ended with
+        ``status``: lost :data:`EXIT_GRACE` later unless its Done comes (rule 3)."""
+        for w in self.workers.values():
+            if w.pid == pid and w.host == host and w.exited is None:
+                w.exited = (now, status)
 
     def _lose(self, w: WorkerState, now: float, why: str) -> Outgoing:
         w.lost = True

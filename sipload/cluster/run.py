@@ -16,6 +16,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,6 +99,10 @@ class Child:
 
     def is_alive(self) -> bool:
         return self.proc.poll() is None
+
+    def status(self) -> int | None:
+        """Its exit status once it has ended (``-N``: killed by signal N), else None."""
+        return self.proc.poll()
 
     def join(self, timeout: float | None = None) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -191,6 +196,8 @@ async def run_load(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     handled = 0
+    ended: set[int] = set()  #: pids of the local workers seen to have ended
+    host = socket.gethostname()  #: what a local worker says in its Hello
     deadline = None if max_time is None else t0 + max_time
     abort_deadline: float | None = None
     events_written = 0
@@ -237,6 +244,11 @@ async def run_load(
                     if not await router.poll(0):
                         break
             now = loop.time() - t0
+            for p in procs:  # a local worker that ended: no need to wait out its silence
+                status = p.status() if p.pid not in ended else None
+                if status is not None:
+                    ended.add(p.pid)
+                    coord.on_exit(host, p.pid, status, now)
             for r in await router.refusals():
                 coord.on_refused(now, r["host"], r["reason"], r["key"])
             for dest, reply in coord.tick(now):
