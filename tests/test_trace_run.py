@@ -5,6 +5,7 @@ opens its message, escaped; the failure names the message it came from) and
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -206,3 +207,9 @@ def test_a_call_quiet_long_enough_to_be_packed_keeps_its_whole_trace(tmp_path: P
         assert ts == sorted(ts) and ts[-2] - ts[-3] >= 6.4  # the pause, packed across
         assert all(r["local_port"] > 0 and r["remote_port"] > 0 and
                    r["length"] == len(r["data"]) for r in rows)
+    # the packing did happen (not only the trace coming back whole): the worker's
+    # intervals count both calls' traces packed while they paused, and none held at the end
+    snaps = [json.loads(x) for x in (out / "intervals.jsonl").read_text().splitlines()]
+    assert sum(s["traces"]["packed"] for s in snaps) == 2, snaps
+    assert max(s["traces"]["held"] for s in snaps) == 2 and snaps[-1]["traces"]["held"] == 0
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -287,3 +288,17 @@ def test_packing_never_changes_what_a_trace_exports(
         rec = _ended(number, outcome[number])
         assert packing.finish(rec, 5.0) == plain.finish(rec, 5.0)
         assert small.finish(rec, 5.0) == small_plain.finish(rec, 5.0)
+
+
+def test_a_snapshots_trace_counts_are_checked_like_any_worker_input() -> None:
+    from sipload.cluster.checks import check_snapshot
+
+    snap: dict[str, Any] = {
+        "t": 1.0, "worker": 0, "started": 1, "succeeded": 1, "failed": 0, "active": 0,
+        "late": 0, "dropped": 0, "retransmissions": 0, "loop_lag_ms": 0.1, "cpu": 0.1,
+        "target_rate": 1.0, "histograms": {}, "failures": {}, "codes": {}}
+    assert check_snapshot(snap) is None  # a worker without traces sends none
+    assert check_snapshot({**snap, "traces": {"held": 3, "packed": 0}}) is None
+    for bad in ({"held": -1, "packed": 0}, {"held": 1}, {"held": 1, "packed": 2.5},
+                {"held": 1, "packed": 0, "more": 1}, {"held": True, "packed": 0}, [1, 2]):
+        assert check_snapshot({**snap, "traces": bad}) is not None, bad

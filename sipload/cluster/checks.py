@@ -51,7 +51,18 @@ def check_snapshot(s: Any) -> str | None:
         MarkHistograms.decode(dict(hist))
     except Exception:  # base64, zlib, HdrHistogram: each raises its own kind for garbage
         return "snapshot histograms: not HdrHistogram encodings"
-    return _check_media(s.get("media")) or _check_connections(s.get("connections"))
+    return (_check_media(s.get("media")) or _check_connections(s.get("connections"))
+            or _check_traces(s.get("traces")))
+
+
+def _check_traces(t: Any) -> str | None:
+    """None when a snapshot's optional ``traces`` map fits (held and packed counts)."""
+    if t is None:
+        return None
+    if not isinstance(t, Mapping) or set(t) != {"held", "packed"} or not all(
+            is_count(v) for v in t.values()):
+        return "snapshot traces: not a map of held and packed counts"
+    return None
 
 
 def _check_connections(c: Any) -> str | None:

@@ -111,6 +111,7 @@ class Running:
                                                  time.time() - self.now(), sources)
                 pump.tap = trace.tap
         self.packed_at = -INF  #: when quiet calls' traces were last packed
+        self.packed_before = 0  #: traces packed before the interval open (its snapshot's)
         self.snap: Snapshot | None = None  #: a closed interval's, its histograms encoding
         self.snap_since = 0.0  #: when it closed (run-relative)
         self.counts.begin(cpu(), time.monotonic())
@@ -259,6 +260,12 @@ class Running:
             if runner is not None and media is not None:
                 snap.media = media.figures(runner, self.counts.media)
             snap.connections = self.sockets.connection_figures(self.transports)
+            trace = self.output.trace
+            if trace is not None:
+                tracer = trace.tracer
+                snap.traces = {"held": tracer.held_calls,
+                               "packed": tracer.packed_calls - self.packed_before}
+                self.packed_before = tracer.packed_calls
         finally:
             pump.lag = 0.0
             self.output.closed(now)

@@ -62,6 +62,10 @@ class Snapshot:
     codes: dict[str, int]
     media: dict[str, Any] | None = None  #: stats.mediaintervals (workers with RTP only)
     connections: dict[str, Any] | None = None  #: stats.connintervals (TCP/TLS workers only)
+    #: wire traces (workers with ``--trace`` failed or all): ``held``, calls whose trace is
+    #: in memory at the interval's end; ``packed``, traces packed in the interval (rule 5
+    #: of stats.traces: quiet 5 s)
+    traces: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -76,6 +80,8 @@ class Snapshot:
             out["media"] = self.media
         if self.connections is not None:
             out["connections"] = self.connections
+        if self.traces is not None:
+            out["traces"] = self.traces
         return out
 
 
