@@ -151,3 +151,31 @@ def test_digest_with_a_wrong_password_fails_once() -> None:
     invites = [b for b in sent if "\nINVITE sip:" in b]
     assert len(invites) == 2, why  # the first, then one with credentials: no loop
     assert "Authorization: Digest" in invites[1] and 'username="alice"' in invites[1], why
+
+
+def test_sipload_run_acks_a_200_sent_again_with_the_same_ack(tmp_path: Path) -> None:
+    """SIPp's 200 OK comes a second time after sipload's ACK (a UAS whose ACK was lost
+    retransmits it): the engine's UA ACKs it again, the same bytes (it keeps the ACK's
+    branch and CSeq, not its text), and the call goes on to its BYE.  SIPp's message
+    log holds what arrived."""
+    require("sipp")
+    port = free_port("udp")
+    out = tmp_path / "run"
+    with sipp_uas(port, "interop_uas_200_again.xml", extra_args=["-m", "1"],
+                  trace_msg=True) as uas:
+        done = run(sipload("run", "scenarios/basic_call.yaml", "--target",
+                           f"{LOOPBACK}:{port}", "--calls", 1, "--rate", 1, "--workers", 1,
+                           "--quiet", "--out", out), LIMIT)
+        sipp_code = uas.wait(LIMIT)
+        why = done.stdout + done.stderr + uas.describe() + uas.errors + uas.messages
+    assert sipp_code == 0, why
+    assert done.returncode == 0, why
+    received = [b.split("bytes :", 1)[1].strip() for b in uas.messages.split("-----")
+                if "message received" in b]
+    methods = [m.split(" ", 1)[0] for m in received]
+    acks = [m for m in received if m.startswith("ACK ")]
+    # every 200 ACKed, each time with the first ACK's bytes (SIPp took each for a
+    # retransmission of the first and sent its 200 again: see the scenario)
+    assert len(acks) >= 2 and all(a == acks[0] for a in acks), why
+    assert methods[:2] == ["INVITE", "ACK"] and "BYE" in methods, methods[:10]
+    assert set(methods[1:methods.index("BYE")]) == {"ACK"}, methods[:10]
