@@ -138,3 +138,32 @@ def test_cancelled_tasks_are_not_failures() -> None:
 
     asyncio.run(main())
     assert engine.aborted == 0 and proc.failure == ""
+
+
+def test_a_blocked_channel_is_told_from_a_held_loop(capfd: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_mod, "HEARTBEAT_EVERY", 0.1)
+    monkeypatch.setattr(worker_mod, "HEARTBEAT_LATE", 0.3)
+    monkeypatch.setattr(worker_mod, "STALL_DUMP", 5.0)
+    proc, dealer, _ = _worker()
+    blocked = asyncio.Event()
+
+    async def send(msg: Message) -> None:
+        if not blocked.is_set():  # the first heartbeat waits 0.5 s for the channel
+            blocked.set()
+            await asyncio.sleep(0.5)
+        dealer.sent.append((time.monotonic(), msg))
+
+    proc.dealer.send = send  # type: ignore[union-attr,method-assign]
+
+    async def main() -> None:
+        beat = asyncio.create_task(proc._heartbeat())
+        await asyncio.sleep(0.8)
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
+
+    asyncio.run(main())
+    err = capfd.readouterr().err
+    assert "sipload worker 4: a heartbeat took 0.5 s to hand to ZeroMQ" in err, err
+    assert "late" not in err and "Timeout" not in err, err  # the loop itself turned
+    assert len(dealer.sent) >= 2

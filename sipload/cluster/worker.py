@@ -17,7 +17,8 @@ installed).
 
 A worker says when its loop is held (the coordinator loses a worker silent for 3 s,
 and a run that lost one should say where it was): a heartbeat sent more than
-:data:`HEARTBEAT_LATE` after it was due is reported on stderr, and a loop that has not
+:data:`HEARTBEAT_LATE` after it was due is reported on stderr (and one that took that
+long to hand to ZeroMQ: a blocked channel, not a held loop), and a loop that has not
 turned for :data:`STALL_DUMP` has every thread's stack written to stderr
 (:func:`faulthandler.dump_traceback_later`, re-armed at each heartbeat; its C thread
 writes even while the loop holds the interpreter).  A task of the worker's own that
@@ -454,9 +455,14 @@ class WorkerProcess:
                           "the event loop was held", file=sys.stderr)
                 faulthandler.dump_traceback_later(STALL_DUMP, file=sys.stderr)
                 snap = self._snapshots[-1] if self._snapshots else None
+                began = clock()
                 await dealer.send(Heartbeat(self.worker, engine.now(), engine.active,
                                             engine.counts.started, snap.cpu if snap else 0.0,
                                             snap.loop_lag_ms if snap else 0.0))
+                took = clock() - began
+                if took > HEARTBEAT_LATE:
+                    print(f"sipload worker {self.worker}: a heartbeat took {took:.1f} s to "
+                          "hand to ZeroMQ: the control channel was blocked", file=sys.stderr)
                 due = clock() + HEARTBEAT_EVERY
                 await asyncio.sleep(HEARTBEAT_EVERY)
         finally:
