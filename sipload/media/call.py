@@ -29,7 +29,6 @@ import struct
 from sipload.media import emodel, rtcp
 from sipload.media.dtmf import parse_event
 from sipload.media.errors import MediaParseError
-from sipload.media.fields import FIELDS as FIELDS  # the figures' names, re-exported
 from sipload.media.receive import ReceiveStats
 from sipload.media.record import Recorder
 from sipload.media.rtp import is_rtcp, parse_rtp
@@ -38,6 +37,14 @@ from sipload.media.srtp import SrtpStream
 
 #: The fixed RTP header after its first byte: M/PT, sequence number, timestamp, SSRC.
 _FIXED = struct.Struct("!BHII")
+
+#: The per-call media figures, in record column order (see :meth:`CallMedia.figures`).
+FIELDS: tuple[str, ...] = (
+    "sent", "received", "expected", "lost", "loss_rate", "duplicates", "out_of_order",
+    "jitter_ms", "max_jitter_ms", "longest_gap_ms", "ssrc_changes", "pt_changes", "malformed",
+    "foreign", "events", "r_factor", "mos", "remote_lost", "remote_fraction_lost",
+    "remote_jitter_ms", "rtt_ms", "srtp", "srtp_auth_failures", "srtp_replay_failures",
+)
 
 
 class CallMedia:

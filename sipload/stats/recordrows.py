@@ -31,7 +31,6 @@ import json
 import math
 from typing import Any, Final
 
-from sipload.media.fields import FIELDS
 from sipload.stats.records import Result
 
 MAX_TEXT: Final = 4096
@@ -41,8 +40,13 @@ MAX_ITEMS: Final = 10_000
 """The most codes, messages or marks one record may carry."""
 
 #: The per-call media figures, one float64 column each (``media_<name>``; null for a
-#: call without media).
-MEDIA_FIELDS: Final[tuple[str, ...]] = FIELDS
+#: call without media).  The same names as ``sipload.media.call.FIELDS``.
+MEDIA_FIELDS: Final[tuple[str, ...]] = (
+    "sent", "received", "expected", "lost", "loss_rate", "duplicates", "out_of_order",
+    "jitter_ms", "max_jitter_ms", "longest_gap_ms", "ssrc_changes", "pt_changes", "malformed",
+    "foreign", "events", "r_factor", "mos", "remote_lost", "remote_fraction_lost",
+    "remote_jitter_ms", "rtt_ms", "srtp", "srtp_auth_failures", "srtp_replay_failures",
+)
 MEDIA_COLUMNS: Final[tuple[str, ...]] = tuple(f"media_{name}" for name in MEDIA_FIELDS)
 
 _RESULTS: Final = frozenset(r.value for r in Result)
