@@ -164,3 +164,12 @@ def test_batches_without_media_are_written_as_the_rows_say(tmp_path: Path) -> No
     assert got.equals(want)
     assert got.column("media_sent").to_pylist() == [None] * 4 + [50.0, None]
     assert all(got.column(c).null_count >= 5 for c in MEDIA_COLUMNS)
+
+
+def test_the_media_columns_are_the_media_figures() -> None:
+    """stats and media may each import only sip (tests/test_layering.py), so the names of
+    a call's media figures are written twice: the record's columns and what
+    CallMedia.figures() gives must stay the same list, in the same order."""
+    from sipload.media.call import FIELDS
+
+    assert MEDIA_FIELDS == FIELDS
