@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sipload.cluster.coordinator import Coordinator, exit_reason
+from sipload.cluster.coordinator import Coordinator
 from sipload.cluster.messages import (
     Ack,
     Done,
@@ -25,6 +25,7 @@ from sipload.cluster.messages import (
     decode,
     encode,
 )
+from sipload.cluster.run import exit_reason
 
 
 def _join(c: Coordinator, n: int, now: float = 0.0) -> list[bytes]:
@@ -98,8 +99,8 @@ def test_a_local_worker_that_ended_is_lost_after_the_grace_by_how_it_ended() -> 
         c.on_message(ident, Ready(w, "127.0.0.1", 5000 + w), 0.0)
     c.on_message(a, Heartbeat(0, 1.0, 5, 20, 0.5, 1.0), 1.0)
     c.on_message(b, Heartbeat(1, 1.0, 5, 20, 0.5, 1.0), 1.0)
-    c.on_exit("other-host", 100, -9, 1.1)  # not ours: a remote worker's pid
-    c.on_exit("host", 100, -9, 1.2)
+    c.on_exit("other-host", 100, "killed by SIGKILL", 1.1)  # not ours: a remote worker's pid
+    c.on_exit("host", 100, "killed by SIGKILL", 1.2)
     assert c.tick(1.6) == [] and not c.workers[a].lost  # its last messages may be coming
     out = c.tick(1.7)  # long before the 3 s of silence
     assert c.workers[a].lost and not c.workers[b].lost
@@ -107,7 +108,7 @@ def test_a_local_worker_that_ended_is_lost_after_the_grace_by_how_it_ended() -> 
     assert [(e["worker"], e["reason"]) for e in lost] == [(0, "killed by SIGKILL")]
     assert [m for ident, m in out if ident == b] == [SetShare(100.0, 30)]
     # a worker whose Done comes within the grace ended well: not lost
-    c.on_exit("host", 101, 0, 2.0)
+    c.on_exit("host", 101, "exited with status 0", 2.0)
     c.on_message(b, Done(1, 80, 80, 0, 0, 0, 0), 2.1)
     c.tick(5.0)
     assert not c.workers[b].lost and c.finished and not c.ended

@@ -51,7 +51,6 @@ Theory of operation
 from __future__ import annotations
 
 import math
-import signal
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -88,15 +87,6 @@ EXIT_GRACE = 0.5
 sent before it ended is in by then (loopback), and a Done among it wins."""
 
 
-def exit_reason(status: int) -> str:
-    """How a process ended, from its exit status (``-N``: killed by signal N)."""
-    if status < 0:
-        try:
-            return f"killed by {signal.Signals(-status).name}"
-        except ValueError:
-            return f"killed by signal {-status}"
-    return f"exited with status {status}"
-
 
 @dataclass(slots=True)
 class WorkerState:
@@ -127,7 +117,7 @@ class WorkerState:
     welcomed: bool = True  #: False while a joiner waits for calls released by the others
     waiting_on: set[bytes] = field(default_factory=set)  #: a joiner's donors yet to answer
     releases: list[bytes] = field(default_factory=list)  #: joiners our Release calls are for
-    exited: tuple[float, int] | None = None  #: when its local process ended, and its status
+    exited: tuple[float, str] | None = None  #: when its local process ended, and how
 
 
 @dataclass(slots=True)
@@ -497,7 +487,7 @@ class Coordinator:
             if w.lost or w.done:
                 continue
             if w.exited is not None and now - w.exited[0] >= EXIT_GRACE:
-                out.extend(self._lose(w, now, exit_reason(w.exited[1])))
+                out.extend(self._lose(w, now, w.exited[1]))
             elif now - w.last_seen > self.lost_after:
                 out.extend(self._lose(w, now, f"silent for {now - w.last_seen:.1f} s"))
         if not self.went:
@@ -506,12 +496,13 @@ class Coordinator:
                 self.ended = "no worker connected"
         return out
 
-    def on_exit(self, host: str, pid: int, status: int, now: float) -> None:
-        """A local worker's process (``pid`` on ``host``, this coordinator's) ended with
-        ``status``: lost :data:`EXIT_GRACE` later unless its Done comes (rule 3)."""
+    def on_exit(self, host: str, pid: int, how: str, now: float) -> None:
+        """A local worker's process (``pid`` on ``host``, this coordinator's) ended,
+        ``how`` saying so ("killed by SIGKILL"): lost :data:`EXIT_GRACE` later unless its
+        Done comes (rule 3)."""
         for w in self.workers.values():
             if w.pid == pid and w.host == host and w.exited is None:
-                w.exited = (now, status)
+                w.exited = (now, how)
 
     def _lose(self, w: WorkerState, now: float, why: str) -> Outgoing:
         w.lost = True

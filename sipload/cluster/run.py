@@ -117,6 +117,16 @@ class Child:
             self.proc.kill()
 
 
+def exit_reason(status: int) -> str:
+    """How a process ended, from its exit status (``-N``: killed by signal N)."""
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
+
+
 def spawn_child(role: str, pass_fds: tuple[int, ...] = (), fork: bool = False) -> Child:
     """Start :mod:`sipload.cluster.child` as ``role``, without its orders yet: it
     imports what it runs while the caller sets up, then waits for :meth:`Child.give`
@@ -248,7 +258,7 @@ async def run_load(
                 status = p.status() if p.pid not in ended else None
                 if status is not None:
                     ended.add(p.pid)
-                    coord.on_exit(host, p.pid, status, now)
+                    coord.on_exit(host, p.pid, exit_reason(status), now)
             for r in await router.refusals():
                 coord.on_refused(now, r["host"], r["reason"], r["key"])
             for dest, reply in coord.tick(now):
