@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -51,6 +52,22 @@ def _worker() -> tuple[WorkerProcess, FakeDealer, FakeEngine]:
     return proc, dealer, engine
 
 
+def _beat(proc: WorkerProcess, seconds: float, hold_at: float | None = None,
+          hold: Callable[[], None] | None = None) -> None:
+    """Run the worker's heartbeat for ``seconds``; ``hold`` runs in the loop ``hold_at``
+    seconds in (holding it)."""
+
+    async def main() -> None:
+        beat = asyncio.create_task(proc._heartbeat())
+        if hold is not None and hold_at is not None:
+            asyncio.get_running_loop().call_later(hold_at, hold)
+        await asyncio.sleep(seconds)
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
+
+    asyncio.run(main())
+
+
 def test_a_held_loop_is_reported_with_every_threads_stack(
         capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_mod, "HEARTBEAT_EVERY", 0.2)
@@ -61,15 +78,7 @@ def test_a_held_loop_is_reported_with_every_threads_stack(
     def hold_the_loop() -> None:
         time.sleep(1.0)  # the loop does not turn: no heartbeat for 1 s
 
-    async def main() -> None:
-        beat = asyncio.create_task(proc._heartbeat())
-        await asyncio.sleep(0.3)
-        asyncio.get_running_loop().call_soon(hold_the_loop)
-        await asyncio.sleep(0.5)
-        beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)
-
-    asyncio.run(main())
+    _beat(proc, 0.8, hold_at=0.3, hold=hold_the_loop)
     err = capfd.readouterr().err
     # faulthandler's C thread wrote the stacks while the loop was held, naming where
     assert "Timeout (0:00:00.600000)!" in err, err
@@ -90,13 +99,7 @@ def test_a_heartbeat_on_time_says_nothing(capfd: pytest.CaptureFixture[str],
     monkeypatch.setattr(worker_mod, "STALL_DUMP", 0.5)
     proc, dealer, _ = _worker()
 
-    async def main() -> None:
-        beat = asyncio.create_task(proc._heartbeat())
-        await asyncio.sleep(0.7)  # past STALL_DUMP: re-armed at each beat, never fired
-        beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)
-
-    asyncio.run(main())
+    _beat(proc, 0.7)  # past STALL_DUMP: re-armed at each beat, never fired
     assert len(dealer.sent) >= 5
     assert capfd.readouterr().err == ""
 
@@ -156,13 +159,7 @@ def test_a_blocked_channel_is_told_from_a_held_loop(capfd: pytest.CaptureFixture
 
     proc.dealer.send = send  # type: ignore[union-attr,method-assign]
 
-    async def main() -> None:
-        beat = asyncio.create_task(proc._heartbeat())
-        await asyncio.sleep(0.8)
-        beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)
-
-    asyncio.run(main())
+    _beat(proc, 0.8)
     err = capfd.readouterr().err
     assert "sipload worker 4: a heartbeat took 0.5 s to hand to ZeroMQ" in err, err
     assert "late" not in err and "Timeout" not in err, err  # the loop itself turned
