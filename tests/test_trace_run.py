@@ -13,7 +13,7 @@ import pytest
 
 from sipload.stats.rundir import PCAP, TRACES, read_calls, read_traces
 from tests.bgproc import Background, run, sipload
-from tests.peers import free_port, tshark_fields
+from tests.peers import LOOPBACK, free_port, require, sipp_uas, tshark_fields
 
 UAC = """role: uac
 counterpart: uas.yaml
@@ -183,19 +183,29 @@ HELD_UAC = UAC.replace("counterpart: uas.yaml\n", "").replace(
     "  - send: BYE\n", "  - pause: 6.5s\n  - send: BYE\n")
 
 
-def test_a_call_quiet_long_enough_to_be_packed_keeps_its_whole_trace(tmp_path: Path) -> None:
+@pytest.mark.parametrize("peer", ["embedded", pytest.param("sipp", marks=pytest.mark.peer)])
+def test_a_call_quiet_long_enough_to_be_packed_keeps_its_whole_trace(tmp_path: Path,
+                                                                     peer: str) -> None:
     """A call held past IDLE_PACK has its trace packed by the worker (stats/traces.py,
     rule 5) while it pauses, then sends its BYE: with ``--trace all`` the trace kept
-    holds every message, the packed ones first, in order, each with its addresses."""
+    holds every message, the packed ones first, in order, each with its addresses.
+    Against the embedded UAS and against ``sipp -sn uas``."""
     from sipload.stats.traces import IDLE_PACK
 
     assert IDLE_PACK < 6.0  # the pause outlasts it
     (tmp_path / "uac.yaml").write_text(HELD_UAC)
     out = tmp_path / "run"
-    done = run(sipload("run", tmp_path / "uac.yaml", "--calls", 2, "--rate", 10,
-                       "--workers", 1, "--trace", "all", "--out", out, "--quiet"),
-               timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    argv = sipload("run", tmp_path / "uac.yaml", "--calls", 2, "--rate", 10,
+                   "--workers", 1, "--trace", "all", "--out", out, "--quiet")
+    if peer == "sipp":
+        require("sipp")
+        port = free_port("udp")
+        with sipp_uas(port) as uas:
+            done = run([*argv, "--target", f"{LOOPBACK}:{port}"], timeout=120)
+            why = uas.describe()
+    else:
+        done, why = run(argv, timeout=120), ""
+    assert done.returncode == 0, done.stdout + done.stderr + why
     traces = read_traces(out).to_pylist()
     assert {r["call_number"] for r in traces} == {0, 1}
     for number in (0, 1):

@@ -129,7 +129,8 @@ def test_a_failing_task_of_the_worker_aborts_the_load_and_says_why(
     assert "ValueError: a record that does not pack" in err  # the traceback
 
 
-def test_cancelled_tasks_are_not_failures() -> None:
+def test_cancelled_tasks_are_not_failures(capfd: pytest.CaptureFixture[str],
+                                          caplog: pytest.LogCaptureFixture) -> None:
     proc, _, engine = _worker()
 
     async def main() -> None:
@@ -141,6 +142,9 @@ def test_cancelled_tasks_are_not_failures() -> None:
 
     asyncio.run(main())
     assert engine.aborted == 0 and proc.failure == ""
+    # the callback did not raise either (asyncio would log "Exception in callback")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    assert capfd.readouterr().err == ""
 
 
 def test_a_blocked_channel_is_told_from_a_held_loop(capfd: pytest.CaptureFixture[str],
