@@ -431,7 +431,7 @@ class Runner:
             if req.body and req.method in ("INVITE", "UPDATE", "ACK", "PRACK"):
                 leg.remote_sdp = req.body
                 if req.method in ("ACK", "PRACK") and leg.has_local_sdp:
-                    self.media.pending.append((inst, leg, True))  # the answer to our offer
+                    self.media.exchanged(inst, leg, True)  # the answer to our offer
         elif ev.response is not None:
             resp = ev.response
             rec.codes.append(resp.status)
@@ -446,7 +446,7 @@ class Runner:
                     resp.status < 300:
                 leg.remote_sdp = resp.body
                 if leg.has_local_sdp:
-                    self.media.pending.append((inst, leg, True))
+                    self.media.exchanged(inst, leg, True)
             if resp.status >= 200 and cmethod != "INVITE":
                 self.index.by_tid.pop(ev.tid, None)
         else:

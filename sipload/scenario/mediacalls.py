@@ -63,6 +63,15 @@ class MediaCalls:
     def _table(self, inst: CallInstance) -> MediaTable | None:
         return self.tables[inst.local] if self.tables else self.table
 
+    def exchanged(self, inst: CallInstance, leg: Leg, remote_is_answer: bool) -> None:
+        """An offer/answer on ``leg`` completed (rule 2): its RTP starts or follows at the
+        runner's next :meth:`Runner.media_flush <sipload.scenario.interpreter.Runner.media_flush>`.
+        Without a table (a run with no RTP) nothing is queued: no one flushes the queue
+        then, and each entry would hold its call (instance, record, messages) for the
+        rest of the run."""
+        if self.table is not None:
+            self.pending.append((inst, leg, remote_is_answer))
+
     def spec(self, leg: Leg) -> MediaSpec | None:
         if self.table is None:
             return None

@@ -134,7 +134,7 @@ class Sender:
         data, ct = body_bytes(body, leg, values, ip, port,
                               inst.record.call_number + 1, ctype, media)
         if spec is not None and body.sdp == "answer":
-            self.media.pending.append((inst, leg, False))  # RTP starts with our answer
+            self.media.exchanged(inst, leg, False)  # RTP starts with our answer
         return data, ct
 
     def _address(self, text: str) -> str:
