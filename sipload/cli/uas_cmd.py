@@ -74,13 +74,22 @@ def run(args: argparse.Namespace) -> int:
     except (ScenarioError, UsageError, targets.TargetError) as e:
         print(f"sipload uas: {e}", file=sys.stderr)
         return EXIT_USAGE
-    records: list[dict[str, Any]] = []
+    # the closing line's figures, counted as records come: a UAS runs until stopped, so
+    # its records are not kept (with --out they are written as they come)
+    tally = {"calls": 0, "ok": 0, "streams": 0, "received": 0}
     writer = RunWriter(Path(args.out)) if args.out else None
     if writer is not None:
         rundir.warm()  # not on the first records, while calls are being answered
 
     def on_records(batch: list[dict[str, Any]]) -> None:
-        records.extend(batch)
+        tally["calls"] += len(batch)
+        for r in batch:
+            if r["result"] == Result.SUCCESS.value:
+                tally["ok"] += 1
+            media = r.get("media")
+            if media:
+                tally["streams"] += 1
+                tally["received"] += int(media.get("received", 0))
         if writer is not None:
             writer.append_records(batch)
 
@@ -115,11 +124,10 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     if program is not None:
-        ok = sum(1 for r in records if r["result"] == Result.SUCCESS.value)
-        media = [r["media"] for r in records if r.get("media")]
-        received = sum(int(m.get("received", 0)) for m in media)
-        print(f"sipload uas: {len(records)} calls, {ok} succeeded"
-              + (f"; media: {len(media)} streams, {received} packets received" if media else ""))
+        streams = tally["streams"]
+        print(f"sipload uas: {tally['calls']} calls, {tally['ok']} succeeded"
+              + (f"; media: {streams} streams, {tally['received']} packets received"
+                 if streams else ""))
     elif engine.responder is not None:
         r = engine.responder
         print(f"sipload uas: {r.calls} calls answered, {r.closed} ended by BYE, "
