@@ -46,6 +46,10 @@ steps:
 """
 
 
+BUSY_UAS = "role: uas\nsteps:\n  - recv: INVITE\n  - reply: 486\n"
+SILENT_UAS = "role: uas\nsteps:\n  - recv: INVITE\n  - pause: 100s\n"
+
+
 def live_instances() -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if isinstance(o, CallInstance))
@@ -67,4 +71,25 @@ def test_ended_calls_without_rtp_leave_nothing_behind() -> None:
         sp = run(uac, uas, calls=20)
         assert not sp.uac.media.pending and not sp.uas.media.pending
         assert sp.uac.active == 0 and sp.uas.active == 0
+        assert live_instances() == before, "ended calls are still held"
+
+
+def test_failed_calls_leave_nothing_behind_once_their_timers_ran() -> None:
+    before = live_instances()
+    for uas, failure in ((BUSY_UAS, "call_rejected"), (SILENT_UAS, "timeout")):
+        sp = ScenarioPair(program("basic_call.yaml"), program(uas))
+        sp.run(calls=5, until=300.0)
+        assert [(r.result.value, r.failure) for r in sp.records] == [("failed", failure)] * 5
+        p = sp.pair
+        p.now += 100.0  # past every transaction's last timer (64*T1)
+        for ua in (p.alice, p.bob):
+            ua.handle_timers(p.now)
+        sp.uac.handle_timers(p.now)
+        sp.uas.handle_timers(p.now)
+        sp.pump()
+        assert sp.uac.active == 0 and sp.uas.active == 0
+        index = sp.uac.index
+        assert not (index.by_cid or index.by_rid or index.by_tid or index.by_callid)
+        assert not (p.alice.state.tx or p.alice.state.calls)
+        assert not (p.bob.state.tx or p.bob.state.calls)
         assert live_instances() == before, "ended calls are still held"
