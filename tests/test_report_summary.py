@@ -144,6 +144,22 @@ def test_generator_health(summary: dict[str, Any], tmp_path: Path) -> None:
     assert any("loop lag up to 150.0 ms" in r for r in lag["generator"]["limited_reasons"])
 
 
+def test_each_workers_largest_memory(tmp_path: Path) -> None:
+    """A worker's snapshots carry its RSS (``rss_mib``); the summary keeps each worker's
+    largest, and None for a run whose snapshots have none (older, or not Linux)."""
+    path = make_run_small(tmp_path / "run")
+    g = build_summary(path)["generator"]
+    assert [w["rss_max_mib"] for w in g["workers"]] == [None, None]
+    intervals = path / "intervals.jsonl"
+    snaps = [json.loads(x) for x in intervals.read_text().splitlines()]
+    for i, s in enumerate(snaps):
+        s["rss_mib"] = 40.0 + i + 100.0 * s["worker"]
+    intervals.write_text("".join(json.dumps(s) + "\n" for s in snaps))
+    g = build_summary(path)["generator"]
+    mine = [[s["rss_mib"] for s in snaps if s["worker"] == w] for w in (0, 1)]
+    assert [w["rss_max_mib"] for w in g["workers"]] == [max(mine[0]), max(mine[1])]
+
+
 def make_run_small(path: Path, **kw: Any) -> Path:
     make_run(path, calls=200, rate=100.0, workers=2, **kw)
     return path

@@ -91,6 +91,8 @@ def test_a_run_beyond_the_workers_pace_is_generator_limited(tmp_path: Path) -> N
     assert g["limited"] is True
     assert any(re.match(r"\d+ late starts \(", x) for x in g["limited_reasons"]), g
     assert g["lateness_ms"]["max"] > 10.0
+    # the worker's memory came with its snapshots (a Python process: tens of MiB)
+    assert all(w["rss_max_mib"] is not None and w["rss_max_mib"] > 10 for w in g["workers"])
     page = (out / "report.html").read_text()
     assert 'class="badge warn">generator-limited' in page
     last = [x for x in r.stdout.splitlines() if re.match(r"sipload: +[0-9.]+s started", x)][-1]

@@ -302,3 +302,6 @@ def test_a_snapshots_trace_counts_are_checked_like_any_worker_input() -> None:
     for bad in ({"held": -1, "packed": 0}, {"held": 1}, {"held": 1, "packed": 2.5},
                 {"held": 1, "packed": 0, "more": 1}, {"held": True, "packed": 0}, [1, 2]):
         assert check_snapshot({**snap, "traces": bad}) is not None, bad
+    assert check_snapshot({**snap, "rss_mib": 61.5}) is None
+    for bad_rss in (-1.0, "61", float("nan"), True, [1]):
+        assert check_snapshot({**snap, "rss_mib": bad_rss}) is not None, bad_rss

@@ -51,6 +51,9 @@ def check_snapshot(s: Any) -> str | None:
         MarkHistograms.decode(dict(hist))
     except Exception:  # base64, zlib, HdrHistogram: each raises its own kind for garbage
         return "snapshot histograms: not HdrHistogram encodings"
+    rss = s.get("rss_mib")
+    if rss is not None and (not is_number(rss) or rss < 0):
+        return f"snapshot rss_mib: bad value {str(rss)[:40]!r}"
     return (_check_media(s.get("media")) or _check_connections(s.get("connections"))
             or _check_traces(s.get("traces")))
 

@@ -68,6 +68,19 @@ def cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+_PAGE_MIB = resource.getpagesize() / (1024 * 1024)
+
+
+def rss_mib() -> float | None:
+    """This process's resident set size now, MiB (``/proc/self/statm``), or None where
+    there is no such file (not Linux)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_MIB
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Running:
     """One worker's run on its pump (see the module docstring).
 
@@ -257,6 +270,7 @@ class Running:
         self.snap = snap
         self.snap_since = now
         try:
+            snap.rss_mib = rss_mib()
             if runner is not None and media is not None:
                 snap.media = media.figures(runner, self.counts.media)
             snap.connections = self.sockets.connection_figures(self.transports)

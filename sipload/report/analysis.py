@@ -322,7 +322,7 @@ def _interval_frames(files: RunFiles) -> tuple[Columns, Columns, Columns, list[i
         per_second[c] = summed
     per_worker = Columns({"worker": cols["worker"], "second": seconds,
                           **{c: cols[c] for c in ("started", "cpu", "loop_lag_ms", "late",
-                                                  "dropped")}})
+                                                  "dropped", "rss_mib")}})
     by_code: dict[str, np.ndarray[Any, Any]] = {}
     for i, snap in enumerate(files.intervals):
         codes = snap.get("codes")

@@ -201,9 +201,11 @@ def workers_chart(a: Analysis) -> str | None:
     frame = a.per_worker
     if not len(frame):
         return None
-    fig, axes = _figure(rows=3, height=2.2)
     titles = [("started", "calls started / s"), ("cpu", "CPU (1 = one core)"),
               ("loop_lag_ms", "loop lag (ms)")]
+    if bool((frame["rss_mib"] > 0).any()):  # a memory that keeps growing is a leak
+        titles.append(("rss_mib", "memory (RSS, MiB)"))
+    fig, axes = _figure(rows=len(titles), height=2.2)
     ids = frame["worker"]
     groups = [(worker, ids == worker) for worker in sorted(set(ids.tolist()))]
     for ax, (col, label) in zip(axes, titles, strict=True):

@@ -55,7 +55,10 @@ the BYE, or the call's start)."""
 SCENARIO = "scenario.yaml"
 
 INTERVAL_SCALARS = ("t", "worker", "started", "succeeded", "failed", "active", "late",
-                    "dropped", "retransmissions", "loop_lag_ms", "cpu", "target_rate")
+                    "dropped", "retransmissions", "loop_lag_ms", "cpu", "target_rate",
+                    "rss_mib")
+"""The snapshots' scalar columns (0 where a snapshot has none: ``rss_mib`` off Linux, and
+in run directories from before it was recorded)."""
 
 
 INTERVAL_MEDIA = ("media_streams", "media_calls", "media_sent", "media_received",

@@ -150,6 +150,7 @@ def _generator(a: Analysis, attempted: int) -> dict[str, Any]:
             mine = ids == worker
             cpu = frame["cpu"][mine].astype(float)
             lag = frame["loop_lag_ms"][mine].astype(float)
+            rss = frame["rss_mib"][mine].astype(float)
             workers.append({
                 "worker": int(worker), "intervals": int(mine.sum()),
                 "started": int(frame["started"][mine].sum()),
@@ -158,6 +159,7 @@ def _generator(a: Analysis, attempted: int) -> dict[str, Any]:
                 "cpu_mean": float(cpu.mean()), "cpu_max": float(cpu.max()),
                 "cpu_busy_share": float((cpu >= CPU_BUSY).mean()),
                 "loop_lag_max_ms": ms(float(lag.max())),
+                "rss_max_mib": round(float(rss.max()), 1) if bool((rss > 0).any()) else None,
             })
         max_lag = ms(float(frame["loop_lag_ms"].max()))
     late_rate = _ratio(a.late_starts, attempted)

@@ -66,6 +66,9 @@ class Snapshot:
     #: in memory at the interval's end; ``packed``, traces packed in the interval (rule 5
     #: of stats.traces: quiet 5 s)
     traces: dict[str, int] | None = None
+    #: the worker process's resident set size when the interval closed, MiB (None where
+    #: the system does not say): a worker's memory over a run, so growth shows
+    rss_mib: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -82,6 +85,8 @@ class Snapshot:
             out["connections"] = self.connections
         if self.traces is not None:
             out["traces"] = self.traces
+        if self.rss_mib is not None:
+            out["rss_mib"] = round(self.rss_mib, 1)
         return out
 
 
