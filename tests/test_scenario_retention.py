@@ -12,17 +12,6 @@ import gc
 from sipload.scenario.calls import CallInstance
 from tests.scenario_pair import ScenarioPair, program
 
-EARLY_OFFER_UAS = """
-role: uas
-steps:
-  - recv: INVITE
-  - reply: 200
-    body: {sdp: answer}
-  - recv: ACK
-  - recv: BYE
-  - reply: 200
-"""
-
 LATE_OFFER_UAC = """
 role: uac
 steps:
@@ -67,7 +56,8 @@ def test_ended_calls_without_rtp_leave_nothing_behind() -> None:
     before = live_instances()
     # early offer (the answer comes in the 200: the UAC completes the exchange) and
     # late offer (the answer comes in the ACK: the UAS completes it)
-    for uac, uas in (("basic_call.yaml", EARLY_OFFER_UAS), (LATE_OFFER_UAC, LATE_OFFER_UAS)):
+    for uac, uas in (("basic_call.yaml", "basic_call_uas.yaml"),
+                     (LATE_OFFER_UAC, LATE_OFFER_UAS)):
         sp = run(uac, uas, calls=20)
         assert not sp.uac.media.pending and not sp.uas.media.pending
         assert sp.uac.active == 0 and sp.uas.active == 0
