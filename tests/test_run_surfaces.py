@@ -190,10 +190,13 @@ def test_live_panel_on_a_terminal(tmp_path: Path) -> None:
     assert code == 0, text
     s = summary(out)
     for label in ("elapsed", "target rate", "in progress", "succeeded", "retransmissions",
-                  "late starts", "latency", "loop lag ms"):
+                  "late starts", "latency", "loop lag ms", "memory MiB"):
         assert label in text, (label, text[-3000:])
     # the panel's last state: every call succeeded, the latency figures of the run
     assert re.search(rf"succeeded\s+{s['calls']['succeeded']}\b", text), text[-3000:]
+    # the worker's row: its memory in MiB (a Python process: two or three digits)
+    rows = re.findall(r"^\s*0 \u2502\s+\d+% \u2502.*\u2502\s+(\S+)\s*$", text, re.MULTILINE)
+    assert rows and all(r.isdigit() and 10 <= int(r) < 1000 for r in rows), text[-3000:]
     m = re.findall(r"answer p50 (\d+\.\d{3}) ms", text)
     assert m, text[-3000:]
     assert not re.search(r"^sipload: +[0-9.]+s started", text, re.MULTILINE)  # no plain lines

@@ -2,7 +2,7 @@
 
 On a terminal: a rich live panel (elapsed, target and actual rate, calls in
 progress, succeeded and failed, latency percentiles, retransmissions, one row
-per worker with its CPU, loop lag and late starts; with RTP, a media row: packets
+per worker with its CPU, loop lag, late starts and memory (RSS); with RTP, a media row: packets
 per second sent and received, streams running, loss so far, MOS p50/p5 of the calls
 ended so far; over TCP/TLS, a connections row: opened, TLS handshakes, resumed,
 handshake p50/p99, TLS failures so far).  Elsewhere (CI logs): one plain progress line
@@ -111,7 +111,8 @@ class LiveView:
         self.target_rate[w] = float(s.get("target_rate", 0.0))
         self.health[w] = {"cpu": float(s.get("cpu", 0.0)),
                           "lag": float(s.get("loop_lag_ms", 0.0)),
-                          "late": float(s.get("late", 0))}
+                          "late": float(s.get("late", 0)),
+                          "rss": float(s.get("rss_mib") or 0.0)}
         hist = s.get("histograms") or {}
         if hist:
             self.hist.merge(MarkHistograms.decode(hist))
@@ -234,11 +235,12 @@ class LiveView:
         if conns:
             head.add_row("connections", conns, "", "", "", "")
         table = Table(title="workers", show_edge=False)
-        for col in ("worker", "cpu", "loop lag ms", "late", "in progress"):
+        for col in ("worker", "cpu", "loop lag ms", "late", "in progress", "memory MiB"):
             table.add_column(col, justify="right")
         for w, h in sorted(self.health.items()):
             table.add_row(str(w), f"{h['cpu'] * 100:.0f}%", f"{h['lag']:.1f}",
-                          f"{h['late']:.0f}", str(self.active.get(w, 0)))
+                          f"{h['late']:.0f}", str(self.active.get(w, 0)),
+                          f"{h['rss']:.0f}" if h["rss"] > 0 else "-")
         parts: list[Any] = [head, table]
         parts.extend(self.notes[-3:])
         return Group(*parts)
