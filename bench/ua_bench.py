@@ -12,7 +12,11 @@ UACs place basic calls over UDP (INVITE/100/180/200/ACK/BYE/200, no pause):
     on one :class:`UserAgent` (auto ACK, BYE on the 200);
 (b) ``SIPp``: ``sipp -sn uac -buff_size 4194304``;
 (c) ``sipload engine``: ``bench/ua_uac.py --mode engine``, the same calls through
-    the YAML scenario interpreter (``bench/basic_call_nopause.yaml``).
+    the YAML scenario interpreter (``bench/basic_call_nopause.yaml``);
+(d) ``floor`` and ``floor + parser``: ``bench/floor_uac.py``, the same calls from
+    byte templates with no SIP stack on the same loop and socket (what the platform
+    costs: CPython, uvloop, the system calls), then with sipload's parser on every
+    datagram read (``--no-floor`` leaves them out).
 
 Phases:
 
@@ -83,6 +87,7 @@ from tests.peers import (
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "ua_uac.py"
+FLOOR = HERE / "floor_uac.py"
 BUFF = str(SIPP_BUFF_SIZE)
 
 SIPP_US_PER_CALL_NOTE = 80.0
@@ -126,12 +131,43 @@ def run_sipload(mode: str, uas: SippProcess, calls: int, rate: float,
     return run, res
 
 
+def run_floor(level: str, uas: SippProcess, calls: int, rate: float) -> Run:
+    """(d): ``bench/floor_uac.py --level LEVEL``, the same calls with no SIP stack."""
+    who = {"bare": "floor", "parse": "floor + parser"}.get(level, f"floor + {level}")
+    argv = [sys.executable, str(FLOOR), "--target", f"{LOOPBACK}:{uas.port}",
+            "--calls", str(calls), "--rate", f"{rate:g}", "--level", level]
+    before_uas = uas.retransmissions_after(0)
+    cpu0 = children_cpu()
+    t0 = time.monotonic()
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True,
+                              timeout=calls / rate + 60, check=False)
+    except subprocess.TimeoutExpired:
+        return Run(who, calls, rate, failed=calls, ok_exit=False,
+                   reasons={"driver timed out": 1})
+    wall = time.monotonic() - t0
+    cpu = children_cpu() - cpu0
+    try:
+        res = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        sys.stderr.write(done.stdout + done.stderr)
+        return Run(who, calls, rate, failed=calls, ok_exit=False,
+                   reasons={"driver failed": 1})
+    run = Run(who, calls, rate, completed=res["completed"], failed=res["failed"],
+              wall_s=wall, cpu_total_s=cpu, cpu_loop_s=res["cpu_s"],
+              ok_exit=done.returncode == 0 and not res["timed_out"],
+              reasons={"unexpected answer": res["unexpected"]} if res["unexpected"] else {})
+    run.retrans_uas = uas.retransmissions_after(time.time()) - before_uas
+    return run
+
+
 # =============================================================================== phases
 
 
 def same_load(args: argparse.Namespace, uas: SippProcess, workdir: Path) -> list[Run]:
     runs: list[Run] = []
-    order = ["ua", "sipp"] + ([] if args.no_engine else ["engine"])
+    order = ["ua", "sipp"] + ([] if args.no_engine else ["engine"]) + (
+        [] if args.no_floor else ["bare", "parse"])
     for i, who in enumerate(order):
         if i:
             time.sleep(args.gap)
@@ -139,6 +175,8 @@ def same_load(args: argparse.Namespace, uas: SippProcess, workdir: Path) -> list
         if who == "sipp":
             runs.append(run_sipp_uac(f"{LOOPBACK}:{uas.port}", uas, workdir, args.calls,
                                      args.rate, "SIPp"))
+        elif who in ("bare", "parse"):
+            runs.append(run_floor(who, uas, args.calls, args.rate))
         else:
             runs.append(run_sipload(who, uas, args.calls, args.rate)[0])
     return runs
@@ -292,7 +330,8 @@ def print_report(result: dict[str, Any]) -> None:
         by = {r.who: r for r in runs}
         print()
         for a, b in (("sipload UA", "SIPp"), ("sipload engine", "SIPp"),
-                     ("sipload engine", "sipload UA")):
+                     ("sipload engine", "sipload UA"), ("floor", "SIPp"),
+                     ("floor + parser", "floor"), ("sipload UA", "floor")):
             if a in by and b in by:
                 x = ratio(by[a].us_per_call, by[b].us_per_call)
                 print(f"CPU per call {a} / {b}: {fmt(x, '.2f')}x")
@@ -348,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=800.0)
     p.add_argument("--gap", type=float, default=5.0, help="seconds between runs (default 5)")
     p.add_argument("--no-engine", action="store_true", help="skip (c), the YAML interpreter")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip (d), the UAC with no SIP stack (bench/floor_uac.py)")
     p.add_argument("--no-search", action="store_true")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--search-calls", type=int, default=3000)
@@ -405,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
                     "cpu_engine_over_ua": ratio(by["sipload engine"].us_per_call,
                                                 by["sipload UA"].us_per_call)
                     if "sipload engine" in by else None,
+                    "cpu_floor_over_sipp": ratio(by["floor"].us_per_call, by["SIPp"].us_per_call)
+                    if "floor" in by else None,
+                    "cpu_ua_over_floor": ratio(by["sipload UA"].us_per_call,
+                                               by["floor"].us_per_call)
+                    if "floor" in by else None,
                     "rate_ua_over_sipp": ratio(search["ua"]["max_rate"],
                                                search["sipp"]["max_rate"])
                     if search else None,
