@@ -56,7 +56,8 @@ _UNREAD: Final = "\x00unread"
 class Message:
     """Common part of :class:`Request` and :class:`Response`."""
 
-    __slots__ = ("_cseq", "_from", "_ftag", "_headers", "_to", "_top", "_ttag", "_vias", "body")
+    __slots__ = ("_cid", "_cseq", "_from", "_ftag", "_headers", "_to", "_top", "_ttag", "_vias",
+                 "body")
 
     def __init__(self, headers: list[Header] | None = None, body: bytes = b"") -> None:
         self._headers: list[Header] = headers if headers is not None else []
@@ -68,6 +69,7 @@ class Message:
         self._to: NameAddress | None = None
         self._ftag: str | None = _UNREAD
         self._ttag: str | None = _UNREAD
+        self._cid: str | None = None
 
     # ------------------------------------------------------------------ raw access
 
@@ -79,6 +81,7 @@ class Message:
         self._to = None
         self._ftag = _UNREAD
         self._ttag = _UNREAD
+        self._cid = None
 
     @property
     def headers(self) -> list[tuple[str, str]]:
@@ -251,7 +254,11 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        return self._one("call-id")
+        cid = self._cid
+        if cid is None:  # read ~5 times a message: looked up once
+            cid = self._one("call-id")
+            self._cid = cid
+        return cid
 
     @property
     def cseq(self) -> CSeq:
