@@ -20,6 +20,8 @@ from pathlib import Path
 
 from sipload.sip.parser import parse_message
 from sipload.sip.transaction import ClientTransaction, ServerTransaction, TimerConfig, TxState
+from sipload.stats.connintervals import connection_snapshot
+from sipload.stats.histograms import decode_histogram, new_histogram
 from sipload.stats.interval import IntervalAccountant
 from sipload.stats.records import CallRecord
 from sipload.ua.events import EventType as E
@@ -211,6 +213,35 @@ def test_no_cycles_interval_snapshots() -> None:
 
     intervals()  # the first snapshot makes the histograms; later ones reuse them
     assert _cycles(intervals) == 0
+
+
+def test_no_cycles_connection_snapshots() -> None:
+    """A stream transport's worker takes a connections map every second: with or without
+    handshakes in it, none may leave a histogram (a cycle with its encoder) behind."""
+    counts = {"opened": 3, "handshakes": 2}
+
+    def snapshots() -> None:
+        for i in range(20):
+            connection_snapshot(counts, [], {})  # TCP: no handshakes
+            connection_snapshot(counts, [1500 + i, 90_000, 0, 10**13], {"x": 1})  # TLS
+
+    snapshots()
+    assert _cycles(snapshots) == 0
+
+
+def test_connection_snapshot_histogram_is_the_intervals_only() -> None:
+    """The histogram made once is emptied after each snapshot: each map encodes its own
+    interval's handshakes, the same as a new histogram would (values clamped in range)."""
+    first = connection_snapshot({}, [1500, 90_000, 0], {})
+    second = connection_snapshot({}, [7, 10**13], {})
+    assert "histogram" not in connection_snapshot({}, [], {})
+    for snap, values in ((first, [1500, 90_000, 1]), (second, [7, 3_600_000_000])):
+        expected = new_histogram()
+        for v in values:
+            expected.record_value(v)
+        got = decode_histogram(snap["histogram"])
+        assert got.get_total_count() == len(values)
+        assert list(got.counts) == list(expected.counts)
 
 
 # ------------------------------------------------------------------ lingering transactions

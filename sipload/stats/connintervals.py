@@ -17,6 +17,13 @@ Each interval snapshot of a worker that used a stream transport holds a
 
 The shell stamps each handshake at the socket (``time.monotonic_ns()`` as it starts and
 as it ends) and hands the durations in; nothing here reads a clock.
+
+:func:`connection_snapshot` runs once a second in every worker (and embedded UAS) that
+uses a stream transport, with the cyclic collector off (``transport.loop.tune_gc``): it
+records into one histogram made once and emptied after each encoding, never a new one
+(an HdrHistogram and its encoder reference each other, so each new one would stay,
+~185 KiB a second, until a collection that does not come; see
+:mod:`sipload.stats.histograms`).  An interval without handshakes (TCP) encodes nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +34,21 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from sipload.stats.histograms import HIGHEST_US, LOWEST_US, PERCENTILES, new_histogram
+from sipload.stats.histograms import (
+    HIGHEST_US,
+    LOWEST_US,
+    PERCENTILES,
+    encode_histogram,
+    new_histogram,
+    record_us,
+    reset_histogram,
+)
 from sipload.stats.msround import ms
 
 COUNTERS = ("opened", "handshakes", "offered", "resumed")
+
+_SCRATCH = new_histogram()
+"""The one histogram :func:`connection_snapshot` records an interval's handshakes into."""
 
 
 def connection_snapshot(counts: Mapping[str, int], durations_us: Iterable[int],
@@ -44,11 +62,12 @@ def connection_snapshot(counts: Mapping[str, int], durations_us: Iterable[int],
     """
     out: dict[str, Any] = {k: int(counts.get(k, 0)) for k in COUNTERS}
     out["failures"] = dict(failures)
-    h = new_histogram()
+    h = _SCRATCH
     for us in durations_us:
-        h.record_value(min(max(us, LOWEST_US), HIGHEST_US))
-    if h.get_total_count():
-        out["histogram"] = base64.b64encode(h.encode()).decode("ascii")
+        record_us(h, min(max(int(us), LOWEST_US), HIGHEST_US))
+    if h.total_count:
+        out["histogram"] = encode_histogram(h)
+        reset_histogram(h)
     return out
 
 
