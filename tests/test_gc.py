@@ -343,7 +343,7 @@ def test_engine_leaves_no_garbage_per_call() -> None:
     assert many - few < 40, (few, many)  # 360 calls more: not one object per call
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "ws"])
 def test_engine_leaves_no_garbage_per_snapshot(transport: str) -> None:
     """A worker runs with the collector off for hours: what it does once a second (the
     interval snapshot, its histograms, a stream transport's connections map) may leave
