@@ -26,6 +26,7 @@ from sipload.stats.connintervals import connection_snapshot
 from sipload.stats.histograms import decode_histogram, new_histogram
 from sipload.stats.interval import IntervalAccountant
 from sipload.stats.records import CallRecord
+from sipload.transport.selfsigned import loopback_certificate, server_context_from_pem
 from sipload.ua.events import EventType as E
 from tests.scenario_pair import ScenarioPair, program
 from tests.test_transaction import request, response
@@ -295,6 +296,10 @@ def test_ua_slims_what_lingers() -> None:
 NOPAUSE = Path(__file__).resolve().parent.parent / "bench" / "basic_call_nopause.yaml"
 
 
+_CERT = loopback_certificate()
+"""The UAS's certificate and key for the TLS runs (PEM), made once."""
+
+
 def _engine_garbage(calls: int, *, transport: str = "udp", rate: float = 400.0,
                     snapshot_every: float = 1.0) -> int:
     """Run ``calls`` basic calls UAC engine -> UAS engine on loopback with the
@@ -310,14 +315,19 @@ def _engine_garbage(calls: int, *, transport: str = "udp", rate: float = 400.0,
     keep: list[object] = []
 
     async def go() -> None:
+        tls = server_context_from_pem(*_CERT) if transport == "tls" else None
         uas = Engine(EngineConfig(program=None, local_host="127.0.0.1", local_port=0,
-                                  transport=transport, snapshot_every=snapshot_every),
+                                  transport=transport, snapshot_every=snapshot_every,
+                                  tls_server=tls),
                      on_records=lambda batch: None)
         _, port = await uas.start()
         served = asyncio.ensure_future(uas.run())
         uac = Engine(EngineConfig(program=load_file(NOPAUSE), target=("127.0.0.1", port),
                                   transport=transport, calls=calls, rate=rate, seed=1,
-                                  snapshot_every=snapshot_every),
+                                  snapshot_every=snapshot_every,
+                                  # TLS: a handshake a call, timed into the connections map
+                                  connections="per-call" if tls else "shared",
+                                  tls_cadata=_CERT[0] if tls else None),
                      on_records=records.extend)
         keep.extend((uac, uas))
         await asyncio.wait_for(uac.run(), 60)
@@ -343,7 +353,7 @@ def test_engine_leaves_no_garbage_per_call() -> None:
     assert many - few < 40, (few, many)  # 360 calls more: not one object per call
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp", "ws"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "ws", "tls"])
 def test_engine_leaves_no_garbage_per_snapshot(transport: str) -> None:
     """A worker runs with the collector off for hours: what it does once a second (the
     interval snapshot, its histograms, a stream transport's connections map) may leave
