@@ -100,17 +100,17 @@ SIPP_US_PER_CALL_NOTE = 80.0
 # =============================================================================== the UACs
 
 
-def run_sipload(mode: str, uas: SippProcess, calls: int, rate: float,
-                extra: list[str] | None = None) -> tuple[Run, dict[str, Any]]:
-    who = "sipload UA" if mode == "ua" else "sipload engine"
-    argv = [sys.executable, str(DRIVER), "--target", f"{LOOPBACK}:{uas.port}",
-            "--calls", str(calls), "--rate", f"{rate:g}", "--mode", mode, *(extra or [])]
+def _run_driver(who: str, argv: list[str], uas: SippProcess, calls: int,
+                rate: float) -> tuple[Run, dict[str, Any]]:
+    """Run one UAC driver process, whose last line on stdout is its JSON result: the Run
+    with what the whole process cost (and the UAS's retransmissions meanwhile), and the
+    result; a driver that timed out or printed none gives a failed Run and ``{}``."""
     before_uas = uas.retransmissions_after(0)
     cpu0 = children_cpu()
     t0 = time.monotonic()
-    limit = calls / rate + 60
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True,
+                              timeout=calls / rate + 60, check=False)
     except subprocess.TimeoutExpired:
         return Run(who, calls, rate, failed=calls, ok_exit=False,
                    reasons={"driver timed out": 1}), {}
@@ -122,12 +122,25 @@ def run_sipload(mode: str, uas: SippProcess, calls: int, rate: float,
         sys.stderr.write(done.stdout + done.stderr)
         return Run(who, calls, rate, failed=calls, ok_exit=False,
                    reasons={"driver failed": 1}), {}
-    run = Run(who, calls, rate, completed=res.get("completed", res.get("answered", 0)),
-              failed=res["failed"],
-              retrans_uac=res["retransmissions"], late=res["late"],
-              throughput=res.get("throughput", 0.0), wall_s=wall, cpu_total_s=cpu,
-              cpu_loop_s=res.get("cpu_s"), ok_exit=done.returncode == 0, reasons=res["reasons"])
+    run = Run(who, calls, rate, wall_s=wall, cpu_total_s=cpu, ok_exit=done.returncode == 0)
     run.retrans_uas = uas.retransmissions_after(time.time()) - before_uas
+    return run, res
+
+
+def run_sipload(mode: str, uas: SippProcess, calls: int, rate: float,
+                extra: list[str] | None = None) -> tuple[Run, dict[str, Any]]:
+    who = "sipload UA" if mode == "ua" else "sipload engine"
+    argv = [sys.executable, str(DRIVER), "--target", f"{LOOPBACK}:{uas.port}",
+            "--calls", str(calls), "--rate", f"{rate:g}", "--mode", mode, *(extra or [])]
+    run, res = _run_driver(who, argv, uas, calls, rate)
+    if res:
+        run.completed = res.get("completed", res.get("answered", 0))
+        run.failed = res["failed"]
+        run.retrans_uac = res["retransmissions"]
+        run.late = res["late"]
+        run.throughput = res.get("throughput", 0.0)
+        run.cpu_loop_s = res.get("cpu_s")
+        run.reasons = res["reasons"]
     return run, res
 
 
@@ -136,28 +149,14 @@ def run_floor(level: str, uas: SippProcess, calls: int, rate: float) -> Run:
     who = {"bare": "floor", "parse": "floor + parser"}.get(level, f"floor + {level}")
     argv = [sys.executable, str(FLOOR), "--target", f"{LOOPBACK}:{uas.port}",
             "--calls", str(calls), "--rate", f"{rate:g}", "--level", level]
-    before_uas = uas.retransmissions_after(0)
-    cpu0 = children_cpu()
-    t0 = time.monotonic()
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True,
-                              timeout=calls / rate + 60, check=False)
-    except subprocess.TimeoutExpired:
-        return Run(who, calls, rate, failed=calls, ok_exit=False,
-                   reasons={"driver timed out": 1})
-    wall = time.monotonic() - t0
-    cpu = children_cpu() - cpu0
-    try:
-        res = json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        sys.stderr.write(done.stdout + done.stderr)
-        return Run(who, calls, rate, failed=calls, ok_exit=False,
-                   reasons={"driver failed": 1})
-    run = Run(who, calls, rate, completed=res["completed"], failed=res["failed"],
-              wall_s=wall, cpu_total_s=cpu, cpu_loop_s=res["cpu_s"],
-              ok_exit=done.returncode == 0 and not res["timed_out"],
-              reasons={"unexpected answer": res["unexpected"]} if res["unexpected"] else {})
-    run.retrans_uas = uas.retransmissions_after(time.time()) - before_uas
+    run, res = _run_driver(who, argv, uas, calls, rate)
+    if res:
+        run.completed = res["completed"]
+        run.failed = res["failed"]
+        run.cpu_loop_s = res["cpu_s"]
+        run.ok_exit = run.ok_exit and not res["timed_out"]
+        if res["unexpected"]:
+            run.reasons = {"unexpected answer": res["unexpected"]}
     return run
 
 
